@@ -1,0 +1,1 @@
+"""Captioning engine: model, decoding, data, training, evaluation, CLI."""

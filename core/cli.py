@@ -1,0 +1,354 @@
+"""The `captioner` command. Thin: parsing arguments and printing; the work is in core/."""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+from pathlib import Path
+
+from .errors import CaptionerError
+
+DATA_HELP = "a Flickr8k folder (with Flickr8k.token.txt and the split lists) or a Karpathy dataset_*.json"
+
+
+def _add_model_arg(p):
+    p.add_argument("--model", metavar="DIR", help="model folder (default: the shipped model in weights/, "
+                                                   "or $CAPTIONER_MODEL)")
+
+
+# ---------------------------------------------------------------- caption
+def cmd_caption(args) -> int:
+    import torch
+
+    from .folders import already_done, expand_inputs
+    from .pipeline import Captioner
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    captioner = Captioner.load(args.model, device=args.device)
+    paths = expand_inputs(args.paths)
+    out_path = Path(args.out) if args.out else None
+    if out_path:
+        done = already_done(out_path)
+        skipped = len([p for p in paths if p in done])
+        paths = [p for p in paths if p not in done]
+        if skipped:
+            print(f"skipping {skipped} image(s) already captioned in {out_path}", file=sys.stderr)
+    if not paths:
+        print("nothing to caption" if out_path else "error: no image files given", file=sys.stderr)
+        return 0 if out_path else 2
+    failed = 0
+    sink = _open_sink(out_path) if out_path else None
+    bar = None
+    if out_path or len(paths) > 1 and not args.json:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(paths), unit="img", desc="captioning", file=sys.stderr, disable=len(paths) < 2)
+    try:
+        for result in captioner.caption_many(paths, args.beam_size, args.max_len, args.batch_size):
+            failed += result.error is not None
+            if sink:
+                sink(result)
+            elif args.json:
+                print(json.dumps(result.to_dict()), flush=True)
+            elif result.error:
+                print(f"error: {result.error}", file=sys.stderr)
+            else:
+                print(f"{result.image}\t{result.caption}" if len(paths) > 1 else result.caption, flush=True)
+            if bar:
+                bar.update(1)
+    finally:
+        if bar:
+            bar.close()
+        if sink:
+            sink.close()
+    if failed:
+        print(f"{failed} of {len(paths)} image(s) could not be captioned", file=sys.stderr)
+    return 1 if failed else 0
+
+
+class _Sink:
+    def __init__(self, path: Path):
+        new = not path.exists() or path.stat().st_size == 0
+        self.path, self.csv = path, path.suffix.lower() == ".csv"
+        self.f = open(path, "a", newline="", encoding="utf-8")
+        if self.csv:
+            self.w = csv.writer(self.f)
+            if new:
+                self.w.writerow(["image", "caption", "score", "normalized_score", "candidates", "error"])
+
+    def __call__(self, r) -> None:
+        if self.csv:
+            best = r.candidates[0] if r.candidates else None
+            self.w.writerow([r.image, best.caption if best else "", f"{best.score:.6f}" if best else "",
+                             f"{best.normalized_score:.6f}" if best else "",
+                             json.dumps([c.caption for c in r.candidates]), r.error or ""])
+        else:
+            self.f.write(json.dumps(r.to_dict()) + "\n")
+        self.f.flush()
+
+    def close(self) -> None:
+        self.f.close()
+
+
+def _open_sink(path: Path) -> _Sink:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return _Sink(path)
+
+
+# ---------------------------------------------------------------- prepare
+def cmd_prepare(args) -> int:
+    import torch
+
+    from .data import load_dataset
+    from .data.features import build_feature_cache
+    from .encoder import Encoder
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    ds = load_dataset(args.data, args.image_dir)
+    enc = Encoder(args.backbone, args.grid).to(memory_format=torch.channels_last)
+    cache = build_feature_cache(enc, ds, args.cache, args.input_size, batch_size=args.batch_size)
+    print(f"feature cache ready: {args.cache} ({len(cache.ids)} images, {args.grid}x{args.grid}x{enc.channels})")
+    return 0
+
+
+# ---------------------------------------------------------------- train
+def cmd_train(args) -> int:
+    import os
+
+    from .config import ModelConfig
+    from .data import load_dataset
+    from .data.features import FeatureCache
+    from .train import TrainConfig, train
+
+    ds = load_dataset(args.data, args.image_dir)
+    cache = None
+    if args.cache and args.fine_tune_blocks == 0:
+        cache = FeatureCache(args.cache)
+        if not cache.complete:
+            raise CaptionerError(f"the feature cache {args.cache} is incomplete: run `captioner prepare` again to finish it")
+        m = cache.meta
+        if (m["backbone"], m["input_size"], m["grid"]) != (args.backbone, args.input_size, args.grid):
+            raise CaptionerError(f"the feature cache was made with {m['backbone']} at {m['input_size']}px, "
+                                 f"grid {m['grid']}; pass matching --backbone/--input-size/--grid")
+    mcfg = ModelConfig(backbone=args.backbone, input_size=args.input_size, grid=args.grid,
+                       embed_dim=args.embed_dim, attention_dim=args.attention_dim, hidden_dim=args.hidden_dim,
+                       dropout=args.dropout, fine_tune_blocks=args.fine_tune_blocks, name=args.name)
+    tcfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, encoder_lr=args.encoder_lr,
+                       attention_reg=args.attention_reg, label_smoothing=args.label_smoothing,
+                       min_word_freq=args.min_word_freq, early_stop_patience=args.patience,
+                       val_beam_size=args.val_beam_size, val_images=args.val_images, seed=args.seed,
+                       threads=args.threads, device=args.device)
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if distributed:
+        import torch
+        import torch.distributed as dist
+
+        dist.init_process_group("nccl" if torch.cuda.is_available() and args.device != "cpu" else "gloo")
+    try:
+        summary = train(ds, args.out, mcfg, tcfg, cache=cache, resume=args.resume, init_from=args.init_from)
+    finally:
+        if distributed:
+            dist.destroy_process_group()
+    print(json.dumps(summary))
+    return 0
+
+
+# ---------------------------------------------------------------- evaluate
+def evaluate_model(model_dir, data, split, beam_size, image_dir=None, cache_dir=None, limit=0, batch_size=50,
+                   use_java=None) -> dict:
+    """Decode a split with beam search and score it; returns metrics plus timing."""
+    import torch
+
+    from .data import load_dataset
+    from .data.features import FeatureCache
+    from .decoding import beam_search, greedy_decode
+    from .evaluate import score_captions
+    from .model import CaptionModel
+    from .pipeline import Captioner, load_default_model
+
+    ds = load_dataset(data, image_dir)
+    ids = ds.split(split)[: limit or None]
+    model = CaptionModel.load(model_dir) if model_dir else load_default_model()
+    cfg = model.cfg
+    cache = FeatureCache(cache_dir) if cache_dir else None
+    if cache and (cache.meta["backbone"], cache.meta["input_size"], cache.meta["grid"]) != (cfg.backbone, cfg.input_size, cfg.grid):
+        raise CaptionerError("the feature cache does not match this model's backbone/input size/grid")
+    if cache and cfg.fine_tune_blocks:
+        cache = None
+    preds, decode_s = {}, 0.0
+    captioner = None if cache else Captioner(model)
+    for s in range(0, len(ids), batch_size):
+        chunk = ids[s : s + batch_size]
+        if cache:
+            feats = cache.load(chunk).float()
+            t = time.perf_counter()
+            with torch.inference_mode():
+                out = ([[c] for c in greedy_decode(model.decoder, feats, model.vocab, cfg.max_caption_len)] if beam_size == 1
+                       else beam_search(model.decoder, feats, model.vocab, beam_size, cfg.max_caption_len, cfg.length_penalty))
+            decode_s += time.perf_counter() - t
+            for i, cands in zip(chunk, out):
+                preds[i] = cands[0].caption
+        else:
+            t = time.perf_counter()
+            for i, r in zip(chunk, captioner.caption_many([ds.image_path(i) for i in chunk], beam_size, batch_size=batch_size)):
+                if r.error:
+                    raise CaptionerError(r.error)
+                preds[i] = r.caption
+            decode_s += time.perf_counter() - t
+    scores = score_captions(preds, {i: ds.captions[i] for i in ids}, use_java=use_java)
+    scores.update(beam_size=beam_size, split=split, seconds_per_image=decode_s / max(len(ids), 1),
+                  timed="decoder only (cached features)" if cache else "end to end from image files")
+    return {"scores": scores, "predictions": preds}
+
+
+def cmd_evaluate(args) -> int:
+    result = evaluate_model(args.model, args.data, args.split, args.beam_size, args.image_dir, args.cache,
+                            args.limit, use_java=False if args.no_java else None)
+    scores = result["scores"]
+    if args.predictions:
+        Path(args.predictions).write_text(json.dumps(result["predictions"], indent=1))
+    if args.json:
+        print(json.dumps(scores))
+    else:
+        for k in ("bleu1", "bleu2", "bleu3", "bleu4", "meteor", "rouge_l", "cider"):
+            v = scores.get(k)
+            print(f"{k:8s} {'n/a' if v is None else f'{v:.2f}'}")
+        print(f"images   {scores['n_images']} ({scores['split']}), beam {scores['beam_size']}, "
+              f"{scores['seconds_per_image'] * 1000:.1f} ms/image ({scores['timed']})")
+        for m in scores["missing"]:
+            print(f"not computed: {m}")
+    return 0
+
+
+# ---------------------------------------------------------------- studio
+def cmd_studio(args) -> int:
+    from ..gui.app import launch
+
+    launch(model_dir=args.model, gallery_dir=args.gallery, host=args.host, port=args.port, listen=args.listen)
+    return 0
+
+
+# ---------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="captioner", description="Offline image captioning (Show, Attend and Tell).")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    c = sub.add_parser("caption", help="caption image files or folders",
+                       description="Caption images. Folders are searched recursively for image files. "
+                                   "Prints the best caption per image; --json prints one JSON object per image; "
+                                   "--out writes JSON Lines (.jsonl) or CSV (.csv) and skips images already in it.")
+    c.add_argument("paths", nargs="+", metavar="PATH", help="image files and/or folders")
+    c.add_argument("--beam-size", type=int, default=3, help="beams to keep; 1 = greedy (default 3)")
+    c.add_argument("--max-len", type=int, default=None, help="maximum words per caption (default: the model's)")
+    c.add_argument("--batch-size", type=int, default=8, help="images per batch (default 8)")
+    c.add_argument("--json", action="store_true", help="JSON Lines on stdout: image, candidates, error")
+    c.add_argument("--out", metavar="FILE", help="write results to FILE (.jsonl or .csv); re-running resumes")
+    c.add_argument("--threads", type=int, default=0, help="torch threads (default: all cores)")
+    c.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    _add_model_arg(c)
+    c.set_defaults(func=cmd_caption)
+
+    d = sub.add_parser("prepare", help="compute the encoder feature cache for a dataset",
+                       description="Encode every image of a dataset once with the frozen backbone and store the "
+                                   "features (float16) for training. Interrupted runs resume.")
+    d.add_argument("--data", required=True, help=DATA_HELP)
+    d.add_argument("--image-dir", help="image folder for a Karpathy JSON")
+    d.add_argument("--cache", required=True, metavar="DIR", help="folder for the features")
+    d.add_argument("--backbone", default="efficientnet-lite2")
+    d.add_argument("--input-size", type=int, default=224)
+    d.add_argument("--grid", type=int, default=7)
+    d.add_argument("--batch-size", type=int, default=32)
+    d.add_argument("--threads", type=int, default=0)
+    d.set_defaults(func=cmd_prepare)
+
+    t = sub.add_parser("train", help="train a captioning model",
+                       description="Train the attention decoder (and optionally the backbone's last blocks) with "
+                                   "teacher forcing; early stopping on validation BLEU-4 from beam search. Writes "
+                                   "OUT/checkpoint.pt every epoch, OUT/log.csv, and the best model to OUT/best/. "
+                                   "Use torchrun for several processes/GPUs.")
+    t.add_argument("--data", required=True, help=DATA_HELP)
+    t.add_argument("--image-dir", help="image folder for a Karpathy JSON")
+    t.add_argument("--cache", metavar="DIR", help="feature cache from `captioner prepare` (frozen backbone)")
+    t.add_argument("--out", required=True, metavar="DIR", help="run folder")
+    t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    t.add_argument("--init-from", metavar="DIR", help="start from this model folder (e.g. to fine-tune the backbone)")
+    t.add_argument("--name", default="captioner", help="model name stored in its config")
+    t.add_argument("--backbone", default="efficientnet-lite2")
+    t.add_argument("--input-size", type=int, default=224)
+    t.add_argument("--grid", type=int, default=7)
+    t.add_argument("--fine-tune-blocks", type=int, default=0, help="train the backbone's last N blocks too")
+    t.add_argument("--embed-dim", type=int, default=512)
+    t.add_argument("--attention-dim", type=int, default=512)
+    t.add_argument("--hidden-dim", type=int, default=512)
+    t.add_argument("--dropout", type=float, default=0.5)
+    t.add_argument("--epochs", type=int, default=20)
+    t.add_argument("--batch-size", type=int, default=64)
+    t.add_argument("--lr", type=float, default=4e-4)
+    t.add_argument("--encoder-lr", type=float, default=1e-4)
+    t.add_argument("--attention-reg", type=float, default=1.0, help="doubly stochastic attention weight")
+    t.add_argument("--label-smoothing", type=float, default=0.0)
+    t.add_argument("--min-word-freq", type=int, default=5)
+    t.add_argument("--patience", type=int, default=3, help="epochs without val BLEU-4 gain before stopping")
+    t.add_argument("--val-beam-size", type=int, default=3)
+    t.add_argument("--val-images", type=int, default=0, help="validate on the first N val images (0 = all)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--threads", type=int, default=0)
+    t.add_argument("--device", default="auto", help="auto, cpu, cuda")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="score a model on a split (BLEU, METEOR, ROUGE-L, CIDEr)",
+                       description="Decode a split with beam search and compute BLEU-1..4, METEOR, ROUGE-L and "
+                                   "CIDEr with the COCO caption tools against all references. METEOR needs Java.")
+    _add_model_arg(e)
+    e.add_argument("--data", default=None, help=DATA_HELP + " (default: ../shared/data/flickr8k if present)")
+    e.add_argument("--image-dir", help="image folder for a Karpathy JSON")
+    e.add_argument("--split", default="test", choices=["train", "val", "test"])
+    e.add_argument("--beam-size", type=int, default=3)
+    e.add_argument("--cache", metavar="DIR", help="use cached encoder features (faster; times the decoder only)")
+    e.add_argument("--limit", type=int, default=0, help="only the first N images")
+    e.add_argument("--predictions", metavar="FILE", help="also write the captions as JSON")
+    e.add_argument("--no-java", action="store_true", help="skip the Java tools (no METEOR)")
+    e.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
+    e.set_defaults(func=cmd_evaluate)
+
+    s = sub.add_parser("studio", help="open the caption studio (local web app)",
+                       description="Start the Gradio caption studio on http://127.0.0.1:PORT.")
+    _add_model_arg(s)
+    s.add_argument("--gallery", metavar="DIR", help="gallery folder (default: your data directory)")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=7860)
+    s.add_argument("--listen", action="store_true", help="open the studio to the network (0.0.0.0)")
+    s.set_defaults(func=cmd_studio)
+    return p
+
+
+def _default_data() -> str | None:
+    for cand in (Path.cwd() / ".." / "shared" / "data" / "flickr8k", Path(__file__).resolve().parents[2] / "shared" / "data" / "flickr8k"):
+        if (cand / "Flickr8k.token.txt").exists():
+            return str(cand)
+    return None
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "data", "unset") is None:
+        args.data = _default_data()
+        if args.data is None:
+            print("error: pass --data (a Flickr8k folder or a Karpathy JSON)", file=sys.stderr)
+            return 2
+    try:
+        return args.func(args)
+    except CaptionerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

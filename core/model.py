@@ -1,0 +1,106 @@
+"""A captioning model: config + encoder + decoder + vocabulary, saved as one folder.
+
+Folder layout: `config.json`, `vocab.json`, `decoder.safetensors`, and `encoder.safetensors`
+only when the backbone was fine-tuned (a frozen backbone is rebuilt from its own weights).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .config import ModelConfig
+from .decoder import Decoder
+from .encoder import Encoder
+from .errors import ModelLoadError
+from .vocab import Vocab
+
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "weights"
+
+
+def build_decoder(cfg: ModelConfig, feature_dim: int) -> Decoder:
+    return Decoder(cfg.vocab_size, feature_dim, cfg.embed_dim, cfg.hidden_dim, cfg.attention_dim, cfg.dropout)
+
+
+class CaptionModel(nn.Module):
+    def __init__(self, cfg: ModelConfig, vocab: Vocab, encoder: Encoder | None = None, pretrained: bool = True):
+        super().__init__()
+        if cfg.vocab_size != len(vocab):
+            raise ModelLoadError(f"the vocabulary has {len(vocab)} words but the config says {cfg.vocab_size}")
+        self.cfg, self.vocab = cfg, vocab
+        self.encoder = encoder or Encoder(cfg.backbone, cfg.grid, pretrained=pretrained,
+                                          fine_tune_blocks=cfg.fine_tune_blocks)
+        self.decoder = build_decoder(cfg, self.encoder.channels)
+
+    @property
+    def mean(self):
+        return self.encoder.spec.mean
+
+    @property
+    def std(self):
+        return self.encoder.spec.std
+
+    def save(self, folder: str | Path, half: bool = False) -> None:
+        """Write the model folder. `half` stores weights as float16 (loaded back as float32)."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.cfg.save(folder / "config.json")
+        self.vocab.save(folder / "vocab.json")
+
+        def tensors(module):
+            return {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().contiguous()
+                    for k, v in module.state_dict().items()}
+
+        save_file(tensors(self.decoder), str(folder / "decoder.safetensors"), metadata={"format": "pt"})
+        if self.cfg.fine_tune_blocks > 0:
+            save_file(tensors(self.encoder.trunk), str(folder / "encoder.safetensors"), metadata={"format": "pt"})
+
+    @classmethod
+    def load(cls, folder: str | Path, with_encoder: bool = True) -> "CaptionModel":
+        """Load a model folder. Raises `ModelLoadError` with what is wrong and what to do."""
+        folder = Path(folder)
+        if not (folder / "config.json").is_file():
+            raise ModelLoadError(f"{folder} is not a model folder: config.json is missing")
+        try:
+            cfg = ModelConfig.load(folder / "config.json")
+            vocab = Vocab.load(folder / "vocab.json")
+        except (OSError, ValueError, TypeError, json.JSONDecodeError) as exc:
+            raise ModelLoadError(f"{folder}: cannot read the config or vocabulary ({exc})") from None
+        if len(vocab) != cfg.vocab_size:
+            raise ModelLoadError(f"{folder}: vocab.json has {len(vocab)} words but the weights were trained with "
+                                 f"{cfg.vocab_size}; the vocabulary does not belong to these weights")
+        model = cls(cfg, vocab, pretrained=with_encoder and cfg.fine_tune_blocks == 0) if with_encoder else None
+        if model is None:
+            model = cls.__new__(cls)
+            nn.Module.__init__(model)
+            model.cfg, model.vocab = cfg, vocab
+            from .backbones import get_backbone
+
+            model.encoder = None
+            model.decoder = build_decoder(cfg, get_backbone(cfg.backbone).channels)
+        _load_into(model.decoder, folder / "decoder.safetensors")
+        if with_encoder and cfg.fine_tune_blocks > 0:
+            _load_into(model.encoder.trunk, folder / "encoder.safetensors")
+        model.eval()
+        return model
+
+
+def _load_into(module: nn.Module, path: Path) -> None:
+    if not path.is_file():
+        raise ModelLoadError(f"{path} is missing; the model folder is incomplete")
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelLoadError(f"{path} is corrupt or not a safetensors file ({exc}); re-copy or re-train the model") from None
+    own = module.state_dict()
+    missing, unexpected = set(own) - set(state), set(state) - set(own)
+    bad = [k for k in own.keys() & state.keys() if own[k].shape != state[k].shape]
+    if missing or unexpected or bad:
+        detail = f"missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]}, wrong shape {bad[:3]}"
+        raise ModelLoadError(f"{path} does not match the model described by config.json ({detail})")
+    module.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})

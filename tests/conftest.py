@@ -1,0 +1,40 @@
+"""Shared fixtures: a tiny real model folder (random decoder over the real default backbone)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from captioner.core.config import ModelConfig
+from captioner.core.model import CaptionModel
+from captioner.core.vocab import Vocab
+
+FLICKR8K = Path(__file__).resolve().parents[2] / "shared" / "data" / "flickr8k"
+if not FLICKR8K.exists():
+    FLICKR8K = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "flickr8k"
+
+TINY_WORDS = ["a", "dog", "cat", "runs", "on", "the", "grass", "red", "blue", "ball", "man", "sits"]
+
+
+def make_tiny_model(folder: Path, seed: int = 0, backbone: str = "efficientnet-lite2") -> Path:
+    torch.manual_seed(seed)
+    vocab = Vocab(["<pad>", "<start>", "<end>", "<unk>"] + TINY_WORDS)
+    cfg = ModelConfig(backbone=backbone, input_size=64, grid=2, embed_dim=16, attention_dim=16, hidden_dim=16,
+                      dropout=0.0, vocab_size=len(vocab), max_caption_len=8, name="tiny-test")
+    model = CaptionModel(cfg, vocab)
+    model.save(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A small but complete model folder, loadable by `CaptionModel.load` and `Captioner.load`."""
+    return make_tiny_model(tmp_path_factory.mktemp("tiny_model"))
+
+
+@pytest.fixture(scope="session")
+def flickr8k_dir() -> Path:
+    if not (FLICKR8K / "Flickr8k.token.txt").exists():
+        pytest.skip("shared/data/flickr8k is not present")
+    return FLICKR8K
