@@ -43,12 +43,11 @@ class Decoder(nn.Module):
         nn.init.uniform_(self.out.weight, -0.1, 0.1)
         nn.init.zeros_(self.out.bias)
 
-    @staticmethod
-    def flatten(features: torch.Tensor) -> torch.Tensor:
-        """(B, N, N, C) or (B, P, C) -> (B, P, C) float32."""
+    def flatten(self, features: torch.Tensor) -> torch.Tensor:
+        """(B, N, N, C) or (B, P, C) -> (B, P, C) in the decoder's dtype."""
         if features.dim() == 4:
             features = features.flatten(1, 2)
-        return features.float()
+        return features.to(self.out.weight.dtype)
 
     def init_state(self, features: torch.Tensor):
         """h0, c0 from the mean feature. features: (B, P, C)."""

@@ -65,7 +65,7 @@ def greedy_decode(decoder: Decoder, features: torch.Tensor, vocab: Vocab, max_le
     h, c = decoder.init_state(feats)
     words = torch.full((B,), vocab.start_id, dtype=torch.long, device=feats.device)
     banned = _banned_mask(vocab, feats.device)
-    ids, scores, alphas = [], torch.zeros(B, device=feats.device), []
+    ids, scores, alphas = [], torch.zeros(B, dtype=feats.dtype, device=feats.device), []
     done = torch.zeros(B, dtype=torch.bool, device=feats.device)
     for t in range(max_len):
         logp, h, c, alpha = decoder.step(feats, proj, words, h, c)
@@ -108,9 +108,9 @@ def beam_search(decoder: Decoder, features: torch.Tensor, vocab: Vocab, beam_siz
     # Row r of the live batch belongs to image img_of[r]; start with one row per image.
     img_of = torch.arange(B, device=dev)
     h, c = h0, c0
-    scores = torch.zeros(B, device=dev)
+    scores = torch.zeros(B, dtype=feats.dtype, device=dev)
     seqs = torch.full((B, 0), vocab.start_id, dtype=torch.long, device=dev)
-    alphas = torch.zeros(B, 0, P, device=dev)
+    alphas = torch.zeros(B, 0, P, dtype=feats.dtype, device=dev)
     words = torch.full((B,), vocab.start_id, dtype=torch.long, device=dev)
     finished: list[list[Candidate]] = [[] for _ in range(B)]
     slots = torch.full((B,), k, dtype=torch.long)  # beams each image still needs
@@ -132,7 +132,7 @@ def beam_search(decoder: Decoder, features: torch.Tensor, vocab: Vocab, beam_siz
         starts = torch.cumsum(counts, 0) - counts
         rank = torch.arange(R, device=dev) - starts[img_of]
         width = int(counts.max())
-        grid_scores = torch.full((B, width, V), float("-inf"), device=dev)
+        grid_scores = torch.full((B, width, V), float("-inf"), dtype=total.dtype, device=dev)
         grid_scores[img_of, rank] = total
         top_scores, top_idx = grid_scores.view(B, -1).topk(min(k, width * V), dim=1)
         src_rank, next_word = top_idx // V, top_idx % V
@@ -168,7 +168,7 @@ def beam_search(decoder: Decoder, features: torch.Tensor, vocab: Vocab, beam_siz
             break
         rows = torch.tensor(new_rows, device=dev)
         words = torch.tensor(new_words, device=dev)
-        scores = torch.tensor(new_scores, device=dev)
+        scores = torch.tensor(new_scores, dtype=feats.dtype, device=dev)
         img_of = torch.tensor(new_img, device=dev)
         seqs = torch.cat([seqs[rows], words.unsqueeze(1)], dim=1)
         alphas = torch.cat([alphas[rows], alpha[rows].unsqueeze(1)], dim=1)

@@ -56,8 +56,9 @@ def open_image(source, max_pixels: int = MAX_PIXELS, draft_size: int | None = No
             if draft_size and img.format == "JPEG":
                 img.draft("RGB", (draft_size, draft_size))
             img.load()
-            img = ImageOps.exif_transpose(img)
-            return to_rgb(img)
+            img = to_rgb(ImageOps.exif_transpose(img))
+            img.info["original_size"] = _upright_size(img, w, h)
+            return img
     except ImageError:
         raise
     except UnidentifiedImageError:
@@ -68,6 +69,17 @@ def open_image(source, max_pixels: int = MAX_PIXELS, draft_size: int | None = No
         raise ImageError(f"{name}: the image data is corrupt or truncated ({exc})") from None
     except MemoryError:
         raise ImageError(f"{name}: not enough memory to decode this image") from None
+
+
+def _upright_size(img: Image.Image, w: int, h: int) -> tuple[int, int]:
+    """The file's full size (before JPEG draft reduction), in the orientation of `img`."""
+    landscape_now, landscape_file = img.size[0] >= img.size[1], w >= h
+    return (w, h) if landscape_now == landscape_file or w == h else (h, w)
+
+
+def original_size(img: Image.Image) -> tuple[int, int]:
+    """Width and height of the photo as stored in its file (`img` may be a reduced decode)."""
+    return img.info.get("original_size", img.size)
 
 
 def to_rgb(img: Image.Image) -> Image.Image:

@@ -18,7 +18,7 @@ from PIL import Image
 
 from .decoding import Candidate, beam_search, greedy_decode
 from .errors import CaptionerError, ModelLoadError
-from .images import open_image, resize_square, to_tensor
+from .images import open_image, original_size, resize_square, to_tensor
 from .model import DEFAULT_MODEL_DIR, CaptionModel
 
 
@@ -88,7 +88,7 @@ class Captioner:
         label = name or (str(source) if isinstance(source, (str, os.PathLike)) else "image")
         try:
             img = source.convert("RGB") if isinstance(source, Image.Image) else open_image(source, draft_size=self.cfg.input_size)
-            size = img.size
+            size = original_size(img)
             tensor = to_tensor(resize_square(img, self.cfg.input_size), self.model.mean, self.model.std)
             return _Prepared(label, tensor, size)
         except CaptionerError as exc:
