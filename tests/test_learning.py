@@ -39,14 +39,14 @@ def test_loss_decreases_on_a_fixed_batch():
     caps, lengths = pad_batch([[1] + list(torch.randint(4, 20, (n,)).tolist()) + [2] for n in range(3, 11)], 0)
     opt = torch.optim.Adam(dec.parameters(), lr=1e-2)
     losses = []
-    for _ in range(60):
+    for _ in range(150):
         logp, alphas = dec(feats, caps, lengths)
-        loss = caption_loss(logp, alphas, caps, lengths, 0, 1.0, 0.0)
+        loss = caption_loss(logp, alphas, caps, lengths, 0, 0.0, 0.0)
         opt.zero_grad()
         loss.backward()
         opt.step()
         losses.append(loss.item())
-    assert losses[-1] < 0.3 * losses[0]
+    assert losses[-1] < 0.2 * losses[0]  # it memorises the batch
 
 
 @pytest.mark.slow
@@ -90,7 +90,7 @@ def test_distributed_training_with_gloo_two_processes(shapes_data, tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
            "-m", "captioner.core.cli", "train", "--data", str(root), "--cache", str(cache), "--out", str(out),
-           "--epochs", "1", "--val-images", "10"] + [a if a != "2" else "1" for a in TRAIN_ARGS]
+           "--epochs", "1", "--val-images", "10"] + TRAIN_ARGS[:-4] + ["--threads", "1", "--device", "cpu"]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (out / "best" / "decoder.safetensors").exists()
