@@ -63,8 +63,9 @@ def open_image(source, max_pixels: int = MAX_PIXELS, draft_size: int | None = No
         raise
     except UnidentifiedImageError:
         raise ImageError(f"{name}: not an image file Pillow can read (unsupported or not an image)") from None
-    except Image.DecompressionBombError as exc:
-        raise ImageError(f"{name}: refused as a decompression bomb ({exc})") from None
+    except Image.DecompressionBombError:
+        raise ImageError(f"{name}: the image has far more than the {max_pixels // 1_000_000} megapixels this tool "
+                         "decodes (refused as a possible decompression bomb); scale it down first") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageError(f"{name}: the image data is corrupt or truncated ({exc})") from None
     except MemoryError:

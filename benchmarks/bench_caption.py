@@ -1,0 +1,784 @@
+"""Benchmark the captioning engine: latency, folder throughput, a tutorial-style reference loop,
+peak memory, and fast-path experiments.
+
+    python benchmarks/bench_caption.py                           # the model in weights/
+    python benchmarks/bench_caption.py --model runs/lite2-224/best --json bench.json
+    python benchmarks/bench_caption.py --model DIR --experiments all
+    python benchmarks/bench_caption.py --model DIR --images 20 --memory-images 50 --runs 3   # quick check
+
+Sections (all in one process, same weights, same photos):
+
+1. latency     single photo, end to end through ``Captioner.caption`` at beam 1, 3, 5, and split
+               into ``prepare`` (decode + resize), ``encode`` and ``decode``; for Flickr8k-sized
+               photos (224x224) and big generated 3000x2000 JPEGs.
+2. throughput  ``Captioner.caption_many`` over ``--images`` photos at batch sizes 1, 8, 32, beam 3.
+3. reference   the classic one-image-at-a-time loop (sgrvinod's a-PyTorch-Tutorial-to-Image-Captioning
+               ``caption_image_beam_search``), same weights and decoding rules, on the same photos;
+               both throughputs, their ratio, and whether the best captions agree photo by photo.
+4. memory      peak RSS of ``captioner caption DIR --out x.jsonl --batch-size 32`` on a folder of
+               ``--memory-images`` photos, run as a subprocess.
+5. experiments (``--experiments quant bf16 threads channels_last compile`` or ``all``): int8 dynamic
+               quantisation of the decoder, bf16 autocast, 1 vs N threads, channels_last on/off,
+               torch.compile of the encoder; each timed side by side with the engine as shipped
+               and checked for unchanged captions.
+
+The photos are the Flickr8k test split (``../shared/data/flickr8k``) when present, else generated
+JPEGs of mixed sizes (640x480, 1024x768, every 10th 4000x3000). The functions (notably
+``reference_caption``) are importable; ``tests/test_reference_loop.py`` checks that the reference
+loop and the engine give the same captions.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+ROOT = Path(__file__).resolve().parents[1]
+FLICKR = ROOT.parent / "shared" / "data" / "flickr8k"
+
+BEAMS = (1, 3, 5)
+BATCH_SIZES = (1, 8, 32)
+EXPERIMENTS = ("batching", "quant", "bf16", "threads", "channels_last", "compile")
+TARGETS = {"latency_ms": 150.0, "throughput_ratio": 3.0, "throughput_ips": 8.0, "memory_mb": 2048.0}
+
+
+# ====================================================================== the reference loop
+@dataclass
+class RefResult:
+    caption: str
+    ids: list  # word ids, <end> included when emitted
+    score: float  # summed log-probability
+
+
+def reference_preprocess(path, input_size: int, mean, std) -> torch.Tensor:
+    """Tutorial-style preprocessing: PIL open, RGB, resize to the model's input size, normalise.
+
+    No JPEG draft decoding, no EXIF rotation, plain bicubic resize (the engine decodes big JPEGs
+    at reduced scale and resizes with ``reducing_gap``; for photos already at ``input_size`` the
+    two give identical tensors).
+    """
+    img = Image.open(path).convert("RGB")
+    if img.size != (input_size, input_size):
+        img = img.resize((input_size, input_size), Image.BICUBIC)
+    arr = torch.from_numpy(np.array(img, dtype=np.uint8)).permute(2, 0, 1).float().div(255.0)
+    m = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+    return (arr - m) / s
+
+
+@torch.no_grad()
+def reference_caption(model, image, beam_size: int = 3, max_len: int | None = None,
+                      length_penalty: float | None = None) -> RefResult:
+    """Caption one image the way ``caption_image_beam_search`` in the classic tutorial does.
+
+    `model` is a ``CaptionModel``; `image` a path or a preprocessed (3, S, S) tensor. One image,
+    its k beams as one batch, the attention projection of the image features recomputed at every
+    step for every beam, Python lists for the bookkeeping. Decoding rules are the engine's:
+    ``<start>``, ``<pad>``, ``<unk>`` never emitted (log-prob -inf, not renormalised), ``<end>``
+    not allowed first, a beam that emits ``<end>`` completes and the beam shrinks by one, at
+    ``max_len`` the live beams complete as they are, best = highest
+    ``score / len(ids) ** length_penalty``. Assumes the vocabulary has at least `beam_size`
+    allowed words.
+    """
+    cfg, vocab = model.cfg, model.vocab
+    encoder, decoder = model.encoder, model.decoder
+    max_len = max_len or cfg.max_caption_len
+    length_penalty = cfg.length_penalty if length_penalty is None else length_penalty
+    if not isinstance(image, torch.Tensor):
+        image = reference_preprocess(image, cfg.input_size, model.mean, model.std)
+    k = beam_size
+    vocab_size = len(vocab)
+
+    encoder_out = encoder(image.unsqueeze(0))  # (1, N, N, C)
+    encoder_dim = encoder_out.size(-1)
+    encoder_out = encoder_out.view(1, -1, encoder_dim)  # (1, P, C)
+    num_pixels = encoder_out.size(1)
+    encoder_out = encoder_out.expand(k, num_pixels, encoder_dim)  # (k, P, C)
+
+    k_prev_words = torch.LongTensor([[vocab.start_id]] * k)  # (k, 1)
+    seqs = k_prev_words  # (k, 1)
+    top_k_scores = torch.zeros(k, 1)  # (k, 1)
+    complete_seqs, complete_seqs_scores = [], []
+
+    mean_encoder_out = encoder_out.mean(dim=1)
+    h = torch.tanh(decoder.init_h(mean_encoder_out))
+    c = torch.tanh(decoder.init_c(mean_encoder_out))
+    banned = [vocab.pad_id, vocab.start_id, vocab.unk_id]
+
+    for step in range(max_len):
+        embeddings = decoder.embedding(k_prev_words).squeeze(1)  # (s, embed_dim)
+        # the tutorial's Attention recomputes W_f f_i for every beam at every step
+        awe, alpha = decoder.attention(encoder_out, decoder.attention.project(encoder_out), h)
+        gate = torch.sigmoid(decoder.gate(h))
+        awe = gate * awe
+        h, c = decoder.lstm(torch.cat([embeddings, awe], dim=1), (h, c))
+        scores = torch.log_softmax(decoder.out(h), dim=1)  # (s, vocab_size)
+        scores[:, banned] = float("-inf")
+        if step == 0:
+            scores[:, vocab.end_id] = float("-inf")
+        scores = top_k_scores.expand_as(scores) + scores
+
+        if step == 0:  # all k rows are the same <start> state
+            top_k_scores, top_k_words = scores[0].topk(k, 0, True, True)
+        else:
+            top_k_scores, top_k_words = scores.view(-1).topk(k, 0, True, True)
+        prev_word_inds = top_k_words // vocab_size
+        next_word_inds = top_k_words % vocab_size
+        seqs = torch.cat([seqs[prev_word_inds], next_word_inds.unsqueeze(1)], dim=1)
+
+        last_step = step == max_len - 1
+        incomplete_inds = [ind for ind, next_word in enumerate(next_word_inds.tolist())
+                           if next_word != vocab.end_id and not last_step]
+        complete_inds = [ind for ind in range(len(next_word_inds)) if ind not in incomplete_inds]
+        for ind in complete_inds:
+            complete_seqs.append(seqs[ind, 1:].tolist())
+            complete_seqs_scores.append(float(top_k_scores[ind]))
+        k -= len(complete_inds)
+        if k == 0:
+            break
+        seqs = seqs[incomplete_inds]
+        keep = prev_word_inds[incomplete_inds]
+        h, c, encoder_out = h[keep], c[keep], encoder_out[keep]
+        top_k_scores = top_k_scores[incomplete_inds].unsqueeze(1)
+        k_prev_words = next_word_inds[incomplete_inds].unsqueeze(1)
+
+    ranked = [s / (max(len(ids), 1) ** length_penalty) for ids, s in zip(complete_seqs, complete_seqs_scores)]
+    i = ranked.index(max(ranked))
+    ids = complete_seqs[i]
+    words = [vocab.itos[w] for w in ids if w != vocab.end_id]
+    return RefResult(" ".join(words), ids, complete_seqs_scores[i])
+
+
+def reference_loop(model, paths, beam_size: int = 3) -> list[RefResult]:
+    """The tutorial loop over a folder: one photo at a time, nothing overlapped."""
+    return [reference_caption(model, p, beam_size) for p in paths]
+
+
+# ====================================================================== photos
+def make_photo(path: Path, width: int, height: int, seed: int, quality: int = 90) -> Path:
+    """A photo-like JPEG: smooth colour field, a few shapes, sensor-like noise."""
+    rng = np.random.default_rng(seed)
+    base = Image.fromarray(rng.integers(0, 256, (4, 6, 3), dtype=np.uint8)).resize((width, height), Image.BICUBIC)
+    draw = ImageDraw.Draw(base)
+    for _ in range(6):
+        x0, y0 = int(rng.integers(0, width)), int(rng.integers(0, height))
+        w, h = int(rng.integers(width // 10, width // 2)), int(rng.integers(height // 10, height // 2))
+        colour = tuple(int(v) for v in rng.integers(0, 256, 3))
+        (draw.ellipse if rng.random() < 0.5 else draw.rectangle)([x0, y0, x0 + w, y0 + h], fill=colour)
+    arr = np.asarray(base, dtype=np.int16) + rng.integers(-12, 13, (height, width, 1), dtype=np.int16)
+    Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).save(path, quality=quality)
+    return path
+
+
+def real_photos(n: int, image_dir: Path | None = None) -> list[Path]:
+    """The first `n` Flickr8k test photos (then other Flickr8k photos), or [] when absent."""
+    image_dir = image_dir or FLICKR / "images"
+    if not image_dir.is_dir():
+        return []
+    split = FLICKR / "Flickr_8k.testImages.txt"
+    names = [line.strip() for line in split.read_text().splitlines() if line.strip()] if split.is_file() else []
+    paths = [image_dir / nm for nm in names if (image_dir / nm).is_file()]
+    if len(paths) < n:
+        seen = set(paths)
+        paths += [p for p in sorted(image_dir.glob("*.jpg")) if p not in seen][: n - len(paths)]
+    return paths[:n]
+
+
+def synthetic_photos(n: int, folder: Path) -> list[Path]:
+    """`n` generated JPEGs of mixed sizes: 640x480 and 1024x768, every 10th 4000x3000."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i in range(n):
+        w, h = (4000, 3000) if i % 10 == 9 else ((640, 480) if i % 2 == 0 else (1024, 768))
+        out.append(make_photo(folder / f"synthetic_{i:04d}_{w}x{h}.jpg", w, h, seed=1000 + i))
+    return out
+
+
+# ====================================================================== timing helpers
+def now() -> float:
+    return time.perf_counter()
+
+
+def pct(values, q: float) -> float:
+    """Percentile by linear interpolation (q in 0..100)."""
+    v = sorted(values)
+    if not v:
+        return float("nan")
+    pos = (len(v) - 1) * q / 100.0
+    lo = int(pos)
+    hi = min(lo + 1, len(v) - 1)
+    return v[lo] + (v[hi] - v[lo]) * (pos - lo)
+
+
+def stats_ms(seconds) -> dict:
+    return {"median_ms": 1000 * statistics.median(seconds), "p90_ms": 1000 * pct(seconds, 90),
+            "min_ms": 1000 * min(seconds), "n": len(seconds)}
+
+
+def machine_info() -> dict:
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        load = os.getloadavg()
+    except OSError:
+        load = (float("nan"),) * 3
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = os.cpu_count()
+    try:
+        capability = torch.backends.cpu.get_cpu_capability()
+    except Exception:
+        capability = "?"
+    return {"cpu": cpu, "cores": os.cpu_count(), "usable_cores": usable, "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(), "cpu_capability": capability,
+            "python": platform.python_version(), "niceness": os.nice(0), "loadavg": [round(x, 2) for x in load],
+            "date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())}
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+class Report:
+    """Prints as it goes and collects the figures for --json."""
+
+    def __init__(self):
+        self.data: dict = {}
+
+    def section(self, title: str):
+        print(f"\n== {title} " + "=" * max(0, 76 - len(title)), flush=True)
+
+    def line(self, text: str = ""):
+        print(text, flush=True)
+
+    def table(self, header: list[str], rows: list[list]):
+        cells = [[str(h) for h in header]] + [[_fmt(c) for c in r] for r in rows]
+        widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+        for j, r in enumerate(cells):
+            print("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))), flush=True)
+            if j == 0:
+                print("  ".join("-" * w for w in widths), flush=True)
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.1f}" if abs(v) >= 10 else f"{v:.2f}"
+    return str(v)
+
+
+# ====================================================================== 1. single-photo latency
+def time_single(cap, paths, beam: int, runs: int) -> dict:
+    """`runs` end-to-end `caption` calls and `runs` split prepare/encode/decode passes, cycling photos."""
+    e2e, prep, enc, dec, mismatch = [], [], [], [], 0
+    for r in range(runs):
+        p = paths[r % len(paths)]
+        t0 = now()
+        res = cap.caption(p, beam_size=beam)
+        e2e.append(now() - t0)
+        t0 = now()
+        item = cap.prepare(p)
+        t1 = now()
+        feats = cap.encode(item.tensor.unsqueeze(0))
+        t2 = now()
+        cands = cap.decode(feats, beam)
+        t3 = now()
+        prep.append(t1 - t0)
+        enc.append(t2 - t1)
+        dec.append(t3 - t2)
+        mismatch += cands[0][0].caption != res.caption
+    return {"end_to_end": stats_ms(e2e), "prepare": stats_ms(prep), "encode": stats_ms(enc),
+            "decode": stats_ms(dec), "split_caption_mismatches": mismatch}
+
+
+def section_latency(rep: Report, cap, groups: dict, runs: int, beams=BEAMS) -> dict:
+    rep.section(f"1. single-photo latency (median / p90 over {runs} runs, ms)")
+    out, rows = {}, []
+    for gname, paths in groups.items():
+        cap.caption(paths[0], beam_size=3)  # warm-up (first-call allocations, oneDNN primitives)
+        for beam in beams:
+            r = time_single(cap, paths, beam, runs)
+            out[f"{gname}/beam{beam}"] = r
+            e = r["end_to_end"]
+            target = verdict(e["median_ms"] <= TARGETS["latency_ms"]) if beam == 3 else ""
+            rows.append([gname, beam, e["median_ms"], e["p90_ms"], r["prepare"]["median_ms"],
+                         r["encode"]["median_ms"], r["decode"]["median_ms"], target])
+    rep.table(["photos", "beam", "e2e med", "e2e p90", "prepare", "encode", "decode",
+               f"beam3 <= {TARGETS['latency_ms']:.0f} ms"], rows)
+    rep.line("(prepare/encode/decode are medians of separately timed passes; they need not add up to e2e)")
+    return out
+
+
+# ====================================================================== 2. throughput
+def section_throughput(rep: Report, cap, paths, beam: int, batch_sizes=BATCH_SIZES) -> tuple[dict, dict]:
+    rep.section(f"2. folder throughput: Captioner.caption_many, {len(paths)} photos, beam {beam}")
+    out, captions = {}, {}
+    for bs in batch_sizes:
+        list(cap.caption_many(paths[: min(bs, len(paths))], beam, batch_size=bs))  # warm-up
+        t0 = now()
+        results = list(cap.caption_many(paths, beam, batch_size=bs))
+        dt = now() - t0
+        errors = [r.error for r in results if r.error]
+        captions[bs] = [r.caption for r in results]
+        out[bs] = {"seconds": dt, "images_per_s": len(paths) / dt, "ms_per_image": 1000 * dt / len(paths),
+                   "errors": len(errors)}
+        if errors:
+            rep.line(f"  batch {bs}: {len(errors)} error(s), e.g. {errors[0]}")
+    ref_bs = max(batch_sizes)
+    rows = []
+    for bs in batch_sizes:
+        same = sum(a == b for a, b in zip(captions[bs], captions[ref_bs]))
+        out[bs]["same_caption_as_batch_%d" % ref_bs] = same
+        rows.append([bs, out[bs]["images_per_s"], out[bs]["ms_per_image"], out[bs]["seconds"],
+                     f"{same}/{len(paths)}", verdict(out[bs]["images_per_s"] >= TARGETS["throughput_ips"])])
+    rep.table(["batch", "photos/s", "ms/photo", "total s", f"= batch {ref_bs}", f">= {TARGETS['throughput_ips']:.0f}/s"], rows)
+    return out, captions
+
+
+# ====================================================================== 3. reference loop
+def section_reference(rep: Report, cap, paths, beam: int, engine: dict, engine_captions: dict) -> dict:
+    rep.section(f"3. reference loop (tutorial style, one photo at a time), {len(paths)} photos, beam {beam}")
+    # the tutorial's model: the same weights, without the engine's channels_last encoder
+    model = copy.deepcopy(cap.model)
+    model.encoder.to(memory_format=torch.contiguous_format)
+    reference_loop(model, paths[:2], beam)  # warm-up
+    t0 = now()
+    refs = reference_loop(model, paths, beam)
+    dt = now() - t0
+    ref_ips = len(paths) / dt
+    out = {"seconds": dt, "images_per_s": ref_ips, "ms_per_image": 1000 * dt / len(paths), "engine": {}}
+    rows = [["reference loop", "-", ref_ips, 1000 * dt / len(paths), 1.0, "", ""]]
+    for bs, e in engine.items():
+        ratio = e["images_per_s"] / ref_ips
+        same = sum(a == r.caption for a, r in zip(engine_captions[bs], refs))
+        out["engine"][bs] = {"images_per_s": e["images_per_s"], "ratio": ratio, "same_caption": same}
+        rows.append([f"engine caption_many", bs, e["images_per_s"], e["ms_per_image"], ratio,
+                     f"{same}/{len(paths)}", verdict(ratio >= TARGETS["throughput_ratio"])])
+    rep.table(["", "batch", "photos/s", "ms/photo", "x reference", "same best caption",
+               f">= {TARGETS['throughput_ratio']:.0f}x"], rows)
+
+    # explain any mismatch against the largest batch size: preprocessing or float noise in a near tie?
+    bs = max(engine_captions)
+    mism = [i for i, (a, r) in enumerate(zip(engine_captions[bs], refs)) if a != r.caption]
+    details = []
+    for i in mism[:20]:
+        p = paths[i]
+        eng = cap.caption(p, beam_size=beam)  # batch of one
+        same_input = reference_caption(model, cap.prepare(p).tensor, beam)
+        d = {"photo": str(p), "engine": engine_captions[bs][i], "reference": refs[i].caption,
+             "reference_score": refs[i].score, "engine_alone": eng.caption,
+             "engine_alone_score": eng.candidates[0].score if eng.candidates else None,
+             "reference_on_engine_tensor": same_input.caption}
+        if same_input.caption == eng.caption and refs[i].caption != eng.caption:
+            d["cause"] = "preprocessing (engine: JPEG draft decode + reducing_gap resize + EXIF rotation)"
+        elif eng.candidates and abs(eng.candidates[0].score - refs[i].score) < 1e-3:
+            d["cause"] = "near tie: scores within 1e-3, float rounding of batched vs unbatched math"
+        else:
+            d["cause"] = "decoding differs: investigate"
+        details.append(d)
+    out["mismatches"] = details
+    out["n_mismatch"] = len(mism)
+    rep.line(f"best caption identical for {len(paths) - len(mism)}/{len(paths)} photos (engine batch {bs} vs reference)")
+    for d in details:
+        rep.line(f"  MISMATCH {Path(d['photo']).name}: engine '{d['engine']}' | reference '{d['reference']}' "
+                 f"| engine alone '{d['engine_alone']}' -> {d['cause']}")
+    return out
+
+
+# ====================================================================== 4. memory
+def section_memory(rep: Report, model_dir: Path, photos, n: int, big_every: int, tmp: Path,
+                   batch_size: int = 32) -> dict:
+    rep.section(f"4. peak memory: `captioner caption DIR --batch-size {batch_size}` on {n} photos (subprocess)")
+    folder = tmp / "memory_folder"
+    folder.mkdir()
+    big = make_photo(tmp / "big_4000x3000.jpg", 4000, 3000, seed=7) if big_every else None
+    n_big = 0
+    for i in range(n):
+        if big is not None and i % big_every == big_every - 1:
+            src, n_big = big, n_big + 1
+        else:
+            src = photos[i % len(photos)]
+        os.symlink(src, folder / f"{i:05d}_{Path(src).name}")
+    startup = [sys.executable, "-c", "import sys; from captioner.core.pipeline import Captioner; Captioner.load(sys.argv[1])",
+               str(model_dir)]
+    proc = subprocess.Popen(startup, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    startup_mb = os.wait4(proc.pid, 0)[2].ru_maxrss / 1024
+    out_file = tmp / "memory_out.jsonl"
+    cmd = [sys.executable, "-m", "captioner.core.cli", "caption", str(folder), "--out", str(out_file),
+           "--batch-size", str(batch_size), "--model", str(model_dir)]
+    t0 = now()
+    with open(tmp / "memory_stderr.txt", "wb") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+    dt = now() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    peak_mb = usage.ru_maxrss / 1024  # KiB on Linux
+    lines = out_file.read_text().splitlines() if out_file.exists() else []
+    errors = sum(1 for line in lines if json.loads(line).get("error"))
+    res = {"images": n, "big_4000x3000": n_big, "peak_rss_mb": peak_mb, "startup_rss_mb": startup_mb, "seconds": dt,
+           "images_per_s_incl_startup": n / dt, "exit_code": proc.returncode, "captioned": len(lines) - errors,
+           "errors": errors, "command": " ".join(cmd)}
+    if proc.returncode != 0:
+        res["stderr_tail"] = (tmp / "memory_stderr.txt").read_text(errors="replace")[-2000:]
+    rep.table(["photos", "of which 4000x3000", "peak RSS MB", "load-only peak MB", "wall s", "photos/s (incl. start)", "captioned",
+               "exit", f"< {TARGETS['memory_mb']:.0f} MB"],
+              [[n, n_big, peak_mb, startup_mb, dt, n / dt, len(lines) - errors, proc.returncode,
+                verdict(peak_mb < TARGETS["memory_mb"] and proc.returncode == 0)]])
+    if proc.returncode != 0:
+        rep.line(res["stderr_tail"])
+    return res
+
+
+# ====================================================================== 5. experiments
+def _encode_all(encoder, tensors, batch_size: int, memory_format=torch.channels_last, autocast=None):
+    feats = []
+    with torch.inference_mode():
+        for i in range(0, len(tensors), batch_size):
+            x = torch.stack(tensors[i : i + batch_size]).contiguous(memory_format=memory_format)
+            if autocast is not None:
+                with torch.autocast("cpu", dtype=autocast):
+                    y = encoder(x)
+                feats.append(y.float())
+            else:
+                feats.append(encoder(x))
+    return torch.cat(feats)
+
+
+def _decode_all(decoder, feats, model, beam: int, batch_size: int, autocast=None) -> list[str]:
+    from captioner.core.decoding import beam_search, greedy_decode
+
+    cfg, vocab, out = model.cfg, model.vocab, []
+    with torch.inference_mode():
+        for i in range(0, len(feats), batch_size):
+            f = feats[i : i + batch_size]
+            ctx = torch.autocast("cpu", dtype=autocast) if autocast is not None else _null()
+            with ctx:
+                if beam <= 1:
+                    res = [[c] for c in greedy_decode(decoder, f, vocab, cfg.max_caption_len)]
+                else:
+                    res = beam_search(decoder, f, vocab, beam, cfg.max_caption_len, cfg.length_penalty)
+            out += [r[0].caption for r in res]
+    return out
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        return False
+
+
+def _timed(fn, repeat: int = 1):
+    """Best-of-`repeat` wall time of fn() and its last result."""
+    best, res = float("inf"), None
+    for _ in range(repeat):
+        t0 = now()
+        res = fn()
+        best = min(best, now() - t0)
+    return best, res
+
+
+def _agree(a, b) -> str:
+    same = sum(x == y for x, y in zip(a, b))
+    return f"{same}/{len(a)} ({100 * same / max(len(a), 1):.0f}%)"
+
+
+def quantized_decoder(decoder):
+    """int8 dynamic quantisation of the decoder's Linear and LSTMCell layers (a copy)."""
+    from torch import nn
+    from torch.ao.quantization import quantize_dynamic
+
+    with warnings.catch_warnings():  # torch.ao.quantization is deprecated (still works in torch 2.14)
+        warnings.simplefilter("ignore")
+        q = quantize_dynamic(copy.deepcopy(decoder).eval(), {nn.Linear, nn.LSTMCell}, dtype=torch.qint8)
+    # Decoder.flatten reads self.out.weight.dtype; a quantised Linear's `weight` is a method.
+    q.flatten = lambda f: (f.flatten(1, 2) if f.dim() == 4 else f).float()
+    return q
+
+
+def section_experiments(rep: Report, cap, which, groups: dict, paths, runs: int, beam: int,
+                        bf16_images: int, batch_size: int = 32) -> dict:
+    rep.section(f"5. fast-path experiments ({', '.join(which)}), beam {beam}")
+    model = cap.model
+    out: dict = {}
+    rows: list = []
+    items = [cap.prepare(p) for p in paths]
+    tensors = [it.tensor for it in items if it.error is None]
+    base_feats = _encode_all(cap.encoder, tensors, batch_size)
+    base_caps = _decode_all(model.decoder, base_feats, model, beam, batch_size)
+    n = len(tensors)
+    n1 = min(runs, n)  # batch-1 timings on the first photos
+
+    def row(name, variant_s, base_s, agreement, note=""):
+        rows.append([name, 1000 * base_s, 1000 * variant_s, base_s / variant_s if variant_s else float("nan"),
+                     agreement, note])
+        return {"baseline_s": base_s, "variant_s": variant_s, "speedup": base_s / variant_s if variant_s else None,
+                "captions_unchanged": agreement, "note": note}
+
+    def guard(name, fn):
+        try:
+            fn()
+        except Exception as exc:  # an experiment that does not work here is a result, not a crash
+            rows.append([name, "", "", "", "", f"failed: {type(exc).__name__}: {str(exc)[:80]}"])
+            out[name] = {"error": f"{type(exc).__name__}: {exc}"}
+
+    # ---------------- (a) int8 dynamic quantisation of the decoder
+    def quant():
+        qdec = quantized_decoder(model.decoder)
+        for bs, cnt in ((batch_size, n), (1, n1)):
+            f = base_feats[:cnt]
+            _decode_all(qdec, f[:bs], model, beam, bs)  # warm-up
+            _decode_all(model.decoder, f[:bs], model, beam, bs)
+            tb, cb = _timed(lambda: _decode_all(model.decoder, f, model, beam, bs))
+            tq, cq = _timed(lambda: _decode_all(qdec, f, model, beam, bs))
+            out[f"quant_decoder_b{bs}"] = row(f"int8 decoder, decode batch {bs} ({cnt} photos)", tq / cnt, tb / cnt,
+                                              _agree(cq, cb), "ms/photo, decoder only")
+
+    # ---------------- (b) bf16 autocast
+    def bf16():
+        m = min(bf16_images, n)
+        sub = tensors[:m]
+        bs = min(batch_size, m)
+        _encode_all(cap.encoder, sub[:1], 1, autocast=torch.bfloat16)  # warm-up
+        tb, fb = _timed(lambda: _encode_all(cap.encoder, sub, bs))
+        tv, fv = _timed(lambda: _encode_all(cap.encoder, sub, bs, autocast=torch.bfloat16))
+        caps = _decode_all(model.decoder, fv, model, beam, bs)
+        out["bf16_encoder"] = row(f"bf16 autocast encoder, batch {bs} ({m} photos)", tv / m, tb / m,
+                                  _agree(caps, base_caps[:m]), "ms/photo, encoder only")
+        f = base_feats[:m]
+        _decode_all(model.decoder, f[:1], model, beam, 1, autocast=torch.bfloat16)
+        tb, cb = _timed(lambda: _decode_all(model.decoder, f, model, beam, bs))
+        tv, cv = _timed(lambda: _decode_all(model.decoder, f, model, beam, bs, autocast=torch.bfloat16))
+        out["bf16_decoder"] = row(f"bf16 autocast decoder, batch {bs} ({m} photos)", tv / m, tb / m,
+                                  _agree(cv, cb), "ms/photo, decoder only")
+
+    # ---------------- (c) threads for single-photo latency
+    def threads():
+        default = torch.get_num_threads()
+        many = max(default, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else default)
+        try:
+            for gname, gpaths in groups.items():
+                res = {}
+                for t in (many, 1):
+                    torch.set_num_threads(t)
+                    cap.caption(gpaths[0], beam_size=beam)
+                    res[t] = time_single(cap, gpaths, beam, runs)
+                torch.set_num_threads(many)
+                caps_many = [cap.caption(p, beam_size=beam).caption for p in gpaths]
+                torch.set_num_threads(1)
+                caps_one = [cap.caption(p, beam_size=beam).caption for p in gpaths]
+                b, v = res[many], res[1]
+                out[f"threads_{gname}"] = row(
+                    f"1 vs {many} threads, single photo e2e ({gname})", v["end_to_end"]["median_ms"] / 1000,
+                    b["end_to_end"]["median_ms"] / 1000, _agree(caps_one, caps_many),
+                    "median e2e ms; split 1 thread: prep {:.0f} enc {:.0f} dec {:.0f}, {} threads: prep {:.0f} enc {:.0f} dec {:.0f}".format(
+                        v["prepare"]["median_ms"], v["encode"]["median_ms"], v["decode"]["median_ms"], many,
+                        b["prepare"]["median_ms"], b["encode"]["median_ms"], b["decode"]["median_ms"]))
+                out[f"threads_{gname}"].update({"threads_many": many, "detail_1": v, "detail_many": b})
+        finally:
+            torch.set_num_threads(default)
+
+    # ---------------- (d) channels_last on/off for the encoder
+    def channels_last():
+        plain = copy.deepcopy(cap.encoder).to(memory_format=torch.contiguous_format)
+        for bs, cnt in ((batch_size, n), (1, n1)):
+            sub = tensors[:cnt]
+            _encode_all(plain, sub[:bs], bs, memory_format=torch.contiguous_format)
+            _encode_all(cap.encoder, sub[:bs], bs)
+            tb, fb = _timed(lambda: _encode_all(cap.encoder, sub, bs))
+            tv, fv = _timed(lambda: _encode_all(plain, sub, bs, memory_format=torch.contiguous_format))
+            caps = _decode_all(model.decoder, fv, model, beam, batch_size)
+            out[f"channels_last_off_b{bs}"] = row(
+                f"channels_last OFF (vs on), encode batch {bs} ({cnt} photos)", tv / cnt, tb / cnt,
+                _agree(caps, base_caps[:cnt]), f"ms/photo, encoder only; max |diff| {float((fv - fb).abs().max()):.1e}")
+
+    # ---------------- (e) torch.compile of the encoder
+    def compile_():
+        enc = torch.compile(copy.deepcopy(cap.encoder))
+        for bs, cnt in ((batch_size, n), (1, n1)):
+            sub = tensors[:cnt]
+            t0 = now()
+            _encode_all(enc, sub, bs)  # first pass: compiles for every batch shape it meets
+            t_first = now() - t0
+            _encode_all(cap.encoder, sub[:bs], bs)
+            tb, fb = _timed(lambda: _encode_all(cap.encoder, sub, bs))
+            tv, fv = _timed(lambda: _encode_all(enc, sub, bs))
+            caps = _decode_all(model.decoder, fv, model, beam, batch_size)
+            out[f"compile_b{bs}"] = row(
+                f"torch.compile encoder, encode batch {bs} ({cnt} photos)", tv / cnt, tb / cnt,
+                _agree(caps, base_caps[:cnt]),
+                f"ms/photo, encoder only; first pass incl. compiling {t_first:.0f} s")
+            out[f"compile_b{bs}"]["first_pass_s"] = t_first
+
+    # ---------------- (f) encoder and decoder cost per photo by batch size
+    def batching():
+        m = min(n, 64)
+        sub, f = tensors[:m], base_feats[:m]
+        ref_bs = batch_size
+        timings = {}
+        for bs in sorted({1, 8, 16, ref_bs}):
+            _encode_all(cap.encoder, sub[:bs], bs)
+            te, _ = _timed(lambda: _encode_all(cap.encoder, sub, bs))
+            _decode_all(model.decoder, f[:bs], model, beam, bs)
+            td, caps = _timed(lambda: _decode_all(model.decoder, f, model, beam, bs))
+            timings[bs] = (te / m, td / m, caps)
+        base_e, base_d, base_c = timings[ref_bs]
+        for bs, (te, td, caps) in timings.items():
+            out[f"batching_encode_b{bs}"] = row(f"encode at batch {bs} (vs {ref_bs}), {m} photos", te, base_e, "",
+                                                "ms/photo, encoder only")
+            out[f"batching_decode_b{bs}"] = row(f"decode at batch {bs} (vs {ref_bs}), {m} photos", td, base_d,
+                                                _agree(caps, base_c), "ms/photo, decoder only")
+
+    table = {"batching": batching, "quant": quant, "bf16": bf16, "threads": threads, "channels_last": channels_last, "compile": compile_}
+    for name in which:
+        t0 = now()
+        guard(name, table[name])
+        out.setdefault("_seconds", {})[name] = now() - t0
+    rep.table(["experiment", "baseline ms", "variant ms", "speedup", "captions unchanged", "note"], rows)
+    rep.line("(speedup = baseline / variant; > 1 means the variant is faster; captions compared on the same photos)")
+    return out
+
+
+# ====================================================================== main
+def default_model_dir() -> Path | None:
+    d = ROOT / "weights"
+    return d if (d / "config.json").is_file() else None
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", metavar="DIR", help="model folder (default: weights/ when it has config.json)")
+    p.add_argument("--images", type=int, default=200, help="photos for the throughput and reference runs (default 200)")
+    p.add_argument("--runs", type=int, default=20, help="runs per single-photo latency figure (default 20)")
+    p.add_argument("--memory-images", type=int, default=1000, help="photos in the memory-test folder (default 1000)")
+    p.add_argument("--memory-big-every", type=int, default=20,
+                   help="every Nth photo of the memory folder is a generated 4000x3000 JPEG (0: none; default 20)")
+    p.add_argument("--beam", type=int, default=3, help="beam size for throughput, reference and experiments (default 3)")
+    p.add_argument("--batch-sizes", default="1,8,32", help="caption_many batch sizes (default 1,8,32)")
+    p.add_argument("--photos", metavar="DIR", help="photo folder instead of Flickr8k (*.jpg, sorted)")
+    p.add_argument("--skip", nargs="*", default=[], choices=["latency", "throughput", "reference", "memory"],
+                   help="sections to leave out (reference needs throughput)")
+    p.add_argument("--experiments", nargs="*", default=[], metavar="NAME",
+                   help=f"fast-path experiments: {', '.join(EXPERIMENTS)}, or all (default: none)")
+    p.add_argument("--bf16-images", type=int, default=16,
+                   help="photos for the bf16 experiment (slow without native bf16; default 16)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's default)")
+    p.add_argument("--json", metavar="FILE", help="also write all figures as JSON")
+    args = p.parse_args(argv)
+    bad = [e for e in args.experiments if e not in EXPERIMENTS + ("all",)]
+    if bad:
+        p.error(f"unknown experiment(s) {bad}; choose from {', '.join(EXPERIMENTS)} or all")
+    if "all" in args.experiments:
+        args.experiments = list(EXPERIMENTS)
+    args.batch_sizes = tuple(int(b) for b in args.batch_sizes.split(","))
+    if args.model is None:
+        d = default_model_dir()
+        if d is None:
+            p.error(f"no model in {ROOT / 'weights'} (no config.json): pass --model DIR, e.g. --model runs/lite2-224/best")
+        args.model = str(d)
+    if not (Path(args.model) / "config.json").is_file():
+        p.error(f"{args.model} is not a model folder (no config.json)")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from captioner.core.pipeline import Captioner
+
+    t_start = now()
+    rep = Report()
+    info = machine_info()
+    rep.section("machine")
+    rep.line(f"CPU      {info['cpu']} ({info['cpu_capability']}), {info['cores']} cores "
+             f"({info['usable_cores']} usable), torch {info['torch']}, {info['torch_threads']} threads, "
+             f"Python {info['python']}, nice {info['niceness']}")
+    rep.line(f"load     {info['loadavg']} (1/5/15 min) at {info['date_utc']} UTC")
+    if info["loadavg"][0] > 0.5:
+        rep.line(f"WARNING  load average {info['loadavg'][0]}: other processes are using the CPU; "
+                 "timings below are distorted (run on an idle machine for real figures)")
+    cap = Captioner.load(args.model)
+    cfg = cap.cfg
+    rep.line(f"model    {args.model}: {cfg.name}, {cfg.backbone} {cfg.input_size}px, grid {cfg.grid}, "
+             f"decoder {cfg.hidden_dim}, vocab {cfg.vocab_size}, max_len {cfg.max_caption_len}, "
+             f"length_penalty {cfg.length_penalty}")
+    rep.line(f"targets  beam-3 single photo <= {TARGETS['latency_ms']:.0f} ms e2e; folder >= "
+             f"{TARGETS['throughput_ratio']:.0f}x reference and >= {TARGETS['throughput_ips']:.0f} photos/s; "
+             f"peak RSS < {TARGETS['memory_mb']:.0f} MB for 1,000 photos")
+    results: dict = {"machine": info, "model": args.model, "model_name": cfg.name, "targets": TARGETS,
+                     "args": {k: v for k, v in vars(args).items() if k != "json"}}
+
+    with tempfile.TemporaryDirectory(prefix="bench_caption_") as tmpd:
+        tmp = Path(tmpd)
+        if args.photos:
+            photos = sorted(Path(args.photos).glob("*.jpg"))[: args.images]
+            source = f"{args.photos} (*.jpg)"
+        else:
+            photos = real_photos(args.images)
+            source = "Flickr8k test split, 224x224 JPEGs"
+        if len(photos) < args.images:
+            t0 = now()
+            extra = synthetic_photos(args.images - len(photos), tmp / "synthetic")
+            made = f"{len(extra)} generated JPEGs 640x480/1024x768/4000x3000 ({now() - t0:.0f} s to make)"
+            source = f"{source} + {made}" if photos else made
+            photos += extra
+        big = [make_photo(tmp / f"big_3000x2000_{i}.jpg", 3000, 2000, seed=50 + i) for i in range(3)]
+        sizes = set()
+        for ph in photos[:5]:
+            with Image.open(ph) as im:
+                sizes.add(f"{im.size[0]}x{im.size[1]}")
+        label = sizes.pop() if len(sizes) == 1 else "mixed sizes"
+        if not args.photos and str(photos[0]).startswith(str(FLICKR)):
+            label = f"flickr {label}"
+        groups = {label: photos[:5], "3000x2000 JPEG": big}
+        rep.line(f"photos   {len(photos)}: {source}; single-photo sets: {', '.join(groups)}")
+        results["photos"] = {"n": len(photos), "source": source, "latency_groups": list(groups)}
+
+        if "latency" not in args.skip:
+            results["latency"] = section_latency(rep, cap, groups, args.runs)
+        if "throughput" not in args.skip:
+            tp, engine_caps = section_throughput(rep, cap, photos, args.beam, args.batch_sizes)
+            results["throughput"] = tp
+            if "reference" not in args.skip:
+                results["reference"] = section_reference(rep, cap, photos, args.beam, tp, engine_caps)
+        if "memory" not in args.skip:
+            results["memory"] = section_memory(rep, Path(args.model), photos, args.memory_images,
+                                               args.memory_big_every, tmp)
+        if args.experiments:
+            results["experiments"] = section_experiments(rep, cap, args.experiments, groups, photos, args.runs,
+                                                         args.beam, args.bf16_images, max(args.batch_sizes))
+    total = now() - t_start
+    results["total_seconds"] = total
+    rep.section("done")
+    rep.line(f"total {total:.0f} s")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1, default=str))
+        rep.line(f"figures written to {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

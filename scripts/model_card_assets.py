@@ -1,0 +1,112 @@
+"""Regenerate the model card's figures from a model folder: metrics per beam size (table + JSON),
+BLEU-4/time vs beam size plot, training curve plot, and captioned example images.
+
+    python scripts/model_card_assets.py --model weights --run runs/lite2-224 --out weights
+
+Every caption and number comes from running the model; nothing is typed by hand.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from PIL import Image, ImageDraw, ImageFont  # noqa: E402
+
+from captioner.core.cli import _default_data, evaluate_model  # noqa: E402
+from captioner.core.data import load_dataset  # noqa: E402
+from captioner.core.pipeline import Captioner  # noqa: E402
+
+N_EXAMPLES = 6  # the first test images in split order: not picked by hand
+
+
+def beam_table(model: str, data: str, beams, out: Path) -> list[dict]:
+    rows = []
+    for k in beams:
+        s = evaluate_model(model, data, "test", k)["scores"]
+        rows.append({key: s[key] for key in ("beam_size", "bleu1", "bleu2", "bleu3", "bleu4", "meteor", "rouge_l",
+                                              "cider", "seconds_per_image", "n_images")})
+        print(json.dumps(rows[-1]), flush=True)
+    (out / "metrics_test.json").write_text(json.dumps(rows, indent=2))
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    ax.plot([r["beam_size"] for r in rows], [r["bleu4"] for r in rows], "o-", color="tab:blue")
+    ax.set_xlabel("beam size")
+    ax.set_ylabel("test BLEU-4", color="tab:blue")
+    ax2 = ax.twinx()
+    ax2.plot([r["beam_size"] for r in rows], [1000 * r["seconds_per_image"] for r in rows], "s--", color="tab:red")
+    ax2.set_ylabel("ms per image (end to end, batch 50)", color="tab:red")
+    ax.set_title("Flickr8k test: BLEU-4 and time against beam size")
+    fig.tight_layout()
+    fig.savefig(out / "beam_size.png", dpi=110)
+    return rows
+
+
+def training_curve(run: Path, out: Path) -> None:
+    rows = list(csv.DictReader(open(run / "log.csv")))
+    ep = [int(r["epoch"]) for r in rows]
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    ax.plot(ep, [float(r["train_loss"]) for r in rows], "o-", color="tab:gray")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("training loss", color="tab:gray")
+    ax2 = ax.twinx()
+    ax2.plot(ep, [float(r["val_bleu4"]) for r in rows], "o-", color="tab:green")
+    ax2.set_ylabel("val BLEU-4 (beam 3)", color="tab:green")
+    ax.set_title("Training curve")
+    fig.tight_layout()
+    fig.savefig(out / "training_curve.png", dpi=110)
+
+
+def examples(model: str, data: str, out: Path, beam: int = 3) -> None:
+    ds = load_dataset(data)
+    captioner = Captioner.load(model)
+    ids = ds.split("test")[:N_EXAMPLES]
+    results = list(captioner.caption_many([ds.image_path(i) for i in ids], beam_size=beam))
+    tile, text_h = 224, 58
+    sheet = Image.new("RGB", (3 * tile + 40, 2 * (tile + text_h) + 30), "white")
+    draw = ImageDraw.Draw(sheet)
+    try:
+        font = ImageFont.load_default(size=13)
+    except TypeError:
+        font = ImageFont.load_default()
+    for n, (i, r) in enumerate(zip(ids, results)):
+        x, y = 10 + (n % 3) * (tile + 10), 10 + (n // 3) * (tile + text_h + 10)
+        sheet.paste(Image.open(ds.image_path(i)).convert("RGB").resize((tile, tile)), (x, y))
+        words, lines, line = r.caption.split(), [], ""
+        for w in words:
+            if draw.textlength(line + " " + w, font=font) > tile:
+                lines.append(line)
+                line = w
+            else:
+                line = (line + " " + w).strip()
+        lines.append(line)
+        for k, l in enumerate(lines[:3]):
+            draw.text((x, y + tile + 4 + 16 * k), l, fill="black", font=font)
+    sheet.save(out / "examples.png")
+    (out / "examples.json").write_text(json.dumps({i: r.caption for i, r in zip(ids, results)}, indent=1))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--model", default="weights")
+    p.add_argument("--data", default=None)
+    p.add_argument("--run", default="runs/lite2-224", help="run folder with log.csv")
+    p.add_argument("--out", default="weights")
+    p.add_argument("--beams", default="1,3,5,10")
+    p.add_argument("--skip-metrics", action="store_true")
+    a = p.parse_args()
+    data = a.data or _default_data()
+    out = Path(a.out)
+    if Path(a.run, "log.csv").exists():
+        training_curve(Path(a.run), out)
+    examples(a.model, data, out)
+    if not a.skip_metrics:
+        beam_table(a.model, data, [int(b) for b in a.beams.split(",")], out)
+
+
+if __name__ == "__main__":
+    main()
