@@ -1,0 +1,47 @@
+"""Choose decoding settings on the VALIDATION split (never test): beam size x length penalty.
+
+    python scripts/tune_decoding.py --model runs/lite2-224/best --cache runs/features/lite2-224-g7
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+import torch
+
+from captioner.core.cli import _default_data
+from captioner.core.data import load_dataset
+from captioner.core.data.features import FeatureCache
+from captioner.core.decoding import beam_search
+from captioner.core.evaluate import score_captions
+from captioner.core.model import CaptionModel
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--model", required=True)
+    p.add_argument("--cache", required=True)
+    p.add_argument("--beams", default="3,5")
+    p.add_argument("--penalties", default="0,0.5,1.0")
+    a = p.parse_args()
+    ds = load_dataset(_default_data())
+    ids = ds.split("val")
+    model = CaptionModel.load(a.model, with_encoder=False)
+    feats = FeatureCache(a.cache).load(ids).float()
+    refs = {i: ds.captions[i] for i in ids}
+    rows = []
+    for k in [int(b) for b in a.beams.split(",")]:
+        for lp in [float(x) for x in a.penalties.split(",")]:
+            preds = {}
+            with torch.inference_mode():
+                for s in range(0, len(ids), 100):
+                    out = beam_search(model.decoder, feats[s : s + 100], model.vocab, k, model.cfg.max_caption_len, lp)
+                    preds.update({i: c[0].caption for i, c in zip(ids[s : s + 100], out)})
+            sc = score_captions(preds, refs, metrics=("bleu4", "cider"), use_java=False)
+            rows.append({"beam": k, "length_penalty": lp, "val_bleu4": round(sc["bleu4"], 2), "val_cider": round(sc["cider"], 2),
+                         "mean_words": round(sum(len(v.split()) for v in preds.values()) / len(preds), 2)})
+            print(json.dumps(rows[-1]), flush=True)
+
+
+if __name__ == "__main__":
+    main()
