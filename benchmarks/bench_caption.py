@@ -390,7 +390,10 @@ def section_reference(rep: Report, cap, paths, beam: int, engine: dict, engine_c
              "reference_score": refs[i].score, "engine_alone": eng.caption,
              "engine_alone_score": eng.candidates[0].score if eng.candidates else None,
              "reference_on_engine_tensor": same_input.caption}
-        if same_input.caption == eng.caption and refs[i].caption != eng.caption:
+        if eng.caption == refs[i].caption:
+            d["cause"] = (f"engine batching: alone (batch 1) it agrees with the reference; float rounding of "
+                          f"batch-{bs} math flipped a near tie")
+        elif same_input.caption == eng.caption:
             d["cause"] = "preprocessing (engine: JPEG draft decode + reducing_gap resize + EXIF rotation)"
         elif eng.candidates and abs(eng.candidates[0].score - refs[i].score) < 1e-3:
             d["cause"] = "near tie: scores within 1e-3, float rounding of batched vs unbatched math"

@@ -28,6 +28,7 @@ def cmd_caption(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     captioner = Captioner.load(args.model, device=args.device)
+    args.beam_size = args.beam_size or captioner.cfg.default_beam_size
     paths = expand_inputs(args.paths)
     out_path = Path(args.out) if args.out else None
     if out_path:
@@ -242,7 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "Prints the best caption per image; --json prints one JSON object per image; "
                                    "--out writes JSON Lines (.jsonl) or CSV (.csv) and skips images already in it.")
     c.add_argument("paths", nargs="+", metavar="PATH", help="image files and/or folders")
-    c.add_argument("--beam-size", type=int, default=3, help="beams to keep; 1 = greedy (default 3)")
+    c.add_argument("--beam-size", type=int, default=None,
+                   help="beams to keep; 1 = greedy (default: the model's default_beam_size, chosen on validation)")
     c.add_argument("--max-len", type=int, default=None, help="maximum words per caption (default: the model's)")
     c.add_argument("--batch-size", type=int, default=8, help="images per batch (default 8)")
     c.add_argument("--json", action="store_true", help="JSON Lines on stdout: image, candidates, error")

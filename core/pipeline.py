@@ -136,4 +136,5 @@ class Captioner:
             for n in range(len(batches)):
                 if n + 1 < len(batches):
                     futures.append(pool.submit(lambda b: [self.prepare(s) for s in b], batches[n + 1]))
-                yield from self.caption_prepared(futures[n].result(), beam_size, max_len)
+                prepared, futures[n] = futures[n].result(), None  # drop finished batches: memory stays flat
+                yield from self.caption_prepared(prepared, beam_size, max_len)

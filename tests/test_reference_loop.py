@@ -42,7 +42,17 @@ def _captioner(model_dir, variant) -> Captioner:
     return cap
 
 
-def test_reference_loop_gives_the_engine_caption(tiny_model_dir, photos):
+@pytest.fixture
+def one_thread():
+    # One thread: identical results, and no OpenMP spin-waiting when another process is busy
+    # on the CPU (with 2 threads this test took minutes beside a training run instead of seconds).
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_reference_loop_gives_the_engine_caption(tiny_model_dir, photos, one_thread):
     max_len = None
     ended_lengths, ran_out = set(), 0
     for variant in VARIANTS:
