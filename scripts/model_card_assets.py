@@ -86,7 +86,9 @@ def examples(model: str, data: str, out: Path, beam: int = 3) -> None:
         lines.append(line)
         for k, l in enumerate(lines[:3]):
             draw.text((x, y + tile + 4 + 16 * k), l, fill="black", font=font)
-    sheet.save(out / "examples.png")
+    # Flickr8k's licence keeps its photos out of the repository: the picture goes to an ignored folder
+    Path("runs").mkdir(exist_ok=True)
+    sheet.save(Path("runs") / "examples.png")
     (out / "examples.json").write_text(json.dumps({i: r.caption for i, r in zip(ids, results)}, indent=1))
 
 

@@ -1,0 +1,29 @@
+"""Copy a trained model folder into weights/ as the shipped default, in half precision, with the
+decoding defaults chosen on the validation split.
+
+    python scripts/ship_model.py --src runs/lite2-224/best --beam 5 --length-penalty 0 --name flickr8k-lite2-sat
+"""
+from __future__ import annotations
+
+import argparse
+
+from captioner.core.model import DEFAULT_MODEL_DIR, CaptionModel
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--src", required=True)
+    p.add_argument("--dst", default=str(DEFAULT_MODEL_DIR))
+    p.add_argument("--beam", type=int, required=True, help="default beam size (chosen on validation)")
+    p.add_argument("--length-penalty", type=float, required=True, help="chosen on validation")
+    p.add_argument("--name", required=True)
+    p.add_argument("--full", action="store_true", help="keep float32 weights")
+    a = p.parse_args()
+    model = CaptionModel.load(a.src, with_encoder=False)
+    model.cfg.default_beam_size, model.cfg.length_penalty, model.cfg.name = a.beam, a.length_penalty, a.name
+    model.save(a.dst, half=not a.full)
+    print(f"shipped {a.src} -> {a.dst}")
+
+
+if __name__ == "__main__":
+    main()
