@@ -119,17 +119,6 @@ def _paths(files: Any) -> list[str]:
     return out
 
 
-def _header_size(path: str) -> tuple[int | None, int | None]:
-    """The photo's real pixel size, read from its header (EXIF rotation applied)."""
-    try:
-        with Image.open(path) as img:
-            w, h = img.size
-            orientation = img.getexif().get(0x0112, 1)
-            return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
-    except Exception:  # noqa: BLE001 - the engine reports unreadable files
-        return None, None
-
-
 def _readable(message: str, path: str, name: str) -> str:
     """Engine messages name the upload's temporary path; show the user's file name instead."""
     return message.replace(path, name) if message else message
@@ -193,7 +182,7 @@ class Studio:
             error = _readable(res.error, path, name) if res.error else None
             if error is None and not res.candidates:
                 error = f"{name}: the model produced no caption"
-            width, height = _header_size(path) if error is None else (None, None)
+            width, height = (res.width, res.height) if error is None else (None, None)
             if error:
                 failures.append(error)
             photos.append({"index": i, "name": name, "width": width, "height": height, "error": error,
