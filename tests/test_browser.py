@@ -13,15 +13,12 @@ import base64
 import io
 import os
 import re
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 from PIL import Image, ImageDraw
+
+from studio_server import start_studio, stop_studio
 
 pytestmark = pytest.mark.slow
 
@@ -34,12 +31,6 @@ FLICKR_IMAGES = ROOT.parent / "shared" / "data" / "flickr8k" / "images"
 # Varied, recognisable Flickr8k test pictures (used when the data set is present).
 BEAM = 4
 TIMEOUT_MS = 90_000
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _model_dir(tiny_model_dir: Path) -> Path:
@@ -56,33 +47,9 @@ def studio_url(tiny_model_dir, tmp_path_factory):
         pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
     pytest.importorskip("playwright.sync_api")
     folder = tmp_path_factory.mktemp("browser")
-    port = _free_port()
-    log_path = folder / "studio.log"
-    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1")
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "captioner.gui.app", "--model", str(_model_dir(tiny_model_dir)),
-                                 "--gallery", str(folder / "gallery"), "--port", str(port)],
-                                stdout=log, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 180
-    while True:
-        if proc.poll() is not None:
-            pytest.fail(f"the studio exited with {proc.returncode}:\n{log_path.read_text(errors='replace')}")
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                break
-        except OSError:
-            if time.monotonic() > deadline:
-                proc.terminate()
-                pytest.fail(f"the studio did not start:\n{log_path.read_text(errors='replace')}")
-            time.sleep(0.5)
+    proc, url = start_studio(_model_dir(tiny_model_dir), folder / "gallery", folder / "studio.log")
     yield url
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    stop_studio(proc)
 
 
 @pytest.fixture(scope="module")
