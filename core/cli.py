@@ -166,7 +166,7 @@ def evaluate_model(model_dir, data, split, beam_size, image_dir=None, cache_dir=
 
     from .data import load_dataset
     from .data.features import FeatureCache
-    from .decoding import beam_search, greedy_decode
+    from .decoding import decode
     from .evaluate import score_captions
     from .model import CaptionModel
     from .pipeline import Captioner, load_default_model
@@ -188,8 +188,7 @@ def evaluate_model(model_dir, data, split, beam_size, image_dir=None, cache_dir=
             feats = cache.load(chunk).float()
             t = time.perf_counter()
             with torch.inference_mode():
-                out = ([[c] for c in greedy_decode(model.decoder, feats, model.vocab, cfg.max_caption_len)] if beam_size == 1
-                       else beam_search(model.decoder, feats, model.vocab, beam_size, cfg.max_caption_len, cfg.length_penalty))
+                out = decode(model.decoder, feats, model.vocab, beam_size, cfg.max_caption_len, cfg.length_penalty)
             decode_s += time.perf_counter() - t
             for i, cands in zip(chunk, out):
                 preds[i] = cands[0].caption

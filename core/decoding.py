@@ -178,3 +178,11 @@ def beam_search(decoder: Decoder, features: torch.Tensor, vocab: Vocab, beam_siz
         cands = sorted(finished[b], key=lambda cd: rank_key(cd.score, len(cd.ids), length_penalty), reverse=True)
         results.append(cands)
     return results
+
+
+def decode(decoder: Decoder, features: torch.Tensor, vocab: Vocab, beam_size: int, max_len: int = 30,
+           length_penalty: float = 0.0) -> list[list[Candidate]]:
+    """Candidates for each image: greedy for beam size 1 (the same caption beam 1 gives), else beam search."""
+    if beam_size <= 1:
+        return [[c] for c in greedy_decode(decoder, features, vocab, max_len)]
+    return beam_search(decoder, features, vocab, beam_size, max_len, length_penalty)

@@ -6,14 +6,13 @@ only when the backbone was fine-tuned (a frozen backbone is rebuilt from its own
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from pathlib import Path
 
-import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from .backbones import get_backbone
 from .config import ModelConfig
 from .decoder import Decoder
 from .encoder import Encoder
@@ -28,22 +27,26 @@ def build_decoder(cfg: ModelConfig, feature_dim: int) -> Decoder:
 
 
 class CaptionModel(nn.Module):
-    def __init__(self, cfg: ModelConfig, vocab: Vocab, encoder: Encoder | None = None, pretrained: bool = True):
+    def __init__(self, cfg: ModelConfig, vocab: Vocab, encoder: Encoder | None = None, pretrained: bool = True,
+                 with_encoder: bool = True):
+        """`with_encoder=False` builds the decoder only (for work on cached features)."""
         super().__init__()
         if cfg.vocab_size != len(vocab):
             raise ModelLoadError(f"the vocabulary has {len(vocab)} words but the config says {cfg.vocab_size}")
         self.cfg, self.vocab = cfg, vocab
-        self.encoder = encoder or Encoder(cfg.backbone, cfg.grid, pretrained=pretrained,
-                                          fine_tune_blocks=cfg.fine_tune_blocks)
-        self.decoder = build_decoder(cfg, self.encoder.channels)
+        self.spec = get_backbone(cfg.backbone)
+        if encoder is None and with_encoder:
+            encoder = Encoder(cfg.backbone, cfg.grid, pretrained=pretrained, fine_tune_blocks=cfg.fine_tune_blocks)
+        self.encoder = encoder
+        self.decoder = build_decoder(cfg, self.spec.channels)
 
     @property
     def mean(self):
-        return self.encoder.spec.mean
+        return self.spec.mean
 
     @property
     def std(self):
-        return self.encoder.spec.std
+        return self.spec.std
 
     def save(self, folder: str | Path, half: bool = False) -> None:
         """Write the model folder. `half` stores weights as float16 (loaded back as float32)."""
@@ -74,15 +77,7 @@ class CaptionModel(nn.Module):
         if len(vocab) != cfg.vocab_size:
             raise ModelLoadError(f"{folder}: vocab.json has {len(vocab)} words but the weights were trained with "
                                  f"{cfg.vocab_size}; the vocabulary does not belong to these weights")
-        model = cls(cfg, vocab, pretrained=with_encoder and cfg.fine_tune_blocks == 0) if with_encoder else None
-        if model is None:
-            model = cls.__new__(cls)
-            nn.Module.__init__(model)
-            model.cfg, model.vocab = cfg, vocab
-            from .backbones import get_backbone
-
-            model.encoder = None
-            model.decoder = build_decoder(cfg, get_backbone(cfg.backbone).channels)
+        model = cls(cfg, vocab, pretrained=cfg.fine_tune_blocks == 0, with_encoder=with_encoder)
         _load_into(model.decoder, folder / "decoder.safetensors")
         if with_encoder and cfg.fine_tune_blocks > 0:
             _load_into(model.encoder.trunk, folder / "encoder.safetensors")

@@ -7,7 +7,6 @@ thread pool while the model works on the previous batch; one bad file yields a r
 from __future__ import annotations
 
 import os
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Iterable, Iterator
 import torch
 from PIL import Image
 
-from .decoding import Candidate, beam_search, greedy_decode
+from .decoding import Candidate, decode
 from .errors import CaptionerError, ModelLoadError
 from .images import open_image, original_size, resize_square, to_tensor
 from .model import DEFAULT_MODEL_DIR, CaptionModel
@@ -108,10 +107,8 @@ class Captioner:
 
     @torch.inference_mode()
     def decode(self, features: torch.Tensor, beam_size: int, max_len: int | None = None) -> list[list[Candidate]]:
-        max_len = max_len or self.cfg.max_caption_len
-        if beam_size <= 1:
-            return [[c] for c in greedy_decode(self.model.decoder, features, self.model.vocab, max_len)]
-        return beam_search(self.model.decoder, features, self.model.vocab, beam_size, max_len, self.cfg.length_penalty)
+        return decode(self.model.decoder, features, self.model.vocab, beam_size,
+                      max_len or self.cfg.max_caption_len, self.cfg.length_penalty)
 
     def caption_prepared(self, items: list[_Prepared], beam_size: int, max_len: int | None = None) -> list[CaptionResult]:
         ok = [p for p in items if p.error is None]

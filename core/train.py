@@ -16,13 +16,12 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from .config import ModelConfig
 from .data.dataset import CaptionDataset
 from .data.features import FeatureCache
-from .decoding import beam_search
+from .decoding import decode
 from .evaluate import score_captions
 from .images import load_for_model
 from .model import CaptionModel
@@ -125,8 +124,8 @@ def validate(model: CaptionModel, source: FeatureSource, dataset: CaptionDataset
         chunk = ids[s : s + batch]
         with torch.inference_mode():
             feats = source(chunk, train=False)
-        for i, cands in zip(chunk, beam_search(model.decoder, feats, model.vocab, beam_size,
-                                               model.cfg.max_caption_len, model.cfg.length_penalty)):
+        for i, cands in zip(chunk, decode(model.decoder, feats, model.vocab, beam_size,
+                                          model.cfg.max_caption_len, model.cfg.length_penalty)):
             preds[i] = cands[0].caption
     refs = {i: dataset.captions[i] for i in ids}
     return score_captions(preds, refs, metrics=metrics, use_java=False)
