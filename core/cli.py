@@ -158,6 +158,32 @@ def cmd_train(args) -> int:
     return 0
 
 
+
+# ---------------------------------------------------------------- scst
+def cmd_scst(args) -> int:
+    from .data import load_dataset
+    from .data.features import FeatureCache
+    from .scst import SCSTConfig, scst_train
+
+    ds = load_dataset(args.data, args.image_dir)
+    cache = FeatureCache(args.cache)
+    if not cache.complete:
+        raise CaptionerError(f"the feature cache {args.cache} is incomplete: run `captioner prepare` again to finish it")
+    from .config import ModelConfig
+
+    mcfg = ModelConfig.load(Path(args.init_from) / "config.json")
+    m = cache.meta
+    if (m["backbone"], m["input_size"], m["grid"]) != (mcfg.backbone, mcfg.input_size, mcfg.grid):
+        raise CaptionerError(f"the feature cache ({m['backbone']}, {m['input_size']}px, grid {m['grid']}) does not match "
+                             f"the model in {args.init_from} ({mcfg.backbone}, {mcfg.input_size}px, grid {mcfg.grid})")
+    cfg = SCSTConfig(epochs=args.epochs, images_per_batch=args.images_per_batch, samples=args.samples,
+                     baseline=args.baseline, lr=args.lr, max_sample_len=args.max_sample_len, val_every=args.val_every,
+                     val_beam_size=args.val_beam_size, val_images=args.val_images, seed=args.seed,
+                     threads=args.threads, device=args.device)
+    print(json.dumps(scst_train(ds, cache, args.init_from, args.out, cfg, resume=args.resume)))
+    return 0
+
+
 # ---------------------------------------------------------------- evaluate
 def evaluate_model(model_dir, data, split, beam_size, image_dir=None, cache_dir=None, limit=0, batch_size=50,
                    use_java=None) -> dict:
@@ -300,6 +326,31 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--threads", type=int, default=0)
     t.add_argument("--device", default="auto", help="auto, cpu, cuda")
     t.set_defaults(func=cmd_train)
+
+    r = sub.add_parser("scst", help="fine-tune a trained model with self-critical sequence training (CIDEr reward)",
+                       description="Self-critical sequence training: REINFORCE on the CIDEr-D of sampled captions with "
+                                   "a mean-of-samples or greedy baseline, on cached features, starting from a model "
+                                   "trained with `captioner train`. Keeps the model with the best validation CIDEr "
+                                   "(beam search) in OUT/best/; checkpoints after every validation (--resume).")
+    r.add_argument("--data", required=True, help=DATA_HELP)
+    r.add_argument("--image-dir", help="image folder for a Karpathy JSON")
+    r.add_argument("--cache", required=True, metavar="DIR", help="feature cache from `captioner prepare`")
+    r.add_argument("--init-from", required=True, metavar="DIR", help="the model folder to start from")
+    r.add_argument("--out", required=True, metavar="DIR", help="run folder")
+    r.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    r.add_argument("--epochs", type=int, default=3)
+    r.add_argument("--images-per-batch", type=int, default=50)
+    r.add_argument("--samples", type=int, default=5, help="captions sampled per image")
+    r.add_argument("--baseline", choices=["mean", "greedy"], default="mean")
+    r.add_argument("--lr", type=float, default=2e-5)
+    r.add_argument("--max-sample-len", type=int, default=20)
+    r.add_argument("--val-every", type=int, default=0, help="batches between validations (0 = once per epoch)")
+    r.add_argument("--val-beam-size", type=int, default=3)
+    r.add_argument("--val-images", type=int, default=0, help="validate on the first N val images (0 = all)")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--threads", type=int, default=0)
+    r.add_argument("--device", default="auto", help="auto, cpu, cuda")
+    r.set_defaults(func=cmd_scst)
 
     e = sub.add_parser("evaluate", help="score a model on a split (BLEU, METEOR, ROUGE-L, CIDEr)",
                        description="Decode a split with beam search and compute BLEU-1..4, METEOR, ROUGE-L and "

@@ -47,7 +47,11 @@ class Decoder(nn.Module):
         """(B, N, N, C) or (B, P, C) -> (B, P, C) in the decoder's dtype."""
         if features.dim() == 4:
             features = features.flatten(1, 2)
-        return features.to(self.out.weight.dtype)
+        return features.to(self.embedding.weight.dtype)
+
+    def project(self, features: torch.Tensor) -> torch.Tensor:
+        """The attention's image-side projection (B, P, A), computed once per image."""
+        return self.attention.project(features)
 
     def init_state(self, features: torch.Tensor):
         """h0, c0 from the mean feature. features: (B, P, C)."""

@@ -49,7 +49,7 @@ def _banned_mask(vocab: Vocab, device) -> torch.Tensor:
 def _prepare(decoder: Decoder, features: torch.Tensor):
     feats = decoder.flatten(features)
     grid = int(round(feats.shape[1] ** 0.5))
-    return feats, decoder.attention.project(feats), grid
+    return feats, decoder.project(feats), grid
 
 
 def rank_key(score: float, n_tokens: int, length_penalty: float) -> float:

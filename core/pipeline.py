@@ -17,6 +17,7 @@ from PIL import Image
 
 from .decoding import Candidate, decode
 from .errors import CaptionerError, ModelLoadError
+from .fast_decoder import InferenceDecoder
 from .images import open_image, original_size, resize_square, to_tensor
 from .model import DEFAULT_MODEL_DIR, CaptionModel
 
@@ -69,6 +70,7 @@ class Captioner:
         self.model = model.to(device).eval()
         self.device = torch.device(device)
         self.encoder = model.encoder.to(memory_format=torch.channels_last)
+        self._fast_decoder, self._fast_key = None, None
         self.workers = workers
         self.cfg = model.cfg
 
@@ -105,9 +107,20 @@ class Captioner:
         batch = batch.to(self.device).contiguous(memory_format=torch.channels_last)
         return torch.cat([self.encoder(batch[s : s + self.encode_chunk]) for s in range(0, len(batch), self.encode_chunk)])
 
+    @property
+    def fast_decoder(self) -> InferenceDecoder:
+        """Transposed, fused copies of the decoder weights (faster for thin batches), rebuilt when
+        the decoder's weights change (their version counters move)."""
+        key = tuple(p._version for p in self.model.decoder.parameters())
+        if self._fast_decoder is None or key != self._fast_key:
+            with torch.no_grad():
+                self._fast_decoder = InferenceDecoder(self.model.decoder).to(self.device)
+            self._fast_key = key
+        return self._fast_decoder
+
     @torch.inference_mode()
     def decode(self, features: torch.Tensor, beam_size: int, max_len: int | None = None) -> list[list[Candidate]]:
-        return decode(self.model.decoder, features, self.model.vocab, beam_size,
+        return decode(self.fast_decoder, features, self.model.vocab, beam_size,
                       max_len or self.cfg.max_caption_len, self.cfg.length_penalty)
 
     def caption_prepared(self, items: list[_Prepared], beam_size: int, max_len: int | None = None) -> list[CaptionResult]:

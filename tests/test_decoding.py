@@ -98,3 +98,24 @@ def test_length_penalty_reorders_by_normalised_score(setup):
     for cands in beam_search(dec, feats, vocab, beam_size=4, max_len=12, length_penalty=1.0):
         norm = [c.normalized_score for c in cands]
         assert norm == sorted(norm, reverse=True)
+
+
+def test_inference_decoder_computes_the_same_steps_and_captions(setup):
+    """The fused, transposed decoder used by the pipeline is the same function as `Decoder`."""
+    from captioner.core.fast_decoder import InferenceDecoder
+
+    dec, vocab, feats = setup
+    fast = InferenceDecoder(dec)
+    f = dec.flatten(feats)
+    proj = dec.project(f)
+    h, c = dec.init_state(f)
+    words = torch.tensor([vocab.start_id, 5, 6, 7, 8])
+    with torch.no_grad():
+        for a, b in zip(dec.step(f, proj, words, h, c), fast.step(f, proj, words, h, c)):
+            assert torch.allclose(a, b, atol=1e-12)
+    slow = beam_search(dec, feats, vocab, beam_size=3, max_len=12)
+    quick = beam_search(fast, feats, vocab, beam_size=3, max_len=12)
+    for s, q in zip(slow, quick):
+        assert [c.ids for c in s] == [c.ids for c in q]
+        assert [c.score for c in s] == pytest.approx([c.score for c in q], abs=1e-9)
+    assert [g.ids for g in greedy_decode(dec, feats, vocab, 12)] == [g.ids for g in greedy_decode(fast, feats, vocab, 12)]
