@@ -5,6 +5,7 @@ peak memory, and fast-path experiments.
     python benchmarks/bench_caption.py --model runs/lite2-224/best --json bench.json
     python benchmarks/bench_caption.py --model DIR --experiments all
     python benchmarks/bench_caption.py --model DIR --images 20 --memory-images 50 --runs 3   # quick check
+    python benchmarks/bench_caption.py --device cuda --json bench_gpu.json                    # on a GPU
 
 Sections (all in one process, same weights, same photos):
 
@@ -24,7 +25,9 @@ Sections (all in one process, same weights, same photos):
                unchanged captions.
 
 The photos are the Flickr8k test split (``../shared/data/flickr8k``) when present, else generated
-JPEGs of mixed sizes (640x480, 1024x768, every 10th 4000x3000). The functions (notably
+JPEGs of mixed sizes (640x480, 1024x768, every 10th 4000x3000). With ``--device cuda`` the engine, the
+reference loop and the memory test's ``captioner caption`` run on the GPU (clocks read after
+``torch.cuda.synchronize``); the CPU-only experiments (quant, threads) are skipped. The functions (notably
 ``reference_caption``) are importable; ``tests/test_reference_loop.py`` checks that the reference
 loop and the engine give the same captions.
 """
@@ -54,6 +57,7 @@ FLICKR = ROOT.parent / "shared" / "data" / "flickr8k"
 BEAMS = (1, 3, 5)
 BATCH_SIZES = (1, 8, 32)
 EXPERIMENTS = ("batching", "quant", "bf16", "threads", "channels_last", "compile")
+CPU_ONLY_EXPERIMENTS = ("quant", "threads")  # int8 dynamic quantisation and thread counts: CPU matters only
 TARGETS = {"latency_ms": 150.0, "throughput_ratio": 3.0, "throughput_ips": 8.0, "memory_mb": 2048.0}
 
 
@@ -103,16 +107,17 @@ def reference_caption(model, image, beam_size: int = 3, max_len: int | None = No
         image = reference_preprocess(image, cfg.input_size, model.mean, model.std)
     k = beam_size
     vocab_size = len(vocab)
+    device = next(decoder.parameters()).device
 
-    encoder_out = encoder(image.unsqueeze(0))  # (1, N, N, C)
+    encoder_out = encoder(image.unsqueeze(0).to(device))  # (1, N, N, C)
     encoder_dim = encoder_out.size(-1)
     encoder_out = encoder_out.view(1, -1, encoder_dim)  # (1, P, C)
     num_pixels = encoder_out.size(1)
     encoder_out = encoder_out.expand(k, num_pixels, encoder_dim)  # (k, P, C)
 
-    k_prev_words = torch.LongTensor([[vocab.start_id]] * k)  # (k, 1)
+    k_prev_words = torch.tensor([[vocab.start_id]] * k, dtype=torch.long, device=device)  # (k, 1)
     seqs = k_prev_words  # (k, 1)
-    top_k_scores = torch.zeros(k, 1)  # (k, 1)
+    top_k_scores = torch.zeros(k, 1, device=device)  # (k, 1)
     complete_seqs, complete_seqs_scores = [], []
 
     mean_encoder_out = encoder_out.mean(dim=1)
@@ -210,7 +215,12 @@ def synthetic_photos(n: int, folder: Path) -> list[Path]:
 
 
 # ====================================================================== timing helpers
+_CUDA_SYNC = False  # set by main() for --device cuda: wait for queued GPU work before reading the clock
+
+
 def now() -> float:
+    if _CUDA_SYNC:
+        torch.cuda.synchronize()
     return time.perf_counter()
 
 
@@ -230,7 +240,7 @@ def stats_ms(seconds) -> dict:
             "min_ms": 1000 * min(seconds), "n": len(seconds)}
 
 
-def machine_info() -> dict:
+def machine_info(device: str = "cpu") -> dict:
     cpu = platform.processor() or "unknown"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -251,10 +261,16 @@ def machine_info() -> dict:
         capability = torch.backends.cpu.get_cpu_capability()
     except Exception:
         capability = "?"
-    return {"cpu": cpu, "cores": os.cpu_count(), "usable_cores": usable, "torch": torch.__version__,
+    info = {"cpu": cpu, "cores": os.cpu_count(), "usable_cores": usable, "torch": torch.__version__,
             "torch_threads": torch.get_num_threads(), "cpu_capability": capability,
             "python": platform.python_version(), "niceness": os.nice(0), "loadavg": [round(x, 2) for x in load],
-            "date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())}
+            "date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()), "device": device}
+    if device == "cuda":
+        props = torch.cuda.get_device_properties(0)
+        info.update(gpu=torch.cuda.get_device_name(0), gpu_memory_gib=round(props.total_memory / 2**30, 1),
+                    gpu_capability=f"{props.major}.{props.minor}", cuda=torch.version.cuda,
+                    cudnn=torch.backends.cudnn.version())
+    return info
 
 
 def verdict(ok: bool) -> str:
@@ -428,8 +444,12 @@ def run_peak_rss(cmd: list, stderr_file: Path) -> tuple[int, float]:
 
 
 def section_memory(rep: Report, model_dir: Path, photos, n: int, big_every: int, tmp: Path,
-                   batch_size: int = 32) -> dict:
-    rep.section(f"4. peak memory: `captioner caption DIR --batch-size {batch_size}` on {n} photos (subprocess)")
+                   batch_size: int = 32, device: str = "cpu") -> dict:
+    dev_arg = ["--device", device] if device != "cpu" else []  # the CLI's own default is cpu
+    flag = f" --device {device}" if dev_arg else ""
+    rep.section(f"4. peak memory: `captioner caption DIR --batch-size {batch_size}{flag}` on {n} photos (subprocess)")
+    if dev_arg:
+        rep.line("(peak RSS is host memory, CUDA context and libraries included; GPU memory is not in it)")
     folder = tmp / "memory_folder"
     folder.mkdir()
     big = make_photo(tmp / "big_4000x3000.jpg", 4000, 3000, seed=7) if big_every else None
@@ -440,12 +460,12 @@ def section_memory(rep: Report, model_dir: Path, photos, n: int, big_every: int,
         else:
             src = photos[i % len(photos)]
         os.symlink(src, folder / f"{i:05d}_{Path(src).name}")
-    startup = [sys.executable, "-c", "import sys; from captioner.core.pipeline import Captioner; Captioner.load(sys.argv[1])",
-               str(model_dir)]
+    startup = [sys.executable, "-c", "import sys; from captioner.core.pipeline import Captioner; "
+               "Captioner.load(sys.argv[1], device=sys.argv[2])", str(model_dir), device]
     _, startup_mb = run_peak_rss(startup, tmp / "startup_stderr.txt")
     out_file = tmp / "memory_out.jsonl"
     cmd = [sys.executable, "-m", "captioner.core.cli", "caption", str(folder), "--out", str(out_file),
-           "--batch-size", str(batch_size), "--model", str(model_dir)]
+           "--batch-size", str(batch_size), "--model", str(model_dir), *dev_arg]
     t0 = now()
     returncode, peak_mb = run_peak_rss(cmd, tmp / "memory_stderr.txt")
     dt = now() - t0
@@ -468,11 +488,12 @@ def section_memory(rep: Report, model_dir: Path, photos, n: int, big_every: int,
 # ====================================================================== 5. experiments
 def _encode_all(encoder, tensors, batch_size: int, memory_format=torch.channels_last, autocast=None):
     feats = []
+    device = next(encoder.parameters()).device
     with torch.inference_mode():
         for i in range(0, len(tensors), batch_size):
-            x = torch.stack(tensors[i : i + batch_size]).contiguous(memory_format=memory_format)
+            x = torch.stack(tensors[i : i + batch_size]).to(device).contiguous(memory_format=memory_format)
             if autocast is not None:
-                with torch.autocast("cpu", dtype=autocast):
+                with torch.autocast(device.type, dtype=autocast):
                     y = encoder(x)
                 feats.append(y.float())
             else:
@@ -487,7 +508,7 @@ def _decode_all(decoder, feats, model, beam: int, batch_size: int, autocast=None
     with torch.inference_mode():
         for i in range(0, len(feats), batch_size):
             f = feats[i : i + batch_size]
-            ctx = torch.autocast("cpu", dtype=autocast) if autocast is not None else _null()
+            ctx = torch.autocast(f.device.type, dtype=autocast) if autocast is not None else _null()
             with ctx:
                 if beam <= 1:
                     res = [[c] for c in greedy_decode(decoder, f, vocab, cfg.max_caption_len)]
@@ -701,6 +722,8 @@ def parse_args(argv=None):
     p.add_argument("--bf16-images", type=int, default=16,
                    help="photos for the bf16 experiment (slow without native bf16; default 16)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's default)")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                   help="where the engine and the reference loop run (default cpu; the targets are for the CPU)")
     p.add_argument("--json", metavar="FILE", help="also write all figures as JSON")
     args = p.parse_args(argv)
     bad = [e for e in args.experiments if e not in EXPERIMENTS + ("all",)]
@@ -708,6 +731,12 @@ def parse_args(argv=None):
         p.error(f"unknown experiment(s) {bad}; choose from {', '.join(EXPERIMENTS)} or all")
     if "all" in args.experiments:
         args.experiments = list(EXPERIMENTS)
+    args.skipped_experiments = []
+    if args.device == "cuda":
+        if not torch.cuda.is_available():
+            p.error("--device cuda: torch sees no CUDA GPU here")
+        args.skipped_experiments = [e for e in args.experiments if e in CPU_ONLY_EXPERIMENTS]
+        args.experiments = [e for e in args.experiments if e not in CPU_ONLY_EXPERIMENTS]
     args.batch_sizes = tuple(int(b) for b in args.batch_sizes.split(","))
     if args.model is None:
         d = default_model_dir()
@@ -720,30 +749,38 @@ def parse_args(argv=None):
 
 
 def main(argv=None) -> int:
+    global _CUDA_SYNC
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    _CUDA_SYNC = args.device == "cuda"
     from captioner.core.pipeline import Captioner
 
     t_start = now()
     rep = Report()
-    info = machine_info()
+    info = machine_info(args.device)
     rep.section("machine")
     rep.line(f"CPU      {info['cpu']} ({info['cpu_capability']}), {info['cores']} cores "
              f"({info['usable_cores']} usable), torch {info['torch']}, {info['torch_threads']} threads, "
              f"Python {info['python']}, nice {info['niceness']}")
+    if args.device == "cuda":
+        rep.line(f"GPU      {info['gpu']} ({info['gpu_memory_gib']} GiB, compute capability {info['gpu_capability']}), "
+                 f"CUDA {info['cuda']}, cuDNN {info['cudnn']}: engine and reference loop on the GPU")
     rep.line(f"load     {info['loadavg']} (1/5/15 min) at {info['date_utc']} UTC")
     if info["loadavg"][0] > 0.5:
         rep.line(f"WARNING  load average {info['loadavg'][0]}: other processes are using the CPU; "
                  "timings below are distorted (run on an idle machine for real figures)")
-    cap = Captioner.load(args.model)
+    cap = Captioner.load(args.model, device=args.device)
     cfg = cap.cfg
     rep.line(f"model    {args.model}: {cfg.name}, {cfg.backbone} {cfg.input_size}px, grid {cfg.grid}, "
              f"decoder {cfg.hidden_dim}, vocab {cfg.vocab_size}, max_len {cfg.max_caption_len}, "
              f"length_penalty {cfg.length_penalty}")
     rep.line(f"targets  beam-3 single photo <= {TARGETS['latency_ms']:.0f} ms e2e; folder >= "
              f"{TARGETS['throughput_ratio']:.0f}x reference and >= {TARGETS['throughput_ips']:.0f} photos/s; "
-             f"peak RSS < {TARGETS['memory_mb']:.0f} MB for 1,000 photos")
+             f"peak RSS < {TARGETS['memory_mb']:.0f} MB for 1,000 photos"
+             + (" (set for the CPU; GPU figures are for reference)" if args.device == "cuda" else ""))
+    if args.skipped_experiments:
+        rep.line(f"skipped  experiment(s) {', '.join(args.skipped_experiments)}: CPU-only, meaningless with --device cuda")
     results: dict = {"machine": info, "model": args.model, "model_name": cfg.name, "targets": TARGETS,
                      "args": {k: v for k, v in vars(args).items() if k != "json"}}
 
@@ -782,7 +819,7 @@ def main(argv=None) -> int:
                 results["reference"] = section_reference(rep, cap, photos, args.beam, tp, engine_caps)
         if "memory" not in args.skip:
             results["memory"] = section_memory(rep, Path(args.model), photos, args.memory_images,
-                                               args.memory_big_every, tmp)
+                                               args.memory_big_every, tmp, device=args.device)
         if args.experiments:
             results["experiments"] = section_experiments(rep, cap, args.experiments, groups, photos, args.runs,
                                                          args.beam, args.bf16_images, max(args.batch_sizes))
@@ -790,6 +827,9 @@ def main(argv=None) -> int:
     results["total_seconds"] = total
     rep.section("done")
     rep.line(f"total {total:.0f} s")
+    if args.device == "cuda":
+        results["gpu_peak_allocated_mb"] = torch.cuda.max_memory_allocated() / 2**20
+        rep.line(f"GPU memory: peak allocated by this process {results['gpu_peak_allocated_mb']:.0f} MB")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1, default=str))
         rep.line(f"figures written to {args.json}")

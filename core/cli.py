@@ -177,7 +177,7 @@ def cmd_scst(args) -> int:
         raise CaptionerError(f"the feature cache ({m['backbone']}, {m['input_size']}px, grid {m['grid']}) does not match "
                              f"the model in {args.init_from} ({mcfg.backbone}, {mcfg.input_size}px, grid {mcfg.grid})")
     cfg = SCSTConfig(epochs=args.epochs, images_per_batch=args.images_per_batch, samples=args.samples,
-                     baseline=args.baseline, lr=args.lr, max_sample_len=args.max_sample_len, val_every=args.val_every,
+                     baseline=args.baseline, sample_dropout=args.sample_dropout, lr=args.lr, max_sample_len=args.max_sample_len, val_every=args.val_every,
                      val_beam_size=args.val_beam_size, val_images=args.val_images, seed=args.seed,
                      threads=args.threads, device=args.device)
     print(json.dumps(scst_train(ds, cache, args.init_from, args.out, cfg, resume=args.resume)))
@@ -342,6 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--images-per-batch", type=int, default=50)
     r.add_argument("--samples", type=int, default=5, help="captions sampled per image")
     r.add_argument("--baseline", choices=["mean", "greedy"], default="mean")
+    r.add_argument("--sample-dropout", action="store_true", help="sample with dropout on (default: off)")
     r.add_argument("--lr", type=float, default=2e-5)
     r.add_argument("--max-sample-len", type=int, default=20)
     r.add_argument("--val-every", type=int, default=0, help="batches between validations (0 = once per epoch)")

@@ -4,7 +4,9 @@ captions, with a baseline so that only captions better than usual are reinforced
 Starts from a model trained with teacher forcing (`captioner train`) and works on cached encoder
 features (frozen backbone). For each image it samples `samples` captions; the baseline is either
 the mean reward of the image's other samples ("mean", Luo 2020) or the reward of its greedy
-caption ("greedy", the original paper). Validation is real beam search; the model with the best
+caption ("greedy", the original paper). Captions are sampled from the model as it decodes (dropout
+off) unless `sample_dropout`: with dropout on, SCST here learnt to please the noisy model and made
+short, generic captions (validation CIDEr fell; weights/README.md has the figures). Validation is real beam search; the model with the best
 validation CIDEr is kept in OUT/best/. A checkpoint is written after every validation, and
 `resume=True` continues from it.
 """
@@ -38,6 +40,7 @@ class SCSTConfig:
     images_per_batch: int = 50
     samples: int = 5  # captions sampled per image
     baseline: str = "mean"  # "mean" of the image's other samples, or "greedy"
+    sample_dropout: bool = False  # sample with dropout active (train mode) or from the model as it decodes
     lr: float = 2e-5
     grad_clip: float = 5.0
     max_sample_len: int = 20
@@ -142,7 +145,7 @@ def scst_train(dataset: CaptionDataset, cache: FeatureCache, init_from: str | Pa
         random.Random(cfg.seed + epoch).shuffle(order)  # the same order again after a resume
         ids = order[b * cfg.images_per_batch : (b + 1) * cfg.images_per_batch]
         feats = source(ids, train=True)
-        decoder.train()
+        decoder.train(cfg.sample_dropout)
         words, logps, mask = sample_captions(decoder, feats, vocab, cfg.samples, cfg.max_sample_len)
         r = rewards(scorer, vocab, words, ids, refs).view(len(ids), cfg.samples)
         if cfg.baseline == "mean":
@@ -151,7 +154,7 @@ def scst_train(dataset: CaptionDataset, cache: FeatureCache, init_from: str | Pa
             decoder.eval()
             greedy = [c.ids for c in greedy_decode(decoder, feats, vocab, cfg.max_sample_len)]
             base = torch.tensor([scorer.score(vocab.decode(g), refs[i], key=i) for g, i in zip(greedy, ids)]).unsqueeze(1)
-            decoder.train()
+            decoder.train(cfg.sample_dropout)
         advantage = (r - base).flatten().to(device)
         loss = scst_loss(logps, mask, advantage)
         opt.zero_grad(set_to_none=True)

@@ -1,6 +1,10 @@
 """Choose decoding settings on the VALIDATION split (never test): beam size x length penalty.
 
     python scripts/tune_decoding.py --model runs/lite2-224/best --cache runs/features/lite2-224-g7
+    python scripts/tune_decoding.py --model runs/scst1/best --checkpoint runs/scst1/checkpoint.pt ...
+
+`--checkpoint` takes the decoder weights from a training checkpoint (`captioner train` or
+`captioner scst`) instead of the model folder, to compare the states a run went through.
 """
 from __future__ import annotations
 
@@ -23,10 +27,17 @@ def main() -> None:
     p.add_argument("--cache", required=True)
     p.add_argument("--beams", default="3,5")
     p.add_argument("--penalties", default="0,0.5,1.0")
+    p.add_argument("--checkpoint", help="decoder weights from this checkpoint.pt (loaded with weights_only=True)")
+    p.add_argument("--threads", type=int, default=0)
     a = p.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
     ds = load_dataset(_default_data())
     ids = ds.split("val")
     model = CaptionModel.load(a.model, with_encoder=False)
+    if a.checkpoint:
+        model.decoder.load_state_dict(torch.load(a.checkpoint, map_location="cpu", weights_only=True)["decoder"])
+    model.eval()
     feats = FeatureCache(a.cache).load(ids).float()
     refs = {i: ds.captions[i] for i in ids}
     rows = []
@@ -38,7 +49,7 @@ def main() -> None:
                     out = beam_search(model.decoder, feats[s : s + 100], model.vocab, k, model.cfg.max_caption_len, lp)
                     preds.update({i: c[0].caption for i, c in zip(ids[s : s + 100], out)})
             sc = score_captions(preds, refs, metrics=("bleu4", "cider"), use_java=False)
-            rows.append({"beam": k, "length_penalty": lp, "val_bleu4": round(sc["bleu4"], 2), "val_cider": round(sc["cider"], 2),
+            rows.append({"checkpoint": a.checkpoint or a.model, "beam": k, "length_penalty": lp, "val_bleu4": round(sc["bleu4"], 2), "val_cider": round(sc["cider"], 2),
                          "mean_words": round(sum(len(v.split()) for v in preds.values()) / len(preds), 2)})
             print(json.dumps(rows[-1]), flush=True)
 
