@@ -17,9 +17,11 @@ from PIL import Image
 
 from .decoding import Candidate, decode
 from .errors import CaptionerError, ModelLoadError
+from . import onnx_encoder
 from .fast_decoder import InferenceDecoder
 from .images import open_image, original_size, resize_square, to_tensor
 from .model import DEFAULT_MODEL_DIR, CaptionModel
+from .onnx_encoder import onnx_encoder_for
 
 
 @dataclass
@@ -66,10 +68,17 @@ def load_default_model() -> CaptionModel:
 
 
 class Captioner:
-    def __init__(self, model: CaptionModel, device: str | torch.device = "cpu", workers: int = 2):
+    def __init__(self, model: CaptionModel, device: str | torch.device = "cpu", workers: int = 2,
+                 onnx: bool | None = None):
+        """`onnx`: run the encoder through ONNX Runtime (CPU only; None: when available)."""
         self.model = model.to(device).eval()
         self.device = torch.device(device)
         self.encoder = model.encoder.to(memory_format=torch.channels_last)
+        self.onnx_encoder = None
+        if self.device.type == "cpu" and onnx is not False:
+            self.onnx_encoder = onnx_encoder_for(model.encoder, model.cfg.input_size)
+            if onnx and self.onnx_encoder is None:
+                raise CaptionerError(f"the ONNX Runtime encoder is not available: {onnx_encoder.last_error}")
         self._fast_decoder, self._fast_key = None, None
         self.workers = workers
         self.cfg = model.cfg
@@ -104,8 +113,12 @@ class Captioner:
 
     @torch.inference_mode()
     def encode(self, batch: torch.Tensor) -> torch.Tensor:
-        batch = batch.to(self.device).contiguous(memory_format=torch.channels_last)
-        return torch.cat([self.encoder(batch[s : s + self.encode_chunk]) for s in range(0, len(batch), self.encode_chunk)])
+        if self.onnx_encoder is not None:
+            encoder = self.onnx_encoder
+        else:
+            batch = batch.to(self.device).contiguous(memory_format=torch.channels_last)
+            encoder = self.encoder
+        return torch.cat([encoder(batch[s : s + self.encode_chunk]) for s in range(0, len(batch), self.encode_chunk)])
 
     @property
     def fast_decoder(self) -> InferenceDecoder:

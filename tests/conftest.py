@@ -1,6 +1,8 @@
 """Shared fixtures: a tiny real model folder (random decoder over the real default backbone)."""
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,9 @@ from captioner.core.vocab import Vocab
 FLICKR8K = Path(__file__).resolve().parents[2] / "shared" / "data" / "flickr8k"
 if not FLICKR8K.exists():
     FLICKR8K = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "flickr8k"
+
+# the ONNX encoder export cache of the test session stays out of the user's ~/.cache
+os.environ.setdefault("CAPTIONER_CACHE_DIR", tempfile.mkdtemp(prefix="captioner-test-cache-"))
 
 TINY_WORDS = ["a", "dog", "cat", "runs", "on", "the", "grass", "red", "blue", "ball", "man", "sits"]
 

@@ -1,0 +1,45 @@
+"""The ONNX Runtime encoder is the PyTorch encoder: same features, same captions; it can be turned
+off, and when it is unavailable the PyTorch encoder is used."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from captioner.core import onnx_encoder
+from captioner.core.errors import CaptionerError
+from captioner.core.pipeline import Captioner
+
+pytest.importorskip("onnxruntime")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+from bench_caption import make_photo  # noqa: E402
+
+
+def test_onnx_features_equal_pytorch_features(tiny_model_dir):
+    cap = Captioner.load(tiny_model_dir)
+    assert cap.onnx_encoder is not None, onnx_encoder.last_error
+    x = torch.randn(3, 3, cap.cfg.input_size, cap.cfg.input_size)
+    with torch.inference_mode():
+        ref = cap.model.encoder(x)
+    got = cap.onnx_encoder(x)
+    assert got.shape == ref.shape == (3, cap.cfg.grid, cap.cfg.grid, ref.shape[-1])
+    assert torch.allclose(got, ref, atol=1e-3, rtol=1e-3)
+    assert cap.onnx_encoder.path.parent == onnx_encoder.cache_dir()
+
+
+def test_onnx_and_pytorch_encoders_give_the_same_captions(tiny_model_dir, tmp_path):
+    photos = [make_photo(tmp_path / f"p{i}.jpg", 120 + 40 * i, 90, seed=i) for i in range(3)]
+    fast, plain = Captioner.load(tiny_model_dir), Captioner(Captioner.load(tiny_model_dir).model, onnx=False)
+    assert plain.onnx_encoder is None
+    for a, b in zip(fast.caption_many(photos, beam_size=3), plain.caption_many(photos, beam_size=3)):
+        assert [c.ids for c in a.candidates] == [c.ids for c in b.candidates]
+
+
+def test_onnx_can_be_disabled(tiny_model_dir, monkeypatch):
+    monkeypatch.setenv("CAPTIONER_ONNX", "0")
+    assert Captioner.load(tiny_model_dir).onnx_encoder is None
+    with pytest.raises(CaptionerError, match="CAPTIONER_ONNX=0"):
+        Captioner(Captioner.load(tiny_model_dir).model, onnx=True)
