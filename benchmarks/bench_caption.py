@@ -18,16 +18,23 @@ Sections (all in one process, same weights, same photos):
                both throughputs, their ratio, and whether the best captions agree photo by photo.
 4. memory      peak RSS of ``captioner caption DIR --out x.jsonl --batch-size 32`` on a folder of
                ``--memory-images`` photos, run as a subprocess.
-5. experiments (``--experiments batching quant bf16 threads channels_last compile`` or ``all``):
-               encoder/decoder cost per photo by batch size, int8 dynamic quantisation of the
-               decoder, bf16 autocast, 1 vs N threads, channels_last on/off, torch.compile of the
-               encoder; each timed side by side with the engine as shipped and checked for
-               unchanged captions.
+5. experiments (``--experiments batching quant bf16 threads channels_last compile onnx fused_decoder``
+               or ``all``): the engine's encoder/decoder cost per photo by batch size, int8 dynamic
+               quantisation of the decoder, bf16 autocast, 1 vs N threads, channels_last on/off and
+               torch.compile of the PyTorch encoder, the ONNX Runtime encoder vs the PyTorch one,
+               the fused ``InferenceDecoder`` vs the ``nn.Module`` decoder in beam search; each timed
+               side by side with its baseline in the same run and checked for unchanged captions.
+               The engine encodes through ONNX Runtime on the CPU when it is available
+               (``cap.onnx_encoder``, else the PyTorch channels_last encoder; the machine section
+               says which and why) and decodes with the fused ``cap.fast_decoder``; ``quant``,
+               ``bf16``, ``channels_last`` and ``compile`` vary the PyTorch modules (``cap.encoder``,
+               ``cap.model.decoder``) and compare with them as they are.
 
 The photos are the Flickr8k test split (``../shared/data/flickr8k``) when present, else generated
 JPEGs of mixed sizes (640x480, 1024x768, every 10th 4000x3000). With ``--device cuda`` the engine, the
 reference loop and the memory test's ``captioner caption`` run on the GPU (clocks read after
-``torch.cuda.synchronize``); the CPU-only experiments (quant, threads) are skipped. The functions (notably
+``torch.cuda.synchronize``); the CPU-only experiments (quant, threads) are skipped, and ``onnx`` prints
+a skip line (the engine has no ONNX Runtime encoder on the GPU). The functions (notably
 ``reference_caption``) are importable; ``tests/test_reference_loop.py`` checks that the reference
 loop and the engine give the same captions.
 """
@@ -56,7 +63,7 @@ FLICKR = ROOT.parent / "shared" / "data" / "flickr8k"
 
 BEAMS = (1, 3, 5)
 BATCH_SIZES = (1, 8, 32)
-EXPERIMENTS = ("batching", "quant", "bf16", "threads", "channels_last", "compile")
+EXPERIMENTS = ("batching", "quant", "bf16", "threads", "channels_last", "compile", "onnx", "fused_decoder")
 CPU_ONLY_EXPERIMENTS = ("quant", "threads")  # int8 dynamic quantisation and thread counts: CPU matters only
 TARGETS = {"latency_ms": 150.0, "throughput_ratio": 3.0, "throughput_ips": 8.0, "memory_mb": 2048.0}
 
@@ -271,6 +278,28 @@ def machine_info(device: str = "cpu") -> dict:
                     gpu_capability=f"{props.major}.{props.minor}", cuda=torch.version.cuda,
                     cudnn=torch.backends.cudnn.version())
     return info
+
+
+def engine_backends(cap) -> dict:
+    """Which encoder and decoder the engine (``Captioner``) runs, and why the encoder is not ONNX."""
+    from captioner.core import onnx_encoder
+
+    if cap.onnx_encoder is not None:
+        import onnxruntime
+
+        try:
+            threads = cap.onnx_encoder.session.get_session_options().intra_op_num_threads
+        except Exception:
+            threads = "?"
+        encoder, reason = f"ONNX Runtime {onnxruntime.__version__} (CPU, {threads} threads)", None
+    else:
+        encoder = "PyTorch (channels_last)"
+        if cap.device.type != "cpu":
+            reason = f"--device {cap.device.type}: the ONNX Runtime encoder is CPU only"
+        else:
+            reason = onnx_encoder.last_error or "ONNX Runtime encoder unavailable (no reason recorded)"
+    return {"encoder": encoder, "encoder_not_onnx_because": reason,
+            "decoder": "fused InferenceDecoder (cap.fast_decoder: transposed/fused decoder weights)"}
 
 
 def verdict(ok: bool) -> str:
@@ -488,7 +517,8 @@ def section_memory(rep: Report, model_dir: Path, photos, n: int, big_every: int,
 # ====================================================================== 5. experiments
 def _encode_all(encoder, tensors, batch_size: int, memory_format=torch.channels_last, autocast=None):
     feats = []
-    device = next(encoder.parameters()).device
+    params = getattr(encoder, "parameters", None)  # the ONNX Runtime encoder has none: CPU
+    device = next(params()).device if params is not None else torch.device("cpu")
     with torch.inference_mode():
         for i in range(0, len(tensors), batch_size):
             x = torch.stack(tensors[i : i + batch_size]).to(device).contiguous(memory_format=memory_format)
@@ -515,6 +545,14 @@ def _decode_all(decoder, feats, model, beam: int, batch_size: int, autocast=None
                 else:
                     res = beam_search(decoder, f, vocab, beam, cfg.max_caption_len, cfg.length_penalty)
             out += [r[0].caption for r in res]
+    return out
+
+
+def _engine_decode(cap, feats, beam: int, batch_size: int) -> list[str]:
+    """Best captions the engine's own decoding (``Captioner.decode``) gives for `feats`."""
+    out = []
+    for i in range(0, len(feats), batch_size):
+        out += [c[0].caption for c in cap.decode(feats[i : i + batch_size], beam)]
     return out
 
 
@@ -560,6 +598,16 @@ def section_experiments(rep: Report, cap, which, groups: dict, paths, runs: int,
     model = cap.model
     out: dict = {}
     rows: list = []
+    engine = engine_backends(cap)
+    # the encoder the engine runs: ONNX Runtime when available (takes a contiguous batch), else PyTorch
+    if cap.onnx_encoder is not None:
+        eng_encoder, eng_format, eng_encoder_name = cap.onnx_encoder, torch.contiguous_format, "ONNX Runtime"
+    else:
+        eng_encoder, eng_format, eng_encoder_name = cap.encoder, torch.channels_last, "PyTorch channels_last"
+    rep.line(f"engine: encoder {engine['encoder']}, decoder {engine['decoder']}")
+    rep.line("quant, bf16, channels_last, compile vary the PyTorch modules and compare with them as they are "
+             "(cap.encoder channels_last, cap.model.decoder); batching and threads time the engine's own encoder "
+             "and decoder; onnx and fused_decoder put each engine fast path beside its PyTorch counterpart")
     items = [cap.prepare(p) for p in paths]
     tensors = [it.tensor for it in items if it.error is None]
     base_feats = _encode_all(cap.encoder, tensors, batch_size)
@@ -614,27 +662,43 @@ def section_experiments(rep: Report, cap, which, groups: dict, paths, runs: int,
     def threads():
         default = torch.get_num_threads()
         many = max(default, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else default)
+        # the ONNX Runtime encoder's thread count is fixed when its session is made: give the engine
+        # one session per thread count, so that "1 thread" holds for encoding too
+        onnx_shipped = cap.onnx_encoder
+        sessions = {}
+        if onnx_shipped is not None:
+            from captioner.core.onnx_encoder import OnnxEncoder
+
+            sessions = {t: OnnxEncoder(onnx_shipped.path, t) for t in (many, 1)}
+
+        def set_threads(t):
+            torch.set_num_threads(t)
+            if sessions:
+                cap.onnx_encoder = sessions[t]
+
         try:
             for gname, gpaths in groups.items():
                 res = {}
                 for t in (many, 1):
-                    torch.set_num_threads(t)
+                    set_threads(t)
                     cap.caption(gpaths[0], beam_size=beam)
                     res[t] = time_single(cap, gpaths, beam, runs)
-                torch.set_num_threads(many)
+                set_threads(many)
                 caps_many = [cap.caption(p, beam_size=beam).caption for p in gpaths]
-                torch.set_num_threads(1)
+                set_threads(1)
                 caps_one = [cap.caption(p, beam_size=beam).caption for p in gpaths]
                 b, v = res[many], res[1]
                 out[f"threads_{gname}"] = row(
                     f"1 vs {many} threads, single photo e2e ({gname})", v["end_to_end"]["median_ms"] / 1000,
                     b["end_to_end"]["median_ms"] / 1000, _agree(caps_one, caps_many),
-                    "median e2e ms; split 1 thread: prep {:.0f} enc {:.0f} dec {:.0f}, {} threads: prep {:.0f} enc {:.0f} dec {:.0f}".format(
-                        v["prepare"]["median_ms"], v["encode"]["median_ms"], v["decode"]["median_ms"], many,
+                    "median e2e ms ({} encoder); split 1 thread: prep {:.0f} enc {:.0f} dec {:.0f}, {} threads: prep {:.0f} enc {:.0f} dec {:.0f}".format(
+                        eng_encoder_name, v["prepare"]["median_ms"], v["encode"]["median_ms"], v["decode"]["median_ms"], many,
                         b["prepare"]["median_ms"], b["encode"]["median_ms"], b["decode"]["median_ms"]))
-                out[f"threads_{gname}"].update({"threads_many": many, "detail_1": v, "detail_many": b})
+                out[f"threads_{gname}"].update({"threads_many": many, "detail_1": v, "detail_many": b,
+                                                "encoder": eng_encoder_name})
         finally:
             torch.set_num_threads(default)
+            cap.onnx_encoder = onnx_shipped
 
     # ---------------- (d) channels_last on/off for the encoder
     def channels_last():
@@ -647,8 +711,9 @@ def section_experiments(rep: Report, cap, which, groups: dict, paths, runs: int,
             tv, fv = _timed(lambda: _encode_all(plain, sub, bs, memory_format=torch.contiguous_format))
             caps = _decode_all(model.decoder, fv, model, beam, batch_size)
             out[f"channels_last_off_b{bs}"] = row(
-                f"channels_last OFF (vs on), encode batch {bs} ({cnt} photos)", tv / cnt, tb / cnt,
-                _agree(caps, base_caps[:cnt]), f"ms/photo, encoder only; max |diff| {float((fv - fb).abs().max()):.1e}")
+                f"channels_last OFF (vs on), PyTorch encoder, batch {bs} ({cnt} photos)", tv / cnt, tb / cnt,
+                _agree(caps, base_caps[:cnt]),
+                f"ms/photo, PyTorch encoder only (the engine's when ONNX is off); max |diff| {float((fv - fb).abs().max()):.1e}")
 
     # ---------------- (e) torch.compile of the encoder
     def compile_():
@@ -665,35 +730,77 @@ def section_experiments(rep: Report, cap, which, groups: dict, paths, runs: int,
             out[f"compile_b{bs}"] = row(
                 f"torch.compile encoder, encode batch {bs} ({cnt} photos)", tv / cnt, tb / cnt,
                 _agree(caps, base_caps[:cnt]),
-                f"ms/photo, encoder only; first pass incl. compiling {t_first:.0f} s")
+                f"ms/photo, PyTorch encoder only; first pass incl. compiling {t_first:.0f} s")
             out[f"compile_b{bs}"]["first_pass_s"] = t_first
 
-    # ---------------- (f) encoder and decoder cost per photo by batch size
+    # ---------------- (f) the engine's encoder and decoder cost per photo by batch size
     def batching():
+        # the encoder and decoder the engine runs (ONNX Runtime or PyTorch; the fused InferenceDecoder),
+        # called directly so each batch size is really used (Captioner.encode would cut it into encode_chunk)
         m = min(n, 64)
         sub, f = tensors[:m], base_feats[:m]
+        fast = cap.fast_decoder
         ref_bs = batch_size
         timings = {}
         for bs in sorted({1, 8, 16, ref_bs}):
-            _encode_all(cap.encoder, sub[:bs], bs)
-            te, _ = _timed(lambda: _encode_all(cap.encoder, sub, bs))
-            _decode_all(model.decoder, f[:bs], model, beam, bs)
-            td, caps = _timed(lambda: _decode_all(model.decoder, f, model, beam, bs))
+            _encode_all(eng_encoder, sub[:bs], bs, memory_format=eng_format)
+            te, _ = _timed(lambda: _encode_all(eng_encoder, sub, bs, memory_format=eng_format))
+            _decode_all(fast, f[:bs], model, beam, bs)
+            td, caps = _timed(lambda: _decode_all(fast, f, model, beam, bs))
             timings[bs] = (te / m, td / m, caps)
         base_e, base_d, base_c = timings[ref_bs]
         for bs, (te, td, caps) in timings.items():
             out[f"batching_encode_b{bs}"] = row(f"encode at batch {bs} (vs {ref_bs}), {m} photos", te, base_e, "",
-                                                "ms/photo, encoder only")
+                                                f"ms/photo, engine encoder only: {eng_encoder_name}")
+            out[f"batching_encode_b{bs}"]["encoder"] = eng_encoder_name
             out[f"batching_decode_b{bs}"] = row(f"decode at batch {bs} (vs {ref_bs}), {m} photos", td, base_d,
-                                                _agree(caps, base_c), "ms/photo, decoder only")
+                                                _agree(caps, base_c), "ms/photo, engine decoder only: fused InferenceDecoder")
 
-    table = {"batching": batching, "quant": quant, "bf16": bf16, "threads": threads, "channels_last": channels_last, "compile": compile_}
+    # ---------------- (g) ONNX Runtime encoder vs the PyTorch channels_last encoder
+    def onnx():
+        if cap.onnx_encoder is None:
+            reason = engine["encoder_not_onnx_because"]
+            rep.line(f"onnx: skipped, the engine has no ONNX Runtime encoder: {reason}")
+            out["onnx"] = {"skipped": reason}
+            return
+        ox = cap.onnx_encoder
+        fmt = torch.contiguous_format  # what Captioner.encode hands it (OnnxEncoder makes it contiguous anyway)
+        for bs, cnt in ((1, min(20, n)), (cap.encode_chunk, min(64, n))):
+            sub = tensors[:cnt]
+            _encode_all(ox, sub[:bs], bs, memory_format=fmt)  # warm-up
+            _encode_all(cap.encoder, sub[:bs], bs)
+            tb, fb = _timed(lambda: _encode_all(cap.encoder, sub, bs))
+            tv, fv = _timed(lambda: _encode_all(ox, sub, bs, memory_format=fmt))
+            diff = float((fv - fb).abs().max())
+            # both feature sets through the engine's own decoding (fused decoder, beam `beam`)
+            cv, cb = _engine_decode(cap, fv, beam, batch_size), _engine_decode(cap, fb, beam, batch_size)
+            out[f"onnx_encoder_b{bs}"] = row(
+                f"ONNX Runtime encoder (vs PyTorch channels_last), batch {bs} ({cnt} photos)", tv / cnt, tb / cnt,
+                _agree(cv, cb), f"ms/photo, encoder only; max |diff| {diff:.1e}")
+            out[f"onnx_encoder_b{bs}"]["max_abs_diff"] = diff
+
+    # ---------------- (h) fused InferenceDecoder vs the nn.Module decoder in beam search
+    def fused_decoder():
+        fast = cap.fast_decoder
+        for bs, cnt in ((1, min(20, n)), (batch_size, min(64, n))):
+            f = base_feats[:cnt]
+            _decode_all(fast, f[:bs], model, beam, bs)  # warm-up
+            _decode_all(model.decoder, f[:bs], model, beam, bs)
+            tb, cb = _timed(lambda: _decode_all(model.decoder, f, model, beam, bs))
+            tv, cv = _timed(lambda: _decode_all(fast, f, model, beam, bs))
+            out[f"fused_decoder_b{bs}"] = row(
+                f"fused InferenceDecoder (vs nn.Module decoder), decode batch {bs} ({cnt} photos)", tv / cnt,
+                tb / cnt, _agree(cv, cb), "ms/photo, decoder only (same features)")
+
+    table = {"batching": batching, "quant": quant, "bf16": bf16, "threads": threads, "channels_last": channels_last,
+             "compile": compile_, "onnx": onnx, "fused_decoder": fused_decoder}
     for name in which:
         t0 = now()
         guard(name, table[name])
         out.setdefault("_seconds", {})[name] = now() - t0
     rep.table(["experiment", "baseline ms", "variant ms", "speedup", "captions unchanged", "note"], rows)
-    rep.line("(speedup = baseline / variant; > 1 means the variant is faster; captions compared on the same photos)")
+    rep.line("(speedup = baseline / variant; > 1 means the variant is faster; captions compared on the same photos; "
+             "for onnx and fused_decoder the variant is the engine's fast path and the baseline its PyTorch counterpart)")
     return out
 
 
@@ -775,13 +882,17 @@ def main(argv=None) -> int:
     rep.line(f"model    {args.model}: {cfg.name}, {cfg.backbone} {cfg.input_size}px, grid {cfg.grid}, "
              f"decoder {cfg.hidden_dim}, vocab {cfg.vocab_size}, max_len {cfg.max_caption_len}, "
              f"length_penalty {cfg.length_penalty}")
+    engine = engine_backends(cap)
+    rep.line(f"engine   encoder: {engine['encoder']}"
+             + (f" (not ONNX Runtime: {engine['encoder_not_onnx_because']})" if engine["encoder_not_onnx_because"] else "")
+             + f"; decoding: {engine['decoder']}")
     rep.line(f"targets  beam-3 single photo <= {TARGETS['latency_ms']:.0f} ms e2e; folder >= "
              f"{TARGETS['throughput_ratio']:.0f}x reference and >= {TARGETS['throughput_ips']:.0f} photos/s; "
              f"peak RSS < {TARGETS['memory_mb']:.0f} MB for 1,000 photos"
              + (" (set for the CPU; GPU figures are for reference)" if args.device == "cuda" else ""))
     if args.skipped_experiments:
         rep.line(f"skipped  experiment(s) {', '.join(args.skipped_experiments)}: CPU-only, meaningless with --device cuda")
-    results: dict = {"machine": info, "model": args.model, "model_name": cfg.name, "targets": TARGETS,
+    results: dict = {"machine": info, "model": args.model, "model_name": cfg.name, "engine": engine, "targets": TARGETS,
                      "args": {k: v for k, v in vars(args).items() if k != "json"}}
 
     with tempfile.TemporaryDirectory(prefix="bench_caption_") as tmpd:

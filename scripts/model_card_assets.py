@@ -46,17 +46,36 @@ def beam_table(model: str, data: str, beams, out: Path) -> list[dict]:
     return rows
 
 
-def training_curve(run: Path, out: Path) -> None:
+def training_curve(run: Path, out: Path, scst_run: Path | None = None, kept_epoch: int | None = None) -> None:
+    """Cross-entropy stage: loss and val BLEU-4 per epoch; SCST stage (if given): val BLEU-4, val
+    CIDEr and the mean sampled reward at each validation."""
     rows = list(csv.DictReader(open(run / "log.csv")))
     ep = [int(r["epoch"]) for r in rows]
-    fig, ax = plt.subplots(figsize=(6, 3.6))
+    panels = 2 if scst_run else 1
+    fig, axes = plt.subplots(1, panels, figsize=(6 * panels, 3.6), squeeze=False)
+    ax = axes[0][0]
     ax.plot(ep, [float(r["train_loss"]) for r in rows], "o-", color="tab:gray")
     ax.set_xlabel("epoch")
     ax.set_ylabel("training loss", color="tab:gray")
     ax2 = ax.twinx()
     ax2.plot(ep, [float(r["val_bleu4"]) for r in rows], "o-", color="tab:green")
     ax2.set_ylabel("val BLEU-4 (beam 3)", color="tab:green")
-    ax.set_title("Training curve")
+    if kept_epoch:
+        ax2.axvline(kept_epoch, color="tab:green", ls=":", lw=1)
+    ax.set_title("1. cross-entropy (teacher forcing)")
+    if scst_run:
+        srows = list(csv.DictReader(open(scst_run / "log.csv")))
+        x = [float(r["epoch"]) for r in srows]
+        bx = axes[0][1]
+        bx.plot(x, [float(r["val_bleu4"]) for r in srows], "o-", color="tab:green", label="val BLEU-4")
+        bx.plot(x, [float(r["val_cider"]) for r in srows], "s-", color="tab:purple", label="val CIDEr")
+        bx.set_xlabel("SCST epoch")
+        bx.set_ylabel("val score (beam 3, length penalty 0)")
+        bx.legend(loc="lower right")
+        bx2 = bx.twinx()
+        bx2.plot(x, [float(r["mean_reward"]) for r in srows], "^--", color="tab:orange")
+        bx2.set_ylabel("mean sampled CIDEr-D reward", color="tab:orange")
+        bx.set_title(f"2. self-critical sequence training (from epoch {kept_epoch or '?'})")
     fig.tight_layout()
     fig.savefig(out / "training_curve.png", dpi=110)
 
@@ -97,6 +116,8 @@ def main() -> None:
     p.add_argument("--model", default="weights")
     p.add_argument("--data", default=None)
     p.add_argument("--run", default="runs/lite2-224", help="run folder with log.csv")
+    p.add_argument("--scst-run", default=None, help="SCST run folder with log.csv (second panel)")
+    p.add_argument("--kept-epoch", type=int, default=None, help="the cross-entropy epoch the model starts from")
     p.add_argument("--out", default="weights")
     p.add_argument("--beams", default="1,3,5,10")
     p.add_argument("--skip-metrics", action="store_true")
@@ -104,7 +125,7 @@ def main() -> None:
     data = a.data or _default_data()
     out = Path(a.out)
     if Path(a.run, "log.csv").exists():
-        training_curve(Path(a.run), out)
+        training_curve(Path(a.run), out, Path(a.scst_run) if a.scst_run else None, a.kept_epoch)
     examples(a.model, data, out)
     if not a.skip_metrics:
         beam_table(a.model, data, [int(b) for b in a.beams.split(",")], out)

@@ -2,6 +2,10 @@
 decoding defaults chosen on the validation split.
 
     python scripts/ship_model.py --src runs/lite2-224/best --beam 5 --length-penalty 0 --name flickr8k-lite2-sat
+    python scripts/ship_model.py --src runs/scst2/best --checkpoint runs/scst2/ck-120.pt --beam 3 ...
+
+`--checkpoint` takes the decoder weights from a `captioner train`/`captioner scst` checkpoint
+(loaded with weights_only=True) instead of the model folder.
 """
 from __future__ import annotations
 
@@ -18,8 +22,13 @@ def main() -> None:
     p.add_argument("--length-penalty", type=float, required=True, help="chosen on validation")
     p.add_argument("--name", required=True)
     p.add_argument("--full", action="store_true", help="keep float32 weights")
+    p.add_argument("--checkpoint", help="decoder weights from this checkpoint.pt")
     a = p.parse_args()
     model = CaptionModel.load(a.src, with_encoder=False)
+    if a.checkpoint:
+        import torch
+
+        model.decoder.load_state_dict(torch.load(a.checkpoint, map_location="cpu", weights_only=True)["decoder"])
     model.cfg.default_beam_size, model.cfg.length_penalty, model.cfg.name = a.beam, a.length_penalty, a.name
     model.save(a.dst, half=not a.full)
     print(f"shipped {a.src} -> {a.dst}")
