@@ -5,8 +5,7 @@ Starts from a model trained with teacher forcing (`captioner train`) and works o
 features (frozen backbone). For each image it samples `samples` captions; the baseline is either
 the mean reward of the image's other samples ("mean", Luo 2020) or the reward of its greedy
 caption ("greedy", the original paper). Captions are sampled from the model as it decodes (dropout
-off) unless `sample_dropout`: with dropout on, SCST here learnt to please the noisy model and made
-short, generic captions (validation CIDEr fell; weights/README.md has the figures). Validation is real beam search; the model with the best
+off) unless `sample_dropout`. What it did for the shipped model is in weights/README.md. Validation is real beam search; the model with the best
 validation CIDEr is kept in OUT/best/. A checkpoint is written after every validation, and
 `resume=True` continues from it.
 """

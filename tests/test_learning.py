@@ -95,3 +95,25 @@ def test_distributed_training_with_gloo_two_processes(shapes_data, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (out / "best" / "decoder.safetensors").exists()
     assert json.loads(proc.stdout.strip().splitlines()[-1])["epochs"] == 1
+
+
+@pytest.mark.slow
+def test_scst_fine_tunes_a_trained_model_and_resumes(shapes_data, tmp_path):
+    root, cache, _ = shapes_data
+    xe = tmp_path / "xe"
+    assert cli.main(["train", "--data", str(root), "--cache", str(cache), "--out", str(xe), "--epochs", "2",
+                     "--val-images", "10"] + TRAIN_ARGS) == 0
+    out = tmp_path / "scst"
+    args = ["scst", "--data", str(root), "--cache", str(cache), "--init-from", str(xe / "best"), "--out", str(out),
+            "--images-per-batch", "120", "--samples", "4", "--val-every", "2", "--val-images", "10", "--lr", "1e-4",
+            "--threads", "2", "--device", "cpu"]
+    assert cli.main(args + ["--epochs", "1"]) == 0  # 480 training images: 4 batches, validated after 2 and 4
+    assert cli.main(args + ["--epochs", "2", "--resume"]) == 0
+    steps = [int(l.split(",")[0]) for l in (out / "log.csv").read_text().splitlines()[1:]]
+    assert steps == [2, 4, 6, 8]
+    assert (out / "best" / "decoder.safetensors").exists()
+    cap = Captioner.load(out / "best")
+    assert cap.caption(root / "images" / (root / "Flickr_8k.testImages.txt").read_text().split()[0]).caption
+    # a missing cache is refused with a message, not a traceback
+    assert cli.main(args[:1] + ["--data", str(root), "--cache", str(tmp_path / "nope"), "--init-from",
+                                str(xe / "best"), "--out", str(out)]) == 2

@@ -14,12 +14,16 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..errors import CaptionerError
 from ..images import load_for_model
 
 
 class FeatureCache:
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
+        if not (self.folder / "index.json").is_file() or not (self.folder / "features.npy").is_file():
+            raise CaptionerError(f"{self.folder} is not a feature cache (no index.json/features.npy): make it with "
+                                 f"`captioner prepare --data DATA --cache {self.folder}`")
         meta = json.loads((self.folder / "index.json").read_text())
         self.meta = meta
         self.ids: list[str] = meta["ids"]
