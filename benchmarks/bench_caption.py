@@ -282,7 +282,7 @@ def machine_info(device: str = "cpu") -> dict:
 
 def engine_backends(cap) -> dict:
     """Which encoder and decoder the engine (``Captioner``) runs, and why the encoder is not ONNX."""
-    from captioner.core import onnx_encoder
+    from captioner.core import onnx_runtime as onnx_encoder
 
     if cap.onnx_encoder is not None:
         import onnxruntime
@@ -298,8 +298,11 @@ def engine_backends(cap) -> dict:
             reason = f"--device {cap.device.type}: the ONNX Runtime encoder is CPU only"
         else:
             reason = onnx_encoder.last_error or "ONNX Runtime encoder unavailable (no reason recorded)"
-    return {"encoder": encoder, "encoder_not_onnx_because": reason,
-            "decoder": "fused InferenceDecoder (cap.fast_decoder: transposed/fused decoder weights)"}
+    if type(cap.fast_decoder).__name__ == "OnnxStepDecoder":
+        decoder = "fused InferenceDecoder with its step in ONNX Runtime (cap.fast_decoder)"
+    else:
+        decoder = "fused InferenceDecoder in PyTorch (cap.fast_decoder: transposed/fused decoder weights)"
+    return {"encoder": encoder, "encoder_not_onnx_because": reason, "decoder": decoder}
 
 
 def verdict(ok: bool) -> str:
@@ -667,7 +670,7 @@ def section_experiments(rep: Report, cap, which, groups: dict, paths, runs: int,
         onnx_shipped = cap.onnx_encoder
         sessions = {}
         if onnx_shipped is not None:
-            from captioner.core.onnx_encoder import OnnxEncoder
+            from captioner.core.onnx_runtime import OnnxEncoder
 
             sessions = {t: OnnxEncoder(onnx_shipped.path, t) for t in (many, 1)}
 
@@ -781,16 +784,22 @@ def section_experiments(rep: Report, cap, which, groups: dict, paths, runs: int,
 
     # ---------------- (h) fused InferenceDecoder vs the nn.Module decoder in beam search
     def fused_decoder():
-        fast = cap.fast_decoder
+        from captioner.core.fast_decoder import InferenceDecoder
+
+        engine = cap.fast_decoder
+        variants = [("fused InferenceDecoder, PyTorch", InferenceDecoder(model.decoder).to(cap.device))]
+        if engine is not None and not isinstance(engine, InferenceDecoder):
+            variants.append(("fused, step in ONNX Runtime (engine)", engine))
         for bs, cnt in ((1, min(20, n)), (batch_size, min(64, n))):
             f = base_feats[:cnt]
-            _decode_all(fast, f[:bs], model, beam, bs)  # warm-up
-            _decode_all(model.decoder, f[:bs], model, beam, bs)
+            _decode_all(model.decoder, f[:bs], model, beam, bs)  # warm-up
             tb, cb = _timed(lambda: _decode_all(model.decoder, f, model, beam, bs))
-            tv, cv = _timed(lambda: _decode_all(fast, f, model, beam, bs))
-            out[f"fused_decoder_b{bs}"] = row(
-                f"fused InferenceDecoder (vs nn.Module decoder), decode batch {bs} ({cnt} photos)", tv / cnt,
-                tb / cnt, _agree(cv, cb), "ms/photo, decoder only (same features)")
+            for label, dec in variants:
+                _decode_all(dec, f[:bs], model, beam, bs)
+                tv, cv = _timed(lambda: _decode_all(dec, f, model, beam, bs))
+                key = "fused_decoder" if "PyTorch" in label else "onnx_step_decoder"
+                out[f"{key}_b{bs}"] = row(f"{label} (vs nn.Module decoder), decode batch {bs} ({cnt} photos)", tv / cnt,
+                                          tb / cnt, _agree(cv, cb), "ms/photo, decoder only (same features)")
 
     table = {"batching": batching, "quant": quant, "bf16": bf16, "threads": threads, "channels_last": channels_last,
              "compile": compile_, "onnx": onnx, "fused_decoder": fused_decoder}

@@ -17,11 +17,11 @@ from PIL import Image
 
 from .decoding import Candidate, decode
 from .errors import CaptionerError, ModelLoadError
-from . import onnx_encoder
+from . import onnx_runtime
 from .fast_decoder import InferenceDecoder
 from .images import open_image, original_size, resize_square, to_tensor
 from .model import DEFAULT_MODEL_DIR, CaptionModel
-from .onnx_encoder import onnx_encoder_for
+from .onnx_runtime import onnx_encoder_for, onnx_step_decoder_for
 
 
 @dataclass
@@ -75,10 +75,11 @@ class Captioner:
         self.device = torch.device(device)
         self.encoder = model.encoder.to(memory_format=torch.channels_last)
         self.onnx_encoder = None
-        if self.device.type == "cpu" and onnx is not False:
+        self.use_onnx = self.device.type == "cpu" and onnx is not False
+        if self.use_onnx:
             self.onnx_encoder = onnx_encoder_for(model.encoder, model.cfg.input_size)
             if onnx and self.onnx_encoder is None:
-                raise CaptionerError(f"the ONNX Runtime encoder is not available: {onnx_encoder.last_error}")
+                raise CaptionerError(f"the ONNX Runtime encoder is not available: {onnx_runtime.last_error}")
         self._fast_decoder, self._fast_key = None, None
         self.workers = workers
         self.cfg = model.cfg
@@ -121,14 +122,17 @@ class Captioner:
         return torch.cat([encoder(batch[s : s + self.encode_chunk]) for s in range(0, len(batch), self.encode_chunk)])
 
     @property
-    def fast_decoder(self) -> InferenceDecoder:
-        """Transposed, fused copies of the decoder weights (faster for thin batches), rebuilt when
+    def fast_decoder(self):
+        """The decoder beam search runs on: transposed, fused copies of the decoder weights
+        (`InferenceDecoder`), with its step in ONNX Runtime on the CPU when available. Rebuilt when
         the decoder's weights change (their version counters move)."""
         key = tuple(p._version for p in self.model.decoder.parameters())
         if self._fast_decoder is None or key != self._fast_key:
             with torch.no_grad():
-                self._fast_decoder = InferenceDecoder(self.model.decoder).to(self.device)
-            self._fast_key = key
+                fast = InferenceDecoder(self.model.decoder).to(self.device)
+            if self.use_onnx:
+                fast = onnx_step_decoder_for(fast) or fast
+            self._fast_decoder, self._fast_key = fast, key
         return self._fast_decoder
 
     @torch.inference_mode()

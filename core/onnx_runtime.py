@@ -1,0 +1,194 @@
+"""ONNX Runtime twins of the CNN encoder and of one decoder step, for CPU inference.
+
+On this project's 2-core CPU (benchmarks/bench_caption.py), ONNX Runtime runs the EfficientNet-Lite2
+encoder about 1.3x faster than PyTorch, with features equal to about 5e-5, and one beam-search step
+about 1.9x faster: its matrix products for a few rows (the beams of one photo) are several times
+faster than PyTorch's. Each is exported once per set of weights (a hash of them names the file)
+into a cache folder: `$CAPTIONER_CACHE_DIR`, else `~/.cache/captioner`. Nothing is downloaded.
+
+`onnx_encoder_for` / `onnx_step_decoder_for` return None, and the caller keeps PyTorch, when
+onnxruntime is not installed, when `CAPTIONER_ONNX=0`, or when the export fails (the reason is kept
+in `last_error`).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from pathlib import Path
+
+import torch
+
+last_error: str | None = None
+_failed: dict[str, str] = {}
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("CAPTIONER_CACHE_DIR") or Path.home() / ".cache" / "captioner") / "onnx"
+
+
+def _weights_key(encoder: torch.nn.Module, input_size: int) -> str:
+    h = hashlib.sha256(f"{type(encoder).__name__}:{input_size}:{torch.__version__}".encode())
+    for name, t in encoder.state_dict().items():
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:20]
+
+
+def export_encoder(encoder: torch.nn.Module, input_size: int, path: Path) -> None:
+    """Write the encoder as ONNX with a dynamic batch dimension (atomically)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    example = torch.zeros(1, 3, input_size, input_size)
+    was_training = encoder.training
+    encoder.eval()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer warnings about shape arithmetic fixed by input_size
+            torch.onnx.export(encoder, (example,), str(tmp), input_names=["image"], output_names=["features"],
+                              dynamic_axes={"image": {0: "batch"}, "features": {0: "batch"}}, opset_version=17,
+                              dynamo=False)
+        os.replace(tmp, path)
+    finally:
+        encoder.train(was_training)
+        tmp.unlink(missing_ok=True)
+
+
+class OnnxEncoder:
+    """Callable like the PyTorch encoder: (B, 3, S, S) float tensor -> (B, N, N, C) features."""
+
+    def __init__(self, path: str | Path, threads: int):
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = max(1, threads)
+        opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        self.path = Path(path)
+        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        x = batch.detach().to("cpu", torch.float32).contiguous().numpy()
+        return torch.from_numpy(self.session.run(["features"], {"image": x})[0])
+
+
+def onnx_encoder_for(encoder: torch.nn.Module, input_size: int, threads: int | None = None) -> OnnxEncoder | None:
+    """An ONNX Runtime twin of `encoder` (exported on first use), or None when unavailable."""
+    global last_error
+    if os.environ.get("CAPTIONER_ONNX", "1") == "0":
+        last_error = "disabled by CAPTIONER_ONNX=0"
+        return None
+    try:
+        import onnx  # noqa: F401  (the exporter needs it)
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        last_error = "onnx and onnxruntime are not installed (pip install onnx onnxruntime)"
+        return None
+    key = _weights_key(encoder, input_size)
+    if key in _failed:  # do not pay for a failing export again in this process
+        last_error = _failed[key]
+        return None
+    try:
+        path = cache_dir() / f"encoder-{key}.onnx"
+        if not path.exists():
+            export_encoder(encoder, input_size, path)
+        return OnnxEncoder(path, threads or torch.get_num_threads())
+    except Exception as exc:  # any failure: the PyTorch encoder still works
+        last_error = _failed[key] = f"{type(exc).__name__}: {exc}"
+        return None
+
+
+class _StepModule(torch.nn.Module):
+    """`InferenceDecoder.step` as a module, for export."""
+
+    def __init__(self, fast):
+        super().__init__()
+        self.fast = fast
+        self.embedding = fast.embedding
+
+    def forward(self, features, projected, words, h, c):
+        return self.fast.step(features, projected, words, h, c)
+
+
+class OnnxStepDecoder:
+    """A decoder whose `step` runs in ONNX Runtime; `flatten`, `project` and `init_state` (once per
+    image) stay in PyTorch. On this CPU, ONNX Runtime multiplies the few rows of a beam search by the
+    decoder's weight matrices about 3x faster than PyTorch (benchmarks/bench_caption.py)."""
+
+    def __init__(self, fast, path: Path, threads: int):
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = max(1, threads)
+        opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        # no spin-waiting: PyTorch's beam bookkeeping runs between steps on the same cores
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.fast = fast
+        self.vocab_size = fast.vocab_size
+        self.embedding = fast.embedding
+        self.path = path
+        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+    def flatten(self, features):
+        return self.fast.flatten(features)
+
+    def project(self, features):
+        return self.fast.project(features)
+
+    def init_state(self, features):
+        return self.fast.init_state(features)
+
+    def step(self, features, projected, words, h, c):
+        feeds = {"features": features, "projected": projected, "words": words, "h": h, "c": c}
+        out = self.session.run(None, {k: v.detach().contiguous().numpy() for k, v in feeds.items()})
+        return tuple(torch.from_numpy(o) for o in out)
+
+
+def onnx_step_decoder_for(fast, threads: int | None = None):
+    """An ONNX Runtime twin of `fast.step` (exported on first use per set of weights), or None."""
+    global last_error
+    if os.environ.get("CAPTIONER_ONNX", "1") == "0":
+        last_error = "disabled by CAPTIONER_ONNX=0"
+        return None
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        last_error = "onnx and onnxruntime are not installed (pip install onnx onnxruntime)"
+        return None
+    h = hashlib.sha256(f"step:{torch.__version__}".encode())
+    for name in ("hid_w", "hid_b", "score_w", "score_b", "gate_w", "gate_b", "lstm_w", "lstm_b", "out_w", "out_b"):
+        h.update(getattr(fast, name).detach().cpu().contiguous().numpy().tobytes())
+    h.update(fast.embedding.weight.detach().cpu().contiguous().numpy().tobytes())
+    key = h.hexdigest()[:20]
+    if key in _failed:
+        last_error = _failed[key]
+        return None
+    try:
+        path = cache_dir() / f"decoder-step-{key}.onnx"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".tmp{os.getpid()}")
+            rows, cells, feat_dim = 2, 4, fast.decoder.attention.feature_proj.in_features
+            att_dim, hid = fast.hid_w.shape[1], fast.hid_w.shape[0]
+            example = (torch.zeros(rows, cells, feat_dim), torch.zeros(rows, cells, att_dim),
+                       torch.zeros(rows, dtype=torch.long), torch.zeros(rows, hid), torch.zeros(rows, hid))
+            names = ["features", "projected", "words", "h", "c"]
+            try:
+                with warnings.catch_warnings(), torch.no_grad():
+                    warnings.simplefilter("ignore")
+                    torch.onnx.export(_StepModule(fast), example, str(tmp), input_names=names,
+                                      output_names=["logp", "h_out", "c_out", "alpha"],
+                                      dynamic_axes={"features": {0: "rows", 1: "cells"}, "projected": {0: "rows", 1: "cells"},
+                                                    "words": {0: "rows"}, "h": {0: "rows"}, "c": {0: "rows"},
+                                                    "logp": {0: "rows"}, "h_out": {0: "rows"}, "c_out": {0: "rows"},
+                                                    "alpha": {0: "rows", 1: "cells"}},
+                                      opset_version=17, dynamo=False)
+                os.replace(tmp, path)
+            finally:
+                tmp.unlink(missing_ok=True)
+        return OnnxStepDecoder(fast, path, threads or torch.get_num_threads())
+    except Exception as exc:
+        last_error = _failed[key] = f"{type(exc).__name__}: {exc}"
+        return None
