@@ -36,36 +36,73 @@ def _weights_key(encoder: torch.nn.Module, input_size: int) -> str:
 
 
 def export_encoder(encoder: torch.nn.Module, input_size: int, path: Path) -> None:
-    """Write the encoder as ONNX with a dynamic batch dimension (atomically)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    """Write the encoder as ONNX with a dynamic batch dimension."""
     example = torch.zeros(1, 3, input_size, input_size)
     was_training = encoder.training
     encoder.eval()
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # tracer warnings about shape arithmetic fixed by input_size
-            torch.onnx.export(encoder, (example,), str(tmp), input_names=["image"], output_names=["features"],
-                              dynamic_axes={"image": {0: "batch"}, "features": {0: "batch"}}, opset_version=17,
-                              dynamo=False)
-        os.replace(tmp, path)
+        torch.onnx.export(encoder, (example,), str(path), input_names=["image"], output_names=["features"],
+                          dynamic_axes={"image": {0: "batch"}, "features": {0: "batch"}}, opset_version=17, dynamo=False)
     finally:
         encoder.train(was_training)
-        tmp.unlink(missing_ok=True)
+
+
+def _session(path: Path, threads: int, spin: bool = True):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = max(1, threads)
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    if not spin:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def _unavailable() -> str | None:
+    """Why ONNX Runtime cannot be used here, or None when it can."""
+    if os.environ.get("CAPTIONER_ONNX", "1") == "0":
+        return "disabled by CAPTIONER_ONNX=0"
+    try:
+        import onnx  # noqa: F401  (the exporter needs it)
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return "onnx and onnxruntime are not installed (pip install onnx onnxruntime)"
+    return None
+
+
+def _twin(key: str, make, open_):
+    """Export with `make(path)` unless the file for `key` exists, then `open_(path)`; None (and
+    `last_error`) when ONNX Runtime is unavailable or anything fails."""
+    global last_error
+    reason = _unavailable() or _failed.get(key)  # a failed export is not retried in this process
+    if reason:
+        last_error = reason
+        return None
+    try:
+        path = cache_dir() / f"{key}.onnx"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".tmp{os.getpid()}")
+            try:
+                with warnings.catch_warnings(), torch.no_grad():
+                    warnings.simplefilter("ignore")  # tracer warnings about shape arithmetic
+                    make(tmp)
+                os.replace(tmp, path)
+            finally:
+                tmp.unlink(missing_ok=True)
+        return open_(path)
+    except Exception as exc:  # any failure: PyTorch still works
+        last_error = _failed[key] = f"{type(exc).__name__}: {exc}"
+        return None
 
 
 class OnnxEncoder:
     """Callable like the PyTorch encoder: (B, 3, S, S) float tensor -> (B, N, N, C) features."""
 
     def __init__(self, path: str | Path, threads: int):
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = max(1, threads)
-        opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3
         self.path = Path(path)
-        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self.session = _session(self.path, threads)
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         x = batch.detach().to("cpu", torch.float32).contiguous().numpy()
@@ -74,28 +111,9 @@ class OnnxEncoder:
 
 def onnx_encoder_for(encoder: torch.nn.Module, input_size: int, threads: int | None = None) -> OnnxEncoder | None:
     """An ONNX Runtime twin of `encoder` (exported on first use), or None when unavailable."""
-    global last_error
-    if os.environ.get("CAPTIONER_ONNX", "1") == "0":
-        last_error = "disabled by CAPTIONER_ONNX=0"
-        return None
-    try:
-        import onnx  # noqa: F401  (the exporter needs it)
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        last_error = "onnx and onnxruntime are not installed (pip install onnx onnxruntime)"
-        return None
-    key = _weights_key(encoder, input_size)
-    if key in _failed:  # do not pay for a failing export again in this process
-        last_error = _failed[key]
-        return None
-    try:
-        path = cache_dir() / f"encoder-{key}.onnx"
-        if not path.exists():
-            export_encoder(encoder, input_size, path)
-        return OnnxEncoder(path, threads or torch.get_num_threads())
-    except Exception as exc:  # any failure: the PyTorch encoder still works
-        last_error = _failed[key] = f"{type(exc).__name__}: {exc}"
-        return None
+    key = "encoder-" + _weights_key(encoder, input_size) if _unavailable() is None else "encoder-?"
+    return _twin(key, lambda path: export_encoder(encoder, input_size, path),
+                 lambda path: OnnxEncoder(path, threads or torch.get_num_threads()))
 
 
 class _StepModule(torch.nn.Module):
@@ -116,19 +134,12 @@ class OnnxStepDecoder:
     decoder's weight matrices about 3x faster than PyTorch (benchmarks/bench_caption.py)."""
 
     def __init__(self, fast, path: Path, threads: int):
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = max(1, threads)
-        opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3
-        # no spin-waiting: PyTorch's beam bookkeeping runs between steps on the same cores
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.fast = fast
         self.vocab_size = fast.vocab_size
         self.embedding = fast.embedding
         self.path = path
-        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        # no spin-waiting: PyTorch's beam bookkeeping runs between steps on the same cores
+        self.session = _session(path, threads, spin=False)
 
     def flatten(self, features):
         return self.fast.flatten(features)
@@ -145,50 +156,24 @@ class OnnxStepDecoder:
         return tuple(torch.from_numpy(o) for o in out)
 
 
+def export_step(fast, path: Path) -> None:
+    """Write `fast.step` as ONNX, dynamic in the number of rows and grid cells."""
+    rows, cells, feat_dim = 2, 4, fast.decoder.attention.feature_proj.in_features
+    att_dim, hid = fast.hid_w.shape[1], fast.hid_w.shape[0]
+    example = (torch.zeros(rows, cells, feat_dim), torch.zeros(rows, cells, att_dim),
+               torch.zeros(rows, dtype=torch.long), torch.zeros(rows, hid), torch.zeros(rows, hid))
+    by_rows = {n: {0: "rows"} for n in ("words", "h", "c", "logp", "h_out", "c_out")}
+    by_rows_cells = {n: {0: "rows", 1: "cells"} for n in ("features", "projected", "alpha")}
+    torch.onnx.export(_StepModule(fast), example, str(path), input_names=["features", "projected", "words", "h", "c"],
+                      output_names=["logp", "h_out", "c_out", "alpha"], dynamic_axes={**by_rows, **by_rows_cells},
+                      opset_version=17, dynamo=False)
+
+
 def onnx_step_decoder_for(fast, threads: int | None = None):
     """An ONNX Runtime twin of `fast.step` (exported on first use per set of weights), or None."""
-    global last_error
-    if os.environ.get("CAPTIONER_ONNX", "1") == "0":
-        last_error = "disabled by CAPTIONER_ONNX=0"
-        return None
-    try:
-        import onnx  # noqa: F401
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        last_error = "onnx and onnxruntime are not installed (pip install onnx onnxruntime)"
-        return None
     h = hashlib.sha256(f"step:{torch.__version__}".encode())
     for name in ("hid_w", "hid_b", "score_w", "score_b", "gate_w", "gate_b", "lstm_w", "lstm_b", "out_w", "out_b"):
         h.update(getattr(fast, name).detach().cpu().contiguous().numpy().tobytes())
     h.update(fast.embedding.weight.detach().cpu().contiguous().numpy().tobytes())
-    key = h.hexdigest()[:20]
-    if key in _failed:
-        last_error = _failed[key]
-        return None
-    try:
-        path = cache_dir() / f"decoder-step-{key}.onnx"
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".tmp{os.getpid()}")
-            rows, cells, feat_dim = 2, 4, fast.decoder.attention.feature_proj.in_features
-            att_dim, hid = fast.hid_w.shape[1], fast.hid_w.shape[0]
-            example = (torch.zeros(rows, cells, feat_dim), torch.zeros(rows, cells, att_dim),
-                       torch.zeros(rows, dtype=torch.long), torch.zeros(rows, hid), torch.zeros(rows, hid))
-            names = ["features", "projected", "words", "h", "c"]
-            try:
-                with warnings.catch_warnings(), torch.no_grad():
-                    warnings.simplefilter("ignore")
-                    torch.onnx.export(_StepModule(fast), example, str(tmp), input_names=names,
-                                      output_names=["logp", "h_out", "c_out", "alpha"],
-                                      dynamic_axes={"features": {0: "rows", 1: "cells"}, "projected": {0: "rows", 1: "cells"},
-                                                    "words": {0: "rows"}, "h": {0: "rows"}, "c": {0: "rows"},
-                                                    "logp": {0: "rows"}, "h_out": {0: "rows"}, "c_out": {0: "rows"},
-                                                    "alpha": {0: "rows", 1: "cells"}},
-                                      opset_version=17, dynamo=False)
-                os.replace(tmp, path)
-            finally:
-                tmp.unlink(missing_ok=True)
-        return OnnxStepDecoder(fast, path, threads or torch.get_num_threads())
-    except Exception as exc:
-        last_error = _failed[key] = f"{type(exc).__name__}: {exc}"
-        return None
+    return _twin("decoder-step-" + h.hexdigest()[:20], lambda path: export_step(fast, path),
+                 lambda path: OnnxStepDecoder(fast, path, threads or torch.get_num_threads()))
