@@ -117,24 +117,32 @@ def cmd_prepare(args) -> int:
 
 
 # ---------------------------------------------------------------- train
+def _open_feature_cache(path, backbone: str, input_size: int, grid: int, fix: str):
+    """A complete feature cache made for this backbone, input size and grid, or a clear error."""
+    from .data.features import FeatureCache
+
+    cache = FeatureCache(path)
+    if not cache.complete:
+        raise CaptionerError(f"the feature cache {path} is incomplete: run `captioner prepare` again to finish it")
+    m = cache.meta
+    if (m["backbone"], m["input_size"], m["grid"]) != (backbone, input_size, grid):
+        raise CaptionerError(f"the feature cache was made with {m['backbone']} at {m['input_size']}px, "
+                             f"grid {m['grid']}; {fix}")
+    return cache
+
+
 def cmd_train(args) -> int:
     import os
 
     from .config import ModelConfig
     from .data import load_dataset
-    from .data.features import FeatureCache
     from .train import TrainConfig, train
 
     ds = load_dataset(args.data, args.image_dir)
     cache = None
     if args.cache and args.fine_tune_blocks == 0:
-        cache = FeatureCache(args.cache)
-        if not cache.complete:
-            raise CaptionerError(f"the feature cache {args.cache} is incomplete: run `captioner prepare` again to finish it")
-        m = cache.meta
-        if (m["backbone"], m["input_size"], m["grid"]) != (args.backbone, args.input_size, args.grid):
-            raise CaptionerError(f"the feature cache was made with {m['backbone']} at {m['input_size']}px, "
-                                 f"grid {m['grid']}; pass matching --backbone/--input-size/--grid")
+        cache = _open_feature_cache(args.cache, args.backbone, args.input_size, args.grid,
+                                    "pass matching --backbone/--input-size/--grid")
     mcfg = ModelConfig(backbone=args.backbone, input_size=args.input_size, grid=args.grid,
                        embed_dim=args.embed_dim, attention_dim=args.attention_dim, hidden_dim=args.hidden_dim,
                        dropout=args.dropout, fine_tune_blocks=args.fine_tune_blocks, name=args.name)
@@ -158,28 +166,20 @@ def cmd_train(args) -> int:
     return 0
 
 
-
 # ---------------------------------------------------------------- scst
 def cmd_scst(args) -> int:
+    from .config import ModelConfig
     from .data import load_dataset
-    from .data.features import FeatureCache
     from .scst import SCSTConfig, scst_train
 
     ds = load_dataset(args.data, args.image_dir)
-    cache = FeatureCache(args.cache)
-    if not cache.complete:
-        raise CaptionerError(f"the feature cache {args.cache} is incomplete: run `captioner prepare` again to finish it")
-    from .config import ModelConfig
-
     mcfg = ModelConfig.load(Path(args.init_from) / "config.json")
-    m = cache.meta
-    if (m["backbone"], m["input_size"], m["grid"]) != (mcfg.backbone, mcfg.input_size, mcfg.grid):
-        raise CaptionerError(f"the feature cache ({m['backbone']}, {m['input_size']}px, grid {m['grid']}) does not match "
-                             f"the model in {args.init_from} ({mcfg.backbone}, {mcfg.input_size}px, grid {mcfg.grid})")
+    cache = _open_feature_cache(args.cache, mcfg.backbone, mcfg.input_size, mcfg.grid,
+                                f"the model in {args.init_from} needs {mcfg.backbone} at {mcfg.input_size}px, grid {mcfg.grid}")
     cfg = SCSTConfig(epochs=args.epochs, images_per_batch=args.images_per_batch, samples=args.samples,
-                     baseline=args.baseline, sample_dropout=args.sample_dropout, lr=args.lr, max_sample_len=args.max_sample_len, val_every=args.val_every,
-                     val_beam_size=args.val_beam_size, val_images=args.val_images, seed=args.seed,
-                     threads=args.threads, device=args.device)
+                     baseline=args.baseline, sample_dropout=args.sample_dropout, lr=args.lr,
+                     max_sample_len=args.max_sample_len, val_every=args.val_every, val_beam_size=args.val_beam_size,
+                     val_images=args.val_images, seed=args.seed, threads=args.threads, device=args.device)
     print(json.dumps(scst_train(ds, cache, args.init_from, args.out, cfg, resume=args.resume)))
     return 0
 

@@ -71,11 +71,14 @@ def _unavailable() -> str | None:
     return None
 
 
-def _twin(key: str, make, open_):
-    """Export with `make(path)` unless the file for `key` exists, then `open_(path)`; None (and
-    `last_error`) when ONNX Runtime is unavailable or anything fails."""
+def _twin(name: str, weights_key, make, open_):
+    """Export with `make(path)` unless the file for these weights exists, then `open_(path)`; None
+    (and `last_error`) when ONNX Runtime is unavailable or anything fails. `weights_key()` hashes
+    the weights; it runs only when ONNX Runtime is available."""
     global last_error
-    reason = _unavailable() or _failed.get(key)  # a failed export is not retried in this process
+    reason = _unavailable()
+    key = None if reason else f"{name}-{weights_key()}"
+    reason = reason or _failed.get(key)  # a failed export is not retried in this process
     if reason:
         last_error = reason
         return None
@@ -111,8 +114,7 @@ class OnnxEncoder:
 
 def onnx_encoder_for(encoder: torch.nn.Module, input_size: int, threads: int | None = None) -> OnnxEncoder | None:
     """An ONNX Runtime twin of `encoder` (exported on first use), or None when unavailable."""
-    key = "encoder-" + _weights_key(encoder, input_size) if _unavailable() is None else "encoder-?"
-    return _twin(key, lambda path: export_encoder(encoder, input_size, path),
+    return _twin("encoder", lambda: _weights_key(encoder, input_size), lambda path: export_encoder(encoder, input_size, path),
                  lambda path: OnnxEncoder(path, threads or torch.get_num_threads()))
 
 
@@ -171,9 +173,13 @@ def export_step(fast, path: Path) -> None:
 
 def onnx_step_decoder_for(fast, threads: int | None = None):
     """An ONNX Runtime twin of `fast.step` (exported on first use per set of weights), or None."""
-    h = hashlib.sha256(f"step:{torch.__version__}".encode())
-    for name in ("hid_w", "hid_b", "score_w", "score_b", "gate_w", "gate_b", "lstm_w", "lstm_b", "out_w", "out_b"):
-        h.update(getattr(fast, name).detach().cpu().contiguous().numpy().tobytes())
-    h.update(fast.embedding.weight.detach().cpu().contiguous().numpy().tobytes())
-    return _twin("decoder-step-" + h.hexdigest()[:20], lambda path: export_step(fast, path),
+
+    def weights_key() -> str:
+        h = hashlib.sha256(f"step:{torch.__version__}".encode())
+        for name in ("hid_w", "hid_b", "score_w", "score_b", "gate_w", "gate_b", "lstm_w", "lstm_b", "out_w", "out_b"):
+            h.update(getattr(fast, name).detach().cpu().contiguous().numpy().tobytes())
+        h.update(fast.embedding.weight.detach().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()[:20]
+
+    return _twin("decoder-step", weights_key, lambda path: export_step(fast, path),
                  lambda path: OnnxStepDecoder(fast, path, threads or torch.get_num_threads()))

@@ -15,13 +15,12 @@ from typing import Iterable, Iterator
 import torch
 from PIL import Image
 
+from . import onnx_runtime
 from .decoding import Candidate, decode
 from .errors import CaptionerError, ModelLoadError
-from . import onnx_runtime
 from .fast_decoder import InferenceDecoder
 from .images import open_image, original_size, resize_square, to_tensor
 from .model import DEFAULT_MODEL_DIR, CaptionModel
-from .onnx_runtime import onnx_encoder_for, onnx_step_decoder_for
 
 
 @dataclass
@@ -77,7 +76,7 @@ class Captioner:
         self.onnx_encoder = None
         self.use_onnx = self.device.type == "cpu" and onnx is not False
         if self.use_onnx:
-            self.onnx_encoder = onnx_encoder_for(model.encoder, model.cfg.input_size)
+            self.onnx_encoder = onnx_runtime.onnx_encoder_for(model.encoder, model.cfg.input_size)
             if onnx and self.onnx_encoder is None:
                 raise CaptionerError(f"the ONNX Runtime encoder is not available: {onnx_runtime.last_error}")
         self._fast_decoder, self._fast_key = None, None
@@ -131,7 +130,7 @@ class Captioner:
             with torch.no_grad():
                 fast = InferenceDecoder(self.model.decoder).to(self.device)
             if self.use_onnx:
-                fast = onnx_step_decoder_for(fast) or fast
+                fast = onnx_runtime.onnx_step_decoder_for(fast) or fast
             self._fast_decoder, self._fast_key = fast, key
         return self._fast_decoder
 

@@ -86,11 +86,13 @@ def scst_loss(logps: torch.Tensor, mask: torch.Tensor, advantage: torch.Tensor) 
     return -(advantage.unsqueeze(1) * logps * mask).sum() / mask.sum().clamp(min=1)
 
 
-def rewards(scorer: CiderD, vocab: Vocab, ids: torch.Tensor, image_ids: list[str], refs: dict) -> torch.Tensor:
-    """CIDEr-D of each decoded row against its image's references (rows image-major)."""
-    per_image = ids.shape[0] // len(image_ids)
+def rewards(scorer: CiderD, vocab: Vocab, ids, image_ids: list[str], refs: dict) -> torch.Tensor:
+    """CIDEr-D of each decoded row (a tensor or lists of word ids) against its image's references
+    (rows image-major, the same number per image)."""
+    rows = ids.tolist() if torch.is_tensor(ids) else list(ids)
+    per_image = len(rows) // len(image_ids)
     out = [scorer.score(vocab.decode(row), refs[image_ids[r // per_image]], key=image_ids[r // per_image])
-           for r, row in enumerate(ids.tolist())]
+           for r, row in enumerate(rows)]
     return torch.tensor(out)
 
 
@@ -152,7 +154,7 @@ def scst_train(dataset: CaptionDataset, cache: FeatureCache, init_from: str | Pa
         else:
             decoder.eval()
             greedy = [c.ids for c in greedy_decode(decoder, feats, vocab, cfg.max_sample_len)]
-            base = torch.tensor([scorer.score(vocab.decode(g), refs[i], key=i) for g, i in zip(greedy, ids)]).unsqueeze(1)
+            base = rewards(scorer, vocab, greedy, ids, refs).unsqueeze(1)
             decoder.train(cfg.sample_dropout)
         advantage = (r - base).flatten().to(device)
         loss = scst_loss(logps, mask, advantage)
