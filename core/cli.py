@@ -104,30 +104,64 @@ def cmd_prepare(args) -> int:
     import torch
 
     from .data import load_dataset
-    from .data.features import build_feature_cache
+    from .data.features import build_feature_cache, finish_feature_cache
     from .encoder import Encoder
 
     if args.threads:
         torch.set_num_threads(args.threads)
     ds = load_dataset(args.data, args.image_dir)
-    enc = Encoder(args.backbone, args.grid).to(memory_format=torch.channels_last)
-    cache = build_feature_cache(enc, ds, args.cache, args.input_size, batch_size=args.batch_size)
-    print(f"feature cache ready: {args.cache} ({len(cache.ids)} images, {args.grid}x{args.grid}x{enc.channels})")
+    if args.model:  # the features of a model whose backbone was fine-tuned
+        from .model import CaptionModel
+
+        model = CaptionModel.load(args.model)
+        if model.cfg.fine_tune_blocks == 0:
+            raise CaptionerError(f"{args.model} uses the pretrained backbone as it is: prepare its features "
+                                 "with --backbone/--input-size/--grid instead of --model")
+        enc = model.encoder
+        if args.from_cache:
+            cache = finish_feature_cache(enc, _open_feature_cache(
+                args.from_cache, model.cfg.backbone, model.cfg.input_size, None,
+                "it must be made from the same backbone and input size", before_blocks=model.cfg.fine_tune_blocks),
+                args.cache)
+        else:
+            cache = build_feature_cache(enc.to(memory_format=torch.channels_last), ds, args.cache,
+                                        model.cfg.input_size, batch_size=args.batch_size, fine_tuned=True)
+    else:
+        enc = Encoder(args.backbone, args.grid).to(memory_format=torch.channels_last)
+        cache = build_feature_cache(enc, ds, args.cache, args.input_size, batch_size=args.batch_size,
+                                    before_blocks=args.before_blocks)
+    m = cache.meta
+    kind = f", the trunk before its last {args.before_blocks} blocks" if args.before_blocks else ""
+    print(f"feature cache ready: {args.cache} ({len(cache.ids)} images, {m['grid']}x{m['grid']}x{m['channels']}{kind})")
     return 0
 
 
 # ---------------------------------------------------------------- train
-def _open_feature_cache(path, backbone: str, input_size: int, grid: int, fix: str):
-    """A complete feature cache made for this backbone, input size and grid, or a clear error."""
+def _open_feature_cache(path, backbone: str, input_size: int, grid: int | None, fix: str, before_blocks: int = 0,
+                        encoder: str | None = None):
+    """A complete feature cache made for this backbone, input size and grid (None: any), or a clear error.
+
+    `before_blocks`: the cache must hold the trunk before its last that many blocks;
+    `encoder`: it must come from the fine-tuned encoder with this fingerprint (None: the pretrained one)."""
     from .data.features import FeatureCache
 
     cache = FeatureCache(path)
     if not cache.complete:
         raise CaptionerError(f"the feature cache {path} is incomplete: run `captioner prepare` again to finish it")
     m = cache.meta
-    if (m["backbone"], m["input_size"], m["grid"]) != (backbone, input_size, grid):
+    if (m["backbone"], m["input_size"]) != (backbone, input_size) or grid is not None and m["grid"] != grid:
         raise CaptionerError(f"the feature cache was made with {m['backbone']} at {m['input_size']}px, "
                              f"grid {m['grid']}; {fix}")
+    if m.get("before_blocks", 0) != before_blocks:
+        have = f"the trunk before its last {m['before_blocks']} blocks" if m.get("before_blocks") else "whole-trunk features"
+        want = (f"the trunk before its last {before_blocks} blocks (`captioner prepare --before-blocks {before_blocks}`)"
+                if before_blocks else "whole-trunk features")
+        raise CaptionerError(f"the feature cache {path} holds {have}, but this needs {want}")
+    if not before_blocks and m.get("encoder") != encoder:
+        raise CaptionerError(
+            f"the feature cache {path} was made with a different encoder than this model's"
+            + (f"; make one with `captioner prepare --model MODEL_DIR --cache NEW_DIR`" if encoder else
+               "; use a cache made with `captioner prepare --backbone ...`"))
     return cache
 
 
@@ -140,15 +174,17 @@ def cmd_train(args) -> int:
 
     ds = load_dataset(args.data, args.image_dir)
     cache = None
-    if args.cache and args.fine_tune_blocks == 0:
-        cache = _open_feature_cache(args.cache, args.backbone, args.input_size, args.grid,
-                                    "pass matching --backbone/--input-size/--grid")
+    if args.cache:
+        cache = _open_feature_cache(args.cache, args.backbone, args.input_size,
+                                    None if args.fine_tune_blocks else args.grid,
+                                    "pass matching --backbone/--input-size/--grid", before_blocks=args.fine_tune_blocks)
     mcfg = ModelConfig(backbone=args.backbone, input_size=args.input_size, grid=args.grid,
                        embed_dim=args.embed_dim, attention_dim=args.attention_dim, hidden_dim=args.hidden_dim,
                        dropout=args.dropout, fine_tune_blocks=args.fine_tune_blocks, name=args.name)
     tcfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, encoder_lr=args.encoder_lr,
                        attention_reg=args.attention_reg, label_smoothing=args.label_smoothing,
                        min_word_freq=args.min_word_freq, early_stop_patience=args.patience,
+                       lr_patience=args.lr_patience, lr_decay=args.lr_decay, keep_epochs=args.keep_epochs,
                        val_beam_size=args.val_beam_size, val_images=args.val_images, seed=args.seed,
                        threads=args.threads, device=args.device)
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
@@ -174,8 +210,14 @@ def cmd_scst(args) -> int:
 
     ds = load_dataset(args.data, args.image_dir)
     mcfg = ModelConfig.load(Path(args.init_from) / "config.json")
+    fingerprint = None
+    if mcfg.fine_tune_blocks:
+        from .model import CaptionModel
+
+        fingerprint = CaptionModel.load(args.init_from).encoder.fingerprint()
     cache = _open_feature_cache(args.cache, mcfg.backbone, mcfg.input_size, mcfg.grid,
-                                f"the model in {args.init_from} needs {mcfg.backbone} at {mcfg.input_size}px, grid {mcfg.grid}")
+                                f"the model in {args.init_from} needs {mcfg.backbone} at {mcfg.input_size}px, grid {mcfg.grid}",
+                                encoder=fingerprint)
     cfg = SCSTConfig(epochs=args.epochs, images_per_batch=args.images_per_batch, samples=args.samples,
                      baseline=args.baseline, sample_dropout=args.sample_dropout, lr=args.lr,
                      max_sample_len=args.max_sample_len, val_every=args.val_every, val_beam_size=args.val_beam_size,
@@ -191,7 +233,6 @@ def evaluate_model(model_dir, data, split, beam_size, image_dir=None, cache_dir=
     import torch
 
     from .data import load_dataset
-    from .data.features import FeatureCache
     from .decoding import decode
     from .evaluate import score_captions
     from .model import CaptionModel
@@ -201,11 +242,11 @@ def evaluate_model(model_dir, data, split, beam_size, image_dir=None, cache_dir=
     ids = ds.split(split)[: limit or None]
     model = CaptionModel.load(model_dir) if model_dir else load_default_model()
     cfg = model.cfg
-    cache = FeatureCache(cache_dir) if cache_dir else None
-    if cache and (cache.meta["backbone"], cache.meta["input_size"], cache.meta["grid"]) != (cfg.backbone, cfg.input_size, cfg.grid):
-        raise CaptionerError("the feature cache does not match this model's backbone/input size/grid")
-    if cache and cfg.fine_tune_blocks:
-        cache = None
+    cache = None
+    if cache_dir:
+        cache = _open_feature_cache(cache_dir, cfg.backbone, cfg.input_size, cfg.grid,
+                                    "it does not match this model's backbone/input size/grid",
+                                    encoder=model.encoder.fingerprint() if cfg.fine_tune_blocks else None)
     preds, decode_s = {}, 0.0
     captioner = None if cache else Captioner(model)
     for s in range(0, len(ids), batch_size):
@@ -290,6 +331,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--grid", type=int, default=7)
     d.add_argument("--batch-size", type=int, default=32)
     d.add_argument("--threads", type=int, default=0)
+    d.add_argument("--before-blocks", type=int, default=0, metavar="N",
+                   help="store the trunk's output before its last N blocks, for `train --fine-tune-blocks N`")
+    d.add_argument("--model", metavar="DIR", help="encode with this model's fine-tuned backbone instead")
+    d.add_argument("--from-cache", metavar="DIR",
+                   help="with --model: start from a --before-blocks cache instead of the images (much faster)")
     d.set_defaults(func=cmd_prepare)
 
     t = sub.add_parser("train", help="train a captioning model",
@@ -299,7 +345,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "Use torchrun for several processes/GPUs.")
     t.add_argument("--data", required=True, help=DATA_HELP)
     t.add_argument("--image-dir", help="image folder for a Karpathy JSON")
-    t.add_argument("--cache", metavar="DIR", help="feature cache from `captioner prepare` (frozen backbone)")
+    t.add_argument("--cache", metavar="DIR", help="feature cache from `captioner prepare` (with --fine-tune-blocks N: "
+                                                   "one made with --before-blocks N)")
     t.add_argument("--out", required=True, metavar="DIR", help="run folder")
     t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     t.add_argument("--init-from", metavar="DIR", help="start from this model folder (e.g. to fine-tune the backbone)")
@@ -320,6 +367,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--label-smoothing", type=float, default=0.0)
     t.add_argument("--min-word-freq", type=int, default=5)
     t.add_argument("--patience", type=int, default=3, help="epochs without val BLEU-4 gain before stopping")
+    t.add_argument("--lr-patience", type=int, default=1,
+                   help="epochs without val BLEU-4 gain before the learning rate is multiplied by --lr-decay")
+    t.add_argument("--lr-decay", type=float, default=0.5)
+    t.add_argument("--keep-epochs", action="store_true", help="also save every epoch's model to OUT/epoch-N/")
     t.add_argument("--val-beam-size", type=int, default=3)
     t.add_argument("--val-images", type=int, default=0, help="validate on the first N val images (0 = all)")
     t.add_argument("--seed", type=int, default=0)

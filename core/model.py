@@ -65,7 +65,10 @@ class CaptionModel(nn.Module):
 
     @classmethod
     def load(cls, folder: str | Path, with_encoder: bool = True) -> "CaptionModel":
-        """Load a model folder. Raises `ModelLoadError` with what is wrong and what to do."""
+        """Load a model folder. Raises `ModelLoadError` with what is wrong and what to do.
+
+        A fine-tuned encoder is part of the model's own weights, so it is loaded even with
+        `with_encoder=False` (a model saved again then keeps it)."""
         folder = Path(folder)
         if not (folder / "config.json").is_file():
             raise ModelLoadError(f"{folder} is not a model folder: config.json is missing")
@@ -77,6 +80,7 @@ class CaptionModel(nn.Module):
         if len(vocab) != cfg.vocab_size:
             raise ModelLoadError(f"{folder}: vocab.json has {len(vocab)} words but the weights were trained with "
                                  f"{cfg.vocab_size}; the vocabulary does not belong to these weights")
+        with_encoder = with_encoder or cfg.fine_tune_blocks > 0
         model = cls(cfg, vocab, pretrained=cfg.fine_tune_blocks == 0, with_encoder=with_encoder)
         _load_into(model.decoder, folder / "decoder.safetensors")
         if with_encoder and cfg.fine_tune_blocks > 0:

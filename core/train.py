@@ -42,6 +42,7 @@ class TrainConfig:
     lr_decay: float = 0.5
     lr_patience: int = 1  # epochs without val improvement before the LR is decayed
     early_stop_patience: int = 4
+    keep_epochs: bool = False  # also save every epoch's model to OUT/epoch-N/
     val_beam_size: int = 3
     val_images: int = 0  # 0: the whole validation split
     seed: int = 0
@@ -102,17 +103,26 @@ class FeatureSource:
             self._mem = (dict(zip(ids, range(len(ids)))), self.cache.load(ids))
 
     def __call__(self, ids: list[str], train: bool) -> torch.Tensor:
+        """(B, P, C) features; `train` keeps the gradients of the backbone's fine-tuned blocks."""
+        cfg = self.model.cfg
+        grad = train and cfg.fine_tune_blocks > 0
         if self.cache is not None:
             if self._mem is not None and all(i in self._mem[0] for i in ids):
                 rows = torch.tensor([self._mem[0][i] for i in ids])
                 feats = self._mem[1][rows]
             else:
                 feats = self.cache.load(ids)
-            return feats.to(self.device).float()
-        cfg = self.model.cfg
+            feats = feats.to(self.device).float()
+            n = self.cache.meta.get("before_blocks", 0)
+            if not n:
+                return feats
+            side = self.cache.meta["grid"]  # the trunk before its last n blocks: run those blocks
+            x = feats.reshape(len(ids), side, side, -1).permute(0, 3, 1, 2)
+            with torch.set_grad_enabled(grad):
+                return self.model.encoder.suffix(x, n).flatten(1, 2)
         images = torch.stack([load_for_model(self.dataset.image_path(i), cfg.input_size, self.model.mean, self.model.std)
                               for i in ids]).to(self.device)
-        with torch.set_grad_enabled(train and cfg.fine_tune_blocks > 0):
+        with torch.set_grad_enabled(grad):
             return self.model.encoder(images).flatten(1, 2)
 
 
@@ -157,8 +167,9 @@ def train(dataset: CaptionDataset, out_dir: str | Path, model_cfg: ModelConfig, 
         model_cfg.max_caption_len = tcfg.max_caption_len
         model = CaptionModel(model_cfg, vocab)
     cfg = model.cfg
-    if cache is not None and cfg.fine_tune_blocks > 0:
-        cache = None  # a trained backbone needs live images
+    if cache is not None and cache.meta.get("before_blocks", 0) != cfg.fine_tune_blocks:
+        raise ValueError(f"the feature cache holds the trunk before its last {cache.meta.get('before_blocks', 0)} "
+                         f"blocks, but training fine-tunes {cfg.fine_tune_blocks}")
     model.to(device)
     source = FeatureSource(model, dataset, cache, device)
 
@@ -202,8 +213,7 @@ def train(dataset: CaptionDataset, out_dir: str | Path, model_cfg: ModelConfig, 
     while state["epoch"] < tcfg.epochs and not stop:
         epoch = state["epoch"] + 1
         t0 = time.time()
-        model.train()
-        model.encoder.train(cfg.fine_tune_blocks > 0)
+        model.train()  # the encoder's trunk stays in eval mode (frozen batch-norm statistics)
         order = list(range(len(pairs)))
         rng.shuffle(order)
         order = order[rank::world]
@@ -242,6 +252,8 @@ def train(dataset: CaptionDataset, out_dir: str | Path, model_cfg: ModelConfig, 
                     for g in opt.param_groups:
                         g["lr"] *= tcfg.lr_decay
                     state["since_decay"] = 0
+            if tcfg.keep_epochs:
+                model.save(out / f"epoch-{epoch}")
             lr = opt.param_groups[0]["lr"]
             secs = time.time() - t0
             print(f"epoch {epoch}: loss {train_loss:.4f}  val BLEU-4 {bleu4:.2f}  CIDEr {cider:.1f}  lr {lr:.2e}  "

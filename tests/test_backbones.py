@@ -83,3 +83,45 @@ def test_default_backbone_weights_are_real_imagenet_weights(flickr8k_dir):
     with torch.inference_mode():
         top5 = net.eval()(x.unsqueeze(0)).softmax(-1)[0].topk(5).indices.tolist()
     assert all(151 <= c <= 268 for c in top5[:3])  # ImageNet's dog classes
+
+
+@pytest.mark.parametrize("backbone,n", [("efficientnet-lite2", 1), ("efficientnet-lite2", 3), ("resnet50", 2)])
+def test_prefix_then_suffix_is_the_whole_trunk(backbone, n):
+    from captioner.core.encoder import Encoder
+
+    torch.manual_seed(0)
+    enc = Encoder(backbone, 2, pretrained=backbone.startswith("efficientnet")).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        whole = enc(x)
+        split = enc.suffix(enc.prefix(x, n), n)
+    assert torch.allclose(whole, split, atol=1e-5)
+    enc.set_fine_tuning(n)
+    trainable = [p for p in enc.parameters() if p.requires_grad]
+    assert trainable and sum(p.numel() for p in trainable) < sum(p.numel() for p in enc.parameters())
+
+
+def test_a_before_blocks_cache_holds_the_live_prefix_and_leaves_the_encoder_alone(tmp_path):
+    """A new encoder's trunk is in eval mode; building a cache never touches batch-norm statistics."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from captioner.core.data.features import build_feature_cache
+
+    torch.manual_seed(0)
+    paths = []
+    for n in range(3):
+        Image.fromarray((np.random.rand(80, 80, 3) * 255).astype("uint8")).save(tmp_path / f"{n}.png")
+        paths.append(f"{n}.png")
+    data = SimpleNamespace(all_images=paths, image_path=lambda i: tmp_path / i)
+    enc = Encoder("efficientnet-lite2", 2)
+    assert not enc.trunk.training
+    state = {k: v.clone() for k, v in enc.trunk.state_dict().items()}
+    cache = build_feature_cache(enc, data, tmp_path / "cache", 64, batch_size=2, before_blocks=2)
+    assert all(torch.equal(state[k], v) for k, v in enc.trunk.state_dict().items())
+    images = torch.stack([load_for_model(tmp_path / p, 64, enc.spec.mean, enc.spec.std) for p in paths])
+    with torch.no_grad():
+        live = enc.prefix(images, 2).permute(0, 2, 3, 1).flatten(1, 2)
+    stored = cache.load(paths).float()
+    assert torch.allclose(stored, live, atol=2e-3 * live.abs().max().item())

@@ -117,3 +117,56 @@ def test_scst_fine_tunes_a_trained_model_and_resumes(shapes_data, tmp_path):
     # a missing cache is refused with a message, not a traceback
     assert cli.main(args[:1] + ["--data", str(root), "--cache", str(tmp_path / "nope"), "--init-from",
                                 str(xe / "best"), "--out", str(out)]) == 2
+
+
+@pytest.mark.slow
+def test_fine_tuning_the_last_blocks_from_a_before_blocks_cache(shapes_data, tmp_path):
+    from safetensors.torch import load_file
+
+    from captioner.core.data.features import FeatureCache
+    from captioner.core.encoder import Encoder
+    from captioner.core.model import CaptionModel
+
+    root, cache, _ = shapes_data
+    xe = tmp_path / "xe"
+    assert cli.main(["train", "--data", str(root), "--cache", str(cache), "--out", str(xe), "--epochs", "1",
+                     "--val-images", "10"] + TRAIN_ARGS) == 0
+    before = tmp_path / "before2"
+    assert cli.main(["prepare", "--data", str(root), "--cache", str(before), "--backbone", "efficientnet-lite2",
+                     "--input-size", "128", "--batch-size", "64", "--before-blocks", "2"]) == 0
+    assert FeatureCache(before).meta["before_blocks"] == 2
+    ft = tmp_path / "ft"
+    base = ["train", "--data", str(root), "--out", str(ft), "--init-from", str(xe / "best"), "--epochs", "1",
+            "--val-images", "10", "--fine-tune-blocks", "2", "--encoder-lr", "1e-3"] + TRAIN_ARGS
+    # a cache of whole-trunk features cannot feed the fine-tuned blocks: a message, not a traceback
+    assert cli.main(base + ["--cache", str(cache)]) == 2
+    assert cli.main(base + ["--cache", str(before)]) == 0
+
+    tuned = CaptionModel.load(ft / "best")
+    pretrained = Encoder("efficientnet-lite2", 4)
+    old, new = pretrained.trunk.state_dict(), tuned.encoder.trunk.state_dict()
+    assert set(load_file(str(ft / "best" / "encoder.safetensors"))) == set(new)
+    changed = {k for k in new if new[k].is_floating_point() and not torch.equal(old[k], new[k])}
+    assert changed and all(k.startswith(("net._blocks.20.", "net._conv_head", "net._bn1")) for k in changed)
+    assert not any("running" in k for k in changed)  # batch-norm statistics stay frozen
+
+    # the features of the fine-tuned model: from the before-blocks cache (fast) or from the images
+    fast, slow = tmp_path / "ft-fast", tmp_path / "ft-slow"
+    assert cli.main(["prepare", "--data", str(root), "--cache", str(fast), "--model", str(ft / "best"),
+                     "--from-cache", str(before)]) == 0
+    assert cli.main(["prepare", "--data", str(root), "--cache", str(slow), "--model", str(ft / "best")]) == 0
+    a, b = FeatureCache(fast), FeatureCache(slow)
+    assert a.meta["encoder"] == b.meta["encoder"] == tuned.encoder.fingerprint()
+    fa, fb = a.load(a.ids[:20]).float(), b.load(a.ids[:20]).float()
+    assert (fa - fb).abs().max() <= 0.02 * fb.abs().max()
+
+    # SCST on the fine-tuned model takes only the cache of its own encoder, and keeps that encoder
+    scst = ["scst", "--data", str(root), "--init-from", str(ft / "best"), "--out", str(tmp_path / "scst"),
+            "--epochs", "1", "--images-per-batch", "240", "--samples", "2", "--val-images", "10", "--threads", "2",
+            "--device", "cpu"]
+    assert cli.main(scst + ["--cache", str(cache)]) == 2
+    assert cli.main(scst + ["--cache", str(fast)]) == 0
+    after = CaptionModel.load(tmp_path / "scst" / "best")
+    assert after.encoder.fingerprint() == tuned.encoder.fingerprint()
+    cap = Captioner.load(tmp_path / "scst" / "best")
+    assert cap.caption(root / "images" / a.ids[0]).caption
