@@ -544,9 +544,10 @@ def _decode_all(decoder, feats, model, beam: int, batch_size: int, autocast=None
             ctx = torch.autocast(f.device.type, dtype=autocast) if autocast is not None else _null()
             with ctx:
                 if beam <= 1:
-                    res = [[c] for c in greedy_decode(decoder, f, vocab, cfg.max_caption_len)]
+                    res = [[c] for c in greedy_decode(decoder, f, vocab, cfg.max_caption_len, cfg.no_repeat_ngram)]
                 else:
-                    res = beam_search(decoder, f, vocab, beam, cfg.max_caption_len, cfg.length_penalty)
+                    res = beam_search(decoder, f, vocab, beam, cfg.max_caption_len, cfg.length_penalty,
+                                      cfg.no_repeat_ngram)
             out += [r[0].caption for r in res]
     return out
 

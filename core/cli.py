@@ -255,7 +255,8 @@ def evaluate_model(model_dir, data, split, beam_size, image_dir=None, cache_dir=
             feats = cache.load(chunk).float()
             t = time.perf_counter()
             with torch.inference_mode():
-                out = decode(model.decoder, feats, model.vocab, beam_size, cfg.max_caption_len, cfg.length_penalty)
+                out = decode(model.decoder, feats, model.vocab, beam_size, cfg.max_caption_len, cfg.length_penalty,
+                             cfg.no_repeat_ngram)
             decode_s += time.perf_counter() - t
             for i, cands in zip(chunk, out):
                 preds[i] = cands[0].caption

@@ -20,6 +20,7 @@ class ModelConfig:
     fine_tune_blocks: int = 0  # > 0: the encoder's last blocks were trained and are saved with the model
     max_caption_len: int = 30
     length_penalty: float = 0.0  # candidates ranked by score / length ** length_penalty
+    no_repeat_ngram: int = 0  # n > 0: never repeat an n-gram within a caption
     default_beam_size: int = 3
     name: str = "captioner"
 

@@ -1,7 +1,8 @@
 """Greedy decoding and beam search, batched over images and beams.
 
 Special tokens (`<start>`, `<pad>`, `<unk>`) are never emitted, and `<end>` is not allowed as the
-first word. Scores are sums of the model's log-probabilities of the emitted tokens (the final
+first word. With `no_repeat_ngram` n > 0, a word that would repeat an n-gram already in the
+caption is not emitted either ("a man in a red shirt is sitting in a red shirt"). Scores are sums of the model's log-probabilities of the emitted tokens (the final
 `<end>` included when emitted), so a teacher-forced pass over a caption gives the same number.
 """
 from __future__ import annotations
@@ -46,6 +47,21 @@ def _banned_mask(vocab: Vocab, device) -> torch.Tensor:
     return mask
 
 
+def repeat_ban(seqs: torch.Tensor, n: int, vocab_size: int, end_id: int) -> torch.Tensor | None:
+    """(R, V) mask of the words that would complete an n-gram already in each row of `seqs`
+    (R, L), or None when none can (n <= 0 or rows shorter than n)."""
+    R, L = seqs.shape
+    if n <= 0 or L < n:
+        return None
+    windows = seqs.unfold(1, n - 1, 1) if n > 1 else seqs.new_zeros(R, L + 1, 0)  # (R, L-n+2, n-1)
+    match = (windows[:, :-1] == windows[:, -1:]).all(2)  # earlier (n-1)-grams equal to the last one
+    followers = seqs[:, n - 1 :]  # the word after each of them
+    hits = torch.zeros(R, vocab_size, dtype=torch.int32, device=seqs.device)
+    hits.scatter_add_(1, followers, match.to(torch.int32))
+    hits[:, end_id] = 0
+    return hits > 0
+
+
 def _prepare(decoder: Decoder, features: torch.Tensor):
     feats = decoder.flatten(features)
     grid = int(round(feats.shape[1] ** 0.5))
@@ -58,7 +74,8 @@ def rank_key(score: float, n_tokens: int, length_penalty: float) -> float:
 
 
 @torch.inference_mode()
-def greedy_decode(decoder: Decoder, features: torch.Tensor, vocab: Vocab, max_len: int = 30) -> list[Candidate]:
+def greedy_decode(decoder: Decoder, features: torch.Tensor, vocab: Vocab, max_len: int = 30,
+                  no_repeat_ngram: int = 0) -> list[Candidate]:
     """The most likely word at each step, for a batch of images (B, N, N, C) or (B, P, C)."""
     feats, proj, grid = _prepare(decoder, features)
     B = feats.shape[0]
@@ -72,6 +89,9 @@ def greedy_decode(decoder: Decoder, features: torch.Tensor, vocab: Vocab, max_le
         logp = logp.masked_fill(banned, float("-inf"))
         if t == 0:
             logp[:, vocab.end_id] = float("-inf")
+        ban = repeat_ban(torch.stack(ids, 1), no_repeat_ngram, len(vocab), vocab.end_id) if ids else None
+        if ban is not None:
+            logp = logp.masked_fill(ban, float("-inf"))
         best, words = logp.max(dim=1)
         scores += torch.where(done, torch.zeros_like(best), best)
         ids.append(words)
@@ -92,7 +112,7 @@ def greedy_decode(decoder: Decoder, features: torch.Tensor, vocab: Vocab, max_le
 
 @torch.inference_mode()
 def beam_search(decoder: Decoder, features: torch.Tensor, vocab: Vocab, beam_size: int = 3, max_len: int = 30,
-                length_penalty: float = 0.0) -> list[list[Candidate]]:
+                length_penalty: float = 0.0, no_repeat_ngram: int = 0) -> list[list[Candidate]]:
     """The `beam_size` best distinct captions for each image, best first.
 
     All live beams of all images advance in one tensor step; beams that emitted `<end>` leave
@@ -125,6 +145,9 @@ def beam_search(decoder: Decoder, features: torch.Tensor, vocab: Vocab, beam_siz
         logp = logp.masked_fill(banned, float("-inf"))
         if t == 0:
             logp[:, vocab.end_id] = float("-inf")
+        ban = repeat_ban(seqs, no_repeat_ngram, V, vocab.end_id)
+        if ban is not None:
+            logp = logp.masked_fill(ban, float("-inf"))
         total = scores.unsqueeze(1) + logp  # (R, V)
         # Lay the rows out per image, padded to k rows with -inf, and pick each image's top-k.
         R = total.shape[0]
@@ -181,8 +204,8 @@ def beam_search(decoder: Decoder, features: torch.Tensor, vocab: Vocab, beam_siz
 
 
 def decode(decoder: Decoder, features: torch.Tensor, vocab: Vocab, beam_size: int, max_len: int = 30,
-           length_penalty: float = 0.0) -> list[list[Candidate]]:
+           length_penalty: float = 0.0, no_repeat_ngram: int = 0) -> list[list[Candidate]]:
     """Candidates for each image: greedy for beam size 1 (the same caption beam 1 gives), else beam search."""
     if beam_size <= 1:
-        return [[c] for c in greedy_decode(decoder, features, vocab, max_len)]
-    return beam_search(decoder, features, vocab, beam_size, max_len, length_penalty)
+        return [[c] for c in greedy_decode(decoder, features, vocab, max_len, no_repeat_ngram)]
+    return beam_search(decoder, features, vocab, beam_size, max_len, length_penalty, no_repeat_ngram)

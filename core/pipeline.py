@@ -137,7 +137,7 @@ class Captioner:
     @torch.inference_mode()
     def decode(self, features: torch.Tensor, beam_size: int, max_len: int | None = None) -> list[list[Candidate]]:
         return decode(self.fast_decoder, features, self.model.vocab, beam_size,
-                      max_len or self.cfg.max_caption_len, self.cfg.length_penalty)
+                      max_len or self.cfg.max_caption_len, self.cfg.length_penalty, self.cfg.no_repeat_ngram)
 
     def caption_prepared(self, items: list[_Prepared], beam_size: int, max_len: int | None = None) -> list[CaptionResult]:
         ok = [p for p in items if p.error is None]

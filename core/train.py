@@ -135,7 +135,8 @@ def validate(model: CaptionModel, source: FeatureSource, dataset: CaptionDataset
         with torch.inference_mode():
             feats = source(chunk, train=False)
         for i, cands in zip(chunk, decode(model.decoder, feats, model.vocab, beam_size,
-                                          model.cfg.max_caption_len, model.cfg.length_penalty)):
+                                          model.cfg.max_caption_len, model.cfg.length_penalty,
+                                          model.cfg.no_repeat_ngram)):
             preds[i] = cands[0].caption
     refs = {i: dataset.captions[i] for i in ids}
     return score_captions(preds, refs, metrics=metrics, use_java=False)

@@ -20,6 +20,7 @@ def main() -> None:
     p.add_argument("--dst", default=str(DEFAULT_MODEL_DIR))
     p.add_argument("--beam", type=int, required=True, help="default beam size (chosen on validation)")
     p.add_argument("--length-penalty", type=float, required=True, help="chosen on validation")
+    p.add_argument("--no-repeat-ngram", type=int, default=0, help="chosen on validation (0: off)")
     p.add_argument("--name", required=True)
     p.add_argument("--full", action="store_true", help="keep float32 weights")
     p.add_argument("--checkpoint", help="decoder weights from this checkpoint.pt")
@@ -30,6 +31,7 @@ def main() -> None:
 
         model.decoder.load_state_dict(torch.load(a.checkpoint, map_location="cpu", weights_only=True)["decoder"])
     model.cfg.default_beam_size, model.cfg.length_penalty, model.cfg.name = a.beam, a.length_penalty, a.name
+    model.cfg.no_repeat_ngram = a.no_repeat_ngram
     model.save(a.dst, half=not a.full)
     print(f"shipped {a.src} -> {a.dst}")
 

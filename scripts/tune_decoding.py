@@ -16,7 +16,7 @@ import torch
 from captioner.core.cli import _default_data
 from captioner.core.data import load_dataset
 from captioner.core.data.features import FeatureCache
-from captioner.core.decoding import beam_search
+from captioner.core.decoding import decode
 from captioner.core.evaluate import score_captions
 from captioner.core.model import CaptionModel
 
@@ -27,6 +27,7 @@ def main() -> None:
     p.add_argument("--cache", required=True)
     p.add_argument("--beams", default="3,5")
     p.add_argument("--penalties", default="0,0.5,1.0")
+    p.add_argument("--ngrams", default="0", help="no_repeat_ngram values to try (0: off)")
     p.add_argument("--checkpoint", help="decoder weights from this checkpoint.pt (loaded with weights_only=True)")
     p.add_argument("--threads", type=int, default=0)
     a = p.parse_args()
@@ -43,15 +44,17 @@ def main() -> None:
     rows = []
     for k in [int(b) for b in a.beams.split(",")]:
         for lp in [float(x) for x in a.penalties.split(",")]:
-            preds = {}
-            with torch.inference_mode():
-                for s in range(0, len(ids), 100):
-                    out = beam_search(model.decoder, feats[s : s + 100], model.vocab, k, model.cfg.max_caption_len, lp)
-                    preds.update({i: c[0].caption for i, c in zip(ids[s : s + 100], out)})
-            sc = score_captions(preds, refs, metrics=("bleu4", "cider"), use_java=False)
-            rows.append({"checkpoint": a.checkpoint or a.model, "beam": k, "length_penalty": lp, "val_bleu4": round(sc["bleu4"], 2), "val_cider": round(sc["cider"], 2),
-                         "mean_words": round(sum(len(v.split()) for v in preds.values()) / len(preds), 2)})
-            print(json.dumps(rows[-1]), flush=True)
+            for ng in [int(x) for x in a.ngrams.split(",")]:
+                preds = {}
+                with torch.inference_mode():
+                    for s in range(0, len(ids), 100):
+                        out = decode(model.decoder, feats[s : s + 100], model.vocab, k, model.cfg.max_caption_len, lp, ng)
+                        preds.update({i: c[0].caption for i, c in zip(ids[s : s + 100], out)})
+                sc = score_captions(preds, refs, metrics=("bleu4", "cider"), use_java=False)
+                rows.append({"checkpoint": a.checkpoint or a.model, "beam": k, "length_penalty": lp,
+                             "no_repeat_ngram": ng, "val_bleu4": round(sc["bleu4"], 2), "val_cider": round(sc["cider"], 2),
+                             "mean_words": round(sum(len(v.split()) for v in preds.values()) / len(preds), 2)})
+                print(json.dumps(rows[-1]), flush=True)
 
 
 if __name__ == "__main__":

@@ -119,3 +119,32 @@ def test_inference_decoder_computes_the_same_steps_and_captions(setup):
         assert [c.ids for c in s] == [c.ids for c in q]
         assert [c.score for c in s] == pytest.approx([c.score for c in q], abs=1e-9)
     assert [g.ids for g in greedy_decode(dec, feats, vocab, 12)] == [g.ids for g in greedy_decode(fast, feats, vocab, 12)]
+
+
+def _ngrams(ids, n):
+    return [tuple(ids[i : i + n]) for i in range(len(ids) - n + 1)]
+
+
+def test_no_repeat_ngram_blocks_repeats_and_keeps_beam_one_equal_to_greedy(setup):
+    dec, vocab, feats = setup
+    with torch.no_grad():
+        saved = dec.out.bias[vocab.end_id].item()
+        dec.out.bias[vocab.end_id] = -1e4  # long captions: without the block, repeats are certain
+        try:
+            plain = [c for cands in beam_search(dec, feats, vocab, beam_size=3, max_len=20) for c in cands]
+            assert any(len(set(_ngrams(c.ids, 2))) < len(_ngrams(c.ids, 2)) for c in plain)
+            for n in (2, 3):
+                blocked = beam_search(dec, feats, vocab, beam_size=3, max_len=20, no_repeat_ngram=n)
+                for b, cands in enumerate(blocked):
+                    for c in cands:
+                        grams = _ngrams(c.ids, n)
+                        assert len(set(grams)) == len(grams), c.tokens
+                        # the score is still the model's own log-probability of the caption
+                        assert c.score == pytest.approx(teacher_forced_score(dec, vocab, feats[b], c.ids), abs=1e-9)
+                greedy = greedy_decode(dec, feats, vocab, max_len=20, no_repeat_ngram=n)
+                beam1 = beam_search(dec, feats, vocab, beam_size=1, max_len=20, no_repeat_ngram=n)
+                for g, b1 in zip(greedy, beam1):
+                    assert len(set(_ngrams(g.ids, n))) == len(_ngrams(g.ids, n))
+                    assert g.ids == b1[0].ids
+        finally:
+            dec.out.bias[vocab.end_id] = saved
