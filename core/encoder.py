@@ -66,6 +66,18 @@ class Encoder(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.suffix(self.trunk(images), 0)
 
+    def tuned_state(self) -> dict:
+        """The weights (and batch-norm buffers) of the blocks being fine-tuned: what a model saves,
+        the rest of the trunk being the backbone's own pretrained weights."""
+        owners = {id(m) for b in self.spec.blocks(self.trunk)[-self.fine_tune_blocks:] for m in b.modules()} \
+            if self.fine_tune_blocks else set()
+        out = {}
+        for name, mod in self.trunk.named_modules():
+            if id(mod) in owners:
+                for key, value in list(mod.named_parameters(recurse=False)) + list(mod.named_buffers(recurse=False)):
+                    out[f"{name}.{key}" if name else key] = value
+        return out
+
     def fingerprint(self) -> str:
         """A short hash of the trunk's weights: which encoder a feature cache was made with."""
         h = hashlib.sha256()

@@ -1,7 +1,8 @@
 """A captioning model: config + encoder + decoder + vocabulary, saved as one folder.
 
 Folder layout: `config.json`, `vocab.json`, `decoder.safetensors`, and `encoder.safetensors`
-only when the backbone was fine-tuned (a frozen backbone is rebuilt from its own weights).
+only when the backbone was fine-tuned: the weights of its fine-tuned blocks, in float32 (the rest
+of the trunk is rebuilt from the backbone's own pretrained weights).
 """
 from __future__ import annotations
 
@@ -61,7 +62,8 @@ class CaptionModel(nn.Module):
 
         save_file(tensors(self.decoder), str(folder / "decoder.safetensors"), metadata={"format": "pt"})
         if self.cfg.fine_tune_blocks > 0:
-            save_file(tensors(self.encoder.trunk), str(folder / "encoder.safetensors"), metadata={"format": "pt"})
+            tuned = {k: v.detach().cpu().contiguous() for k, v in self.encoder.tuned_state().items()}
+            save_file(tuned, str(folder / "encoder.safetensors"), metadata={"format": "pt"})
 
     @classmethod
     def load(cls, folder: str | Path, with_encoder: bool = True) -> "CaptionModel":
@@ -81,15 +83,16 @@ class CaptionModel(nn.Module):
             raise ModelLoadError(f"{folder}: vocab.json has {len(vocab)} words but the weights were trained with "
                                  f"{cfg.vocab_size}; the vocabulary does not belong to these weights")
         with_encoder = with_encoder or cfg.fine_tune_blocks > 0
-        model = cls(cfg, vocab, pretrained=cfg.fine_tune_blocks == 0, with_encoder=with_encoder)
+        model = cls(cfg, vocab, with_encoder=with_encoder)
         _load_into(model.decoder, folder / "decoder.safetensors")
         if with_encoder and cfg.fine_tune_blocks > 0:
-            _load_into(model.encoder.trunk, folder / "encoder.safetensors")
+            _load_into(model.encoder.trunk, folder / "encoder.safetensors", only=set(model.encoder.tuned_state()))
         model.eval()
         return model
 
 
-def _load_into(module: nn.Module, path: Path) -> None:
+def _load_into(module: nn.Module, path: Path, only: set | None = None) -> None:
+    """Load a safetensors file into `module`: all of its state, or exactly the keys in `only`."""
     if not path.is_file():
         raise ModelLoadError(f"{path} is missing; the model folder is incomplete")
     try:
@@ -97,9 +100,11 @@ def _load_into(module: nn.Module, path: Path) -> None:
     except (SafetensorError, OSError, ValueError) as exc:
         raise ModelLoadError(f"{path} is corrupt or not a safetensors file ({exc}); re-copy or re-train the model") from None
     own = module.state_dict()
+    if only is not None:
+        own = {k: v for k, v in own.items() if k in only}
     missing, unexpected = set(own) - set(state), set(state) - set(own)
     bad = [k for k in own.keys() & state.keys() if own[k].shape != state[k].shape]
     if missing or unexpected or bad:
         detail = f"missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]}, wrong shape {bad[:3]}"
         raise ModelLoadError(f"{path} does not match the model described by config.json ({detail})")
-    module.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
+    module.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=only is None)
