@@ -94,7 +94,7 @@ def reference_preprocess(path, input_size: int, mean, std) -> torch.Tensor:
 
 @torch.no_grad()
 def reference_caption(model, image, beam_size: int = 3, max_len: int | None = None,
-                      length_penalty: float | None = None) -> RefResult:
+                      length_penalty: float | None = None, no_repeat_ngram: int | None = None) -> RefResult:
     """Caption one image the way ``caption_image_beam_search`` in the classic tutorial does.
 
     `model` is a ``CaptionModel``; `image` a path or a preprocessed (3, S, S) tensor. One image,
@@ -103,13 +103,15 @@ def reference_caption(model, image, beam_size: int = 3, max_len: int | None = No
     ``<start>``, ``<pad>``, ``<unk>`` never emitted (log-prob -inf, not renormalised), ``<end>``
     not allowed first, a beam that emits ``<end>`` completes and the beam shrinks by one, at
     ``max_len`` the live beams complete as they are, best = highest
-    ``score / len(ids) ** length_penalty``. Assumes the vocabulary has at least `beam_size`
-    allowed words.
+    ``score / len(ids) ** length_penalty``, and with ``no_repeat_ngram`` n a word that would repeat
+    an n-gram of its beam is not emitted (checked with plain Python lists here). Assumes the
+    vocabulary has at least `beam_size` allowed words.
     """
     cfg, vocab = model.cfg, model.vocab
     encoder, decoder = model.encoder, model.decoder
     max_len = max_len or cfg.max_caption_len
     length_penalty = cfg.length_penalty if length_penalty is None else length_penalty
+    n_gram = cfg.no_repeat_ngram if no_repeat_ngram is None else no_repeat_ngram
     if not isinstance(image, torch.Tensor):
         image = reference_preprocess(image, cfg.input_size, model.mean, model.std)
     k = beam_size
@@ -143,6 +145,13 @@ def reference_caption(model, image, beam_size: int = 3, max_len: int | None = No
         scores[:, banned] = float("-inf")
         if step == 0:
             scores[:, vocab.end_id] = float("-inf")
+        if n_gram > 0:
+            for r, row in enumerate(seqs[:, 1:].tolist()):
+                if len(row) >= n_gram:
+                    last = row[len(row) - n_gram + 1 :]
+                    for i in range(len(row) - n_gram + 1):
+                        if row[i : i + n_gram - 1] == last and row[i + n_gram - 1] != vocab.end_id:
+                            scores[r, row[i + n_gram - 1]] = float("-inf")
         scores = top_k_scores.expand_as(scores) + scores
 
         if step == 0:  # all k rows are the same <start> state

@@ -78,3 +78,25 @@ def test_reference_loop_gives_the_engine_caption(tiny_model_dir, photos, one_thr
     # beams completed at max_len
     assert len(ended_lengths - {max_len}) >= 3, ended_lengths
     assert ran_out > 0
+
+
+def test_reference_loop_blocks_repeated_ngrams_like_the_engine(tiny_model_dir, photos, one_thread):
+    """The tiny model's long captions repeat words; with no_repeat_ngram both sides block the same."""
+    blocked_somewhere = False
+    for variant in VARIANTS:
+        cap = _captioner(tiny_model_dir, variant)
+        for n in (2, 3):
+            cap.cfg.no_repeat_ngram = n
+            try:
+                for beam in (1, 3):
+                    for p in photos:
+                        engine = cap.caption(p, beam_size=beam)
+                        ref = reference_caption(cap.model, p, beam_size=beam)
+                        plain = reference_caption(cap.model, p, beam_size=beam, no_repeat_ngram=0)
+                        where = f"variant {variant}, n {n}, beam {beam}, {p.name}"
+                        assert ref.ids == engine.candidates[0].ids, where
+                        assert ref.score == pytest.approx(engine.candidates[0].score, abs=1e-4), where
+                        blocked_somewhere |= plain.ids != ref.ids
+            finally:
+                cap.cfg.no_repeat_ngram = 0
+    assert blocked_somewhere  # the block changed some captions, so the comparison tested it
