@@ -3,6 +3,9 @@
     python scripts/tune_decoding.py --model runs/lite2-224/best --cache runs/features/lite2-224-g7
     python scripts/tune_decoding.py --model runs/scst1/best --checkpoint runs/scst1/checkpoint.pt ...
 
+The length penalty only orders the finished candidates of a beam search, so each beam size and
+n-gram setting is decoded once and re-ranked for every penalty (the same order `beam_search` gives).
+
 `--checkpoint` takes the decoder weights from a training checkpoint (`captioner train` or
 `captioner scst`) instead of the model folder, to compare the states a run went through.
 """
@@ -16,7 +19,7 @@ import torch
 from captioner.core.cli import _default_data
 from captioner.core.data import load_dataset
 from captioner.core.data.features import FeatureCache
-from captioner.core.decoding import decode
+from captioner.core.decoding import decode, rank_key
 from captioner.core.evaluate import score_captions
 from captioner.core.model import CaptionModel
 
@@ -43,13 +46,14 @@ def main() -> None:
     refs = {i: ds.captions[i] for i in ids}
     rows = []
     for k in [int(b) for b in a.beams.split(",")]:
-        for lp in [float(x) for x in a.penalties.split(",")]:
-            for ng in [int(x) for x in a.ngrams.split(",")]:
-                preds = {}
-                with torch.inference_mode():
-                    for s in range(0, len(ids), 100):
-                        out = decode(model.decoder, feats[s : s + 100], model.vocab, k, model.cfg.max_caption_len, lp, ng)
-                        preds.update({i: c[0].caption for i, c in zip(ids[s : s + 100], out)})
+        for ng in [int(x) for x in a.ngrams.split(",")]:
+            cands = {}
+            with torch.inference_mode():
+                for s in range(0, len(ids), 100):
+                    out = decode(model.decoder, feats[s : s + 100], model.vocab, k, model.cfg.max_caption_len, 0.0, ng)
+                    cands.update(zip(ids[s : s + 100], out))
+            for lp in [float(x) for x in a.penalties.split(",")]:
+                preds = {i: max(c, key=lambda cd: rank_key(cd.score, len(cd.ids), lp)).caption for i, c in cands.items()}
                 sc = score_captions(preds, refs, metrics=("bleu4", "cider"), use_java=False)
                 rows.append({"checkpoint": a.checkpoint or a.model, "beam": k, "length_penalty": lp,
                              "no_repeat_ngram": ng, "val_bleu4": round(sc["bleu4"], 2), "val_cider": round(sc["cider"], 2),

@@ -97,7 +97,6 @@ def build_feature_cache(encoder, dataset, folder: str | Path, input_size: int, b
         index.write_text(json.dumps(meta))
     start = _done(folder)
     mean, std = encoder.spec.mean, encoder.spec.std
-    encoder.eval()
 
     def load(i: str) -> torch.Tensor:
         return load_for_model(dataset.image_path(i), input_size, mean, std)
