@@ -291,7 +291,7 @@ def machine_info(device: str = "cpu") -> dict:
 
 def engine_backends(cap) -> dict:
     """Which encoder and decoder the engine (``Captioner``) runs, and why the encoder is not ONNX."""
-    from captioner.core import onnx_runtime as onnx_encoder
+    from captioner.runtime import onnx_runtime as onnx_encoder
 
     if cap.onnx_encoder is not None:
         import onnxruntime
@@ -501,11 +501,11 @@ def section_memory(rep: Report, model_dir: Path, photos, n: int, big_every: int,
         else:
             src = photos[i % len(photos)]
         os.symlink(src, folder / f"{i:05d}_{Path(src).name}")
-    startup = [sys.executable, "-c", "import sys; from captioner.core.pipeline import Captioner; "
+    startup = [sys.executable, "-c", "import sys; from captioner.pipeline import Captioner; "
                "Captioner.load(sys.argv[1], device=sys.argv[2])", str(model_dir), device]
     _, startup_mb = run_peak_rss(startup, tmp / "startup_stderr.txt")
     out_file = tmp / "memory_out.jsonl"
-    cmd = [sys.executable, "-m", "captioner.core.cli", "caption", str(folder), "--out", str(out_file),
+    cmd = [sys.executable, "-m", "captioner", "caption", str(folder), "--out", str(out_file),
            "--batch-size", str(batch_size), "--model", str(model_dir), *dev_arg]
     t0 = now()
     returncode, peak_mb = run_peak_rss(cmd, tmp / "memory_stderr.txt")
@@ -544,7 +544,7 @@ def _encode_all(encoder, tensors, batch_size: int, memory_format=torch.channels_
 
 
 def _decode_all(decoder, feats, model, beam: int, batch_size: int, autocast=None) -> list[str]:
-    from captioner.core.decoding import beam_search, greedy_decode
+    from captioner.decoding.search import beam_search, greedy_decode
 
     cfg, vocab, out = model.cfg, model.vocab, []
     with torch.inference_mode():
@@ -680,7 +680,7 @@ def section_experiments(rep: Report, cap, which, groups: dict, paths, runs: int,
         onnx_shipped = cap.onnx_encoder
         sessions = {}
         if onnx_shipped is not None:
-            from captioner.core.onnx_runtime import OnnxEncoder
+            from captioner.runtime.onnx_runtime import OnnxEncoder
 
             sessions = {t: OnnxEncoder(onnx_shipped.path, t) for t in (many, 1)}
 
@@ -794,7 +794,7 @@ def section_experiments(rep: Report, cap, which, groups: dict, paths, runs: int,
 
     # ---------------- (h) fused InferenceDecoder vs the nn.Module decoder in beam search
     def fused_decoder():
-        from captioner.core.fast_decoder import InferenceDecoder
+        from captioner.runtime.fused_decoder import InferenceDecoder
 
         engine = cap.fast_decoder
         variants = [("fused InferenceDecoder, PyTorch", InferenceDecoder(model.decoder).to(cap.device))]
@@ -880,7 +880,7 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     _CUDA_SYNC = args.device == "cuda"
-    from captioner.core.pipeline import Captioner
+    from captioner.pipeline import Captioner
 
     t_start = now()
     rep = Report()

@@ -3,7 +3,7 @@
     python benchmarks/bench_studio.py                       # the shipped default model
     python benchmarks/bench_studio.py --model DIR --runs 10 --beam 3 --photo dog.jpg
 
-Starts the studio (``python -m captioner.gui.app``) on a free local port with a temporary
+Starts the studio (``python -m captioner.studio.app``) on a free local port with a temporary
 gallery, and loads the same model in this process. Then, alternating so both see the same
 machine load, it times
 
@@ -60,7 +60,7 @@ def start_studio(model: Path, gallery: Path, log_path: Path) -> tuple[subprocess
     port = free_port()
     env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1")
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "captioner.gui.app", "--model", str(model),
+        proc = subprocess.Popen([sys.executable, "-m", "captioner.studio.app", "--model", str(model),
                                  "--gallery", str(gallery), "--port", str(port)],
                                 stdout=log, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}/"
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="time the engine on the main thread (default: a worker thread, like the studio)")
     args = parser.parse_args(argv)
 
-    from captioner.core.pipeline import Captioner, default_model_dir
+    from captioner.pipeline import Captioner, default_model_dir
 
     model = args.model or default_model_dir()
     if not (Path(model) / "config.json").is_file():
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from gradio_client import Client, handle_file
 
-    from captioner.gui import render
+    from captioner.studio import render
 
     with tempfile.TemporaryDirectory(prefix="bench-studio-") as tmp:
         tmp = Path(tmp)

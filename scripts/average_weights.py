@@ -11,7 +11,7 @@ import argparse
 
 import torch
 
-from captioner.core.model import CaptionModel
+from captioner.model.folder import CaptionModel
 
 
 def average(sources: list[str]) -> CaptionModel:

@@ -18,9 +18,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 
-from captioner.core.cli import _default_data, evaluate_model  # noqa: E402
-from captioner.core.data import load_dataset  # noqa: E402
-from captioner.core.pipeline import Captioner  # noqa: E402
+from captioner.cli.common import default_data as _default_data
+from captioner.evaluation.run import evaluate_model  # noqa: E402
+from captioner.data import load_dataset  # noqa: E402
+from captioner.pipeline import Captioner  # noqa: E402
 
 N_EXAMPLES = 6  # the first test images in split order: not picked by hand
 

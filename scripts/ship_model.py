@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from captioner.core.model import DEFAULT_MODEL_DIR, CaptionModel
+from captioner.model.folder import DEFAULT_MODEL_DIR, CaptionModel
 
 
 def main() -> None:

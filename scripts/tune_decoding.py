@@ -16,12 +16,12 @@ import json
 
 import torch
 
-from captioner.core.cli import _default_data
-from captioner.core.data import load_dataset
-from captioner.core.data.features import FeatureCache
-from captioner.core.decoding import decode, rank_key
-from captioner.core.evaluate import score_captions
-from captioner.core.model import CaptionModel
+from captioner.cli.common import default_data as _default_data
+from captioner.data import load_dataset
+from captioner.data.features import FeatureCache
+from captioner.decoding.search import decode, rank_key
+from captioner.evaluation.metrics import score_captions
+from captioner.model.folder import CaptionModel
 
 
 def main() -> None:

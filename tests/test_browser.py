@@ -36,7 +36,7 @@ TIMEOUT_MS = 90_000
 def _model_dir(tiny_model_dir: Path) -> Path:
     if os.environ.get("CAPTIONER_STUDIO_TEST_MODEL"):
         return Path(os.environ["CAPTIONER_STUDIO_TEST_MODEL"])
-    from captioner.core.pipeline import default_model_dir
+    from captioner.pipeline import default_model_dir
     shipped = default_model_dir()
     return shipped if (shipped / "config.json").is_file() else tiny_model_dir
 

@@ -13,7 +13,7 @@ from PIL import Image
 
 def run(args, env_extra=None, cwd=None):
     env = dict(os.environ, **(env_extra or {}))
-    return subprocess.run([sys.executable, "-m", "captioner.core.cli"] + args, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "captioner"] + args, capture_output=True, text=True,
                           env=env, timeout=300, cwd=cwd)
 
 

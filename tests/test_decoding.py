@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from captioner.core.decoder import Decoder
-from captioner.core.decoding import beam_search, greedy_decode
-from captioner.core.vocab import Vocab
+from captioner.decoding.search import beam_search, greedy_decode
+from captioner.model.decoder import Decoder
+from captioner.model.vocab import Vocab
 
 WORDS = ["a", "dog", "cat", "runs", "on", "grass", "red", "ball", "man", "sits", "in", "water"]
 
@@ -102,7 +102,7 @@ def test_length_penalty_reorders_by_normalised_score(setup):
 
 def test_inference_decoder_computes_the_same_steps_and_captions(setup):
     """The fused, transposed decoder used by the pipeline is the same function as `Decoder`."""
-    from captioner.core.fast_decoder import InferenceDecoder
+    from captioner.runtime.fused_decoder import InferenceDecoder
 
     dec, vocab, feats = setup
     fast = InferenceDecoder(dec)

@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from captioner.core.evaluate import java_available, score_captions
+from captioner.evaluation.metrics import java_available, score_captions
 
 
 def test_bleu1_with_brevity_penalty_matches_hand_computation():

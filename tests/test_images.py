@@ -8,8 +8,8 @@ import zlib
 import pytest
 from PIL import Image
 
-from captioner.core.errors import ImageError
-from captioner.core.images import load_for_model, open_image, original_size
+from captioner.errors import ImageError
+from captioner.inputs.images import load_for_model, open_image, original_size
 
 
 def _png_claiming(width: int, height: int) -> bytes:

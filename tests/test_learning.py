@@ -5,16 +5,15 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-from captioner.core import cli
-from captioner.core.decoder import Decoder
-from captioner.core.pipeline import Captioner
-from captioner.core.train import caption_loss, pad_batch
-
+from captioner import cli
+from captioner.evaluation.run import evaluate_model
+from captioner.model.decoder import Decoder
+from captioner.pipeline import Captioner
+from captioner.training.cross_entropy import caption_loss, pad_batch
 from synthetic_shapes import write_flickr_style
 
 TRAIN_ARGS = ["--backbone", "efficientnet-lite2", "--input-size", "128", "--grid", "4", "--embed-dim", "64",
@@ -66,7 +65,7 @@ def test_trains_on_synthetic_shapes_and_captions_unseen_images(shapes_data, tmp_
     assert exact >= 0.6, [(r.caption, captions[i]) for r, i in zip(results, test_ids)][:10]
     assert words_right / sum(len(captions[i].split()) for i in test_ids) >= 0.85
     # evaluation through the CLI on the same model agrees
-    scores = cli.evaluate_model(out / "best", str(root), "test", 3, use_java=False)["scores"]
+    scores = evaluate_model(out / "best", str(root), "test", 3, use_java=False)["scores"]
     assert scores["bleu4"] >= 60
 
 
@@ -89,7 +88,7 @@ def test_distributed_training_with_gloo_two_processes(shapes_data, tmp_path):
     out = tmp_path / "ddp"
     env = dict(os.environ, OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
-           "-m", "captioner.core.cli", "train", "--data", str(root), "--cache", str(cache), "--out", str(out),
+           "-m", "captioner", "train", "--data", str(root), "--cache", str(cache), "--out", str(out),
            "--epochs", "1", "--val-images", "10"] + TRAIN_ARGS[:-4] + ["--threads", "1", "--device", "cpu"]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -123,9 +122,9 @@ def test_scst_fine_tunes_a_trained_model_and_resumes(shapes_data, tmp_path):
 def test_fine_tuning_the_last_blocks_from_a_before_blocks_cache(shapes_data, tmp_path):
     from safetensors.torch import load_file
 
-    from captioner.core.data.features import FeatureCache
-    from captioner.core.encoder import Encoder
-    from captioner.core.model import CaptionModel
+    from captioner.data.features import FeatureCache
+    from captioner.model.encoder import Encoder
+    from captioner.model.folder import CaptionModel
 
     root, cache, _ = shapes_data
     xe = tmp_path / "xe"

@@ -5,13 +5,12 @@ import json
 import shutil
 
 import pytest
-import torch
 from PIL import Image
 
-from captioner.core.errors import ModelLoadError
-from captioner.core.model import CaptionModel
-from captioner.core.pipeline import Captioner
-from captioner.core.vocab import Vocab, tokenize
+from captioner.errors import ModelLoadError
+from captioner.model.folder import CaptionModel
+from captioner.model.vocab import Vocab, tokenize
+from captioner.pipeline import Captioner
 
 
 @pytest.fixture()

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from captioner.core import onnx_runtime
-from captioner.core.errors import CaptionerError
-from captioner.core.pipeline import Captioner
+from captioner.errors import CaptionerError
+from captioner.pipeline import Captioner
+from captioner.runtime import onnx_runtime
 
 pytest.importorskip("onnxruntime")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -46,7 +46,7 @@ def test_onnx_can_be_disabled(tiny_model_dir, monkeypatch):
 
 
 def test_onnx_decoder_step_equals_the_pytorch_step(tiny_model_dir):
-    from captioner.core.fast_decoder import InferenceDecoder
+    from captioner.runtime.fused_decoder import InferenceDecoder
 
     cap = Captioner.load(tiny_model_dir)
     onnx_dec = cap.fast_decoder

@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 from bench_caption import make_photo, reference_caption  # noqa: E402
 
-from captioner.core.pipeline import Captioner  # noqa: E402
+from captioner.pipeline import Captioner  # noqa: E402
 
 # The tiny random model never emits <end> by itself. These variants give <end> a state-dependent
 # logit (seed, bias, scale of its output row) so beams end early at various steps while others run

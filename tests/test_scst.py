@@ -7,11 +7,11 @@ import random
 import pytest
 import torch
 
-from captioner.core.cider import CiderD
-from captioner.core.decoder import Decoder
-from captioner.core.decoding import greedy_decode
-from captioner.core.scst import rewards, sample_captions, scst_loss
-from captioner.core.vocab import Vocab
+from captioner.decoding.search import greedy_decode
+from captioner.evaluation.cider import CiderD
+from captioner.model.decoder import Decoder
+from captioner.model.vocab import Vocab
+from captioner.training.scst import rewards, sample_captions, scst_loss
 
 WORDS = ["a", "dog", "cat", "runs", "on", "grass", "red", "ball", "man", "sits", "in", "water", "the", "jumps"]
 

@@ -1,12 +1,10 @@
 """The shipped default model in weights/ loads and captions Flickr8k test photos about what they show."""
 from __future__ import annotations
 
-import pytest
-
-from captioner.core.data import load_dataset
-from captioner.core.evaluate import score_captions
-from captioner.core.model import DEFAULT_MODEL_DIR
-from captioner.core.pipeline import Captioner
+from captioner.data import load_dataset
+from captioner.evaluation.metrics import score_captions
+from captioner.model.folder import DEFAULT_MODEL_DIR
+from captioner.pipeline import Captioner
 
 
 def test_weights_folder_is_complete_and_small():

@@ -183,18 +183,18 @@ def test_serves_only_on_loopback(studio):
 # ------------------------------------------------------------------ in-process (fast)
 @pytest.fixture(scope="module")
 def local_studio(tiny_model_dir, tmp_path_factory):
-    from captioner.core.pipeline import Captioner
-    from captioner.gui.app import Studio
+    from captioner.pipeline import Captioner
     from captioner.storage import Gallery
+    from captioner.studio.app import Studio
     return Studio(Captioner.load(tiny_model_dir), Gallery(tmp_path_factory.mktemp("local-gallery")))
 
 
 def test_build_app_names_its_api_events(tiny_model_dir, tmp_path):
     import gradio as gr
 
-    from captioner.core.pipeline import Captioner
-    from captioner.gui.app import build_app
+    from captioner.pipeline import Captioner
     from captioner.storage import Gallery
+    from captioner.studio.app import build_app
     demo = build_app(Captioner.load(tiny_model_dir), Gallery(tmp_path / "g"))
     assert isinstance(demo, gr.Blocks)
     public = {fn.api_name for fn in demo.fns.values() if fn.api_visibility == "public"}

@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image, ImageSequence
 
-from captioner.core.decoding import Candidate
-from captioner.core.visualize import attention_frames, frames_to_gif, frames_to_strip
+from captioner.decoding.search import Candidate
+from captioner.viz.attention import attention_frames, frames_to_gif, frames_to_strip
 
 WORDS = "a little girl in a pink dress is climbing the stairs into a wooden cabin".split()
 

@@ -1,1 +1,0 @@
-"""Captioning engine: model, decoding, data, training, evaluation, CLI."""

@@ -1,0 +1,48 @@
+"""captioner: an offline image-captioning studio (Show, Attend and Tell).
+
+The public API::
+
+    from captioner import Captioner, DecodingConfig, Gallery
+
+    captioner = Captioner.load()                       # the shipped model (or load_model(DIR))
+    result = captioner.caption("dog.jpg")              # a CaptionResult: .caption, .candidates
+    result = captioner.caption("dog.jpg", DecodingConfig(beam_size=3))
+
+Names are imported on first use, so `import captioner` stays light (no torch, no Gradio).
+"""
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.2.0.dev0"
+
+_EXPORTS = {
+    "Captioner": "captioner.pipeline",
+    "CaptionResult": "captioner.pipeline",
+    "Candidate": "captioner.decoding.candidate",
+    "DecodingConfig": "captioner.decoding.config",
+    "Gallery": "captioner.storage",
+    "load_model": "captioner.model.folder",
+    "CaptionerError": "captioner.errors",
+}
+
+__all__ = ["Candidate", "CaptionResult", "Captioner", "CaptionerError", "DecodingConfig", "Gallery", "load_model",
+           "__version__"]
+
+if TYPE_CHECKING:
+    from captioner.decoding.candidate import Candidate
+    from captioner.decoding.config import DecodingConfig
+    from captioner.errors import CaptionerError
+    from captioner.model.folder import load_model
+    from captioner.pipeline import Captioner, CaptionResult
+    from captioner.storage import Gallery
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'captioner' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

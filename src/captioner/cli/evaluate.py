@@ -1,0 +1,46 @@
+"""`captioner evaluate`: score a model on a split."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from captioner.cli.common import DATA_HELP, add_model_arg
+from captioner.evaluation.run import evaluate_model
+
+
+def cmd_evaluate(args) -> int:
+    result = evaluate_model(args.model, args.data, args.split, args.beam_size, args.image_dir, args.cache,
+                            args.limit, use_java=False if args.no_java else None)
+    scores = result["scores"]
+    if args.predictions:
+        Path(args.predictions).write_text(json.dumps(result["predictions"], indent=1))
+    if args.json:
+        print(json.dumps(scores))
+    else:
+        for k in ("bleu1", "bleu2", "bleu3", "bleu4", "meteor", "rouge_l", "cider"):
+            v = scores.get(k)
+            print(f"{k:8s} {'n/a' if v is None else f'{v:.2f}'}")
+        print(f"images   {scores['n_images']} ({scores['split']}), beam {scores['beam_size']}, "
+              f"{scores['seconds_per_image'] * 1000:.1f} ms/image ({scores['timed']})")
+        for m in scores["missing"]:
+            print(f"not computed: {m}")
+    return 0
+
+
+
+def register(sub) -> None:
+    e = sub.add_parser("evaluate", help="score a model on a split (BLEU, METEOR, ROUGE-L, CIDEr)",
+                       description="Decode a split with beam search and compute BLEU-1..4, METEOR, ROUGE-L and "
+                                   "CIDEr with the COCO caption tools against all references. METEOR needs Java.")
+    add_model_arg(e)
+    e.add_argument("--data", default=None, help=DATA_HELP + " (default: ../shared/data/flickr8k if present)")
+    e.add_argument("--image-dir", help="image folder for a Karpathy JSON")
+    e.add_argument("--split", default="test", choices=["train", "val", "test"])
+    e.add_argument("--beam-size", type=int, default=3)
+    e.add_argument("--cache", metavar="DIR", help="use cached encoder features (faster; times the decoder only)")
+    e.add_argument("--limit", type=int, default=0, help="only the first N images")
+    e.add_argument("--predictions", metavar="FILE", help="also write the captions as JSON")
+    e.add_argument("--no-java", action="store_true", help="skip the Java tools (no METEOR)")
+    e.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
+    e.set_defaults(func=cmd_evaluate)
+

@@ -1,0 +1,4 @@
+"""Datasets: readers that yield a common `CaptionDataset`, and the encoder feature cache."""
+from captioner.data.dataset import CaptionDataset, load_dataset
+
+__all__ = ["CaptionDataset", "load_dataset"]

@@ -1,0 +1,1 @@
+"""Decoding: the decoding config, logit processors (the rules every decoder obeys), greedy and beam search."""

@@ -1,0 +1,55 @@
+"""Scoring a model on a dataset split: decode every image, then compute the caption metrics."""
+from __future__ import annotations
+
+import time
+
+from captioner.errors import CaptionerError
+
+
+def evaluate_model(model_dir, data, split, beam_size, image_dir=None, cache_dir=None, limit=0, batch_size=50,
+                   use_java=None) -> dict:
+    """Decode a split with beam search and score it; returns metrics plus timing."""
+    import torch
+
+    from captioner.data import load_dataset
+    from captioner.data.features import open_feature_cache
+    from captioner.decoding.search import decode
+    from captioner.evaluation.metrics import score_captions
+    from captioner.model.folder import CaptionModel
+    from captioner.pipeline import Captioner, load_default_model
+
+    ds = load_dataset(data, image_dir)
+    ids = ds.split(split)[: limit or None]
+    model = CaptionModel.load(model_dir) if model_dir else load_default_model()
+    cfg = model.cfg
+    cache = None
+    if cache_dir:
+        cache = open_feature_cache(cache_dir, cfg.backbone, cfg.input_size, cfg.grid,
+                                    "it does not match this model's backbone/input size/grid",
+                                    encoder=model.encoder.fingerprint() if cfg.fine_tune_blocks else None)
+    preds, decode_s = {}, 0.0
+    captioner = None if cache else Captioner(model)
+    for s in range(0, len(ids), batch_size):
+        chunk = ids[s : s + batch_size]
+        if cache:
+            feats = cache.load(chunk).float()
+            t = time.perf_counter()
+            with torch.inference_mode():
+                out = decode(model.decoder, feats, model.vocab, beam_size, cfg.max_caption_len, cfg.length_penalty,
+                             cfg.no_repeat_ngram)
+            decode_s += time.perf_counter() - t
+            for i, cands in zip(chunk, out):
+                preds[i] = cands[0].caption
+        else:
+            t = time.perf_counter()
+            for i, r in zip(chunk, captioner.caption_many([ds.image_path(i) for i in chunk], beam_size, batch_size=batch_size)):
+                if r.error:
+                    raise CaptionerError(r.error)
+                preds[i] = r.caption
+            decode_s += time.perf_counter() - t
+    scores = score_captions(preds, {i: ds.captions[i] for i in ids}, use_java=use_java)
+    scores.update(beam_size=beam_size, split=split, seconds_per_image=decode_s / max(len(ids), 1),
+                  timed="decoder only (cached features)" if cache else "end to end from image files")
+    return {"scores": scores, "predictions": preds}
+
+

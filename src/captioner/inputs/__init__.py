@@ -1,0 +1,1 @@
+"""Inputs: safe image loading and preprocessing, and input sources (files, folders, bytes, PIL images)."""

@@ -1,0 +1,121 @@
+"""Safe image loading and preprocessing, shared by training and inference.
+
+Every failure becomes an `ImageError` whose message names the file and the reason.
+"""
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, not a grey image
+
+from captioner.errors import ImageError
+
+#: Largest image (in pixels) we agree to decode: about 100 megapixels, e.g. 12000 x 8000.
+MAX_PIXELS = 100_000_000
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+
+
+def _describe(source) -> str:
+    return str(source) if isinstance(source, (str, os.PathLike)) else "the uploaded image"
+
+
+def open_image(source, max_pixels: int = MAX_PIXELS, draft_size: int | None = None) -> Image.Image:
+    """Open an image file (path, bytes or file object) as an upright RGB `PIL.Image`.
+
+    EXIF orientation is applied; any mode (L, LA, P, RGBA, CMYK, I;16, F ...) becomes RGB,
+    transparent parts composited on white. `draft_size` lets JPEG decoding skip detail that a
+    later resize to that size throws away (much faster for big photos).
+    """
+    name = _describe(source)
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.exists():
+            raise ImageError(f"{name}: file not found")
+        if path.is_dir():
+            raise ImageError(f"{name}: is a folder, not an image file")
+        if path.stat().st_size == 0:
+            raise ImageError(f"{name}: the file is empty (0 bytes)")
+    elif isinstance(source, (bytes, bytearray)):
+        if not source:
+            raise ImageError(f"{name}: the file is empty (0 bytes)")
+        source = io.BytesIO(source)
+    try:
+        with Image.open(source) as img:
+            w, h = img.size
+            if w * h > max_pixels:
+                raise ImageError(
+                    f"{name}: the image is {w}x{h} pixels, more than the {max_pixels // 1_000_000} "
+                    "megapixels this tool decodes; scale it down first"
+                )
+            if draft_size and img.format == "JPEG":
+                img.draft("RGB", (draft_size, draft_size))
+            img.load()
+            img = to_rgb(ImageOps.exif_transpose(img))
+            img.info["original_size"] = _upright_size(img, w, h)
+            return img
+    except ImageError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageError(f"{name}: not an image file Pillow can read (unsupported or not an image)") from None
+    except Image.DecompressionBombError:
+        raise ImageError(f"{name}: the image has far more than the {max_pixels // 1_000_000} megapixels this tool "
+                         "decodes (refused as a possible decompression bomb); scale it down first") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageError(f"{name}: the image data is corrupt or truncated ({exc})") from None
+    except MemoryError:
+        raise ImageError(f"{name}: not enough memory to decode this image") from None
+
+
+def _upright_size(img: Image.Image, w: int, h: int) -> tuple[int, int]:
+    """The file's full size (before JPEG draft reduction), in the orientation of `img`."""
+    landscape_now, landscape_file = img.size[0] >= img.size[1], w >= h
+    return (w, h) if landscape_now == landscape_file or w == h else (h, w)
+
+
+def original_size(img: Image.Image) -> tuple[int, int]:
+    """Width and height of the photo as stored in its file (`img` may be a reduced decode)."""
+    return img.info.get("original_size", img.size)
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to 8-bit RGB."""
+    if img.mode == "RGB":
+        return img
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        lo, hi = float(arr.min()), float(arr.max())
+        arr = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
+        return Image.fromarray(arr.astype(np.uint8), "L").convert("RGB")
+    if img.mode == "P":
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        img = img.convert("RGBA")
+        background = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, img).convert("RGB")
+    return img.convert("RGB")
+
+
+def resize_square(img: Image.Image, size: int) -> Image.Image:
+    """Squash to `size` x `size` (no crop), as the Flickr8k training images were made."""
+    if img.size == (size, size):
+        return img
+    return img.resize((size, size), Image.Resampling.BICUBIC, reducing_gap=3.0)
+
+
+def to_tensor(img: Image.Image, mean, std) -> torch.Tensor:
+    """RGB image to a normalised float tensor (3, H, W)."""
+    arr = torch.from_numpy(np.array(img, dtype=np.uint8, copy=True)).permute(2, 0, 1).float().div_(255.0)
+    m = torch.tensor(mean, dtype=torch.float32)[:, None, None]
+    s = torch.tensor(std, dtype=torch.float32)[:, None, None]
+    return (arr - m) / s
+
+
+def load_for_model(source, size: int, mean, std) -> torch.Tensor:
+    """File -> (3, size, size) tensor ready for the encoder."""
+    return to_tensor(resize_square(open_image(source, draft_size=size), size), mean, std)

@@ -1,0 +1,600 @@
+"""The captioned-image gallery: SQLite (via sqlite-utils) plus a folder of images.
+
+Layout of a gallery folder::
+
+    gallery.db                 items table, items_fts full-text index (+ WAL files)
+    images/ab/abcdef....jpg    each distinct image once, named by the sha256 of its bytes
+
+Concurrency: every thread gets its own SQLite connection (``threading.local``),
+the database runs in WAL mode with a busy timeout, and every write happens
+in a ``BEGIN IMMEDIATE`` transaction, so several threads and processes can
+save at once.  An image file is written to a temporary file and moved into
+place with ``os.replace`` *before* its row is inserted; a crash in between
+leaves only an unreferenced file, which :meth:`Gallery.remove_orphan_images`
+cleans up.  Image files are only ever deleted while holding the database
+write lock, and :meth:`Gallery.save` checks the file is still there under
+that same lock, so a delete racing a save of the same picture cannot leave
+a row without its file.
+
+No GUI code here: the Gradio app and the CLI both sit on top of this module.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import io
+import json
+import math
+import os
+import sqlite3
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+from PIL import Image
+
+from .fts_query import to_fts_query
+
+__all__ = ["Gallery", "GalleryError", "Page", "default_gallery_dir"]
+
+DB_NAME = "gallery.db"
+IMAGES_DIR = "images"
+TABLE = "items"
+FTS_COLUMNS = ["caption", "alternatives", "original_name"]
+#: bm25 weights for the FTS columns above: the caption counts most.
+BM25_WEIGHTS = "bm25(10.0, 2.0, 1.0)"
+BUSY_TIMEOUT_S = 60.0
+MAX_PER_PAGE = 1000
+#: Temporary image files older than this are assumed abandoned by a crash.
+STALE_TEMP_S = 3600
+#: Columns for browse/search pages: everything but the big attention maps.
+LIGHT = ("id, image_hash, image_file, original_name, width, height, caption, "
+         "candidates, beam_size, model_name, saved_at")
+EXPORT_FIELDS = [
+    "id", "image_path", "image_hash", "original_name", "width", "height",
+    "caption", "candidates", "beam_size", "model_name", "saved_at",
+]
+_EXTENSIONS = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "GIF": "gif",
+               "WEBP": "webp", "BMP": "bmp", "TIFF": "tif"}
+
+
+class GalleryError(Exception):
+    """A problem the user can act on: bad input, missing item, unreadable gallery."""
+
+
+@dataclass
+class Page:
+    """One page of gallery items (dicts shaped like :meth:`Gallery.get`).
+
+    Page items leave out the candidates' ``attention`` maps (they can be
+    megabytes per page); :meth:`Gallery.get` returns them.
+    ``pages`` is at least 1, so "page 1 of 1" also reads well for no results.
+    ``match_all`` is False when a search found nothing containing every word
+    and fell back to items containing any of them.
+    """
+
+    items: list[dict] = field(default_factory=list)
+    total: int = 0
+    page: int = 1
+    per_page: int = 24
+    pages: int = 1
+    match_all: bool = True
+
+
+def default_gallery_dir() -> Path:
+    """Where the gallery lives by default (the folder is not created here).
+
+    Linux and others: ``$XDG_DATA_HOME/captioner/gallery``, else
+    ``~/.local/share/captioner/gallery``; macOS: ``~/Library/Application
+    Support/captioner/gallery``; Windows: ``%LOCALAPPDATA%\\captioner\\gallery``.
+    """
+    if sys.platform == "win32":
+        base = os.environ.get("LOCALAPPDATA") or os.environ.get("APPDATA")
+        root = Path(base) if base else Path.home() / "AppData" / "Local"
+    elif sys.platform == "darwin":
+        root = Path.home() / "Library" / "Application Support"
+    else:
+        xdg = os.environ.get("XDG_DATA_HOME")
+        root = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".local" / "share"
+    return root / "captioner" / "gallery"
+
+
+def _utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _json_default(value: Any) -> Any:
+    """Let numpy arrays / torch tensors / numpy scalars go into JSON."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+@dataclass
+class _EncodedImage:
+    data: bytes
+    ext: str
+    width: int
+    height: int
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+
+def _encode_image(image: Any, label: str) -> _EncodedImage:
+    """Read ``image`` (bytes, a path or a PIL image) into checked, encoded bytes.
+
+    Bytes and files are kept exactly as they are (after checking that they
+    decode); a PIL image is encoded as PNG.  Raises GalleryError otherwise.
+    """
+    def fail(reason: Any) -> GalleryError:
+        return GalleryError(f"Could not read the image '{label}': {reason}; "
+                            "the gallery was not changed")
+
+    if isinstance(image, Image.Image):
+        buffer = io.BytesIO()
+        try:
+            try:
+                image.save(buffer, format="PNG")
+            except (OSError, ValueError, KeyError):  # a mode PNG cannot hold, e.g. CMYK
+                buffer = io.BytesIO()
+                image.convert("RGBA" if "A" in image.getbands() else "RGB").save(buffer, format="PNG")
+        except Exception as exc:
+            raise fail(exc) from exc
+        return _EncodedImage(buffer.getvalue(), "png", image.width, image.height)
+
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        data = bytes(image)
+    elif isinstance(image, (str, os.PathLike)):
+        try:
+            data = Path(image).read_bytes()
+        except OSError as exc:
+            raise fail(exc.strerror or exc) from exc
+    else:
+        raise fail(f"expected bytes, a file path or a PIL image, got {type(image).__name__}")
+    if not data:
+        raise fail("the data is empty")
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            width, height, fmt = img.width, img.height, img.format
+            img.draft(img.mode, (256, 256))  # JPEG: decode at reduced scale, still reads it all
+            img.load()  # raises on truncated or corrupt data
+    except Exception as exc:
+        raise fail(exc) from exc
+    return _EncodedImage(data, _EXTENSIONS.get(fmt or "", (fmt or "img").lower()), width, height)
+
+
+def _candidates_json(candidates: Any) -> tuple[str, str | None, list[str]]:
+    """Validate beam candidates; return (JSON without attention, attention JSON, captions).
+
+    Attention maps are big (words x N x N floats per candidate), so they are
+    kept in their own column, read only by :meth:`Gallery.get` and exports.
+    """
+    if candidates is None:
+        candidates = []
+    if not isinstance(candidates, (list, tuple)):
+        raise GalleryError("The candidates must be a list of dicts; the gallery was not changed")
+    captions = []
+    for i, cand in enumerate(candidates):
+        if not isinstance(cand, dict) or not isinstance(cand.get("caption"), str):
+            raise GalleryError(f"Candidate {i + 1} must be a dict with a text 'caption'; "
+                               "the gallery was not changed")
+        captions.append(cand["caption"])
+    light = [{k: v for k, v in cand.items() if k != "attention"} for cand in candidates]
+    maps = [cand.get("attention") for cand in candidates]
+    try:
+        text = json.dumps(light, default=_json_default)
+        attention = json.dumps(maps, default=_json_default) if any(m is not None for m in maps) else None
+    except (TypeError, ValueError) as exc:
+        raise GalleryError(f"The candidates could not be stored: {exc}; "
+                           "the gallery was not changed") from exc
+    return text, attention, captions
+
+
+def _as_id(item_id: Any) -> int | None:
+    """An item id as an int SQLite can hold, or None if it cannot be one."""
+    try:
+        value = int(item_id)
+    except (TypeError, ValueError):
+        return None
+    return value if -2**63 <= value < 2**63 else None
+
+
+def _optional_int(value: Any, what: str) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError) as exc:
+        raise GalleryError(f"The {what} must be a whole number, not {value!r}; "
+                           "the gallery was not changed") from exc
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+class Gallery:
+    """A folder holding ``gallery.db`` and ``images/``; created if missing.
+
+    Safe to share one instance between threads (each thread gets its own
+    connection) and to open the same folder from several processes.
+    """
+
+    def __init__(self, folder: str | os.PathLike):
+        self.folder = Path(folder).expanduser().resolve()
+        self.images_dir = self.folder / IMAGES_DIR
+        self.db_path = self.folder / DB_NAME
+        self._local = threading.local()
+        try:
+            self.images_dir.mkdir(parents=True, exist_ok=True)
+            self._init_schema()
+        except (OSError, sqlite3.Error) as exc:
+            raise GalleryError(f"Could not open the gallery at '{self.folder}': {exc}") from exc
+
+    # ----------------------------------------------------------- connections
+    @property
+    def db(self) -> sqlite_utils.Database:
+        """This thread's (and this process's) sqlite-utils Database."""
+        db = getattr(self._local, "db", None)
+        if db is None or self._local.pid != os.getpid():
+            conn = sqlite3.connect(self.db_path, timeout=BUSY_TIMEOUT_S,
+                                   isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA synchronous=NORMAL")  # durable enough in WAL mode
+            db = sqlite_utils.Database(conn)
+            self._local.db, self._local.pid = db, os.getpid()
+        return db
+
+    def close(self) -> None:
+        """Close the calling thread's connection (others close when their thread ends)."""
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
+
+    def __enter__(self) -> Gallery:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite_utils.Database]:
+        """A ``BEGIN IMMEDIATE`` transaction: holds the write lock until it ends."""
+        db = self.db
+        try:
+            db.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise GalleryError("The gallery is busy (another program keeps writing to it); "
+                                   "please try again") from exc
+            raise
+        try:
+            yield db
+            db.conn.execute("COMMIT")
+        except BaseException:
+            db.rollback()
+            raise
+
+    def _init_schema(self) -> None:
+        db = self.db
+        for attempt in range(50):  # switching to WAL needs a moment without other users
+            try:
+                db.enable_wal()
+                break
+            except sqlite3.OperationalError:
+                if attempt == 49:
+                    raise
+                time.sleep(0.1)
+        if db[f"{TABLE}_fts"].exists():
+            return
+        with self._write():  # the lock makes creation safe when processes race
+            if db[f"{TABLE}_fts"].exists():
+                return
+            # Plain SQL for AUTOINCREMENT: ids of deleted items are never reused.
+            db.execute(f"""CREATE TABLE IF NOT EXISTS {TABLE} (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                image_hash TEXT NOT NULL,      -- sha256 of the stored bytes
+                image_file TEXT NOT NULL,      -- path under images/
+                original_name TEXT, width INTEGER, height INTEGER,
+                caption TEXT NOT NULL,
+                alternatives TEXT,             -- other candidate captions, for search
+                candidates TEXT,               -- JSON list of beam candidates, no attention
+                beam_size INTEGER, model_name TEXT,
+                saved_at TEXT,                 -- UTC ISO 8601
+                attention TEXT                 -- JSON list, one map (or null) per candidate
+            )""")
+            db[TABLE].create_index(["image_hash"], if_not_exists=True)
+            db[TABLE].enable_fts(FTS_COLUMNS, create_triggers=True,
+                                 tokenize="porter unicode61 remove_diacritics 2")
+
+    # ------------------------------------------------------------------ rows
+    def _row_to_item(self, row: dict) -> dict:
+        """Row -> item dict; attention maps are merged back if the row has them."""
+        candidates = json.loads(row["candidates"] or "[]")
+        if row.get("attention"):
+            for cand, attention in zip(candidates, json.loads(row["attention"])):
+                if attention is not None:
+                    cand["attention"] = attention
+        return {
+            "id": row["id"],
+            "image_path": str(self.images_dir / row["image_file"]),
+            "image_hash": row["image_hash"],
+            "original_name": row["original_name"],
+            "width": row["width"],
+            "height": row["height"],
+            "caption": row["caption"],
+            "candidates": candidates,
+            "beam_size": row["beam_size"],
+            "model_name": row["model_name"],
+            "saved_at": row["saved_at"],
+        }
+
+    def _image_file(self, encoded: _EncodedImage) -> tuple[str, str]:
+        digest = encoded.sha256
+        return digest, f"{digest[:2]}/{digest}.{encoded.ext}"
+
+    def _write_image(self, encoded: _EncodedImage, rel: str, force: bool = False) -> None:
+        """Put the image at images/<rel> atomically (temp file + fsync + os.replace)."""
+        target = self.images_dir / rel
+        if target.exists() and not force:
+            return  # same content already stored
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(encoded.data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+    def _insert_row(self, encoded: _EncodedImage, rel: str, record: dict) -> int:
+        """Insert the row; under the write lock, restore the file if a delete took it."""
+        with self._write() as db:
+            if not (self.images_dir / rel).exists():
+                self._write_image(encoded, rel, force=True)
+            return db[TABLE].insert(record).last_pk
+
+    # ------------------------------------------------------------------- API
+    def save(self, image: Any, original_name: str | None, caption: str,
+             candidates: list[dict] | None = None, beam_size: int | None = None,
+             model_name: str | None = None, width: int | None = None,
+             height: int | None = None) -> int:
+        """Store an image with its caption; return the new item id.
+
+        ``image`` may be bytes, a file path or a PIL image; identical bytes are
+        stored once.  ``candidates`` are beam results (dicts with at least a
+        ``caption``; tokens, scores and attention maps are kept as JSON).
+        Raises GalleryError, leaving the gallery unchanged, for bad input.
+        """
+        if original_name is None and isinstance(image, (str, os.PathLike)):
+            original_name = Path(image).name
+        original_name = "" if original_name is None else str(original_name)
+        label = original_name or "image"
+        if not isinstance(caption, str):
+            raise GalleryError("The caption must be text; the gallery was not changed")
+        candidates_text, attention, cand_captions = _candidates_json(candidates)
+        width, height = _optional_int(width, "width"), _optional_int(height, "height")
+        beam_size = _optional_int(beam_size, "beam size")
+        encoded = _encode_image(image, label)
+        digest, rel = self._image_file(encoded)
+        # Candidate captions other than the chosen one, for search; if the
+        # caption is edited later the old text therefore stops matching.
+        seen = {_norm(caption)}
+        alternatives = []
+        for text in cand_captions:
+            if _norm(text) not in seen:
+                seen.add(_norm(text))
+                alternatives.append(text)
+        record = {
+            "image_hash": digest, "image_file": rel, "original_name": original_name,
+            "width": encoded.width if width is None else width,
+            "height": encoded.height if height is None else height,
+            "caption": caption, "alternatives": "\n".join(alternatives),
+            "candidates": candidates_text,
+            "beam_size": beam_size,
+            "model_name": None if model_name is None else str(model_name), "saved_at": _utc_now(), "attention": attention,
+        }
+        try:
+            self._write_image(encoded, rel)
+        except OSError as exc:
+            raise GalleryError(f"Could not write the image '{label}' into the gallery: "
+                               f"{exc}; the gallery was not changed") from exc
+        return self._insert_row(encoded, rel, record)
+
+    def get(self, item_id: int) -> dict | None:
+        """The item, or None if there is none.
+
+        Keys: id, image_path (absolute str), image_hash, original_name, width,
+        height, caption, candidates (list of dicts, with attention maps),
+        beam_size, model_name, saved_at (UTC ISO 8601).
+        """
+        item_id = _as_id(item_id)
+        if item_id is None:
+            return None
+        rows = list(self.db.query(f"SELECT * FROM {TABLE} WHERE id = ?", [item_id]))
+        return self._row_to_item(rows[0]) if rows else None
+
+    @staticmethod
+    def _paging(page: Any, per_page: Any) -> tuple[int, int]:
+        try:
+            page, per_page = int(page), int(per_page)
+        except (TypeError, ValueError) as exc:
+            raise GalleryError("Page and page size must be whole numbers") from exc
+        return max(page, 1), min(max(per_page, 1), MAX_PER_PAGE)
+
+    @staticmethod
+    def _page(items: list[dict], total: int, page: int, per_page: int,
+              match_all: bool = True) -> Page:
+        return Page(items, total, page, per_page, max(1, math.ceil(total / per_page)), match_all)
+
+    def browse(self, page: int = 1, per_page: int = 24) -> Page:
+        """Items newest first, one page at a time (pages past the end are empty)."""
+        page, per_page = self._paging(page, per_page)
+        rows = self.db.query(f"SELECT {LIGHT} FROM {TABLE} ORDER BY id DESC LIMIT ? OFFSET ?",
+                             [per_page, (page - 1) * per_page])
+        items = [self._row_to_item(r) for r in rows]
+        return self._page(items, self.count(), page, per_page)
+
+    def search(self, query: str, page: int = 1, per_page: int = 24) -> Page:
+        """Full-text search over captions, other beam candidates and file names.
+
+        Words are stemmed ("dogs" finds "dog"), ``word*`` is a prefix search,
+        and results are ranked by bm25 (caption matches weigh most).  Items
+        must contain every word; if none do, items containing any word are
+        returned instead (``Page.match_all`` is then False).  Any text is
+        accepted: FTS5 operators and punctuation are treated as plain text.
+        An empty or punctuation-only query returns :meth:`browse` results.
+        """
+        page, per_page = self._paging(page, per_page)
+        text = query if isinstance(query, str) else ("" if query is None else str(query))
+        if to_fts_query(text) is None:
+            return self.browse(page, per_page)
+        for match_all in (True, False):
+            fts = to_fts_query(text, match_all)
+            try:
+                total = self.db.execute(
+                    f"SELECT count(*) FROM {TABLE}_fts WHERE {TABLE}_fts MATCH ?", [fts]
+                ).fetchone()[0]
+                if total == 0 and match_all:
+                    continue
+                rows = self.db.query(
+                    f"""SELECT {LIGHT} FROM (
+                            SELECT rowid, rank FROM {TABLE}_fts
+                            WHERE {TABLE}_fts MATCH :q AND rank MATCH '{BM25_WEIGHTS}'
+                            ORDER BY rank LIMIT :limit OFFSET :offset
+                        ) AS hits JOIN {TABLE} ON {TABLE}.id = hits.rowid
+                        ORDER BY hits.rank""",
+                    {"q": fts, "limit": per_page, "offset": (page - 1) * per_page},
+                )
+                items = [self._row_to_item(r) for r in rows]
+            except sqlite3.OperationalError as exc:
+                if "fts5" in str(exc) or "syntax" in str(exc):  # should not happen: words are quoted
+                    return self._page([], 0, page, per_page)
+                raise
+            return self._page(items, total, page, per_page, match_all)
+        return self._page([], 0, page, per_page)
+
+    def update_caption(self, item_id: int, text: str) -> None:
+        """Replace an item's caption (the search index follows at once)."""
+        if not isinstance(text, str):
+            raise GalleryError("The caption must be text")
+        if _as_id(item_id) is None:
+            raise GalleryError(f"Item {item_id} does not exist")
+        with self._write() as db:
+            cursor = db.execute(f"UPDATE {TABLE} SET caption = ? WHERE id = ?",
+                                [text, _as_id(item_id)])
+            if cursor.rowcount == 0:
+                raise GalleryError(f"Item {item_id} does not exist")
+
+    def delete(self, item_id: int) -> bool:
+        """Delete an item; its image file goes too unless another item shares it.
+
+        Returns False if there was no such item.
+        """
+        item_id = _as_id(item_id)
+        if item_id is None:
+            return False
+        with self._write() as db:
+            row = db.execute(f"SELECT image_hash, image_file FROM {TABLE} WHERE id = ?",
+                             [item_id]).fetchone()
+            if row is None:
+                return False
+            db.execute(f"DELETE FROM {TABLE} WHERE id = ?", [item_id])
+        # Second transaction, used as a lock: a crash before the unlink only
+        # leaves an orphan file, never a row without its file.
+        with self._write() as db:
+            in_use = db.execute(f"SELECT 1 FROM {TABLE} WHERE image_hash = ? LIMIT 1",
+                                [row[0]]).fetchone()
+            if not in_use:
+                with contextlib.suppress(FileNotFoundError):
+                    (self.images_dir / row[1]).unlink()
+        return True
+
+    def count(self) -> int:
+        """Number of items."""
+        return self.db.execute(f"SELECT count(*) FROM {TABLE}").fetchone()[0]
+
+    def iter_items(self) -> Iterator[dict]:
+        """Every item, oldest first (streams; does not load the whole gallery)."""
+        for row in self.db.query(f"SELECT * FROM {TABLE} ORDER BY id"):
+            yield self._row_to_item(row)
+
+    def export(self, path: str | os.PathLike, fmt: str = "json") -> Path:
+        """Write all items to ``path`` as JSON (a list) or CSV; return the path.
+
+        CSV holds the candidates as a JSON string column.  The file is written
+        to a temporary name first, so a failed export leaves no half file.
+        """
+        fmt = (fmt or "").lower()
+        if fmt not in ("json", "csv"):
+            raise GalleryError(f"Unknown export format '{fmt}': use 'json' or 'csv'")
+        path = Path(path).expanduser()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".export-", dir=path.parent)
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+                    if fmt == "json":
+                        fh.write("[")
+                        for i, item in enumerate(self.iter_items()):
+                            fh.write(",\n" if i else "\n")
+                            fh.write(json.dumps(item, ensure_ascii=False))
+                        fh.write("\n]\n")
+                    else:
+                        writer = csv.DictWriter(fh, fieldnames=EXPORT_FIELDS)
+                        writer.writeheader()
+                        for item in self.iter_items():
+                            item["candidates"] = json.dumps(item["candidates"], ensure_ascii=False)
+                            writer.writerow(item)
+                os.replace(tmp, path)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
+        except OSError as exc:
+            raise GalleryError(f"Could not export the gallery to '{path}': {exc}") from exc
+        return path
+
+    def integrity_check(self) -> str:
+        """``PRAGMA integrity_check`` result ("ok"), plus the FTS index's own check."""
+        result = "\n".join(r[0] for r in self.db.execute("PRAGMA integrity_check").fetchall())
+        try:
+            self.db.execute(f"INSERT INTO {TABLE}_fts({TABLE}_fts) VALUES('integrity-check')")
+        except sqlite3.DatabaseError as exc:
+            result = f"{result}\nsearch index: {exc}" if result != "ok" else f"search index: {exc}"
+        return result
+
+    def remove_orphan_images(self) -> list[Path]:
+        """Delete image files no item uses (and stale temp files); return them."""
+        removed = []
+        with self._write() as db:  # under the lock, so no save can be mid-way
+            used = {r[0] for r in db.execute(f"SELECT DISTINCT image_file FROM {TABLE}")}
+            now = time.time()
+            for path in self.images_dir.glob("*/*"):
+                if not path.is_file():
+                    continue
+                rel = f"{path.parent.name}/{path.name}"
+                if path.name.startswith(".tmp-"):
+                    if now - path.stat().st_mtime < STALE_TEMP_S:
+                        continue  # perhaps another process is writing it right now
+                elif rel in used:
+                    continue
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+                    removed.append(path)
+        return removed

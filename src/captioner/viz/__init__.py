@@ -1,0 +1,1 @@
+"""Pictures of what the model looked at: attention frames, GIFs and strips."""
