@@ -29,7 +29,7 @@ N_EXAMPLES = 6  # the first test images in split order: not picked by hand
 def beam_table(model: str, data: str, beams, out: Path) -> list[dict]:
     rows = []
     for k in beams:
-        s = evaluate_model(model, data, "test", k)["scores"]
+        s = evaluate_model(model, data, "test", beam_size=k)["scores"]
         rows.append({key: s[key] for key in ("beam_size", "bleu1", "bleu2", "bleu3", "bleu4", "meteor", "rouge_l",
                                               "cider", "seconds_per_image", "n_images")})
         print(json.dumps(rows[-1]), flush=True)

@@ -30,8 +30,9 @@ def main() -> None:
         import torch
 
         model.decoder.load_state_dict(torch.load(a.checkpoint, map_location="cpu", weights_only=True)["decoder"])
-    model.cfg.default_beam_size, model.cfg.length_penalty, model.cfg.name = a.beam, a.length_penalty, a.name
-    model.cfg.no_repeat_ngram = a.no_repeat_ngram
+    model.cfg.name = a.name
+    model.decoding = model.decoding.replace(beam_size=a.beam, length_penalty=a.length_penalty,
+                                            no_repeat_ngram=a.no_repeat_ngram)
     model.save(a.dst, half=not a.full)
     print(f"shipped {a.src} -> {a.dst}")
 

@@ -50,7 +50,8 @@ def main() -> None:
             cands = {}
             with torch.inference_mode():
                 for s in range(0, len(ids), 100):
-                    out = decode(model.decoder, feats[s : s + 100], model.vocab, k, model.cfg.max_caption_len, 0.0, ng)
+                    out = decode(model.decoder, feats[s : s + 100], model.vocab,
+                                 model.decoding.replace(beam_size=k, length_penalty=0.0, no_repeat_ngram=ng))
                     cands.update(zip(ids[s : s + 100], out))
             for lp in [float(x) for x in a.penalties.split(",")]:
                 preds = {i: max(c, key=lambda cd: rank_key(cd.score, len(cd.ids), lp)).caption for i, c in cands.items()}

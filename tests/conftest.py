@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from captioner.decoding.config import DecodingConfig
 from captioner.model.config import ModelConfig
 from captioner.model.folder import CaptionModel
 from captioner.model.vocab import Vocab
@@ -26,8 +27,8 @@ def make_tiny_model(folder: Path, seed: int = 0, backbone: str = "efficientnet-l
     torch.manual_seed(seed)
     vocab = Vocab(["<pad>", "<start>", "<end>", "<unk>"] + TINY_WORDS)
     cfg = ModelConfig(backbone=backbone, input_size=64, grid=2, embed_dim=16, attention_dim=16, hidden_dim=16,
-                      dropout=0.0, vocab_size=len(vocab), max_caption_len=8, name="tiny-test")
-    model = CaptionModel(cfg, vocab)
+                      dropout=0.0, vocab_size=len(vocab), name="tiny-test")
+    model = CaptionModel(cfg, vocab, decoding=DecodingConfig(max_len=8))
     model.save(folder)
     return folder
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from captioner.decoding.config import DecodingConfig
 from captioner.decoding.search import beam_search, greedy_decode
 from captioner.model.decoder import Decoder
 from captioner.model.vocab import Vocab
@@ -33,7 +34,7 @@ def teacher_forced_score(dec, vocab, feats, ids):
 @pytest.mark.parametrize("k", [2, 3, 5])
 def test_beam_candidates_are_distinct_sorted_and_clean(setup, k):
     dec, vocab, feats = setup
-    for cands in beam_search(dec, feats, vocab, beam_size=k, max_len=12):
+    for cands in beam_search(dec, feats, vocab, DecodingConfig(beam_size=k, max_len=12)):
         assert len(cands) == k
         assert len({tuple(c.ids) for c in cands}) == k
         scores = [c.score for c in cands]
@@ -46,7 +47,7 @@ def test_beam_candidates_are_distinct_sorted_and_clean(setup, k):
 
 def test_scores_equal_teacher_forced_log_probabilities(setup):
     dec, vocab, feats = setup
-    for b, cands in enumerate(beam_search(dec, feats, vocab, beam_size=4, max_len=12)):
+    for b, cands in enumerate(beam_search(dec, feats, vocab, DecodingConfig(beam_size=4, max_len=12))):
         for c in cands:
             assert c.score == pytest.approx(teacher_forced_score(dec, vocab, feats[b], c.ids), abs=1e-9)
             assert c.normalized_score == pytest.approx(c.score / len(c.ids))
@@ -54,8 +55,8 @@ def test_scores_equal_teacher_forced_log_probabilities(setup):
 
 def test_beam_one_equals_greedy(setup):
     dec, vocab, feats = setup
-    greedy = greedy_decode(dec, feats, vocab, max_len=12)
-    beam = beam_search(dec, feats, vocab, beam_size=1, max_len=12)
+    greedy = greedy_decode(dec, feats, vocab, DecodingConfig(max_len=12))
+    beam = beam_search(dec, feats, vocab, DecodingConfig(beam_size=1, max_len=12))
     for g, b in zip(greedy, beam):
         assert g.ids == b[0].ids
         assert g.score == pytest.approx(b[0].score, abs=1e-9)
@@ -63,7 +64,7 @@ def test_beam_one_equals_greedy(setup):
 
 def test_attention_maps_have_one_grid_per_word_and_sum_to_one(setup):
     dec, vocab, feats = setup
-    for cands in beam_search(dec, feats, vocab, beam_size=3, max_len=12):
+    for cands in beam_search(dec, feats, vocab, DecodingConfig(beam_size=3, max_len=12)):
         for c in cands:
             assert c.attention.shape == (len(c.tokens), 3, 3)
             assert torch.allclose(c.attention.sum(dim=(1, 2)), torch.ones(len(c.tokens), dtype=c.attention.dtype))
@@ -71,9 +72,9 @@ def test_attention_maps_have_one_grid_per_word_and_sum_to_one(setup):
 
 def test_batched_decoding_equals_one_by_one(setup):
     dec, vocab, feats = setup
-    batched = beam_search(dec, feats, vocab, beam_size=3, max_len=12)
+    batched = beam_search(dec, feats, vocab, DecodingConfig(beam_size=3, max_len=12))
     for b in range(feats.shape[0]):
-        single = beam_search(dec, feats[b : b + 1], vocab, beam_size=3, max_len=12)[0]
+        single = beam_search(dec, feats[b : b + 1], vocab, DecodingConfig(beam_size=3, max_len=12))[0]
         assert [c.ids for c in single] == [c.ids for c in batched[b]]
         assert [c.score for c in single] == pytest.approx([c.score for c in batched[b]], abs=1e-9)
 
@@ -84,10 +85,10 @@ def test_a_beam_that_never_ends_still_yields_a_caption(setup):
         saved = dec.out.bias[vocab.end_id].item()
         dec.out.bias[vocab.end_id] = -1e4  # <end> practically impossible
         try:
-            for cands in beam_search(dec, feats, vocab, beam_size=3, max_len=6):
+            for cands in beam_search(dec, feats, vocab, DecodingConfig(beam_size=3, max_len=6)):
                 assert len(cands) == 3
                 assert all(len(c.tokens) == 6 and vocab.end_id not in c.ids for c in cands)
-            for g in greedy_decode(dec, feats, vocab, max_len=6):
+            for g in greedy_decode(dec, feats, vocab, DecodingConfig(max_len=6)):
                 assert len(g.tokens) == 6
         finally:
             dec.out.bias[vocab.end_id] = saved
@@ -95,7 +96,7 @@ def test_a_beam_that_never_ends_still_yields_a_caption(setup):
 
 def test_length_penalty_reorders_by_normalised_score(setup):
     dec, vocab, feats = setup
-    for cands in beam_search(dec, feats, vocab, beam_size=4, max_len=12, length_penalty=1.0):
+    for cands in beam_search(dec, feats, vocab, DecodingConfig(beam_size=4, max_len=12, length_penalty=1.0)):
         norm = [c.normalized_score for c in cands]
         assert norm == sorted(norm, reverse=True)
 
@@ -113,12 +114,12 @@ def test_inference_decoder_computes_the_same_steps_and_captions(setup):
     with torch.no_grad():
         for a, b in zip(dec.step(f, proj, words, h, c), fast.step(f, proj, words, h, c)):
             assert torch.allclose(a, b, atol=1e-12)
-    slow = beam_search(dec, feats, vocab, beam_size=3, max_len=12)
-    quick = beam_search(fast, feats, vocab, beam_size=3, max_len=12)
+    slow = beam_search(dec, feats, vocab, DecodingConfig(beam_size=3, max_len=12))
+    quick = beam_search(fast, feats, vocab, DecodingConfig(beam_size=3, max_len=12))
     for s, q in zip(slow, quick):
         assert [c.ids for c in s] == [c.ids for c in q]
         assert [c.score for c in s] == pytest.approx([c.score for c in q], abs=1e-9)
-    assert [g.ids for g in greedy_decode(dec, feats, vocab, 12)] == [g.ids for g in greedy_decode(fast, feats, vocab, 12)]
+    assert [g.ids for g in greedy_decode(dec, feats, vocab, DecodingConfig(max_len=12))] == [g.ids for g in greedy_decode(fast, feats, vocab, DecodingConfig(max_len=12))]
 
 
 def _ngrams(ids, n):
@@ -131,18 +132,18 @@ def test_no_repeat_ngram_blocks_repeats_and_keeps_beam_one_equal_to_greedy(setup
         saved = dec.out.bias[vocab.end_id].item()
         dec.out.bias[vocab.end_id] = -1e4  # long captions: without the block, repeats are certain
         try:
-            plain = [c for cands in beam_search(dec, feats, vocab, beam_size=3, max_len=20) for c in cands]
+            plain = [c for cands in beam_search(dec, feats, vocab, DecodingConfig(beam_size=3, max_len=20)) for c in cands]
             assert any(len(set(_ngrams(c.ids, 2))) < len(_ngrams(c.ids, 2)) for c in plain)
             for n in (2, 3):
-                blocked = beam_search(dec, feats, vocab, beam_size=3, max_len=20, no_repeat_ngram=n)
+                blocked = beam_search(dec, feats, vocab, DecodingConfig(beam_size=3, max_len=20, no_repeat_ngram=n))
                 for b, cands in enumerate(blocked):
                     for c in cands:
                         grams = _ngrams(c.ids, n)
                         assert len(set(grams)) == len(grams), c.tokens
                         # the score is still the model's own log-probability of the caption
                         assert c.score == pytest.approx(teacher_forced_score(dec, vocab, feats[b], c.ids), abs=1e-9)
-                greedy = greedy_decode(dec, feats, vocab, max_len=20, no_repeat_ngram=n)
-                beam1 = beam_search(dec, feats, vocab, beam_size=1, max_len=20, no_repeat_ngram=n)
+                greedy = greedy_decode(dec, feats, vocab, DecodingConfig(max_len=20, no_repeat_ngram=n))
+                beam1 = beam_search(dec, feats, vocab, DecodingConfig(beam_size=1, max_len=20, no_repeat_ngram=n))
                 for g, b1 in zip(greedy, beam1):
                     assert len(set(_ngrams(g.ids, n))) == len(_ngrams(g.ids, n))
                     assert g.ids == b1[0].ids

@@ -65,7 +65,7 @@ def test_trains_on_synthetic_shapes_and_captions_unseen_images(shapes_data, tmp_
     assert exact >= 0.6, [(r.caption, captions[i]) for r, i in zip(results, test_ids)][:10]
     assert words_right / sum(len(captions[i].split()) for i in test_ids) >= 0.85
     # evaluation through the CLI on the same model agrees
-    scores = evaluate_model(out / "best", str(root), "test", 3, use_java=False)["scores"]
+    scores = evaluate_model(out / "best", str(root), "test", beam_size=3, use_java=False)["scores"]
     assert scores["bleu4"] >= 60
 
 

@@ -7,6 +7,7 @@ import random
 import pytest
 import torch
 
+from captioner.decoding.config import DecodingConfig
 from captioner.decoding.search import greedy_decode
 from captioner.evaluation.cider import CiderD
 from captioner.model.decoder import Decoder
@@ -78,7 +79,7 @@ def test_scst_raises_the_reward_of_greedy_captions(tiny):
 
     def greedy_reward():
         with torch.no_grad():
-            caps = greedy_decode(dec, feats, vocab, 8)
+            caps = greedy_decode(dec, feats, vocab, DecodingConfig(max_len=8))
         return sum(scorer.score(c.tokens, refs[i]) for c, i in zip(caps, image_ids)) / len(image_ids)
 
     before = greedy_reward()

@@ -19,7 +19,7 @@ def test_shipped_model_captions_flickr8k_test_images(flickr8k_dir):
     captioner = Captioner.load()  # the default: weights/
     results = list(captioner.caption_many([ds.image_path(i) for i in ids], beam_size=3, batch_size=20))
     assert all(r.error is None for r in results)
-    n = captioner.cfg.no_repeat_ngram
+    n = captioner.decoding.no_repeat_ngram
     for r in results:
         assert not {"<unk>", "<start>", "<end>", "<pad>"} & set(r.candidates[0].tokens)
         if n:  # the model's decoding setting reaches the pipeline

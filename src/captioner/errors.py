@@ -15,3 +15,7 @@ class ModelLoadError(CaptionerError):
 
 class WeightsNotFoundError(CaptionerError):
     """Pretrained backbone weights are not on this machine."""
+
+
+class ConfigError(CaptionerError):
+    """A setting (a command-line flag, config.json, decoding.json) is of the wrong type or out of range."""

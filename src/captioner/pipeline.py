@@ -1,7 +1,8 @@
-"""Inference: image files -> preprocessing -> encoder -> beam search -> `CaptionResult`s.
+"""Inference: input items -> preprocessing -> encoder -> decoding -> `CaptionResult`s.
 
-`Captioner` is what the CLI, the studio and scripts use. Images are decoded and resized in a
-thread pool while the model works on the previous batch; one bad file yields a result with an
+`Captioner` is what the CLI, the studio and scripts use. It decodes with the model's
+`DecodingConfig` unless given another (or a few changed fields: `caption(x, beam_size=3)`).
+Images are decoded and resized in a thread pool while the model works on the previous batch; one bad file yields a result with an
 `error` and never stops the others.
 """
 from __future__ import annotations
@@ -11,14 +12,19 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from PIL import Image
 
-from captioner.decoding.search import Candidate, decode
-from captioner.errors import CaptionerError, ModelLoadError
+from captioner.decoding.candidate import Candidate
+from captioner.decoding.config import DecodingConfig
+from captioner.decoding.search import decode
+from captioner.device import resolve_device
+from captioner.errors import CaptionerError, ConfigError
 from captioner.inputs.images import open_image, original_size, resize_square, to_tensor
-from captioner.model.folder import DEFAULT_MODEL_DIR, CaptionModel
+from captioner.inputs.sources import InputItem, as_item, as_items
+from captioner.model.folder import CaptionModel, default_model_dir, load_model
 from captioner.runtime import onnx_runtime
 from captioner.runtime.fused_decoder import InferenceDecoder
 
@@ -51,27 +57,19 @@ class _Prepared:
     error: str | None = None
 
 
-def default_model_dir() -> Path:
-    """The model used when none is named: $CAPTIONER_MODEL, else the shipped weights/ folder."""
-    return Path(os.environ.get("CAPTIONER_MODEL", DEFAULT_MODEL_DIR))
+__all__ = ["CaptionResult", "Captioner", "default_model_dir", "load_default_model"]
 
 
 def load_default_model() -> CaptionModel:
-    folder = default_model_dir()
-    if not (folder / "config.json").is_file():
-        raise ModelLoadError(
-            f"No captioning model is installed in {folder}. Train one with `captioner train` and pass "
-            "--model DIR, or reinstall the package to get the shipped default model."
-        )
-    return CaptionModel.load(folder)
+    return load_model(None)
 
 
 class Captioner:
     def __init__(self, model: CaptionModel, device: str | torch.device = "cpu", workers: int = 2,
                  onnx: bool | None = None):
         """`onnx`: run the encoder through ONNX Runtime (CPU only; None: when available)."""
-        self.model = model.to(device).eval()
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
         self.encoder = model.encoder.to(memory_format=torch.channels_last)
         self.onnx_encoder = None
         self.use_onnx = self.device.type == "cpu" and onnx is not False
@@ -82,22 +80,33 @@ class Captioner:
         self._fast_decoder, self._fast_key = None, None
         self.workers = workers
         self.cfg = model.cfg
+        self.decoding = model.decoding  # the model's default decoding
 
     @classmethod
     def load(cls, model_dir: str | Path | None = None, device: str = "cpu") -> Captioner:
-        model = CaptionModel.load(model_dir) if model_dir else load_default_model()
-        return cls(model, device)
+        return cls(load_model(model_dir), device)
 
     @property
     def name(self) -> str:
         return self.cfg.name
 
+    def decoding_for(self, decoding: DecodingConfig | None = None, **changes) -> DecodingConfig:
+        """`decoding` (default: the model's), with the given fields changed (None leaves a field)."""
+        return (decoding or self.decoding).replace(**changes)
+
     # ------------------------------------------------------------------ preprocessing
-    def prepare(self, source, name: str | None = None) -> _Prepared:
-        """Open and preprocess one image; errors are captured, never raised."""
-        label = name or (str(source) if isinstance(source, (str, os.PathLike)) else "image")
+    def prepare(self, item: InputItem | Any) -> _Prepared:
+        """Open and preprocess one item (or a bare source, see `as_item`); errors are captured, never raised."""
+        item = as_item(item)
+        label, source = item.name, item.source
         try:
-            img = source.convert("RGB") if isinstance(source, Image.Image) else open_image(source, draft_size=self.cfg.input_size)
+            if isinstance(source, Image.Image):
+                img = source.convert("RGB")
+            elif isinstance(source, (str, os.PathLike, bytes)):
+                img = open_image(source, draft_size=self.cfg.input_size)
+            else:
+                return _Prepared(label, error=f"{label}: cannot caption a {type(source).__name__} "
+                                              "(give a file path, image bytes or a PIL image)")
             size = original_size(img)
             tensor = to_tensor(resize_square(img, self.cfg.input_size), self.model.mean, self.model.std)
             return _Prepared(label, tensor, size)
@@ -135,36 +144,46 @@ class Captioner:
         return self._fast_decoder
 
     @torch.inference_mode()
-    def decode(self, features: torch.Tensor, beam_size: int, max_len: int | None = None) -> list[list[Candidate]]:
-        return decode(self.fast_decoder, features, self.model.vocab, beam_size,
-                      max_len or self.cfg.max_caption_len, self.cfg.length_penalty, self.cfg.no_repeat_ngram)
+    def decode(self, features: torch.Tensor, decoding: DecodingConfig | None = None) -> list[list[Candidate]]:
+        return decode(self.fast_decoder, features, self.model.vocab, decoding or self.decoding)
 
-    def caption_prepared(self, items: list[_Prepared], beam_size: int, max_len: int | None = None) -> list[CaptionResult]:
+    def caption_prepared(self, items: list[_Prepared], decoding: DecodingConfig) -> list[CaptionResult]:
         ok = [p for p in items if p.error is None]
-        cands = self.decode(self.encode(torch.stack([p.tensor for p in ok])), beam_size, max_len) if ok else []
+        cands = self.decode(self.encode(torch.stack([p.tensor for p in ok])), decoding) if ok else []
         by_name = iter(cands)
         results = []
         for p in items:
             if p.error is not None:
-                results.append(CaptionResult(p.name, error=p.error, beam_size=beam_size))
+                results.append(CaptionResult(p.name, error=p.error, beam_size=decoding.beam_size))
             else:
-                results.append(CaptionResult(p.name, next(by_name), None, p.size[0], p.size[1], beam_size))
+                results.append(CaptionResult(p.name, next(by_name), None, p.size[0], p.size[1], decoding.beam_size))
         return results
 
     # ------------------------------------------------------------------ public entry points
-    def caption(self, source, beam_size: int = 3, max_len: int | None = None, name: str | None = None) -> CaptionResult:
-        """One image (path, bytes or PIL image)."""
-        return self.caption_prepared([self.prepare(source, name)], beam_size, max_len)[0]
+    def caption(self, source, decoding: DecodingConfig | None = None, *, name: str | None = None,
+                **changes) -> CaptionResult:
+        """One image (path, bytes, PIL image or `InputItem`), decoded with `decoding` (default: the
+        model's) and any field changes, e.g. `caption("dog.jpg", beam_size=3)`."""
+        item = as_item(source, name=name)
+        return self.caption_prepared([self.prepare(item)], self.decoding_for(decoding, **changes))[0]
 
-    def caption_many(self, sources: Iterable, beam_size: int = 3, max_len: int | None = None,
-                     batch_size: int = 8) -> Iterator[CaptionResult]:
-        """Many images, in order, in batches; decoding of the next batch overlaps the model's work."""
-        sources = list(sources)
-        batches = [sources[i : i + batch_size] for i in range(0, len(sources), batch_size)]
+    def caption_many(self, sources: Iterable, decoding: DecodingConfig | None = None, *, batch_size: int = 8,
+                     **changes) -> Iterator[CaptionResult]:
+        """Many images (paths, folders, bytes, PIL images, `InputItem`s), in order, in batches;
+        preprocessing of the next batch overlaps the model's work on this one."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(f"batch size must be a whole number of at least 1, not {batch_size!r}")
+        decoding = self.decoding_for(decoding, **changes)
+        items = as_items(sources)
+        batches = [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
+
+        def prepare_batch(batch):
+            return [self.prepare(item) for item in batch]
+
         with ThreadPoolExecutor(self.workers) as pool:
-            futures = [pool.submit(lambda b: [self.prepare(s) for s in b], batches[0])] if batches else []
+            futures = [pool.submit(prepare_batch, batches[0])] if batches else []
             for n in range(len(batches)):
                 if n + 1 < len(batches):
-                    futures.append(pool.submit(lambda b: [self.prepare(s) for s in b], batches[n + 1]))
+                    futures.append(pool.submit(prepare_batch, batches[n + 1]))
                 prepared, futures[n] = futures[n].result(), None  # drop finished batches: memory stays flat
-                yield from self.caption_prepared(prepared, beam_size, max_len)
+                yield from self.caption_prepared(prepared, decoding)

@@ -7,18 +7,21 @@ import sys
 from pathlib import Path
 
 from captioner.cli.common import add_model_arg
+from captioner.cli.dataclass_args import add_dataclass_args, config_from_args
+from captioner.decoding.config import DecodingConfig
 
 
 def cmd_caption(args) -> int:
     import torch
 
-    from captioner.inputs.sources import already_done, expand_inputs
+    from captioner.inputs.sources import expand_inputs
     from captioner.pipeline import Captioner
+    from captioner.results_file import already_done
 
     if args.threads:
         torch.set_num_threads(args.threads)
     captioner = Captioner.load(args.model, device=args.device)
-    args.beam_size = args.beam_size or captioner.cfg.default_beam_size
+    decoding = config_from_args(DecodingConfig, args, base=captioner.decoding)
     paths = expand_inputs(args.paths)
     out_path = Path(args.out) if args.out else None
     if out_path:
@@ -38,7 +41,7 @@ def cmd_caption(args) -> int:
 
         bar = tqdm(total=len(paths), unit="img", desc="captioning", file=sys.stderr, disable=len(paths) < 2)
     try:
-        for result in captioner.caption_many(paths, args.beam_size, args.max_len, args.batch_size):
+        for result in captioner.caption_many(paths, decoding, batch_size=args.batch_size):
             failed += result.error is not None
             if sink:
                 sink(result)
@@ -96,9 +99,7 @@ def register(sub) -> None:
                                    "Prints the best caption per image; --json prints one JSON object per image; "
                                    "--out writes JSON Lines (.jsonl) or CSV (.csv) and skips images already in it.")
     c.add_argument("paths", nargs="+", metavar="PATH", help="image files and/or folders")
-    c.add_argument("--beam-size", type=int, default=None,
-                   help="beams to keep; 1 = greedy (default: the model's default_beam_size, chosen on validation)")
-    c.add_argument("--max-len", type=int, default=None, help="maximum words per caption (default: the model's)")
+    add_dataclass_args(c, DecodingConfig, model_default=True)
     c.add_argument("--batch-size", type=int, default=8, help="images per batch (default 8)")
     c.add_argument("--json", action="store_true", help="JSON Lines on stdout: image, candidates, error")
     c.add_argument("--out", metavar="FILE", help="write results to FILE (.jsonl or .csv); re-running resumes")

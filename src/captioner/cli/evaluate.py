@@ -1,16 +1,20 @@
 """`captioner evaluate`: score a model on a split."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 from captioner.cli.common import DATA_HELP, add_model_arg
+from captioner.cli.dataclass_args import add_dataclass_args
+from captioner.decoding.config import DecodingConfig
 from captioner.evaluation.run import evaluate_model
 
 
 def cmd_evaluate(args) -> int:
-    result = evaluate_model(args.model, args.data, args.split, args.beam_size, args.image_dir, args.cache,
-                            args.limit, use_java=False if args.no_java else None)
+    changes = {f.name: getattr(args, f.name) for f in dataclasses.fields(DecodingConfig)}
+    result = evaluate_model(args.model, args.data, args.split, image_dir=args.image_dir, cache_dir=args.cache,
+                            limit=args.limit, use_java=False if args.no_java else None, **changes)
     scores = result["scores"]
     if args.predictions:
         Path(args.predictions).write_text(json.dumps(result["predictions"], indent=1))
@@ -27,7 +31,6 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
-
 def register(sub) -> None:
     e = sub.add_parser("evaluate", help="score a model on a split (BLEU, METEOR, ROUGE-L, CIDEr)",
                        description="Decode a split with beam search and compute BLEU-1..4, METEOR, ROUGE-L and "
@@ -36,7 +39,7 @@ def register(sub) -> None:
     e.add_argument("--data", default=None, help=DATA_HELP + " (default: ../shared/data/flickr8k if present)")
     e.add_argument("--image-dir", help="image folder for a Karpathy JSON")
     e.add_argument("--split", default="test", choices=["train", "val", "test"])
-    e.add_argument("--beam-size", type=int, default=3)
+    add_dataclass_args(e, DecodingConfig, model_default=True)
     e.add_argument("--cache", metavar="DIR", help="use cached encoder features (faster; times the decoder only)")
     e.add_argument("--limit", type=int, default=0, help="only the first N images")
     e.add_argument("--predictions", metavar="FILE", help="also write the captions as JSON")

@@ -3,25 +3,28 @@ from __future__ import annotations
 
 import time
 
+from captioner.decoding.config import DecodingConfig
 from captioner.errors import CaptionerError
 
 
-def evaluate_model(model_dir, data, split, beam_size, image_dir=None, cache_dir=None, limit=0, batch_size=50,
-                   use_java=None) -> dict:
-    """Decode a split with beam search and score it; returns metrics plus timing."""
+def evaluate_model(model_dir, data, split, decoding: DecodingConfig | None = None, *, image_dir=None, cache_dir=None,
+                   limit=0, batch_size=50, use_java=None, **changes) -> dict:
+    """Decode a split with `decoding` (default: the model's) and the given field changes
+    (`beam_size=3`; None keeps a field), score it, and return the metrics plus timing."""
     import torch
 
     from captioner.data import load_dataset
     from captioner.data.features import open_feature_cache
     from captioner.decoding.search import decode
     from captioner.evaluation.metrics import score_captions
-    from captioner.model.folder import CaptionModel
-    from captioner.pipeline import Captioner, load_default_model
+    from captioner.model.folder import load_model
+    from captioner.pipeline import Captioner
 
     ds = load_dataset(data, image_dir)
     ids = ds.split(split)[: limit or None]
-    model = CaptionModel.load(model_dir) if model_dir else load_default_model()
+    model = load_model(model_dir)
     cfg = model.cfg
+    decoding = (decoding or model.decoding).replace(**changes)
     cache = None
     if cache_dir:
         cache = open_feature_cache(cache_dir, cfg.backbone, cfg.input_size, cfg.grid,
@@ -35,20 +38,20 @@ def evaluate_model(model_dir, data, split, beam_size, image_dir=None, cache_dir=
             feats = cache.load(chunk).float()
             t = time.perf_counter()
             with torch.inference_mode():
-                out = decode(model.decoder, feats, model.vocab, beam_size, cfg.max_caption_len, cfg.length_penalty,
-                             cfg.no_repeat_ngram)
+                out = decode(model.decoder, feats, model.vocab, decoding)
             decode_s += time.perf_counter() - t
             for i, cands in zip(chunk, out):
                 preds[i] = cands[0].caption
         else:
             t = time.perf_counter()
-            for i, r in zip(chunk, captioner.caption_many([ds.image_path(i) for i in chunk], beam_size, batch_size=batch_size)):
+            for i, r in zip(chunk, captioner.caption_many([ds.image_path(i) for i in chunk], decoding,
+                                                                batch_size=batch_size)):
                 if r.error:
                     raise CaptionerError(r.error)
                 preds[i] = r.caption
             decode_s += time.perf_counter() - t
     scores = score_captions(preds, {i: ds.captions[i] for i in ids}, use_java=use_java)
-    scores.update(beam_size=beam_size, split=split, seconds_per_image=decode_s / max(len(ids), 1),
+    scores.update(beam_size=decoding.beam_size, decoding=decoding.to_dict(), split=split, seconds_per_image=decode_s / max(len(ids), 1),
                   timed="decoder only (cached features)" if cache else "end to end from image files")
     return {"scores": scores, "predictions": preds}
 

@@ -1,10 +1,14 @@
-"""Finding image files under folders, and reading what an earlier run already wrote."""
+"""Input sources: turn what the user gives (file paths, folders, bytes, PIL images, named items)
+into named `InputItem`s for the pipeline. Later sources (video frames) produce the same items."""
 from __future__ import annotations
 
-import csv
-import json
+import os
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from PIL import Image
 
 from captioner.inputs.images import IMAGE_EXTENSIONS
 
@@ -21,22 +25,39 @@ def expand_inputs(paths: Iterable[str]) -> list[str]:
     return out
 
 
-def already_done(out_path: Path) -> set[str]:
-    """Images with a successful line in an earlier (possibly interrupted) output file."""
-    if not out_path.exists():
-        return set()
-    done = set()
-    if out_path.suffix.lower() == ".csv":
-        with open(out_path, newline="", encoding="utf-8") as f:
-            for row in csv.DictReader(f):
-                if row.get("image") and not row.get("error"):
-                    done.add(row["image"])
-        return done
-    for line in out_path.read_text(encoding="utf-8").splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut short by an interruption
-        if isinstance(rec, dict) and rec.get("image") and not rec.get("error"):
-            done.add(rec["image"])
-    return done
+@dataclass(frozen=True)
+class InputItem:
+    """One thing to caption: `source` is a path, encoded image bytes or a PIL image; `name` labels
+    its result (the path as given, the PIL image's file name, or `image-N` for in-memory data)."""
+
+    name: str
+    source: Any
+
+
+def as_item(source: Any, n: int = 1, name: str | None = None) -> InputItem:
+    """One source as a named item (no folder expansion): `name`, else the path as given, the PIL
+    image's file name, or `image-N` for in-memory data."""
+    if isinstance(source, InputItem):
+        return source
+    if isinstance(source, tuple) and len(source) == 2 and isinstance(source[0], str):
+        return InputItem(*source)
+    if name:
+        return InputItem(name, source)
+    if isinstance(source, (str, os.PathLike)):
+        return InputItem(str(source), source)
+    if isinstance(source, Image.Image):
+        return InputItem(Path(getattr(source, "filename", "") or "").name or f"image-{n}", source)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return InputItem(f"image-{n}", bytes(source))
+    return InputItem(f"item-{n}", source)  # the pipeline reports the unsupported type
+
+
+def as_items(sources: Iterable) -> list[InputItem]:
+    """Named items, in order (see `as_item`); folders are expanded like `expand_inputs`."""
+    items: list[InputItem] = []
+    for n, source in enumerate(sources, 1):
+        if isinstance(source, (str, os.PathLike)) and Path(source).is_dir():
+            items.extend(InputItem(p, p) for p in expand_inputs([str(source)]))
+        else:
+            items.append(as_item(source, n))
+    return items

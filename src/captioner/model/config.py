@@ -1,9 +1,24 @@
-"""One config object per model, saved as config.json next to its weights."""
+"""`ModelConfig`: what a model is (backbone, grid, sizes), saved as config.json next to its weights.
+
+How it decodes is a separate `DecodingConfig` (decoding.json). Model folders made before the split
+kept four decoding settings in config.json (`max_caption_len`, `length_penalty`, `no_repeat_ngram`,
+`default_beam_size`): `load_configs` still reads them as the model's decoding settings.
+"""
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+
+from captioner.decoding.config import DecodingConfig
+from captioner.errors import ConfigError
+
+#: config.json keys of older model folders -> DecodingConfig fields
+LEGACY_DECODING_KEYS = {"max_caption_len": "max_len", "length_penalty": "length_penalty",
+                        "no_repeat_ngram": "no_repeat_ngram", "default_beam_size": "beam_size"}
+
+_RANGES = {"input_size": (32, 1024), "grid": (1, 32), "embed_dim": (1, 4096), "attention_dim": (1, 4096),
+           "hidden_dim": (1, 4096), "vocab_size": (0, 1_000_000), "fine_tune_blocks": (0, 16), "dropout": (0.0, 1.0)}
 
 
 @dataclass
@@ -18,20 +33,56 @@ class ModelConfig:
     dropout: float = 0.5
     vocab_size: int = 0
     fine_tune_blocks: int = 0  # > 0: the encoder's last blocks were trained and are saved with the model
-    max_caption_len: int = 30
-    length_penalty: float = 0.0  # candidates ranked by score / length ** length_penalty
-    no_repeat_ngram: int = 0  # n > 0: never repeat an n-gram within a caption
-    default_beam_size: int = 3
     name: str = "captioner"
 
+    def validate(self, where: str = "config") -> ModelConfig:
+        """Raise `ConfigError` for a value of the wrong type or out of range (a hand-edited or foreign file)."""
+        from captioner.model.backbones import BACKBONES
+
+        for f in fields(self):
+            value = getattr(self, f.name)
+            want = float if f.type in ("float", float) else int if f.type in ("int", int) else str
+            ok = isinstance(value, str) if want is str else (
+                isinstance(value, (int, float)) if want is float else isinstance(value, int))
+            if isinstance(value, bool) or not ok:
+                raise ConfigError(f"{where}: {f.name} must be {'text' if want is str else 'a number'}, not {value!r}")
+            if f.name in _RANGES and not _RANGES[f.name][0] <= value <= _RANGES[f.name][1]:
+                lo, hi = _RANGES[f.name]
+                raise ConfigError(f"{where}: {f.name} must be between {lo} and {hi}, not {value}")
+        if self.backbone not in BACKBONES:
+            raise ConfigError(f"{where}: unknown backbone {self.backbone!r}; known: {', '.join(sorted(BACKBONES))}")
+        if self.resize != "squash-bicubic":
+            raise ConfigError(f"{where}: unknown resize {self.resize!r} (only 'squash-bicubic')")
+        return self
+
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(asdict(self), indent=2))
+        Path(path).write_text(json.dumps(asdict(self), indent=2) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> ModelConfig:
-        data = json.loads(Path(path).read_text())
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"{path}: unknown config keys {sorted(unknown)} (made by a newer captioner?)")
-        return cls(**data)
+        return load_configs(Path(path).parent)[0]
+
+
+def load_configs(folder: str | Path) -> tuple[ModelConfig, DecodingConfig]:
+    """The model and decoding configs of a model folder (`ConfigError` when unreadable or invalid).
+
+    decoding.json wins; without it, an older folder's decoding keys in config.json are used, and
+    the `DecodingConfig` defaults fill what neither has."""
+    folder = Path(folder)
+    path = folder / "config.json"
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: cannot read the model config ({exc})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a JSON object")
+    legacy = {new: data.pop(old) for old, new in LEGACY_DECODING_KEYS.items() if old in data}
+    unknown = set(data) - {f.name for f in fields(ModelConfig)}
+    if unknown:
+        raise ConfigError(f"{path}: unknown config keys {sorted(unknown)} (made by a newer captioner?)")
+    cfg = ModelConfig(**data).validate(str(path))
+    if (folder / "decoding.json").is_file():
+        decoding = DecodingConfig.load(folder / "decoding.json")
+    else:
+        decoding = DecodingConfig.from_dict(legacy, f"{path} (decoding settings)")
+    return cfg, decoding

@@ -1,12 +1,14 @@
 """A captioning model: config + encoder + decoder + vocabulary, saved as one folder.
 
-Folder layout: `config.json`, `vocab.json`, `decoder.safetensors`, and `encoder.safetensors`
+Folder layout: `config.json` (`ModelConfig`), `decoding.json` (`DecodingConfig`, the model's default
+decoding), `vocab.json`, `decoder.safetensors`, and `encoder.safetensors`
 only when the backbone was fine-tuned: the weights of its fine-tuned blocks, in float32 (the rest
 of the trunk is rebuilt from the backbone's own pretrained weights).
 """
 from __future__ import annotations
 
 import json
+import os
 from importlib import resources
 from pathlib import Path
 
@@ -16,7 +18,9 @@ from torch import nn
 
 from captioner.errors import ModelLoadError
 from captioner.model.backbones import get_backbone
-from captioner.model.config import ModelConfig
+from captioner.decoding.config import DecodingConfig
+from captioner.errors import CaptionerError
+from captioner.model.config import ModelConfig, load_configs
 from captioner.model.decoder import Decoder
 from captioner.model.encoder import Encoder
 from captioner.model.vocab import Vocab
@@ -30,18 +34,41 @@ def shipped_model_dir() -> Path:
 DEFAULT_MODEL_DIR = shipped_model_dir()
 
 
+def default_model_dir() -> Path:
+    """The model used when none is named: $CAPTIONER_MODEL, else the shipped one."""
+    return Path(os.environ.get("CAPTIONER_MODEL") or DEFAULT_MODEL_DIR)
+
+
+def load_model(folder: str | Path | None = None, with_encoder: bool = True) -> CaptionModel:
+    """Load a model folder (default: `default_model_dir()`); `ModelLoadError` says what is wrong."""
+    if not folder:
+        folder = default_model_dir()
+        if not (folder / "config.json").is_file():
+            raise ModelLoadError(
+                f"No captioning model is installed in {folder}. Train one with `captioner train` and pass "
+                "--model DIR, or reinstall the package to get the shipped default model.")
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ModelLoadError(f"{folder} is a file, not a model folder (pass the folder that holds config.json)")
+    if not (folder / "config.json").is_file():
+        raise ModelLoadError(f"{folder} is not a model folder: config.json is missing; pass a folder made by "
+                             "`captioner train` (it holds config.json, vocab.json, decoder.safetensors)")
+    return CaptionModel.load(folder, with_encoder=with_encoder)
+
+
 def build_decoder(cfg: ModelConfig, feature_dim: int) -> Decoder:
     return Decoder(cfg.vocab_size, feature_dim, cfg.embed_dim, cfg.hidden_dim, cfg.attention_dim, cfg.dropout)
 
 
 class CaptionModel(nn.Module):
     def __init__(self, cfg: ModelConfig, vocab: Vocab, encoder: Encoder | None = None, pretrained: bool = True,
-                 with_encoder: bool = True):
+                 with_encoder: bool = True, decoding: DecodingConfig | None = None):
         """`with_encoder=False` builds the decoder only (for work on cached features)."""
         super().__init__()
         if cfg.vocab_size != len(vocab):
             raise ModelLoadError(f"the vocabulary has {len(vocab)} words but the config says {cfg.vocab_size}")
         self.cfg, self.vocab = cfg, vocab
+        self.decoding = decoding or DecodingConfig()  # the model's default decoding
         self.spec = get_backbone(cfg.backbone)
         if encoder is None and with_encoder:
             encoder = Encoder(cfg.backbone, cfg.grid, pretrained=pretrained, fine_tune_blocks=cfg.fine_tune_blocks)
@@ -61,6 +88,7 @@ class CaptionModel(nn.Module):
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         self.cfg.save(folder / "config.json")
+        self.decoding.save(folder / "decoding.json")
         self.vocab.save(folder / "vocab.json")
 
         def tensors(module):
@@ -82,15 +110,17 @@ class CaptionModel(nn.Module):
         if not (folder / "config.json").is_file():
             raise ModelLoadError(f"{folder} is not a model folder: config.json is missing")
         try:
-            cfg = ModelConfig.load(folder / "config.json")
+            cfg, decoding = load_configs(folder)
             vocab = Vocab.load(folder / "vocab.json")
+        except CaptionerError as exc:
+            raise ModelLoadError(str(exc)) from None
         except (OSError, ValueError, TypeError, json.JSONDecodeError) as exc:
             raise ModelLoadError(f"{folder}: cannot read the config or vocabulary ({exc})") from None
         if len(vocab) != cfg.vocab_size:
             raise ModelLoadError(f"{folder}: vocab.json has {len(vocab)} words but the weights were trained with "
                                  f"{cfg.vocab_size}; the vocabulary does not belong to these weights")
         with_encoder = with_encoder or cfg.fine_tune_blocks > 0
-        model = cls(cfg, vocab, with_encoder=with_encoder)
+        model = cls(cfg, vocab, with_encoder=with_encoder, decoding=decoding)
         _load_into(model.decoder, folder / "decoder.safetensors")
         if with_encoder and cfg.fine_tune_blocks > 0:
             _load_into(model.encoder.trunk, folder / "encoder.safetensors", only=set(model.encoder.tuned_state()))

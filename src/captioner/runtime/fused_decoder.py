@@ -4,8 +4,7 @@ Beam search over one photo multiplies a handful of rows (the beams) by each weig
 every step. For such thin products, a weight stored transposed (in x out, contiguous) runs
 through the BLAS much faster than `nn.Linear`'s (out x in) layout, and the LSTM's two input
 products fuse into one. `InferenceDecoder` holds those copies and offers the same decoding
-interface as `Decoder` (`flatten`, `project`, `init_state`, `step`), so `decoding.py` accepts
-either. It computes the same function; only the rounding of float sums can differ.
+interface as `Decoder` (the `captioner.decoding.StepDecoder` protocol), so decoding accepts either. It computes the same function; only the rounding of float sums can differ.
 Build it from a decoder in eval mode; it does not follow later changes to the decoder's weights.
 """
 from __future__ import annotations

@@ -65,6 +65,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import gradio as gr  # noqa: E402
 
 from captioner.errors import CaptionerError  # noqa: E402
+from captioner.inputs.sources import InputItem  # noqa: E402
 from captioner.storage import Gallery, GalleryError, default_gallery_dir  # noqa: E402
 from captioner.studio import render  # noqa: E402
 
@@ -129,10 +130,10 @@ class Studio:
         self.captioner = captioner
         self.gallery = gallery
         self.model_name = captioner.name
-        cfg = getattr(captioner, "cfg", None)
-        self.default_len = int(getattr(cfg, "max_caption_len", 30) or 30)
+        decoding = captioner.decoding  # the model's default decoding
+        self.default_len = decoding.max_len
         self.max_len_limit = max(50, self.default_len)
-        self.default_beam = _int(getattr(cfg, "default_beam_size", 3), 1, MAX_BEAM, 3)
+        self.default_beam = min(decoding.beam_size, MAX_BEAM)
         self.thumbs = Path(tempfile.gettempdir()) / "captioner-studio" / "thumbs"
         self.exports = Path(tempfile.gettempdir()) / "captioner-studio" / "exports"
 
@@ -143,7 +144,8 @@ class Studio:
             return [self.captioner.caption(paths[0], beam_size=beam, max_len=max_len, name=names[0])]
         results = []
         try:
-            for i, res in enumerate(self.captioner.caption_many(paths, beam_size=beam, max_len=max_len, batch_size=4)):
+            for i, res in enumerate(self.captioner.caption_many(
+                    [InputItem(n, p) for n, p in zip(names, paths)], beam_size=beam, max_len=max_len, batch_size=4)):
                 results.append(res)
                 progress((i + 1, len(paths)), desc=f"Captioned {names[i]}", unit="photos")
             return results

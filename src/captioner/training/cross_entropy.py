@@ -20,7 +20,9 @@ from tqdm import tqdm
 
 from captioner.data.dataset import CaptionDataset
 from captioner.data.features import FeatureCache
+from captioner.decoding.config import DecodingConfig
 from captioner.decoding.search import decode
+from captioner.device import resolve_device
 from captioner.evaluation.metrics import score_captions
 from captioner.inputs.images import load_for_model
 from captioner.model.config import ModelConfig
@@ -48,12 +50,6 @@ class TrainConfig:
     seed: int = 0
     threads: int = 0  # 0: leave torch's default
     device: str = "auto"
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def _dist_info():
@@ -134,9 +130,7 @@ def validate(model: CaptionModel, source: FeatureSource, dataset: CaptionDataset
         chunk = ids[s : s + batch]
         with torch.inference_mode():
             feats = source(chunk, train=False)
-        for i, cands in zip(chunk, decode(model.decoder, feats, model.vocab, beam_size,
-                                          model.cfg.max_caption_len, model.cfg.length_penalty,
-                                          model.cfg.no_repeat_ngram)):
+        for i, cands in zip(chunk, decode(model.decoder, feats, model.vocab, model.decoding.replace(beam_size=beam_size))):
             preds[i] = cands[0].caption
     refs = {i: dataset.captions[i] for i in ids}
     return score_captions(preds, refs, metrics=metrics, use_java=False)
@@ -165,8 +159,7 @@ def train(dataset: CaptionDataset, out_dir: str | Path, model_cfg: ModelConfig, 
     else:
         vocab = Vocab.build((c for i in dataset.split("train") for c in dataset.captions[i]), tcfg.min_word_freq)
         model_cfg.vocab_size = len(vocab)
-        model_cfg.max_caption_len = tcfg.max_caption_len
-        model = CaptionModel(model_cfg, vocab)
+        model = CaptionModel(model_cfg, vocab, decoding=DecodingConfig(max_len=tcfg.max_caption_len))
     cfg = model.cfg
     if cache is not None and cache.meta.get("before_blocks", 0) != cfg.fine_tune_blocks:
         raise ValueError(f"the feature cache holds the trunk before its last {cache.meta.get('before_blocks', 0)} "

@@ -25,12 +25,15 @@ from tqdm import tqdm
 
 from captioner.data.dataset import CaptionDataset
 from captioner.data.features import FeatureCache
+from captioner.decoding.config import DecodingConfig
+from captioner.decoding.processors import apply_rules, decoding_rules
 from captioner.decoding.search import greedy_decode
+from captioner.decoding.step_decoder import StepDecoder
 from captioner.evaluation.cider import CiderD
-from captioner.model.decoder import Decoder
 from captioner.model.folder import CaptionModel
 from captioner.model.vocab import Vocab, tokenize
-from captioner.training.cross_entropy import FeatureSource, resolve_device, validate
+from captioner.device import resolve_device
+from captioner.training.cross_entropy import FeatureSource, validate
 
 
 @dataclass
@@ -51,7 +54,7 @@ class SCSTConfig:
     device: str = "auto"
 
 
-def sample_captions(decoder: Decoder, feats: torch.Tensor, vocab: Vocab, n: int, max_len: int):
+def sample_captions(decoder: StepDecoder, feats: torch.Tensor, vocab: Vocab, n: int, max_len: int):
     """Sample n captions per image (rows image-major). Returns word ids (B*n, T), the log-probability
     of each sampled word (B*n, T) with gradients, and a mask of the words that count (up to and
     including `<end>`). Special tokens other than `<end>` are never sampled; `<end>` is not allowed
@@ -60,16 +63,14 @@ def sample_captions(decoder: Decoder, feats: torch.Tensor, vocab: Vocab, n: int,
     proj = decoder.project(feats)
     h, c = decoder.init_state(feats)
     rows = feats.shape[0]
-    banned = torch.zeros(len(vocab), dtype=torch.bool, device=feats.device)
-    banned[[vocab.pad_id, vocab.start_id, vocab.unk_id]] = True
-    first_banned = banned.clone()
-    first_banned[vocab.end_id] = True
+    rules = decoding_rules(vocab)
     words = torch.full((rows,), vocab.start_id, dtype=torch.long, device=feats.device)
     done = torch.zeros(rows, dtype=torch.bool, device=feats.device)
     ids, logps, masks = [], [], []
     for t in range(max_len):
         logp, h, c, _ = decoder.step(feats, proj, words, h, c)
-        logp = torch.log_softmax(logp.masked_fill(first_banned if t == 0 else banned, float("-inf")), dim=1)
+        seqs = torch.stack(ids, 1) if ids else words.new_zeros(rows, 0)
+        logp = torch.log_softmax(apply_rules(rules, logp, seqs, t), dim=1)
         with torch.no_grad():
             words = torch.multinomial(logp.exp(), 1).squeeze(1)
         masks.append(~done)
@@ -153,7 +154,7 @@ def scst_train(dataset: CaptionDataset, cache: FeatureCache, init_from: str | Pa
             base = (r.sum(1, keepdim=True) - r) / (cfg.samples - 1)
         else:
             decoder.eval()
-            greedy = [c.ids for c in greedy_decode(decoder, feats, vocab, cfg.max_sample_len)]
+            greedy = [c.ids for c in greedy_decode(decoder, feats, vocab, DecodingConfig(max_len=cfg.max_sample_len))]
             base = rewards(scorer, vocab, greedy, ids, refs).unsqueeze(1)
             decoder.train(cfg.sample_dropout)
         advantage = (r - base).flatten().to(device)

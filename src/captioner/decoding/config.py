@@ -1,0 +1,75 @@
+"""`DecodingConfig`: how captions are searched for. One per model, saved as `decoding.json` beside
+`config.json`; every entry point (pipeline, CLI, studio, evaluation, training's validation) starts
+from the model's and changes only what the user asks for.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+
+from captioner.errors import ConfigError
+
+MAX_BEAM_SIZE = 20
+MAX_CAPTION_LEN = 100
+MAX_NGRAM = 10
+
+
+@dataclass(frozen=True)
+class DecodingConfig:
+    beam_size: int = field(default=3, metadata={
+        "help": f"beams to keep, 1 to {MAX_BEAM_SIZE}; 1 is greedy decoding", "range": (1, MAX_BEAM_SIZE)})
+    max_len: int = field(default=30, metadata={
+        "help": f"maximum words per caption, 1 to {MAX_CAPTION_LEN}", "range": (1, MAX_CAPTION_LEN)})
+    length_penalty: float = field(default=0.0, metadata={
+        "help": "candidates are ranked by score / length ** length_penalty (0: summed log-probability)",
+        "range": (0.0, 5.0)})
+    no_repeat_ngram: int = field(default=0, metadata={
+        "help": "never repeat an n-gram of this many words within a caption (0: off)", "range": (0, MAX_NGRAM)})
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            lo, hi = f.metadata["range"]
+            kind = float if f.type in ("float", float) else int
+            ok_type = isinstance(value, (int, float)) if kind is float else isinstance(value, int)
+            if isinstance(value, bool) or not ok_type or (kind is float and not math.isfinite(value)):
+                raise ConfigError(f"decoding: {f.name} must be a{'' if kind is float else ' whole'} number, "
+                                  f"not {value!r}")
+            if not lo <= value <= hi:
+                raise ConfigError(f"decoding: {f.name} must be between {lo} and {hi}, not {value}")
+
+    def replace(self, **changes) -> DecodingConfig:
+        """A copy with the given fields changed; None means "keep this one" (unset CLI flags)."""
+        changes = {k: v for k, v in changes.items() if v is not None}
+        unknown = set(changes) - {f.name for f in fields(self)}
+        if unknown:
+            raise ConfigError(f"decoding: unknown settings {sorted(unknown)}")
+        return replace(self, **changes) if changes else self
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def from_dict(cls, data: dict, where: str = "decoding") -> DecodingConfig:
+        if not isinstance(data, dict):
+            raise ConfigError(f"{where}: expected a JSON object")
+        unknown = set(data) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ConfigError(f"{where}: unknown decoding settings {sorted(unknown)} (made by a newer captioner?)")
+        try:
+            return cls(**data)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+
+    @classmethod
+    def load(cls, path: str | Path) -> DecodingConfig:
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{path}: cannot read the decoding settings ({exc})") from None
+        return cls.from_dict(data, str(path))
