@@ -34,8 +34,8 @@ def test_json_lines_contract_with_a_bad_file(tiny_model_dir, photos):
              "--json", "--beam-size", "2", "--model", str(tiny_model_dir)])
     assert p.returncode == 1
     assert "Traceback" not in p.stderr
-    lines = [json.loads(l) for l in p.stdout.splitlines()]
-    assert [l["image"] for l in lines] == [str(photos / n) for n in ("red.jpg", "notes.jpg", "missing.jpg")]
+    lines = [json.loads(line) for line in p.stdout.splitlines()]
+    assert [rec["image"] for rec in lines] == [str(photos / n) for n in ("red.jpg", "notes.jpg", "missing.jpg")]
     good = lines[0]
     assert good["error"] is None and len(good["candidates"]) == 2
     c = good["candidates"][0]
@@ -49,7 +49,7 @@ def test_folder_to_jsonl_resumes_and_csv(tiny_model_dir, photos, tmp_path):
     out = tmp_path / "caps.jsonl"
     p = run(["caption", str(photos), "--out", str(out), "--batch-size", "2", "--model", str(tiny_model_dir)])
     assert p.returncode == 1  # two bad files in the folder
-    recs = [json.loads(l) for l in out.read_text().splitlines()]
+    recs = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(recs) == 4 and sum(r["error"] is None for r in recs) == 2
     again = run(["caption", str(photos), "--out", str(out), "--model", str(tiny_model_dir)])
     assert "skipping 2" in again.stderr

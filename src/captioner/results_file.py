@@ -1,27 +1,201 @@
-"""Output files of `captioner caption --out`: what an earlier (possibly interrupted) run already wrote."""
+"""Output files of `captioner caption --out FILE`: JSON Lines (.jsonl, any other suffix) or CSV (.csv),
+appended to and resumable.
+
+- Only complete records count as done: an incomplete last line (power loss, a full disk) is cut
+  off before appending, so it can neither stay invalid forever nor mark its photo as done.
+- Records are flushed and fsynced in batches (`commit`); a write that fails (a full disk) rolls
+  the file back to the last committed batch and ends with one clear error, so a re-run resumes.
+- `-` means standard output (nothing to resume).
+"""
 from __future__ import annotations
 
 import csv
+import io
 import json
+import os
+import stat
+import sys
 from pathlib import Path
 
+from captioner.errors import CaptionerError
 
-def already_done(out_path: Path) -> set[str]:
-    """Images with a successful line in an earlier (possibly interrupted) output file."""
-    if not out_path.exists():
+CSV_HEADER = ["image", "caption", "score", "normalized_score", "candidates", "error"]
+
+
+class OutputFileError(CaptionerError):
+    """The output file cannot be used or written."""
+
+
+def check_output_path(path: str) -> None:
+    """Refuse, before any work, an output that is a folder, not a regular file, or not writable."""
+    if path == "-":
+        return
+    p = Path(path)
+    try:
+        st = os.stat(p)
+    except FileNotFoundError:
+        parent = p.parent if str(p.parent) else Path(".")
+        if parent.exists() and not parent.is_dir():
+            raise OutputFileError(f"--out {path}: {parent} is not a folder") from None
+        probe = parent
+        while not probe.exists():
+            probe = probe.parent
+        if not os.access(probe, os.W_OK | os.X_OK):
+            raise OutputFileError(f"--out {path}: cannot create it, {probe} is not writable") from None
+        return
+    except OSError as exc:
+        raise OutputFileError(f"--out {path}: cannot use it ({exc.strerror})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise OutputFileError(f"--out {path}: is a folder; give a file name such as {Path(path) / 'captions.jsonl'}")
+    if not stat.S_ISREG(st.st_mode):
+        raise OutputFileError(f"--out {path}: not a regular file (a device, FIFO or socket); give a .jsonl or .csv "
+                              "file, or - for standard output")
+    if not os.access(p, os.W_OK):
+        raise OutputFileError(f"--out {path}: the file is not writable")
+
+
+def _complete_bytes(path: Path) -> int:
+    """The size of the file up to and including its last newline (0 when it has none)."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        pos = size
+        while pos > 0:
+            step = min(65536, pos)
+            f.seek(pos - step)
+            chunk = f.read(step)
+            nl = chunk.rfind(b"\n")
+            if nl >= 0:
+                return pos - step + nl + 1
+            pos -= step
+    return 0
+
+
+def _is_csv(path: Path) -> bool:
+    return path.suffix.lower() == ".csv"
+
+
+def read_done(path: Path) -> set[str]:
+    """Images with a complete, successful record in an earlier output file (the incomplete last line ignored)."""
+    if not path.exists():
         return set()
+    with open(path, "rb") as f:
+        text = f.read(_complete_bytes(path)).decode("utf-8", errors="replace")
     done = set()
-    if out_path.suffix.lower() == ".csv":
-        with open(out_path, newline="", encoding="utf-8") as f:
-            for row in csv.DictReader(f):
-                if row.get("image") and not row.get("error"):
-                    done.add(row["image"])
+    if _is_csv(path):
+        rows = list(csv.reader(io.StringIO(text, newline="")))
+        for row in rows[1:] if rows and rows[0] == CSV_HEADER else rows:
+            if len(row) == len(CSV_HEADER) and row[0] and not row[-1]:
+                done.add(row[0])
         return done
-    for line in out_path.read_text(encoding="utf-8").splitlines():
+    for line in text.splitlines():
         try:
             rec = json.loads(line)
         except json.JSONDecodeError:
-            continue  # a line cut short by an interruption
-        if isinstance(rec, dict) and rec.get("image") and not rec.get("error"):
+            continue
+        if isinstance(rec, dict) and rec.get("image") and not rec.get("error") and rec.get("candidates"):
             done.add(rec["image"])
     return done
+
+
+def already_done(out_path: Path) -> set[str]:
+    return read_done(Path(out_path))
+
+
+class ResultsFile:
+    """Appends `CaptionResult`s to `path` (see the module docstring); use as a context manager."""
+
+    def __init__(self, path: str):
+        self.name = path
+        self.stdout = path == "-"
+        self.csv = not self.stdout and _is_csv(Path(path))
+        self.dropped_partial = False
+        self.pending = 0
+        self.written = 0
+        if self.stdout:
+            self.f = sys.stdout
+            self.good_size = 0
+            return
+        p = Path(path)
+        check_output_path(path)
+        try:
+            p.parent.mkdir(parents=True, exist_ok=True)
+            self.f = open(p, "a+b", buffering=0)  # unbuffered: a failed write can be rolled back
+            size = self.f.seek(0, os.SEEK_END)
+            keep = _complete_bytes(p) if size else 0
+            if keep != size:  # an interrupted run left half a line: cut it off
+                self.f.truncate(keep)
+                self.dropped_partial = True
+            self.good_size = keep
+            if self.csv and keep == 0:
+                self._write_bytes(self._csv_line(CSV_HEADER))
+                self.commit()
+        except OSError as exc:
+            raise OutputFileError(f"--out {path}: cannot open it for writing ({exc.strerror or exc})") from None
+
+    @staticmethod
+    def _csv_line(row: list) -> bytes:
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\n").writerow(row)
+        return buf.getvalue().encode("utf-8")
+
+    def _record(self, r) -> bytes:
+        if not self.csv:
+            return (json.dumps(r.to_dict()) + "\n").encode("utf-8")
+        best = r.candidates[0] if r.candidates else None
+        return self._csv_line([r.image, best.caption if best else "", f"{best.score:.6f}" if best else "",
+                               f"{best.normalized_score:.6f}" if best else "",
+                               json.dumps([c.caption for c in r.candidates]), r.error or ""])
+
+    def _write_bytes(self, data: bytes) -> None:
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[self.f.write(view):]
+        except OSError as exc:
+            self._fail(exc)
+
+    def write(self, result) -> None:
+        if self.stdout:
+            print(json.dumps(result.to_dict()), flush=True)
+            return
+        self._write_bytes(self._record(result))
+        self.pending += 1
+
+    def commit(self) -> None:
+        """Flush and fsync what was written since the last commit."""
+        if self.stdout:
+            return
+        try:
+            os.fsync(self.f.fileno())
+        except OSError as exc:
+            self._fail(exc)
+        self.good_size = os.fstat(self.f.fileno()).st_size
+        self.written += self.pending
+        self.pending = 0
+
+    def _fail(self, exc: OSError):
+        """Roll back to the last committed batch, then raise one clear error."""
+        try:
+            os.ftruncate(self.f.fileno(), self.good_size)
+        except OSError:
+            pass
+        reason = "the disk is full" if exc.errno == 28 else (exc.strerror or str(exc))
+        raise OutputFileError(f"--out {self.name}: could not write ({reason}); it keeps the complete records "
+                              "written before, and running the same command again resumes from there") from None
+
+    def close(self) -> None:
+        if self.stdout:
+            return
+        try:
+            self.commit()
+        finally:
+            try:
+                self.f.close()
+            except OSError:
+                pass
+
+    def __enter__(self) -> ResultsFile:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -23,6 +23,6 @@ def read_flickr8k(root: str | Path) -> CaptionDataset:
         captions[image_id].append(caption.strip())
     splits = {}
     for split, fn in SPLIT_FILES.items():
-        ids = [l.strip() for l in (root / fn).read_text().splitlines() if l.strip()]
+        ids = [line.strip() for line in (root / fn).read_text().splitlines() if line.strip()]
         splits[split] = [i for i in ids if i in captions]
     return CaptionDataset(image_dir, dict(captions), splits)

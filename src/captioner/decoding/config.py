@@ -35,10 +35,11 @@ class DecodingConfig:
             kind = float if f.type in ("float", float) else int
             ok_type = isinstance(value, (int, float)) if kind is float else isinstance(value, int)
             if isinstance(value, bool) or not ok_type or (kind is float and not math.isfinite(value)):
-                raise ConfigError(f"decoding: {f.name} must be a{'' if kind is float else ' whole'} number, "
-                                  f"not {value!r}")
+                raise ConfigError(f"decoding: {f.name} (--{f.name.replace('_', '-')}) must be a"
+                                  f"{'' if kind is float else ' whole'} number, not {value!r}")
             if not lo <= value <= hi:
-                raise ConfigError(f"decoding: {f.name} must be between {lo} and {hi}, not {value}")
+                raise ConfigError(f"decoding: {f.name} (--{f.name.replace('_', '-')}) must be between {lo} and {hi}, "
+                                  f"not {value}")
 
     def replace(self, **changes) -> DecodingConfig:
         """A copy with the given fields changed; None means "keep this one" (unset CLI flags)."""

@@ -4,17 +4,19 @@ Every failure becomes an `ImageError` whose message names the file and the reaso
 """
 from __future__ import annotations
 
+import errno
 import io
 import os
+import stat
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, not a grey image
-
 from captioner.errors import ImageError
+
+ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, not a grey image
 
 #: Largest image (in pixels) we agree to decode: about 100 megapixels, e.g. 12000 x 8000.
 MAX_PIXELS = 100_000_000
@@ -23,6 +25,34 @@ IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".
 
 def _describe(source) -> str:
     return str(source) if isinstance(source, (str, os.PathLike)) else "the uploaded image"
+
+
+def check_image_path(path: Path, name: str) -> None:
+    """Raise `ImageError` with the true reason a path cannot be an image file."""
+    try:
+        st = os.stat(path)  # follows symbolic links
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ImageError(f"{name}: a symbolic link loop (the link points back to itself)") from None
+        if exc.errno == errno.ENOENT:
+            if os.path.islink(path):
+                raise ImageError(f"{name}: a broken symbolic link (its target {os.readlink(path)} does not exist)") from None
+            raise ImageError(f"{name}: file not found") from None
+        if exc.errno == errno.EACCES:
+            raise ImageError(f"{name}: permission denied") from None
+        if exc.errno == errno.ENAMETOOLONG:
+            raise ImageError(f"{name[:80]}...: the file name is too long") from None
+        raise ImageError(f"{name}: cannot be read ({exc.strerror})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise ImageError(f"{name}: is a folder, not an image file")
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a FIFO (named pipe)" if stat.S_ISFIFO(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode) \
+            else "a device"
+        raise ImageError(f"{name}: not a regular file ({kind})")
+    if st.st_size == 0:
+        raise ImageError(f"{name}: the file is empty (0 bytes)")
+    if not os.access(path, os.R_OK):
+        raise ImageError(f"{name}: permission denied")
 
 
 def open_image(source, max_pixels: int = MAX_PIXELS, draft_size: int | None = None) -> Image.Image:
@@ -34,13 +64,7 @@ def open_image(source, max_pixels: int = MAX_PIXELS, draft_size: int | None = No
     """
     name = _describe(source)
     if isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        if not path.exists():
-            raise ImageError(f"{name}: file not found")
-        if path.is_dir():
-            raise ImageError(f"{name}: is a folder, not an image file")
-        if path.stat().st_size == 0:
-            raise ImageError(f"{name}: the file is empty (0 bytes)")
+        check_image_path(Path(source), name)
     elif isinstance(source, (bytes, bytearray)):
         if not source:
             raise ImageError(f"{name}: the file is empty (0 bytes)")

@@ -16,10 +16,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from captioner.errors import ModelLoadError
-from captioner.model.backbones import get_backbone
 from captioner.decoding.config import DecodingConfig
-from captioner.errors import CaptionerError
+from captioner.errors import CaptionerError, ModelLoadError
+from captioner.model.backbones import get_backbone
 from captioner.model.config import ModelConfig, load_configs
 from captioner.model.decoder import Decoder
 from captioner.model.encoder import Encoder

@@ -1,0 +1,198 @@
+"""Fault cases of the `captioner caption` command (issue: security holes and data-loss paths).
+
+Each test reproduces a fault found by a fault-injection run against 0.1.0: a resumed output file
+after a cut-off last line, a full disk, invalid numbers, odd paths. Studio and gallery cases live
+in test_studio_security.py, test_studio_memory.py, test_gallery_cli.py; ONNX ones in test_onnx_cache.py
+and test_no_network.py.
+"""
+from __future__ import annotations
+
+import csv
+import errno
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from captioner import cli
+from captioner import results_file as results_file_module
+
+
+@pytest.fixture(scope="module")
+def album(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("album")
+    for i in range(6):
+        Image.new("RGB", (60 + 10 * i, 40), (40 * i, 200 - 30 * i, 90)).save(d / f"p{i}.jpg")
+    return d
+
+
+def caption(args, capsys) -> tuple[int, str, str]:
+    code = cli.main(["caption", *map(str, args)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_line_error(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+# ---------------------------------------------------------------- 5. resume after a cut-off last line
+def test_resume_drops_a_cut_off_jsonl_line_and_captions_that_photo(album, tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "c.jsonl"
+    assert caption([album, "--out", out, "--model", tiny_model_dir, "--batch-size", "2"], capsys)[0] == 0
+    full = out.read_text().splitlines(keepends=True)
+    out.write_text("".join(full[:3]) + full[3][: len(full[3]) // 2])  # power cut in the middle of line 4
+    code, _, err = caption([album, "--out", out, "--model", tiny_model_dir], capsys)
+    assert code == 0 and "incomplete last line" in err
+    recs = jsonl(out)  # every line valid JSON
+    assert sorted(r["image"] for r in recs) == sorted(str(p) for p in album.glob("*.jpg"))  # no loss, no duplicate
+
+
+def test_resume_does_not_count_a_cut_off_csv_row_as_done(album, tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "c.csv"
+    assert caption([album, "--out", out, "--model", tiny_model_dir], capsys)[0] == 0
+    text = out.read_text()
+    lines = text.splitlines(keepends=True)
+    cut = lines[-1][: lines[-1].index(",") + 5]  # image name and a few letters of the caption survive
+    out.write_text("".join(lines[:-1]) + cut)
+    assert caption([album, "--out", out, "--model", tiny_model_dir], capsys)[0] == 0
+    rows = list(csv.DictReader(out.open(newline="")))
+    assert sorted(r["image"] for r in rows) == sorted(str(p) for p in album.glob("*.jpg"))
+    assert all(r["caption"] and not r["error"] for r in rows)
+
+
+def test_an_empty_record_without_error_is_not_done(album, tiny_model_dir, tmp_path, capsys):
+    """0.1.0 wrote records with no candidates and no error for --max-len -5; they must not block a photo."""
+    out = tmp_path / "c.jsonl"
+    first = sorted(album.glob("*.jpg"))[0]
+    out.write_text(json.dumps({"image": str(first), "candidates": [], "error": None}) + "\n")
+    assert caption([first, "--out", out, "--model", tiny_model_dir], capsys)[0] == 0
+    assert jsonl(out)[-1]["candidates"]
+
+
+def test_a_full_disk_ends_with_one_line_and_the_file_resumes_cleanly(album, tiny_model_dir, tmp_path, capsys,
+                                                                      monkeypatch):
+    out = tmp_path / "c.jsonl"
+    calls = {"n": 0}
+    real_fsync = os.fsync
+
+    def fsync_then_full(fd):
+        calls["n"] += 1
+        if calls["n"] == 2:  # the second batch does not fit
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_fsync(fd)
+
+    monkeypatch.setattr(results_file_module.os, "fsync", fsync_then_full)
+    code, _, err = caption([album, "--out", out, "--model", tiny_model_dir, "--batch-size", "2"], capsys)
+    assert code == 2 and "disk is full" in one_line_error(err)
+    assert len(jsonl(out)) == 2  # the first batch, complete; the failed batch rolled back
+    monkeypatch.setattr(results_file_module.os, "fsync", real_fsync)
+    assert caption([album, "--out", out, "--model", tiny_model_dir], capsys)[0] == 0
+    assert sorted(r["image"] for r in jsonl(out)) == sorted(str(p) for p in album.glob("*.jpg"))
+
+
+@pytest.mark.skipif(sys.platform != "linux" or os.geteuid() != 0, reason="needs root to mount a small tmpfs")
+def test_a_really_full_disk(album, tiny_model_dir, tmp_path):
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8k", "tmpfs", str(disk)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        (disk / "filler").write_bytes(b"x" * 4096)  # one 4 KB page left for the output
+        out = disk / "c.jsonl"
+        cmd = [sys.executable, "-m", "captioner", "caption", str(album), "--out", str(out), "--model",
+               str(tiny_model_dir), "--batch-size", "1", "--beam-size", "20"]  # about 3 KB a record
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
+        assert "disk is full" in [line for line in p.stderr.splitlines() if line.startswith("error:")][0]
+        recs = jsonl(out)  # only complete, valid lines
+        assert 0 < len(recs) < 6
+        shutil.move(out, tmp_path / "c.jsonl")  # room again: resume elsewhere with the same file
+        cmd[cmd.index(str(out))] = str(tmp_path / "c.jsonl")
+        assert subprocess.run(cmd, capture_output=True, text=True, timeout=300).returncode == 0
+        assert sorted(r["image"] for r in jsonl(tmp_path / "c.jsonl")) == sorted(str(p) for p in album.glob("*.jpg"))
+    finally:
+        subprocess.run(["umount", str(disk)], capture_output=True)
+
+
+# ---------------------------------------------------------------- 6 and 7. invalid numbers, refused before writing
+@pytest.mark.parametrize("flags, says", [
+    (["--max-len", "-5"], "max_len"), (["--max-len", "0"], "max_len"), (["--max-len", "101"], "max_len"),
+    (["--beam-size", "0"], "beam_size"), (["--beam-size", "-3"], "beam_size"), (["--beam-size", "1000"], "beam_size"),
+    (["--batch-size", "0"], "--batch-size"), (["--batch-size", "-4"], "--batch-size"),
+    (["--threads", "256"], "--threads"), (["--threads", "100000"], "--threads"), (["--threads", "-1"], "--threads"),
+    (["--device", "foo"], "device"), (["--length-penalty", "nan"], "length_penalty"),
+])
+def test_bad_numbers_are_refused_before_anything_is_written(album, tiny_model_dir, tmp_path, capsys, flags, says):
+    out = tmp_path / "c.jsonl"
+    code, _, err = caption([album, "--out", out, "--model", tiny_model_dir, *flags], capsys)
+    assert code == 2 and says in one_line_error(err)
+    assert not out.exists()
+
+
+def test_cuda_without_a_gpu_is_refused(album, tiny_model_dir, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    code, _, err = caption([album, "--model", tiny_model_dir, "--device", "cuda"], capsys)
+    assert code == 2 and "GPU" in one_line_error(err)
+
+
+@pytest.mark.parametrize("target", ["folder", "/dev/full", "unwritable", "under-a-file"])
+def test_bad_output_targets_are_refused(album, tiny_model_dir, tmp_path, capsys, target):
+    if target == "folder":
+        out = tmp_path
+    elif target == "unwritable":
+        if os.geteuid() == 0:
+            pytest.skip("root can write anywhere")
+        ro = tmp_path / "ro"
+        ro.mkdir(mode=0o500)
+        out = ro / "c.jsonl"
+    elif target == "under-a-file":
+        (tmp_path / "afile").write_text("x")
+        out = tmp_path / "afile" / "c.jsonl"
+    else:
+        if not Path(target).exists():
+            pytest.skip(f"no {target}")
+        out = Path(target)
+    code, _, err = caption([album, "--out", out, "--model", tiny_model_dir], capsys)
+    assert code == 2
+    one_line_error(err)
+
+
+def test_out_dash_writes_json_lines_to_standard_output(album, tiny_model_dir, capsys):
+    code, out, _ = caption([album, "--out", "-", "--model", tiny_model_dir], capsys)
+    assert code == 0 and len([json.loads(line) for line in out.splitlines()]) == 6
+    assert not Path("-").exists()
+
+
+# ---------------------------------------------------------------- 9. odd paths get their true reason
+def test_symlink_loops_fifos_and_broken_links_say_what_they_are(tiny_model_dir, tmp_path, capsys):
+    loop = tmp_path / "loop.jpg"
+    loop.symlink_to(loop)
+    broken = tmp_path / "broken.jpg"
+    broken.symlink_to(tmp_path / "gone.jpg")
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)
+    good = tmp_path / "good.jpg"
+    Image.new("RGB", (50, 50), "red").save(good)
+    code, out, err = caption([loop, broken, fifo, good, "--json", "--model", tiny_model_dir], capsys)
+    assert code == 1  # the good photo is still captioned
+    recs = {Path(r["image"]).name: r for r in map(json.loads, out.splitlines())}
+    assert "symbolic link loop" in recs["loop.jpg"]["error"]
+    assert "broken symbolic link" in recs["broken.jpg"]["error"]
+    assert "not a regular file" in recs["pipe.jpg"]["error"] and "FIFO" in recs["pipe.jpg"]["error"]
+    assert recs["good.jpg"]["error"] is None
