@@ -19,3 +19,7 @@ class WeightsNotFoundError(CaptionerError):
 
 class ConfigError(CaptionerError):
     """A setting (a command-line flag, config.json, decoding.json) is of the wrong type or out of range."""
+
+
+class DataError(CaptionerError):
+    """A dataset (--data, --image-dir) is missing, unreadable or not in a known format."""
