@@ -1,7 +1,7 @@
 """Regenerate the model card's figures from a model folder: metrics per beam size (table + JSON),
 BLEU-4/time vs beam size plot, training curve plot, and captioned example images.
 
-    python scripts/model_card_assets.py --model weights --run runs/lite2-224 --out weights
+    python scripts/model_card_assets.py --model src/captioner/weights --run runs/lite2-224 --out src/captioner/weights
 
 Every caption and number comes from running the model; nothing is typed by hand.
 """
@@ -19,8 +19,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 
 from captioner.cli.common import default_data as _default_data
-from captioner.evaluation.run import evaluate_model  # noqa: E402
 from captioner.data import load_dataset  # noqa: E402
+from captioner.evaluation.run import evaluate_model  # noqa: E402
+from captioner.model.folder import DEFAULT_MODEL_DIR  # noqa: E402
 from captioner.pipeline import Captioner  # noqa: E402
 
 N_EXAMPLES = 6  # the first test images in split order: not picked by hand
@@ -114,12 +115,12 @@ def examples(model: str, data: str, out: Path, beam: int = 3) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--model", default="weights")
+    p.add_argument("--model", default=str(DEFAULT_MODEL_DIR))
     p.add_argument("--data", default=None)
     p.add_argument("--run", default="runs/lite2-224", help="run folder with log.csv")
     p.add_argument("--scst-run", default=None, help="SCST run folder with log.csv (second panel)")
     p.add_argument("--kept-epoch", type=int, default=None, help="the cross-entropy epoch the model starts from")
-    p.add_argument("--out", default="weights")
+    p.add_argument("--out", default=str(DEFAULT_MODEL_DIR))
     p.add_argument("--beams", default="1,3,5,10")
     p.add_argument("--skip-metrics", action="store_true")
     a = p.parse_args()

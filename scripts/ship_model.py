@@ -1,4 +1,4 @@
-"""Copy a trained model folder into weights/ as the shipped default, in half precision, with the
+"""Copy a trained model folder into the package's weights folder (src/captioner/weights) as the shipped default, in half precision, with the
 decoding defaults chosen on the validation split.
 
     python scripts/ship_model.py --src runs/lite2-224/best --beam 5 --length-penalty 0 --name flickr8k-lite2-sat
