@@ -105,8 +105,8 @@ def examples(model: str, data: str, out: Path, beam: int = 3) -> None:
             else:
                 line = (line + " " + w).strip()
         lines.append(line)
-        for k, l in enumerate(lines[:3]):
-            draw.text((x, y + tile + 4 + 16 * k), l, fill="black", font=font)
+        for k, text in enumerate(lines[:3]):
+            draw.text((x, y + tile + 4 + 16 * k), text, fill="black", font=font)
     # Flickr8k's licence keeps its photos out of the repository: the picture goes to an ignored folder
     Path("runs").mkdir(exist_ok=True)
     sheet.save(Path("runs") / "examples.png")
