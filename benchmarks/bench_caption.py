@@ -1,7 +1,7 @@
 """Benchmark the captioning engine: latency, folder throughput, a tutorial-style reference loop,
 peak memory, and fast-path experiments.
 
-    python benchmarks/bench_caption.py                           # the model in weights/
+    python benchmarks/bench_caption.py                           # the shipped model (src/captioner/weights)
     python benchmarks/bench_caption.py --model runs/lite2-224/best --json bench.json
     python benchmarks/bench_caption.py --model DIR --experiments all
     python benchmarks/bench_caption.py --model DIR --images 20 --memory-images 50 --runs 3   # quick check
@@ -34,9 +34,10 @@ The photos are the Flickr8k test split (``../shared/data/flickr8k``) when presen
 JPEGs of mixed sizes (640x480, 1024x768, every 10th 4000x3000). With ``--device cuda`` the engine, the
 reference loop and the memory test's ``captioner caption`` run on the GPU (clocks read after
 ``torch.cuda.synchronize``); the CPU-only experiments (quant, threads) are skipped, and ``onnx`` prints
-a skip line (the engine has no ONNX Runtime encoder on the GPU). The functions (notably
-``reference_caption``) are importable; ``tests/test_reference_loop.py`` checks that the reference
-loop and the engine give the same captions.
+a skip line (the engine has no ONNX Runtime encoder on the GPU). The reference loop
+(``reference_caption``, ``reference_loop``) and the photo generators are test oracles in
+``tests/oracles/`` (imported from there; ``tests/test_reference_loop.py`` checks that the reference
+loop and the engine give the same captions).
 """
 from __future__ import annotations
 
@@ -51,183 +52,22 @@ import sys
 import tempfile
 import time
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
-FLICKR = ROOT.parent / "shared" / "data" / "flickr8k"
+sys.path.insert(0, str(ROOT / "tests"))  # the test oracles: reference loop, photo generators
+
+from oracles.photos import FLICKR, make_photo, real_photos, synthetic_photos  # noqa: E402
+from oracles.reference_loop import reference_caption, reference_loop  # noqa: E402
 
 BEAMS = (1, 3, 5)
 BATCH_SIZES = (1, 8, 32)
 EXPERIMENTS = ("batching", "quant", "bf16", "threads", "channels_last", "compile", "onnx", "fused_decoder")
 CPU_ONLY_EXPERIMENTS = ("quant", "threads")  # int8 dynamic quantisation and thread counts: CPU matters only
 TARGETS = {"latency_ms": 150.0, "throughput_ratio": 3.0, "throughput_ips": 8.0, "memory_mb": 2048.0}
-
-
-# ====================================================================== the reference loop
-@dataclass
-class RefResult:
-    caption: str
-    ids: list  # word ids, <end> included when emitted
-    score: float  # summed log-probability
-
-
-def reference_preprocess(path, input_size: int, mean, std) -> torch.Tensor:
-    """Tutorial-style preprocessing: PIL open, RGB, resize to the model's input size, normalise.
-
-    No JPEG draft decoding, no EXIF rotation, plain bicubic resize (the engine decodes big JPEGs
-    at reduced scale and resizes with ``reducing_gap``; for photos already at ``input_size`` the
-    two give identical tensors).
-    """
-    img = Image.open(path).convert("RGB")
-    if img.size != (input_size, input_size):
-        img = img.resize((input_size, input_size), Image.BICUBIC)
-    arr = torch.from_numpy(np.array(img, dtype=np.uint8)).permute(2, 0, 1).float().div(255.0)
-    m = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
-    s = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
-    return (arr - m) / s
-
-
-@torch.no_grad()
-def reference_caption(model, image, beam_size: int = 3, max_len: int | None = None,
-                      length_penalty: float | None = None, no_repeat_ngram: int | None = None) -> RefResult:
-    """Caption one image the way ``caption_image_beam_search`` in the classic tutorial does.
-
-    `model` is a ``CaptionModel``; `image` a path or a preprocessed (3, S, S) tensor. One image,
-    its k beams as one batch, the attention projection of the image features recomputed at every
-    step for every beam, Python lists for the bookkeeping. Decoding rules are the engine's:
-    ``<start>``, ``<pad>``, ``<unk>`` never emitted (log-prob -inf, not renormalised), ``<end>``
-    not allowed first, a beam that emits ``<end>`` completes and the beam shrinks by one, at
-    ``max_len`` the live beams complete as they are, best = highest
-    ``score / len(ids) ** length_penalty``, and with ``no_repeat_ngram`` n a word that would repeat
-    an n-gram of its beam is not emitted (checked with plain Python lists here). Assumes the
-    vocabulary has at least `beam_size` allowed words.
-    """
-    cfg, vocab = model.cfg, model.vocab
-    encoder, decoder = model.encoder, model.decoder
-    max_len = max_len or cfg.max_caption_len
-    length_penalty = cfg.length_penalty if length_penalty is None else length_penalty
-    n_gram = cfg.no_repeat_ngram if no_repeat_ngram is None else no_repeat_ngram
-    if not isinstance(image, torch.Tensor):
-        image = reference_preprocess(image, cfg.input_size, model.mean, model.std)
-    k = beam_size
-    vocab_size = len(vocab)
-    device = next(decoder.parameters()).device
-
-    encoder_out = encoder(image.unsqueeze(0).to(device))  # (1, N, N, C)
-    encoder_dim = encoder_out.size(-1)
-    encoder_out = encoder_out.view(1, -1, encoder_dim)  # (1, P, C)
-    num_pixels = encoder_out.size(1)
-    encoder_out = encoder_out.expand(k, num_pixels, encoder_dim)  # (k, P, C)
-
-    k_prev_words = torch.tensor([[vocab.start_id]] * k, dtype=torch.long, device=device)  # (k, 1)
-    seqs = k_prev_words  # (k, 1)
-    top_k_scores = torch.zeros(k, 1, device=device)  # (k, 1)
-    complete_seqs, complete_seqs_scores = [], []
-
-    mean_encoder_out = encoder_out.mean(dim=1)
-    h = torch.tanh(decoder.init_h(mean_encoder_out))
-    c = torch.tanh(decoder.init_c(mean_encoder_out))
-    banned = [vocab.pad_id, vocab.start_id, vocab.unk_id]
-
-    for step in range(max_len):
-        embeddings = decoder.embedding(k_prev_words).squeeze(1)  # (s, embed_dim)
-        # the tutorial's Attention recomputes W_f f_i for every beam at every step
-        awe, alpha = decoder.attention(encoder_out, decoder.attention.project(encoder_out), h)
-        gate = torch.sigmoid(decoder.gate(h))
-        awe = gate * awe
-        h, c = decoder.lstm(torch.cat([embeddings, awe], dim=1), (h, c))
-        scores = torch.log_softmax(decoder.out(h), dim=1)  # (s, vocab_size)
-        scores[:, banned] = float("-inf")
-        if step == 0:
-            scores[:, vocab.end_id] = float("-inf")
-        if n_gram > 0:
-            for r, row in enumerate(seqs[:, 1:].tolist()):
-                if len(row) >= n_gram:
-                    last = row[len(row) - n_gram + 1 :]
-                    for i in range(len(row) - n_gram + 1):
-                        if row[i : i + n_gram - 1] == last and row[i + n_gram - 1] != vocab.end_id:
-                            scores[r, row[i + n_gram - 1]] = float("-inf")
-        scores = top_k_scores.expand_as(scores) + scores
-
-        if step == 0:  # all k rows are the same <start> state
-            top_k_scores, top_k_words = scores[0].topk(k, 0, True, True)
-        else:
-            top_k_scores, top_k_words = scores.view(-1).topk(k, 0, True, True)
-        prev_word_inds = top_k_words // vocab_size
-        next_word_inds = top_k_words % vocab_size
-        seqs = torch.cat([seqs[prev_word_inds], next_word_inds.unsqueeze(1)], dim=1)
-
-        last_step = step == max_len - 1
-        incomplete_inds = [ind for ind, next_word in enumerate(next_word_inds.tolist())
-                           if next_word != vocab.end_id and not last_step]
-        complete_inds = [ind for ind in range(len(next_word_inds)) if ind not in incomplete_inds]
-        for ind in complete_inds:
-            complete_seqs.append(seqs[ind, 1:].tolist())
-            complete_seqs_scores.append(float(top_k_scores[ind]))
-        k -= len(complete_inds)
-        if k == 0:
-            break
-        seqs = seqs[incomplete_inds]
-        keep = prev_word_inds[incomplete_inds]
-        h, c, encoder_out = h[keep], c[keep], encoder_out[keep]
-        top_k_scores = top_k_scores[incomplete_inds].unsqueeze(1)
-        k_prev_words = next_word_inds[incomplete_inds].unsqueeze(1)
-
-    ranked = [s / (max(len(ids), 1) ** length_penalty) for ids, s in zip(complete_seqs, complete_seqs_scores)]
-    i = ranked.index(max(ranked))
-    ids = complete_seqs[i]
-    words = [vocab.itos[w] for w in ids if w != vocab.end_id]
-    return RefResult(" ".join(words), ids, complete_seqs_scores[i])
-
-
-def reference_loop(model, paths, beam_size: int = 3) -> list[RefResult]:
-    """The tutorial loop over a folder: one photo at a time, nothing overlapped."""
-    return [reference_caption(model, p, beam_size) for p in paths]
-
-
-# ====================================================================== photos
-def make_photo(path: Path, width: int, height: int, seed: int, quality: int = 90) -> Path:
-    """A photo-like JPEG: smooth colour field, a few shapes, sensor-like noise."""
-    rng = np.random.default_rng(seed)
-    base = Image.fromarray(rng.integers(0, 256, (4, 6, 3), dtype=np.uint8)).resize((width, height), Image.BICUBIC)
-    draw = ImageDraw.Draw(base)
-    for _ in range(6):
-        x0, y0 = int(rng.integers(0, width)), int(rng.integers(0, height))
-        w, h = int(rng.integers(width // 10, width // 2)), int(rng.integers(height // 10, height // 2))
-        colour = tuple(int(v) for v in rng.integers(0, 256, 3))
-        (draw.ellipse if rng.random() < 0.5 else draw.rectangle)([x0, y0, x0 + w, y0 + h], fill=colour)
-    arr = np.asarray(base, dtype=np.int16) + rng.integers(-12, 13, (height, width, 1), dtype=np.int16)
-    Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).save(path, quality=quality)
-    return path
-
-
-def real_photos(n: int, image_dir: Path | None = None) -> list[Path]:
-    """The first `n` Flickr8k test photos (then other Flickr8k photos), or [] when absent."""
-    image_dir = image_dir or FLICKR / "images"
-    if not image_dir.is_dir():
-        return []
-    split = FLICKR / "Flickr_8k.testImages.txt"
-    names = [line.strip() for line in split.read_text().splitlines() if line.strip()] if split.is_file() else []
-    paths = [image_dir / nm for nm in names if (image_dir / nm).is_file()]
-    if len(paths) < n:
-        seen = set(paths)
-        paths += [p for p in sorted(image_dir.glob("*.jpg")) if p not in seen][: n - len(paths)]
-    return paths[:n]
-
-
-def synthetic_photos(n: int, folder: Path) -> list[Path]:
-    """`n` generated JPEGs of mixed sizes: 640x480 and 1024x768, every 10th 4000x3000."""
-    folder.mkdir(parents=True, exist_ok=True)
-    out = []
-    for i in range(n):
-        w, h = (4000, 3000) if i % 10 == 9 else ((640, 480) if i % 2 == 0 else (1024, 768))
-        out.append(make_photo(folder / f"synthetic_{i:04d}_{w}x{h}.jpg", w, h, seed=1000 + i))
-    return out
 
 
 # ====================================================================== timing helpers
@@ -359,7 +199,7 @@ def time_single(cap, paths, beam: int, runs: int) -> dict:
         t1 = now()
         feats = cap.encode(item.tensor.unsqueeze(0))
         t2 = now()
-        cands = cap.decode(feats, beam)
+        cands = cap.decode(feats, cap.decoding_for(beam_size=beam))
         t3 = now()
         prep.append(t1 - t0)
         enc.append(t2 - t1)
@@ -392,9 +232,9 @@ def section_throughput(rep: Report, cap, paths, beam: int, batch_sizes=BATCH_SIZ
     rep.section(f"2. folder throughput: Captioner.caption_many, {len(paths)} photos, beam {beam}")
     out, captions = {}, {}
     for bs in batch_sizes:
-        list(cap.caption_many(paths[: min(bs, len(paths))], beam, batch_size=bs))  # warm-up
+        list(cap.caption_many(paths[: min(bs, len(paths))], beam_size=beam, batch_size=bs))  # warm-up
         t0 = now()
-        results = list(cap.caption_many(paths, beam, batch_size=bs))
+        results = list(cap.caption_many(paths, beam_size=beam, batch_size=bs))
         dt = now() - t0
         errors = [r.error for r in results if r.error]
         captions[bs] = [r.caption for r in results]
@@ -406,7 +246,7 @@ def section_throughput(rep: Report, cap, paths, beam: int, batch_sizes=BATCH_SIZ
     rows = []
     for bs in batch_sizes:
         same = sum(a == b for a, b in zip(captions[bs], captions[ref_bs]))
-        out[bs]["same_caption_as_batch_%d" % ref_bs] = same
+        out[bs][f"same_caption_as_batch_{ref_bs}"] = same
         rows.append([bs, out[bs]["images_per_s"], out[bs]["ms_per_image"], out[bs]["seconds"],
                      f"{same}/{len(paths)}", verdict(out[bs]["images_per_s"] >= TARGETS["throughput_ips"])])
     rep.table(["batch", "photos/s", "ms/photo", "total s", f"= batch {ref_bs}", f">= {TARGETS['throughput_ips']:.0f}/s"], rows)
@@ -430,7 +270,7 @@ def section_reference(rep: Report, cap, paths, beam: int, engine: dict, engine_c
         ratio = e["images_per_s"] / ref_ips
         same = sum(a == r.caption for a, r in zip(engine_captions[bs], refs))
         out["engine"][bs] = {"images_per_s": e["images_per_s"], "ratio": ratio, "same_caption": same}
-        rows.append([f"engine caption_many", bs, e["images_per_s"], e["ms_per_image"], ratio,
+        rows.append(["engine caption_many", bs, e["images_per_s"], e["ms_per_image"], ratio,
                      f"{same}/{len(paths)}", verdict(ratio >= TARGETS["throughput_ratio"])])
     rep.table(["", "batch", "photos/s", "ms/photo", "x reference", "same best caption",
                f">= {TARGETS['throughput_ratio']:.0f}x"], rows)
@@ -546,26 +386,26 @@ def _encode_all(encoder, tensors, batch_size: int, memory_format=torch.channels_
 def _decode_all(decoder, feats, model, beam: int, batch_size: int, autocast=None) -> list[str]:
     from captioner.decoding.search import beam_search, greedy_decode
 
-    cfg, vocab, out = model.cfg, model.vocab, []
+    vocab, out = model.vocab, []
+    decoding = model.decoding.replace(beam_size=beam)
     with torch.inference_mode():
         for i in range(0, len(feats), batch_size):
             f = feats[i : i + batch_size]
             ctx = torch.autocast(f.device.type, dtype=autocast) if autocast is not None else _null()
             with ctx:
                 if beam <= 1:
-                    res = [[c] for c in greedy_decode(decoder, f, vocab, cfg.max_caption_len, cfg.no_repeat_ngram)]
+                    res = [[c] for c in greedy_decode(decoder, f, vocab, decoding)]
                 else:
-                    res = beam_search(decoder, f, vocab, beam, cfg.max_caption_len, cfg.length_penalty,
-                                      cfg.no_repeat_ngram)
+                    res = beam_search(decoder, f, vocab, decoding)
             out += [r[0].caption for r in res]
     return out
 
 
 def _engine_decode(cap, feats, beam: int, batch_size: int) -> list[str]:
     """Best captions the engine's own decoding (``Captioner.decode``) gives for `feats`."""
-    out = []
+    out, decoding = [], cap.decoding_for(beam_size=beam)
     for i in range(0, len(feats), batch_size):
-        out += [c[0].caption for c in cap.decode(feats[i : i + batch_size], beam)]
+        out += [c[0].caption for c in cap.decode(feats[i : i + batch_size], decoding)]
     return out
 
 
@@ -648,8 +488,8 @@ def section_experiments(rep: Report, cap, which, groups: dict, paths, runs: int,
             f = base_feats[:cnt]
             _decode_all(qdec, f[:bs], model, beam, bs)  # warm-up
             _decode_all(model.decoder, f[:bs], model, beam, bs)
-            tb, cb = _timed(lambda: _decode_all(model.decoder, f, model, beam, bs))
-            tq, cq = _timed(lambda: _decode_all(qdec, f, model, beam, bs))
+            tb, cb = _timed(lambda f=f, bs=bs: _decode_all(model.decoder, f, model, beam, bs))
+            tq, cq = _timed(lambda f=f, bs=bs: _decode_all(qdec, f, model, beam, bs))
             out[f"quant_decoder_b{bs}"] = row(f"int8 decoder, decode batch {bs} ({cnt} photos)", tq / cnt, tb / cnt,
                                               _agree(cq, cb), "ms/photo, decoder only")
 
@@ -720,8 +560,8 @@ def section_experiments(rep: Report, cap, which, groups: dict, paths, runs: int,
             sub = tensors[:cnt]
             _encode_all(plain, sub[:bs], bs, memory_format=torch.contiguous_format)
             _encode_all(cap.encoder, sub[:bs], bs)
-            tb, fb = _timed(lambda: _encode_all(cap.encoder, sub, bs))
-            tv, fv = _timed(lambda: _encode_all(plain, sub, bs, memory_format=torch.contiguous_format))
+            tb, fb = _timed(lambda sub=sub, bs=bs: _encode_all(cap.encoder, sub, bs))
+            tv, fv = _timed(lambda sub=sub, bs=bs: _encode_all(plain, sub, bs, memory_format=torch.contiguous_format))
             caps = _decode_all(model.decoder, fv, model, beam, batch_size)
             out[f"channels_last_off_b{bs}"] = row(
                 f"channels_last OFF (vs on), PyTorch encoder, batch {bs} ({cnt} photos)", tv / cnt, tb / cnt,
@@ -737,8 +577,8 @@ def section_experiments(rep: Report, cap, which, groups: dict, paths, runs: int,
             _encode_all(enc, sub, bs)  # first pass: compiles for every batch shape it meets
             t_first = now() - t0
             _encode_all(cap.encoder, sub[:bs], bs)
-            tb, fb = _timed(lambda: _encode_all(cap.encoder, sub, bs))
-            tv, fv = _timed(lambda: _encode_all(enc, sub, bs))
+            tb, fb = _timed(lambda sub=sub, bs=bs: _encode_all(cap.encoder, sub, bs))
+            tv, fv = _timed(lambda sub=sub, bs=bs: _encode_all(enc, sub, bs))
             caps = _decode_all(model.decoder, fv, model, beam, batch_size)
             out[f"compile_b{bs}"] = row(
                 f"torch.compile encoder, encode batch {bs} ({cnt} photos)", tv / cnt, tb / cnt,
@@ -757,9 +597,9 @@ def section_experiments(rep: Report, cap, which, groups: dict, paths, runs: int,
         timings = {}
         for bs in sorted({1, 8, 16, ref_bs}):
             _encode_all(eng_encoder, sub[:bs], bs, memory_format=eng_format)
-            te, _ = _timed(lambda: _encode_all(eng_encoder, sub, bs, memory_format=eng_format))
+            te, _ = _timed(lambda bs=bs: _encode_all(eng_encoder, sub, bs, memory_format=eng_format))
             _decode_all(fast, f[:bs], model, beam, bs)
-            td, caps = _timed(lambda: _decode_all(fast, f, model, beam, bs))
+            td, caps = _timed(lambda bs=bs: _decode_all(fast, f, model, beam, bs))
             timings[bs] = (te / m, td / m, caps)
         base_e, base_d, base_c = timings[ref_bs]
         for bs, (te, td, caps) in timings.items():
@@ -782,8 +622,8 @@ def section_experiments(rep: Report, cap, which, groups: dict, paths, runs: int,
             sub = tensors[:cnt]
             _encode_all(ox, sub[:bs], bs, memory_format=fmt)  # warm-up
             _encode_all(cap.encoder, sub[:bs], bs)
-            tb, fb = _timed(lambda: _encode_all(cap.encoder, sub, bs))
-            tv, fv = _timed(lambda: _encode_all(ox, sub, bs, memory_format=fmt))
+            tb, fb = _timed(lambda sub=sub, bs=bs: _encode_all(cap.encoder, sub, bs))
+            tv, fv = _timed(lambda sub=sub, bs=bs: _encode_all(ox, sub, bs, memory_format=fmt))
             diff = float((fv - fb).abs().max())
             # both feature sets through the engine's own decoding (fused decoder, beam `beam`)
             cv, cb = _engine_decode(cap, fv, beam, batch_size), _engine_decode(cap, fb, beam, batch_size)
@@ -803,10 +643,10 @@ def section_experiments(rep: Report, cap, which, groups: dict, paths, runs: int,
         for bs, cnt in ((1, min(20, n)), (batch_size, min(64, n))):
             f = base_feats[:cnt]
             _decode_all(model.decoder, f[:bs], model, beam, bs)  # warm-up
-            tb, cb = _timed(lambda: _decode_all(model.decoder, f, model, beam, bs))
+            tb, cb = _timed(lambda f=f, bs=bs: _decode_all(model.decoder, f, model, beam, bs))
             for label, dec in variants:
                 _decode_all(dec, f[:bs], model, beam, bs)
-                tv, cv = _timed(lambda: _decode_all(dec, f, model, beam, bs))
+                tv, cv = _timed(lambda dec=dec, f=f, bs=bs: _decode_all(dec, f, model, beam, bs))
                 key = "fused_decoder" if "PyTorch" in label else "onnx_step_decoder"
                 out[f"{key}_b{bs}"] = row(f"{label} (vs nn.Module decoder), decode batch {bs} ({cnt} photos)", tv / cnt,
                                           tb / cnt, _agree(cv, cb), "ms/photo, decoder only (same features)")
@@ -825,14 +665,16 @@ def section_experiments(rep: Report, cap, which, groups: dict, paths, runs: int,
 
 # ====================================================================== main
 def default_model_dir() -> Path | None:
-    d = ROOT / "weights"
-    return d if (d / "config.json").is_file() else None
+    """The shipped model (``captioner.model.folder.DEFAULT_MODEL_DIR``, src/captioner/weights) when it has config.json."""
+    from captioner.model.folder import DEFAULT_MODEL_DIR
+
+    return DEFAULT_MODEL_DIR if (DEFAULT_MODEL_DIR / "config.json").is_file() else None
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", metavar="DIR", help="model folder (default: weights/ when it has config.json)")
+    p.add_argument("--model", metavar="DIR", help="model folder (default: the shipped model, src/captioner/weights, when it has config.json)")
     p.add_argument("--images", type=int, default=200, help="photos for the throughput and reference runs (default 200)")
     p.add_argument("--runs", type=int, default=20, help="runs per single-photo latency figure (default 20)")
     p.add_argument("--memory-images", type=int, default=1000, help="photos in the memory-test folder (default 1000)")
@@ -867,7 +709,9 @@ def parse_args(argv=None):
     if args.model is None:
         d = default_model_dir()
         if d is None:
-            p.error(f"no model in {ROOT / 'weights'} (no config.json): pass --model DIR, e.g. --model runs/lite2-224/best")
+            from captioner.model.folder import DEFAULT_MODEL_DIR
+
+            p.error(f"no model in {DEFAULT_MODEL_DIR} (no config.json): pass --model DIR, e.g. --model runs/lite2-224/best")
         args.model = str(d)
     if not (Path(args.model) / "config.json").is_file():
         p.error(f"{args.model} is not a model folder (no config.json)")
@@ -897,10 +741,10 @@ def main(argv=None) -> int:
         rep.line(f"WARNING  load average {info['loadavg'][0]}: other processes are using the CPU; "
                  "timings below are distorted (run on an idle machine for real figures)")
     cap = Captioner.load(args.model, device=args.device)
-    cfg = cap.cfg
+    cfg, decoding = cap.cfg, cap.decoding
     rep.line(f"model    {args.model}: {cfg.name}, {cfg.backbone} {cfg.input_size}px, grid {cfg.grid}, "
-             f"decoder {cfg.hidden_dim}, vocab {cfg.vocab_size}, max_len {cfg.max_caption_len}, "
-             f"length_penalty {cfg.length_penalty}")
+             f"decoder {cfg.hidden_dim}, vocab {cfg.vocab_size}, max_len {decoding.max_len}, "
+             f"length_penalty {decoding.length_penalty}")
     engine = engine_backends(cap)
     rep.line(f"engine   encoder: {engine['encoder']}"
              + (f" (not ONNX Runtime: {engine['encoder_not_onnx_because']})" if engine["encoder_not_onnx_because"] else "")

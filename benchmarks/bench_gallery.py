@@ -13,18 +13,19 @@ in sync by the real triggers), then measures the real ``Gallery.search`` over
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import random
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from PIL import Image
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the test oracles: photo generators
 
-import captioner.storage.gallery as gallery_mod
-from captioner.storage import Gallery
+import captioner.storage.gallery as gallery_mod  # noqa: E402
+from captioner.storage import Gallery  # noqa: E402
+from oracles.photos import noise_photo_bytes, tiny_png_bytes  # noqa: E402
 
 ADJ = ["red", "small", "large", "young", "old", "white", "black", "wooden", "busy", "green",
        "yellow", "brown", "tall", "empty", "crowded", "blue", "striped", "dirty", "shiny", "wet"]
@@ -62,21 +63,6 @@ def caption(rng: random.Random) -> str:
             f"a {pick(ADJ)} {pick(NOUN)}")
 
 
-def tiny_image() -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", (4, 4), (90, 90, 90)).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def photo(seed: int) -> bytes:
-    """A 640x480 JPEG (~photo-sized), different bytes per seed."""
-    noise = Image.effect_noise((640, 480), 30 + seed % 20).convert("RGB")
-    gradient = Image.linear_gradient("L").resize((640, 480)).convert("RGB")
-    buf = io.BytesIO()
-    Image.blend(noise, gradient, 0.5).rotate(seed % 360).save(buf, format="JPEG", quality=85)
-    return buf.getvalue()
-
-
 def candidates(rng: random.Random, text: str, attention_n: int = 0) -> list[dict]:
     out = []
     for i, cap in enumerate([text, caption(rng), caption(rng)]):
@@ -92,7 +78,7 @@ def candidates(rng: random.Random, text: str, attention_n: int = 0) -> list[dict
 
 def build(g: Gallery, n: int, rng: random.Random) -> float:
     """Insert n rows straight into SQLite (one transaction) sharing one image file."""
-    encoded = gallery_mod._encode_image(tiny_image(), "tiny.png")
+    encoded = gallery_mod._encode_image(tiny_png_bytes(), "tiny.png")
     digest, rel = g._image_file(encoded)
     g._write_image(encoded, rel)
     start = time.perf_counter()
@@ -156,7 +142,7 @@ def main() -> None:
             g.browse(page=p)
             browse_ms.append((time.perf_counter() - start) * 1000)
 
-        photos = [photo(i) for i in range(args.saves)]
+        photos = [noise_photo_bytes(i) for i in range(args.saves)]  # 640x480 JPEGs, different bytes each
         encode_log, write_log, insert_log, save_log = [], [], [], []
         gallery_mod._encode_image = timed(gallery_mod._encode_image, encode_log)
         g._write_image = timed(g._write_image, write_log)

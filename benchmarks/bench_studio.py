@@ -7,7 +7,7 @@ Starts the studio (``python -m captioner.studio.app``) on a free local port with
 gallery, and loads the same model in this process. Then, alternating so both see the same
 machine load, it times
 
-* engine: ``Captioner.caption(photo, beam_size, max_len)`` (decode the file, encode, beam search),
+* engine: ``Captioner.caption(photo, beam_size=beam, max_len=max_len)`` (decode the file, encode, beam search),
   called from a worker thread as the studio calls it (Gradio runs handlers in a thread pool;
   ``--engine-main-thread`` times it on the main thread instead: with PyTorch's OpenMP threads
   competing against another busy process, that can be many times slower);
@@ -34,10 +34,13 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from PIL import Image
-
 ROOT = Path(__file__).resolve().parents[1]
-FLICKR = ROOT.parent / "shared" / "data" / "flickr8k" / "images" / "1000268201_693b08cb0e.jpg"
+sys.path.insert(0, str(ROOT / "tests"))  # the test oracles: photo generators
+
+from oracles.photos import FLICKR as FLICKR_DIR  # noqa: E402
+from oracles.photos import mandelbrot_photo  # noqa: E402
+
+FLICKR = FLICKR_DIR / "images" / "1000268201_693b08cb0e.jpg"
 TARGET = 1.5
 
 
@@ -50,10 +53,7 @@ def free_port() -> int:
 def default_photo(folder: Path) -> Path:
     if FLICKR.is_file():
         return FLICKR
-    path = folder / "bench.jpg"
-    img = Image.effect_mandelbrot((640, 480), (-2.0, -1.2, 1.0, 1.2), 80).convert("RGB")
-    img.save(path, quality=90)
-    return path
+    return mandelbrot_photo(folder / "bench.jpg")
 
 
 def start_studio(model: Path, gallery: Path, log_path: Path) -> tuple[subprocess.Popen, str]:
@@ -115,7 +115,7 @@ def summary(times: list[float]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, default=None,
-                        help="model folder (default: the shipped model in weights/, if installed)")
+                        help="model folder (default: the shipped model in src/captioner/weights, if installed)")
     parser.add_argument("--photo", type=Path, default=None, help="photo to caption (default: a Flickr8k image)")
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         proc, url = start_studio(Path(model), tmp / "gallery", tmp / "studio.log")
         try:
             engine = Captioner.load(model)
-            max_len = args.max_len or engine.cfg.max_caption_len
+            max_len = args.max_len or engine.decoding.max_len
             pool = ThreadPoolExecutor(1)
 
             def engine_caption():

@@ -1,8 +1,10 @@
 """The studio in a real browser (Debian chromium driven by Playwright).
 
 Uploads photos through the page, captions them, checks the candidate cards and their attention
-animations, saves two captions, finds them in the Gallery tab, and writes the screenshots
-docs/studio-caption.png and docs/studio-gallery.png.
+animations, saves two captions, finds them in the Gallery tab, and takes the screenshots
+studio-caption.png and studio-gallery.png: into $CAPTIONER_SCREENSHOTS_DIR if set, else into the
+test's temporary folder. The test never writes into docs/: scripts/update_screenshots.py runs it
+with CAPTIONER_SCREENSHOTS_DIR set and copies the two screenshots to docs/ on purpose.
 
 Model: $CAPTIONER_STUDIO_TEST_MODEL if set, else the shipped default model when it is installed
 (so the screenshots show real captions), else the tiny random test model.
@@ -16,8 +18,9 @@ import re
 from pathlib import Path
 
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image
 
+from oracles.photos import scene_photos
 from studio_server import start_studio, stop_studio
 
 pytestmark = pytest.mark.slow
@@ -25,10 +28,7 @@ pytestmark = pytest.mark.slow
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-ROOT = Path(__file__).resolve().parents[1]
-DOCS = ROOT / "docs"
-FLICKR_IMAGES = ROOT.parent / "shared" / "data" / "flickr8k" / "images"
-# Varied, recognisable Flickr8k test pictures (used when the data set is present).
+SCREENSHOTS = ("studio-caption.png", "studio-gallery.png")
 BEAM = 4
 TIMEOUT_MS = 90_000
 
@@ -39,6 +39,13 @@ def _model_dir(tiny_model_dir: Path) -> Path:
     from captioner.pipeline import default_model_dir
     shipped = default_model_dir()
     return shipped if (shipped / "config.json").is_file() else tiny_model_dir
+
+
+def _screenshot_dir(tmp_path: Path) -> Path:
+    """$CAPTIONER_SCREENSHOTS_DIR (set by scripts/update_screenshots.py), else a temporary folder."""
+    folder = Path(os.environ.get("CAPTIONER_SCREENSHOTS_DIR") or tmp_path / "screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 @pytest.fixture(scope="module")
@@ -56,16 +63,7 @@ def studio_url(tiny_model_dir, tmp_path_factory):
 def photos(tmp_path_factory) -> list[Path]:
     """Generated scenes (sky, field, a ball): the screenshots must not show Flickr8k photos, whose
     licence keeps them out of the repository."""
-    folder = tmp_path_factory.mktemp("photos")
-    out = []
-    for i, colour in enumerate([(200, 40, 40), (240, 200, 40), (50, 80, 200)]):
-        img = Image.new("RGB", (480, 360), (135, 190, 235))
-        img.paste((60, 150, 60), (0, 200, 480, 360))
-        ImageDraw.Draw(img).ellipse((150 + 40 * i, 210, 230 + 40 * i, 290), fill=colour)
-        path = folder / f"photo{i + 1}.jpg"
-        img.save(path, quality=90)
-        out.append(path)
-    return out
+    return scene_photos(tmp_path_factory.mktemp("photos"), 3)
 
 
 def _gif_frames(src: str) -> int:
@@ -88,6 +86,7 @@ def test_caption_save_and_find_in_the_browser(studio_url, photos, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
     expect.set_options(timeout=TIMEOUT_MS)  # the machine may be busy: be patient, not flaky
+    shots = _screenshot_dir(tmp_path)
 
     corrupt = tmp_path / "broken.jpg"
     corrupt.write_bytes(photos[0].read_bytes()[:200])
@@ -128,8 +127,7 @@ def test_caption_save_and_find_in_the_browser(studio_url, photos, tmp_path):
             assert "best" in cards.nth(0).get_attribute("class")
             expect(page.locator("#candidates [data-testid=status-tracker]")).to_have_class(re.compile(r"\bhide\b"))
             _close_toasts(page)
-            DOCS.mkdir(exist_ok=True)
-            page.screenshot(path=str(DOCS / "studio-caption.png"), full_page=True)
+            page.screenshot(path=str(shots / "studio-caption.png"), full_page=True)
 
             # ---- pick candidate #2 of photo 1 and save it
             second = cards.nth(1).locator(".cand-caption").inner_text().strip()
@@ -177,7 +175,7 @@ def test_caption_save_and_find_in_the_browser(studio_url, photos, tmp_path):
             expect(details.locator(".candidate-card")).to_have_count(BEAM)
             expect(page.locator("#item-details [data-testid=status-tracker]")).to_have_class(re.compile(r"\bhide\b"))
             _close_toasts(page)
-            page.screenshot(path=str(DOCS / "studio-gallery.png"), full_page=True)
+            page.screenshot(path=str(shots / "studio-gallery.png"), full_page=True)
 
             # ---- export, then delete the item on display
             page.get_by_text("Export the gallery").click()
@@ -190,3 +188,6 @@ def test_caption_save_and_find_in_the_browser(studio_url, photos, tmp_path):
         finally:
             browser.close()
     assert outside == [], f"the page contacted other hosts: {outside}"
+    for name in SCREENSHOTS:
+        with Image.open(shots / name) as shot:
+            assert shot.format == "PNG"

@@ -2,20 +2,15 @@
 steps, same captions; they can be turned off, and when unavailable PyTorch is used."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
 from captioner.errors import CaptionerError
 from captioner.pipeline import Captioner
 from captioner.runtime import onnx_runtime
+from oracles.photos import make_photo
 
 pytest.importorskip("onnxruntime")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-
-from bench_caption import make_photo  # noqa: E402
 
 
 def test_onnx_features_equal_pytorch_features(tiny_model_dir):

@@ -1,18 +1,14 @@
-"""The benchmark's tutorial-style reference loop decodes like the engine, so its speed comparison
-compares like with like: same best caption, same word ids, same score."""
+"""The tutorial-style reference loop (tests/oracles/reference_loop.py, also the benchmark's
+baseline) decodes like the engine, so the benchmark's speed comparison compares like with like:
+same best caption, same word ids, same score."""
 from __future__ import annotations
-
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-
-from bench_caption import make_photo, reference_caption  # noqa: E402
-
-from captioner.pipeline import Captioner  # noqa: E402
+from captioner.pipeline import Captioner
+from oracles.photos import make_photo
+from oracles.reference_loop import reference_caption
 
 # The tiny random model never emits <end> by itself. These variants give <end> a state-dependent
 # logit (seed, bias, scale of its output row) so beams end early at various steps while others run
@@ -57,7 +53,7 @@ def test_reference_loop_gives_the_engine_caption(tiny_model_dir, photos, one_thr
     ended_lengths, ran_out = set(), 0
     for variant in VARIANTS:
         cap = _captioner(tiny_model_dir, variant)
-        max_len = cap.cfg.max_caption_len
+        max_len = cap.decoding.max_len
         for beam in (1, 3, 5):
             for p in photos:
                 engine = cap.caption(p, beam_size=beam)
@@ -85,8 +81,11 @@ def test_reference_loop_blocks_repeated_ngrams_like_the_engine(tiny_model_dir, p
     blocked_somewhere = False
     for variant in VARIANTS:
         cap = _captioner(tiny_model_dir, variant)
+        plain_decoding = cap.decoding
         for n in (2, 3):
-            cap.cfg.no_repeat_ngram = n
+            # DecodingConfig is frozen: give the engine and the model (the reference loop reads
+            # model.decoding) a changed copy, and put the original back afterwards
+            cap.decoding = cap.model.decoding = plain_decoding.replace(no_repeat_ngram=n)
             try:
                 for beam in (1, 3):
                     for p in photos:
@@ -98,5 +97,5 @@ def test_reference_loop_blocks_repeated_ngrams_like_the_engine(tiny_model_dir, p
                         assert ref.score == pytest.approx(engine.candidates[0].score, abs=1e-4), where
                         blocked_somewhere |= plain.ids != ref.ids
             finally:
-                cap.cfg.no_repeat_ngram = 0
+                cap.decoding = cap.model.decoding = plain_decoding
     assert blocked_somewhere  # the block changed some captions, so the comparison tested it
