@@ -60,7 +60,7 @@ def test_creates_folder_and_saves(tmp_path):
     item_id = g.save(make_image(1, size=(40, 30)), "square.png", "a red square", cands, 5, "m1")
     item = g.get(item_id)
     assert set(item) == {"id", "image_path", "image_hash", "original_name", "width", "height",
-                         "caption", "candidates", "beam_size", "model_name", "saved_at"}
+                         "caption", "candidates", "beam_size", "model_name", "saved_at", "edited_at"}
     assert item["id"] == item_id and isinstance(item_id, int)
     assert Path(item["image_path"]).is_absolute() and Path(item["image_path"]).read_bytes() == make_image(1, size=(40, 30))
     assert Path(item["image_path"]).name == f"{item['image_hash']}.png"
@@ -70,6 +70,7 @@ def test_creates_folder_and_saves(tmp_path):
     assert (item["original_name"], item["caption"], item["beam_size"], item["model_name"]) == \
         ("square.png", "a red square", 5, "m1")
     assert datetime.fromisoformat(item["saved_at"]).utcoffset() == timezone.utc.utcoffset(None)
+    assert item["edited_at"] is None
     assert g.get(item_id + 1) is None
     assert g.get("nope") is None and g.get(2**70) is None and g.delete(2**70) is False
     assert g.count() == 1
@@ -208,7 +209,9 @@ def test_paging(g):
 def test_update_caption_search_follows(g):
     item_id = add(g, "a cat sleeping on a red sofa", 1, "a cat lying on a couch")
     g.update_caption(item_id, "a brown dog in the snow")
-    assert g.get(item_id)["caption"] == "a brown dog in the snow"
+    edited = g.get(item_id)
+    assert edited["caption"] == "a brown dog in the snow"
+    assert datetime.fromisoformat(edited["edited_at"]) >= datetime.fromisoformat(edited["saved_at"])
     assert [i["id"] for i in g.search("snow").items] == [item_id]
     assert g.search("sofa").total == 0
     assert g.search("couch").total == 1  # other beam candidates stay searchable

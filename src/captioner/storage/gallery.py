@@ -5,6 +5,12 @@ Layout of a gallery folder::
     gallery.db                 items table, items_fts full-text index (+ WAL files)
     images/ab/abcdef....jpg    each distinct image once, named by the sha256 of its bytes
 
+The database stores image paths relative to ``images/`` only, so a gallery
+folder can be moved or copied: items get their absolute ``image_path`` from
+the folder they were opened from.  The table is described once, in
+:mod:`.schema`; its versions (``PRAGMA user_version``) and the steps between
+them are in :mod:`.migrations`, run when a gallery is opened.
+
 Concurrency: every thread gets its own SQLite connection (``threading.local``),
 the database runs in WAL mode with a busy timeout, and every write happens
 in a ``BEGIN IMMEDIATE`` transaction, so several threads and processes can
@@ -28,6 +34,7 @@ import io
 import json
 import math
 import os
+import re
 import sqlite3
 import sys
 import tempfile
@@ -42,33 +49,21 @@ from typing import Any
 import sqlite_utils
 from PIL import Image
 
+from . import migrations
+from .errors import GalleryError
 from .fts_query import to_fts_query
+from .schema import BM25_WEIGHTS, EXPORT_FIELDS, FTS_TABLE, FULL, ITEM_COLUMNS, LIGHT, TABLE
 
 __all__ = ["Gallery", "GalleryError", "Page", "default_gallery_dir"]
 
 DB_NAME = "gallery.db"
 IMAGES_DIR = "images"
-TABLE = "items"
-FTS_COLUMNS = ["caption", "alternatives", "original_name"]
-#: bm25 weights for the FTS columns above: the caption counts most.
-BM25_WEIGHTS = "bm25(10.0, 2.0, 1.0)"
 BUSY_TIMEOUT_S = 60.0
 MAX_PER_PAGE = 1000
 #: Temporary image files older than this are assumed abandoned by a crash.
 STALE_TEMP_S = 3600
-#: Columns for browse/search pages: everything but the big attention maps.
-LIGHT = ("id, image_hash, image_file, original_name, width, height, caption, "
-         "candidates, beam_size, model_name, saved_at")
-EXPORT_FIELDS = [
-    "id", "image_path", "image_hash", "original_name", "width", "height",
-    "caption", "candidates", "beam_size", "model_name", "saved_at",
-]
 _EXTENSIONS = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "GIF": "gif",
                "WEBP": "webp", "BMP": "bmp", "TIFF": "tif"}
-
-
-class GalleryError(Exception):
-    """A problem the user can act on: bad input, missing item, unreadable gallery."""
 
 
 @dataclass
@@ -224,6 +219,21 @@ def _norm(text: str) -> str:
     return " ".join(text.split()).casefold()
 
 
+def _file_name(name: str) -> str:
+    """The last part of a file name or path: the gallery keeps no folders of the computer."""
+    return re.split(r"[\\/]", name)[-1]
+
+
+def _merge_attention(candidates_json: str | None, attention_json: str | None) -> list[dict]:
+    """The stored candidates, with their attention maps put back when there are any."""
+    candidates = json.loads(candidates_json or "[]")
+    if attention_json:
+        for cand, attention in zip(candidates, json.loads(attention_json)):
+            if attention is not None:
+                cand["attention"] = attention
+    return candidates
+
+
 class Gallery:
     """A folder holding ``gallery.db`` and ``images/``; created if missing.
 
@@ -239,7 +249,8 @@ class Gallery:
         try:
             self.images_dir.mkdir(parents=True, exist_ok=True)
             self._init_schema()
-        except (OSError, sqlite3.Error) as exc:
+        except (OSError, sqlite3.Error, GalleryError) as exc:
+            self.close()
             raise GalleryError(f"Could not open the gallery at '{self.folder}': {exc}") from exc
 
     # ----------------------------------------------------------- connections
@@ -287,58 +298,40 @@ class Gallery:
             raise
 
     def _init_schema(self) -> None:
-        db = self.db
+        """Refuse a gallery from a newer captioner, switch to WAL, run pending migrations."""
+        version = migrations.stored_version(self.db)
+        migrations.check_supported(version)
+        self._enable_wal()
+        if version < migrations.LATEST:
+            with self._write() as db:  # the lock makes migrating safe when processes race
+                migrations.migrate(db)  # looks at the version again, under the lock
+
+    def _enable_wal(self) -> None:
         for attempt in range(50):  # switching to WAL needs a moment without other users
             try:
-                db.enable_wal()
-                break
+                self.db.enable_wal()
+                return
             except sqlite3.OperationalError:
                 if attempt == 49:
                     raise
                 time.sleep(0.1)
-        if db[f"{TABLE}_fts"].exists():
-            return
-        with self._write():  # the lock makes creation safe when processes race
-            if db[f"{TABLE}_fts"].exists():
-                return
-            # Plain SQL for AUTOINCREMENT: ids of deleted items are never reused.
-            db.execute(f"""CREATE TABLE IF NOT EXISTS {TABLE} (
-                id INTEGER PRIMARY KEY AUTOINCREMENT,
-                image_hash TEXT NOT NULL,      -- sha256 of the stored bytes
-                image_file TEXT NOT NULL,      -- path under images/
-                original_name TEXT, width INTEGER, height INTEGER,
-                caption TEXT NOT NULL,
-                alternatives TEXT,             -- other candidate captions, for search
-                candidates TEXT,               -- JSON list of beam candidates, no attention
-                beam_size INTEGER, model_name TEXT,
-                saved_at TEXT,                 -- UTC ISO 8601
-                attention TEXT                 -- JSON list, one map (or null) per candidate
-            )""")
-            db[TABLE].create_index(["image_hash"], if_not_exists=True)
-            db[TABLE].enable_fts(FTS_COLUMNS, create_triggers=True,
-                                 tokenize="porter unicode61 remove_diacritics 2")
+
+    @property
+    def schema_version(self) -> int:
+        """The database's schema version (``PRAGMA user_version``); see :mod:`.migrations`."""
+        return self.db.execute("PRAGMA user_version").fetchone()[0]
 
     # ------------------------------------------------------------------ rows
     def _row_to_item(self, row: dict) -> dict:
-        """Row -> item dict; attention maps are merged back if the row has them."""
-        candidates = json.loads(row["candidates"] or "[]")
-        if row.get("attention"):
-            for cand, attention in zip(candidates, json.loads(row["attention"])):
-                if attention is not None:
-                    cand["attention"] = attention
-        return {
-            "id": row["id"],
-            "image_path": str(self.images_dir / row["image_file"]),
-            "image_hash": row["image_hash"],
-            "original_name": row["original_name"],
-            "width": row["width"],
-            "height": row["height"],
-            "caption": row["caption"],
-            "candidates": candidates,
-            "beam_size": row["beam_size"],
-            "model_name": row["model_name"],
-            "saved_at": row["saved_at"],
-        }
+        """Row -> item dict; attention maps are merged back if the row has them.
+
+        The stored image path is relative to ``images/``; the item's
+        ``image_path`` is made absolute from this gallery's folder.
+        """
+        item = {column.item_key: row[column.name] for column in ITEM_COLUMNS}
+        item["image_path"] = str(self.images_dir / row["image_file"])
+        item["candidates"] = _merge_attention(row["candidates"], row.get("attention"))
+        return item
 
     def _image_file(self, encoded: _EncodedImage) -> tuple[str, str]:
         digest = encoded.sha256
@@ -383,7 +376,7 @@ class Gallery:
         """
         if original_name is None and isinstance(image, (str, os.PathLike)):
             original_name = Path(image).name
-        original_name = "" if original_name is None else str(original_name)
+        original_name = "" if original_name is None else _file_name(str(original_name))
         label = original_name or "image"
         if not isinstance(caption, str):
             raise GalleryError("The caption must be text; the gallery was not changed")
@@ -419,14 +412,15 @@ class Gallery:
     def get(self, item_id: int) -> dict | None:
         """The item, or None if there is none.
 
-        Keys: id, image_path (absolute str), image_hash, original_name, width,
+        Keys: id, image_hash, image_path (absolute str), original_name, width,
         height, caption, candidates (list of dicts, with attention maps),
-        beam_size, model_name, saved_at (UTC ISO 8601).
+        beam_size, model_name, saved_at and edited_at (UTC ISO 8601; None if
+        the caption was never edited).
         """
         item_id = _as_id(item_id)
         if item_id is None:
             return None
-        rows = list(self.db.query(f"SELECT * FROM {TABLE} WHERE id = ?", [item_id]))
+        rows = list(self.db.query(f"SELECT {FULL} FROM {TABLE} WHERE id = ?", [item_id]))
         return self._row_to_item(rows[0]) if rows else None
 
     @staticmethod
@@ -468,14 +462,14 @@ class Gallery:
             fts = to_fts_query(text, match_all)
             try:
                 total = self.db.execute(
-                    f"SELECT count(*) FROM {TABLE}_fts WHERE {TABLE}_fts MATCH ?", [fts]
+                    f"SELECT count(*) FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH ?", [fts]
                 ).fetchone()[0]
                 if total == 0 and match_all:
                     continue
                 rows = self.db.query(
                     f"""SELECT {LIGHT} FROM (
-                            SELECT rowid, rank FROM {TABLE}_fts
-                            WHERE {TABLE}_fts MATCH :q AND rank MATCH '{BM25_WEIGHTS}'
+                            SELECT rowid, rank FROM {FTS_TABLE}
+                            WHERE {FTS_TABLE} MATCH :q AND rank MATCH '{BM25_WEIGHTS}'
                             ORDER BY rank LIMIT :limit OFFSET :offset
                         ) AS hits JOIN {TABLE} ON {TABLE}.id = hits.rowid
                         ORDER BY hits.rank""",
@@ -490,14 +484,14 @@ class Gallery:
         return self._page([], 0, page, per_page)
 
     def update_caption(self, item_id: int, text: str) -> None:
-        """Replace an item's caption (the search index follows at once)."""
+        """Replace an item's caption and set its ``edited_at`` (the search index follows at once)."""
         if not isinstance(text, str):
             raise GalleryError("The caption must be text")
         if _as_id(item_id) is None:
             raise GalleryError(f"Item {item_id} does not exist")
         with self._write() as db:
-            cursor = db.execute(f"UPDATE {TABLE} SET caption = ? WHERE id = ?",
-                                [text, _as_id(item_id)])
+            cursor = db.execute(f"UPDATE {TABLE} SET caption = ?, edited_at = ? WHERE id = ?",
+                                [text, _utc_now(), _as_id(item_id)])
             if cursor.rowcount == 0:
                 raise GalleryError(f"Item {item_id} does not exist")
 
@@ -531,7 +525,7 @@ class Gallery:
 
     def iter_items(self) -> Iterator[dict]:
         """Every item, oldest first (streams; does not load the whole gallery)."""
-        for row in self.db.query(f"SELECT * FROM {TABLE} ORDER BY id"):
+        for row in self.db.query(f"SELECT {FULL} FROM {TABLE} ORDER BY id"):
             yield self._row_to_item(row)
 
     def export(self, path: str | os.PathLike, fmt: str = "json") -> Path:
@@ -571,30 +565,60 @@ class Gallery:
         return path
 
     def integrity_check(self) -> str:
-        """``PRAGMA integrity_check`` result ("ok"), plus the FTS index's own check."""
-        result = "\n".join(r[0] for r in self.db.execute("PRAGMA integrity_check").fetchall())
+        """"ok", or the problems one per line: ``PRAGMA integrity_check``'s, then the search index's."""
+        problems = [r[0] for r in self.db.execute("PRAGMA integrity_check").fetchall() if r[0] != "ok"]
         try:
-            self.db.execute(f"INSERT INTO {TABLE}_fts({TABLE}_fts) VALUES('integrity-check')")
+            self.db.execute(f"INSERT INTO {FTS_TABLE}({FTS_TABLE}) VALUES('integrity-check')")
+            problems += self._search_index_drift()
         except sqlite3.DatabaseError as exc:
-            result = f"{result}\nsearch index: {exc}" if result != "ok" else f"search index: {exc}"
-        return result
+            problems.append(f"search index: {exc}")
+        return "\n".join(problems) or "ok"
+
+    def _search_index_drift(self) -> list[str]:
+        """Items missing from the search index and entries for no item (FTS5's own check misses both)."""
+        missing = self.db.execute(f"SELECT count(*) FROM {TABLE} WHERE id NOT IN "
+                                  f"(SELECT id FROM {FTS_TABLE}_docsize)").fetchone()[0]
+        extra = self.db.execute(f"SELECT count(*) FROM {FTS_TABLE}_docsize WHERE id NOT IN "
+                                f"(SELECT id FROM {TABLE})").fetchone()[0]
+        if not (missing or extra):
+            return []
+        return [f"search index: {missing} item(s) missing from it, {extra} entry(ies) for no item"]
+
+    def rebuild_search_index(self) -> None:
+        """Rebuild the full-text index from the items table (repairs a damaged index)."""
+        with self._write() as db:
+            db.execute(f"INSERT INTO {FTS_TABLE}({FTS_TABLE}) VALUES('rebuild')")
+
+    def missing_images(self) -> list[int]:
+        """Ids of the items whose image file is gone."""
+        rows = self.db.execute(f"SELECT id, image_file FROM {TABLE} ORDER BY id").fetchall()
+        return [item_id for item_id, rel in rows if not (self.images_dir / rel).is_file()]
+
+    def orphan_images(self) -> list[Path]:
+        """Image files no item uses (and stale temp files), without removing them."""
+        with self._write() as db:  # under the lock, so no save can be mid-way
+            return list(self._orphans(db))
 
     def remove_orphan_images(self) -> list[Path]:
         """Delete image files no item uses (and stale temp files); return them."""
         removed = []
         with self._write() as db:  # under the lock, so no save can be mid-way
-            used = {r[0] for r in db.execute(f"SELECT DISTINCT image_file FROM {TABLE}")}
-            now = time.time()
-            for path in self.images_dir.glob("*/*"):
-                if not path.is_file():
-                    continue
-                rel = f"{path.parent.name}/{path.name}"
-                if path.name.startswith(".tmp-"):
-                    if now - path.stat().st_mtime < STALE_TEMP_S:
-                        continue  # perhaps another process is writing it right now
-                elif rel in used:
-                    continue
+            for path in self._orphans(db):
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
                     removed.append(path)
         return removed
+
+    def _orphans(self, db: sqlite_utils.Database) -> Iterator[Path]:
+        """Files under images/ that no row uses; the caller holds the write lock."""
+        used = {r[0] for r in db.execute(f"SELECT DISTINCT image_file FROM {TABLE}")}
+        now = time.time()
+        for path in sorted(self.images_dir.glob("*/*")):
+            if not path.is_file():
+                continue
+            if path.name.startswith(".tmp-"):
+                if now - path.stat().st_mtime < STALE_TEMP_S:
+                    continue  # perhaps another process is writing it right now
+            elif f"{path.parent.name}/{path.name}" in used:
+                continue
+            yield path

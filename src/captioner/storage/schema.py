@@ -1,0 +1,88 @@
+"""The gallery's ``items`` table, described once.
+
+:data:`COLUMNS` is the one list that the table definition, the column lists
+of every ``SELECT``, the export fields and the item dicts
+are all built from.  A column's ``since`` is the schema version (see
+:mod:`captioner.storage.migrations`) that added it: adding a column means
+appending it here with the next version number and adding that version to
+the migrations, nothing else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+TABLE = "items"
+FTS_TABLE = f"{TABLE}_fts"
+FTS_TOKENIZE = "porter unicode61 remove_diacritics 2"
+
+#: What a column is read for.
+ITEM = "item"      # an item field, read for every page and item
+DETAIL = "detail"  # read for single items and exports only (big)
+SEARCH = "search"  # written for the search index, never read back
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    decl: str                 # SQL type and constraints
+    doc: str = ""             # kept as an SQL comment in the table definition
+    use: str = ITEM
+    key: str = ""             # the item dict key, when it is not the column name
+    since: int = 1            # the schema version that added the column
+
+    @property
+    def item_key(self) -> str:
+        return self.key or self.name
+
+
+COLUMNS: tuple[Column, ...] = (
+    Column("id", "INTEGER PRIMARY KEY AUTOINCREMENT", "ids of deleted items are never reused"),
+    Column("image_hash", "TEXT NOT NULL", "sha256 of the stored bytes"),
+    Column("image_file", "TEXT NOT NULL", "path under images/, never absolute", key="image_path"),
+    Column("original_name", "TEXT", "name of the file the image came from"),
+    Column("width", "INTEGER"),
+    Column("height", "INTEGER"),
+    Column("caption", "TEXT NOT NULL"),
+    Column("alternatives", "TEXT", "other candidate captions, for search", use=SEARCH),
+    Column("candidates", "TEXT", "JSON list of beam candidates, no attention"),
+    Column("beam_size", "INTEGER"),
+    Column("model_name", "TEXT"),
+    Column("saved_at", "TEXT", "UTC ISO 8601"),
+    Column("attention", "TEXT", "JSON list, one map (or null) per candidate", use=DETAIL),
+    Column("edited_at", "TEXT", "UTC ISO 8601 of the last caption edit; NULL: never edited", since=2),
+)
+
+#: The columns that become item dict fields.
+ITEM_COLUMNS = [c for c in COLUMNS if c.use == ITEM]
+#: Columns read for browse/search pages: everything but the big attention maps.
+LIGHT = ", ".join(c.name for c in ITEM_COLUMNS)
+#: Columns read for single items and exports.
+FULL = ", ".join(c.name for c in COLUMNS if c.use in (ITEM, DETAIL))
+#: The keys of an item dict, in order; also the CSV export's columns.
+ITEM_KEYS = [c.item_key for c in ITEM_COLUMNS]
+EXPORT_FIELDS = ITEM_KEYS
+#: The columns of the full-text index, in the index's order (fixed by schema version 1).
+FTS_COLUMNS = ["caption", "alternatives", "original_name"]
+#: bm25 weights for the FTS columns above: the caption counts most.
+BM25_WEIGHTS = "bm25(10.0, 2.0, 1.0)"
+
+
+def columns_since(version: int) -> list[Column]:
+    """The columns that schema ``version`` added."""
+    return [c for c in COLUMNS if c.since == version]
+
+
+def column_sql(column: Column) -> str:
+    return f"{column.name} {column.decl}"
+
+
+def create_table_sql(version: int) -> str:
+    """``CREATE TABLE`` for the items table as schema ``version`` had it."""
+    columns = [c for c in COLUMNS if c.since <= version]
+    lines = []
+    for i, column in enumerate(columns):
+        comma = "," if i < len(columns) - 1 else ""
+        comment = f"  -- {column.doc}" if column.doc else ""
+        lines.append(f"    {column_sql(column)}{comma}{comment}")
+    return f"CREATE TABLE {TABLE} (\n" + "\n".join(lines) + "\n)"

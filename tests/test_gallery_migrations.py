@@ -1,0 +1,282 @@
+"""Gallery schema versions: migrations, a gallery written by release 0.1.0, moved galleries."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import multiprocessing
+import os
+import shutil
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from captioner.storage import Gallery, GalleryError, migrations, schema
+from test_gallery import add, candidates_for, make_image
+
+FIXTURE = Path(__file__).parent / "fixtures" / "gallery-0.1.0"
+EXPECTED = json.loads((FIXTURE / "expected.json").read_text(encoding="utf-8"))
+
+
+@pytest.fixture
+def old_gallery(tmp_path) -> Path:
+    """A copy of the gallery written by captioner 0.1.0 (tests/fixtures/make_gallery_0_1_0.py)."""
+    folder = tmp_path / "moved" / "gallery"
+    shutil.copytree(FIXTURE, folder)
+    return folder
+
+
+@contextlib.contextmanager
+def raw(folder: Path) -> Iterator[sqlite3.Connection]:
+    """A plain SQLite connection, in autocommit mode; the committed fixture is only ever read."""
+    db = folder / "gallery.db"
+    if folder == FIXTURE:  # immutable: no lock, no -wal/-shm files next to the fixture
+        conn = sqlite3.connect(f"{db.resolve().as_uri()}?immutable=1", uri=True)
+    else:
+        conn = sqlite3.connect(db, isolation_level=None)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def user_version(folder: Path) -> int:
+    with raw(folder) as conn:
+        return conn.execute("PRAGMA user_version").fetchone()[0]
+
+
+def schema_of(folder: Path) -> dict:
+    """Everything about the schema that matters: columns, indexes, search index, triggers."""
+    with raw(folder) as conn:
+        objects = {name: sql for kind, name, sql in
+                   conn.execute("SELECT type, name, sql FROM sqlite_master WHERE name != 'items'")}
+        columns = conn.execute("PRAGMA table_info(items)").fetchall()
+        indexes = [(i[1], conn.execute(f"PRAGMA index_info({i[1]})").fetchall())
+                   for i in conn.execute("PRAGMA index_list(items)")]
+    return {"objects": objects, "columns": columns, "indexes": indexes}
+
+
+def relative(item: dict, folder: Path) -> dict:
+    return {**item, "image_path": Path(item["image_path"]).relative_to(folder).as_posix()}
+
+
+# ----------------------------------------------------------------- the list
+def test_migrations_are_numbered_and_cover_every_column():
+    assert [m.version for m in migrations.MIGRATIONS] == list(range(1, migrations.LATEST + 1))
+    versions = [c.since for c in schema.COLUMNS]
+    assert versions == sorted(versions), "ALTER TABLE appends: newer columns go at the end"
+    assert set(versions) <= {m.version for m in migrations.MIGRATIONS}
+    assert len({c.name for c in schema.COLUMNS}) == len(schema.COLUMNS)
+
+
+def test_one_column_list_drives_everything(tmp_path):
+    g = Gallery(tmp_path / "g")
+    item = g.get(add(g, "a dog", 1))
+    assert list(item) == schema.ITEM_KEYS == schema.EXPORT_FIELDS
+    assert "attention" not in schema.LIGHT and "alternatives" not in schema.LIGHT
+    assert "attention" in schema.FULL and "image_file" in schema.LIGHT
+    with raw(g.folder) as conn:
+        names = [r[1] for r in conn.execute("PRAGMA table_info(items)")]
+    assert names == [c.name for c in schema.COLUMNS]
+    assert set(schema.FTS_COLUMNS) <= set(names)
+
+
+def test_fresh_gallery_has_the_latest_version(tmp_path):
+    g = Gallery(tmp_path / "g")
+    assert g.schema_version == migrations.LATEST == user_version(g.folder)
+    g.close()
+    Gallery(tmp_path / "g").close()  # opening again changes nothing
+    assert user_version(tmp_path / "g") == migrations.LATEST
+
+
+# ------------------------------------------------------- release 0.1.0
+def test_fixture_is_a_0_1_0_gallery():
+    assert EXPECTED["captioner"] == "0.1.0"
+    assert not list(FIXTURE.glob("gallery.db-*")), "commit gallery.db checkpointed, without -wal/-shm"
+    assert user_version(FIXTURE) == 0
+    size = sum(p.stat().st_size for p in FIXTURE.rglob("*") if p.is_file())
+    assert size < 200_000
+
+
+def test_0_1_0_gallery_migrates_and_keeps_everything(old_gallery):
+    g = Gallery(old_gallery)
+    assert g.schema_version == migrations.LATEST == user_version(old_gallery)
+    # every item, caption and candidate (with its attention maps), as 0.1.0 read them back
+    items = [relative(item, old_gallery) for item in g.iter_items()]
+    assert [{k: v for k, v in item.items() if k != "edited_at"} for item in items] == EXPECTED["items"]
+    assert all(item["edited_at"] is None for item in items)  # 0.1.0 did not record edits
+    for expected in EXPECTED["items"]:
+        assert relative(g.get(expected["id"]), old_gallery) == {**expected, "edited_at": None}
+    for item_id in EXPECTED["deleted_ids"]:
+        assert g.get(item_id) is None
+    assert g.count() == len(EXPECTED["items"]) == 5
+    # what the fixture was made to hold
+    by_name = {item["original_name"]: item for item in items}
+    assert by_name["square.png"]["image_path"] == by_name["copy of square.png"]["image_path"]
+    assert by_name["café_日本の犬.jpg"]["image_path"].endswith(".jpg")
+    assert by_name["beach.png"]["caption"] == "a brown dog running along the sand"
+    for cand in by_name["square.png"]["candidates"]:  # one 2 x 2 map per word
+        assert len(cand["attention"]) == len(cand["tokens"]) and len(cand["attention"][0]) == 2
+    assert by_name["sky.png"]["candidates"] == []
+    # search results, page items without attention
+    for query, result in EXPECTED["searches"].items():
+        page = g.search(query)
+        assert ([i["id"] for i in page.items], page.match_all) == (result["ids"], result["match_all"]), query
+    # image files: all there, nothing extra, bytes match their hash
+    files = sorted(p.relative_to(old_gallery).as_posix() for p in g.images_dir.rglob("*") if p.is_file())
+    assert files == EXPECTED["image_files"]
+    for item in g.iter_items():
+        assert hashlib.sha256(Path(item["image_path"]).read_bytes()).hexdigest() == item["image_hash"]
+    assert g.integrity_check() == "ok" and g.orphan_images() == [] and g.missing_images() == []
+
+
+def test_migrated_schema_equals_a_fresh_one(old_gallery, tmp_path):
+    Gallery(old_gallery).close()
+    Gallery(tmp_path / "fresh").close()
+    migrated, fresh = schema_of(old_gallery), schema_of(tmp_path / "fresh")
+    assert migrated == fresh
+    assert "edited_at" in [c[1] for c in fresh["columns"]]
+
+
+def test_version_1_creates_what_0_1_0_created(tmp_path):
+    """Apart from the items table's text (compared column by column above), the SQL is identical."""
+    before = schema_of(FIXTURE)
+    Gallery(tmp_path / "fresh").close()
+    after = schema_of(tmp_path / "fresh")
+    assert before["objects"] == after["objects"] and before["indexes"] == after["indexes"]
+    assert before["columns"] == after["columns"][:len(before["columns"])]
+
+
+def test_migrated_gallery_keeps_working(old_gallery):
+    g = Gallery(old_gallery)
+    new_id = add(g, "a zebra on the lawn", 77)
+    assert new_id == 7  # the deleted item's id 5 and the last id 6 are never reused
+    assert [i["id"] for i in g.search("zebra").items] == [new_id]
+    g.update_caption(1, "a crimson square")
+    assert g.get(1)["edited_at"] is not None and g.get(2)["edited_at"] is None
+    assert [i["id"] for i in g.search("crimson").items] == [1]
+    shared = Path(g.get(2)["image_path"])
+    assert g.delete(1) and shared.exists()  # item 2 still uses the picture
+    assert g.delete(2) and not shared.exists()
+    assert g.integrity_check() == "ok"
+
+
+def test_newer_gallery_is_refused(tmp_path):
+    folder = tmp_path / "g"
+    g = Gallery(folder)
+    add(g, "from the future", 1)
+    g.close()
+    with raw(folder) as conn:
+        conn.execute(f"PRAGMA user_version = {migrations.LATEST + 1}")
+    with pytest.raises(GalleryError, match="made by a newer captioner .*upgrade captioner"):
+        Gallery(folder)
+    assert user_version(folder) == migrations.LATEST + 1  # left as it was
+
+
+def test_failed_migration_changes_nothing(old_gallery, monkeypatch):
+    add_column = migrations.MIGRATIONS[1].apply
+
+    def add_column_then_fail(db):
+        add_column(db)
+        raise sqlite3.OperationalError("disk I/O error (simulated)")
+
+    broken = (migrations.MIGRATIONS[0], migrations.Migration(2, "fails", add_column_then_fail))
+    monkeypatch.setattr(migrations, "MIGRATIONS", broken)
+    with pytest.raises(GalleryError, match="Could not open the gallery .*simulated"):
+        Gallery(old_gallery)
+    assert user_version(old_gallery) == 0
+    with raw(old_gallery) as conn:
+        assert "edited_at" not in [r[1] for r in conn.execute("PRAGMA table_info(items)")]
+    monkeypatch.undo()
+    assert Gallery(old_gallery).count() == 5 and user_version(old_gallery) == migrations.LATEST
+
+
+def open_and_save(folder: str, n: int, barrier) -> None:
+    """Child process: open a not yet migrated gallery at the same moment as the others, save."""
+    barrier.wait(60)
+    g = Gallery(folder)
+    g.save(make_image(1000 + n), f"p{n}.png", f"process {n} was here", candidates_for("x"))
+    g.close()
+
+
+def test_processes_opening_an_old_gallery_at_once(old_gallery):
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(4)
+    procs = [ctx.Process(target=open_and_save, args=(str(old_gallery), n, barrier)) for n in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0] * 4
+    g = Gallery(old_gallery)
+    assert g.count() == 5 + 4 and g.schema_version == migrations.LATEST
+    assert g.search("process").total == 4 and g.integrity_check() == "ok"
+
+
+# ---------------------------------------------------- paths relative to the gallery
+def stored_text(folder: Path) -> list[str]:
+    with raw(folder) as conn:
+        rows = conn.execute("SELECT * FROM items").fetchall()
+    return [value for row in rows for value in row if isinstance(value, str)]
+
+
+def test_moved_gallery_reads_every_image(tmp_path):
+    first = tmp_path / "first"
+    g = Gallery(first)
+    ids = [add(g, f"picture {i}", i % 3) for i in range(6)]  # some share an image
+    g.save(make_image(9), str(tmp_path / "in" / "x.png"), "saved with a full path as its name")
+    g.close()
+    for value in stored_text(first):
+        assert not os.path.isabs(value) and str(tmp_path) not in value, value
+    moved = tmp_path / "elsewhere" / "copy"
+    shutil.copytree(first, moved)
+    shutil.rmtree(first)  # nothing may still point there
+    copy = Gallery(moved)
+    items = list(copy.iter_items())
+    assert [i["id"] for i in items[:6]] == ids and len(items) == 7
+    for item in items:
+        path = Path(item["image_path"])
+        assert path.is_relative_to(moved)
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == item["image_hash"]
+    assert items[-1]["original_name"] == "x.png"
+    assert copy.orphan_images() == [] and copy.missing_images() == []
+
+
+@pytest.mark.parametrize("name, stored", [("/home/me/pics/cat.png", "cat.png"),
+                                          ("C:\\Users\\me\\dog.jpg", "dog.jpg"),
+                                          ("plain.png", "plain.png"), ("", "")])
+def test_original_name_keeps_no_folders(tmp_path, name, stored):
+    g = Gallery(tmp_path / "g")
+    assert g.get(g.save(make_image(1), name, "c"))["original_name"] == stored
+
+
+# ------------------------------------------------------- check and repair helpers
+def test_orphans_missing_images_and_search_rebuild(tmp_path):
+    g = Gallery(tmp_path / "g")
+    keep, lost = add(g, "a kept dog", 1), add(g, "a lost cat", 2)
+    orphan = g.images_dir / "ab" / ("ab" + "0" * 62 + ".png")
+    orphan.parent.mkdir()
+    orphan.write_bytes(make_image(3))
+    Path(g.get(lost)["image_path"]).unlink()
+    assert g.orphan_images() == [orphan] and orphan.exists()  # listed, not removed
+    assert g.missing_images() == [lost]
+    damage_search_index(g.folder, keep)
+    assert g.search("dog").total == 0
+    assert g.integrity_check() == "search index: 1 item(s) missing from it, 1 entry(ies) for no item"
+    g.rebuild_search_index()
+    assert g.integrity_check() == "ok"
+    assert [i["id"] for i in g.search("dog").items] == [keep]
+    assert g.search("ghost").total == 0
+
+
+def damage_search_index(folder: Path, item_id: int) -> None:
+    """Take an item out of the search index and add an entry for no item, as a crash mid-way could."""
+    with raw(folder) as conn:
+        row = conn.execute("SELECT caption, alternatives, original_name FROM items WHERE id = ?", [item_id]).fetchone()
+        conn.execute("INSERT INTO items_fts(items_fts, rowid, caption, alternatives, original_name) "
+                     "VALUES('delete', ?, ?, ?, ?)", [item_id, *row])
+        conn.execute("INSERT INTO items_fts(rowid, caption, alternatives, original_name) "
+                     "VALUES(999, 'a ghost', '', '')")
