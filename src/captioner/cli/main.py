@@ -7,6 +7,7 @@ import sys
 from captioner.cli import caption, evaluate, gallery, studio, train
 from captioner.cli.common import default_data
 from captioner.errors import CaptionerError
+from captioner.storage.errors import GalleryError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,8 +27,11 @@ def main(argv=None) -> int:
             return 2
     try:
         return args.func(args)
-    except CaptionerError as exc:
+    except (CaptionerError, GalleryError) as exc:  # the two families of errors a user can cause
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("error: out of memory; try a smaller --batch-size or --beam-size", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
