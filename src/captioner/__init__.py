@@ -13,7 +13,12 @@ Names are imported on first use, so `import captioner` stays light (no torch, no
 from __future__ import annotations
 
 import importlib
+import os
 from typing import TYPE_CHECKING, Any
+
+# Nothing leaves this computer: ONNX Runtime reads this before it starts (no usage events, no device id).
+# Set here too, so it holds even when other code imports onnxruntime before captioner.runtime does.
+os.environ["ORT_DISABLE_TELEMETRY"] = "1"
 
 __version__ = "0.2.0.dev0"
 
