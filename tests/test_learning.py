@@ -76,7 +76,7 @@ def test_resume_continues_from_checkpoint(shapes_data, tmp_path):
     args = ["train", "--data", str(root), "--cache", str(cache), "--out", str(out), "--val-images", "10"] + TRAIN_ARGS
     assert cli.main(args + ["--epochs", "1"]) == 0
     assert cli.main(args + ["--epochs", "2", "--resume"]) == 0
-    epochs = [l.split(",")[0] for l in (out / "log.csv").read_text().splitlines()[1:]]
+    epochs = [row.split(",")[0] for row in (out / "log.csv").read_text().splitlines()[1:]]
     assert epochs == ["1", "2"]
     ck = torch.load(out / "checkpoint.pt", weights_only=True)
     assert ck["state"]["epoch"] == 2
@@ -108,7 +108,7 @@ def test_scst_fine_tunes_a_trained_model_and_resumes(shapes_data, tmp_path):
             "--threads", "2", "--device", "cpu"]
     assert cli.main(args + ["--epochs", "1"]) == 0  # 480 training images: 4 batches, validated after 2 and 4
     assert cli.main(args + ["--epochs", "2", "--resume"]) == 0
-    steps = [int(l.split(",")[0]) for l in (out / "log.csv").read_text().splitlines()[1:]]
+    steps = [int(row.split(",")[0]) for row in (out / "log.csv").read_text().splitlines()[1:]]
     assert steps == [2, 4, 6, 8]
     assert (out / "best" / "decoder.safetensors").exists()
     cap = Captioner.load(out / "best")

@@ -1,24 +1,96 @@
-"""`captioner prepare | train | scst`: feature caches and training."""
+"""`captioner prepare | train | scst`: feature caches and training.
+
+The flags of `train` and `scst` are generated from `TrainConfig`, `SCSTConfig` and `ModelConfig`
+(cli/dataclass_args.py), so their defaults are written once. Every value, path and cache is checked
+before anything is written; what a user can get wrong ends as one line and exit code 2.
+"""
 from __future__ import annotations
 
 import json
+import os
+from dataclasses import field, fields, make_dataclass
 from pathlib import Path
 
 from captioner.cli.common import DATA_HELP
-from captioner.data.features import open_feature_cache
-from captioner.errors import CaptionerError
+from captioner.cli.dataclass_args import add_dataclass_args, config_from_args
+from captioner.errors import CaptionerError, ConfigError, DataError
+from captioner.model.backbones import BACKBONES
+from captioner.model.config import ModelConfig
+from captioner.training.config import RunConfig, SCSTConfig, TrainConfig, max_threads
+
+# help for ModelConfig's architecture fields (the dataclass itself carries none); defaults come from it
+MODEL_HELP = {
+    "name": "model name stored in its config",
+    "backbone": f"ImageNet backbone: {', '.join(sorted(BACKBONES))}",
+    "input_size": "images are squashed to this many pixels square",
+    "grid": "the encoder's output is pooled to GRID x GRID cells",
+    "fine_tune_blocks": "train the backbone's last BLOCKS blocks too",
+    "embed_dim": "word embedding size",
+    "attention_dim": "attention layer size",
+    "hidden_dim": "LSTM state size",
+    "dropout": "dropout before the output layer",
+}
+RUN_FIELDS = tuple(f.name for f in fields(RunConfig))
+ModelFlags = make_dataclass("ModelFlags", [(f.name, f.type, field(default=f.default, metadata={"help": MODEL_HELP[f.name]}))
+                                           for f in fields(ModelConfig) if f.name in MODEL_HELP])
+
+
+def check_range(flag: str, value, lo: int, hi: int) -> None:
+    if not lo <= value <= hi:
+        raise ConfigError(f"{flag} must be between {lo} and {hi}, not {value}")
+
+
+def load_data(path: str, image_dir: str | None, need: tuple[str, ...] = ()):
+    """The dataset at --data (`load_dataset` says in one line what is wrong with a missing or unreadable
+    one), refused when it lacks a split training needs."""
+    from captioner.data import load_dataset
+
+    ds = load_dataset(path, image_dir)
+    for split in need:
+        if not ds.splits.get(split):
+            raise DataError(f"--data {path} has no {split} images")
+    return ds
+
+
+def open_cache(path: str, *args, **kwargs):
+    """`open_feature_cache`, with one line for a cache folder that is unreadable as well as missing or incomplete."""
+    from captioner.data.features import open_feature_cache
+
+    try:
+        return open_feature_cache(path, *args, **kwargs)
+    except CaptionerError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError, AssertionError) as exc:
+        raise ConfigError(f"--cache {path} is not a readable feature cache ({type(exc).__name__}: {exc}); make it "
+                          "again with `captioner prepare`") from None
+
+
+def model_folder_config(folder: str, flag: str = "--init-from") -> ModelConfig:
+    """The ModelConfig of a model folder named by `flag`, or one clear line."""
+    p = Path(folder)
+    if not p.is_dir():
+        raise ConfigError(f"{flag} {folder}: no such folder")
+    if not (p / "config.json").is_file():
+        raise ConfigError(f"{flag} {folder} is not a model folder (no config.json); pass the best/ folder of "
+                          "a `captioner train` run")
+    return ModelConfig.load(p / "config.json")
 
 
 def cmd_prepare(args) -> int:
     import torch
 
-    from captioner.data import load_dataset
     from captioner.data.features import build_feature_cache, finish_feature_cache
-    from captioner.model.encoder import Encoder
 
+    check_range("--batch-size", args.batch_size, 1, 4096)
+    check_range("--threads", args.threads, 0, max_threads())
+    if args.model:
+        model_folder_config(args.model, "--model")
+    else:
+        ModelConfig(backbone=args.backbone, input_size=args.input_size, grid=args.grid).validate("captioner prepare")
+        check_range("--before-blocks", args.before_blocks, 0, 16)
     if args.threads:
         torch.set_num_threads(args.threads)
-    ds = load_dataset(args.data, args.image_dir)
+    ds = load_data(args.data, args.image_dir)
     if args.model:  # the features of a model whose backbone was fine-tuned
         from captioner.model.folder import CaptionModel
 
@@ -28,7 +100,7 @@ def cmd_prepare(args) -> int:
                                  "with --backbone/--input-size/--grid instead of --model")
         enc = model.encoder
         if args.from_cache:
-            cache = finish_feature_cache(enc, open_feature_cache(
+            cache = finish_feature_cache(enc, open_cache(
                 args.from_cache, model.cfg.backbone, model.cfg.input_size, None,
                 "it must be made from the same backbone and input size", before_blocks=model.cfg.fine_tune_blocks),
                 args.cache)
@@ -36,6 +108,8 @@ def cmd_prepare(args) -> int:
             cache = build_feature_cache(enc.to(memory_format=torch.channels_last), ds, args.cache,
                                         model.cfg.input_size, batch_size=args.batch_size, fine_tuned=True)
     else:
+        from captioner.model.encoder import Encoder
+
         enc = Encoder(args.backbone, args.grid).to(memory_format=torch.channels_last)
         cache = build_feature_cache(enc, ds, args.cache, args.input_size, batch_size=args.batch_size,
                                     before_blocks=args.before_blocks)
@@ -46,33 +120,30 @@ def cmd_prepare(args) -> int:
 
 
 def cmd_train(args) -> int:
-    import os
+    from captioner.device import resolve_device
+    from captioner.training.cross_entropy import train
 
-    from captioner.data import load_dataset
-    from captioner.model.config import ModelConfig
-    from captioner.training.cross_entropy import TrainConfig, train
-
-    ds = load_dataset(args.data, args.image_dir)
+    tcfg = config_from_args(TrainConfig, args).validate()
+    mcfg = config_from_args(ModelConfig, args).validate("captioner train")
+    resolve_device(tcfg.device)
+    arch = mcfg
+    if args.init_from:  # its architecture is the model's; only --fine-tune-blocks applies
+        arch = model_folder_config(args.init_from)
+        arch.fine_tune_blocks = mcfg.fine_tune_blocks
+        fix = f"the model in {args.init_from} needs {arch.backbone} at {arch.input_size}px, grid {arch.grid}"
+    else:
+        fix = "pass matching --backbone/--input-size/--grid"
+    ds = load_data(args.data, args.image_dir, need=("train", "val"))
     cache = None
     if args.cache:
-        cache = open_feature_cache(args.cache, args.backbone, args.input_size,
-                                    None if args.fine_tune_blocks else args.grid,
-                                    "pass matching --backbone/--input-size/--grid", before_blocks=args.fine_tune_blocks)
-    mcfg = ModelConfig(backbone=args.backbone, input_size=args.input_size, grid=args.grid,
-                       embed_dim=args.embed_dim, attention_dim=args.attention_dim, hidden_dim=args.hidden_dim,
-                       dropout=args.dropout, fine_tune_blocks=args.fine_tune_blocks, name=args.name)
-    tcfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, encoder_lr=args.encoder_lr,
-                       attention_reg=args.attention_reg, label_smoothing=args.label_smoothing,
-                       min_word_freq=args.min_word_freq, early_stop_patience=args.patience,
-                       lr_patience=args.lr_patience, lr_decay=args.lr_decay, keep_epochs=args.keep_epochs,
-                       val_beam_size=args.val_beam_size, val_images=args.val_images, seed=args.seed,
-                       threads=args.threads, device=args.device)
+        cache = open_cache(args.cache, arch.backbone, arch.input_size, None if arch.fine_tune_blocks else arch.grid,
+                           fix, before_blocks=arch.fine_tune_blocks)
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if distributed:
         import torch
         import torch.distributed as dist
 
-        dist.init_process_group("nccl" if torch.cuda.is_available() and args.device != "cpu" else "gloo")
+        dist.init_process_group("nccl" if torch.cuda.is_available() and tcfg.device != "cpu" else "gloo")
     try:
         summary = train(ds, args.out, mcfg, tcfg, cache=cache, resume=args.resume, init_from=args.init_from)
     finally:
@@ -83,27 +154,25 @@ def cmd_train(args) -> int:
 
 
 def cmd_scst(args) -> int:
-    from captioner.data import load_dataset
-    from captioner.model.config import ModelConfig
-    from captioner.training.scst import SCSTConfig, scst_train
+    from captioner.device import resolve_device
+    from captioner.training.scst import scst_train
 
-    ds = load_dataset(args.data, args.image_dir)
-    mcfg = ModelConfig.load(Path(args.init_from) / "config.json")
+    cfg = config_from_args(SCSTConfig, args).validate()
+    resolve_device(cfg.device)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ConfigError("captioner scst runs in one process: start it without torchrun")
+    mcfg = model_folder_config(args.init_from)
+    ds = load_data(args.data, args.image_dir, need=("train", "val"))
     fingerprint = None
     if mcfg.fine_tune_blocks:
         from captioner.model.folder import CaptionModel
 
         fingerprint = CaptionModel.load(args.init_from).encoder.fingerprint()
-    cache = open_feature_cache(args.cache, mcfg.backbone, mcfg.input_size, mcfg.grid,
-                                f"the model in {args.init_from} needs {mcfg.backbone} at {mcfg.input_size}px, grid {mcfg.grid}",
-                                encoder=fingerprint)
-    cfg = SCSTConfig(epochs=args.epochs, images_per_batch=args.images_per_batch, samples=args.samples,
-                     baseline=args.baseline, sample_dropout=args.sample_dropout, lr=args.lr,
-                     max_sample_len=args.max_sample_len, val_every=args.val_every, val_beam_size=args.val_beam_size,
-                     val_images=args.val_images, seed=args.seed, threads=args.threads, device=args.device)
+    cache = open_cache(args.cache, mcfg.backbone, mcfg.input_size, mcfg.grid,
+                       f"the model in {args.init_from} needs {mcfg.backbone} at {mcfg.input_size}px, grid {mcfg.grid}",
+                       encoder=fingerprint)
     print(json.dumps(scst_train(ds, cache, args.init_from, args.out, cfg, resume=args.resume)))
     return 0
-
 
 
 def register(sub) -> None:
@@ -113,7 +182,7 @@ def register(sub) -> None:
     d.add_argument("--data", required=True, help=DATA_HELP)
     d.add_argument("--image-dir", help="image folder for a Karpathy JSON")
     d.add_argument("--cache", required=True, metavar="DIR", help="folder for the features")
-    d.add_argument("--backbone", default="efficientnet-lite2")
+    d.add_argument("--backbone", default="efficientnet-lite2", help=MODEL_HELP["backbone"])
     d.add_argument("--input-size", type=int, default=224)
     d.add_argument("--grid", type=int, default=7)
     d.add_argument("--batch-size", type=int, default=32)
@@ -137,32 +206,9 @@ def register(sub) -> None:
     t.add_argument("--out", required=True, metavar="DIR", help="run folder")
     t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     t.add_argument("--init-from", metavar="DIR", help="start from this model folder (e.g. to fine-tune the backbone)")
-    t.add_argument("--name", default="captioner", help="model name stored in its config")
-    t.add_argument("--backbone", default="efficientnet-lite2")
-    t.add_argument("--input-size", type=int, default=224)
-    t.add_argument("--grid", type=int, default=7)
-    t.add_argument("--fine-tune-blocks", type=int, default=0, help="train the backbone's last N blocks too")
-    t.add_argument("--embed-dim", type=int, default=512)
-    t.add_argument("--attention-dim", type=int, default=512)
-    t.add_argument("--hidden-dim", type=int, default=512)
-    t.add_argument("--dropout", type=float, default=0.5)
-    t.add_argument("--epochs", type=int, default=20)
-    t.add_argument("--batch-size", type=int, default=64)
-    t.add_argument("--lr", type=float, default=4e-4)
-    t.add_argument("--encoder-lr", type=float, default=1e-4)
-    t.add_argument("--attention-reg", type=float, default=1.0, help="doubly stochastic attention weight")
-    t.add_argument("--label-smoothing", type=float, default=0.0)
-    t.add_argument("--min-word-freq", type=int, default=5)
-    t.add_argument("--patience", type=int, default=3, help="epochs without val BLEU-4 gain before stopping")
-    t.add_argument("--lr-patience", type=int, default=1,
-                   help="epochs without val BLEU-4 gain before the learning rate is multiplied by --lr-decay")
-    t.add_argument("--lr-decay", type=float, default=0.5)
-    t.add_argument("--keep-epochs", action="store_true", help="also save every epoch's model to OUT/epoch-N/")
-    t.add_argument("--val-beam-size", type=int, default=3)
-    t.add_argument("--val-images", type=int, default=0, help="validate on the first N val images (0 = all)")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--threads", type=int, default=0)
-    t.add_argument("--device", default="auto", help="auto, cpu, cuda")
+    add_dataclass_args(t.add_argument_group("model (with --init-from, only --fine-tune-blocks applies)"), ModelFlags)
+    add_dataclass_args(t.add_argument_group("training"), TrainConfig, exclude=RUN_FIELDS)
+    add_dataclass_args(t.add_argument_group("run"), RunConfig)
     t.set_defaults(func=cmd_train)
 
     r = sub.add_parser("scst", help="fine-tune a trained model with self-critical sequence training (CIDEr reward)",
@@ -176,18 +222,6 @@ def register(sub) -> None:
     r.add_argument("--init-from", required=True, metavar="DIR", help="the model folder to start from")
     r.add_argument("--out", required=True, metavar="DIR", help="run folder")
     r.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
-    r.add_argument("--epochs", type=int, default=3)
-    r.add_argument("--images-per-batch", type=int, default=50)
-    r.add_argument("--samples", type=int, default=5, help="captions sampled per image")
-    r.add_argument("--baseline", choices=["mean", "greedy"], default="mean")
-    r.add_argument("--sample-dropout", action="store_true", help="sample with dropout on (default: off)")
-    r.add_argument("--lr", type=float, default=2e-5)
-    r.add_argument("--max-sample-len", type=int, default=20)
-    r.add_argument("--val-every", type=int, default=0, help="batches between validations (0 = once per epoch)")
-    r.add_argument("--val-beam-size", type=int, default=3)
-    r.add_argument("--val-images", type=int, default=0, help="validate on the first N val images (0 = all)")
-    r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--threads", type=int, default=0)
-    r.add_argument("--device", default="auto", help="auto, cpu, cuda")
+    add_dataclass_args(r.add_argument_group("SCST"), SCSTConfig, exclude=RUN_FIELDS)
+    add_dataclass_args(r.add_argument_group("run"), RunConfig)
     r.set_defaults(func=cmd_scst)
-

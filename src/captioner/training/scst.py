@@ -5,23 +5,18 @@ Starts from a model trained with teacher forcing (`captioner train`) and works o
 features (frozen backbone). For each image it samples `samples` captions; the baseline is either
 the mean reward of the image's other samples ("mean", Luo 2020) or the reward of its greedy
 caption ("greedy", the original paper). Captions are sampled from the model as it decodes (dropout
-off) unless `sample_dropout`. What it did for the shipped model is in weights/README.md. Validation is real beam search; the model with the best
-validation CIDEr is kept in OUT/best/. A checkpoint is written after every validation, and
-`resume=True` continues from it.
+off) unless `sample_dropout`. What it did for the shipped model is in weights/README.md. Each epoch
+visits the training images in an order that depends only on the seed and the epoch. Validation
+(real beam search, every `val_every` batches) keeps the model with the best validation CIDEr in
+OUT/best/; the loop itself (resume, log, checkpoints) is `captioner.training.loop`.
 """
 from __future__ import annotations
 
-import csv
-import json
 import math
-import os
 import random
-import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 from captioner.data.dataset import CaptionDataset
 from captioner.data.features import FeatureCache
@@ -32,26 +27,8 @@ from captioner.decoding.step_decoder import StepDecoder
 from captioner.evaluation.cider import CiderD
 from captioner.model.folder import CaptionModel
 from captioner.model.vocab import Vocab, tokenize
-from captioner.device import resolve_device
-from captioner.training.cross_entropy import FeatureSource, validate
-
-
-@dataclass
-class SCSTConfig:
-    epochs: int = 3
-    images_per_batch: int = 50
-    samples: int = 5  # captions sampled per image
-    baseline: str = "mean"  # "mean" of the image's other samples, or "greedy"
-    sample_dropout: bool = False  # sample with dropout active (train mode) or from the model as it decodes
-    lr: float = 2e-5
-    grad_clip: float = 5.0
-    max_sample_len: int = 20
-    val_every: int = 0  # batches between validations; 0: once per epoch
-    val_beam_size: int = 3
-    val_images: int = 0
-    seed: int = 0
-    threads: int = 0
-    device: str = "auto"
+from captioner.training.config import SCSTConfig
+from captioner.training.loop import FeatureSource, Job, Run, run_training
 
 
 def sample_captions(decoder: StepDecoder, feats: torch.Tensor, vocab: Vocab, n: int, max_len: int):
@@ -97,95 +74,96 @@ def rewards(scorer: CiderD, vocab: Vocab, ids, image_ids: list[str], refs: dict)
     return torch.tensor(out)
 
 
-def scst_train(dataset: CaptionDataset, cache: FeatureCache, init_from: str | Path, out_dir: str | Path,
-               cfg: SCSTConfig, resume: bool = False) -> dict:
-    """Fine-tune the decoder of the model in `init_from` with SCST into `out_dir`. Returns a summary."""
-    if cfg.baseline not in ("mean", "greedy"):
-        raise ValueError(f"unknown SCST baseline {cfg.baseline!r}: use 'mean' or 'greedy'")
-    if cfg.baseline == "mean" and cfg.samples < 2:
-        raise ValueError("the mean-of-samples baseline needs at least 2 samples per image")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    device = resolve_device(cfg.device)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
+class SCSTJob(Job):
+    metric, best_key, stat = "cider", "best_cider", "reward"
+    log_header = ["step", "epoch", "mean_reward", "val_bleu4", "val_cider", "seconds"]
+    config_file = "scst_config.json"
+    distributed = False
 
-    model = CaptionModel.load(init_from, with_encoder=False).to(device)
-    vocab, decoder = model.vocab, model.decoder
-    source = FeatureSource(model, dataset, cache, device)
-    train_ids = dataset.split("train")
-    val_ids = dataset.split("val")[: cfg.val_images or None]
-    source.preload(sorted(set(train_ids) | set(val_ids)))
-    refs = {i: [tokenize(c) for c in dataset.captions[i]] for i in train_ids}
-    scorer = CiderD(refs.values())
-    opt = torch.optim.Adam(decoder.parameters(), lr=cfg.lr)
+    def __init__(self, dataset: CaptionDataset, cache: FeatureCache, init_from: str | Path, cfg: SCSTConfig):
+        self.dataset, self.cache, self.init_from, self.cfg = dataset, cache, init_from, cfg
 
-    n_batches = math.ceil(len(train_ids) / cfg.images_per_batch)
-    val_every = cfg.val_every or n_batches
-    state = {"step": 0, "best_cider": -1.0}
-    ckpt_path = out / "checkpoint.pt"
-    if resume and ckpt_path.exists():
-        ck = torch.load(ckpt_path, map_location=device, weights_only=True)
-        decoder.load_state_dict(ck["decoder"])
-        opt.load_state_dict(ck["optimizer"])
-        state = json.loads(ck["state"])
-        torch.set_rng_state(ck["torch_rng"])
-        print(f"resumed from {ckpt_path} at step {state['step']} (best val CIDEr {state['best_cider']:.2f})")
-    log_path = out / "log.csv"
-    if not (resume and log_path.exists()):
-        with open(log_path, "w", newline="") as f:
-            csv.writer(f).writerow(["step", "epoch", "mean_reward", "val_bleu4", "val_cider", "seconds"])
-        (out / "scst_config.json").write_text(json.dumps({"init_from": str(init_from), "scst": asdict(cfg)}, indent=2))
+    def build(self, run: Run) -> None:
+        cfg = self.cfg
+        self.model = CaptionModel.load(self.init_from, with_encoder=False).to(run.device)
+        self.source = FeatureSource(self.model, self.dataset, self.cache, run.device)
+        self.train_ids = self.dataset.split("train")
+        self.val_ids = self.dataset.split("val")[: cfg.val_images or None]
+        self.source.preload(sorted(set(self.train_ids) | set(self.val_ids)))
+        self.refs = {i: [tokenize(c) for c in self.dataset.captions[i]] for i in self.train_ids}
+        self.scorer = CiderD(self.refs.values())
+        self.n_batches = math.ceil(len(self.train_ids) / cfg.images_per_batch)
+        self.total_steps = cfg.epochs * self.n_batches
+        self.val_every = cfg.val_every or self.n_batches
 
-    total_steps = cfg.epochs * n_batches
-    t0, reward_sum, reward_n = time.time(), 0.0, 0
-    bar = tqdm(total=total_steps, initial=state["step"], desc="SCST", unit="batch")
-    while state["step"] < total_steps:
-        epoch, b = divmod(state["step"], n_batches)
-        order = list(train_ids)
-        random.Random(cfg.seed + epoch).shuffle(order)  # the same order again after a resume
-        ids = order[b * cfg.images_per_batch : (b + 1) * cfg.images_per_batch]
-        feats = source(ids, train=True)
+    def trainable(self) -> torch.nn.Module:
+        return self.model.decoder
+
+    def param_groups(self) -> list[dict]:
+        return [{"params": self.model.decoder.parameters(), "lr": self.cfg.lr}]
+
+    def initial_state(self) -> dict:
+        return {"step": 0, "best_cider": -1.0}
+
+    def run_config(self) -> dict:
+        return {"init_from": str(self.init_from), "scst": super().run_config()}
+
+    def finished(self, state: dict) -> bool:
+        return state["step"] >= self.total_steps
+
+    def period(self, state: dict, run: Run) -> list:
+        """The batches up to the next validation (every `val_every` steps, and at the end); an epoch's
+        order depends only on the seed and the epoch, so a resumed run sees the same batches."""
+        first, last = state["step"], self._next_validation(state["step"])
+        size, orders, batches = self.cfg.images_per_batch, {}, []
+        for step in range(first, last):
+            epoch, b = divmod(step, self.n_batches)
+            if epoch not in orders:
+                orders[epoch] = list(self.train_ids)
+                random.Random(self.cfg.seed + epoch).shuffle(orders[epoch])
+            batches.append(orders[epoch][b * size : (b + 1) * size])
+        return batches
+
+    def _next_validation(self, step: int) -> int:
+        return min((step // self.val_every + 1) * self.val_every, self.total_steps)
+
+    def describe(self, state: dict) -> str:
+        first, last = state["step"] + 1, self._next_validation(state["step"])
+        return f"SCST step{f's {first}-' if last > first else ' '}{last}/{self.total_steps}"
+
+    def loss(self, net, ids: list[str]):
+        cfg, decoder, vocab = self.cfg, self.model.decoder, self.model.vocab
+        feats = self.source(ids, train=True)
         decoder.train(cfg.sample_dropout)
         words, logps, mask = sample_captions(decoder, feats, vocab, cfg.samples, cfg.max_sample_len)
-        r = rewards(scorer, vocab, words, ids, refs).view(len(ids), cfg.samples)
+        r = rewards(self.scorer, vocab, words, ids, self.refs).view(len(ids), cfg.samples)
         if cfg.baseline == "mean":
             base = (r.sum(1, keepdim=True) - r) / (cfg.samples - 1)
         else:
             decoder.eval()
             greedy = [c.ids for c in greedy_decode(decoder, feats, vocab, DecodingConfig(max_len=cfg.max_sample_len))]
-            base = rewards(scorer, vocab, greedy, ids, refs).unsqueeze(1)
+            base = rewards(self.scorer, vocab, greedy, ids, self.refs).unsqueeze(1)
             decoder.train(cfg.sample_dropout)
-        advantage = (r - base).flatten().to(device)
-        loss = scst_loss(logps, mask, advantage)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(decoder.parameters(), cfg.grad_clip)
-        opt.step()
-        state["step"] += 1
-        reward_sum += float(r.mean())
-        reward_n += 1
-        bar.update(1)
-        bar.set_postfix(reward=f"{reward_sum / reward_n:.3f}")
+        advantage = (r - base).flatten().to(self.source.device)
+        return scst_loss(logps, mask, advantage), float(r.mean())
 
-        if state["step"] % val_every == 0 or state["step"] == total_steps:
-            scores = validate(model, source, dataset, val_ids, cfg.val_beam_size)
-            improved = scores["cider"] > state["best_cider"]
-            if improved:
-                state["best_cider"] = scores["cider"]
-                model.save(out / "best")
-            secs = time.time() - t0
-            print(f"\nstep {state['step']} (epoch {state['step'] / n_batches:.2f}): mean reward {reward_sum / reward_n:.3f}  "
-                  f"val BLEU-4 {scores['bleu4']:.2f}  CIDEr {scores['cider']:.1f}  {secs:.0f}s"
-                  f"{'  (best)' if improved else ''}", flush=True)
-            with open(log_path, "a", newline="") as f:
-                csv.writer(f).writerow([state["step"], f"{state['step'] / n_batches:.3f}", f"{reward_sum / reward_n:.4f}",
-                                        f"{scores['bleu4']:.3f}", f"{scores['cider']:.2f}", f"{secs:.0f}"])
-            ck = {"decoder": decoder.state_dict(), "optimizer": opt.state_dict(), "state": json.dumps(state),
-                  "torch_rng": torch.get_rng_state()}
-            torch.save(ck, str(ckpt_path) + ".tmp")
-            os.replace(str(ckpt_path) + ".tmp", ckpt_path)
-            t0, reward_sum, reward_n = time.time(), 0.0, 0
-    bar.close()
-    return {"best_val_cider": state["best_cider"], "steps": state["step"], "best_dir": str(out / "best")}
+    def advance(self, state: dict, n_batches: int) -> None:
+        state["step"] += n_batches
+
+    def report(self, state, mean, scores, secs, improved, run):
+        step, epoch = state["step"], state["step"] / self.n_batches
+        line = (f"step {step} (epoch {epoch:.2f}): mean reward {mean:.3f}  val BLEU-4 {scores['bleu4']:.2f}  "
+                f"CIDEr {scores['cider']:.1f}  {secs:.0f}s{'  (best)' if improved else ''}")
+        return line, [step, f"{epoch:.3f}", f"{mean:.4f}", f"{scores['bleu4']:.3f}", f"{scores['cider']:.2f}", f"{secs:.0f}"]
+
+    def resumed(self, state: dict) -> str:
+        return f"at step {state['step']} (best val CIDEr {state['best_cider']:.2f})"
+
+    def finish(self, state: dict, stopped: bool, run: Run) -> dict:
+        return {"best_val_cider": state["best_cider"], "steps": state["step"], "best_dir": str(run.out / "best")}
+
+
+def scst_train(dataset: CaptionDataset, cache: FeatureCache, init_from: str | Path, out_dir: str | Path,
+               cfg: SCSTConfig, resume: bool = False) -> dict:
+    """Fine-tune the decoder of the model in `init_from` with SCST into `out_dir`. Returns a summary."""
+    return run_training(SCSTJob(dataset, cache, init_from, cfg), out_dir, resume)
