@@ -186,7 +186,9 @@ def local_studio(tiny_model_dir, tmp_path_factory):
     from captioner.pipeline import Captioner
     from captioner.storage import Gallery
     from captioner.studio.app import Studio
-    return Studio(Captioner.load(tiny_model_dir), Gallery(tmp_path_factory.mktemp("local-gallery")))
+    studio = Studio(Captioner.load(tiny_model_dir), Gallery(tmp_path_factory.mktemp("local-gallery")))
+    studio.upload_dir = None  # the photos here are test files, not uploads (see test_pasted_picture...)
+    return studio
 
 
 def test_build_app_names_its_api_events(tiny_model_dir, tmp_path):
@@ -229,9 +231,10 @@ def test_handlers_caption_show_save_browse_delete_export(local_studio, photo, tm
     with pytest.warns(UserWarning):
         assert studio.save(7, 0, "", state)["id"] is None  # no such photo
 
-    found = studio.search("", 1)
+    found, page_state = studio.search("", 1)
     assert found["items"][0]["id"] == saved["id"]
-    grid, line, page, ids, prev_btn, next_btn = studio.show_grid(found)
+    assert page_state["items"][0]["id"] == saved["id"]  # the session's copy, drawn by show_grid
+    grid, line, page, ids, prev_btn, next_btn = studio.show_grid(page_state)
     assert ids[0] == saved["id"] and grid.value and "page 1 of 1" in line
 
     details, selected, _ = studio.show_item(ids, gr.SelectData(None, {"index": 0, "value": None, "selected": True}))
@@ -247,13 +250,19 @@ def test_handlers_caption_show_save_browse_delete_export(local_studio, photo, tm
 
     message, *_ = studio.delete(saved["id"])
     assert "Deleted" in message and studio.gallery.get(saved["id"]) is None
-    assert studio.search("", 1)["items"] == [] or saved["id"] not in [i["id"] for i in studio.search("", 1)["items"]]
+    assert saved["id"] not in [i["id"] for i in studio.search("", 1)[0]["items"]]
 
 
-def test_pasted_picture_joins_the_photos(local_studio):
+def test_pasted_picture_joins_the_photos(local_studio, tmp_path, monkeypatch):
     import gradio as gr
 
-    files, cleared = local_studio.add_pasted("/tmp/gradio/x/image.png", ["/tmp/a.jpg"])
-    assert files == ["/tmp/a.jpg", "/tmp/gradio/x/image.png"] and cleared is None
-    skip_files, skip_paste = local_studio.add_pasted(None, ["/tmp/a.jpg"])  # cleared: change nothing
+    monkeypatch.setattr(local_studio, "upload_dir", tmp_path)  # Gradio's upload folder
+    pasted, earlier = str(tmp_path / "x" / "image.png"), str(tmp_path / "y" / "a.jpg")
+    files, cleared = local_studio.add_pasted(pasted, [earlier])
+    assert files == [earlier, pasted] and cleared is None
+    skip_files, skip_paste = local_studio.add_pasted(None, [earlier])  # cleared: change nothing
     assert skip_files == skip_paste == gr.skip()
+    for outside in [("/tmp/elsewhere.png", [earlier]), (pasted, ["/etc/passwd"]),
+                    (str(tmp_path / ".." / "z.png"), [])]:
+        with pytest.raises(gr.Error, match="uploaded"):
+            local_studio.add_pasted(*outside)

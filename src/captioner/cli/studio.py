@@ -1,23 +1,69 @@
 """`captioner studio`: the local web app."""
 from __future__ import annotations
 
+import argparse
+import sys
+
 from captioner.cli.common import add_model_arg
 
+DEFAULT_MAX_UPLOAD_MB = 50  # = captioner.studio.app.DEFAULT_MAX_UPLOAD_MB (not imported: it loads Gradio)
 
-def cmd_studio(args) -> int:
-    from captioner.studio.app import launch
 
-    launch(model_dir=args.model, gallery_dir=args.gallery, host=args.host, port=args.port, listen=args.listen)
+def _megabytes(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of megabytes: {text!r}") from None
+    if not 0 < value <= 1 << 20:
+        raise argparse.ArgumentTypeError(f"must be more than 0 (megabytes), not {text}")
+    return value
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The studio's options (shared by ``captioner studio`` and ``python -m captioner.studio.app``)."""
+    add_model_arg(p)
+    p.add_argument("--gallery", metavar="DIR", help="gallery folder (default: your data directory)")
+    p.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=7860, help="port to serve on (default 7860)")
+    p.add_argument("--listen", action="store_true",
+                   help="open the studio to the network (serve on 0.0.0.0); requests must then name a "
+                        "loopback host, an IP address or an --allowed-host")
+    p.add_argument("--allowed-host", dest="allowed_hosts", action="append", default=[], metavar="NAME",
+                   help="also answer requests addressed to this host name (repeatable; e.g. the "
+                        "computer's name on your network with --listen)")
+    p.add_argument("--max-upload-mb", type=_megabytes, default=DEFAULT_MAX_UPLOAD_MB, metavar="N",
+                   help=f"largest photo file accepted, in MB (default {DEFAULT_MAX_UPLOAD_MB})")
+    p.add_argument("--open", action="store_true", help="open a browser tab")
+
+
+def run(args) -> int:
+    """Start the studio; problems a user can fix end as one ``error:`` line and exit code 2."""
+    from captioner.errors import CaptionerError
+    from captioner.storage import GalleryError
+
+    try:
+        from captioner.studio.app import launch
+
+        launch(model_dir=args.model, gallery_dir=args.gallery, host=args.host, port=args.port,
+               listen=args.listen, inbrowser=getattr(args, "open", False),
+               allowed_hosts=getattr(args, "allowed_hosts", ()),
+               max_upload_mb=getattr(args, "max_upload_mb", DEFAULT_MAX_UPLOAD_MB))
+    except (CaptionerError, GalleryError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # e.g. the network or a file system
+        print(f"error: could not start the studio: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 0
     return 0
 
+
+cmd_studio = run
 
 
 def register(sub) -> None:
     s = sub.add_parser("studio", help="open the caption studio (local web app)",
                        description="Start the Gradio caption studio on http://127.0.0.1:PORT.")
-    add_model_arg(s)
-    s.add_argument("--gallery", metavar="DIR", help="gallery folder (default: your data directory)")
-    s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=7860)
-    s.add_argument("--listen", action="store_true", help="open the studio to the network (0.0.0.0)")
+    add_arguments(s)
     s.set_defaults(func=cmd_studio)

@@ -1,0 +1,145 @@
+"""What a browser session may keep in the studio's memory, and for how long.
+
+Every browser tab (and every gradio_client ``Client``) is a session.  Gradio keeps, per session:
+
+* the values of ``gr.State`` components: here the last ``/caption`` result (what ``/save``
+  needs) and the gallery page on screen.  They expire ``SESSION_TTL_S`` after they were last
+  set (``gr.State(time_to_live=...)``);
+* a copy of the last value sent to every output component ("config values", used only to
+  rebuild a page from a deep link).  For the candidate cards and the item details that is the
+  whole HTML with its attention animations: megabytes per session at beam 10, kept until the
+  session is dropped, and Gradio drops sessions only beyond ``state_session_capacity`` (10,000
+  by default).  `forget_values` clears those copies once they have been sent, and `Reaper`
+  drops whole sessions that have been idle for ``SESSION_TTL_S``.
+
+The last two use Gradio's session store (``Blocks.state_holder``), which is not a public API;
+`supported` says whether this Gradio has the attributes they need (a test checks it, so an
+upgrade that changes them is noticed), and without them both do nothing.
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import datetime
+import logging
+import threading
+from collections.abc import Iterable
+
+log = logging.getLogger("captioner.studio")
+
+#: Idle time after which a session's caption result and page are dropped (seconds).
+SESSION_TTL_S = 30 * 60
+#: How often the reaper looks for idle sessions (seconds).
+REAP_EVERY_S = 60
+#: At most this many sessions are held at all (the least recently used go first).
+MAX_SESSIONS = 1000
+
+
+def _holder(blocks):
+    return getattr(blocks, "state_holder", None)
+
+
+def supported(blocks) -> bool:
+    """Whether ``blocks`` (launched or mounted) has the session store this module works with."""
+    holder = _holder(blocks)
+    return (holder is not None and isinstance(getattr(holder, "session_data", None), dict)
+            and isinstance(getattr(holder, "time_last_used", None), dict) and hasattr(holder, "lock")
+            and hasattr(holder, "delete_state"))
+
+
+def forget_values(blocks, session_hash: str | None, component_ids: Iterable[int]) -> int:
+    """Clear the session's stored copies of these components' values; return how many were cleared.
+
+    The browser already has the values; the server's copies only serve deep links.
+    """
+    holder = _holder(blocks)
+    if not session_hash or holder is None:
+        return 0
+    try:
+        session = holder.session_data.get(session_hash)
+        values = getattr(session, "config_values", None)
+        if not isinstance(values, dict):
+            return 0
+        cleared = 0
+        for cid in component_ids:
+            props = (values.get(cid) or {}).get("props")
+            if isinstance(props, dict) and props.get("value") is not None:
+                props["value"] = None
+                cleared += 1
+        return cleared
+    except Exception:  # noqa: BLE001 - memory housekeeping must never break an event
+        log.debug("studio: could not clear stored values", exc_info=True)
+        return 0
+
+
+def drop_idle(blocks, ttl_s: float) -> int:
+    """Drop every session unused for ``ttl_s`` seconds (its State delete callbacks run); return how many."""
+    if not supported(blocks):
+        return 0
+    holder = _holder(blocks)
+    cutoff = datetime.datetime.now() - datetime.timedelta(seconds=ttl_s)
+    idle = [sid for sid, last in list(holder.time_last_used.items()) if last < cutoff]
+    dropped = 0
+    for sid in idle:
+        try:
+            holder.delete_state(sid)
+        except Exception:  # noqa: BLE001
+            log.debug("studio: delete_state(%s) failed", sid, exc_info=True)
+        with holder.lock:
+            last = holder.time_last_used.get(sid)
+            if last is not None and last >= cutoff:  # used again meanwhile
+                continue
+            holder.session_data.pop(sid, None)
+            holder.time_last_used.pop(sid, None)
+        dropped += 1
+    return dropped
+
+
+_libc = None
+
+
+def release_free_memory() -> None:
+    """Give freed heap memory back to the system (glibc ``malloc_trim``; a no-op elsewhere)."""
+    global _libc
+    if _libc is None:
+        name = ctypes.util.find_library("c")
+        try:
+            _libc = ctypes.CDLL(name) if name else False
+            if _libc and not hasattr(_libc, "malloc_trim"):
+                _libc = False
+        except OSError:
+            _libc = False
+    if _libc:
+        try:
+            _libc.malloc_trim(0)
+        except Exception:  # noqa: BLE001
+            pass
+
+
+class Reaper:
+    """A daemon thread dropping idle sessions every ``every_s`` seconds."""
+
+    def __init__(self, blocks, ttl_s: float = SESSION_TTL_S, every_s: float = REAP_EVERY_S):
+        self.blocks, self.ttl_s, self.every_s = blocks, ttl_s, every_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> Reaper:
+        if not supported(self.blocks):
+            log.warning("studio: this Gradio version has no session store the studio knows; "
+                        "idle sessions are dropped by Gradio only")
+            return self
+        self._thread = threading.Thread(target=self._run, name="studio-session-reaper", daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_s):
+            try:
+                if drop_idle(self.blocks, self.ttl_s):
+                    release_free_memory()
+            except Exception:  # noqa: BLE001 - keep reaping
+                log.exception("studio: dropping idle sessions failed")
+
+    def stop(self) -> None:
+        self._stop.set()
