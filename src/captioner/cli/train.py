@@ -8,31 +8,16 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import field, fields, make_dataclass
+from dataclasses import fields
 from pathlib import Path
 
 from captioner.cli.common import DATA_HELP
 from captioner.cli.dataclass_args import add_dataclass_args, config_from_args
 from captioner.errors import CaptionerError, ConfigError, DataError
-from captioner.model.backbones import BACKBONES
 from captioner.model.config import ModelConfig
 from captioner.training.config import RunConfig, SCSTConfig, TrainConfig, max_threads
 
-# help for ModelConfig's architecture fields (the dataclass itself carries none); defaults come from it
-MODEL_HELP = {
-    "name": "model name stored in its config",
-    "backbone": f"ImageNet backbone: {', '.join(sorted(BACKBONES))}",
-    "input_size": "images are squashed to this many pixels square",
-    "grid": "the encoder's output is pooled to GRID x GRID cells",
-    "fine_tune_blocks": "train the backbone's last BLOCKS blocks too",
-    "embed_dim": "word embedding size",
-    "attention_dim": "attention layer size",
-    "hidden_dim": "LSTM state size",
-    "dropout": "dropout before the output layer",
-}
 RUN_FIELDS = tuple(f.name for f in fields(RunConfig))
-ModelFlags = make_dataclass("ModelFlags", [(f.name, f.type, field(default=f.default, metadata={"help": MODEL_HELP[f.name]}))
-                                           for f in fields(ModelConfig) if f.name in MODEL_HELP])
 
 
 def check_range(flag: str, value, lo: int, hi: int) -> None:
@@ -182,7 +167,7 @@ def register(sub) -> None:
     d.add_argument("--data", required=True, help=DATA_HELP)
     d.add_argument("--image-dir", help="image folder for a Karpathy JSON")
     d.add_argument("--cache", required=True, metavar="DIR", help="folder for the features")
-    d.add_argument("--backbone", default="efficientnet-lite2", help=MODEL_HELP["backbone"])
+    d.add_argument("--backbone", default=ModelConfig.backbone, help=ModelConfig.__dataclass_fields__["backbone"].metadata["help"])
     d.add_argument("--input-size", type=int, default=224)
     d.add_argument("--grid", type=int, default=7)
     d.add_argument("--batch-size", type=int, default=32)
@@ -206,7 +191,7 @@ def register(sub) -> None:
     t.add_argument("--out", required=True, metavar="DIR", help="run folder")
     t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     t.add_argument("--init-from", metavar="DIR", help="start from this model folder (e.g. to fine-tune the backbone)")
-    add_dataclass_args(t.add_argument_group("model (with --init-from, only --fine-tune-blocks applies)"), ModelFlags)
+    add_dataclass_args(t.add_argument_group("model (with --init-from, only --fine-tune-blocks applies)"), ModelConfig)
     add_dataclass_args(t.add_argument_group("training"), TrainConfig, exclude=RUN_FIELDS)
     add_dataclass_args(t.add_argument_group("run"), RunConfig)
     t.set_defaults(func=cmd_train)

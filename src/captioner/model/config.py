@@ -7,7 +7,7 @@ kept four decoding settings in config.json (`max_caption_len`, `length_penalty`,
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from captioner.decoding.config import DecodingConfig
@@ -23,17 +23,20 @@ _RANGES = {"input_size": (32, 1024), "grid": (1, 32), "embed_dim": (1, 4096), "a
 
 @dataclass
 class ModelConfig:
-    backbone: str = "efficientnet-lite2"
-    input_size: int = 224  # images are squashed to input_size x input_size (no crop)
-    grid: int = 7  # encoder output is grid x grid
-    resize: str = "squash-bicubic"
-    embed_dim: int = 512
-    attention_dim: int = 512
-    hidden_dim: int = 512
-    dropout: float = 0.5
-    vocab_size: int = 0
-    fine_tune_blocks: int = 0  # > 0: the encoder's last blocks were trained and are saved with the model
-    name: str = "captioner"
+    backbone: str = field(default="efficientnet-lite2", metadata={
+        "help": "ImageNet backbone registered in captioner.model.backbones (efficientnet-lite2, efficientnet-lite0, "
+                "resnet101, resnet50)"})
+    input_size: int = field(default=224, metadata={"help": "images are squashed to this many pixels square"})
+    grid: int = field(default=7, metadata={"help": "the encoder's output is pooled to GRID x GRID cells"})
+    resize: str = field(default="squash-bicubic", metadata={"cli": False})
+    embed_dim: int = field(default=512, metadata={"help": "word embedding size"})
+    attention_dim: int = field(default=512, metadata={"help": "attention layer size"})
+    hidden_dim: int = field(default=512, metadata={"help": "LSTM state size"})
+    dropout: float = field(default=0.5, metadata={"help": "dropout before the output layer"})
+    vocab_size: int = field(default=0, metadata={"cli": False})  # set from the training captions
+    fine_tune_blocks: int = field(default=0, metadata={
+        "help": "train the backbone's last BLOCKS blocks too (saved with the model)"})
+    name: str = field(default="captioner", metadata={"help": "model name stored in its config"})
 
     def validate(self, where: str = "config") -> ModelConfig:
         """Raise `ConfigError` for a value of the wrong type or out of range (a hand-edited or foreign file)."""
