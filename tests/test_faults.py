@@ -196,3 +196,33 @@ def test_symlink_loops_fifos_and_broken_links_say_what_they_are(tiny_model_dir, 
     assert "broken symbolic link" in recs["broken.jpg"]["error"]
     assert "not a regular file" in recs["pipe.jpg"]["error"] and "FIFO" in recs["pipe.jpg"]["error"]
     assert recs["good.jpg"]["error"] is None
+
+
+# ---------------------------------------------------------------- 7. galleries: read-only, absurd pages
+def test_a_read_only_gallery_is_browsed_and_refuses_changes(tmp_path):
+    from captioner.storage import Gallery, GalleryError
+
+    folder = tmp_path / "g"
+    photo = tmp_path / "p.png"
+    Image.new("RGB", (30, 30), "red").save(photo)
+    with Gallery(folder) as g:
+        item = g.save(photo, "p.png", "a red square on the table")
+    images = sorted(p.relative_to(folder) for p in (folder / "images").rglob("*"))
+    with Gallery(folder, read_only=True) as ro:
+        assert ro.read_only and ro.get(item)["caption"] == "a red square on the table"
+        assert [i["id"] for i in ro.search("square").items] == [item]
+        for change in (lambda: ro.save(photo, "p.png", "x"), lambda: ro.delete(item),
+                       lambda: ro.update_caption(item, "x")):
+            with pytest.raises(GalleryError, match="read-only"):
+                change()
+    assert sorted(p.relative_to(folder) for p in (folder / "images").rglob("*")) == images
+    with Gallery(folder) as g:
+        assert g.count() == 1 and g.get(item)["caption"] == "a red square on the table"
+
+
+def test_an_absurd_page_number_is_an_empty_page(tmp_path):
+    from captioner.storage import Gallery
+
+    with Gallery(tmp_path / "g") as g:
+        for page in (10**30, -5, "7"):
+            assert g.search("dog", page=page).items == [] and g.browse(page=page).items == []

@@ -60,6 +60,8 @@ DB_NAME = "gallery.db"
 IMAGES_DIR = "images"
 BUSY_TIMEOUT_S = 60.0
 MAX_PER_PAGE = 1000
+#: Pages past this are empty anyway; the cap keeps OFFSET within SQLite's 64-bit integers.
+MAX_PAGE = 10**9
 #: Temporary image files older than this are assumed abandoned by a crash.
 STALE_TEMP_S = 3600
 _EXTENSIONS = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "GIF": "gif",
@@ -234,6 +236,28 @@ def _merge_attention(candidates_json: str | None, attention_json: str | None) ->
     return candidates
 
 
+def _connect_read_only(db_path: Path) -> sqlite3.Connection:
+    """A read-only connection: ``mode=ro`` when SQLite can share the WAL index there, else
+    ``immutable=1`` (a read-only medium: no -wal/-shm files, no locks)."""
+    try:
+        conn = sqlite3.connect(f"{db_path.as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S,
+                               isolation_level=None, check_same_thread=False)
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        return conn
+    except sqlite3.OperationalError:
+        return sqlite3.connect(f"{db_path.as_uri()}?mode=ro&immutable=1", uri=True,
+                               isolation_level=None, check_same_thread=False)
+
+
+def _cannot_write(folder: Path, db_path: Path) -> bool:
+    """Whether an existing gallery folder (or its database) cannot be written by this process."""
+    if not folder.is_dir():
+        return False  # missing: it will be created (or fail with its own message)
+    if db_path.exists() and not os.access(db_path, os.W_OK):
+        return True
+    return not os.access(folder, os.W_OK | os.X_OK)
+
+
 class Gallery:
     """A folder holding ``gallery.db`` and ``images/``; created if missing.
 
@@ -241,17 +265,35 @@ class Gallery:
     connection) and to open the same folder from several processes.
     """
 
-    def __init__(self, folder: str | os.PathLike):
+    def __init__(self, folder: str | os.PathLike, read_only: bool | None = None):
+        """``read_only``: open for browsing only (None: when the folder or its database cannot be
+        written, e.g. a read-only mount or another user's files). Saving, editing and deleting
+        then raise a GalleryError that says so."""
         self.folder = Path(folder).expanduser().resolve()
         self.images_dir = self.folder / IMAGES_DIR
         self.db_path = self.folder / DB_NAME
         self._local = threading.local()
+        self.read_only = _cannot_write(self.folder, self.db_path) if read_only is None else read_only
         try:
-            self.images_dir.mkdir(parents=True, exist_ok=True)
-            self._init_schema()
+            if self.read_only:
+                self._open_read_only()
+            else:
+                self.images_dir.mkdir(parents=True, exist_ok=True)
+                self._init_schema()
         except (OSError, sqlite3.Error, GalleryError) as exc:
             self.close()
             raise GalleryError(f"Could not open the gallery at '{self.folder}': {exc}") from exc
+
+    def _open_read_only(self) -> None:
+        if not self.folder.is_dir():
+            raise GalleryError("it is not a folder")
+        if not self.db_path.is_file():
+            raise GalleryError(f"the folder is read-only and holds no {DB_NAME}")
+        version = migrations.stored_version(self.db)
+        migrations.check_supported(version)
+        if version < migrations.LATEST:
+            raise GalleryError(f"the folder is read-only and its gallery (schema version {version}) needs an "
+                               "upgrade: open it once with write access")
 
     # ----------------------------------------------------------- connections
     @property
@@ -259,9 +301,12 @@ class Gallery:
         """This thread's (and this process's) sqlite-utils Database."""
         db = getattr(self._local, "db", None)
         if db is None or self._local.pid != os.getpid():
-            conn = sqlite3.connect(self.db_path, timeout=BUSY_TIMEOUT_S,
-                                   isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA synchronous=NORMAL")  # durable enough in WAL mode
+            if self.read_only:
+                conn = _connect_read_only(self.db_path)
+            else:
+                conn = sqlite3.connect(self.db_path, timeout=BUSY_TIMEOUT_S,
+                                       isolation_level=None, check_same_thread=False)
+                conn.execute("PRAGMA synchronous=NORMAL")  # durable enough in WAL mode
             db = sqlite_utils.Database(conn)
             self._local.db, self._local.pid = db, os.getpid()
         return db
@@ -279,9 +324,15 @@ class Gallery:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
+    def _check_writable(self) -> None:
+        if self.read_only:
+            raise GalleryError(f"The gallery at '{self.folder}' is read-only: it can be browsed and searched, "
+                               "but nothing can be saved, edited or deleted")
+
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite_utils.Database]:
         """A ``BEGIN IMMEDIATE`` transaction: holds the write lock until it ends."""
+        self._check_writable()
         db = self.db
         try:
             db.conn.execute("BEGIN IMMEDIATE")
@@ -374,6 +425,7 @@ class Gallery:
         ``caption``; tokens, scores and attention maps are kept as JSON).
         Raises GalleryError, leaving the gallery unchanged, for bad input.
         """
+        self._check_writable()
         if original_name is None and isinstance(image, (str, os.PathLike)):
             original_name = Path(image).name
         original_name = "" if original_name is None else _file_name(str(original_name))
@@ -429,7 +481,7 @@ class Gallery:
             page, per_page = int(page), int(per_page)
         except (TypeError, ValueError) as exc:
             raise GalleryError("Page and page size must be whole numbers") from exc
-        return max(page, 1), min(max(per_page, 1), MAX_PER_PAGE)
+        return min(max(page, 1), MAX_PAGE), min(max(per_page, 1), MAX_PER_PAGE)
 
     @staticmethod
     def _page(items: list[dict], total: int, page: int, per_page: int,
