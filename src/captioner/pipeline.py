@@ -187,3 +187,13 @@ class Captioner:
                     futures.append(pool.submit(prepare_batch, batches[n + 1]))
                 prepared, futures[n] = futures[n].result(), None  # drop finished batches: memory stays flat
                 yield from self.caption_prepared(prepared, decoding)
+
+    def caption_video(self, path: str | os.PathLike, decoding: DecodingConfig | None = None, *,
+                      max_shot: float = 10.0, name: str | None = None, **changes):
+        """A video file: shots detected (PySceneDetect), shots longer than `max_shot` seconds split, the
+        sharpest of a few frames near the middle of each segment captioned like a photo, consecutive
+        equal captions merged. Returns a `captioner.video.VideoResult` (`segments`, or `error` when the
+        file cannot be read; never raised)."""
+        from captioner.video.segments import caption_video
+
+        return caption_video(self, path, self.decoding_for(decoding, **changes), max_shot=max_shot, name=name)

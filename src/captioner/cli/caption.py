@@ -24,27 +24,62 @@ def check_counts(args) -> None:
         raise ConfigError(f"--threads must be between 1 and {max_threads} (4 x this machine's cores), or 0 for "
                           f"the default, not {args.threads}")
     DecodingConfig().replace(**{f: getattr(args, f) for f in DecodingConfig.__dataclass_fields__})  # ranges
+    if getattr(args, "max_shot", None) is not None:
+        from captioner.video.segments import check_max_shot
+
+        check_max_shot(args.max_shot)
+
+
+def expand_with_videos(paths: list[str]) -> list[str]:
+    """`expand_inputs`, with video files found in folders too (a folder of photos gives what it always did)."""
+    from captioner.inputs.images import IMAGE_EXTENSIONS
+    from captioner.inputs.sources import expand_inputs
+    from captioner.video.types import VIDEO_EXTENSIONS
+
+    wanted = IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
+    out = []
+    for p in paths:
+        if Path(p).is_dir():
+            out.extend(str(f) for f in sorted(Path(p).rglob("*")) if f.is_file() and f.suffix.lower() in wanted)
+        else:
+            out.extend(expand_inputs([p]))
+    return out
 
 
 def cmd_caption(args) -> int:
     import torch
 
     from captioner.device import resolve_device
-    from captioner.inputs.sources import expand_inputs
     from captioner.pipeline import Captioner
+    from captioner.video.subtitles import is_subtitle_path
+    from captioner.video.types import is_video_path
 
     check_counts(args)
     device = resolve_device(args.device)
     if args.out:
         check_output_path(args.out)
+    subtitles = is_subtitle_path(args.out)
+    if subtitles and len(args.paths) != 1:
+        raise ConfigError(f"--out {args.out}: subtitles hold the captions of one video; give a single video "
+                          "(or write JSON Lines: --out captions.jsonl)")
     if args.threads:
         torch.set_num_threads(args.threads)
     captioner = Captioner.load(args.model, device=device)
     decoding = config_from_args(DecodingConfig, args, base=captioner.decoding)
-    paths = expand_inputs(args.paths)
+    paths = expand_with_videos(args.paths)
     if not paths:
         print("error: no image files given (the folders hold none)", file=sys.stderr)
         return 2
+    videos = [p for p in paths if is_video_path(p)]
+    if subtitles:
+        if len(paths) != 1 or not videos:
+            raise ConfigError(f"--out {args.out}: subtitles hold the captions of one video; {args.paths[0]} is not "
+                              "a video file (.mp4, .mov, .mkv, .webm, .avi or an animated .gif)")
+        return _caption_videos(captioner, videos, decoding, args, None, several=False)
+    if videos and args.out and Path(args.out).suffix.lower() == ".csv":
+        raise ConfigError(f"--out {args.out}: video captions are timed segments; write them to .jsonl, .vtt or .srt")
+    if videos:
+        return _caption_mixed(captioner, paths, videos, decoding, args)
     to_file = args.out not in (None, "-")
     sink = ResultsFile(args.out) if args.out else None
     try:
@@ -65,8 +100,9 @@ def cmd_caption(args) -> int:
             sink.close()
 
 
-def _caption_paths(captioner, paths: list[str], decoding, args, sink) -> int:
+def _caption_paths(captioner, paths: list[str], decoding, args, sink, several: bool | None = None) -> int:
     failed = 0
+    several = len(paths) > 1 if several is None else several
     bar = None
     if args.out not in (None, "-") or len(paths) > 1 and not args.json and not sink:
         from tqdm import tqdm
@@ -86,7 +122,7 @@ def _caption_paths(captioner, paths: list[str], decoding, args, sink) -> int:
             elif result.error:
                 print(f"error: {result.error}", file=sys.stderr)
             else:
-                print(f"{result.image}\t{result.caption}" if len(paths) > 1 else result.caption, flush=True)
+                print(f"{result.image}\t{result.caption}" if several else result.caption, flush=True)
             if bar:
                 bar.update(1)
     finally:
@@ -97,17 +133,108 @@ def _caption_paths(captioner, paths: list[str], decoding, args, sink) -> int:
     return 1 if failed else 0
 
 
+class _Record:
+    """One segment (or a video's error) as `ResultsFile` writes it."""
+
+    def __init__(self, record: dict):
+        self.record = record
+
+    def to_dict(self, with_attention: bool = False) -> dict:
+        return self.record
+
+
+def _done_videos(path: Path) -> set[str]:
+    """Videos with complete, successful segment records in an earlier --out .jsonl."""
+    done: set[str] = set()
+    if not path.exists():
+        return done
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            if not line.endswith("\n"):
+                break
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(rec, dict) and rec.get("video") and not rec.get("error") and rec.get("caption"):
+                done.add(rec["video"])
+    return done
+
+
+def _caption_mixed(captioner, paths: list[str], videos: list[str], decoding, args) -> int:
+    """Photos (exactly as without videos), then videos; both into the same --out .jsonl when given."""
+    photos = [p for p in paths if p not in set(videos)]
+    several = len(paths) > 1
+    to_file = args.out not in (None, "-")
+    sink = ResultsFile(args.out) if args.out else None
+    try:
+        if to_file:
+            if sink.dropped_partial:
+                print(f"{args.out}: dropped an incomplete last line left by an interrupted run", file=sys.stderr)
+            done = read_done(Path(args.out))
+            done_videos = _done_videos(Path(args.out))
+            skipped = len([p for p in photos if p in done]) + len([v for v in videos if v in done_videos])
+            photos = [p for p in photos if p not in done]
+            videos = [v for v in videos if v not in done_videos]
+            if skipped:
+                print(f"skipping {skipped} file(s) already captioned in {args.out}", file=sys.stderr)
+            if not photos and not videos:
+                print("nothing to caption", file=sys.stderr)
+                return 0
+        code = _caption_paths(captioner, photos, decoding, args, sink, several=several) if photos else 0
+        return max(code, _caption_videos(captioner, videos, decoding, args, sink, several=several))
+    finally:
+        if sink:
+            sink.close()
+
+
+def _caption_videos(captioner, videos: list[str], decoding, args, sink, several: bool) -> int:
+    """Each video: its segments printed (`start --> end  caption`), as JSON Lines, into the --out .jsonl
+    (committed per video), or, for one video, into the --out .vtt/.srt."""
+    from captioner.video.subtitles import is_subtitle_path, segment_line, write_subtitles
+
+    failed = 0
+    for video in videos:
+        result = captioner.caption_video(video, decoding, max_shot=getattr(args, "max_shot", 10.0))
+        failed += result.error is not None
+        if result.error:
+            print(f"error: {result.error}", file=sys.stderr)
+        if is_subtitle_path(args.out):
+            if not result.error:
+                write_subtitles(args.out, result.segments)
+            continue
+        if sink:
+            for record in result.records():
+                sink.write(_Record(record))
+            sink.commit()
+        elif args.json:
+            for record in result.records():
+                print(json.dumps(record), flush=True)
+        elif not result.error:
+            for segment in result.segments:
+                line = segment_line(segment)
+                print(f"{video}\t{line}" if several else line, flush=True)
+    if failed:
+        print(f"{failed} of {len(videos)} video(s) could not be captioned", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def register(sub) -> None:
-    c = sub.add_parser("caption", help="caption image files or folders",
-                       description="Caption images. Folders are searched recursively for image files. "
-                                   "Prints the best caption per image; --json prints one JSON object per image; "
-                                   "--out writes JSON Lines (.jsonl) or CSV (.csv) and skips images already in it.")
-    c.add_argument("paths", nargs="+", metavar="PATH", help="image files and/or folders")
+    c = sub.add_parser("caption", help="caption image and video files or folders",
+                       description="Caption images and videos. Folders are searched recursively for image and video "
+                                   "files. Prints the best caption per image; --json prints one JSON object per image; "
+                                   "--out writes JSON Lines (.jsonl) or CSV (.csv) and skips images already in it. "
+                                   "Videos (.mp4 .mov .mkv .webm .avi, animated .gif) get one caption per shot: "
+                                   "'start --> end  caption' lines, JSON objects per segment, or --out x.vtt / x.srt "
+                                   "subtitles for a single video.")
+    c.add_argument("paths", nargs="+", metavar="PATH", help="image/video files and/or folders")
     add_dataclass_args(c, DecodingConfig, model_default=True)
     c.add_argument("--batch-size", type=int, default=8, help=f"images per batch, 1 to {MAX_BATCH} (default 8)")
     c.add_argument("--json", action="store_true", help="JSON Lines on stdout: image, candidates, error")
     c.add_argument("--out", metavar="FILE", help="write results to FILE (.jsonl or .csv; - for standard output); "
                                                  "re-running resumes")
+    c.add_argument("--max-shot", type=float, default=10.0, metavar="SECONDS",
+                   help="videos: shots longer than this are split into equal parts, each captioned (default 10)")
     c.add_argument("--threads", type=int, default=0, help="torch threads, up to 4 x the cores (default 0: all cores)")
     c.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
     add_model_arg(c)
