@@ -54,7 +54,7 @@ def photos(w: int = W, h: int = H) -> list[Image.Image]:
 
 
 def write_video(path: Path, frames, *, times=None, codec: str = "libx264rgb", rotation: int | None = None,
-                fps: int = FPS) -> Path:
+                fps: int = FPS, gop: int | None = None) -> Path:
     """`frames` (PIL images) into `path`; `times` (seconds) gives each frame its own timestamp (VFR)."""
     with av.open(str(path), "w") as c:
         s = c.add_stream(codec, rate=fps)
@@ -65,6 +65,8 @@ def write_video(path: Path, frames, *, times=None, codec: str = "libx264rgb", ro
             s.pix_fmt = "yuv420p"
             if codec == "libx264":
                 s.options = {"crf": "18", "preset": "ultrafast"}
+        if gop:
+            s.options = {**s.options, "g": str(gop), "keyint_min": str(gop)}
         tb = Fraction(1, 1000)
         if times is not None:
             s.codec_context.time_base = tb
@@ -182,6 +184,28 @@ def test_rotated_phone_video_is_turned_upright(tmp_path, pics, captioner):
     assert frame.size == (W, H) and np.array_equal(np.asarray(frame), np.asarray(pics[0]))
 
 
+@pytest.mark.parametrize("vfr", [False, True])
+def test_seeking_returns_exactly_the_frames_asked_for(tmp_path, vfr):
+    frames = []
+    for i in range(100):  # every frame different: a bar moves across
+        img = Image.new("RGB", (160, 120), (40, 80, 120))
+        ImageDraw.Draw(img).rectangle((i, 10, i + 8, 110), fill=(250, 250, 250))
+        frames.append(img)
+    times = [round(0.04 * i + (0.015 if i % 3 == 1 else 0.0), 3) for i in range(100)] if vfr else None
+    path = write_video(tmp_path / "bar.mp4", frames, times=times, gop=10)
+    from captioner.video.decode import grab, scan
+
+    scanned = scan(path)
+    assert len(scanned.times) == 100
+    if vfr:
+        assert scanned.times == pytest.approx(times, abs=1e-6)
+    wanted = [90, 5, 37, 38, 12, 99, 0]
+    got = grab(path, wanted, scanned)
+    assert sorted(got) == sorted(wanted)
+    for i in wanted:
+        assert np.array_equal(np.asarray(got[i]), np.asarray(frames[i])), i
+
+
 def test_rotation_helper():
     img = Image.new("RGB", (4, 2))
     img.putpixel((0, 0), (255, 0, 0))
@@ -221,6 +245,10 @@ def bad_files(tmp_path_factory, clip) -> dict[str, Path]:
     rng = np.random.default_rng(0)
     corrupt[:4096] = rng.integers(0, 256, 4096, dtype=np.uint8).tobytes()
     (d / "corrupt.mp4").write_bytes(bytes(corrupt))
+    corrupt = bytearray(clip.read_bytes())  # the header intact, garbage in the middle of the frames
+    for off in range(len(corrupt) // 3, 2 * len(corrupt) // 3, 2000):
+        corrupt[off : off + 200] = rng.integers(0, 256, 200, dtype=np.uint8).tobytes()
+    (d / "corrupt_middle.mp4").write_bytes(bytes(corrupt))
     with av.open(str(d / "audio.mp4"), "w") as c:
         s = c.add_stream("aac", rate=44100)
         for i in range(10):
@@ -249,6 +277,7 @@ def test_bad_inputs_give_one_line_errors(bad_files, captioner):
     assert "audio-only" in captioner.caption_video(bad_files["audio.mp4"]).error
     assert "truncated" in captioner.caption_video(bad_files["truncated.mkv"]).error
     assert "still picture" in captioner.caption_video(bad_files["photo.mp4"]).error
+    assert "corrupt" in captioner.caption_video(bad_files["corrupt_middle.mp4"]).error
 
 
 def test_subtitle_files_parse_back(tmp_path):
