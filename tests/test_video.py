@@ -307,7 +307,9 @@ def test_cli_text_json_and_subtitles(clip, pics, captioner, tiny_model_dir, tmp_
 
     assert main(["caption", str(clip), "--json", *model]) == 0
     recs = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
-    assert [set(r) for r in recs] == [{"video", "start", "end", "caption", "candidates", "error"}] * len(want)
+    assert [set(r) for r in recs] == [{"video", "start", "end", "caption", "candidates", "error", "segment",
+                                       "segments"}] * len(want)
+    assert [(r["segment"], r["segments"]) for r in recs] == [(i, len(want)) for i in range(len(want))]
     assert [(r["start"], r["end"], r["caption"]) for r in recs] == [(round(a, 3), round(b, 3), c) for a, b, c in want]
     assert all(isinstance(r["start"], float) and r["video"] == str(clip) and r["error"] is None for r in recs)
 
@@ -343,6 +345,18 @@ def test_cli_mixed_folder_bad_video_and_jsonl(clip, bad_files, pics, tiny_model_
     capsys.readouterr()
     assert main(["caption", str(folder), "--out", str(out_file), *model]) == 1  # resumes: only the bad one again
     assert "skipping 2 file(s)" in capsys.readouterr().err
+
+    # a power cut after some of the video's segment records: that video is captioned again, once
+    lines = out_file.read_text().splitlines(keepends=True)
+    last_b = max(i for i, x in enumerate(lines) if json.loads(x).get("video") == str(folder / "b.mp4"))
+    out_file.write_text("".join(lines[:last_b]) + lines[last_b][:20])
+    capsys.readouterr()
+    assert main(["caption", str(folder), "--out", str(out_file), *model]) == 1
+    assert "skipping 1 file(s)" in capsys.readouterr().err
+    recs = [json.loads(x) for x in out_file.read_text().splitlines()]
+    b = [(r["segment"], r["segments"]) for r in recs if r.get("video") == str(folder / "b.mp4")]
+    n = b[-1][1]
+    assert b[-n:] == [(i, n) for i in range(n)]  # a complete set of segments after the cut-off ones
 
     # a bad single video: no subtitle file at all
     assert main(["caption", str(bad_files["truncated.mp4"]), "--out", str(tmp_path / "bad.vtt"), *model]) == 1

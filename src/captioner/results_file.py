@@ -74,20 +74,43 @@ def _is_csv(path: Path) -> bool:
     return path.suffix.lower() == ".csv"
 
 
+def _complete_lines(path: Path) -> list[str]:
+    with open(path, "rb") as f:
+        return f.read(_complete_bytes(path)).decode("utf-8", errors="replace").splitlines()
+
+
+def read_done_videos(path: Path) -> set[str]:
+    """Videos whose every segment has a complete, successful record in an earlier --out .jsonl (a video
+    cut off after some of its segments is captioned again)."""
+    if not path.exists() or _is_csv(path):
+        return set()
+    seen: dict[str, set[int]] = {}
+    counts: dict[str, int] = {}
+    for line in _complete_lines(path):
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(rec, dict) and rec.get("video") and not rec.get("error") and rec.get("caption") \
+                and isinstance(rec.get("segment"), int) and isinstance(rec.get("segments"), int):
+            seen.setdefault(rec["video"], set()).add(rec["segment"])
+            counts[rec["video"]] = rec["segments"]
+    return {v for v, got in seen.items() if got == set(range(counts[v]))}
+
+
 def read_done(path: Path) -> set[str]:
     """Images with a complete, successful record in an earlier output file (the incomplete last line ignored)."""
     if not path.exists():
         return set()
-    with open(path, "rb") as f:
-        text = f.read(_complete_bytes(path)).decode("utf-8", errors="replace")
+    lines = _complete_lines(path)
     done = set()
     if _is_csv(path):
-        rows = list(csv.reader(io.StringIO(text, newline="")))
+        rows = list(csv.reader(io.StringIO("\n".join(lines), newline="")))
         for row in rows[1:] if rows and rows[0] == CSV_HEADER else rows:
             if len(row) == len(CSV_HEADER) and row[0] and not row[-1]:
                 done.add(row[0])
         return done
-    for line in text.splitlines():
+    for line in lines:
         try:
             rec = json.loads(line)
         except json.JSONDecodeError:

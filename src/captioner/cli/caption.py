@@ -10,7 +10,7 @@ from captioner.cli.common import add_model_arg
 from captioner.cli.dataclass_args import add_dataclass_args, config_from_args
 from captioner.decoding.config import DecodingConfig
 from captioner.errors import ConfigError
-from captioner.results_file import ResultsFile, check_output_path, read_done
+from captioner.results_file import ResultsFile, check_output_path, read_done, read_done_videos
 
 MAX_BATCH = 1024
 
@@ -78,23 +78,27 @@ def cmd_caption(args) -> int:
         return _caption_videos(captioner, videos, decoding, args, None, several=False)
     if videos and args.out and Path(args.out).suffix.lower() == ".csv":
         raise ConfigError(f"--out {args.out}: video captions are timed segments; write them to .jsonl, .vtt or .srt")
-    if videos:
-        return _caption_mixed(captioner, paths, videos, decoding, args)
-    to_file = args.out not in (None, "-")
+    several = len(paths) > 1
+    photos = [p for p in paths if p not in set(videos)]
     sink = ResultsFile(args.out) if args.out else None
     try:
-        if to_file:
+        if args.out not in (None, "-"):
             if sink.dropped_partial:
                 print(f"{args.out}: dropped an incomplete last line left by an interrupted run", file=sys.stderr)
-            done = read_done(Path(args.out))
-            skipped = len([p for p in paths if p in done])
-            paths = [p for p in paths if p not in done]
+            done, done_videos = read_done(Path(args.out)), read_done_videos(Path(args.out))
+            skipped = len([p for p in photos if p in done]) + len([v for v in videos if v in done_videos])
+            photos = [p for p in photos if p not in done]
+            videos = [v for v in videos if v not in done_videos]
             if skipped:
-                print(f"skipping {skipped} image(s) already captioned in {args.out}", file=sys.stderr)
-            if not paths:
+                print(f"skipping {skipped} file(s) already captioned in {args.out}", file=sys.stderr)
+            if not photos and not videos:
                 print("nothing to caption", file=sys.stderr)
                 return 0
-        return _caption_paths(captioner, paths, decoding, args, sink)
+        # photos first (exactly as without videos), then each video's segments
+        code = _caption_paths(captioner, photos, decoding, args, sink, several=several) if photos else 0
+        if videos:
+            code = max(code, _caption_videos(captioner, videos, decoding, args, sink, several=several))
+        return code
     finally:
         if sink:
             sink.close()
@@ -141,51 +145,6 @@ class _Record:
 
     def to_dict(self, with_attention: bool = False) -> dict:
         return self.record
-
-
-def _done_videos(path: Path) -> set[str]:
-    """Videos with complete, successful segment records in an earlier --out .jsonl."""
-    done: set[str] = set()
-    if not path.exists():
-        return done
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for line in f:
-            if not line.endswith("\n"):
-                break
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(rec, dict) and rec.get("video") and not rec.get("error") and rec.get("caption"):
-                done.add(rec["video"])
-    return done
-
-
-def _caption_mixed(captioner, paths: list[str], videos: list[str], decoding, args) -> int:
-    """Photos (exactly as without videos), then videos; both into the same --out .jsonl when given."""
-    photos = [p for p in paths if p not in set(videos)]
-    several = len(paths) > 1
-    to_file = args.out not in (None, "-")
-    sink = ResultsFile(args.out) if args.out else None
-    try:
-        if to_file:
-            if sink.dropped_partial:
-                print(f"{args.out}: dropped an incomplete last line left by an interrupted run", file=sys.stderr)
-            done = read_done(Path(args.out))
-            done_videos = _done_videos(Path(args.out))
-            skipped = len([p for p in photos if p in done]) + len([v for v in videos if v in done_videos])
-            photos = [p for p in photos if p not in done]
-            videos = [v for v in videos if v not in done_videos]
-            if skipped:
-                print(f"skipping {skipped} file(s) already captioned in {args.out}", file=sys.stderr)
-            if not photos and not videos:
-                print("nothing to caption", file=sys.stderr)
-                return 0
-        code = _caption_paths(captioner, photos, decoding, args, sink, several=several) if photos else 0
-        return max(code, _caption_videos(captioner, videos, decoding, args, sink, several=several))
-    finally:
-        if sink:
-            sink.close()
 
 
 def _caption_videos(captioner, videos: list[str], decoding, args, sink, several: bool) -> int:

@@ -46,12 +46,15 @@ class VideoResult:
     cuts: list[float] = field(default_factory=list)  # detected shot changes (seconds)
 
     def records(self, with_attention: bool = False) -> list[dict]:
-        """One JSON-able dict per segment (`video`, `start`, `end`, `caption`, `candidates`, `error`), or
-        one record with the error."""
+        """One JSON-able dict per segment (`video`, `start`, `end`, `caption`, `candidates`, `error`, and
+        `segment` / `segments`: its number and the video's count, so a resumed output file can tell a
+        video whose records were cut off), or one record with the error."""
         if self.error is not None:
             return [{"video": self.video, "start": None, "end": None, "caption": None, "candidates": [],
                      "error": self.error}]
-        return [s.to_dict(self.video, with_attention) for s in self.segments]
+        n = len(self.segments)
+        return [{**s.to_dict(self.video, with_attention), "segment": i, "segments": n}
+                for i, s in enumerate(self.segments)]
 
 
 @dataclass

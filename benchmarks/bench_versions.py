@@ -1,0 +1,79 @@
+"""Two installs of captioner side by side, in one run: this checkout's and another Python's (e.g. a
+virtualenv with release 0.1.0), alternating process by process so that machine noise hits both alike.
+
+    python -m venv --system-site-packages /tmp/venv010 && git worktree add /tmp/v010 ab2242d
+    /tmp/venv010/bin/pip install --no-deps /tmp/v010
+    python benchmarks/bench_versions.py --other /tmp/venv010/bin/python --rounds 4
+
+Each process loads the default model, then measures beam-3 throughput over 96 Flickr8k photos at
+batch 1 and 32 (best of 3) and the median single-photo latency over 30 photos. The medians over the
+rounds are printed per install. Works with the 0.1.0 API (`caption_many(paths, beam, batch_size=)`)
+and the current one (`caption_many(paths, beam_size=, batch_size=)`).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+PROBE = r'''
+import glob, json, statistics, sys, time
+paths = sorted(glob.glob(sys.argv[1] + "/*.jpg"))[:96]
+try:
+    from captioner.core.pipeline import Captioner
+    old = True
+except ImportError:
+    from captioner.pipeline import Captioner
+    old = False
+cap = Captioner.load()
+def many(ps, bs):
+    return list(cap.caption_many(ps, 3, batch_size=bs) if old else cap.caption_many(ps, beam_size=3, batch_size=bs))
+many(paths[:8], 8)
+cap.caption(paths[0], beam_size=3)
+out = {}
+for bs in (1, 32):
+    rates = []
+    for _ in range(3):
+        t = time.perf_counter()
+        many(paths, bs)
+        rates.append(len(paths) / (time.perf_counter() - t))
+    out[f"photos_per_s_batch_{bs}"] = max(rates)
+lat = []
+for p in paths[:30]:
+    t = time.perf_counter()
+    cap.caption(p, beam_size=3)
+    lat.append((time.perf_counter() - t) * 1000)
+out["single_photo_ms"] = statistics.median(lat)
+print(json.dumps(out))
+'''
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--other", required=True, help="the other install's Python (e.g. /tmp/venv010/bin/python)")
+    p.add_argument("--rounds", type=int, default=4)
+    p.add_argument("--photos", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "flickr8k" /
+                                           "images"))
+    a = p.parse_args()
+    runs: dict[str, list[dict]] = {"other": [], "this": []}
+    for r in range(a.rounds):
+        for name, python in (("other", a.other), ("this", sys.executable)):
+            res = subprocess.run([python, "-c", PROBE, a.photos], capture_output=True, text=True, cwd="/")
+            if res.returncode:
+                print(res.stderr[-2000:], file=sys.stderr)
+                return 1
+            runs[name].append(json.loads(res.stdout.strip().splitlines()[-1]))
+            print(f"round {r + 1} {name:5s} {runs[name][-1]}", flush=True)
+    print("\nmedian over rounds")
+    for key in runs["this"][0]:
+        o = statistics.median(x[key] for x in runs["other"])
+        t = statistics.median(x[key] for x in runs["this"])
+        print(f"  {key:22s} other {o:7.1f}   this {t:7.1f}   this/other {t / o:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
