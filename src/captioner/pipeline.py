@@ -189,11 +189,13 @@ class Captioner:
                 yield from self.caption_prepared(prepared, decoding)
 
     def caption_video(self, path: str | os.PathLike, decoding: DecodingConfig | None = None, *,
-                      max_shot: float = 10.0, name: str | None = None, **changes):
+                      max_shot: float = 10.0, name: str | None = None, progress=None, **changes):
         """A video file: shots detected (PySceneDetect), shots longer than `max_shot` seconds split, the
         sharpest of a few frames near the middle of each segment captioned like a photo, consecutive
         equal captions merged. Returns a `captioner.video.VideoResult` (`segments`, or `error` when the
-        file cannot be read; never raised)."""
+        file cannot be read; never raised). `progress(stage, done, total)`, if given, follows the work
+        (see `captioner.video.segments.caption_video`)."""
         from captioner.video.segments import caption_video
 
-        return caption_video(self, path, self.decoding_for(decoding, **changes), max_shot=max_shot, name=name)
+        return caption_video(self, path, self.decoding_for(decoding, **changes), max_shot=max_shot, name=name,
+                             progress=progress)

@@ -85,6 +85,7 @@ from captioner.inputs.sources import InputItem  # noqa: E402
 from captioner.storage import Gallery, GalleryError, default_gallery_dir  # noqa: E402
 from captioner.studio import render, sessions  # noqa: E402
 from captioner.studio.guard import HostPolicy, StudioGuard  # noqa: E402
+from captioner.studio.video_tab import VideoTab  # noqa: E402
 
 log = logging.getLogger("captioner.studio")
 
@@ -191,6 +192,7 @@ class Studio:
         self.exports = Path(tempfile.gettempdir()) / "captioner-studio" / "exports"
         self.demo: gr.Blocks | None = None
         self._heavy_ids: list[int] = []  # outputs whose values are big HTML (see `forget_rendered`)
+        self.video = VideoTab(self)
 
     # ------------------------------------------------------------------ captioning
     def _caption_all(self, paths: list[str], names: list[str], beam: int, max_len: int, progress) -> list:
@@ -556,6 +558,8 @@ class Studio:
                             cand_idx = gr.Number(value=0, precision=0, label="candidate index", visible=False)
                             save_json = gr.JSON(label="Saved", visible=False)
 
+                video_heavy = self.video.build(self)
+
                 with gr.Tab("Gallery", id="gallery", elem_id="tab-gallery") as gallery_tab:
                     with gr.Row(equal_height=True):
                         query = gr.Textbox(value="", label="Search captions", placeholder="e.g. dog grass (word* for prefixes)",
@@ -587,7 +591,7 @@ class Studio:
                         export_file = gr.File(label="Download", visible=False, interactive=False,
                                               elem_id="export-file")
 
-            self._heavy_ids = [cards._id, details._id, result_json._id]
+            self._heavy_ids = [cards._id, details._id, result_json._id] + [c._id for c in video_heavy]
 
             def forget(event):
                 """Once the pictures are in the browser, the server drops its copy."""

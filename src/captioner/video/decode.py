@@ -21,6 +21,8 @@ from captioner.video.types import VideoError
 DETECT_WIDTH = 256
 #: when the next frame to caption is at most this many seconds ahead, decode on rather than seek
 SEEK_AFTER = 2.0
+#: frames between two calls of the detection pass's progress callback
+PROGRESS_EVERY = 25
 #: frames larger than this are refused, as photos are (about 8K x 8K)
 MAX_PIXELS = 70_000_000
 #: container formats FFmpeg reads that hold a still picture, not a video
@@ -125,9 +127,11 @@ def _laplacian_variance(gray: np.ndarray) -> float:
 
 
 def scan(path: str | os.PathLike, on_frame: Callable[[int, np.ndarray], list[int]] | None = None,
-         name: str | None = None, width: int = DETECT_WIDTH) -> Scan:
+         name: str | None = None, width: int = DETECT_WIDTH,
+         progress: Callable[[float, float | None], None] | None = None) -> Scan:
     """Decode every frame once, at `width` pixels wide: times from the timestamps, sharpness, and
-    `on_frame(index, bgr)` (the shot detector), which returns the indexes of cuts it found."""
+    `on_frame(index, bgr)` (the shot detector), which returns the indexes of cuts it found.
+    `progress(seconds decoded, expected duration or None)` is called every `PROGRESS_EVERY` frames."""
     import cv2
 
     av = _av()
@@ -142,6 +146,7 @@ def scan(path: str | os.PathLike, on_frame: Callable[[int, np.ndarray], list[int
         w0, h0 = stream.codec_context.width, stream.codec_context.height
         w = min(width, w0) // 2 * 2 or 2
         h = max(2, round(h0 * w / w0) // 2 * 2)
+        expected = _expected_duration(container, stream) if progress is not None else None
         base = None  # the video's start: the container's start time, else the first frame's
         last = None
         last_duration = None
@@ -165,6 +170,8 @@ def scan(path: str | os.PathLike, on_frame: Callable[[int, np.ndarray], list[int
                     last_duration = float(frame.duration * frame.time_base)
                 if on_frame is not None:
                     out.cuts.extend(on_frame(n, bgr))
+                if progress is not None and n % PROGRESS_EVERY == 0:
+                    progress(out.times[-1], expected)
         except av.FFmpegError as exc:
             where = f" at {out.times[-1]:.1f} s" if out.times else ""
             raise VideoError(f"{name}: corrupt video data{where} ({_reason(exc)})") from None
@@ -181,13 +188,18 @@ def scan(path: str | os.PathLike, on_frame: Callable[[int, np.ndarray], list[int
         container.close()
 
 
+def _expected_duration(container, stream) -> float | None:
+    """How long the header says the video is (seconds), if it says."""
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    if container.duration and len(container.streams) == 1:
+        return container.duration / 1_000_000
+    return None
+
+
 def _check_complete(container, stream, out: Scan, name: str) -> None:
     """A file cut short (a copy interrupted) often still opens: its header says how long it is."""
-    expected = None
-    if stream.duration and stream.time_base:
-        expected = float(stream.duration * stream.time_base)
-    elif container.duration and len(container.streams) == 1:
-        expected = container.duration / 1_000_000
+    expected = _expected_duration(container, stream)
     if expected and out.end < expected - max(1.0, 0.05 * expected):
         raise VideoError(f"{name}: the file is truncated (its frames stop at {out.end:.1f} s of {expected:.1f} s)")
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 import math
 import os
 from bisect import bisect_left
+from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from PIL import Image
 
 from captioner.decoding.candidate import Candidate
 from captioner.errors import CaptionerError, ConfigError
@@ -25,6 +28,8 @@ class Segment:
     end: float
     candidates: list[Candidate] = field(default_factory=list)
     frame_time: float | None = None  # when the captioned frame is shown
+    #: the captioned frame (upright RGB, at most `frame_size` pixels), only when `caption_video` is asked for it
+    frame: Image.Image | None = field(default=None, repr=False, compare=False)
 
     @property
     def caption(self) -> str | None:
@@ -107,8 +112,15 @@ def merge(segments: list[Segment]) -> list[Segment]:
 
 
 def caption_video(captioner, path: str | os.PathLike, decoding, max_shot: float = 10.0,
-                  name: str | None = None) -> VideoResult:
-    """See `Captioner.caption_video`. Errors in the file end up in `VideoResult.error`, never raised."""
+                  name: str | None = None, progress: Callable[[str, float, float | None], None] | None = None,
+                  frame_size: int | None = None) -> VideoResult:
+    """See `Captioner.caption_video`. Errors in the file end up in `VideoResult.error`, never raised.
+
+    `progress(stage, done, total)`, if given, is called as the work goes on: ``("scan", seconds decoded,
+    expected seconds or None)`` during the detection pass, ``("frames", 0, segments)`` before the frames to
+    caption are decoded, and ``("caption", segments captioned, segments)`` after each batch (counts before
+    equal neighbours are merged). With `frame_size`, every segment keeps its captioned frame in
+    `Segment.frame`, upright RGB scaled down to at most `frame_size` pixels a side."""
     from captioner.inputs.sources import InputItem
     from captioner.video.decode import grab
     from captioner.video.shots import cut_times, detect_shots
@@ -116,11 +128,19 @@ def caption_video(captioner, path: str | os.PathLike, decoding, max_shot: float 
     max_shot = check_max_shot(max_shot)
     name = name or str(path)
     try:
-        scanned = detect_shots(path, name=name)
+        report = progress or (lambda stage, done, total: None)
+        scanned = detect_shots(path, name=name, progress=lambda t, total: report("scan", t, total))
         planned = plan(scanned.times, scanned.sharpness, scanned.cuts, scanned.end, max_shot)
+        report("frames", 0, len(planned))
+        kept: dict[int, Image.Image] = {}
 
         def prepare(img):
-            return captioner.prepare(InputItem(name, img))
+            prepared = captioner.prepare(InputItem(name, img))
+            if frame_size:
+                small = img.convert("RGB")
+                small.thumbnail((frame_size, frame_size), Image.Resampling.BILINEAR)
+                kept[id(prepared)] = small
+            return prepared
 
         frames = grab(path, [p.frame for p in planned], scanned, name=name, convert=prepare)
         prepared = [frames[p.frame] for p in planned]
@@ -130,7 +150,9 @@ def caption_video(captioner, path: str | os.PathLike, decoding, max_shot: float 
         results = []
         for s in range(0, len(prepared), CAPTION_BATCH):
             results.extend(captioner.caption_prepared(prepared[s : s + CAPTION_BATCH], decoding))
-        segments = [Segment(p.start, p.end, r.candidates, scanned.times[p.frame]) for p, r in zip(planned, results)]
+            report("caption", len(results), len(prepared))
+        segments = [Segment(p.start, p.end, r.candidates, scanned.times[p.frame], kept.get(id(q)))
+                    for p, q, r in zip(planned, prepared, results)]
         return VideoResult(name, merge(segments), None, scanned.end, cut_times(scanned))
     except CaptionerError as exc:
         return VideoResult(name, error=str(exc))

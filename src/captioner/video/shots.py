@@ -70,10 +70,11 @@ class ShotDetector:
 
 
 def detect_shots(path: str | os.PathLike, name: str | None = None, threshold: float = THRESHOLD,
-                 min_shot: float = MIN_SHOT, width: int = DETECT_WIDTH) -> Scan:
-    """One decoding pass at `width` pixels: frame times, sharpness and the cuts (frame indexes, sorted)."""
+                 min_shot: float = MIN_SHOT, width: int = DETECT_WIDTH, progress=None) -> Scan:
+    """One decoding pass at `width` pixels: frame times, sharpness and the cuts (frame indexes, sorted).
+    `progress(seconds decoded, expected duration or None)`, if given, follows the pass (`decode.scan`)."""
     detector = ShotDetector(threshold, min_shot)
-    result = scan(path, detector, name=name, width=width)
+    result = scan(path, detector, name=name, width=width, progress=progress)
     cuts = set(result.cuts) | set(detector.finish())
     result.cuts = sorted(c for c in cuts if 0 < c < len(result.times))
     return result

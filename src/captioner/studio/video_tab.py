@@ -1,0 +1,270 @@
+"""The studio's Video tab: caption a video shot by shot, play it with the captions as subtitles, and
+look at each shot's candidates with their attention.
+
+The work is `captioner.video.segments.caption_video` (what `Captioner.caption_video` runs), asked
+for a progress report and a small copy of each captioned frame.  As in the photo tab, nothing the
+browser sends names a file: the video must be a Gradio upload (checked here), the subtitles are a
+WebVTT file the server writes in its own temporary folder, and the shot list and the shot details
+come from the session's copy of the result (a ``gr.State``), picked by index.
+
+API (gradio_client; callable, though not listed on the API page), with one ``Client`` per session::
+
+    result = client.predict(handle_file("clip.mp4"), 3, 20, api_name="/caption_video")
+    # -> {"model": ..., "name": "clip.mp4", "beam_size": 3, "max_length": 20, "duration": 12.0,
+    #     "error": None, "message": "...",
+    #     "segments": [{"index": 0, "start": 0.0, "end": 3.0, "frame_time": 1.5,
+    #                   "caption": "...", "candidates": [{"caption": ..., "score": ...}, ...]}, ...]}
+    # a file that is not a readable video gives "error": "<readable reason>" and no segments.
+"""
+from __future__ import annotations
+
+import html
+import io
+import logging
+import os
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+from PIL import Image
+
+from captioner.studio import render
+
+log = logging.getLogger("captioner.studio")
+
+#: Side of the captioned frames kept per shot (what the attention pictures are drawn on).
+FRAME_SIZE = 2 * render.FRAME_SIZE
+#: Side of the thumbnails in the shot list.
+SHOT_THUMB = 160
+#: Longest stretch of video captioned as one shot (seconds), as the CLI's --max-shot default.
+MAX_SHOT = 10.0
+#: Subtitle files older than this are removed when a new one is written (seconds).
+SUBTITLE_TTL_S = 24 * 3600
+
+#: ``/caption_video`` is callable by gradio_client but not (yet) listed on the studio's API page.
+API_VISIBILITY = "undocumented"
+
+SEEK_JS = """(t) => {
+  const v = document.querySelector('#video-player video');
+  if (v && t !== null && t !== undefined && isFinite(t)) { v.currentTime = Number(t) + 0.001; }
+  return [];
+}"""
+
+
+def clock(seconds: float | None) -> str:
+    """``M:SS.s`` (``H:MM:SS.s`` from an hour on)."""
+    if seconds is None:
+        return "—"
+    tenths = max(0, round(float(seconds) * 10))
+    s, t = divmod(tenths, 10)
+    h, rest = divmod(s, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}.{t}" if h else f"{m}:{s:02d}.{t}"
+
+
+def _jpeg(img: Image.Image | None) -> bytes | None:
+    if img is None:
+        return None
+    buf = io.BytesIO()
+    img.convert("RGB").save(buf, format="JPEG", quality=88)
+    return buf.getvalue()
+
+
+def _image(data: bytes | None) -> Image.Image | None:
+    if not data:
+        return None
+    try:
+        img = Image.open(io.BytesIO(data))
+        img.load()
+        return img
+    except Exception:  # noqa: BLE001 - a picture that cannot be drawn: show the captions only
+        return None
+
+
+def _segments(state: Any) -> list:
+    segs = state.get("segments") if isinstance(state, dict) else None
+    return segs if isinstance(segs, list) else []
+
+
+class VideoTab:
+    """The Video tab's events (the `Studio` gives the engine, the upload folder and the limits)."""
+
+    def __init__(self, studio):
+        self.studio = studio
+        self.subtitles = Path(tempfile.gettempdir()) / "captioner-studio" / "subtitles"
+
+    # ------------------------------------------------------------------ captioning
+    def _upload(self, file) -> str | None:
+        """The path of the File value, which must be an upload (a `gr.Error` otherwise)."""
+        from captioner.studio.app import _inside, _paths
+
+        paths = _paths(file)
+        if not paths:
+            return None
+        path = paths[0]
+        folder = self.studio.upload_dir
+        if folder is not None and not _inside(path, folder):
+            log.warning("studio: refused a video that is not an upload: %s", path)
+            raise gr.Error("Only videos uploaded to the studio can be captioned.", print_exception=False)
+        return path
+
+    def _write_vtt(self, segments) -> str:
+        from captioner.video.subtitles import write_subtitles
+
+        self.subtitles.mkdir(parents=True, exist_ok=True)
+        cutoff = time.time() - SUBTITLE_TTL_S
+        for old in self.subtitles.glob("*.vtt"):
+            try:
+                if old.stat().st_mtime < cutoff:
+                    old.unlink()
+            except OSError:
+                pass
+        path = self.subtitles / f"{uuid.uuid4().hex}.vtt"
+        write_subtitles(path, segments)
+        return str(path)
+
+    def caption(self, file, beam_size, max_length, progress=gr.Progress()):
+        """API ``/caption_video``: caption one uploaded video; returns (JSON result, session state)."""
+        from captioner.studio.app import MAX_BEAM, _compact, _int, _readable
+        from captioner.video.segments import caption_video
+
+        studio = self.studio
+        path = self._upload(file)
+        beam = _int(beam_size, 1, MAX_BEAM, studio.default_beam)
+        max_len = _int(max_length, 1, studio.max_len_limit, studio.default_len)
+        base = {"model": studio.model_name, "beam_size": beam, "max_length": max_len}
+        if path is None:
+            message = "Add a video first (drop it on the box, or click it to choose a file)."
+            gr.Warning(message)
+            return ({**base, "name": None, "duration": None, "error": None, "segments": [], "message": message},
+                    {"segments": [], "message": message})
+        name = os.path.basename(path) or "video"
+
+        def report(stage: str, done: float, total: float | None) -> None:
+            if stage == "scan":
+                if total:
+                    progress(0.6 * min(1.0, done / total), desc=f"Finding the shots of {name}: "
+                             f"{done:.0f} of {total:.0f} s")
+                else:
+                    progress(None, desc=f"Finding the shots of {name}: {done:.0f} s")
+            elif stage == "frames":
+                progress(0.6, desc=f"Reading the frames of {int(total or 0)} shots")
+            else:
+                progress(0.65 + 0.35 * done / max(1, total or 1), desc=f"Captioned {int(done)} of {int(total or 0)} shots")
+
+        progress(0, desc=f"Opening {name}")
+        start = time.perf_counter()
+        decoding = studio.captioner.decoding_for(None, beam_size=beam, max_len=max_len)
+        result = caption_video(studio.captioner, path, decoding, max_shot=MAX_SHOT, name=name,
+                               progress=report, frame_size=FRAME_SIZE)
+        seconds = time.perf_counter() - start
+        if result.error is None and not result.segments:
+            result.error = f"{name}: no shot could be captioned"
+        if result.error is not None:
+            error = _readable(result.error, path, name)
+            gr.Warning(error, duration=20)
+            message = f"⚠️ {error}"
+            return ({**base, "name": name, "duration": None, "error": error, "segments": [], "message": message},
+                    {"segments": [], "message": message, "error": error})
+        segments, entries = [], []
+        for i, seg in enumerate(result.segments):
+            cands = [_compact(c) for c in seg.candidates]
+            segments.append({"index": i, "start": round(seg.start, 3), "end": round(seg.end, 3),
+                             "frame_time": None if seg.frame_time is None else round(seg.frame_time, 3),
+                             "caption": seg.caption,
+                             "candidates": [{"index": j, **c.to_dict()} for j, c in enumerate(cands)]})
+            entries.append({"start": seg.start, "end": seg.end, "frame_time": seg.frame_time,
+                            "caption": seg.caption, "candidates": cands, "frame": _jpeg(seg.frame)})
+        n = len(segments)
+        message = (f"Captioned {name}: {n} shot{'s' if n != 1 else ''} in {clock(result.duration)} of video, "
+                   f"in {seconds:.1f} s (beam {beam}, up to {max_len} words).")
+        vtt = self._write_vtt(result.segments)
+        state = {"name": name, "path": path, "vtt": vtt, "segments": entries, "duration": result.duration,
+                 "beam_size": beam, "message": message, "error": None}
+        return ({**base, "name": name, "duration": None if result.duration is None else round(result.duration, 3),
+                 "error": None, "segments": segments, "message": message}, state)
+
+    # ------------------------------------------------------------------ showing
+    def show(self, state: dict | None):
+        """After /caption_video: status line, the player with subtitles, the shot list, the first shot."""
+        segs = _segments(state)
+        message = state.get("message", "") if isinstance(state, dict) else ""
+        if not segs:
+            body = render.empty("The shots and their captions will appear here.")
+            if isinstance(state, dict) and state.get("error"):
+                body = render.error_box(state["error"])
+            return (html.escape(message), gr.Video(value=None, subtitles=None), gr.Gallery(value=[], visible=False),
+                    body, None)
+        shots = []
+        for seg in segs:
+            img = _image(seg.get("frame"))
+            if img is None:
+                img = Image.new("RGB", (SHOT_THUMB, SHOT_THUMB * 3 // 4), (60, 60, 60))
+            img.thumbnail((SHOT_THUMB, SHOT_THUMB))
+            shots.append((img, f"{clock(seg['start'])}–{clock(seg['end'])} · {seg['caption'] or ''}"))
+        cards, start = self._shot_view(state, 0)
+        return (html.escape(message), gr.Video(value=state["path"], subtitles=state["vtt"]),
+                gr.Gallery(value=shots, visible=True, selected_index=0), cards, start)
+
+    def _shot_view(self, state: dict, index: int) -> tuple[str, float]:
+        seg = _segments(state)[index]
+        head = (f'<div class="photo-head"><span class="photo-name">Shot {index + 1} · '
+                f'{clock(seg["start"])}–{clock(seg["end"])}</span><span class="photo-meta">'
+                f'frame at {clock(seg["frame_time"])} · beam {state.get("beam_size")}</span></div>')
+        return head + render.candidate_cards(_image(seg.get("frame")), seg["candidates"]), float(seg["start"])
+
+    def pick_shot(self, state: dict | None, evt: gr.SelectData):
+        """A shot clicked in the list: its candidates, and its start time (the page seeks the player there)."""
+        from captioner.studio.app import _index
+
+        segs = _segments(state)
+        i = _index(getattr(evt, "index", None), len(segs))
+        if i is None:
+            return render.empty("Pick a shot in the list."), None
+        return self._shot_view(state, i)
+
+    # ------------------------------------------------------------------ layout
+    def build(self, studio) -> list:
+        """The tab's widgets and events (inside ``gr.Tabs``); returns the components with heavy values."""
+        from captioner.studio.app import MAX_BEAM, SESSION_TTL_S, _user_errors
+
+        session = gr.State({"segments": []}, time_to_live=SESSION_TTL_S)
+        with gr.Tab("Video", id="video", elem_id="tab-video"):
+            with gr.Row(equal_height=False):
+                with gr.Column(scale=1, min_width=300):
+                    file = gr.File(label="Video", file_count="single", height=170, elem_id="video-file",
+                                   file_types=[".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".gif"])
+                    beam = gr.Slider(1, MAX_BEAM, value=studio.default_beam, step=1, label="Beam size",
+                                     elem_id="video-beam-size")
+                    max_len = gr.Slider(1, studio.max_len_limit, value=studio.default_len, step=1,
+                                        label="Maximum caption length (words)", elem_id="video-max-length")
+                    go = gr.Button("Caption", variant="primary", elem_id="video-caption-button")
+                    with gr.Accordion("Result as JSON", open=False):
+                        result_json = gr.JSON(label="Result", elem_id="video-json")
+                with gr.Column(scale=3, min_width=480):
+                    status = gr.Markdown("Drop a video on the left and press **Caption**.", elem_id="video-status")
+                    player = gr.Video(label="Video with its captions", interactive=False, elem_id="video-player")
+                    shots = gr.Gallery(label="Shots (click one to jump to it)", columns=6, height="auto",
+                                       allow_preview=False, object_fit="cover", interactive=False,
+                                       visible=False, elem_id="video-shots", buttons=[])
+                    cards = gr.HTML(render.empty("The shots and their captions will appear here."),
+                                    elem_id="video-candidates", js_on_load=None, min_height=120)
+                    shot_time = gr.Number(value=None, label="shot start", visible=False)
+
+        def forget(event):
+            return event.then(studio.forget_rendered, None, None, api_visibility="private", queue=False,
+                              show_progress="hidden")
+
+        forget(go.click(_user_errors(self.caption), [file, beam, max_len], [result_json, session],
+                        api_name="caption_video", api_visibility=API_VISIBILITY, show_progress_on=[cards],
+                        concurrency_id="engine",
+                        concurrency_limit=1).then(
+            _user_errors(self.show), [session], [status, player, shots, cards, shot_time],
+            api_visibility="private", show_progress_on=[cards]))
+        forget(shots.select(_user_errors(self.pick_shot), [session], [cards, shot_time],
+                            api_visibility="private", show_progress="hidden").then(
+            None, [shot_time], None, js=SEEK_JS, queue=False, show_progress="hidden"))
+        return [cards, result_json]
