@@ -60,7 +60,9 @@ def test_creates_folder_and_saves(tmp_path):
     item_id = g.save(make_image(1, size=(40, 30)), "square.png", "a red square", cands, 5, "m1")
     item = g.get(item_id)
     assert set(item) == {"id", "image_path", "image_hash", "original_name", "width", "height",
-                         "caption", "candidates", "beam_size", "model_name", "saved_at", "edited_at"}
+                         "caption", "candidates", "beam_size", "model_name", "saved_at", "edited_at",
+                         "kind", "video_path", "duration"}
+    assert (item["kind"], item["video_path"], item["duration"]) == ("photo", None, None)
     assert item["id"] == item_id and isinstance(item_id, int)
     assert Path(item["image_path"]).is_absolute() and Path(item["image_path"]).read_bytes() == make_image(1, size=(40, 30))
     assert Path(item["image_path"]).name == f"{item['image_hash']}.png"

@@ -13,12 +13,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlite_utils
 
 from captioner.storage import Gallery, GalleryError, migrations, schema
 from test_gallery import add, candidates_for, make_image
 
 FIXTURE = Path(__file__).parent / "fixtures" / "gallery-0.1.0"
 EXPECTED = json.loads((FIXTURE / "expected.json").read_text(encoding="utf-8"))
+
+
+#: The item fields added since 0.1.0, as a 0.1.0 item has them after migrating.
+ADDED = {"edited_at": None, "kind": "photo", "video_path": None, "duration": None}
 
 
 @pytest.fixture
@@ -106,10 +111,11 @@ def test_0_1_0_gallery_migrates_and_keeps_everything(old_gallery):
     assert g.schema_version == migrations.LATEST == user_version(old_gallery)
     # every item, caption and candidate (with its attention maps), as 0.1.0 read them back
     items = [relative(item, old_gallery) for item in g.iter_items()]
-    assert [{k: v for k, v in item.items() if k != "edited_at"} for item in items] == EXPECTED["items"]
+    assert [{k: v for k, v in item.items() if k not in ADDED} for item in items] == EXPECTED["items"]
     assert all(item["edited_at"] is None for item in items)  # 0.1.0 did not record edits
+    assert all({k: item[k] for k in ADDED} == ADDED for item in items)  # 0.1.0 had photos only
     for expected in EXPECTED["items"]:
-        assert relative(g.get(expected["id"]), old_gallery) == {**expected, "edited_at": None}
+        assert relative(g.get(expected["id"]), old_gallery) == {**expected, **ADDED}
     for item_id in EXPECTED["deleted_ids"]:
         assert g.get(item_id) is None
     assert g.count() == len(EXPECTED["items"]) == 5
@@ -144,7 +150,9 @@ def test_migrated_schema_equals_a_fresh_one(old_gallery, tmp_path):
 def test_version_1_creates_what_0_1_0_created(tmp_path):
     """Apart from the items table's text (compared column by column above), the SQL is identical."""
     before = schema_of(FIXTURE)
-    Gallery(tmp_path / "fresh").close()
+    (tmp_path / "fresh").mkdir()
+    with contextlib.closing(sqlite3.connect(tmp_path / "fresh" / "gallery.db", isolation_level=None)) as conn:
+        migrations.MIGRATIONS[0].apply(sqlite_utils.Database(conn))  # version 1 only: later ones add objects
     after = schema_of(tmp_path / "fresh")
     assert before["objects"] == after["objects"] and before["indexes"] == after["indexes"]
     assert before["columns"] == after["columns"][:len(before["columns"])]

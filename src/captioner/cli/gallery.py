@@ -55,6 +55,7 @@ def find_problems(gallery: Gallery) -> list[str]:
         problems += [f"integrity: {line}" for line in integrity.splitlines()]
     problems += [f"orphaned image file (no item uses it): {path}" for path in gallery.orphan_images()]
     problems += [f"missing image file: item {item_id}" for item_id in gallery.missing_images()]
+    problems += [f"missing video file: item {item_id}" for item_id in gallery.missing_videos()]
     return problems
 
 
@@ -92,7 +93,11 @@ def repair(gallery: Gallery, args) -> int:
 def search(gallery: Gallery, args) -> int:
     items, total, match_all = _matches(gallery, args.query, args.limit)
     for item in items:
-        print(json.dumps(item, ensure_ascii=False) if args.json else _line(item))
+        if args.json:
+            print(json.dumps(item, ensure_ascii=False))
+        else:
+            for line in _lines(item):
+                print(line)
     if total > len(items):
         print(f"({len(items)} of {total} shown; use --limit)", file=sys.stderr)
     if total and not match_all:
@@ -115,6 +120,22 @@ def _matches(gallery: Gallery, query: str, limit: int) -> tuple[list[dict], int,
 def _line(item: dict) -> str:
     caption = " ".join(item["caption"].split())
     return f"{item['id']}\t{caption}\t{item['original_name'] or ''}"
+
+
+def _lines(item: dict) -> list[str]:
+    """A photo's line; for a video, one line per matching segment: id, its caption, "NAME at START-END"."""
+    segments = item.get("matched_segments") or []
+    if item.get("kind") != "video" or not segments:
+        return [_line(item)]
+    name = item["original_name"] or "video"
+    return [f"{item['id']}\t{' '.join(s['caption'].split())}\t{name} at {_clock(s['start'])}-{_clock(s['end'])}"
+            for s in segments]
+
+
+def _clock(seconds: float) -> str:
+    """Seconds as HH:MM:SS.mmm."""
+    ms = round(seconds * 1000)
+    return f"{ms // 3_600_000:02d}:{ms // 60_000 % 60:02d}:{ms // 1000 % 60:02d}.{ms % 1000:03d}"
 
 
 def export(gallery: Gallery, args) -> int:
@@ -149,7 +170,8 @@ def register(sub) -> None:
 
     action("check", check, "check the database, the search index and the image files (exit 1 on problems)")
     action("repair", repair, "remove orphaned image files and rebuild the search index")
-    s = action("search", search, "print matching items: id, caption and file name, one per line")
+    s = action("search", search, "print matching items: id, caption and file name, one per line "
+               "(videos: one line per matching segment, with its times)")
     s.add_argument("query", metavar="QUERY", help="words to find (empty: every item, newest first)")
     s.add_argument("--json", action="store_true", help="print JSON Lines (one item per line)")
     s.add_argument("--limit", type=_positive, default=50, help="print at most this many items (default 50)")

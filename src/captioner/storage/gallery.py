@@ -2,8 +2,14 @@
 
 Layout of a gallery folder::
 
-    gallery.db                 items table, items_fts full-text index (+ WAL files)
+    gallery.db                 items table, items_fts full-text index (+ WAL files);
+                               segments table, segments_fts index (video items)
     images/ab/abcdef....jpg    each distinct image once, named by the sha256 of its bytes
+    videos/ab/abcdef....mp4    each distinct video once, named the same way
+
+A video item (``kind`` 'video', :meth:`Gallery.save_video`) is an item like a
+photo, its picture a poster frame (or a placeholder), plus its video file and
+its captioned segments (start, end, caption, candidates), which search finds.
 
 The database stores image paths relative to ``images/`` only, so a gallery
 folder can be moved or copied: items get their absolute ``image_path`` from
@@ -52,12 +58,30 @@ from PIL import Image
 from . import migrations
 from .errors import GalleryError
 from .fts_query import to_fts_query
-from .schema import BM25_WEIGHTS, EXPORT_FIELDS, FTS_TABLE, FULL, ITEM_COLUMNS, LIGHT, TABLE
+from .schema import (
+    BM25_WEIGHTS,
+    CSV_FIELDS,
+    FTS_TABLE,
+    FULL,
+    ITEM_COLUMNS,
+    LIGHT,
+    SEGMENTS_BM25_WEIGHTS,
+    SEGMENTS_FTS_TABLE,
+    SEGMENTS_TABLE,
+    TABLE,
+)
 
 __all__ = ["Gallery", "GalleryError", "Page", "default_gallery_dir"]
 
 DB_NAME = "gallery.db"
 IMAGES_DIR = "images"
+VIDEOS_DIR = "videos"
+#: A video item's caption (its segments' captions joined) is cut near this many characters.
+MAX_VIDEO_CAPTION = 500
+VIDEO_CAPTION_SEPARATOR = " · "
+#: At most this many matching segments are listed per video item in a search page.
+MAX_MATCHED_SEGMENTS = 100
+_COPY_CHUNK = 1 << 20
 BUSY_TIMEOUT_S = 60.0
 MAX_PER_PAGE = 1000
 #: Pages past this are empty anyway; the cap keeps OFFSET within SQLite's 64-bit integers.
@@ -73,7 +97,8 @@ class Page:
     """One page of gallery items (dicts shaped like :meth:`Gallery.get`).
 
     Page items leave out the candidates' ``attention`` maps (they can be
-    megabytes per page); :meth:`Gallery.get` returns them.
+    megabytes per page) and video items' ``segments``; :meth:`Gallery.get`
+    returns them.  In search pages every video item has ``matched_segments``.
     ``pages`` is at least 1, so "page 1 of 1" also reads well for no results.
     ``match_all`` is False when a search found nothing containing every word
     and fell back to items containing any of them.
@@ -198,6 +223,101 @@ def _candidates_json(candidates: Any) -> tuple[str, str | None, list[str]]:
     return text, attention, captions
 
 
+def _video_ext(head: bytes, name: str) -> str:
+    """The file extension for a video: from its first bytes, else from its name, else 'bin'."""
+    if head[4:8] == b"ftyp":
+        return "mov" if head[8:12] == b"qt  " else "mp4"
+    if head[:4] == b"\x1aE\xdf\xa3":
+        return "webm" if b"webm" in head[:64] else "mkv"
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        return "avi"
+    if head[:3] == b"FLV":
+        return "flv"
+    if head[:4] == b"OggS":
+        return "ogv"
+    if head[:4] in (b"\x00\x00\x01\xba", b"\x00\x00\x01\xb3"):
+        return "mpg"
+    suffix = Path(name).suffix[1:].lower()
+    return suffix if re.fullmatch(r"[a-z0-9]{1,8}", suffix) else "bin"
+
+
+def _placeholder_poster() -> Image.Image:
+    """A small neutral picture (grey, a lighter 'play' triangle) for a video saved without a poster."""
+    from PIL import ImageDraw
+
+    img = Image.new("RGB", (160, 90), (96, 96, 96))
+    ImageDraw.Draw(img).polygon([(66, 27), (66, 63), (98, 45)], fill=(200, 200, 200))
+    return img
+
+
+def _seconds(value: Any, what: str) -> float:
+    """A time in seconds: a finite number, 0 or more."""
+    if value is None or isinstance(value, (bool, str, bytes)):
+        raise GalleryError(f"The {what} must be a number of seconds, not {value!r}; the gallery was not changed")
+    try:
+        number = float(value)
+    except (TypeError, ValueError) as exc:
+        raise GalleryError(f"The {what} must be a number of seconds, not {value!r}; "
+                           "the gallery was not changed") from exc
+    if not math.isfinite(number) or number < 0:
+        raise GalleryError(f"The {what} must be a number of seconds, 0 or more, not {value!r}; "
+                           "the gallery was not changed")
+    return number
+
+
+def _segment_rows(segments: Any) -> list[dict]:
+    """Validate a video's segments; return the rows to store (idx, start, end, caption, alternatives,
+    candidates without attention)."""
+    if not isinstance(segments, (list, tuple)) or not segments:
+        raise GalleryError("A video needs a non-empty list of segments; the gallery was not changed")
+    rows = []
+    for i, seg in enumerate(segments):
+        if not isinstance(seg, dict):
+            raise GalleryError(f"Segment {i + 1} must be a dict; the gallery was not changed")
+        start = _seconds(seg.get("start"), f"start of segment {i + 1}")
+        end = _seconds(seg.get("end"), f"end of segment {i + 1}")
+        if start > end:
+            raise GalleryError(f"Segment {i + 1} ends ({end:g} s) before it starts ({start:g} s); "
+                               "the gallery was not changed")
+        caption = seg.get("caption")
+        if not isinstance(caption, str):
+            raise GalleryError(f"The caption of segment {i + 1} must be text; the gallery was not changed")
+        try:
+            candidates, _attention, cand_captions = _candidates_json(seg.get("candidates"))
+        except GalleryError as exc:
+            raise GalleryError(f"Segment {i + 1}: {exc}") from exc
+        rows.append({"idx": i, "start": start, "end": end, "caption": caption,
+                     "alternatives": "\n".join(_distinct(cand_captions, exclude=[caption])),
+                     "candidates": candidates})
+    return rows
+
+
+def _distinct(texts: list[str], exclude: tuple[str, ...] | list[str] = ()) -> list[str]:
+    """``texts`` without repeats (ignoring case and spacing) and without those in ``exclude``."""
+    seen = {_norm(t) for t in exclude}
+    out = []
+    for text in texts:
+        if text.strip() and _norm(text) not in seen:
+            seen.add(_norm(text))
+            out.append(text)
+    return out
+
+
+def _video_caption(captions: list[str]) -> str:
+    """The distinct segment captions in order, joined with " · ", cut at a caption near
+    :data:`MAX_VIDEO_CAPTION` characters (then ending with "…")."""
+    parts = [" ".join(c.split()) for c in _distinct(captions)]
+    text = ""
+    for part in parts:
+        joined = part if not text else text + VIDEO_CAPTION_SEPARATOR + part
+        if len(joined) > MAX_VIDEO_CAPTION:
+            if not text:  # one very long caption: cut it at a word
+                return part[:MAX_VIDEO_CAPTION].rsplit(" ", 1)[0] + " …"
+            return text + VIDEO_CAPTION_SEPARATOR + "…"
+        text = joined
+    return text
+
+
 def _as_id(item_id: Any) -> int | None:
     """An item id as an int SQLite can hold, or None if it cannot be one."""
     try:
@@ -271,6 +391,7 @@ class Gallery:
         then raise a GalleryError that says so."""
         self.folder = Path(folder).expanduser().resolve()
         self.images_dir = self.folder / IMAGES_DIR
+        self.videos_dir = self.folder / VIDEOS_DIR
         self.db_path = self.folder / DB_NAME
         self._local = threading.local()
         self.read_only = _cannot_write(self.folder, self.db_path) if read_only is None else read_only
@@ -381,8 +502,31 @@ class Gallery:
         """
         item = {column.item_key: row[column.name] for column in ITEM_COLUMNS}
         item["image_path"] = str(self.images_dir / row["image_file"])
+        item["video_path"] = self._video_path(row["video_file"])
         item["candidates"] = _merge_attention(row["candidates"], row.get("attention"))
         return item
+
+    def _video_path(self, rel: str | None) -> str | None:
+        """The absolute path of a stored ``videos/...`` path (None: none, or one leading elsewhere)."""
+        if not rel:
+            return None
+        parts = rel.replace("\\", "/").split("/")
+        if parts[0] != VIDEOS_DIR or len(parts) < 2 or any(p in ("", ".", "..") for p in parts) or ":" in rel:
+            return None
+        return str(self.folder.joinpath(*parts))
+
+    def _with_segments(self, item: dict) -> dict:
+        """A full item: video items get their ``segments`` (idx, start, end, caption, candidates)."""
+        if item.get("kind") == "video":
+            item["segments"] = self._segments(item["id"])
+        return item
+
+    def _segments(self, item_id: int) -> list[dict]:
+        rows = self.db.execute(f'SELECT idx, start, "end", caption, candidates FROM {SEGMENTS_TABLE} '
+                               "WHERE item_id = ? ORDER BY idx", [item_id]).fetchall()
+        return [{"idx": idx, "start": start, "end": end, "caption": caption,
+                 "candidates": json.loads(candidates or "[]")}
+                for idx, start, end, caption, candidates in rows]
 
     def _image_file(self, encoded: _EncodedImage) -> tuple[str, str]:
         digest = encoded.sha256
@@ -461,19 +605,126 @@ class Gallery:
                                f"{exc}; the gallery was not changed") from exc
         return self._insert_row(encoded, rel, record)
 
+    def save_video(self, video: Any, original_name: str | None, segments: list[dict], *, poster: Any = None,
+                   model_name: str | None = None, beam_size: int | None = None, width: int | None = None,
+                   height: int | None = None, duration: float | None = None) -> int:
+        """Store a captioned video; return the new item id.
+
+        ``video``: bytes or a file path (not decoded here), stored once per content under ``videos/``.
+        ``segments``: dicts with ``start`` and ``end`` (seconds), ``caption`` and optional ``candidates``
+        (dicts with at least a ``caption``; attention maps are dropped), in order.  ``poster``: a PIL
+        image, path or bytes shown as the item's picture (None: a small grey placeholder).  The item's
+        caption is the distinct segment captions joined with " · "; ``duration`` defaults to the last
+        segment's end.  Raises GalleryError, leaving the gallery unchanged, for bad input.
+        """
+        self._check_writable()
+        if original_name is None and isinstance(video, (str, os.PathLike)):
+            original_name = Path(video).name
+        original_name = "" if original_name is None else _file_name(str(original_name))
+        label = original_name or "video"
+        rows = _segment_rows(segments)
+        duration = max(r["end"] for r in rows) if duration is None else _seconds(duration, "duration")
+        width, height = _optional_int(width, "width"), _optional_int(height, "height")
+        beam_size = _optional_int(beam_size, "beam size")
+        if not isinstance(video, (bytes, bytearray, memoryview, str, os.PathLike)):
+            raise GalleryError(f"Could not read the video '{label}': expected bytes or a file path, got "
+                               f"{type(video).__name__}; the gallery was not changed")
+        encoded = _encode_image(_placeholder_poster() if poster is None else poster, f"{label} (poster)")
+        digest, rel = self._image_file(encoded)
+        captions = [r["caption"] for r in rows]
+        alternatives = _distinct([a for r in rows for a in r["alternatives"].split("\n")], exclude=captions)
+        record = {
+            "image_hash": digest, "image_file": rel, "original_name": original_name,
+            "width": encoded.width if width is None else width,
+            "height": encoded.height if height is None else height,
+            "caption": _video_caption(captions), "alternatives": "\n".join(alternatives), "candidates": "[]",
+            "beam_size": beam_size, "model_name": None if model_name is None else str(model_name),
+            "saved_at": _utc_now(), "attention": None, "kind": "video", "duration": duration,
+        }
+        try:
+            tmp, video_rel = self._copy_video(video, label)
+        except OSError as exc:
+            raise GalleryError(f"Could not write the video '{label}' into the gallery: "
+                               f"{exc}; the gallery was not changed") from exc
+        try:
+            self._write_image(encoded, rel)
+            with self._write() as db:
+                if not (self.images_dir / rel).exists():  # a delete took it since
+                    self._write_image(encoded, rel, force=True)
+                # in place under the write lock: deletes only remove unused videos under it too
+                target = self.folder / video_rel
+                if target.exists():
+                    os.unlink(tmp)
+                else:
+                    os.replace(tmp, target)
+                tmp = None
+                item_id = db[TABLE].insert({**record, "video_file": video_rel}).last_pk
+                db.conn.executemany(
+                    f'INSERT INTO {SEGMENTS_TABLE} (item_id, idx, start, "end", caption, alternatives, candidates) '
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [(item_id, r["idx"], r["start"], r["end"], r["caption"], r["alternatives"], r["candidates"])
+                     for r in rows])
+                return item_id
+        except OSError as exc:
+            raise GalleryError(f"Could not write the video '{label}' into the gallery: "
+                               f"{exc}; the gallery was not changed") from exc
+        finally:
+            if tmp is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+
+    def _copy_video(self, video: Any, label: str) -> tuple[str, str]:
+        """Copy the video into a temporary file under videos/ (hashing it on the way, fsynced);
+        return that file and the path, relative to the gallery folder, it belongs at."""
+        if isinstance(video, (str, os.PathLike)):
+            try:
+                source = open(video, "rb")  # noqa: SIM115 - closed below
+            except OSError as exc:
+                raise GalleryError(f"Could not read the video '{label}': {exc.strerror or exc}; "
+                                   "the gallery was not changed") from exc
+        else:
+            source = io.BytesIO(bytes(video))
+        self.videos_dir.mkdir(parents=True, exist_ok=True)
+        digest, size, head = hashlib.sha256(), 0, b""
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=self.videos_dir)
+        try:
+            with source, os.fdopen(fd, "wb") as fh:
+                while chunk := source.read(_COPY_CHUNK):
+                    if not head:
+                        head = chunk[:64]
+                    digest.update(chunk)
+                    size += len(chunk)
+                    fh.write(chunk)
+                fh.flush()
+                os.fsync(fh.fileno())
+            if not size:
+                raise GalleryError(f"Could not read the video '{label}': the data is empty; "
+                                   "the gallery was not changed")
+            name = digest.hexdigest()
+            rel = f"{VIDEOS_DIR}/{name[:2]}/{name}.{_video_ext(head, label)}"
+            (self.folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        return tmp, rel
+
     def get(self, item_id: int) -> dict | None:
         """The item, or None if there is none.
 
         Keys: id, image_hash, image_path (absolute str), original_name, width,
         height, caption, candidates (list of dicts, with attention maps),
         beam_size, model_name, saved_at and edited_at (UTC ISO 8601; None if
-        the caption was never edited).
+        the caption was never edited), kind ('photo' or 'video'), video_path
+        (absolute str) and duration (seconds; both None for photos).  Video
+        items also have ``segments``: dicts with idx, start, end, caption and
+        candidates (without attention), in order.
         """
         item_id = _as_id(item_id)
         if item_id is None:
             return None
         rows = list(self.db.query(f"SELECT {FULL} FROM {TABLE} WHERE id = ?", [item_id]))
-        return self._row_to_item(rows[0]) if rows else None
+        return self._with_segments(self._row_to_item(rows[0])) if rows else None
 
     @staticmethod
     def _paging(page: Any, per_page: Any) -> tuple[int, int]:
@@ -505,35 +756,67 @@ class Gallery:
         returned instead (``Page.match_all`` is then False).  Any text is
         accepted: FTS5 operators and punctuation are treated as plain text.
         An empty or punctuation-only query returns :meth:`browse` results.
+
+        Video items match through their own caption and through their segments'
+        captions (and other candidates); each video item in the page gets
+        ``matched_segments``: its segments (idx, start, end, caption) that
+        match, best first (at most :data:`MAX_MATCHED_SEGMENTS`).
         """
         page, per_page = self._paging(page, per_page)
         text = query if isinstance(query, str) else ("" if query is None else str(query))
         if to_fts_query(text) is None:
             return self.browse(page, per_page)
+        # an item matches through its own index entry or through one of its segments'; it ranks by its best
+        hits = f"""SELECT rowid AS hit, rank AS score FROM {FTS_TABLE}
+                   WHERE {FTS_TABLE} MATCH :q AND rank MATCH '{BM25_WEIGHTS}'
+                   UNION ALL
+                   SELECT {SEGMENTS_TABLE}.item_id AS hit, {SEGMENTS_FTS_TABLE}.rank AS score
+                   FROM {SEGMENTS_FTS_TABLE} JOIN {SEGMENTS_TABLE} ON {SEGMENTS_TABLE}.id = {SEGMENTS_FTS_TABLE}.rowid
+                   WHERE {SEGMENTS_FTS_TABLE} MATCH :q AND {SEGMENTS_FTS_TABLE}.rank MATCH '{SEGMENTS_BM25_WEIGHTS}'"""
         for match_all in (True, False):
             fts = to_fts_query(text, match_all)
             try:
-                total = self.db.execute(
-                    f"SELECT count(*) FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH ?", [fts]
-                ).fetchone()[0]
+                total = self.db.execute(f"SELECT count(DISTINCT hit) FROM ({hits})", {"q": fts}).fetchone()[0]
                 if total == 0 and match_all:
                     continue
                 rows = self.db.query(
                     f"""SELECT {LIGHT} FROM (
-                            SELECT rowid, rank FROM {FTS_TABLE}
-                            WHERE {FTS_TABLE} MATCH :q AND rank MATCH '{BM25_WEIGHTS}'
-                            ORDER BY rank LIMIT :limit OFFSET :offset
-                        ) AS hits JOIN {TABLE} ON {TABLE}.id = hits.rowid
-                        ORDER BY hits.rank""",
+                            SELECT hit, min(score) AS score FROM ({hits}) GROUP BY hit
+                            ORDER BY score, hit LIMIT :limit OFFSET :offset
+                        ) AS best JOIN {TABLE} ON {TABLE}.id = best.hit
+                        ORDER BY best.score, best.hit""",
                     {"q": fts, "limit": per_page, "offset": (page - 1) * per_page},
                 )
                 items = [self._row_to_item(r) for r in rows]
+                self._add_matched_segments(items, text, match_all)
             except sqlite3.OperationalError as exc:
                 if "fts5" in str(exc) or "syntax" in str(exc):  # should not happen: words are quoted
                     return self._page([], 0, page, per_page)
                 raise
             return self._page(items, total, page, per_page, match_all)
         return self._page([], 0, page, per_page)
+
+    def _add_matched_segments(self, items: list[dict], text: str, match_all: bool) -> None:
+        """Give each video item of a search page its ``matched_segments`` (idx, start, end, caption),
+        best first: those with every word (when the search needed every word), else those with any."""
+        videos = {item["id"]: item for item in items if item.get("kind") == "video"}
+        for item in videos.values():
+            item["matched_segments"] = []
+        for every in ((True, False) if match_all else (False,)):
+            wanted = [item_id for item_id, item in videos.items() if not item["matched_segments"]]
+            if not wanted:
+                return
+            rows = self.db.execute(
+                f"""SELECT s.item_id, s.idx, s.start, s."end", s.caption
+                    FROM {SEGMENTS_FTS_TABLE} JOIN {SEGMENTS_TABLE} AS s ON s.id = {SEGMENTS_FTS_TABLE}.rowid
+                    WHERE {SEGMENTS_FTS_TABLE} MATCH ? AND {SEGMENTS_FTS_TABLE}.rank MATCH '{SEGMENTS_BM25_WEIGHTS}'
+                      AND s.item_id IN ({", ".join("?" * len(wanted))})
+                    ORDER BY {SEGMENTS_FTS_TABLE}.rank, s.idx""",
+                [to_fts_query(text, every), *wanted]).fetchall()
+            for item_id, idx, start, end, caption in rows:
+                found = videos[item_id]["matched_segments"]
+                if len(found) < MAX_MATCHED_SEGMENTS:
+                    found.append({"idx": idx, "start": start, "end": end, "caption": caption})
 
     def update_caption(self, item_id: int, text: str) -> None:
         """Replace an item's caption and set its ``edited_at`` (the search index follows at once)."""
@@ -548,7 +831,8 @@ class Gallery:
                 raise GalleryError(f"Item {item_id} does not exist")
 
     def delete(self, item_id: int) -> bool:
-        """Delete an item; its image file goes too unless another item shares it.
+        """Delete an item (a video's segments too); its image and video files go too unless another item
+        shares them.
 
         Returns False if there was no such item.
         """
@@ -556,10 +840,11 @@ class Gallery:
         if item_id is None:
             return False
         with self._write() as db:
-            row = db.execute(f"SELECT image_hash, image_file FROM {TABLE} WHERE id = ?",
+            row = db.execute(f"SELECT image_hash, image_file, video_file FROM {TABLE} WHERE id = ?",
                              [item_id]).fetchone()
             if row is None:
                 return False
+            db.execute(f"DELETE FROM {SEGMENTS_TABLE} WHERE item_id = ?", [item_id])
             db.execute(f"DELETE FROM {TABLE} WHERE id = ?", [item_id])
         # Second transaction, used as a lock: a crash before the unlink only
         # leaves an orphan file, never a row without its file.
@@ -569,6 +854,10 @@ class Gallery:
             if not in_use:
                 with contextlib.suppress(FileNotFoundError):
                     (self.images_dir / row[1]).unlink()
+            video = self._video_path(row[2])
+            if video and not db.execute(f"SELECT 1 FROM {TABLE} WHERE video_file = ? LIMIT 1", [row[2]]).fetchone():
+                with contextlib.suppress(FileNotFoundError):
+                    Path(video).unlink()
         return True
 
     def count(self) -> int:
@@ -578,12 +867,13 @@ class Gallery:
     def iter_items(self) -> Iterator[dict]:
         """Every item, oldest first (streams; does not load the whole gallery)."""
         for row in self.db.query(f"SELECT {FULL} FROM {TABLE} ORDER BY id"):
-            yield self._row_to_item(row)
+            yield self._with_segments(self._row_to_item(row))
 
     def export(self, path: str | os.PathLike, fmt: str = "json") -> Path:
         """Write all items to ``path`` as JSON (a list) or CSV; return the path.
 
-        CSV holds the candidates as a JSON string column.  The file is written
+        Video items carry their ``segments``; CSV holds the candidates and the segments as JSON
+        string columns (``segments`` is empty for photos).  The file is written
         to a temporary name first, so a failed export leaves no half file.
         """
         fmt = (fmt or "").lower()
@@ -602,10 +892,12 @@ class Gallery:
                             fh.write(json.dumps(item, ensure_ascii=False))
                         fh.write("\n]\n")
                     else:
-                        writer = csv.DictWriter(fh, fieldnames=EXPORT_FIELDS)
+                        writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
                         writer.writeheader()
                         for item in self.iter_items():
                             item["candidates"] = json.dumps(item["candidates"], ensure_ascii=False)
+                            if "segments" in item:
+                                item["segments"] = json.dumps(item["segments"], ensure_ascii=False)
                             writer.writerow(item)
                 os.replace(tmp, path)
             except BaseException:
@@ -619,40 +911,57 @@ class Gallery:
     def integrity_check(self) -> str:
         """"ok", or the problems one per line: ``PRAGMA integrity_check``'s, then the search index's."""
         problems = [r[0] for r in self.db.execute("PRAGMA integrity_check").fetchall() if r[0] != "ok"]
-        try:
-            self.db.execute(f"INSERT INTO {FTS_TABLE}({FTS_TABLE}) VALUES('integrity-check')")
-            problems += self._search_index_drift()
-        except sqlite3.DatabaseError as exc:
-            problems.append(f"search index: {exc}")
+        for table, fts, what in ((TABLE, FTS_TABLE, "search index"),
+                                 (SEGMENTS_TABLE, SEGMENTS_FTS_TABLE, "segment search index")):
+            try:
+                self.db.execute(f"INSERT INTO {fts}({fts}) VALUES('integrity-check')")
+                problems += self._search_index_drift(table, fts, what)
+            except sqlite3.DatabaseError as exc:
+                problems.append(f"{what}: {exc}")
+        lost = self.db.execute(f"SELECT count(*) FROM {SEGMENTS_TABLE} WHERE item_id NOT IN "
+                               f"(SELECT id FROM {TABLE})").fetchone()[0]
+        if lost:
+            problems.append(f"segments: {lost} segment(s) of no item")
         return "\n".join(problems) or "ok"
 
-    def _search_index_drift(self) -> list[str]:
-        """Items missing from the search index and entries for no item (FTS5's own check misses both)."""
-        missing = self.db.execute(f"SELECT count(*) FROM {TABLE} WHERE id NOT IN "
-                                  f"(SELECT id FROM {FTS_TABLE}_docsize)").fetchone()[0]
-        extra = self.db.execute(f"SELECT count(*) FROM {FTS_TABLE}_docsize WHERE id NOT IN "
-                                f"(SELECT id FROM {TABLE})").fetchone()[0]
+    def _search_index_drift(self, table: str = TABLE, fts: str = FTS_TABLE,
+                            what: str = "search index") -> list[str]:
+        """Rows missing from a search index and entries for no row (FTS5's own check misses both)."""
+        missing = self.db.execute(f"SELECT count(*) FROM {table} WHERE id NOT IN "
+                                  f"(SELECT id FROM {fts}_docsize)").fetchone()[0]
+        extra = self.db.execute(f"SELECT count(*) FROM {fts}_docsize WHERE id NOT IN "
+                                f"(SELECT id FROM {table})").fetchone()[0]
         if not (missing or extra):
             return []
-        return [f"search index: {missing} item(s) missing from it, {extra} entry(ies) for no item"]
+        noun = "item" if table == TABLE else "segment"
+        return [f"{what}: {missing} {noun}(s) missing from it, {extra} entry(ies) for no {noun}"]
 
     def rebuild_search_index(self) -> None:
-        """Rebuild the full-text index from the items table (repairs a damaged index)."""
+        """Rebuild the full-text indexes from the items and segments tables (repairs a damaged index);
+        segments left by no item are removed."""
         with self._write() as db:
+            db.execute(f"DELETE FROM {SEGMENTS_TABLE} WHERE item_id NOT IN (SELECT id FROM {TABLE})")
             db.execute(f"INSERT INTO {FTS_TABLE}({FTS_TABLE}) VALUES('rebuild')")
+            db.execute(f"INSERT INTO {SEGMENTS_FTS_TABLE}({SEGMENTS_FTS_TABLE}) VALUES('rebuild')")
 
     def missing_images(self) -> list[int]:
         """Ids of the items whose image file is gone."""
         rows = self.db.execute(f"SELECT id, image_file FROM {TABLE} ORDER BY id").fetchall()
         return [item_id for item_id, rel in rows if not (self.images_dir / rel).is_file()]
 
+    def missing_videos(self) -> list[int]:
+        """Ids of the video items whose video file is gone."""
+        rows = self.db.execute(f"SELECT id, video_file FROM {TABLE} WHERE kind = 'video' ORDER BY id").fetchall()
+        return [item_id for item_id, rel in rows
+                if not ((path := self._video_path(rel)) and Path(path).is_file())]
+
     def orphan_images(self) -> list[Path]:
-        """Image files no item uses (and stale temp files), without removing them."""
+        """Image and video files no item uses (and stale temp files), without removing them."""
         with self._write() as db:  # under the lock, so no save can be mid-way
             return list(self._orphans(db))
 
     def remove_orphan_images(self) -> list[Path]:
-        """Delete image files no item uses (and stale temp files); return them."""
+        """Delete image and video files no item uses (and stale temp files); return them."""
         removed = []
         with self._write() as db:  # under the lock, so no save can be mid-way
             for path in self._orphans(db):
@@ -662,15 +971,17 @@ class Gallery:
         return removed
 
     def _orphans(self, db: sqlite_utils.Database) -> Iterator[Path]:
-        """Files under images/ that no row uses; the caller holds the write lock."""
-        used = {r[0] for r in db.execute(f"SELECT DISTINCT image_file FROM {TABLE}")}
+        """Files under images/ and videos/ that no row uses; the caller holds the write lock."""
+        used = {f"{IMAGES_DIR}/{r[0]}" for r in db.execute(f"SELECT DISTINCT image_file FROM {TABLE}")}
+        used |= {r[0] for r in db.execute(f"SELECT DISTINCT video_file FROM {TABLE} WHERE video_file IS NOT NULL")}
         now = time.time()
-        for path in sorted(self.images_dir.glob("*/*")):
+        videos_tmp = sorted(self.videos_dir.glob(".tmp-*"))  # videos are copied here first
+        for path in [*sorted(self.images_dir.glob("*/*")), *sorted(self.videos_dir.glob("*/*")), *videos_tmp]:
             if not path.is_file():
                 continue
             if path.name.startswith(".tmp-"):
                 if now - path.stat().st_mtime < STALE_TEMP_S:
                     continue  # perhaps another process is writing it right now
-            elif f"{path.parent.name}/{path.name}" in used:
+            elif path.relative_to(self.folder).as_posix() in used:
                 continue
             yield path

@@ -20,7 +20,19 @@ from dataclasses import dataclass
 import sqlite_utils
 
 from .errors import GalleryError
-from .schema import FTS_COLUMNS, FTS_TABLE, FTS_TOKENIZE, TABLE, column_sql, columns_since, create_table_sql
+from .schema import (
+    FTS_COLUMNS,
+    FTS_TABLE,
+    FTS_TOKENIZE,
+    SEGMENTS_FTS_COLUMNS,
+    SEGMENTS_FTS_TABLE,
+    SEGMENTS_TABLE,
+    SEGMENTS_TABLE_SQL,
+    TABLE,
+    column_sql,
+    columns_since,
+    create_table_sql,
+)
 
 
 @dataclass(frozen=True)
@@ -34,17 +46,17 @@ def _quoted(names: list[str], prefix: str = "") -> str:
     return ", ".join(f'{prefix}"{name}"' for name in names)
 
 
-def _fts_sql() -> list[str]:
-    """The search index and its triggers, written as release 0.1.0 (sqlite-utils 4) wrote them."""
-    cols, new, old = _quoted(FTS_COLUMNS), _quoted(FTS_COLUMNS, "new."), _quoted(FTS_COLUMNS, "old.")
-    insert = f'INSERT INTO "{FTS_TABLE}" (rowid, {cols}) VALUES (new.rowid, {new});'
-    delete = f'INSERT INTO "{FTS_TABLE}" ("{FTS_TABLE}", rowid, {cols}) VALUES(\'delete\', old.rowid, {old});'
+def _fts_sql(table: str = TABLE, fts_table: str = FTS_TABLE, columns: list[str] = FTS_COLUMNS) -> list[str]:
+    """A search index and its triggers, written as release 0.1.0 (sqlite-utils 4) wrote the items'."""
+    cols, new, old = _quoted(columns), _quoted(columns, "new."), _quoted(columns, "old.")
+    insert = f'INSERT INTO "{fts_table}" (rowid, {cols}) VALUES (new.rowid, {new});'
+    delete = f'INSERT INTO "{fts_table}" ("{fts_table}", rowid, {cols}) VALUES(\'delete\', old.rowid, {old});'
     return [
-        f'CREATE VIRTUAL TABLE "{FTS_TABLE}" USING FTS5 (\n    {cols},\n'
-        f"    tokenize='{FTS_TOKENIZE}',\n    content=\"{TABLE}\"\n)",
-        f'CREATE TRIGGER "{TABLE}_ai" AFTER INSERT ON "{TABLE}" BEGIN\n  {insert}\nEND',
-        f'CREATE TRIGGER "{TABLE}_ad" AFTER DELETE ON "{TABLE}" BEGIN\n  {delete}\nEND',
-        f'CREATE TRIGGER "{TABLE}_au" AFTER UPDATE ON "{TABLE}" BEGIN\n  {delete}\n  {insert}\nEND',
+        f'CREATE VIRTUAL TABLE "{fts_table}" USING FTS5 (\n    {cols},\n'
+        f"    tokenize='{FTS_TOKENIZE}',\n    content=\"{table}\"\n)",
+        f'CREATE TRIGGER "{table}_ai" AFTER INSERT ON "{table}" BEGIN\n  {insert}\nEND',
+        f'CREATE TRIGGER "{table}_ad" AFTER DELETE ON "{table}" BEGIN\n  {delete}\nEND',
+        f'CREATE TRIGGER "{table}_au" AFTER UPDATE ON "{table}" BEGIN\n  {delete}\n  {insert}\nEND',
     ]
 
 
@@ -63,10 +75,20 @@ def _add_columns(version: int) -> Callable[[sqlite_utils.Database], None]:
     return apply
 
 
+def _create_v3(db: sqlite_utils.Database) -> None:
+    """Video items: items.kind / video_file / duration, the segments table and its search index."""
+    _add_columns(3)(db)
+    db.execute(SEGMENTS_TABLE_SQL)
+    for sql in _fts_sql(SEGMENTS_TABLE, SEGMENTS_FTS_TABLE, SEGMENTS_FTS_COLUMNS):
+        db.execute(sql)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "release 0.1.0: the items table, its image_hash index, the items_fts search index",
               _create_v1),
     Migration(2, "items.edited_at: when the caption was last edited", _add_columns(2)),
+    Migration(3, "video items: items.kind, video_file, duration; the segments table and segments_fts",
+              _create_v3),
 )
 LATEST = MIGRATIONS[-1].version
 

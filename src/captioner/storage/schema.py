@@ -51,6 +51,11 @@ COLUMNS: tuple[Column, ...] = (
     Column("saved_at", "TEXT", "UTC ISO 8601"),
     Column("attention", "TEXT", "JSON list, one map (or null) per candidate", use=DETAIL),
     Column("edited_at", "TEXT", "UTC ISO 8601 of the last caption edit; NULL: never edited", since=2),
+    Column("kind", "TEXT NOT NULL DEFAULT 'photo'", "'photo' or 'video' (its segments: the segments table)",
+           since=3),
+    Column("video_file", "TEXT", "video items: path under videos/, relative to the gallery folder",
+           key="video_path", since=3),
+    Column("duration", "REAL", "video items: length in seconds", since=3),
 )
 
 #: The columns that become item dict fields.
@@ -62,10 +67,34 @@ FULL = ", ".join(c.name for c in COLUMNS if c.use in (ITEM, DETAIL))
 #: The keys of an item dict, in order; also the CSV export's columns.
 ITEM_KEYS = [c.item_key for c in ITEM_COLUMNS]
 EXPORT_FIELDS = ITEM_KEYS
+#: The CSV export's columns: the item fields, then video items' segments (a JSON string column).
+CSV_FIELDS = [*EXPORT_FIELDS, "segments"]
 #: The columns of the full-text index, in the index's order (fixed by schema version 1).
 FTS_COLUMNS = ["caption", "alternatives", "original_name"]
 #: bm25 weights for the FTS columns above: the caption counts most.
 BM25_WEIGHTS = "bm25(10.0, 2.0, 1.0)"
+
+
+# ------------------------------------------------------------ video segments (schema version 3)
+SEGMENTS_TABLE = "segments"
+SEGMENTS_FTS_TABLE = f"{SEGMENTS_TABLE}_fts"
+#: The columns of the segments' full-text index, in the index's order.
+SEGMENTS_FTS_COLUMNS = ["caption", "alternatives"]
+#: bm25 weights for the segment index, on the same scale as the items' (caption 10, candidates 2).
+SEGMENTS_BM25_WEIGHTS = "bm25(10.0, 2.0)"
+#: Columns read for a video item's segments (``end`` is an SQL keyword: always quoted).
+SEGMENT_FIELDS = ("idx", "start", "end", "caption", "candidates")
+SEGMENTS_TABLE_SQL = f"""CREATE TABLE {SEGMENTS_TABLE} (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    item_id INTEGER NOT NULL REFERENCES {TABLE}(id) ON DELETE CASCADE,  -- deleted with the item
+    idx INTEGER NOT NULL,  -- segment number in the video, from 0
+    start REAL NOT NULL,  -- seconds from the start of the video
+    "end" REAL NOT NULL,
+    caption TEXT NOT NULL,
+    alternatives TEXT,  -- other candidate captions, for search
+    candidates TEXT,  -- JSON list of beam candidates, no attention
+    UNIQUE (item_id, idx)
+)"""
 
 
 def columns_since(version: int) -> list[Column]:
