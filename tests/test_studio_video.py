@@ -109,7 +109,7 @@ def test_player_subtitles_and_shots(studio, captioned):
     from captioner.video.subtitles import timestamp
 
     result, state, _ = captioned
-    status, player, shots, cards, start = studio.video.show(state)
+    status, player, shots, cards, start, save_btn, _ = studio.video.show(state)
     assert "2 shots" in status
     assert player.subtitles is not None
     vtt = Path(player.subtitles["path"])
@@ -120,7 +120,7 @@ def test_player_subtitles_and_shots(studio, captioned):
     assert [(c.start, c.end) for c in parsed] == \
         [(timestamp(s["start"]), timestamp(s["end"])) for s in result["segments"]]
     assert shots.visible is not False and len(shots.value) == 2
-    assert "candidate-card" in cards and start == 0.0
+    assert "candidate-card" in cards and start == 0.0 and save_btn.visible is True
     # clicking the second shot: its candidates (with the attention pictures) and its start time
     cards2, start2 = studio.video.pick_shot(state, SimpleNamespace(index=1))
     assert start2 == result["segments"][1]["start"]
@@ -139,8 +139,8 @@ def test_bad_file_gives_a_readable_error(studio, uploads):
     assert result["segments"] == [] and result["error"]
     assert result["error"].startswith("notes.mp4:") and "Traceback" not in result["error"]
     assert str(folder) not in result["error"]
-    status, player, shots, cards, start = studio.video.show(state)
-    assert "notes.mp4" in status and "studio-error" in cards and start is None
+    status, player, shots, cards, start, save_btn, _ = studio.video.show(state)
+    assert "notes.mp4" in status and "studio-error" in cards and start is None and save_btn.visible is False
     # a photo is not a video either
     photo = folder / "still.mp4"
     two_photos()[0].save(photo, format="PNG")
@@ -159,6 +159,28 @@ def test_a_path_that_is_not_an_upload_is_refused(studio, tmp_path):
         studio.video.caption(str(studio.upload_dir / ".." / "elsewhere.mp4"), 2, 8, progress=Progress())
 
 
+def test_save_video_to_the_gallery(studio, clip, captioned):
+    result, state, _ = captioned
+    saved = studio.video.save(state)
+    assert saved["id"] is not None and saved["segments"] == 2, saved
+    item = studio.gallery.get(saved["id"])
+    assert item["kind"] == "video" and item["original_name"] == clip.name
+    assert (item["width"], item["height"]) == (W, H) and item["beam_size"] == 3
+    assert item["duration"] == pytest.approx(4.0, abs=0.11)
+    assert Path(item["video_path"]).read_bytes() == clip.read_bytes()
+    assert [(s["start"], s["end"], s["caption"]) for s in item["segments"]] == \
+        [(s["start"], s["end"], s["caption"]) for s in result["segments"]]
+    assert [c["caption"] for c in item["segments"][0]["candidates"]] == \
+        [c["caption"] for c in result["segments"][0]["candidates"]]
+    with Image.open(item["image_path"]) as poster:  # the first shot's frame
+        assert poster.size[0] > 160 and poster.getpixel((5, 5))[0] > 150  # the red picture
+    # nothing captioned: a readable refusal, nothing stored
+    count = studio.gallery.count()
+    with pytest.warns(UserWarning, match="caption a video first"):
+        assert studio.video.save({"segments": []})["id"] is None
+    assert studio.gallery.count() == count
+
+
 @pytest.mark.slow
 def test_caption_video_over_http(tiny_model_dir, tmp_path, clip):
     from gradio_client import Client, handle_file
@@ -171,9 +193,52 @@ def test_caption_video_over_http(tiny_model_dir, tmp_path, clip):
         result = c.predict(handle_file(str(clip)), 2, 8, api_name="/caption_video")
         assert result["error"] is None and len(result["segments"]) == 2
         assert result["segments"][1]["start"] == pytest.approx(2.0, abs=0.11)
+        saved = c.predict(api_name="/save_video")
+        assert saved["id"] is not None and saved["segments"] == 2
         bad = tmp_path / "bad.mp4"
         bad.write_bytes(b"\0" * 4096)
         result = c.predict(handle_file(str(bad)), 2, 8, api_name="/caption_video")
         assert result["segments"] == [] and result["error"].startswith("bad.mp4:")
+    finally:
+        stop_studio(proc)
+
+
+@pytest.mark.slow
+def test_video_tab_in_the_browser(tiny_model_dir, tmp_path, clip):
+    """Upload, caption, the subtitle track, a click on a shot seeks the player, save."""
+    chromium = Path("/usr/bin/chromium")
+    if not chromium.exists():
+        pytest.skip("chromium is not installed")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    from studio_server import start_studio, stop_studio
+
+    proc, url = start_studio(tiny_model_dir, tmp_path / "gallery", tmp_path / "studio.log")
+    try:
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=str(chromium), args=["--no-sandbox", "--disable-gpu"])
+            try:
+                page = browser.new_page(viewport={"width": 1360, "height": 1000})
+                page.set_default_timeout(60_000)
+                sync_api.expect.set_options(timeout=60_000)
+                page.goto(url)
+                page.get_by_role("tab", name="Video").click()
+                assert page.get_by_role("tab").all_inner_texts() == ["Caption", "Video", "Gallery"]
+                page.locator("#video-file input[type=file]").set_input_files(str(clip))
+                sync_api.expect(page.locator("#video-file")).to_contain_text("two shots")
+                page.click("#video-caption-button")
+                sync_api.expect(page.locator("#video-status")).to_contain_text("2 shots")
+                sync_api.expect(page.locator("#video-candidates .candidate-card").first).to_be_visible()
+                track = page.locator("#video-player video track")
+                sync_api.expect(track).to_have_count(1)
+                assert track.get_attribute("src").startswith(url.rstrip("/") + "/gradio_api/file=")
+                shots = page.locator("#video-shots .thumbnail-item")
+                sync_api.expect(shots).to_have_count(2)
+                shots.nth(1).click()
+                sync_api.expect(page.locator("#video-candidates .photo-head")).to_contain_text("Shot 2")
+                page.wait_for_function("Math.abs(document.querySelector('#video-player video').currentTime - 2) < 0.2")
+                page.click("#video-save-button")
+                sync_api.expect(page.locator("#video-save-message")).to_contain_text("as gallery item #1")
+            finally:
+                browser.close()
     finally:
         stop_studio(proc)

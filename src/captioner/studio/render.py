@@ -56,8 +56,8 @@ CSS = """
 .item-details dl { display: grid; grid-template-columns: max-content 1fr; gap: 2px 14px; margin: 0 0 12px; font-size: 0.9rem; }
 .item-details dt { opacity: 0.7; }
 .item-details dd { margin: 0; }
-#gallery-grid .grid-wrap.fixed-height { min-height: 0; max-height: none; }
-#gallery-grid .caption-label { left: 0; right: 0; bottom: 0; max-width: 100%; white-space: normal;
+#gallery-grid .grid-wrap.fixed-height, #video-shots .grid-wrap.fixed-height { min-height: 0; max-height: none; }
+#gallery-grid .caption-label, #video-shots .caption-label { left: 0; right: 0; bottom: 0; max-width: 100%; white-space: normal;
   border-radius: 0; border: 0; background: rgba(0,0,0,0.62); color: #fff; opacity: 1; font-size: 0.8rem;
   line-height: 1.25; padding: 4px 6px; }
 .item-photo { max-width: 300px; max-height: 260px; border-radius: 8px; display: block; margin-bottom: 10px; }

@@ -15,6 +15,9 @@ API (gradio_client; callable, though not listed on the API page), with one ``Cli
     #     "segments": [{"index": 0, "start": 0.0, "end": 3.0, "frame_time": 1.5,
     #                   "caption": "...", "candidates": [{"caption": ..., "score": ...}, ...]}, ...]}
     # a file that is not a readable video gives "error": "<readable reason>" and no segments.
+
+    saved = client.predict(api_name="/save_video")  # the last /caption_video result of this client
+    # -> {"id": 13, "name": "clip.mp4", "segments": 4, "message": "..."} or {"id": None, "error": "..."}
 """
 from __future__ import annotations
 
@@ -44,7 +47,7 @@ MAX_SHOT = 10.0
 #: Subtitle files older than this are removed when a new one is written (seconds).
 SUBTITLE_TTL_S = 24 * 3600
 
-#: ``/caption_video`` is callable by gradio_client but not (yet) listed on the studio's API page.
+#: ``/caption_video`` and ``/save_video`` are callable by gradio_client but not (yet) listed on the studio's API page.
 API_VISIBILITY = "undocumented"
 
 SEEK_JS = """(t) => {
@@ -87,6 +90,36 @@ def _image(data: bytes | None) -> Image.Image | None:
 def _segments(state: Any) -> list:
     segs = state.get("segments") if isinstance(state, dict) else None
     return segs if isinstance(segs, list) else []
+
+
+def studio_ttl_minutes() -> int:
+    from captioner.studio.app import SESSION_TTL_S
+
+    return SESSION_TTL_S // 60
+
+
+def _readable_error(message: str, path: str, name: str) -> str:
+    return message.replace(path, name) if message else message
+
+
+def video_size(path: str) -> tuple[int | None, int | None]:
+    """The video's picture size as shown (width, height; turned by its display matrix), or (None, None)."""
+    from captioner.video.decode import open_video, rotation_of
+
+    try:
+        container, stream = open_video(path)
+    except Exception:  # noqa: BLE001 - the size is only information
+        return None, None
+    try:
+        width, height = stream.codec_context.width, stream.codec_context.height
+        frame = next(iter(container.decode(stream)), None)
+        if rotation_of(frame, stream) in (90, 270):
+            width, height = height, width
+        return width, height
+    except Exception:  # noqa: BLE001
+        return None, None
+    finally:
+        container.close()
 
 
 class VideoTab:
@@ -197,7 +230,7 @@ class VideoTab:
             if isinstance(state, dict) and state.get("error"):
                 body = render.error_box(state["error"])
             return (html.escape(message), gr.Video(value=None, subtitles=None), gr.Gallery(value=[], visible=False),
-                    body, None)
+                    body, None, gr.Button(visible=False), "")
         shots = []
         for seg in segs:
             img = _image(seg.get("frame"))
@@ -207,7 +240,8 @@ class VideoTab:
             shots.append((img, f"{clock(seg['start'])}–{clock(seg['end'])} · {seg['caption'] or ''}"))
         cards, start = self._shot_view(state, 0)
         return (html.escape(message), gr.Video(value=state["path"], subtitles=state["vtt"]),
-                gr.Gallery(value=shots, visible=True, selected_index=0), cards, start)
+                gr.Gallery(value=shots, visible=True, selected_index=0), cards, start,
+                gr.Button(visible=not self.studio.read_only), self.studio._read_only_note())
 
     def _shot_view(self, state: dict, index: int) -> tuple[str, float]:
         seg = _segments(state)[index]
@@ -226,13 +260,39 @@ class VideoTab:
             return render.empty("Pick a shot in the list."), None
         return self._shot_view(state, i)
 
+    # ------------------------------------------------------------------ saving
+    def save(self, state: dict | None):
+        """API ``/save_video``: store the session's last captioned video, its shots and captions in the gallery."""
+        from captioner.storage import GalleryError
+
+        studio = self.studio
+        if studio.read_only:
+            return studio._save_error(studio._read_only_message())
+        segs = _segments(state)
+        if not segs:
+            return studio._save_error("Nothing to save yet: caption a video first (a result is kept for "
+                                      f"{studio_ttl_minutes()} minutes).")
+        name, path = state["name"], state["path"]
+        segments = [{"start": seg["start"], "end": seg["end"], "caption": seg["caption"],
+                     "candidates": [c.to_dict() for c in seg["candidates"]]} for seg in segs]
+        width, height = video_size(path)
+        try:
+            item_id = studio.gallery.save_video(
+                path, name, segments, poster=_image(segs[0].get("frame")), model_name=studio.model_name,
+                beam_size=state.get("beam_size"), width=width, height=height, duration=state.get("duration"))
+        except GalleryError as exc:
+            return studio._save_error(_readable_error(str(exc), path, name))
+        n = len(segs)
+        message = f"Saved {name} ({n} shot{'s' if n != 1 else ''}) as gallery item #{item_id}."
+        return {"id": item_id, "name": name, "segments": n, "message": message}
+
     # ------------------------------------------------------------------ layout
     def build(self, studio) -> list:
         """The tab's widgets and events (inside ``gr.Tabs``); returns the components with heavy values."""
         from captioner.studio.app import MAX_BEAM, SESSION_TTL_S, _user_errors
 
-        session = gr.State({"segments": []}, time_to_live=SESSION_TTL_S)
         with gr.Tab("Video", id="video", elem_id="tab-video"):
+            session = gr.State({"segments": []}, time_to_live=SESSION_TTL_S)
             with gr.Row(equal_height=False):
                 with gr.Column(scale=1, min_width=300):
                     file = gr.File(label="Video", file_count="single", height=170, elem_id="video-file",
@@ -248,11 +308,15 @@ class VideoTab:
                     status = gr.Markdown("Drop a video on the left and press **Caption**.", elem_id="video-status")
                     player = gr.Video(label="Video with its captions", interactive=False, elem_id="video-player")
                     shots = gr.Gallery(label="Shots (click one to jump to it)", columns=6, height="auto",
-                                       allow_preview=False, object_fit="cover", interactive=False,
+                                       fit_columns=False, allow_preview=False, object_fit="cover", interactive=False,
                                        visible=False, elem_id="video-shots", buttons=[])
                     cards = gr.HTML(render.empty("The shots and their captions will appear here."),
                                     elem_id="video-candidates", js_on_load=None, min_height=120)
                     shot_time = gr.Number(value=None, label="shot start", visible=False)
+                    save_btn = gr.Button("Save video to gallery", variant="primary", visible=False,
+                                         elem_id="video-save-button")
+                    save_msg = gr.Markdown("", elem_id="video-save-message")
+                    save_json = gr.JSON(label="Saved", visible=False)
 
         def forget(event):
             return event.then(studio.forget_rendered, None, None, api_visibility="private", queue=False,
@@ -262,9 +326,13 @@ class VideoTab:
                         api_name="caption_video", api_visibility=API_VISIBILITY, show_progress_on=[cards],
                         concurrency_id="engine",
                         concurrency_limit=1).then(
-            _user_errors(self.show), [session], [status, player, shots, cards, shot_time],
+            _user_errors(self.show), [session], [status, player, shots, cards, shot_time, save_btn, save_msg],
             api_visibility="private", show_progress_on=[cards]))
         forget(shots.select(_user_errors(self.pick_shot), [session], [cards, shot_time],
                             api_visibility="private", show_progress="hidden").then(
             None, [shot_time], None, js=SEEK_JS, queue=False, show_progress="hidden"))
+        save_btn.click(_user_errors(self.save), [session], [save_json], api_name="save_video",
+                       api_visibility=API_VISIBILITY, show_progress="minimal").then(
+            studio.save_message, [save_json], [save_msg], api_visibility="private", queue=False,
+            show_progress="hidden")
         return [cards, result_json]
