@@ -1,5 +1,6 @@
 """Captioner studio: a local web app (Gradio) to caption photos, compare beam candidates with their
-attention, and keep the chosen captions in a searchable gallery.
+attention, and keep the chosen captions in a searchable gallery.  Its Video tab
+(`captioner.studio.video_tab`) captions a video shot by shot and plays it with the captions as subtitles.
 
 Start it with ``captioner studio`` or, without the CLI::
 

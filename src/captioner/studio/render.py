@@ -60,6 +60,9 @@ CSS = """
 #gallery-grid .caption-label, #video-shots .caption-label { left: 0; right: 0; bottom: 0; max-width: 100%; white-space: normal;
   border-radius: 0; border: 0; background: rgba(0,0,0,0.62); color: #fff; opacity: 1; font-size: 0.8rem;
   line-height: 1.25; padding: 4px 6px; }
+.item-shots { border-collapse: collapse; width: 100%; font-size: 0.95rem; }
+.item-shots th, .item-shots td { text-align: left; padding: 4px 10px; border-bottom: 1px solid var(--border-color-primary, #e4e4e7); }
+.item-shots .shot-time { white-space: nowrap; font-variant-numeric: tabular-nums; opacity: 0.8; }
 .item-photo { max-width: 300px; max-height: 260px; border-radius: 8px; display: block; margin-bottom: 10px; }
 """
 
@@ -160,6 +163,18 @@ def photo_header(name: str, width: int | None, height: int | None, beam_size: in
             f'<span class="photo-meta">{" · ".join(meta)}</span></div>')
 
 
+def _clock(seconds: Any) -> str:
+    """``M:SS.s`` (``H:MM:SS.s`` from an hour on); "—" when unknown."""
+    try:
+        tenths = max(0, round(float(seconds) * 10))
+    except (TypeError, ValueError):
+        return "—"
+    s, t = divmod(tenths, 10)
+    h, rest = divmod(s, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}.{t}" if h else f"{m}:{s:02d}.{t}"
+
+
 def empty(message: str) -> str:
     return f'<div class="studio-empty">{esc(message)}</div>'
 
@@ -179,7 +194,18 @@ def item_details(item: dict, size: int = FRAME_SIZE) -> str:
              ("Size", f"{item.get('width')}×{item.get('height')} px" if item.get("width") else "—"),
              ("Saved", (item.get("saved_at") or "—").replace("T", " ").replace("+00:00", " UTC")),
              ("Model", item.get("model_name") or "—"), ("Beam size", item.get("beam_size") or "—")]
+    if item.get("kind") == "video":
+        facts[0:3] = [("Item", f"#{item.get('id')} (video)"), ("File", item.get("original_name") or "—"),
+                      ("Size", f"{item.get('width')}×{item.get('height')} px" if item.get("width") else "—"),
+                      ("Length", _clock(item.get("duration")))]
     dl = "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in facts)
+    if item.get("kind") == "video":
+        rows = "".join(f'<tr><td class="shot-time">{_clock(seg.get("start"))}–{_clock(seg.get("end"))}</td>'
+                       f'<td>{esc(seg.get("caption"))}</td></tr>' for seg in item.get("segments") or [])
+        shots = (f'<table class="item-shots"><thead><tr><th>Shot</th><th>Caption</th></tr></thead>'
+                 f'<tbody>{rows}</tbody></table>' if rows else empty("No shots stored for this video."))
+        return (f'<div class="item-details"><div class="item-side">{photo}<dl>{dl}</dl></div>'
+                f'<div class="item-cands">{shots}</div></div>')
     return (f'<div class="item-details"><div class="item-side">{photo}'
             f'<div class="chosen">“{esc(item.get("caption"))}”</div><dl>{dl}</dl></div>'
             f'<div class="item-cands">{candidate_cards(img, item.get("candidates") or [], size)}</div></div>')

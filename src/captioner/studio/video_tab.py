@@ -57,15 +57,7 @@ SEEK_JS = """(t) => {
 }"""
 
 
-def clock(seconds: float | None) -> str:
-    """``M:SS.s`` (``H:MM:SS.s`` from an hour on)."""
-    if seconds is None:
-        return "—"
-    tenths = max(0, round(float(seconds) * 10))
-    s, t = divmod(tenths, 10)
-    h, rest = divmod(s, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}:{m:02d}:{s:02d}.{t}" if h else f"{m}:{s:02d}.{t}"
+clock = render._clock
 
 
 def _jpeg(img: Image.Image | None) -> bytes | None:
