@@ -17,6 +17,10 @@ FLICKR8K = Path(__file__).resolve().parents[2] / "shared" / "data" / "flickr8k"
 if not FLICKR8K.exists():
     FLICKR8K = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "flickr8k"
 
+# subprocesses (`python -m captioner ...`) run this checkout's code too, whatever else is installed
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+os.environ["PYTHONPATH"] = os.pathsep.join([SRC, *filter(None, [os.environ.get("PYTHONPATH")])])
+
 # the ONNX encoder export cache of the test session stays out of the user's ~/.cache
 os.environ.setdefault("CAPTIONER_CACHE_DIR", tempfile.mkdtemp(prefix="captioner-test-cache-"))
 
