@@ -16,7 +16,10 @@ What the studio trusts
 Nothing the browser sends names a file or a folder: the photos are Gradio uploads (Gradio
 refuses paths it did not receive itself), the gallery grid and the item details are drawn from
 items the server looked up (kept in the session, never sent back by the browser), and event
-arguments are indexes and ids checked against the session's own lists.  In front of Gradio,
+arguments are indexes and ids checked against the session's own lists.  A gallery video opened in
+the Gallery tab plays from the studio's own copy (a hard link where possible) in its temporary
+folder, named by the file's sha256 (`VideoTab.served_video`); the gallery's folder is never served.
+In front of Gradio,
 `captioner.studio.guard.StudioGuard` answers only requests addressed to this computer (DNS
 rebinding), refuses state-changing requests from other web sites (``Origin``) and caps request
 sizes; ``--max-upload-mb`` (default 50) caps each uploaded file.  What a session keeps is
@@ -86,7 +89,7 @@ from captioner.inputs.sources import InputItem  # noqa: E402
 from captioner.storage import Gallery, GalleryError, default_gallery_dir  # noqa: E402
 from captioner.studio import render, sessions  # noqa: E402
 from captioner.studio.guard import HostPolicy, StudioGuard  # noqa: E402
-from captioner.studio.video_tab import VideoTab  # noqa: E402
+from captioner.studio.video_tab import GALLERY_SEEK_JS, ITEM_SHOTS_JS, VideoTab  # noqa: E402
 
 log = logging.getLogger("captioner.studio")
 
@@ -464,7 +467,7 @@ class Studio:
         for item in page.get("items", []):
             thumb = self._thumb(item)
             if thumb:
-                shown.append((thumb, item["caption"]))
+                shown.append((thumb, render.grid_label(item)))
                 ids.append(item["id"])
         total, query = page.get("total", 0), page.get("query", "")
         if total == 0:
@@ -480,15 +483,40 @@ class Studio:
                 gr.Button(interactive=page.get("page", 1) < page.get("pages", 1)))
 
     def show_item(self, ids: list | None, evt: gr.SelectData):
+        """A grid item clicked: (details, the item's id for the session, the item's actions row)."""
+        return self.open_item(ids, None, evt)[:3]
+
+    def open_item(self, ids: list | None, page: dict | None, evt: gr.SelectData):
+        """A grid item clicked: `show_item`'s three values, then the video player and where it starts.
+
+        The item is looked up by id (``ids`` and ``page`` are the session's, never the browser's).  A
+        video item's player plays the studio's own copy of its file (`VideoTab.served_video`); when the
+        grid shows a search, it starts at the item's best matched shot ({"t": seconds, "file": name},
+        else None).  A photo item hides the player.
+        """
+        no_player = gr.Video(value=None, subtitles=None, visible="hidden")
         ids = ids if isinstance(ids, list) else []
         i = _index(getattr(evt, "index", None), len(ids))
         if i is None:
-            return render.empty("Pick an item in the grid."), None, gr.Row(visible=False)
+            return render.empty("Pick an item in the grid."), None, gr.Row(visible=False), no_player, None
         item_id = ids[i]
         item = self.gallery.get(item_id)
         if item is None:
-            return render.empty("This item is no longer in the gallery."), None, gr.Row(visible=False)
-        return render.item_details(item), item_id, gr.Row(visible=not self.read_only)
+            return (render.empty("This item is no longer in the gallery."), None, gr.Row(visible=False),
+                    no_player, None)
+        actions = gr.Row(visible=not self.read_only)
+        if item.get("kind") != "video":
+            return render.item_details(item), item_id, actions, no_player, None
+        matched = _best_match(page, item_id)
+        player, seek = self.video.item_player(item, matched)
+        return render.item_details(item, matched=matched), item_id, actions, player, seek
+
+    @staticmethod
+    def hide_player(item_id):
+        """After a delete: no item on display, no player."""
+        if item_id is None:
+            return gr.Video(value=None, subtitles=None, visible="hidden"), None
+        return gr.skip(), gr.skip()
 
     def delete(self, item_id, confirmed=True):
         """Delete the item on display (``item_id`` is the session's, never the browser's)."""
@@ -579,8 +607,11 @@ class Studio:
                                       buttons=[])
                     gallery_msg = gr.Markdown("", elem_id="gallery-message")
                     selected = gr.State(None, time_to_live=SESSION_TTL_S)
+                    item_player = gr.Video(label="Video", interactive=False, visible="hidden",
+                                           elem_id="item-player")
+                    item_seek = gr.JSON(value=None, visible=False, label="Start at")
                     details = gr.HTML(render.empty("Pick an item in the grid to see its details."),
-                                      elem_id="item-details", js_on_load=None)
+                                      elem_id="item-details", js_on_load=ITEM_SHOTS_JS)
                     with gr.Row(visible=False) as item_actions:
                         delete_btn = gr.Button("Delete this item", variant="stop", size="sm", scale=0,
                                                min_width=160, elem_id="delete-button")
@@ -639,14 +670,19 @@ class Studio:
                                          api_visibility="private", show_progress="hidden"))
             then_search(prev_btn.click(None, [page_no], [page_no], js="(p) => Math.max(1, (p || 1) - 1)"))
             then_search(next_btn.click(None, [page_no], [page_no], js="(p) => (p || 1) + 1"))
-            forget(grid.select(_user_errors(self.show_item), [grid_ids], [details, selected, item_actions],
-                               api_visibility="private", show_progress_on=[details]))
+            opened = grid.select(_user_errors(self.open_item), [grid_ids, grid_page],
+                                 [details, selected, item_actions, item_player, item_seek],
+                                 api_visibility="private", show_progress_on=[details])
+            forget(opened)
+            opened.then(None, [item_seek], None, js=GALLERY_SEEK_JS, queue=False, show_progress="hidden")
             # The item to delete is the session's (a State); the browser only says yes or no.
             deleted = delete_btn.click(_user_errors(self.delete), [selected, confirmed],
                                        [gallery_msg, selected, item_actions, details],
                                        api_visibility="private",
                                        js="(id, ok) => [id, confirm('Delete this item from the gallery?')]")
             then_search(deleted)
+            deleted.then(self.hide_player, [selected], [item_player, item_seek], api_visibility="private",
+                         queue=False, show_progress="hidden")
             export_btn.click(_user_errors(self.export), [fmt], [export_file, gallery_msg], api_visibility="private")
         self.demo = demo
         return demo
@@ -693,13 +729,34 @@ def _index(value: Any, length: int) -> int | None:
     return i if 0 <= i < length else None
 
 
+def _grid_item(it: dict) -> dict:
+    kept = {"id": it["id"], "caption": it["caption"], "image_hash": it["image_hash"], "image_path": it["image_path"]}
+    if it.get("kind") == "video":  # and the matched shots, no more (a photo's entry stays these four keys)
+        kept["kind"] = "video"
+        kept["matched_segments"] = [{"idx": m.get("idx"), "start": m.get("start"), "end": m.get("end"),
+                                     "caption": m.get("caption")}
+                                    for m in it.get("matched_segments") or [] if isinstance(m, dict)]
+    return kept
+
+
 def _grid_page(found: dict | None) -> dict:
-    """What the session keeps of a search result to draw the grid: ids, captions and the server's file paths."""
+    """What the session keeps of a search result to draw the grid: ids, captions, the server's file paths
+    and, for videos, the matched shots (best first)."""
     found = found or {}
     return {"query": found.get("query", ""), "total": found.get("total", 0), "page": found.get("page", 1),
             "pages": found.get("pages", 1), "match_all": found.get("match_all", True),
-            "items": [{"id": it["id"], "caption": it["caption"], "image_hash": it["image_hash"],
-                       "image_path": it["image_path"]} for it in found.get("items", [])]}
+            "items": [_grid_item(it) for it in found.get("items", [])]}
+
+
+def _best_match(page: Any, item_id: Any) -> int | None:
+    """The index of the best matched shot of item ``item_id`` in the session's grid page, or None."""
+    items = page.get("items") if isinstance(page, dict) else None
+    for it in items if isinstance(items, list) else []:
+        if isinstance(it, dict) and it.get("id") == item_id:
+            matched = it.get("matched_segments") or []
+            best = matched[0].get("idx") if matched and isinstance(matched[0], dict) else None
+            return best if isinstance(best, int) and not isinstance(best, bool) else None
+    return None
 
 
 def gallery_is_read_only(gallery: Gallery) -> bool:

@@ -63,6 +63,9 @@ CSS = """
 .item-shots { border-collapse: collapse; width: 100%; font-size: 0.95rem; }
 .item-shots th, .item-shots td { text-align: left; padding: 4px 10px; border-bottom: 1px solid var(--border-color-primary, #e4e4e7); }
 .item-shots .shot-time { white-space: nowrap; font-variant-numeric: tabular-nums; opacity: 0.8; }
+.item-shots tr[data-start] { cursor: pointer; }
+.item-shots tr[data-start]:hover, .item-shots tr[data-start]:focus { background: var(--background-fill-secondary, #f4f4f5); }
+.item-shots tr.matched td { font-weight: 700; }
 .item-photo { max-width: 300px; max-height: 260px; border-radius: 8px; display: block; margin-bottom: 10px; }
 """
 
@@ -175,6 +178,17 @@ def _clock(seconds: Any) -> str:
     return f"{h}:{m:02d}:{s:02d}.{t}" if h else f"{m}:{s:02d}.{t}"
 
 
+def grid_label(item: dict) -> str:
+    """The label under an item in the gallery grid: its caption; for a video found by a search, the best
+    matched shot's caption and times ("a dog runs · 0:03.2–0:07.9")."""
+    caption = item.get("caption") or ""
+    matched = (item.get("matched_segments") or []) if item.get("kind") == "video" else []
+    if isinstance(matched, list) and matched and isinstance(matched[0], dict):
+        seg = matched[0]
+        return f"{seg.get('caption') or caption} · {_clock(seg.get('start'))}–{_clock(seg.get('end'))}"
+    return caption
+
+
 def empty(message: str) -> str:
     return f'<div class="studio-empty">{esc(message)}</div>'
 
@@ -183,8 +197,19 @@ def error_box(message: str) -> str:
     return f'<div class="studio-error">{esc(message)}</div>'
 
 
-def item_details(item: dict, size: int = FRAME_SIZE) -> str:
-    """Details of one gallery item: photo, facts, the chosen caption and all candidates."""
+def _start(value: Any) -> str:
+    try:
+        return f"{max(0.0, float(value)):.3f}"
+    except (TypeError, ValueError):
+        return "0"
+
+
+def item_details(item: dict, size: int = FRAME_SIZE, matched: int | None = None) -> str:
+    """Details of one gallery item: photo, facts, the chosen caption and all candidates.
+
+    A video's shots are rows with their start time (``data-start``: the page seeks the item's player
+    there when one is clicked); the shot with index ``matched`` (a search's best match) is marked.
+    """
     try:
         img = load_photo(item["image_path"], size)
         photo = f'<img class="item-photo" src="{photo_uri(img)}" alt="{esc(item.get("caption"))}">'
@@ -200,7 +225,9 @@ def item_details(item: dict, size: int = FRAME_SIZE) -> str:
                       ("Length", _clock(item.get("duration")))]
     dl = "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in facts)
     if item.get("kind") == "video":
-        rows = "".join(f'<tr><td class="shot-time">{_clock(seg.get("start"))}–{_clock(seg.get("end"))}</td>'
+        rows = "".join(f'<tr class="item-shot{" matched" if matched is not None and seg.get("idx") == matched else ""}"'
+                       f' data-start="{_start(seg.get("start"))}" tabindex="0" title="Play from here">'
+                       f'<td class="shot-time">{_clock(seg.get("start"))}–{_clock(seg.get("end"))}</td>'
                        f'<td>{esc(seg.get("caption"))}</td></tr>' for seg in item.get("segments") or [])
         shots = (f'<table class="item-shots"><thead><tr><th>Shot</th><th>Caption</th></tr></thead>'
                  f'<tbody>{rows}</tbody></table>' if rows else empty("No shots stored for this video."))

@@ -25,10 +25,15 @@ import html
 import io
 import logging
 import os
+import re
+import shutil
 import tempfile
+import threading
 import time
 import uuid
+from contextlib import suppress
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import gradio as gr
@@ -56,8 +61,40 @@ SEEK_JS = """(t) => {
   return [];
 }"""
 
+#: The Gallery tab: after an item is opened, start its player at the search's best matched shot.  The value
+#: is {"t": seconds, "file": the served file's name}; the player's <video> may be replaced when its value
+#: changes, so wait (up to 5 s) for the one playing that file, and seek once it knows its length.
+GALLERY_SEEK_JS = """(s) => {
+  if (!s || s.t === null || s.t === undefined || !isFinite(s.t)) { return []; }
+  const t = Number(s.t) + 0.001, name = String(s.file || '');
+  let tries = 50;
+  const seek = () => {
+    const v = document.querySelector('#item-player video');
+    const src = v ? decodeURIComponent(v.currentSrc || v.src || '') : '';
+    if ((!v || !src || (name && !src.endsWith(name))) && tries-- > 0) { setTimeout(seek, 100); return; }
+    if (!v) { return; }
+    if (v.readyState >= 1) { v.currentTime = t; }
+    else { v.addEventListener('loadedmetadata', () => { v.currentTime = t; }, {once: true}); }
+  };
+  seek();
+  return [];
+}"""
+
+#: The Gallery tab's item details (``js_on_load``): a click (or Enter) on a video's shot seeks its player there.
+ITEM_SHOTS_JS = """
+const go = (e) => {
+  const row = e.target.closest ? e.target.closest('tr[data-start]') : null;
+  if (!row || !element.contains(row)) { return; }
+  if (e.type === 'keydown' && e.key !== 'Enter' && e.key !== ' ') { return; }
+  const v = document.querySelector('#item-player video'), t = Number(row.dataset.start);
+  if (v && isFinite(t)) { v.currentTime = t + 0.001; if (e.type === 'keydown') { e.preventDefault(); } }
+};
+element.addEventListener('click', go);
+element.addEventListener('keydown', go);
+"""
 
 clock = render._clock
+_EXT = re.compile(r"[a-z0-9]{1,8}")
 
 
 def _jpeg(img: Image.Image | None) -> bytes | None:
@@ -120,6 +157,8 @@ class VideoTab:
     def __init__(self, studio):
         self.studio = studio
         self.subtitles = Path(tempfile.gettempdir()) / "captioner-studio" / "subtitles"
+        #: Copies (hard links where possible) of gallery videos being played, named by their sha256.
+        self.served = Path(tempfile.gettempdir()) / "captioner-studio" / "videos"
 
     # ------------------------------------------------------------------ captioning
     def _upload(self, file) -> str | None:
@@ -251,6 +290,80 @@ class VideoTab:
         if i is None:
             return render.empty("Pick a shot in the list."), None
         return self._shot_view(state, i)
+
+    # ------------------------------------------------------------------ the Gallery tab's player
+    def served_video(self, item: dict) -> Path | None:
+        """The item's video file as the studio serves it: a link to (or copy of) the gallery's file in the
+        studio's own temporary folder, named ``<sha256>.<ext>``; None if the item has no such file.
+
+        ``item`` is the gallery's own (`Gallery.get`, looked up by id on the server); its file must still
+        be inside the gallery's ``videos/`` folder and named by a 64-digit hex hash.
+        """
+        from captioner.studio.app import _HASH
+
+        try:
+            source = Path(item["video_path"]).resolve(strict=True)
+            videos = Path(self.studio.gallery.videos_dir).resolve()
+        except (KeyError, TypeError, ValueError, OSError):
+            return None
+        digest, ext = source.stem, source.suffix[1:].lower()
+        if not (source.is_relative_to(videos) and source.is_file() and _HASH.fullmatch(digest)
+                and _EXT.fullmatch(ext)):
+            log.warning("studio: item %s: its video is not a gallery video file", item.get("id"))
+            return None
+        target = self.served / f"{digest}.{ext}"
+        tmp = self.served / f".{digest}.{os.getpid()}.{threading.get_ident()}.tmp"
+        try:
+            if target.is_file() and target.stat().st_size == source.stat().st_size:
+                return target
+            self.served.mkdir(parents=True, exist_ok=True)
+            self._prune(self.served)
+            with suppress(FileNotFoundError):
+                tmp.unlink()
+            try:
+                os.link(source, tmp)  # no copy on the same file system
+            except OSError:
+                shutil.copyfile(source, tmp)
+            os.replace(tmp, target)
+            return target
+        except OSError as exc:
+            log.warning("studio: item %s: cannot serve its video: %s", item.get("id"), exc)
+            return None
+        finally:
+            with suppress(OSError):
+                tmp.unlink()  # left when it and the target were already the same file
+
+    @staticmethod
+    def _prune(folder: Path) -> None:
+        """Remove served videos made (linked or copied here) more than `SUBTITLE_TTL_S` ago."""
+        cutoff = time.time() - SUBTITLE_TTL_S
+        for old in folder.glob("*"):
+            with suppress(OSError):
+                if old.is_file() and old.stat().st_ctime < cutoff:
+                    old.unlink()
+
+    def item_player(self, item: dict, matched: int | None = None):
+        """(player, seek) for a gallery video item: the player plays the served copy with the shots'
+        captions as subtitles; seek is {"t": start, "file": name} for the shot with index ``matched``
+        (the page starts the player there), else None."""
+        served = self.served_video(item)
+        if served is None:
+            return gr.Video(value=None, subtitles=None, visible="hidden"), None
+        segments = item.get("segments") or []
+        vtt = None
+        try:
+            if segments:
+                vtt = self._write_vtt([SimpleNamespace(start=float(s["start"]), end=float(s["end"]),
+                                                       caption=s.get("caption") or "") for s in segments])
+        except Exception as exc:  # noqa: BLE001 - the video plays without subtitles
+            log.warning("studio: item %s: no subtitles: %s", item.get("id"), exc)
+        seek = None
+        if matched is not None:
+            seg = next((s for s in segments if s.get("idx") == matched), None)
+            if seg is not None:
+                seek = {"t": float(seg["start"]), "file": served.name}
+        label = f"{item.get('original_name') or 'Video'} (click a shot below to jump to it)"
+        return gr.Video(value=str(served), subtitles=vtt, visible=True, label=label), seek
 
     # ------------------------------------------------------------------ saving
     def save(self, state: dict | None):
