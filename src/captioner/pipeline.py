@@ -189,13 +189,15 @@ class Captioner:
                 yield from self.caption_prepared(prepared, decoding)
 
     def caption_video(self, path: str | os.PathLike, decoding: DecodingConfig | None = None, *,
-                      max_shot: float = 10.0, name: str | None = None, progress=None, **changes):
+                      max_shot: float = 10.0, name: str | None = None, progress=None,
+                      frame_size: int | None = None, **changes):
         """A video file: shots detected (PySceneDetect), shots longer than `max_shot` seconds split, the
         sharpest of a few frames near the middle of each segment captioned like a photo, consecutive
         equal captions merged. Returns a `captioner.video.VideoResult` (`segments`, or `error` when the
-        file cannot be read; never raised). `progress(stage, done, total)`, if given, follows the work
-        (see `captioner.video.segments.caption_video`)."""
+        file cannot be read; never raised). `progress(stage, done, total)`, if given, follows the work,
+        and `frame_size` keeps each segment's captioned frame (that many pixels on its long side) in
+        `Segment.frame` (see `captioner.video.segments.caption_video`)."""
         from captioner.video.segments import caption_video
 
         return caption_video(self, path, self.decoding_for(decoding, **changes), max_shot=max_shot, name=name,
-                             progress=progress)
+                             progress=progress, frame_size=frame_size)

@@ -36,14 +36,7 @@ def expand_with_videos(paths: list[str]) -> list[str]:
     from captioner.inputs.sources import expand_inputs
     from captioner.video.types import VIDEO_EXTENSIONS
 
-    wanted = IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
-    out = []
-    for p in paths:
-        if Path(p).is_dir():
-            out.extend(str(f) for f in sorted(Path(p).rglob("*")) if f.is_file() and f.suffix.lower() in wanted)
-        else:
-            out.extend(expand_inputs([p]))
-    return out
+    return expand_inputs(paths, IMAGE_EXTENSIONS | VIDEO_EXTENSIONS)
 
 
 def cmd_caption(args) -> int:

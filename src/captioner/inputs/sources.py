@@ -13,13 +13,15 @@ from PIL import Image
 from captioner.inputs.images import IMAGE_EXTENSIONS
 
 
-def expand_inputs(paths: Iterable[str]) -> list[str]:
-    """Files as given; folders searched recursively for common image extensions (sorted)."""
+def expand_inputs(paths: Iterable[str], extensions: Iterable[str] = IMAGE_EXTENSIONS) -> list[str]:
+    """Files as given; folders searched recursively for files with these extensions (default: common
+    image extensions), sorted."""
+    wanted = set(extensions)
     out = []
     for p in paths:
         path = Path(p)
         if path.is_dir():
-            out.extend(str(f) for f in sorted(path.rglob("*")) if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
+            out.extend(str(f) for f in sorted(path.rglob("*")) if f.is_file() and f.suffix.lower() in wanted)
         else:
             out.append(str(p))
     return out

@@ -1,8 +1,7 @@
 """The studio's Video tab: caption a video shot by shot, play it with the captions as subtitles, and
 look at each shot's candidates with their attention.
 
-The work is `captioner.video.segments.caption_video` (what `Captioner.caption_video` runs), asked
-for a progress report and a small copy of each captioned frame.  As in the photo tab, nothing the
+The work is `Captioner.caption_video`, asked for a progress report and a small copy of each captioned frame.  As in the photo tab, nothing the
 browser sends names a file: the video must be a Gradio upload (checked here), the subtitles are a
 WebVTT file the server writes in its own temporary folder, and the shot list and the shot details
 come from the session's copy of the result (a ``gr.State``), picked by index.
@@ -193,7 +192,6 @@ class VideoTab:
     def caption(self, file, beam_size, max_length, progress=gr.Progress()):
         """API ``/caption_video``: caption one uploaded video; returns (JSON result, session state)."""
         from captioner.studio.app import MAX_BEAM, _compact, _int, _readable
-        from captioner.video.segments import caption_video
 
         studio = self.studio
         path = self._upload(file)
@@ -221,9 +219,8 @@ class VideoTab:
 
         progress(0, desc=f"Opening {name}")
         start = time.perf_counter()
-        decoding = studio.captioner.decoding_for(None, beam_size=beam, max_len=max_len)
-        result = caption_video(studio.captioner, path, decoding, max_shot=MAX_SHOT, name=name,
-                               progress=report, frame_size=FRAME_SIZE)
+        result = studio.captioner.caption_video(path, max_shot=MAX_SHOT, name=name, progress=report,
+                                                frame_size=FRAME_SIZE, beam_size=beam, max_len=max_len)
         seconds = time.perf_counter() - start
         if result.error is None and not result.segments:
             result.error = f"{name}: no shot could be captioned"
