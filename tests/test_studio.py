@@ -211,11 +211,11 @@ def test_handlers_caption_show_save_browse_delete_export(local_studio, photo, tm
     corrupt = tmp_path / "bad.png"
     corrupt.write_bytes(b"\x89PNG\r\n\x1a\n garbage")
     with pytest.warns(UserWarning, match="could not be captioned"):
-        result, state = studio.caption([str(corrupt), str(photo)], 3, 6)
+        result, state = studio.photos.caption([str(corrupt), str(photo)], 3, 6)
     assert [p["error"] is None for p in result["photos"]] == [False, True]
     assert "bad.png" in result["photos"][0]["error"]
 
-    status, picker, cards, radio, text, photo_idx, cand_idx, save_box, _ = studio.show_results(state)
+    status, picker, cards, radio, text, photo_idx, cand_idx, save_box, _ = studio.photos.show_results(state)
     assert "Captioned 1 of 2" in status and "bad.png" in status
     assert cards.count('class="candidate-card') == len(result["photos"][1]["candidates"])
     assert cards.count("data:image/gif;base64,") == len(result["photos"][1]["candidates"])
@@ -223,34 +223,35 @@ def test_handlers_caption_show_save_browse_delete_export(local_studio, photo, tm
     assert len(radio.choices) == len(result["photos"][1]["candidates"])
 
     second = result["photos"][1]["candidates"][-1]["caption"]
-    assert studio.pick_candidate(state, 1, len(radio.choices) - 1) == (second, len(radio.choices) - 1)
-    saved = studio.save(1, len(radio.choices) - 1, "", state)
-    assert saved["caption"] == second and "Saved" in studio.save_message(saved)
+    assert studio.photos.pick_candidate(state, 1, len(radio.choices) - 1) == (second, len(radio.choices) - 1)
+    saved = studio.photos.save(1, len(radio.choices) - 1, "", state)
+    from captioner.studio import values
+    assert saved["caption"] == second and "Saved" in values.save_message(saved)
     with pytest.warns(UserWarning):
-        assert studio.save(0, 0, "", state)["id"] is None  # the broken photo
+        assert studio.photos.save(0, 0, "", state)["id"] is None  # the broken photo
     with pytest.warns(UserWarning):
-        assert studio.save(7, 0, "", state)["id"] is None  # no such photo
+        assert studio.photos.save(7, 0, "", state)["id"] is None  # no such photo
 
-    found, page_state = studio.search("", 1)
+    found, page_state = studio.library.search("", 1)
     assert found["items"][0]["id"] == saved["id"]
     assert page_state["items"][0]["id"] == saved["id"]  # the session's copy, drawn by show_grid
-    grid, line, page, ids, prev_btn, next_btn = studio.show_grid(page_state)
+    grid, line, page, ids, prev_btn, next_btn = studio.library.show_grid(page_state)
     assert ids[0] == saved["id"] and grid.value and "page 1 of 1" in line
 
-    details, selected, _ = studio.show_item(ids, gr.SelectData(None, {"index": 0, "value": None, "selected": True}))
+    details, selected, _ = studio.library.show_item(ids, gr.SelectData(None, {"index": 0, "value": None, "selected": True}))
     assert selected == saved["id"] and second in details
     assert details.count('class="candidate-card') == len(result["photos"][1]["candidates"])
     assert "data:image/gif;base64," in details  # animation drawn from the stored attention
 
-    file_update, message = studio.export("csv")
+    file_update, message = studio.library.export("csv")
     with open(file_update.value if isinstance(file_update.value, str) else file_update.value["path"],
               encoding="utf-8") as fh:
         assert fh.readline().startswith("id,") and second in fh.read()
     assert "Exported" in message
 
-    message, *_ = studio.delete(saved["id"])
+    message, *_ = studio.library.delete(saved["id"])
     assert "Deleted" in message and studio.gallery.get(saved["id"]) is None
-    assert saved["id"] not in [i["id"] for i in studio.search("", 1)[0]["items"]]
+    assert saved["id"] not in [i["id"] for i in studio.library.search("", 1)[0]["items"]]
 
 
 def test_pasted_picture_joins_the_photos(local_studio, tmp_path, monkeypatch):
@@ -258,11 +259,11 @@ def test_pasted_picture_joins_the_photos(local_studio, tmp_path, monkeypatch):
 
     monkeypatch.setattr(local_studio, "upload_dir", tmp_path)  # Gradio's upload folder
     pasted, earlier = str(tmp_path / "x" / "image.png"), str(tmp_path / "y" / "a.jpg")
-    files, cleared = local_studio.add_pasted(pasted, [earlier])
+    files, cleared = local_studio.photos.add_pasted(pasted, [earlier])
     assert files == [earlier, pasted] and cleared is None
-    skip_files, skip_paste = local_studio.add_pasted(None, [earlier])  # cleared: change nothing
+    skip_files, skip_paste = local_studio.photos.add_pasted(None, [earlier])  # cleared: change nothing
     assert skip_files == skip_paste == gr.skip()
     for outside in [("/tmp/elsewhere.png", [earlier]), (pasted, ["/etc/passwd"]),
                     (str(tmp_path / ".." / "z.png"), [])]:
         with pytest.raises(gr.Error, match="uploaded"):
-            local_studio.add_pasted(*outside)
+            local_studio.photos.add_pasted(*outside)

@@ -43,8 +43,8 @@ def items(studio, clip):
 
 
 def grid_for(studio, query):
-    found, page = studio.search(query, 1)
-    grid, _, _, ids, *_ = studio.show_grid(page)
+    found, page = studio.library.search(query, 1)
+    grid, _, _, ids, *_ = studio.library.show_grid(page)
     return page, ids, [entry["caption"] for entry in grid.value]
 
 
@@ -67,7 +67,7 @@ def test_search_shows_the_matched_shot_time(studio, items):
 def test_opening_a_found_video_plays_the_studio_copy_from_the_shot(studio, items, clip):
     _, video = items
     page, ids, _ = grid_for(studio, "field")
-    details, selected, actions, player, seek = studio.open_item(ids, page, SimpleNamespace(index=0))
+    details, selected, actions, player, seek = studio.library.open_item(ids, page, SimpleNamespace(index=0))
     assert selected == video and player.visible is True
     shown = Path(player.value["path"])  # where Gradio serves it from (its cache, copied from ours)
     item = studio.gallery.get(video)
@@ -87,27 +87,27 @@ def test_opening_a_found_video_plays_the_studio_copy_from_the_shot(studio, items
     assert 'class="item-shot matched" data-start="2.000"' in details
     assert player.subtitles is not None and Path(player.subtitles["path"]).suffix == ".vtt"
     # show_item (the three values it always had) stays the same
-    assert studio.show_item(ids, SimpleNamespace(index=0))[1] == video
+    assert studio.library.show_item(ids, SimpleNamespace(index=0))[1] == video
     # opened from the plain grid (no search): the player starts at the beginning
     page, ids, _ = grid_for(studio, "")
     i = ids.index(video)
-    details, selected, _, player, seek = studio.open_item(ids, page, SimpleNamespace(index=i))
+    details, selected, _, player, seek = studio.library.open_item(ids, page, SimpleNamespace(index=i))
     assert player.visible is True and seek is None and "matched" not in details
 
 
 def test_a_photo_has_no_player_and_bad_picks_show_nothing(studio, items):
     photo, video = items
     page, ids, _ = grid_for(studio, "beach")
-    details, selected, _, player, seek = studio.open_item(ids, page, SimpleNamespace(index=0))
+    details, selected, _, player, seek = studio.library.open_item(ids, page, SimpleNamespace(index=0))
     assert selected == photo and player.visible == "hidden" and not player.value and seek is None
     assert "candidate" in details or "chosen" in details
     for index in (5, -1, "../x", None):
-        _, selected, _, player, seek = studio.open_item(ids, page, SimpleNamespace(index=index))
+        _, selected, _, player, seek = studio.library.open_item(ids, page, SimpleNamespace(index=index))
         assert selected is None and player.visible == "hidden" and seek is None
     # a page that is not the session's (junk) gives no start, still the player
     page, ids, _ = grid_for(studio, "field")
     for junk in (None, "x", {"items": "x"}, {"items": [{"id": video, "matched_segments": [{"idx": "1"}]}]}):
-        _, _, _, player, seek = studio.open_item(ids, junk, SimpleNamespace(index=0))
+        _, _, _, player, seek = studio.library.open_item(ids, junk, SimpleNamespace(index=0))
         assert player.visible is True and seek is None
 
 

@@ -275,12 +275,12 @@ def test_photos_must_be_uploads(local_studio, photo, tmp_path, monkeypatch):
     inside = uploads / "abc" / photo.name
     inside.write_bytes(photo.read_bytes())
     monkeypatch.setattr(local_studio, "upload_dir", uploads.resolve())
-    result, _ = local_studio.caption([str(inside)], 1, 4)
+    result, _ = local_studio.photos.caption([str(inside)], 1, 4)
     assert result["captioned"] == 1
     for files in [[str(photo)], [str(inside), str(photo)], [str(uploads / "abc" / ".." / ".." / photo.name)],
                   [str(uploads)]]:
         with pytest.raises(gr.Error, match="uploaded"):
-            local_studio.caption(files, 1, 4)
+            local_studio.photos.caption(files, 1, 4)
 
 
 def test_thumbnails_only_of_gallery_files_with_hex_names(local_studio, photo, tmp_path):
@@ -288,7 +288,7 @@ def test_thumbnails_only_of_gallery_files_with_hex_names(local_studio, photo, tm
     item_id = studio.gallery.save(str(photo), photo.name, "a test photo")
     item = studio.gallery.get(item_id)
     good = {"id": item_id, "caption": "ok", "image_hash": item["image_hash"], "image_path": item["image_path"]}
-    thumb = studio._thumb(good)
+    thumb = studio.library._thumb(good)
     assert thumb and Path(thumb).parent == studio.thumbs and Path(thumb).name == item["image_hash"] + ".jpg"
 
     foreign = make_photo(tmp_path / "foreign.jpg")
@@ -298,7 +298,7 @@ def test_thumbnails_only_of_gallery_files_with_hex_names(local_studio, photo, tm
                 dict(good, image_hash="1" * 64, image_path=str(Path(item["image_path"]).parent / ".." / ".." /
                                                                ".." / foreign.name)),
                 dict(good, image_hash="2" * 64, image_path=str(studio.gallery.images_dir))]:
-        assert studio._thumb(bad) is None, bad
+        assert studio.library._thumb(bad) is None, bad
     assert sorted(p.name for p in studio.thumbs.parent.rglob("*") if p.is_file()) == [item["image_hash"] + ".jpg"]
     studio.gallery.delete(item_id)
 
@@ -308,22 +308,22 @@ def test_grid_is_drawn_from_the_sessions_page_only(local_studio, photo):
 
     studio = local_studio
     item_id = studio.gallery.save(str(photo), photo.name, "a zebra on a test photo")
-    found, page = studio.search("zebra", 1)
+    found, page = studio.library.search("zebra", 1)
     assert [it["id"] for it in found["items"]] == [item_id]
     assert set(page["items"][0]) == {"id", "caption", "image_hash", "image_path"}  # no candidates kept
-    grid, line, page_no, ids, *_ = studio.show_grid(page)
+    grid, line, page_no, ids, *_ = studio.library.show_grid(page)
     assert ids == [item_id] and len(grid.value) == 1
     # a garbage page (there is no way for a client to send one, but it must not break anything)
     for junk in [None, "x", {"items": "x"}, {"items": [{"id": 1}]}]:
         try:
-            studio.show_grid(junk)
+            studio.library.show_grid(junk)
         except (KeyError, TypeError, AttributeError):
             pass
     # show_item: only indexes into the session's ids
     for index in [-1, 5, "1", None, [0], 0.5]:
-        details, selected, _ = studio.show_item(ids, gr.SelectData(None, {"index": index, "value": None}))
+        details, selected, _ = studio.library.show_item(ids, gr.SelectData(None, {"index": index, "value": None}))
         assert selected is None, index
-    details, selected, _ = studio.show_item(ids, gr.SelectData(None, {"index": 0, "value": None}))
+    details, selected, _ = studio.library.show_item(ids, gr.SelectData(None, {"index": 0, "value": None}))
     assert selected == item_id and "zebra" in details
     studio.gallery.delete(item_id)
 
@@ -332,9 +332,9 @@ def test_delete_needs_the_confirmation(local_studio, photo):
     studio = local_studio
     item_id = studio.gallery.save(str(photo), photo.name, "to be kept")
     for answer in (False, None, "true", 1):
-        studio.delete(item_id, answer)
+        studio.library.delete(item_id, answer)
         assert studio.gallery.get(item_id) is not None, answer
-    message, *_ = studio.delete(item_id, True)
+    message, *_ = studio.library.delete(item_id, True)
     assert "Deleted" in message and studio.gallery.get(item_id) is None
 
 
@@ -342,29 +342,29 @@ def test_indexes_from_the_browser_are_checked(local_studio, photo):
     import gradio as gr
 
     studio = local_studio
-    result, state = studio.caption([str(photo)], 2, 5)
-    assert studio.pick_candidate(state, 0, 1)[1] == 1
+    result, state = studio.photos.caption([str(photo)], 2, 5)
+    assert studio.photos.pick_candidate(state, 0, 1)[1] == 1
     for photo_i, cand_i in [(-1, 0), (0, -1), (0, 99), (3, 0), ("x", 0), (None, None), (0.5, 0)]:
-        assert studio.pick_candidate(state, photo_i, cand_i) == (gr.skip(), gr.skip())
-    cards, *_ = studio.pick_photo(state, -1)
+        assert studio.photos.pick_candidate(state, photo_i, cand_i) == (gr.skip(), gr.skip())
+    cards, *_ = studio.photos.pick_photo(state, -1)
     assert "Nothing to show" in cards
     for bad in [(-1, 0), (1, 0), (0, 99), (0, -1), ("1e9", 0), (0.5, 0)]:
         with pytest.warns(UserWarning):
-            assert studio.save(*bad, "", state)["id"] is None, bad
+            assert studio.photos.save(*bad, "", state)["id"] is None, bad
     with pytest.raises(gr.Error):
-        studio.export("../../x")
+        studio.library.export("../../x")
 
 
 def test_sessions_keep_no_pictures_and_few_photos(local_studio, photo, monkeypatch):
-    from captioner.studio import app
+    from captioner.studio import photos_tab
 
     studio = local_studio
-    monkeypatch.setattr(app, "MAX_PHOTOS", 2)
+    monkeypatch.setattr(photos_tab, "MAX_PHOTOS", 2)
     with pytest.warns(UserWarning, match="first 2 photos"):
-        result, state = studio.caption([str(photo)] * 3, 1, 4)
+        result, state = studio.photos.caption([str(photo)] * 3, 1, 4)
     assert len(state["photos"]) == 2 and "1 more photo was left out" in result["message"]
-    studio.show_results(state)
-    studio.pick_photo(state, 1)
+    studio.photos.show_results(state)
+    studio.photos.pick_photo(state, 1)
     for entry in state["photos"]:
         assert set(entry) == {"name", "path", "width", "height", "error", "candidates"}  # no rendered HTML
         for cand in entry["candidates"]:
@@ -381,16 +381,16 @@ def test_a_read_only_gallery_is_browsed_but_not_changed(tiny_model_dir, photo, t
     studio = Studio(Captioner.load(tiny_model_dir), gallery, read_only=True)
     studio.thumbs, studio.upload_dir = tmp_path / "thumbs", None
     studio.build()
-    found, page = studio.search("", 1)
+    found, page = studio.library.search("", 1)
     assert [it["id"] for it in found["items"]] == [item_id]
-    assert studio.show_grid(page)[3] == [item_id]
-    result, state = studio.caption([str(photo)], 1, 4)
-    *_, save_box, note = studio.show_results(state)
+    assert studio.library.show_grid(page)[3] == [item_id]
+    result, state = studio.photos.caption([str(photo)], 1, 4)
+    *_, save_box, note = studio.photos.show_results(state)
     assert save_box.visible is False and "read-only" in note
     with pytest.warns(UserWarning, match="read-only"):
-        refused = studio.save(0, 0, "", state)
+        refused = studio.photos.save(0, 0, "", state)
     assert refused["id"] is None and "read-only" in refused["error"]
-    message, *_ = studio.delete(item_id, True)
+    message, *_ = studio.library.delete(item_id, True)
     assert "read-only" in message and gallery.count() == 1
 
 

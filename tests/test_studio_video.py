@@ -176,7 +176,7 @@ def test_save_video_to_the_gallery(studio, clip, captioned):
     with Image.open(item["image_path"]) as poster:  # the first shot's frame
         assert poster.size[0] > 160 and poster.getpixel((5, 5))[0] > 150  # the red picture
     # the Gallery tab's details of the item: its shots with their times and captions
-    details = studio.show_item([saved["id"]], SimpleNamespace(index=0))[0]
+    details = studio.library.show_item([saved["id"]], SimpleNamespace(index=0))[0]
     assert "(video)" in details and details.count('class="shot-time"') == 2
     assert all(html.escape(s["caption"]) in details for s in result["segments"])
     # nothing captioned: a readable refusal, nothing stored

@@ -39,6 +39,20 @@ import gradio as gr
 from PIL import Image
 
 from captioner.studio import render
+from captioner.studio.values import (
+    MAX_BEAM,
+    SESSION_TTL_S,
+    SHA256_HEX,
+    file_paths,
+    index_in,
+    int_value,
+    is_inside,
+    own_attention,
+    readable_error,
+    save_error,
+    save_message,
+    user_errors,
+)
 
 log = logging.getLogger("captioner.studio")
 
@@ -121,7 +135,6 @@ def _segments(state: Any) -> list:
 
 
 def studio_ttl_minutes() -> int:
-    from captioner.studio.app import SESSION_TTL_S
 
     return SESSION_TTL_S // 60
 
@@ -162,14 +175,13 @@ class VideoTab:
     # ------------------------------------------------------------------ captioning
     def _upload(self, file) -> str | None:
         """The path of the File value, which must be an upload (a `gr.Error` otherwise)."""
-        from captioner.studio.app import _inside, _paths
 
-        paths = _paths(file)
+        paths = file_paths(file)
         if not paths:
             return None
         path = paths[0]
         folder = self.studio.upload_dir
-        if folder is not None and not _inside(path, folder):
+        if folder is not None and not is_inside(path, folder):
             log.warning("studio: refused a video that is not an upload: %s", path)
             raise gr.Error("Only videos uploaded to the studio can be captioned.", print_exception=False)
         return path
@@ -191,12 +203,11 @@ class VideoTab:
 
     def caption(self, file, beam_size, max_length, progress=gr.Progress()):
         """API ``/caption_video``: caption one uploaded video; returns (JSON result, session state)."""
-        from captioner.studio.app import MAX_BEAM, _compact, _int, _readable
 
         studio = self.studio
         path = self._upload(file)
-        beam = _int(beam_size, 1, MAX_BEAM, studio.default_beam)
-        max_len = _int(max_length, 1, studio.max_len_limit, studio.default_len)
+        beam = int_value(beam_size, 1, MAX_BEAM, studio.default_beam)
+        max_len = int_value(max_length, 1, studio.max_len_limit, studio.default_len)
         base = {"model": studio.model_name, "beam_size": beam, "max_length": max_len}
         if path is None:
             message = "Add a video first (drop it on the box, or click it to choose a file)."
@@ -225,14 +236,14 @@ class VideoTab:
         if result.error is None and not result.segments:
             result.error = f"{name}: no shot could be captioned"
         if result.error is not None:
-            error = _readable(result.error, path, name)
+            error = readable_error(result.error, path, name)
             gr.Warning(error, duration=20)
             message = f"⚠️ {error}"
             return ({**base, "name": name, "duration": None, "error": error, "segments": [], "message": message},
                     {"segments": [], "message": message, "error": error})
         segments, entries = [], []
         for i, seg in enumerate(result.segments):
-            cands = [_compact(c) for c in seg.candidates]
+            cands = [own_attention(c) for c in seg.candidates]
             segments.append({"index": i, "start": round(seg.start, 3), "end": round(seg.end, 3),
                              "frame_time": None if seg.frame_time is None else round(seg.frame_time, 3),
                              "caption": seg.caption,
@@ -269,7 +280,7 @@ class VideoTab:
         cards, start = self._shot_view(state, 0)
         return (html.escape(message), gr.Video(value=state["path"], subtitles=state["vtt"]),
                 gr.Gallery(value=shots, visible=True, selected_index=0), cards, start,
-                gr.Button(visible=not self.studio.read_only), self.studio._read_only_note())
+                gr.Button(visible=not self.studio.read_only), self.studio.read_only_note())
 
     def _shot_view(self, state: dict, index: int) -> tuple[str, float]:
         seg = _segments(state)[index]
@@ -280,10 +291,9 @@ class VideoTab:
 
     def pick_shot(self, state: dict | None, evt: gr.SelectData):
         """A shot clicked in the list: its candidates, and its start time (the page seeks the player there)."""
-        from captioner.studio.app import _index
 
         segs = _segments(state)
-        i = _index(getattr(evt, "index", None), len(segs))
+        i = index_in(getattr(evt, "index", None), len(segs))
         if i is None:
             return render.empty("Pick a shot in the list."), None
         return self._shot_view(state, i)
@@ -296,7 +306,6 @@ class VideoTab:
         ``item`` is the gallery's own (`Gallery.get`, looked up by id on the server); its file must still
         be inside the gallery's ``videos/`` folder and named by a 64-digit hex hash.
         """
-        from captioner.studio.app import _HASH
 
         try:
             source = Path(item["video_path"]).resolve(strict=True)
@@ -304,7 +313,7 @@ class VideoTab:
         except (KeyError, TypeError, ValueError, OSError):
             return None
         digest, ext = source.stem, source.suffix[1:].lower()
-        if not (source.is_relative_to(videos) and source.is_file() and _HASH.fullmatch(digest)
+        if not (source.is_relative_to(videos) and source.is_file() and SHA256_HEX.fullmatch(digest)
                 and _EXT.fullmatch(ext)):
             log.warning("studio: item %s: its video is not a gallery video file", item.get("id"))
             return None
@@ -369,10 +378,10 @@ class VideoTab:
 
         studio = self.studio
         if studio.read_only:
-            return studio._save_error(studio._read_only_message())
+            return save_error(studio.read_only_message())
         segs = _segments(state)
         if not segs:
-            return studio._save_error("Nothing to save yet: caption a video first (a result is kept for "
+            return save_error("Nothing to save yet: caption a video first (a result is kept for "
                                       f"{studio_ttl_minutes()} minutes).")
         name, path = state["name"], state["path"]
         segments = [{"start": seg["start"], "end": seg["end"], "caption": seg["caption"],
@@ -383,7 +392,7 @@ class VideoTab:
                 path, name, segments, poster=_image(segs[0].get("frame")), model_name=studio.model_name,
                 beam_size=state.get("beam_size"), width=width, height=height, duration=state.get("duration"))
         except GalleryError as exc:
-            return studio._save_error(_readable_error(str(exc), path, name))
+            return save_error(_readable_error(str(exc), path, name))
         n = len(segs)
         message = f"Saved {name} ({n} shot{'s' if n != 1 else ''}) as gallery item #{item_id}."
         return {"id": item_id, "name": name, "segments": n, "message": message}
@@ -391,7 +400,6 @@ class VideoTab:
     # ------------------------------------------------------------------ layout
     def build(self, studio) -> list:
         """The tab's widgets and events (inside ``gr.Tabs``); returns the components with heavy values."""
-        from captioner.studio.app import MAX_BEAM, SESSION_TTL_S, _user_errors
 
         with gr.Tab("Video", id="video", elem_id="tab-video"):
             session = gr.State({"segments": []}, time_to_live=SESSION_TTL_S)
@@ -424,17 +432,17 @@ class VideoTab:
             return event.then(studio.forget_rendered, None, None, api_visibility="private", queue=False,
                               show_progress="hidden")
 
-        forget(go.click(_user_errors(self.caption), [file, beam, max_len], [result_json, session],
+        forget(go.click(user_errors(self.caption), [file, beam, max_len], [result_json, session],
                         api_name="caption_video", api_visibility=API_VISIBILITY, show_progress_on=[cards],
                         concurrency_id="engine",
                         concurrency_limit=1).then(
-            _user_errors(self.show), [session], [status, player, shots, cards, shot_time, save_btn, save_msg],
+            user_errors(self.show), [session], [status, player, shots, cards, shot_time, save_btn, save_msg],
             api_visibility="private", show_progress_on=[cards]))
-        forget(shots.select(_user_errors(self.pick_shot), [session], [cards, shot_time],
+        forget(shots.select(user_errors(self.pick_shot), [session], [cards, shot_time],
                             api_visibility="private", show_progress="hidden").then(
             None, [shot_time], None, js=SEEK_JS, queue=False, show_progress="hidden"))
-        save_btn.click(_user_errors(self.save), [session], [save_json], api_name="save_video",
+        save_btn.click(user_errors(self.save), [session], [save_json], api_name="save_video",
                        api_visibility=API_VISIBILITY, show_progress="minimal").then(
-            studio.save_message, [save_json], [save_msg], api_visibility="private", queue=False,
+            save_message, [save_json], [save_msg], api_visibility="private", queue=False,
             show_progress="hidden")
         return [cards, result_json]
