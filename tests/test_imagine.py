@@ -1,0 +1,203 @@
+"""Images from captions: `captioner imagine` end to end on a tiny randomly initialised diffusers pipeline
+built from config in the test (no download, no network), and the CLI without the extra or a model."""
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from captioner.cli.main import main
+from captioner.imagine import ImagineConfig, ImagineError, model_folder
+from captioner.imagine.matching import PromptMatch
+from captioner.imagine.run import slug
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2/CLIP's byte -> printable character table (the tokenizer's alphabet)."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, [chr(c) for c in cs]))
+
+
+def build_tiny_pipeline(folder) -> None:
+    """A Stable Diffusion pipeline with a few thousand random weights, saved in diffusers format.
+    The CLIP tokenizer is built offline from a byte-level vocabulary written here (no merges)."""
+    import torch
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    chars = list(_bytes_to_unicode().values())
+    vocab = {c: i for i, c in enumerate(chars + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"])}
+    tok_dir = folder / "tokenizer-src"
+    tok_dir.mkdir(parents=True)
+    (tok_dir / "vocab.json").write_text(json.dumps(vocab))
+    (tok_dir / "merges.txt").write_text("#version: 0.2\n")
+    tokenizer = CLIPTokenizer(vocab_file=str(tok_dir / "vocab.json"), merges_file=str(tok_dir / "merges.txt"),
+                              model_max_length=16)
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(block_out_channels=(4, 8), layers_per_block=1, sample_size=8, in_channels=4,
+                                out_channels=4, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                                up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=8,
+                                norm_num_groups=2, attention_head_dim=2)
+    vae = AutoencoderKL(block_out_channels=[4, 8], in_channels=3, out_channels=3, latent_channels=4,
+                        down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2,
+                        norm_num_groups=2, sample_size=16)
+    text_encoder = CLIPTextModel(CLIPTextConfig(
+        bos_token_id=vocab["<|startoftext|>"], eos_token_id=vocab["<|endoftext|>"], pad_token_id=1,
+        vocab_size=len(vocab), hidden_size=8, intermediate_size=16, num_attention_heads=2, num_hidden_layers=1,
+        max_position_embeddings=16))
+    scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                                       steps_offset=1)
+    pipe = StableDiffusionPipeline(unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
+                                   scheduler=scheduler, safety_checker=None, feature_extractor=None,
+                                   requires_safety_checker=False)
+    pipe.save_pretrained(folder / "tiny-sd")
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    pytest.importorskip("diffusers", reason="the imagine extra is not installed: pip install -e \".[imagine]\"")
+    pytest.importorskip("transformers", reason="the imagine extra is not installed: pip install -e \".[imagine]\"")
+    folder = tmp_path_factory.mktemp("t2i")
+    build_tiny_pipeline(folder)
+    return folder / "tiny-sd"
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Any attempt to open a network connection fails the test."""
+    calls = []
+
+    def refuse(self, address, *args, **kwargs):
+        if self.family in (socket.AF_INET, socket.AF_INET6):
+            calls.append(address)
+            raise OSError(f"network access attempted: {address}")
+        return real_connect(self, address, *args, **kwargs)
+
+    real_connect = socket.socket.connect
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: refuse(socket.socket(), a[0]))
+    return calls
+
+
+def test_imagine_end_to_end_on_a_tiny_pipeline(tiny_model, tmp_path, capsys, no_network):
+    out = tmp_path / "out"
+    code = main(["imagine", "a dog running on the beach", "--t2i-model", str(tiny_model), "--n", "2",
+                 "--steps", "2", "--size", "64", "--out", str(out), "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    records = [json.loads(line) for line in captured.out.splitlines()]
+    assert len(records) == 2
+    assert [r["seed"] for r in records] == [0, 1]
+    files = sorted(out.iterdir())
+    assert [f.name for f in files] == ["a-dog-running-on-the-beach-s0.png", "a-dog-running-on-the-beach-s1.png"]
+    from PIL import Image
+
+    from captioner.metadata import read_caption
+    for record, path in zip(records, files):
+        assert record["file"] == str(path)
+        with Image.open(path) as img:
+            assert img.size == (64, 64) and img.format == "PNG"
+        assert read_caption(path)["xmp"] == "a dog running on the beach"  # the prompt travels with the file
+        assert record["caption"] and isinstance(record["caption"], str)
+        # a log-likelihood per word: negative, and the model's own caption is at least nearly as likely
+        assert record["prompt_log_likelihood"] < 0
+        assert record["caption_log_likelihood"] < 0
+        assert record["caption_log_likelihood"] > record["prompt_log_likelihood"] - 0.5
+        assert record["unknown_words"] == []
+    assert no_network == []
+    # a second run never overwrites the first run's files
+    assert main(["imagine", "a dog running on the beach", "--t2i-model", str(tiny_model), "--steps", "1",
+                 "--size", "64", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "a-dog-running-on-the-beach-s0-2.png" in text and "prompt log-likelihood" in text
+    assert len(list(out.iterdir())) == 3
+
+
+def test_same_seed_same_image(tiny_model):
+    import numpy as np
+
+    from captioner.imagine import TextToImage
+
+    t2i = TextToImage(tiny_model)
+    config = ImagineConfig(n=1, steps=1, size=64, seed=7)
+    a, b = t2i.generate("a cat", config)[0], t2i.generate("a cat", config)[0]
+    c = t2i.generate("a cat", ImagineConfig(n=1, steps=1, size=64, seed=8))[0]
+    assert np.array_equal(np.asarray(a), np.asarray(b))
+    assert not np.array_equal(np.asarray(a), np.asarray(c))
+    with pytest.raises(ImagineError, match="prompt is empty"):
+        t2i.generate("   ", config)
+
+
+def test_unknown_words_are_reported_and_not_scored(tiny_model, tmp_path, capsys):
+    code = main(["imagine", "a zyxxqv dog", "--t2i-model", str(tiny_model), "--steps", "1", "--size", "64",
+                 "--out", str(tmp_path), "--json"])
+    assert code == 0
+    record = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert record["unknown_words"] == ["zyxxqv"]
+    assert record["prompt_log_likelihood"] < 0
+
+
+def test_missing_or_wrong_model_folder_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("diffusers")
+    monkeypatch.delenv("CAPTIONER_T2I_MODEL", raising=False)
+    assert main(["imagine", "a dog"]) == 2
+    assert "--t2i-model DIR" in capsys.readouterr().err
+    assert main(["imagine", "a dog", "--t2i-model", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "no model_index.json" in err and err.count("\n") == 1
+    (tmp_path / "model_index.json").write_text("{not json")
+    assert main(["imagine", "a dog", "--t2i-model", str(tmp_path)]) == 2
+    assert "could not be loaded" in capsys.readouterr().err
+
+
+def test_bad_settings_are_refused():
+    with pytest.raises(Exception, match="--n must be between"):
+        ImagineConfig(n=0).check()
+    with pytest.raises(Exception, match="multiple of 8"):
+        ImagineConfig(size=100).check()
+    assert ImagineConfig().for_model("/m/sd-turbo").steps == 1
+    assert ImagineConfig().for_model("/m/sd-turbo").guidance == 0.0
+    assert ImagineConfig().for_model("/m/stable-diffusion-v1-5").steps == 25
+    assert ImagineConfig(steps=3, guidance=2.0).for_model("/m/sd-turbo").steps == 3
+    with pytest.raises(ImagineError, match="does not exist"):
+        model_folder("/nonexistent/folder")
+
+
+def test_match_figures():
+    m = PromptMatch("a dog runs", -2.0, -1.0, ["zyx"])
+    assert m.word_probability == pytest.approx(0.1353, abs=1e-4)
+    assert m.relative == pytest.approx(0.3679, abs=1e-4)
+    assert PromptMatch(None, None, None).to_dict()["relative_to_caption"] is None
+    assert slug("A dog, running!") == "a-dog-running" and slug("!!!") == "image"
+
+
+def test_without_diffusers_captioner_imports_and_the_cli_names_the_pip_command(tmp_path):
+    """diffusers and transformers hidden: importing captioner works, `captioner imagine` says what to install."""
+    script = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('diffusers', 'transformers'):\n"
+        "            raise ModuleNotFoundError(name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import importlib.util\n"
+        "real = importlib.util.find_spec\n"
+        "importlib.util.find_spec = lambda n, *a: None if n in ('diffusers', 'transformers') else real(n, *a)\n"
+        "import captioner, captioner.imagine, captioner.metadata\n"
+        "from captioner.cli.main import main\n"
+        f"sys.exit(main(['imagine', 'a dog', '--t2i-model', {str(tmp_path)!r}]))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert 'pip install -e ".[imagine]"' in proc.stderr
+    assert proc.stderr.count("\n") == 1
