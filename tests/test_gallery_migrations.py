@@ -23,7 +23,8 @@ EXPECTED = json.loads((FIXTURE / "expected.json").read_text(encoding="utf-8"))
 
 
 #: The item fields added since 0.1.0, as a 0.1.0 item has them after migrating.
-ADDED = {"edited_at": None, "kind": "photo", "video_path": None, "duration": None}
+ADDED = {"edited_at": None, "kind": "photo", "video_path": None, "duration": None,
+         "tags": [], "confidence": None, "deleted_at": None}
 
 
 @pytest.fixture
@@ -62,6 +63,35 @@ def schema_of(folder: Path) -> dict:
         indexes = [(i[1], conn.execute(f"PRAGMA index_info({i[1]})").fetchall())
                    for i in conn.execute("PRAGMA index_list(items)")]
     return {"objects": objects, "columns": columns, "indexes": indexes}
+
+
+def downgrade(folder: Path, version: int) -> None:
+    """Turn a gallery made by this code into one of schema ``version``, as that version's code made it:
+    a new gallery.db built by the first ``version`` migrations, holding the items (and segments) with
+    the columns that version had.  Caption history, features and the trash are not kept."""
+    db = folder / "gallery.db"
+    source = folder / "newer.db"
+    with raw(folder) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.replace(source)
+    for leftover in folder.glob("gallery.db-*"):
+        leftover.unlink()
+    with contextlib.closing(sqlite3.connect(db, isolation_level=None)) as conn:
+        conn.execute("BEGIN")
+        for migration in migrations.MIGRATIONS[:version]:
+            migration.apply(sqlite_utils.Database(conn))
+        conn.execute(f"PRAGMA user_version = {version}")
+        conn.execute("ATTACH DATABASE ? AS newer", [str(source)])
+        for table in ("items", "segments"):
+            columns = [r[1] for r in conn.execute(f"PRAGMA main.table_info({table})")]
+            if columns:
+                names = ", ".join(f'"{c}"' for c in columns)
+                live = " WHERE deleted_at IS NULL" if table == "items" else \
+                    " WHERE item_id IN (SELECT id FROM newer.items WHERE deleted_at IS NULL)"
+                conn.execute(f"INSERT INTO main.{table} ({names}) SELECT {names} FROM newer.{table}{live}")
+        conn.execute("COMMIT")
+        conn.execute("DETACH DATABASE newer")
+    source.unlink()
 
 
 def relative(item: dict, folder: Path) -> dict:
@@ -167,8 +197,10 @@ def test_migrated_gallery_keeps_working(old_gallery):
     assert g.get(1)["edited_at"] is not None and g.get(2)["edited_at"] is None
     assert [i["id"] for i in g.search("crimson").items] == [1]
     shared = Path(g.get(2)["image_path"])
-    assert g.delete(1) and shared.exists()  # item 2 still uses the picture
-    assert g.delete(2) and not shared.exists()
+    assert g.delete(1) and g.empty_trash() == 1 and shared.exists()  # item 2 still uses the picture
+    assert g.delete(2) and shared.exists()  # in the trash: kept
+    assert g.restore(2) and g.get(2)["caption"] == "a red box on the lawn"
+    assert g.delete(2) and g.empty_trash() == 1 and not shared.exists()
     assert g.integrity_check() == "ok"
 
 

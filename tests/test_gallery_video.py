@@ -21,7 +21,7 @@ from captioner.storage import Gallery, GalleryError, migrations, schema
 from captioner.storage.gallery import MAX_VIDEO_CAPTION
 from test_gallery import add, candidates_for, image_files, make_image
 from test_gallery_cli import run
-from test_gallery_migrations import raw, schema_of, user_version
+from test_gallery_migrations import downgrade, raw, schema_of, user_version
 
 
 def fake_video(seed: int = 0) -> bytes:
@@ -181,13 +181,16 @@ def test_delete_removes_segments_and_the_video_file(g):
     other = save(g, 1)
     path = Path(g.get(a)["video_path"])
     assert segment_rows(g) == 3 + 1 + 3
-    assert g.delete(a)
+    assert g.delete(a)  # to the trash: segments and file kept, out of search
+    assert path.exists() and segment_rows(g) == 3 + 1 + 3 and g.search("dog").total == 1
+    assert g.empty_trash() == 1
     assert path.exists() and segment_rows(g) == 1 + 3  # b still uses the file
     assert g.search("dog").total == 1
-    assert g.delete(b)
+    assert g.delete(b) and g.empty_trash() == 1
     assert not path.exists() and segment_rows(g) == 3
     assert Path(g.get(other)["video_path"]).exists()
-    assert g.delete(other) and video_files(g) == [] and image_files(g) == [] and segment_rows(g) == 0
+    assert g.delete(other) and g.empty_trash() == 1
+    assert video_files(g) == [] and image_files(g) == [] and segment_rows(g) == 0
     assert g.search("dog").total == 0 and g.integrity_check() == "ok"
 
 
@@ -238,16 +241,7 @@ def test_export_has_kind_duration_and_segments(g, tmp_path):
 # ------------------------------------------------------------------ schema version 3
 def make_v2(folder: Path) -> None:
     """Turn a gallery made by this code back into schema version 2 (what 'items.edited_at' made)."""
-    with raw(folder) as conn:
-        conn.execute("BEGIN")
-        for trigger in ("segments_ai", "segments_ad", "segments_au"):
-            conn.execute(f"DROP TRIGGER {trigger}")
-        conn.execute("DROP TABLE segments_fts")
-        conn.execute("DROP TABLE segments")
-        for column in ("duration", "video_file", "kind"):
-            conn.execute(f"ALTER TABLE items DROP COLUMN {column}")
-        conn.execute("PRAGMA user_version = 2")
-        conn.execute("COMMIT")
+    downgrade(folder, 2)
 
 
 def test_version_2_gallery_migrates_to_3(tmp_path):
@@ -255,18 +249,17 @@ def test_version_2_gallery_migrates_to_3(tmp_path):
     g = Gallery(folder)
     ids = [add(g, "a dog on the beach", 1), add(g, "a cat on a sofa", 2, "a cat on a couch")]
     g.update_caption(ids[1], "a grey cat")
-    before = [{k: v for k, v in item.items() if k not in ("kind", "video_path", "duration")}
-              for item in g.iter_items()]
+    later = ("kind", "video_path", "duration", "tags", "confidence", "deleted_at")
+    before = [{k: v for k, v in item.items() if k not in later} for item in g.iter_items()]
     g.close()
     make_v2(folder)
     assert user_version(folder) == 2
     with raw(folder) as conn:
         assert [r[1] for r in conn.execute("PRAGMA table_info(items)")][-1] == "edited_at"
-    assert migrations.LATEST == 3
     g = Gallery(folder)
-    assert g.schema_version == 3 == user_version(folder)
+    assert g.schema_version == migrations.LATEST == user_version(folder)
     items = list(g.iter_items())
-    assert [{k: v for k, v in i.items() if k not in ("kind", "video_path", "duration")} for i in items] == before
+    assert [{k: v for k, v in i.items() if k not in later} for i in items] == before
     assert all((i["kind"], i["video_path"], i["duration"]) == ("photo", None, None) for i in items)
     assert [i["id"] for i in g.search("cat").items] == [ids[1]]
     video = save(g)
@@ -295,7 +288,7 @@ def test_failed_version_3_migration_changes_nothing(tmp_path, monkeypatch):
     with raw(folder) as conn:
         assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name LIKE 'segments%'").fetchone()[0] == 0
     monkeypatch.undo()
-    assert Gallery(folder).count() == 1 and user_version(folder) == 3
+    assert Gallery(folder).count() == 1 and user_version(folder) == migrations.LATEST
 
 
 def test_segments_schema():
@@ -382,7 +375,8 @@ def test_threads_save_and_delete_videos_at_once(tmp_path):
         item = g.get(item_id)
         assert Path(item["video_path"]).is_file() and len(item["segments"]) == 2
     assert g.integrity_check() == "ok" and g.orphan_images() == [] and g.missing_videos() == []
-    assert segment_rows(g) == 2 * len(saved)
+    assert g.empty_trash() == 4 * 5  # each writer trashed every third of its 15 videos
+    assert segment_rows(g) == 2 * len(saved) and g.orphan_images() == []
 
 
 # ------------------------------------------------------------------ a real video, the CLI

@@ -5,9 +5,9 @@
 first use: ``from captioner.storage.errors import GalleryError`` stays cheap.
 """
 
-from .errors import GalleryError
+from .errors import DuplicateItemError, GalleryError
 
-__all__ = ["Gallery", "GalleryError", "Page", "default_gallery_dir"]
+__all__ = ["DuplicateItemError", "Gallery", "GalleryError", "Page", "default_gallery_dir"]
 
 
 def __getattr__(name: str):

@@ -3,3 +3,11 @@
 
 class GalleryError(Exception):
     """A problem the user can act on: bad input, missing item, unreadable gallery."""
+
+
+class DuplicateItemError(GalleryError):
+    """The same photo (same bytes) with the same caption is already in the gallery."""
+
+    def __init__(self, message: str, item_id: int):
+        super().__init__(message)
+        self.item_id = item_id

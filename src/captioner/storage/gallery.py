@@ -36,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import hashlib
+import html
 import io
 import json
 import math
@@ -56,22 +57,25 @@ import sqlite_utils
 from PIL import Image
 
 from . import migrations
-from .errors import GalleryError
-from .fts_query import to_fts_query
+from .errors import DuplicateItemError, GalleryError
+from .fts_query import SearchQuery, parse_search
 from .schema import (
     BM25_WEIGHTS,
     CSV_FIELDS,
+    FEATURES_TABLE,
     FTS_TABLE,
     FULL,
+    HISTORY_TABLE,
     ITEM_COLUMNS,
     LIGHT,
+    MATCHED_IN,
     SEGMENTS_BM25_WEIGHTS,
     SEGMENTS_FTS_TABLE,
     SEGMENTS_TABLE,
     TABLE,
 )
 
-__all__ = ["Gallery", "GalleryError", "Page", "default_gallery_dir"]
+__all__ = ["DuplicateItemError", "Gallery", "GalleryError", "Page", "default_gallery_dir"]
 
 DB_NAME = "gallery.db"
 IMAGES_DIR = "images"
@@ -88,6 +92,12 @@ MAX_PER_PAGE = 1000
 MAX_PAGE = 10**9
 #: Temporary image files older than this are assumed abandoned by a crash.
 STALE_TEMP_S = 3600
+#: The ways :meth:`Gallery.browse` and :meth:`Gallery.search` can sort (search also: "relevance").
+SORTS = ("saved_at", "caption", "confidence")
+KINDS = ("photo", "video")
+#: Items may hold at most this many tags (the rest are dropped, lowest scores first).
+MAX_TAGS = 50
+_MARK_START, _MARK_END = "\x02", "\x03"  # highlight() markers, swapped for <mark> after escaping
 _EXTENSIONS = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "GIF": "gif",
                "WEBP": "webp", "BMP": "bmp", "TIFF": "tif"}
 
@@ -101,7 +111,10 @@ class Page:
     returns them.  In search pages every video item has ``matched_segments``.
     ``pages`` is at least 1, so "page 1 of 1" also reads well for no results.
     ``match_all`` is False when a search found nothing containing every word
-    and fell back to items containing any of them.
+    and fell back to items containing any of them.  Search pages also give
+    every item ``highlight`` (its caption, HTML-escaped, the words that match
+    in ``<mark>..</mark>``) and ``matched_in`` ("caption", "tags", "name" or
+    "candidates": where the search found it).
     """
 
     items: list[dict] = field(default_factory=list)
@@ -286,9 +299,10 @@ def _segment_rows(segments: Any) -> list[dict]:
             candidates, _attention, cand_captions = _candidates_json(seg.get("candidates"))
         except GalleryError as exc:
             raise GalleryError(f"Segment {i + 1}: {exc}") from exc
+        tags, tag_text = _tags_json(seg.get("tags"), f"tags of segment {i + 1}")
         rows.append({"idx": i, "start": start, "end": end, "caption": caption,
                      "alternatives": "\n".join(_distinct(cand_captions, exclude=[caption])),
-                     "candidates": candidates})
+                     "candidates": candidates, "tags": tags, "tag_text": tag_text})
     return rows
 
 
@@ -301,6 +315,116 @@ def _distinct(texts: list[str], exclude: tuple[str, ...] | list[str] = ()) -> li
             seen.add(_norm(text))
             out.append(text)
     return out
+
+
+def _tags_json(tags: Any, what: str = "tags") -> tuple[str | None, str | None]:
+    """Validate tags (dicts with ``label`` and ``score``, or objects with those attributes, e.g.
+    ``captioner.tags.Tag``); return (JSON list, labels one a line for search), None for None."""
+    if tags is None:
+        return None, None
+    if not isinstance(tags, (list, tuple)):
+        raise GalleryError(f"The {what} must be a list of {{label, score}}; the gallery was not changed")
+    best: dict[str, float | None] = {}
+    for i, tag in enumerate(tags):
+        if isinstance(tag, dict):
+            label, score = tag.get("label"), tag.get("score")
+        else:
+            label, score = getattr(tag, "label", None), getattr(tag, "score", None)
+        if not isinstance(label, str) or not label.strip():
+            raise GalleryError(f"Tag {i + 1} of the {what} needs a text 'label'; the gallery was not changed")
+        if score is not None:
+            try:
+                score = float(score)
+            except (TypeError, ValueError) as exc:
+                raise GalleryError(f"The score of tag '{label}' must be a number; "
+                                   "the gallery was not changed") from exc
+            if not math.isfinite(score):
+                raise GalleryError(f"The score of tag '{label}' must be finite; the gallery was not changed")
+        label = " ".join(label.split())
+        if label not in best or (score is not None and (best[label] is None or score > best[label])):
+            best[label] = score
+    ranked = sorted(best.items(), key=lambda kv: -(kv[1] if kv[1] is not None else -math.inf))[:MAX_TAGS]
+    return (json.dumps([{"label": label, "score": score} for label, score in ranked], ensure_ascii=False),
+            "\n".join(label for label, _ in ranked))
+
+
+def _confidence(value: Any) -> float | None:
+    """A confidence: None, or a number from 0 to 1."""
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError) as exc:
+        raise GalleryError(f"The confidence must be a number from 0 to 1, not {value!r}; "
+                           "the gallery was not changed") from exc
+    if not (0.0 <= number <= 1.0):
+        raise GalleryError(f"The confidence must be a number from 0 to 1, not {value!r}; "
+                           "the gallery was not changed")
+    return number
+
+
+def _time_bound(value: Any, what: str, end: bool) -> tuple[str, str] | None:
+    """A date filter as (SQL operator, UTC ISO text to compare ``saved_at`` with), None for None.
+
+    ``value``: a datetime (naive: UTC), a date, or ISO 8601 text ("2026-11-27", "2026-11-27T15:00").
+    A day includes all of it: ``saved_to="2026-11-27"`` keeps items saved on that day.
+    """
+    from datetime import date, timedelta
+
+    if value is None or value == "":
+        return None
+    day = None
+    moment = None
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, date):
+        day = value
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            if len(text) == 10:
+                day = date.fromisoformat(text)
+            else:
+                moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise GalleryError(f"The {what} date '{value}' is not a date: use YYYY-MM-DD "
+                               "or YYYY-MM-DDTHH:MM") from exc
+    else:
+        raise GalleryError(f"The {what} date must be a date or ISO 8601 text, not {type(value).__name__}")
+    if day is not None:
+        moment = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+        if end:
+            return "<", (moment + timedelta(days=1)).isoformat(timespec="seconds")
+        return ">=", moment.isoformat(timespec="seconds")
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    text = moment.astimezone(timezone.utc).isoformat(timespec="seconds")
+    return ("<=", text) if end else (">=", text)
+
+
+def _features_blob(grid: Any) -> tuple[str, str, bytes]:
+    """Encoder features as (dtype, shape text, little-endian float16 bytes); GalleryError if unusable."""
+    import numpy as np
+
+    if hasattr(grid, "detach"):  # a torch tensor
+        grid = grid.detach().cpu().float().numpy()
+    try:
+        array = np.asarray(grid, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise GalleryError(f"The features must be an array of numbers: {exc}; the gallery was not changed") from exc
+    if array.ndim not in (1, 2, 3) or array.size == 0:
+        raise GalleryError(f"The features must be a non-empty 1-3 dimensional array, not shape {array.shape}; "
+                           "the gallery was not changed")
+    if not np.isfinite(array).all():
+        raise GalleryError("The features hold NaN or infinite values; the gallery was not changed")
+    half = np.ascontiguousarray(array.astype("<f2"))
+    return "float16", ",".join(str(n) for n in half.shape), half.tobytes()
+
+
+def _highlight(marked: str | None, caption: str) -> str:
+    """FTS5 highlight() output (or the plain caption) as HTML: escaped, the matches in <mark>."""
+    text = html.escape(caption if marked is None else marked, quote=False)
+    return text.replace(_MARK_START, "<mark>").replace(_MARK_END, "</mark>")
 
 
 def _video_caption(captions: list[str]) -> str:
@@ -504,6 +628,7 @@ class Gallery:
         item["image_path"] = str(self.images_dir / row["image_file"])
         item["video_path"] = self._video_path(row["video_file"])
         item["candidates"] = _merge_attention(row["candidates"], row.get("attention"))
+        item["tags"] = json.loads(row["tags"]) if row.get("tags") else []
         return item
 
     def _video_path(self, rel: str | None) -> str | None:
@@ -522,11 +647,11 @@ class Gallery:
         return item
 
     def _segments(self, item_id: int) -> list[dict]:
-        rows = self.db.execute(f'SELECT idx, start, "end", caption, candidates FROM {SEGMENTS_TABLE} '
+        rows = self.db.execute(f'SELECT idx, start, "end", caption, candidates, tags FROM {SEGMENTS_TABLE} '
                                "WHERE item_id = ? ORDER BY idx", [item_id]).fetchall()
         return [{"idx": idx, "start": start, "end": end, "caption": caption,
-                 "candidates": json.loads(candidates or "[]")}
-                for idx, start, end, caption, candidates in rows]
+                 "candidates": json.loads(candidates or "[]"), "tags": json.loads(tags or "[]")}
+                for idx, start, end, caption, candidates, tags in rows]
 
     def _image_file(self, encoded: _EncodedImage) -> tuple[str, str]:
         digest = encoded.sha256
@@ -550,24 +675,41 @@ class Gallery:
                 os.unlink(tmp)
             raise
 
-    def _insert_row(self, encoded: _EncodedImage, rel: str, record: dict) -> int:
-        """Insert the row; under the write lock, restore the file if a delete took it."""
+    def _insert_row(self, encoded: _EncodedImage, rel: str, record: dict, features: Any = None) -> int:
+        """Insert the row (refusing a duplicate); under the write lock, restore the file if a delete took it."""
         with self._write() as db:
+            rows = db.execute(f"SELECT id, caption FROM {TABLE} WHERE image_hash = ? AND deleted_at IS NULL "
+                              "ORDER BY id", [record["image_hash"]]).fetchall()
+            for item_id, caption in rows:
+                if _norm(caption) == _norm(record["caption"]):
+                    name = record["original_name"] or "this photo"
+                    raise DuplicateItemError(f"{name} is already in the gallery with this caption (item "
+                                             f"{item_id}); it was not saved again", item_id)
             if not (self.images_dir / rel).exists():
                 self._write_image(encoded, rel, force=True)
-            return db[TABLE].insert(record).last_pk
+            item_id = db[TABLE].insert(record).last_pk
+            if features is not None:
+                self._store_features(db, item_id, *features)
+            return item_id
 
     # ------------------------------------------------------------------- API
     def save(self, image: Any, original_name: str | None, caption: str,
              candidates: list[dict] | None = None, beam_size: int | None = None,
              model_name: str | None = None, width: int | None = None,
-             height: int | None = None) -> int:
+             height: int | None = None, *, tags: Any = None, confidence: float | None = None,
+             features: Any = None) -> int:
         """Store an image with its caption; return the new item id.
 
         ``image`` may be bytes, a file path or a PIL image; identical bytes are
         stored once.  ``candidates`` are beam results (dicts with at least a
         ``caption``; tokens, scores and attention maps are kept as JSON).
-        Raises GalleryError, leaving the gallery unchanged, for bad input.
+        ``tags``: what is in the picture (dicts with ``label`` and ``score``, or
+        ``Tag`` objects), searched like the caption; ``confidence``: the
+        caption's calibrated confidence, 0..1; ``features``: the encoder grid
+        (an array, kept as float16 for ``model_name``; see :meth:`set_features`).
+        Raises GalleryError, leaving the gallery unchanged, for bad input, and
+        DuplicateItemError (with ``.item_id``) when the same photo is already
+        in the gallery with the same caption.
         """
         self._check_writable()
         if original_name is None and isinstance(image, (str, os.PathLike)):
@@ -579,6 +721,9 @@ class Gallery:
         candidates_text, attention, cand_captions = _candidates_json(candidates)
         width, height = _optional_int(width, "width"), _optional_int(height, "height")
         beam_size = _optional_int(beam_size, "beam size")
+        tags_text, tag_text = _tags_json(tags)
+        confidence = _confidence(confidence)
+        grid = None if features is None else (*_features_blob(features), self._feature_model(model_name))
         encoded = _encode_image(image, label)
         digest, rel = self._image_file(encoded)
         # Candidate captions other than the chosen one, for search; if the
@@ -597,17 +742,19 @@ class Gallery:
             "candidates": candidates_text,
             "beam_size": beam_size,
             "model_name": None if model_name is None else str(model_name), "saved_at": _utc_now(), "attention": attention,
+            "tags": tags_text, "tag_text": tag_text, "confidence": confidence,
         }
         try:
             self._write_image(encoded, rel)
         except OSError as exc:
             raise GalleryError(f"Could not write the image '{label}' into the gallery: "
                                f"{exc}; the gallery was not changed") from exc
-        return self._insert_row(encoded, rel, record)
+        return self._insert_row(encoded, rel, record, grid)
 
     def save_video(self, video: Any, original_name: str | None, segments: list[dict], *, poster: Any = None,
                    model_name: str | None = None, beam_size: int | None = None, width: int | None = None,
-                   height: int | None = None, duration: float | None = None) -> int:
+                   height: int | None = None, duration: float | None = None, tags: Any = None,
+                   confidence: float | None = None) -> int:
         """Store a captioned video; return the new item id.
 
         ``video``: bytes or a file path (not decoded here), stored once per content under ``videos/``.
@@ -615,7 +762,9 @@ class Gallery:
         (dicts with at least a ``caption``; attention maps are dropped), in order.  ``poster``: a PIL
         image, path or bytes shown as the item's picture (None: a small grey placeholder).  The item's
         caption is the distinct segment captions joined with " · "; ``duration`` defaults to the last
-        segment's end.  Raises GalleryError, leaving the gallery unchanged, for bad input.
+        segment's end.  Segments may carry ``tags`` (as :meth:`save` takes them), searched with the
+        segment; the item's tags are ``tags`` if given, else every segment's tags (best score each).
+        Raises GalleryError, leaving the gallery unchanged, for bad input.
         """
         self._check_writable()
         if original_name is None and isinstance(video, (str, os.PathLike)):
@@ -626,6 +775,10 @@ class Gallery:
         duration = max(r["end"] for r in rows) if duration is None else _seconds(duration, "duration")
         width, height = _optional_int(width, "width"), _optional_int(height, "height")
         beam_size = _optional_int(beam_size, "beam size")
+        confidence = _confidence(confidence)
+        if tags is None and any(r["tags"] is not None for r in rows):
+            tags = [t for r in rows for t in json.loads(r["tags"] or "[]")]
+        tags_text, tag_text = _tags_json(tags)
         if not isinstance(video, (bytes, bytearray, memoryview, str, os.PathLike)):
             raise GalleryError(f"Could not read the video '{label}': expected bytes or a file path, got "
                                f"{type(video).__name__}; the gallery was not changed")
@@ -640,6 +793,7 @@ class Gallery:
             "caption": _video_caption(captions), "alternatives": "\n".join(alternatives), "candidates": "[]",
             "beam_size": beam_size, "model_name": None if model_name is None else str(model_name),
             "saved_at": _utc_now(), "attention": None, "kind": "video", "duration": duration,
+            "tags": tags_text, "tag_text": tag_text, "confidence": confidence,
         }
         try:
             tmp, video_rel = self._copy_video(video, label)
@@ -660,10 +814,10 @@ class Gallery:
                 tmp = None
                 item_id = db[TABLE].insert({**record, "video_file": video_rel}).last_pk
                 db.conn.executemany(
-                    f'INSERT INTO {SEGMENTS_TABLE} (item_id, idx, start, "end", caption, alternatives, candidates) '
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [(item_id, r["idx"], r["start"], r["end"], r["caption"], r["alternatives"], r["candidates"])
-                     for r in rows])
+                    f'INSERT INTO {SEGMENTS_TABLE} (item_id, idx, start, "end", caption, alternatives, candidates, '
+                    "tags, tag_text) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(item_id, r["idx"], r["start"], r["end"], r["caption"], r["alternatives"], r["candidates"],
+                      r["tags"], r["tag_text"]) for r in rows])
                 return item_id
         except OSError as exc:
             raise GalleryError(f"Could not write the video '{label}' into the gallery: "
@@ -709,21 +863,24 @@ class Gallery:
             raise
         return tmp, rel
 
-    def get(self, item_id: int) -> dict | None:
-        """The item, or None if there is none.
+    def get(self, item_id: int, *, include_trash: bool = False) -> dict | None:
+        """The item, or None if there is none (or it is in the trash, unless ``include_trash``).
 
         Keys: id, image_hash, image_path (absolute str), original_name, width,
         height, caption, candidates (list of dicts, with attention maps),
         beam_size, model_name, saved_at and edited_at (UTC ISO 8601; None if
         the caption was never edited), kind ('photo' or 'video'), video_path
-        (absolute str) and duration (seconds; both None for photos).  Video
-        items also have ``segments``: dicts with idx, start, end, caption and
-        candidates (without attention), in order.
+        (absolute str) and duration (seconds; both None for photos), tags (list
+        of {label, score}; empty if none were stored), confidence (0..1 or
+        None), deleted_at (None, or when it went to the trash).  Video
+        items also have ``segments``: dicts with idx, start, end, caption,
+        candidates (without attention) and tags, in order.
         """
         item_id = _as_id(item_id)
         if item_id is None:
             return None
-        rows = list(self.db.query(f"SELECT {FULL} FROM {TABLE} WHERE id = ?", [item_id]))
+        live = "" if include_trash else " AND deleted_at IS NULL"
+        rows = list(self.db.query(f"SELECT {FULL} FROM {TABLE} WHERE id = ?{live}", [item_id]))
         return self._with_segments(self._row_to_item(rows[0])) if rows else None
 
     @staticmethod
@@ -739,70 +896,185 @@ class Gallery:
               match_all: bool = True) -> Page:
         return Page(items, total, page, per_page, max(1, math.ceil(total / per_page)), match_all)
 
-    def browse(self, page: int = 1, per_page: int = 24) -> Page:
-        """Items newest first, one page at a time (pages past the end are empty)."""
+    # ------------------------------------------------------- browse and search
+    def _filters(self, model: Any = None, kind: Any = None, saved_from: Any = None, saved_to: Any = None,
+                 min_confidence: Any = None, max_confidence: Any = None) -> tuple[str, dict]:
+        """SQL conditions (``AND ...``, on the items table) and their parameters for the filters."""
+        where, params = [], {}
+        if model is not None and model != "":
+            where.append(f"{TABLE}.model_name = :model")
+            params["model"] = str(model)
+        if kind is not None and kind != "":
+            if kind not in KINDS:
+                raise GalleryError(f"Unknown kind '{kind}': use 'photo' or 'video'")
+            where.append(f"{TABLE}.kind = :kind")
+            params["kind"] = kind
+        for value, what, end, key in ((saved_from, "from", False, "saved_from"), (saved_to, "to", True, "saved_to")):
+            bound = _time_bound(value, what, end)
+            if bound:
+                where.append(f"{TABLE}.saved_at {bound[0]} :{key}")
+                params[key] = bound[1]
+        for value, op, key in ((min_confidence, ">=", "min_conf"), (max_confidence, "<=", "max_conf")):
+            if value is not None and value != "":
+                where.append(f"{TABLE}.confidence {op} :{key}")
+                params[key] = _confidence(value)
+        return "".join(f" AND {w}" for w in where), params
+
+    @staticmethod
+    def _order(sort: Any, descending: bool, relevance: bool = False) -> str:
+        """The ORDER BY text for a sort (newest first by default); ties go by id."""
+        way = "DESC" if descending else "ASC"
+        if relevance and sort in (None, "", "relevance"):
+            return "best.tier, best.score, best.hit"
+        if sort in (None, "", "saved_at"):
+            return f"{TABLE}.saved_at {way}, {TABLE}.id {way}"
+        if sort == "caption":
+            return f"{TABLE}.caption COLLATE NOCASE {way}, {TABLE}.id {way}"
+        if sort == "confidence":  # items without one last, either way
+            return f"{TABLE}.confidence IS NULL, {TABLE}.confidence {way}, {TABLE}.id {way}"
+        choices = ", ".join(("relevance", *SORTS) if relevance else SORTS)
+        raise GalleryError(f"Unknown sort '{sort}': use one of {choices}")
+
+    def browse(self, page: int = 1, per_page: int = 24, *, sort: str = "saved_at", descending: bool = True,
+               model: str | None = None, kind: str | None = None, saved_from: Any = None, saved_to: Any = None,
+               min_confidence: float | None = None, max_confidence: float | None = None) -> Page:
+        """Live items (not those in the trash), newest first, one page at a time (pages past the end
+        are empty).
+
+        ``sort``: "saved_at", "caption" (A to Z when not ``descending``) or "confidence" (items without
+        one last).  Filters: ``model`` (a model name, see :meth:`models`), ``kind`` ("photo"/"video"),
+        ``saved_from`` / ``saved_to`` (dates or ISO 8601 times, UTC; a day counts whole),
+        ``min_confidence`` / ``max_confidence``.
+        """
         page, per_page = self._paging(page, per_page)
-        rows = self.db.query(f"SELECT {LIGHT} FROM {TABLE} ORDER BY id DESC LIMIT ? OFFSET ?",
-                             [per_page, (page - 1) * per_page])
+        where, params = self._filters(model, kind, saved_from, saved_to, min_confidence, max_confidence)
+        order = self._order(sort, descending)
+        rows = self.db.query(f"SELECT {LIGHT} FROM {TABLE} WHERE deleted_at IS NULL{where} "
+                             f"ORDER BY {order} LIMIT :limit OFFSET :offset",
+                             {**params, "limit": per_page, "offset": (page - 1) * per_page})
         items = [self._row_to_item(r) for r in rows]
-        return self._page(items, self.count(), page, per_page)
+        total = self.db.execute(f"SELECT count(*) FROM {TABLE} WHERE deleted_at IS NULL{where}",
+                                params).fetchone()[0]
+        return self._page(items, total, page, per_page)
 
-    def search(self, query: str, page: int = 1, per_page: int = 24) -> Page:
-        """Full-text search over captions, other beam candidates and file names.
+    @staticmethod
+    def _hits_sql(tiers: bool) -> str:
+        """Items matching :q through their own index entry or a segment's, each with its bm25 score
+        and (``tiers``) the best place it matched: 0 the saved caption alone, 1 the tags, 2 the file
+        name, 3 otherwise (other candidates, or words spread over several places)."""
+        def tier(fts: str, rowid: str, columns: list[tuple[str, int]]) -> str:
+            if not tiers:
+                return ""
+            whens = " ".join(f"WHEN {rowid} IN (SELECT rowid FROM {fts} WHERE {fts} MATCH :{param}) THEN {n}"
+                             for param, n in columns)
+            return f", CASE {whens} ELSE 3 END AS tier"
+        return f"""SELECT rowid AS hit, rank AS score{tier(FTS_TABLE, "rowid", [("qc", 0), ("qt", 1), ("qn", 2)])}
+                   FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH :q AND rank MATCH '{BM25_WEIGHTS}'
+                   UNION ALL
+                   SELECT s.item_id AS hit, {SEGMENTS_FTS_TABLE}.rank AS score{
+                       tier(SEGMENTS_FTS_TABLE, f"{SEGMENTS_FTS_TABLE}.rowid", [("qc", 0), ("qt", 1)])}
+                   FROM {SEGMENTS_FTS_TABLE} JOIN {SEGMENTS_TABLE} AS s ON s.id = {SEGMENTS_FTS_TABLE}.rowid
+                   WHERE {SEGMENTS_FTS_TABLE} MATCH :q AND {SEGMENTS_FTS_TABLE}.rank MATCH '{SEGMENTS_BM25_WEIGHTS}'"""
 
-        Words are stemmed ("dogs" finds "dog"), ``word*`` is a prefix search,
-        and results are ranked by bm25 (caption matches weigh most).  Items
-        must contain every word; if none do, items containing any word are
-        returned instead (``Page.match_all`` is then False).  Any text is
-        accepted: FTS5 operators and punctuation are treated as plain text.
-        An empty or punctuation-only query returns :meth:`browse` results.
+    def search(self, query: str, page: int = 1, per_page: int = 24, *, sort: str = "relevance",
+               descending: bool = True, model: str | None = None, kind: str | None = None,
+               saved_from: Any = None, saved_to: Any = None, min_confidence: float | None = None,
+               max_confidence: float | None = None) -> Page:
+        """Full-text search over captions, tags, other beam candidates and file names (live items only).
 
-        Video items match through their own caption and through their segments'
-        captions (and other candidates); each video item in the page gets
-        ``matched_segments``: its segments (idx, start, end, caption) that
-        match, best first (at most :data:`MAX_MATCHED_SEGMENTS`).
+        The search language (:func:`.fts_query.parse_search`): plain words must all occur;
+        ``AND``, ``OR``, ``NOT`` (or ``-word``), ``"quoted phrases"``, ``( )`` and ``word*`` (prefix)
+        mean what they say.  Words are stemmed ("dogs" finds "dog", "running" finds "run") and
+        irregular forms match ("child" finds "children", "men" finds "man", "ran" finds "run").
+        Results are ranked: items whose saved caption matches first, then those matching through
+        their tags, their file name, and last their other beam candidates; within each by bm25.
+        ``sort`` other than "relevance", and the filters, are as in :meth:`browse`.  If no item
+        has every word of a plain-words search, items with any of them are returned
+        (``Page.match_all`` is then False).  A blank query gives :meth:`browse`'s page; a query
+        with no searchable word (``%``, ``*``, a lone ``AND``, punctuation) or with nothing but
+        ``NOT`` words raises GalleryError saying so.
+
+        Every item gets ``highlight`` and ``matched_in`` (see :class:`Page`).  Video items match
+        through their own caption and through their segments' captions, candidates and tags;
+        each video item in the page gets ``matched_segments``: its segments (idx, start, end,
+        caption) that match, best first (at most :data:`MAX_MATCHED_SEGMENTS`).
         """
         page, per_page = self._paging(page, per_page)
         text = query if isinstance(query, str) else ("" if query is None else str(query))
-        if to_fts_query(text) is None:
-            return self.browse(page, per_page)
-        # an item matches through its own index entry or through one of its segments'; it ranks by its best
-        hits = f"""SELECT rowid AS hit, rank AS score FROM {FTS_TABLE}
-                   WHERE {FTS_TABLE} MATCH :q AND rank MATCH '{BM25_WEIGHTS}'
-                   UNION ALL
-                   SELECT {SEGMENTS_TABLE}.item_id AS hit, {SEGMENTS_FTS_TABLE}.rank AS score
-                   FROM {SEGMENTS_FTS_TABLE} JOIN {SEGMENTS_TABLE} ON {SEGMENTS_TABLE}.id = {SEGMENTS_FTS_TABLE}.rowid
-                   WHERE {SEGMENTS_FTS_TABLE} MATCH :q AND {SEGMENTS_FTS_TABLE}.rank MATCH '{SEGMENTS_BM25_WEIGHTS}'"""
-        for match_all in (True, False):
-            fts = to_fts_query(text, match_all)
+        filters = dict(model=model, kind=kind, saved_from=saved_from, saved_to=saved_to,
+                       min_confidence=min_confidence, max_confidence=max_confidence)
+        parsed = parse_search(text)
+        if parsed is None:
+            return self.browse(page, per_page, sort="saved_at" if sort in (None, "", "relevance") else sort,
+                               descending=descending, **filters)
+        where, params = self._filters(**filters)
+        order = self._order(sort, descending, relevance=True)
+        for match_all in ((True, False) if parsed.plain else (True,)):
+            fts = parsed.fts if match_all else parsed.any_fts
+            q = {**params, "q": fts, "qc": f"caption : ({fts})", "qt": f"tag_text : ({fts})",
+                 "qn": f"original_name : ({fts})"}
             try:
-                total = self.db.execute(f"SELECT count(DISTINCT hit) FROM ({hits})", {"q": fts}).fetchone()[0]
-                if total == 0 and match_all:
+                total = self.db.execute(
+                    f"""SELECT count(*) FROM (SELECT DISTINCT hit FROM ({self._hits_sql(False)})) AS best
+                        JOIN {TABLE} ON {TABLE}.id = best.hit WHERE {TABLE}.deleted_at IS NULL{where}""",
+                    q).fetchone()[0]
+                if total == 0 and match_all and parsed.plain:
                     continue
                 rows = self.db.query(
-                    f"""SELECT {LIGHT} FROM (
-                            SELECT hit, min(score) AS score FROM ({hits}) GROUP BY hit
-                            ORDER BY score, hit LIMIT :limit OFFSET :offset
+                    f"""SELECT {LIGHT}, best.tier AS tier FROM (
+                            SELECT hit, min(tier) AS tier, min(score) AS score FROM ({self._hits_sql(True)})
+                            GROUP BY hit
                         ) AS best JOIN {TABLE} ON {TABLE}.id = best.hit
-                        ORDER BY best.score, best.hit""",
-                    {"q": fts, "limit": per_page, "offset": (page - 1) * per_page},
-                )
-                items = [self._row_to_item(r) for r in rows]
-                self._add_matched_segments(items, text, match_all)
+                        WHERE {TABLE}.deleted_at IS NULL{where}
+                        ORDER BY {order} LIMIT :limit OFFSET :offset""",
+                    {**q, "limit": per_page, "offset": (page - 1) * per_page})
+                items = []
+                for row in rows:
+                    item = self._row_to_item(row)
+                    item["matched_in"] = row["tier"]
+                    items.append(item)
+                self._add_highlights(items, parsed)
+                self._add_matched_segments(items, fts if match_all else parsed.any_fts, parsed)
             except sqlite3.OperationalError as exc:
                 if "fts5" in str(exc) or "syntax" in str(exc):  # should not happen: words are quoted
-                    return self._page([], 0, page, per_page)
+                    raise GalleryError(f"The search '{' '.join(text.split())[:80]}' could not be read: "
+                                       "try plain words") from exc
                 raise
             return self._page(items, total, page, per_page, match_all)
-        return self._page([], 0, page, per_page)
+        return self._page([], 0, page, per_page, False)
 
-    def _add_matched_segments(self, items: list[dict], text: str, match_all: bool) -> None:
+    def _add_highlights(self, items: list[dict], parsed: SearchQuery) -> None:
+        """Each item's ``highlight`` (its caption as HTML, matching words in <mark>) and ``matched_in``
+        (the item's tier from the search, made a name; "tier 3" named by where the words are)."""
+        marked: dict[int, list[str | None]] = {}
+        if items:
+            ids = [item["id"] for item in items]
+            columns = ", ".join(f"highlight({FTS_TABLE}, {i}, '{_MARK_START}', '{_MARK_END}')"
+                                for i in range(4))
+            rows = self.db.execute(
+                f"SELECT rowid, {columns} FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH ? "
+                f"AND rowid IN ({', '.join('?' * len(ids))})", [parsed.highlight_fts, *ids]).fetchall()
+            marked = {row[0]: list(row[1:]) for row in rows}
+        by_column = dict(zip(("caption", "alternatives", "original_name", "tag_text"), range(4)))
+        for item in items:
+            cols = marked.get(item["id"], [None] * 4)
+            item["highlight"] = _highlight(cols[0], item["caption"])
+            tier = item.pop("matched_in")
+            if tier < 3:
+                item["matched_in"] = MATCHED_IN[("caption", "tag_text", "original_name")[tier]]
+                continue
+            found = [name for name in ("alternatives", "caption", "tag_text", "original_name")
+                     if cols[by_column[name]] and _MARK_START in cols[by_column[name]]]
+            # a video item found through its segments' candidates has no mark on its own columns
+            item["matched_in"] = MATCHED_IN[found[0]] if found else "candidates"
+
+    def _add_matched_segments(self, items: list[dict], fts: str, parsed: SearchQuery) -> None:
         """Give each video item of a search page its ``matched_segments`` (idx, start, end, caption),
-        best first: those with every word (when the search needed every word), else those with any."""
+        best first: those matching the search, else (words spread over segments) those with any word."""
         videos = {item["id"]: item for item in items if item.get("kind") == "video"}
         for item in videos.values():
             item["matched_segments"] = []
-        for every in ((True, False) if match_all else (False,)):
+        for expression in dict.fromkeys((fts, parsed.highlight_fts)):
             wanted = [item_id for item_id, item in videos.items() if not item["matched_segments"]]
             if not wanted:
                 return
@@ -812,69 +1084,213 @@ class Gallery:
                     WHERE {SEGMENTS_FTS_TABLE} MATCH ? AND {SEGMENTS_FTS_TABLE}.rank MATCH '{SEGMENTS_BM25_WEIGHTS}'
                       AND s.item_id IN ({", ".join("?" * len(wanted))})
                     ORDER BY {SEGMENTS_FTS_TABLE}.rank, s.idx""",
-                [to_fts_query(text, every), *wanted]).fetchall()
+                [expression, *wanted]).fetchall()
             for item_id, idx, start, end, caption in rows:
                 found = videos[item_id]["matched_segments"]
                 if len(found) < MAX_MATCHED_SEGMENTS:
                     found.append({"idx": idx, "start": start, "end": end, "caption": caption})
 
+    def models(self) -> list[str]:
+        """The model names of the live items, sorted (for a filter menu)."""
+        rows = self.db.execute(f"SELECT DISTINCT model_name FROM {TABLE} WHERE deleted_at IS NULL "
+                               "AND model_name IS NOT NULL AND model_name != '' ORDER BY model_name").fetchall()
+        return [r[0] for r in rows]
+
+    # ------------------------------------------------------------ edits, trash
     def update_caption(self, item_id: int, text: str) -> None:
-        """Replace an item's caption and set its ``edited_at`` (the search index follows at once)."""
+        """Replace an item's caption and set its ``edited_at``; the old caption goes into its
+        :meth:`history` (the search index follows at once).  Setting the same text changes nothing."""
         if not isinstance(text, str):
             raise GalleryError("The caption must be text")
         if _as_id(item_id) is None:
             raise GalleryError(f"Item {item_id} does not exist")
         with self._write() as db:
-            cursor = db.execute(f"UPDATE {TABLE} SET caption = ?, edited_at = ? WHERE id = ?",
-                                [text, _utc_now(), _as_id(item_id)])
-            if cursor.rowcount == 0:
+            row = db.execute(f"SELECT caption, deleted_at FROM {TABLE} WHERE id = ?", [_as_id(item_id)]).fetchone()
+            if row is None:
                 raise GalleryError(f"Item {item_id} does not exist")
+            if row[1] is not None:
+                raise GalleryError(f"Item {item_id} is in the trash: restore it before editing it")
+            if row[0] == text:
+                return
+            now = _utc_now()
+            db.execute(f"INSERT INTO {HISTORY_TABLE} (item_id, caption, replaced_at) VALUES (?, ?, ?)",
+                       [_as_id(item_id), row[0], now])
+            db.execute(f"UPDATE {TABLE} SET caption = ?, edited_at = ? WHERE id = ?", [text, now, _as_id(item_id)])
+
+    def history(self, item_id: int) -> list[dict]:
+        """The captions an item had before its edits, oldest first: dicts with ``caption`` and
+        ``replaced_at`` (UTC ISO 8601).  Empty for an item never edited (or edited before schema
+        version 4 kept history); GalleryError for no such item."""
+        item_id_int = _as_id(item_id)
+        if item_id_int is None or self.db.execute(f"SELECT 1 FROM {TABLE} WHERE id = ?",
+                                                  [item_id_int]).fetchone() is None:
+            raise GalleryError(f"Item {item_id} does not exist")
+        rows = self.db.execute(f"SELECT caption, replaced_at FROM {HISTORY_TABLE} WHERE item_id = ? ORDER BY id",
+                               [item_id_int]).fetchall()
+        return [{"caption": caption, "replaced_at": at} for caption, at in rows]
 
     def delete(self, item_id: int) -> bool:
-        """Delete an item (a video's segments too); its image and video files go too unless another item
-        shares them.
+        """Move an item to the trash: it leaves browse, search, exports and :meth:`get` until
+        :meth:`restore`; :meth:`empty_trash` removes it for good.  Its files stay until then.
 
-        Returns False if there was no such item.
+        Returns False if there was no such live item.
         """
         item_id = _as_id(item_id)
         if item_id is None:
             return False
         with self._write() as db:
-            row = db.execute(f"SELECT image_hash, image_file, video_file FROM {TABLE} WHERE id = ?",
-                             [item_id]).fetchone()
-            if row is None:
-                return False
-            db.execute(f"DELETE FROM {SEGMENTS_TABLE} WHERE item_id = ?", [item_id])
-            db.execute(f"DELETE FROM {TABLE} WHERE id = ?", [item_id])
-        # Second transaction, used as a lock: a crash before the unlink only
-        # leaves an orphan file, never a row without its file.
+            cursor = db.execute(f"UPDATE {TABLE} SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL",
+                                [_utc_now(), item_id])
+            return cursor.rowcount > 0
+
+    def restore(self, item_id: int) -> bool:
+        """Take an item out of the trash; False if it is not in the trash."""
+        item_id = _as_id(item_id)
+        if item_id is None:
+            return False
         with self._write() as db:
-            in_use = db.execute(f"SELECT 1 FROM {TABLE} WHERE image_hash = ? LIMIT 1",
-                                [row[0]]).fetchone()
-            if not in_use:
-                with contextlib.suppress(FileNotFoundError):
-                    (self.images_dir / row[1]).unlink()
-            video = self._video_path(row[2])
-            if video and not db.execute(f"SELECT 1 FROM {TABLE} WHERE video_file = ? LIMIT 1", [row[2]]).fetchone():
-                with contextlib.suppress(FileNotFoundError):
-                    Path(video).unlink()
-        return True
+            cursor = db.execute(f"UPDATE {TABLE} SET deleted_at = NULL WHERE id = ? AND deleted_at IS NOT NULL",
+                                [item_id])
+            return cursor.rowcount > 0
+
+    def trash(self, page: int = 1, per_page: int = 24) -> Page:
+        """The items in the trash, most recently deleted first (each has ``deleted_at``)."""
+        page, per_page = self._paging(page, per_page)
+        rows = self.db.query(f"SELECT {LIGHT} FROM {TABLE} WHERE deleted_at IS NOT NULL "
+                             "ORDER BY deleted_at DESC, id DESC LIMIT ? OFFSET ?",
+                             [per_page, (page - 1) * per_page])
+        items = [self._row_to_item(r) for r in rows]
+        total = self.db.execute(f"SELECT count(*) FROM {TABLE} WHERE deleted_at IS NOT NULL").fetchone()[0]
+        return self._page(items, total, page, per_page)
+
+    def empty_trash(self) -> int:
+        """Remove every item in the trash for good (rows, segments, history, features, and the image
+        and video files no other item uses); return how many items went.
+
+        The rows go in one transaction; the files are removed afterwards under the write lock, so
+        a crash in between leaves only unused files (see :meth:`remove_orphan_images`), never an
+        item without its file.
+        """
+        with self._write() as db:
+            ids = [r[0] for r in db.execute(f"SELECT id FROM {TABLE} WHERE deleted_at IS NOT NULL")]
+            files = db.execute(f"SELECT DISTINCT image_file, video_file FROM {TABLE} "
+                               "WHERE deleted_at IS NOT NULL").fetchall()
+            self._purge_rows(db, ids)
+        self._remove_unused_files(files)
+        return len(ids)
+
+    def _purge_rows(self, db: sqlite_utils.Database, ids: list[int]) -> None:
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            marks = ", ".join("?" * len(chunk))
+            for table, key in ((SEGMENTS_TABLE, "item_id"), (HISTORY_TABLE, "item_id"),
+                               (FEATURES_TABLE, "item_id"), (TABLE, "id")):
+                db.execute(f"DELETE FROM {table} WHERE {key} IN ({marks})", chunk)
+
+    def _remove_unused_files(self, files: list[tuple[str, str | None]]) -> None:
+        """Unlink those of ``files`` (image_file, video_file) that no row uses, under the write lock."""
+        if not files:
+            return
+        with self._write() as db:
+            for image_file, video_file in files:
+                if not db.execute(f"SELECT 1 FROM {TABLE} WHERE image_file = ? LIMIT 1", [image_file]).fetchone():
+                    with contextlib.suppress(FileNotFoundError):
+                        (self.images_dir / image_file).unlink()
+                video = self._video_path(video_file)
+                if video and not db.execute(f"SELECT 1 FROM {TABLE} WHERE video_file = ? LIMIT 1",
+                                            [video_file]).fetchone():
+                    with contextlib.suppress(FileNotFoundError):
+                        Path(video).unlink()
 
     def count(self) -> int:
-        """Number of items."""
-        return self.db.execute(f"SELECT count(*) FROM {TABLE}").fetchone()[0]
+        """Number of live items (not counting the trash)."""
+        return self.db.execute(f"SELECT count(*) FROM {TABLE} WHERE deleted_at IS NULL").fetchone()[0]
 
-    def iter_items(self) -> Iterator[dict]:
-        """Every item, oldest first (streams; does not load the whole gallery)."""
-        for row in self.db.query(f"SELECT {FULL} FROM {TABLE} ORDER BY id"):
+    def iter_items(self, *, include_trash: bool = False) -> Iterator[dict]:
+        """Every live item (and those in the trash if asked), oldest first (streams)."""
+        live = "" if include_trash else " WHERE deleted_at IS NULL"
+        for row in self.db.query(f"SELECT {FULL} FROM {TABLE}{live} ORDER BY id"):
             yield self._with_segments(self._row_to_item(row))
 
-    def export(self, path: str | os.PathLike, fmt: str = "json") -> Path:
-        """Write all items to ``path`` as JSON (a list) or CSV; return the path.
+    # ---------------------------------------------------------------- features
+    @staticmethod
+    def _feature_model(model_name: Any) -> str:
+        if not isinstance(model_name, str) or not model_name.strip():
+            raise GalleryError("Features need the name of the model that made them (model_name); "
+                               "the gallery was not changed")
+        return model_name
 
-        Video items carry their ``segments``; CSV holds the candidates and the segments as JSON
-        string columns (``segments`` is empty for photos).  The file is written
-        to a temporary name first, so a failed export leaves no half file.
+    @staticmethod
+    def _store_features(db: sqlite_utils.Database, item_id: int, dtype: str, shape: str, blob: bytes,
+                        model_name: str) -> None:
+        db.execute(f"INSERT OR REPLACE INTO {FEATURES_TABLE} (item_id, model_name, dtype, shape, grid) "
+                   "VALUES (?, ?, ?, ?, ?)", [item_id, model_name, dtype, shape, blob])
+
+    def set_features(self, item_id: int, grid: Any, model_name: str) -> None:
+        """Store an item's encoder features (e.g. the (N*N, C) grid) as float16, replacing any."""
+        model_name = self._feature_model(model_name)
+        dtype, shape, blob = _features_blob(grid)
+        if _as_id(item_id) is None:
+            raise GalleryError(f"Item {item_id} does not exist")
+        with self._write() as db:
+            if db.execute(f"SELECT 1 FROM {TABLE} WHERE id = ?", [_as_id(item_id)]).fetchone() is None:
+                raise GalleryError(f"Item {item_id} does not exist")
+            self._store_features(db, _as_id(item_id), dtype, shape, blob, model_name)
+
+    def features(self, item_ids: list[int] | None = None, *, model_name: str | None = None,
+                 pooled: bool = False) -> tuple[list[int], Any]:
+        """Stored features of live items: (ids, float16 array (len(ids), *shape)), ids ascending.
+
+        ``item_ids``: only these (None: all that have features); ``model_name``: only those made by
+        that model.  ``pooled``: the mean over the first axis of each grid (float32, (n, C)), read
+        one item at a time.  Items without features are left out; features of different shapes
+        raise GalleryError (pass ``model_name``).
+        """
+        import numpy as np
+
+        where, params = [f"{TABLE}.deleted_at IS NULL"], []
+        if model_name is not None:
+            where.append("f.model_name = ?")
+            params.append(model_name)
+        if item_ids is not None:
+            wanted = sorted({i for i in (_as_id(x) for x in item_ids) if i is not None})
+            if not wanted:
+                return [], np.zeros((0,), np.float32 if pooled else np.float16)
+            where.append("f.item_id IN (SELECT value FROM json_each(?))")
+            params.append(json.dumps(wanted))
+        rows = self.db.execute(
+            f"SELECT f.item_id, f.dtype, f.shape, f.grid FROM {FEATURES_TABLE} AS f JOIN {TABLE} "
+            f"ON {TABLE}.id = f.item_id WHERE {' AND '.join(where)} ORDER BY f.item_id", params)
+        ids, arrays, first_shape = [], [], None
+        for item_id, dtype, shape_text, blob in rows:
+            shape = tuple(int(n) for n in shape_text.split(",")) if shape_text else ()
+            if first_shape is None:
+                first_shape = shape
+            elif shape != first_shape:
+                raise GalleryError(f"Stored features differ in shape ({first_shape} and {shape}, item "
+                                   f"{item_id}): ask for one model_name")
+            array = np.frombuffer(blob, dtype=np.dtype(dtype).newbyteorder("<")).reshape(shape)
+            ids.append(item_id)
+            arrays.append(array.astype(np.float32).mean(axis=0) if pooled else array)
+        if not arrays:
+            return [], np.zeros((0,), np.float32 if pooled else np.float16)
+        return ids, np.stack(arrays).astype(np.float32 if pooled else np.float16, copy=False)
+
+    def ids_without_features(self, model_name: str) -> list[int]:
+        """Live items that have no features from ``model_name`` (none, or another model's), ascending."""
+        rows = self.db.execute(
+            f"SELECT id FROM {TABLE} WHERE deleted_at IS NULL AND id NOT IN "
+            f"(SELECT item_id FROM {FEATURES_TABLE} WHERE model_name = ?) ORDER BY id", [model_name])
+        return [r[0] for r in rows]
+
+    def export(self, path: str | os.PathLike, fmt: str = "json") -> Path:
+        """Write all live items to ``path`` as JSON (a list) or CSV; return the path.
+
+        JSON holds everything, the candidates' attention maps included.  CSV holds the item
+        fields (tags as a JSON string column) and the candidates as a JSON string column without
+        their attention maps; video items carry their ``segments`` (for CSV a JSON string column,
+        empty for photos).  The file is written to a temporary name first, so a failed export
+        leaves no half file.
         """
         fmt = (fmt or "").lower()
         if fmt not in ("json", "csv"):
@@ -895,7 +1311,9 @@ class Gallery:
                         writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
                         writer.writeheader()
                         for item in self.iter_items():
-                            item["candidates"] = json.dumps(item["candidates"], ensure_ascii=False)
+                            light = [{k: v for k, v in c.items() if k != "attention"} for c in item["candidates"]]
+                            item["candidates"] = json.dumps(light, ensure_ascii=False)
+                            item["tags"] = json.dumps(item["tags"], ensure_ascii=False)
                             if "segments" in item:
                                 item["segments"] = json.dumps(item["segments"], ensure_ascii=False)
                             writer.writerow(item)

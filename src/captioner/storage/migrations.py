@@ -21,10 +21,16 @@ import sqlite_utils
 
 from .errors import GalleryError
 from .schema import (
+    FEATURES_TABLE_SQL,
     FTS_COLUMNS,
+    FTS_COLUMNS_V1,
     FTS_TABLE,
     FTS_TOKENIZE,
+    HISTORY_TABLE_SQL,
+    INDEXES_V4,
+    SEGMENTS_COLUMNS_V4,
     SEGMENTS_FTS_COLUMNS,
+    SEGMENTS_FTS_COLUMNS_V3,
     SEGMENTS_FTS_TABLE,
     SEGMENTS_TABLE,
     SEGMENTS_TABLE_SQL,
@@ -46,7 +52,7 @@ def _quoted(names: list[str], prefix: str = "") -> str:
     return ", ".join(f'{prefix}"{name}"' for name in names)
 
 
-def _fts_sql(table: str = TABLE, fts_table: str = FTS_TABLE, columns: list[str] = FTS_COLUMNS) -> list[str]:
+def _fts_sql(table: str = TABLE, fts_table: str = FTS_TABLE, columns: list[str] = FTS_COLUMNS_V1) -> list[str]:
     """A search index and its triggers, written as release 0.1.0 (sqlite-utils 4) wrote the items'."""
     cols, new, old = _quoted(columns), _quoted(columns, "new."), _quoted(columns, "old.")
     insert = f'INSERT INTO "{fts_table}" (rowid, {cols}) VALUES (new.rowid, {new});'
@@ -79,7 +85,30 @@ def _create_v3(db: sqlite_utils.Database) -> None:
     """Video items: items.kind / video_file / duration, the segments table and its search index."""
     _add_columns(3)(db)
     db.execute(SEGMENTS_TABLE_SQL)
-    for sql in _fts_sql(SEGMENTS_TABLE, SEGMENTS_FTS_TABLE, SEGMENTS_FTS_COLUMNS):
+    for sql in _fts_sql(SEGMENTS_TABLE, SEGMENTS_FTS_TABLE, SEGMENTS_FTS_COLUMNS_V3):
+        db.execute(sql)
+
+
+def _replace_fts(db: sqlite_utils.Database, table: str, fts_table: str, columns: list[str]) -> None:
+    """Drop a search index and its triggers, create them with ``columns``, fill the index from ``table``."""
+    for suffix in ("ai", "ad", "au"):
+        db.execute(f'DROP TRIGGER IF EXISTS "{table}_{suffix}"')
+    db.execute(f'DROP TABLE IF EXISTS "{fts_table}"')
+    for sql in _fts_sql(table, fts_table, columns):
+        db.execute(sql)
+    db.execute(f'INSERT INTO "{fts_table}"("{fts_table}") VALUES(\'rebuild\')')
+
+
+def _create_v4(db: sqlite_utils.Database) -> None:
+    """Tags (searched), confidence, the trash, caption history, stored encoder features."""
+    _add_columns(4)(db)
+    for column in SEGMENTS_COLUMNS_V4:
+        db.execute(f"ALTER TABLE {SEGMENTS_TABLE} ADD COLUMN {column}")
+    _replace_fts(db, TABLE, FTS_TABLE, FTS_COLUMNS)
+    _replace_fts(db, SEGMENTS_TABLE, SEGMENTS_FTS_TABLE, SEGMENTS_FTS_COLUMNS)
+    db.execute(HISTORY_TABLE_SQL)
+    db.execute(FEATURES_TABLE_SQL)
+    for sql in INDEXES_V4:
         db.execute(sql)
 
 
@@ -89,6 +118,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "items.edited_at: when the caption was last edited", _add_columns(2)),
     Migration(3, "video items: items.kind, video_file, duration; the segments table and segments_fts",
               _create_v3),
+    Migration(4, "items.tags (searched, as are segments.tags), confidence, deleted_at (the trash); "
+                 "caption_history; item_features", _create_v4),
 )
 LATEST = MIGRATIONS[-1].version
 

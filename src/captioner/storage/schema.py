@@ -56,6 +56,10 @@ COLUMNS: tuple[Column, ...] = (
     Column("video_file", "TEXT", "video items: path under videos/, relative to the gallery folder",
            key="video_path", since=3),
     Column("duration", "REAL", "video items: length in seconds", since=3),
+    Column("tags", "TEXT", "JSON list of {label, score}: what is in the picture", since=4),
+    Column("confidence", "REAL", "calibrated confidence of the caption, 0..1; NULL: unknown", since=4),
+    Column("deleted_at", "TEXT", "UTC ISO 8601 when it went to the trash; NULL: a live item", since=4),
+    Column("tag_text", "TEXT", "the tags' labels, one a line, for search", use=SEARCH, since=4),
 )
 
 #: The columns that become item dict fields.
@@ -69,19 +73,29 @@ ITEM_KEYS = [c.item_key for c in ITEM_COLUMNS]
 EXPORT_FIELDS = ITEM_KEYS
 #: The CSV export's columns: the item fields, then video items' segments (a JSON string column).
 CSV_FIELDS = [*EXPORT_FIELDS, "segments"]
-#: The columns of the full-text index, in the index's order (fixed by schema version 1).
-FTS_COLUMNS = ["caption", "alternatives", "original_name"]
+#: The columns of the full-text index as schema version 1 made it (release 0.1.0).
+FTS_COLUMNS_V1 = ["caption", "alternatives", "original_name"]
+#: The columns of the full-text index, in the index's order (since schema version 4: the tags too).
+FTS_COLUMNS = [*FTS_COLUMNS_V1, "tag_text"]
 #: bm25 weights for the FTS columns above: the caption counts most.
-BM25_WEIGHTS = "bm25(10.0, 2.0, 1.0)"
+BM25_WEIGHTS = "bm25(10.0, 2.0, 1.0, 4.0)"
+#: What :meth:`Gallery.search` reports as ``matched_in`` for each index column (``alternatives``: the
+#: beam candidates the user did not choose), and the order search ranks them in: an item whose saved
+#: caption matches comes first, then one matching through its tags, its file name, its other candidates.
+MATCHED_IN = {"caption": "caption", "tag_text": "tags", "original_name": "name", "alternatives": "candidates"}
 
 
 # ------------------------------------------------------------ video segments (schema version 3)
 SEGMENTS_TABLE = "segments"
 SEGMENTS_FTS_TABLE = f"{SEGMENTS_TABLE}_fts"
-#: The columns of the segments' full-text index, in the index's order.
-SEGMENTS_FTS_COLUMNS = ["caption", "alternatives"]
-#: bm25 weights for the segment index, on the same scale as the items' (caption 10, candidates 2).
-SEGMENTS_BM25_WEIGHTS = "bm25(10.0, 2.0)"
+#: The columns of the segments' full-text index as schema version 3 made it.
+SEGMENTS_FTS_COLUMNS_V3 = ["caption", "alternatives"]
+#: The columns of the segments' full-text index, in the index's order (since version 4: tags too).
+SEGMENTS_FTS_COLUMNS = [*SEGMENTS_FTS_COLUMNS_V3, "tag_text"]
+#: bm25 weights for the segment index, on the same scale as the items' (caption 10, candidates 2, tags 4).
+SEGMENTS_BM25_WEIGHTS = "bm25(10.0, 2.0, 4.0)"
+#: Columns schema version 4 added to the segments table.
+SEGMENTS_COLUMNS_V4 = ("tags TEXT", "tag_text TEXT")
 #: Columns read for a video item's segments (``end`` is an SQL keyword: always quoted).
 SEGMENT_FIELDS = ("idx", "start", "end", "caption", "candidates")
 SEGMENTS_TABLE_SQL = f"""CREATE TABLE {SEGMENTS_TABLE} (
@@ -95,6 +109,29 @@ SEGMENTS_TABLE_SQL = f"""CREATE TABLE {SEGMENTS_TABLE} (
     candidates TEXT,  -- JSON list of beam candidates, no attention
     UNIQUE (item_id, idx)
 )"""
+
+
+# ------------------------------------------------------------ schema version 4
+HISTORY_TABLE = "caption_history"
+HISTORY_TABLE_SQL = f"""CREATE TABLE {HISTORY_TABLE} (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    item_id INTEGER NOT NULL REFERENCES {TABLE}(id) ON DELETE CASCADE,
+    caption TEXT NOT NULL,  -- the caption as it was before an edit
+    replaced_at TEXT NOT NULL  -- UTC ISO 8601 of the edit that replaced it
+)"""
+FEATURES_TABLE = "item_features"
+FEATURES_TABLE_SQL = f"""CREATE TABLE {FEATURES_TABLE} (
+    item_id INTEGER PRIMARY KEY REFERENCES {TABLE}(id) ON DELETE CASCADE,
+    model_name TEXT NOT NULL,  -- the encoder that made them
+    dtype TEXT NOT NULL,  -- numpy dtype of grid, e.g. 'float16'
+    shape TEXT NOT NULL,  -- e.g. '81,1280' (grid cells, channels)
+    grid BLOB NOT NULL  -- the array's bytes, C order, little-endian
+)"""
+#: Indexes schema version 4 added: history by item; live items by date (browse, trash).
+INDEXES_V4 = (
+    f'CREATE INDEX "idx_{HISTORY_TABLE}_item_id" ON "{HISTORY_TABLE}" ("item_id")',
+    f'CREATE INDEX "idx_{TABLE}_deleted_at" ON "{TABLE}" ("deleted_at")',
+)
 
 
 def columns_since(version: int) -> list[Column]:
