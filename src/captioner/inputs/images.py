@@ -15,12 +15,14 @@ import torch
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from captioner.errors import ImageError
+from captioner.inputs.heif import HEIF_EXTENSIONS, register_heif
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, not a grey image
 
 #: Largest image (in pixels) we agree to decode: about 100 megapixels, e.g. 12000 x 8000.
 MAX_PIXELS = 100_000_000
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"} | HEIF_EXTENSIONS
+HEIF_READABLE = register_heif()  # everything that reads photos through this module reads HEIC too
 
 
 def _describe(source) -> str:
@@ -86,6 +88,8 @@ def open_image(source, max_pixels: int = MAX_PIXELS, draft_size: int | None = No
     except ImageError:
         raise
     except UnidentifiedImageError:
+        if not HEIF_READABLE and Path(name).suffix.lower() in HEIF_EXTENSIONS:
+            raise ImageError(f"{name}: HEIC/HEIF photos need pillow-heif: pip install pillow-heif") from None
         raise ImageError(f"{name}: not an image file Pillow can read (unsupported or not an image)") from None
     except Image.DecompressionBombError:
         raise ImageError(f"{name}: the image has far more than the {max_pixels // 1_000_000} megapixels this tool "

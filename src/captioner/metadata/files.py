@@ -127,7 +127,8 @@ def _read_existing(path: Path) -> bytes | None:
 
 def _check_writable(target: Path) -> None:
     folder = target.parent
-    if target.exists() and not os.access(target, os.W_OK):
+    if target.exists() and (not os.access(target, os.W_OK) or not os.stat(target).st_mode & 0o222):
+        # no write bit at all: the owner made it read-only (root's access() would say yes; a rename could bypass it)
         raise MetadataError(f"{target}: the file is read-only; nothing was written (make it writable first)")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise MetadataError(f"{target}: the folder {folder} is not writable; nothing was written")
