@@ -1,0 +1,218 @@
+"""`run_caption_job`: caption photos as a Ray Data job and write the rows into a folder.
+
+    list photos (driver) -> skip those already in the output -> shards of `shard_size`
+      -> decode_shard   Ray tasks on CPU workers (read, EXIF-rotate, resize)
+      -> CaptionWorker  an actor pool, one model load per actor (GPU when the cluster has them):
+                        encoder + beam search, then the shard's file written atomically
+      -> the driver counts the shards as they finish
+
+Without an address a local Ray instance is started (and stopped at the end); with one (`auto`,
+`HOST:PORT`, `ray://HOST:10001`) the job runs on that cluster, where every node needs this package
+installed (`pip install "captioner[scale]"`); the model's files travel with the job.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from captioner.errors import CaptionerError, ConfigError
+from captioner.scale.config import RayJobConfig
+
+PIP_SCALE = 'pip install "captioner[scale]"  (in a clone: pip install -e ".[scale]")'
+#: CPUs each decoding task reserves (Pillow decodes a photo on one core)
+DECODE_CPUS = 1.0
+#: memory reserved per decoding task (a 100-megapixel photo decodes to 300 MB) and per captioning
+#: actor (the model, ONNX Runtime sessions and a batch's features: about 1 GB at batch 8 on a CPU)
+DECODE_MEMORY = 512 * 2**20
+WORKER_MEMORY = 1536 * 2**20
+LOCAL_ADDRESSES = (None, "", "local")
+
+
+class RayMissingError(CaptionerError):
+    """`--ray` was asked for, and Ray Data is not installed."""
+
+
+def require_ray():
+    """The `ray` module, or one clear error naming the pip command."""
+    try:
+        import pyarrow  # noqa: F401
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError as exc:
+        raise RayMissingError(f"--ray needs Ray Data and pyarrow ({exc.name or 'ray'} is not installed): "
+                              f"{PIP_SCALE}") from None
+    return ray
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How the captioning actors sit on the cluster."""
+
+    workers: int
+    worker_cpus: float
+    worker_gpus: float
+    threads: int
+
+    @property
+    def device(self) -> str:
+        return "cuda" if self.worker_gpus > 0 else "cpu"
+
+
+def plan_layout(cfg: RayJobConfig, cpus: float, gpus: float, local: bool) -> Layout:
+    """Actors, CPUs and GPUs per actor for a cluster with `cpus` and `gpus` (see `RayJobConfig`'s
+    help); `ConfigError` when the asked-for actors leave no CPU for decoding."""
+    worker_gpus = (1.0 if gpus >= 1 else 0.0) if cfg.worker_gpus == -1 else cfg.worker_gpus
+    if worker_gpus > 0 and worker_gpus > gpus:
+        raise ConfigError(f"--ray-worker-gpus {worker_gpus:g}: the cluster has {gpus:g} GPU(s)")
+    if worker_gpus > 0:
+        workers = cfg.workers or max(1, int(gpus // worker_gpus))
+        worker_cpus = cfg.worker_cpus or 1.0
+    elif local:
+        workers = cfg.workers or max(1, int(cpus) // 2)
+        worker_cpus = cfg.worker_cpus or max(1.0, cpus / workers)
+    else:
+        worker_cpus = cfg.worker_cpus or 2.0
+        workers = cfg.workers or max(1, int((cpus - DECODE_CPUS) // worker_cpus))
+    if worker_gpus > 0 and workers * worker_gpus > gpus:
+        raise ConfigError(f"--ray-workers {workers} x --ray-worker-gpus {worker_gpus:g} need more than the "
+                          f"cluster's {gpus:g} GPU(s)")
+    if not local and workers * worker_cpus + DECODE_CPUS > cpus:
+        raise ConfigError(f"--ray-workers {workers} x --ray-worker-cpus {worker_cpus:g} leave no CPU for decoding "
+                          f"photos on a cluster with {cpus:g} CPUs; ask for fewer or smaller workers")
+    return Layout(workers, worker_cpus, worker_gpus, max(1, round(worker_cpus)))
+
+
+def local_cpus(layout: Layout) -> int:
+    """Logical CPUs for a local Ray instance: the actors' share plus one decoding slot (they share the
+    real cores, as the plain command's decoding threads do)."""
+    return max(os.cpu_count() or 1, math.ceil(layout.workers * layout.worker_cpus)) + int(DECODE_CPUS)
+
+
+@dataclass
+class JobSummary:
+    listed: int
+    skipped: int
+    captioned: int = 0
+    failed: int = 0
+    files: int = 0
+    seconds: float = 0.0
+    layout: Layout | None = None
+
+
+def new_run_id() -> str:
+    """Sortable (UTC time) and unique: files of later runs sort after older ones."""
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
+
+
+def _quiet(ray) -> None:
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    for attr in ("print_on_execution_start", "enable_operator_progress_bars"):
+        if hasattr(ctx, attr):
+            setattr(ctx, attr, False)
+    for name in ("ray", "ray.data"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "progress bars disabled"
+
+
+def connect(ray, address: str | None, cfg: RayJobConfig) -> tuple[bool, Layout]:
+    """Join the cluster at `address`, or start a local instance; (whether we started it, the layout).
+    A Ray already initialised in this process (a notebook, a test) is used as it is."""
+    if not ray.is_initialized() and address in LOCAL_ADDRESSES:
+        import torch
+
+        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        layout = plan_layout(cfg, float(os.cpu_count() or 1), float(gpus), local=True)
+        ray.init(num_cpus=local_cpus(layout), num_gpus=gpus, include_dashboard=False, log_to_driver=False,
+                 logging_level=logging.WARNING)
+        return True, layout
+    started = False
+    if not ray.is_initialized():
+        try:
+            ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise ConfigError(f"--ray {address}: cannot connect to a Ray cluster there ({exc})") from None
+        started = True
+    res = ray.cluster_resources()
+    try:
+        return started, plan_layout(cfg, float(res.get("CPU", 0)), float(res.get("GPU", 0)), local=False)
+    except ConfigError:
+        if started:
+            ray.shutdown()
+        raise
+
+
+def shard(photos: list[str], size: int) -> list[list[str]]:
+    return [photos[i : i + size] for i in range(0, len(photos), size)]
+
+
+def run_caption_job(sources: list[str], out_dir: str, *, model_dir: str | Path | None = None, decoding=None,
+                    cfg: RayJobConfig | None = None, address: str | None = None, batch_size: int = 8,
+                    progress: Callable[[int, int, int, list[str]], None] | None = None,
+                    on_start: Callable[[JobSummary], None] | None = None, **decoding_changes) -> JobSummary:
+    """Caption `sources` (files, folders, URIs) into the folder `out_dir` (see the module docstring).
+    `decoding`: a `DecodingConfig` (default: the model's), with `decoding_changes` (e.g. beam_size=3;
+    None keeps a field). `progress(photos_done, photos_total, failed, new_error_lines)` follows the
+    shards as they finish. Bad photos become error rows; the job itself raises only for
+    bad settings, an unusable output folder or a cluster that cannot be reached."""
+    ray = require_ray()
+    from captioner.model.folder import default_model_dir, load_model
+    from captioner.scale.results_store import prepare_folder, scan
+    from captioner.scale.sources import list_photos
+    from captioner.scale.stages import CaptionWorker, decode_shard, model_files
+
+    cfg = cfg or RayJobConfig()
+    t0 = time.perf_counter()
+    model_dir = Path(model_dir or default_model_dir())
+    model = load_model(model_dir, with_encoder=False)  # checks the folder here, with a clear error
+    decoding = (decoding or model.decoding).replace(**decoding_changes)
+    input_size = model.cfg.input_size
+    prepare_folder(out_dir)
+    photos = list(dict.fromkeys(list_photos(sources)))  # a photo named twice is captioned once
+    done, previous_errors = scan(out_dir)
+    todo = [p for p in photos if p not in done]
+    summary = JobSummary(listed=len(photos), skipped=len(photos) - len(todo))
+    if not todo:
+        summary.seconds = time.perf_counter() - t0
+        return summary
+    started, layout = connect(ray, address, cfg)
+    summary.layout = layout
+    try:
+        _quiet(ray)
+        if on_start:
+            on_start(summary)
+        run_id = new_run_id()
+        items = [{"shard": i, "paths": chunk, "previous_errors": [previous_errors.get(p, "") for p in chunk]}
+                 for i, chunk in enumerate(shard(todo, cfg.shard_size))]
+        ds = ray.data.from_items(items, override_num_blocks=len(items))
+        # the two stages reserve different memory, so Ray Data keeps decoding a pool of CPU tasks of its
+        # own instead of fusing it into the captioning actors (it fuses stages with equal requests)
+        ds = ds.map(decode_shard, fn_kwargs={"input_size": input_size}, num_cpus=DECODE_CPUS, memory=DECODE_MEMORY)
+        # the model's files go into the object store once; the driver holds the reference for the whole
+        # job, so an actor Ray restarts after a crash can load them again
+        files_ref = [ray.put(model_files(model_dir))]
+        ds = ds.map(CaptionWorker, compute=ray.data.ActorPoolStrategy(size=layout.workers),
+                    memory=WORKER_MEMORY,
+                    fn_constructor_kwargs={"files": files_ref, "decoding": decoding,
+                                           "out_dir": str(out_dir), "run_id": run_id, "fmt": cfg.format,
+                                           "batch_size": batch_size, "threads": layout.threads,
+                                           "device": layout.device},
+                    num_cpus=layout.worker_cpus, num_gpus=layout.worker_gpus)
+        for row in ds.iter_rows():
+            summary.captioned += int(row["photos"]) - int(row["failed"])
+            summary.failed += int(row["failed"])
+            summary.files += bool(row["file"])
+            if progress:
+                progress(summary.captioned + summary.failed, len(todo), summary.failed, list(row["errors"]))
+    finally:
+        if started:
+            ray.shutdown()
+    summary.seconds = time.perf_counter() - t0
+    return summary

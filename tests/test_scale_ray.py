@@ -1,0 +1,269 @@
+"""`captioner caption --ray`: the Ray Data job (captioner.scale) against the plain command.
+
+The job tests run on one local Ray instance (2 CPUs) shared by the module; they need the optional
+extra (`pip install -e ".[scale]"`) and are skipped with that reason without it. The tests of the
+settings, the output folder and the missing-Ray message run without Ray.
+"""
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from captioner.cli.main import main
+from captioner.errors import ConfigError
+from captioner.scale.config import RayJobConfig
+from captioner.scale.job import Layout, plan_layout
+from captioner.scale.results_store import part_files, read_results, scan, write_shard
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from oracles.photos import make_photo, mandelbrot_photo, real_photos, tiny_png_bytes  # noqa: E402
+
+HAS_RAY = all(importlib.util.find_spec(m) is not None for m in ("ray", "pyarrow"))
+needs_ray = pytest.mark.skipif(not HAS_RAY, reason='Ray Data is an optional extra: pip install -e ".[scale]"')
+
+
+# ---------------------------------------------------------------------------------------- no Ray needed
+def test_settings_are_checked_with_one_clear_line():
+    with pytest.raises(ConfigError, match="--ray-workers must be between"):
+        RayJobConfig(workers=-1)
+    with pytest.raises(ConfigError, match="--ray-shard-size must be between"):
+        RayJobConfig(shard_size=0)
+    with pytest.raises(ConfigError, match="--ray-worker-gpus must be -1"):
+        RayJobConfig(worker_gpus=-0.5)
+    with pytest.raises(ConfigError, match="--ray-format"):
+        RayJobConfig(format="csv")
+    with pytest.raises(ConfigError, match="whole number"):
+        RayJobConfig(workers=1.5)
+
+
+def test_layout_uses_gpus_when_there_are_some_and_leaves_cpus_for_decoding():
+    assert plan_layout(RayJobConfig(), cpus=64, gpus=4, local=False) == Layout(4, 1.0, 1.0, 1)
+    assert plan_layout(RayJobConfig(), cpus=64, gpus=4, local=False).device == "cuda"
+    cpu = plan_layout(RayJobConfig(), cpus=33, gpus=0, local=False)
+    assert (cpu.workers, cpu.worker_cpus, cpu.device) == (16, 2.0, "cpu")
+    assert plan_layout(RayJobConfig(worker_gpus=0), cpus=8, gpus=4, local=False).device == "cpu"
+    assert plan_layout(RayJobConfig(worker_gpus=0.5), cpus=8, gpus=1, local=False).workers == 2
+    assert plan_layout(RayJobConfig(), cpus=2, gpus=0, local=True) == Layout(1, 2.0, 0.0, 2)
+    assert plan_layout(RayJobConfig(workers=2), cpus=2, gpus=0, local=True) == Layout(2, 1.0, 0.0, 1)
+    with pytest.raises(ConfigError, match="leave no CPU for decoding"):
+        plan_layout(RayJobConfig(workers=2, worker_cpus=1), cpus=2, gpus=0, local=False)
+    with pytest.raises(ConfigError, match="GPU"):
+        plan_layout(RayJobConfig(workers=3, worker_gpus=1), cpus=16, gpus=2, local=False)
+
+
+def test_ray_word_after_the_flag_is_an_address_or_a_photo_source(tmp_path):
+    from captioner.scale.cli import split_address
+
+    assert split_address("local", ["a.jpg"]) == (None, ["a.jpg"])
+    assert split_address("auto", ["a.jpg"]) == ("auto", ["a.jpg"])
+    assert split_address("ray://head:10001", ["a"]) == ("ray://head:10001", ["a"])
+    assert split_address("10.0.0.5:6379", ["a"]) == ("10.0.0.5:6379", ["a"])
+    assert split_address(str(tmp_path), ["b.jpg"]) == (None, [str(tmp_path), "b.jpg"])  # `--ray photos/ b.jpg`
+
+
+def test_without_ray_the_flag_says_which_pip_command(monkeypatch, tmp_path, capsys):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError, as when it is not installed
+    Image.new("RGB", (32, 32)).save(tmp_path / "a.jpg")
+    code = main(["caption", str(tmp_path / "a.jpg"), "--ray", "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert 'pip install "captioner[scale]"' in err[0] and 'pip install -e ".[scale]"' in err[0]
+    assert not (tmp_path / "out").exists()  # nothing written
+    import captioner.scale  # the package itself imports without Ray  # noqa: F401
+
+
+def test_ray_flag_refuses_stdout_and_a_file_as_out(tmp_path, capsys):
+    Image.new("RGB", (32, 32)).save(tmp_path / "a.jpg")
+    assert main(["caption", str(tmp_path / "a.jpg"), "--ray"]) == 2
+    assert "give --out DIR" in capsys.readouterr().err
+    assert main(["caption", str(tmp_path / "a.jpg"), "--ray", "--out", str(tmp_path / "o"), "--json"]) == 2
+    assert "drop --json" in capsys.readouterr().err
+    assert main(["caption", str(tmp_path / "a.jpg"), "--ray", "--out", str(tmp_path / "o"), "--ray-shard-size",
+                 "0"]) == 2
+    assert "--ray-shard-size must be between" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", pytest.param("parquet", marks=needs_ray)])
+def test_output_folder_keeps_one_row_per_photo(tmp_path, fmt):
+    """A success is never replaced by a later error; a later error replaces an earlier one; temporary files
+    of a killed writer are not read."""
+    ok = {"image": "a.jpg", "candidates": [{"caption": "a dog", "tokens": ["a", "dog"], "score": -1.0,
+                                            "normalized_score": -0.5}], "error": None}
+    write_shard(str(tmp_path), "20260101T000000-aaaaaa", 0, [ok, {"image": "b.jpg", "candidates": [],
+                                                                   "error": "b.jpg: old"}], fmt)
+    write_shard(str(tmp_path), "20260102T000000-bbbbbb", 0, [{"image": "a.jpg", "candidates": [], "error": "x"},
+                                                              {"image": "b.jpg", "candidates": [],
+                                                               "error": "b.jpg: new"}], fmt)
+    (tmp_path / ".part-20260103T000000-cccccc-000000.jsonl.1234.tmp").write_text('{"image": "c.jpg"')
+    rows = read_results(str(tmp_path))
+    assert [r["image"] for r in rows] == ["a.jpg", "b.jpg"]
+    assert rows[0]["candidates"][0]["caption"] == "a dog" and rows[0]["error"] is None
+    assert rows[1]["error"] == "b.jpg: new"
+    assert scan(str(tmp_path)) == ({"a.jpg"}, {"b.jpg": "b.jpg: new"})
+    assert len(part_files(str(tmp_path))) == 2
+
+
+def test_remote_sources_are_listed_and_read_through_fsspec(tmp_path):
+    """A filesystem pyarrow does not know (fsspec's memory://) lists and reads like a folder; errors name
+    the URI."""
+    fsspec = pytest.importorskip("fsspec")
+    pytest.importorskip("pyarrow")
+    from captioner.scale.sources import list_photos
+    from captioner.scale.stages import decode_shard
+
+    fs = fsspec.filesystem("memory")
+    fs.pipe("/photos/b/one.png", tiny_png_bytes((40, 30)))
+    fs.pipe("/photos/a.jpg", b"not a photo")
+    fs.pipe("/photos/notes.txt", b"skipped")
+    names = list_photos(["memory://photos", "memory://photos/missing.jpg"])
+    assert names == ["memory://photos/a.jpg", "memory://photos/b/one.png", "memory://photos/missing.jpg"]
+    row = decode_shard({"shard": 0, "paths": names, "previous_errors": ["", "", ""]}, input_size=16)
+    assert row["errors"][0].startswith("memory://photos/a.jpg: not an image file")
+    assert row["errors"][1] == "" and (row["widths"][1], row["heights"][1]) == (40, 30)
+    assert row["errors"][2] == "memory://photos/missing.jpg: file not found"
+    assert len(row["pixels"]) == 16 * 16 * 3
+
+
+# ---------------------------------------------------------------------------------------- the Ray job
+@pytest.fixture(scope="module")
+def ray_local():
+    if not HAS_RAY:
+        pytest.skip('Ray Data is an optional extra: pip install -e ".[scale]"')
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def forty_photos(tmp_path_factory) -> list[str]:
+    """40 sources: Flickr8k test photos (generated ones without the data set), odd images, and 4 bad files."""
+    d = tmp_path_factory.mktemp("ray_photos")
+    good = [str(p) for p in real_photos(30)]
+    for i in range(30 - len(good)):
+        good.append(str(make_photo(d / f"gen_{i:02d}.jpg", 320 + 16 * i, 240, seed=i)))
+    (d / "tiny.png").write_bytes(tiny_png_bytes((8, 6)))
+    Image.new("RGBA", (90, 60), (0, 0, 255, 128)).save(d / "alpha.png")
+    Image.new("L", (64, 80), 128).save(d / "grey.jpg")
+    mandelbrot_photo(d / "mandelbrot.jpg")
+    make_photo(d / "big.jpg", 3000, 2000, seed=99)
+    make_photo(d / "wide.jpg", 1200, 200, seed=98)
+    (d / "junk.jpg").write_text("not a photo")
+    (d / "empty.png").write_bytes(b"")
+    full = io.BytesIO()
+    make_photo(d / "whole.jpg", 640, 480, seed=97)
+    full.write((d / "whole.jpg").read_bytes())
+    (d / "truncated.jpg").write_bytes(full.getvalue()[: len(full.getvalue()) // 3])
+    (d / "whole.jpg").unlink()
+    odd = ["tiny.png", "alpha.png", "grey.jpg", "mandelbrot.jpg", "big.jpg", "wide.jpg"]
+    bad = ["junk.jpg", "empty.png", "truncated.jpg", "missing.jpg"]
+    return good + [str(d / n) for n in odd + bad]
+
+
+@pytest.fixture(scope="module")
+def cli_rows(forty_photos, tmp_path_factory) -> dict[str, dict]:
+    out = tmp_path_factory.mktemp("cli") / "captions.jsonl"
+    assert main(["caption", *forty_photos, "--out", str(out)]) == 1  # the bad files
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    return {r["image"]: r for r in rows}
+
+
+def _raw_rows(out_dir: Path) -> list[dict]:
+    import pyarrow.parquet as pq
+
+    rows = []
+    for name in part_files(str(out_dir)):
+        rows += pq.read_table(out_dir / name).to_pylist()
+    return rows
+
+
+@needs_ray
+@pytest.mark.slow
+def test_ray_job_matches_the_plain_command_and_a_rerun_adds_nothing(ray_local, forty_photos, cli_rows, tmp_path):
+    from captioner.scale.job import run_caption_job
+
+    out = tmp_path / "out"
+    cfg = RayJobConfig(workers=1, worker_cpus=1, shard_size=8)
+    summary = run_caption_job(forty_photos, str(out), cfg=cfg)
+    assert (summary.listed, summary.skipped, summary.captioned, summary.failed) == (40, 0, 36, 4)
+    rows = read_results(str(out))
+    assert len(_raw_rows(out)) == 40 and len(rows) == 40
+    assert {r["image"] for r in rows} == set(cli_rows) == set(forty_photos)
+    for r in rows:
+        want = cli_rows[r["image"]]
+        assert set(r) == set(want)  # the same fields as the command's JSON Lines
+        assert r["error"] == want["error"]
+        assert [c["caption"] for c in r["candidates"]] == [c["caption"] for c in want["candidates"]], r["image"]
+        assert [c["score"] for c in r["candidates"]] == pytest.approx([c["score"] for c in want["candidates"]],
+                                                                       abs=1e-3)
+    assert sum(r["error"] is not None for r in rows) == 4
+    files = {n: (out / n).stat().st_mtime_ns for n in part_files(str(out))}
+    assert len(files) == 5
+
+    again = run_caption_job(forty_photos, str(out), cfg=cfg)  # the 4 bad files are tried again, fail the same way
+    assert (again.skipped, again.captioned, again.failed) == (36, 0, 4)
+    assert {n: (out / n).stat().st_mtime_ns for n in part_files(str(out))} == files  # nothing written
+    assert read_results(str(out)) == rows
+
+
+def _worker_pids() -> set[int]:
+    """Processes of this machine that run a captioning actor (Ray names them after the class)."""
+    pids = set()
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                cmd = (d / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"CaptionWorker" in cmd:
+                pids.add(int(d.name))
+    return pids
+
+
+@needs_ray
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the worker processes through /proc")
+def test_a_killed_worker_is_redone_without_duplicates(ray_local, forty_photos, cli_rows, tmp_path):
+    from captioner.scale.job import run_caption_job
+
+    photos = [p for p in forty_photos if cli_rows[p]["error"] is None]
+    out = tmp_path / "out"
+    cfg = RayJobConfig(workers=2, worker_cpus=0.5, shard_size=2, format="parquet")
+    shards = len(photos) // 2
+    killed, at_kill = [], []
+
+    def killer():
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and not killed:
+            done = part_files(str(out)) if out.is_dir() else []
+            pids = _worker_pids()
+            if len(done) >= 2 and pids:
+                pid = min(pids)
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+                at_kill.append(len(done))
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
+    summary = run_caption_job(photos, str(out), cfg=cfg, beam_size=3)
+    thread.join(5)
+    assert killed, "no captioning worker was found to kill"
+    assert at_kill[0] < shards, "the worker was killed after the job had finished: the test proved nothing"
+    raw = _raw_rows(out)
+    assert sorted(r["image"] for r in raw) == sorted(photos)  # every photo once: none lost, none twice
+    assert all(r["error"] is None and r["candidates"] for r in raw)
+    assert (summary.captioned, summary.failed, summary.files) == (len(photos), 0, shards)
+    assert len(part_files(str(out))) == shards
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
