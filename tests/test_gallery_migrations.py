@@ -320,3 +320,127 @@ def damage_search_index(folder: Path, item_id: int) -> None:
                      "VALUES('delete', ?, ?, ?, ?)", [item_id, *row])
         conn.execute("INSERT INTO items_fts(rowid, caption, alternatives, original_name) "
                      "VALUES(999, 'a ghost', '', '')")
+
+
+# ------------------------------------------------------- schema version 3 (before tags, trash, history)
+FIXTURE_V3 = Path(__file__).parent / "fixtures" / "gallery-v3"
+EXPECTED_V3 = json.loads((FIXTURE_V3 / "expected.json").read_text(encoding="utf-8"))
+#: The item fields schema version 4 added, as a version 3 item has them after migrating.
+ADDED_V4 = {"tags": [], "confidence": None, "deleted_at": None}
+
+
+@pytest.fixture
+def v3_gallery(tmp_path) -> Path:
+    """A copy of a gallery written by the schema version 3 code (tests/fixtures/make_gallery_v3.py)."""
+    folder = tmp_path / "v3" / "gallery"
+    shutil.copytree(FIXTURE_V3, folder)
+    return folder
+
+
+def relative_v3(item: dict, folder: Path) -> dict:
+    item = relative(item, folder)
+    if item["video_path"]:
+        item["video_path"] = Path(item["video_path"]).relative_to(folder).as_posix()
+    for segment in item.get("segments", []):
+        segment.pop("tags")  # added by version 4 (empty here)
+    return item
+
+
+def rows_of(folder: Path) -> dict:
+    """Every row of the tables version 3 had (not the search indexes), for before/after comparisons."""
+    with raw(folder) as conn:
+        return {table: conn.execute(f"SELECT * FROM {table} ORDER BY id").fetchall() for table in ("items", "segments")}
+
+
+def test_fixture_is_a_v3_gallery():
+    assert EXPECTED_V3["schema_version"] == 3 == user_version(FIXTURE_V3)
+    assert not list(FIXTURE_V3.glob("gallery.db-*"))
+    kinds = [item["kind"] for item in EXPECTED_V3["items"]]
+    assert kinds.count("video") == 2 and kinds.count("photo") == 5
+
+
+def test_v3_gallery_migrates_and_keeps_everything(v3_gallery):
+    g = Gallery(v3_gallery)
+    assert g.schema_version == migrations.LATEST == user_version(v3_gallery) == 4
+    items = [relative_v3(item, v3_gallery) for item in g.iter_items()]
+    assert [{k: v for k, v in item.items() if k not in ADDED_V4} for item in items] == EXPECTED_V3["items"]
+    assert all({k: item[k] for k in ADDED_V4} == ADDED_V4 for item in items)
+    for item_id in EXPECTED_V3["deleted_ids"]:
+        assert g.get(item_id, include_trash=True) is None
+    assert g.count() == len(EXPECTED_V3["items"]) and g.trash().total == 0
+    for query, result in EXPECTED_V3["searches"].items():
+        if not result["ids"]:
+            assert g.search(query).total == 0, query
+            continue
+        page = g.search(query)
+        assert ([i["id"] for i in page.items], page.match_all) == (result["ids"], result["match_all"]), query
+    files = sorted(p.relative_to(v3_gallery).as_posix() for d in (g.images_dir, g.videos_dir)
+                   for p in d.rglob("*") if p.is_file())
+    assert files == EXPECTED_V3["files"]
+    for item in g.iter_items():
+        assert hashlib.sha256(Path(item["image_path"]).read_bytes()).hexdigest() == item["image_hash"]
+    assert g.integrity_check() == "ok" and g.orphan_images() == [] and g.missing_videos() == []
+    # the new things work on the old items; the old edit has no history (version 3 kept none)
+    ride = next(i["id"] for i in items if i["original_name"] == "ride.mov")
+    assert g.history(ride) == [] and g.get(ride)["edited_at"] is not None
+    g.update_caption(ride, "a bike ride")
+    assert [h["caption"] for h in g.history(ride)] == ["my son riding his new bicycle"]
+    assert g.delete(ride) and g.restore(ride)
+    kitchen = g.search("kitchen").items[0]
+    assert kitchen["highlight"] == "a man cooking in a <mark>kitchen</mark> · a cat sleeping on a sofa"
+    assert [s["idx"] for s in kitchen["matched_segments"]] == [0]
+    assert [i["id"] for i in g.search("men").items] == [kitchen["id"]]  # irregular forms, old items too
+
+
+def test_v3_migrated_schema_equals_a_fresh_one(v3_gallery, tmp_path):
+    Gallery(v3_gallery).close()
+    Gallery(tmp_path / "fresh").close()
+    assert schema_of(v3_gallery) == schema_of(tmp_path / "fresh")
+    with raw(v3_gallery) as conn:
+        fts_columns = [r[1] for r in conn.execute("PRAGMA table_info(items_fts)")]
+        triggers = {name: sql for name, sql in conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'")}
+    assert fts_columns == schema.FTS_COLUMNS and fts_columns[-1] == "tag_text"
+    assert all("tag_text" in triggers[f"items_{t}"] for t in ("ai", "ad", "au"))
+    assert all("tag_text" in triggers[f"segments_{t}"] for t in ("ai", "ad", "au"))
+
+
+@pytest.mark.parametrize("fail_after", ["columns", "search index", "everything"])
+def test_failed_v4_migration_leaves_the_v3_gallery_as_it_was(v3_gallery, monkeypatch, fail_after):
+    before_rows, before_schema = rows_of(v3_gallery), schema_of(v3_gallery)
+    real_v4 = migrations.MIGRATIONS[3].apply
+
+    def fail(db):
+        if fail_after == "columns":
+            migrations._add_columns(4)(db)
+        elif fail_after == "search index":
+            migrations._add_columns(4)(db)
+            migrations._replace_fts(db, "items", "items_fts", schema.FTS_COLUMNS)
+        else:
+            real_v4(db)
+        raise sqlite3.OperationalError("disk full (simulated)")
+
+    monkeypatch.setattr(migrations, "MIGRATIONS", (*migrations.MIGRATIONS[:3], migrations.Migration(4, "x", fail)))
+    with pytest.raises(GalleryError, match="simulated"):
+        Gallery(v3_gallery)
+    assert user_version(v3_gallery) == 3
+    assert rows_of(v3_gallery) == before_rows and schema_of(v3_gallery) == before_schema
+    monkeypatch.undo()
+    # opened again: migrates, every record once
+    g = Gallery(v3_gallery)
+    assert g.schema_version == 4 and g.count() == len(EXPECTED_V3["items"])
+    assert [i["id"] for i in g.iter_items()] == [i["id"] for i in EXPECTED_V3["items"]]
+    assert g.integrity_check() == "ok"
+
+
+def test_processes_opening_a_v3_gallery_at_once(v3_gallery):
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(3)
+    procs = [ctx.Process(target=open_and_save, args=(str(v3_gallery), n, barrier)) for n in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0] * 3
+    g = Gallery(v3_gallery)
+    assert g.count() == len(EXPECTED_V3["items"]) + 3 and g.integrity_check() == "ok"
+    assert g.search("process").total == 3 and g.search("kitchen").total == 1
