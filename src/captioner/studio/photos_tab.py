@@ -1,21 +1,31 @@
-"""The studio's Caption tab: caption one or many photos, compare the beam candidates with their
-attention, pick or edit a caption and save it to the gallery.
+"""The studio's Caption tab: caption one or many photos, see every photo at a glance (thumbnail,
+caption, confidence), compare the selected photo's beam candidates with their attention (drawn in
+the browser by the attention player, `captioner.studio.player`), pick or edit captions and save them
+all to the gallery.
 
-The work is the `Captioner` (captioning) and `captioner.studio.render` (the candidate cards); the
-session keeps the last result (``gr.State``), and the browser's event values are indexes into it.
+The work is the `Captioner` (captioning, confidence, tags, warnings); the session keeps the list of
+photos (``gr.State``), and what the browser sends are indexes into it: a photo, a candidate, and the
+caption text to save.  The pictures go to the browser as data (the photo once as a small JPEG, the
+attention maps as bytes), and edits live in the browser until they are saved.
 """
 from __future__ import annotations
 
 import html
 import logging
 import os
+import tempfile
 import time
+import uuid
+from contextlib import suppress
+from pathlib import Path
+from typing import Any
 
 import gradio as gr
 
+from captioner.inputs.images import open_image
 from captioner.inputs.sources import InputItem
 from captioner.storage import GalleryError
-from captioner.studio import render
+from captioner.studio import player, render
 from captioner.studio.values import (
     MAX_BEAM,
     MAX_CAPTION_CHARS,
@@ -25,15 +35,18 @@ from captioner.studio.values import (
     index_in,
     int_value,
     is_inside,
+    is_whole_number,
     own_attention,
     readable_error,
     save_error,
-    save_message,
     session_photos,
     user_errors,
 )
 
 log = logging.getLogger("captioner.studio")
+
+#: Animation GIFs made on request are removed when a new one is made this long after them (seconds).
+ANIMATION_TTL_S = 3600
 
 
 class PhotosTab:
@@ -77,25 +90,33 @@ class PhotosTab:
                     raise gr.Error("Only photos uploaded to the studio can be captioned.", print_exception=False)
         return paths
 
-    def caption(self, files, beam_size, max_length, progress=gr.Progress()):
+
+    def caption(self, files, beam_size, max_length, add=False, state=None, progress=gr.Progress()):
         """API ``/caption``: caption the photos; returns (JSON result, session state).
 
-        The session keeps what /save needs (names, upload paths, sizes, candidates with their
-        attention), for at most `MAX_PHOTOS` photos; pictures are drawn when shown, not kept.
+        ``add``: keep the photos of the session's list (``state``) and add these after them (at most
+        `MAX_PHOTOS` in all); otherwise these replace the list.  The session keeps what saving needs
+        (names, upload paths, sizes, candidates with their attention, tags, confidence, warnings);
+        pictures are drawn when shown, not kept.  The JSON's photo ``index`` is the photo's place in
+        the session's list (what ``/save`` takes).
         """
         paths = self._uploads(files)
         beam = int_value(beam_size, 1, MAX_BEAM, self.studio.default_beam)
         max_len = int_value(max_length, 1, self.studio.max_len_limit, self.studio.default_len)
+        kept = session_photos(state) if add is True else []
+        nonce = (state.get("nonce", 0) if isinstance(state, dict) and isinstance(state.get("nonce"), int) else 0) + 1
+        base = {"model": self.studio.model_name, "beam_size": beam, "max_length": max_len}
         if not paths:
             message = "Add one or more photos first (drop them on the box, or click it to choose files)."
             gr.Warning(message)
-            return ({"model": self.studio.model_name, "beam_size": beam, "max_length": max_len, "captioned": 0,
-                     "failed": 0, "photos": [], "message": message}, {"photos": [], "message": message})
-        left_out = max(0, len(paths) - MAX_PHOTOS)
-        paths = paths[:MAX_PHOTOS]
+            return ({**base, "captioned": 0, "failed": 0, "photos": [], "message": message},
+                    {"photos": kept, "message": message, "nonce": nonce, "engine_s": None})
+        room = MAX_PHOTOS - len(kept)
+        left_out = max(0, len(paths) - room)
+        paths = paths[:max(0, room)]
         names = [os.path.basename(p) or f"photo {i + 1}" for i, p in enumerate(paths)]
         start = time.perf_counter()
-        results = self._caption_all(paths, names, beam, max_len, progress)
+        results = self._caption_all(paths, names, beam, max_len, progress) if paths else []
         seconds = time.perf_counter() - start
 
         photos, entries, failures = [], [], []
@@ -107,116 +128,183 @@ class PhotosTab:
             if error:
                 failures.append(error)
             candidates = [] if error else [own_attention(c) for c in res.candidates]
-            photos.append({"index": i, "name": name, "width": width, "height": height, "error": error,
+            tags = [] if error else player.tags_data(getattr(res, "tags", None))
+            confidence = None if error else getattr(res, "confidence", None)
+            warnings = [] if error else [str(w) for w in getattr(res, "warnings", None) or []]
+            index = len(kept) + i
+            photos.append({"index": index, "name": name, "width": width, "height": height, "error": error,
+                           "tags": tags, "confidence": None if confidence is None else round(float(confidence), 4),
+                           "warnings": warnings,
                            "candidates": [{"index": j, **c.to_dict()} for j, c in enumerate(candidates)]})
-            entries.append({"name": name, "path": path, "width": width, "height": height, "error": error,
-                            "candidates": candidates})
+            entries.append({"key": uuid.uuid4().hex[:12], "name": name, "path": path, "width": width,
+                            "height": height, "error": error, "candidates": candidates, "beam_size": beam,
+                            "tags": tags, "confidence": confidence, "warnings": warnings, "saved": None})
         ok = len(paths) - len(failures)
         message = (f"Captioned {ok} of {len(paths)} photo{'s' if len(paths) != 1 else ''} "
-                   f"in {seconds:.1f} s (beam {beam}, up to {max_len} words).")
+                   f"(the engine took {seconds:.1f} s; beam {beam}, up to {max_len} words).")
+        if kept:
+            message += f" Added to the {len(kept)} photo{'s' if len(kept) != 1 else ''} already in the list."
         if left_out:
             message += (f" {left_out} more photo{'s were' if left_out != 1 else ' was'} left out: "
-                        f"at most {MAX_PHOTOS} at a time.")
-            gr.Warning(f"Only the first {MAX_PHOTOS} photos were captioned; caption the other {left_out} next.")
+                        f"at most {MAX_PHOTOS} in the list.")
+            gr.Warning(f"At most {MAX_PHOTOS} photos in the list: {left_out} were left out; "
+                       "save these and caption the others next.")
         if failures:
             gr.Warning(f"{len(failures)} of {len(paths)} photos could not be captioned: " + "; ".join(failures),
                        duration=20)
-        state = {"photos": entries, "beam_size": beam, "message": message}
-        return ({"model": self.studio.model_name, "beam_size": beam, "max_length": max_len, "captioned": ok,
-                 "failed": len(failures), "message": message, "photos": photos}, state)
+        state = {"photos": kept + entries, "beam_size": beam, "message": message, "nonce": nonce,
+                 "engine_s": round(seconds, 3),
+                 "selected": next((len(kept) + i for i, e in enumerate(entries) if not e["error"]), len(kept))}
+        return ({**base, "captioned": ok, "failed": len(failures), "message": message, "photos": photos}, state)
 
-    def _photo_view(self, state: dict, index: int):
-        """(cards HTML, candidate radio, caption text, candidate index) for one photo.
+    # ------------------------------------------------------------------ showing
+    def view(self, state: dict | None) -> dict:
+        """What the attention player draws (`captioner.studio.player`): every photo of the session's list
+        with its picture (a small JPEG), tags, confidence, warnings and candidates with their attention."""
+        entries = session_photos(state)
+        photos = []
+        for i, entry in enumerate(entries):
+            item = {"key": entry.get("key") or str(i), "index": i, "name": entry["name"], "width": entry["width"],
+                    "height": entry["height"], "error": entry["error"], "beam": entry.get("beam_size"),
+                    "tags": entry.get("tags") or [], "warnings": entry.get("warnings") or [],
+                    "confidence": None if entry.get("confidence") is None else round(float(entry["confidence"]), 3),
+                    "saved": entry.get("saved"), "photo": None, "candidates": []}
+            if not entry["error"]:
+                item["candidates"] = [player.candidate_data(c) for c in entry["candidates"]]
+                try:
+                    img = open_image(entry["path"], draft_size=2 * player.DISPLAY_SIDE)
+                    item["photo"] = player.photo_data(img, entry["width"], entry["height"])
+                except Exception as exc:  # noqa: BLE001 - still show the captions
+                    log.warning("studio: could not draw %s: %s", entry["name"], exc)
+                    item["error"] = f"{entry['name']}: captioned, but the picture cannot be shown ({exc})"
+            photos.append(item)
+        selected = state.get("selected") if isinstance(state, dict) else None
+        return {"kind": "photos", "nonce": state.get("nonce") if isinstance(state, dict) else None,
+                "photos": photos, "selected": index_in(selected, len(photos)),
+                "engine_s": state.get("engine_s") if isinstance(state, dict) else None,
+                "low": self.low_confidence(), "read_only": bool(self.studio.read_only),
+                "empty": "No captions yet." if not photos else None}
 
-        The HTML (with its animations, megabytes at beam 10) is drawn for the browser and not
-        kept: the session holds only the candidates.
-        """
-        entry = state["photos"][index]
-        try:
-            img = render.load_photo(entry["path"])
-        except Exception as exc:  # noqa: BLE001 - still show the captions
-            log.warning("studio: could not draw %s: %s", entry["name"], exc)
-            img = None
-        head = render.photo_header(entry["name"], entry["width"], entry["height"], state.get("beam_size"),
-                                   self.studio.model_name)
-        cards = head + render.candidate_cards(img, entry["candidates"])
-        cands = entry["candidates"]
-        choices = [(f"#{j + 1}  {c.caption}", j) for j, c in enumerate(cands)]
-        return (cards, gr.Radio(choices=choices, value=0, visible=True, interactive=True),
-                cands[0].caption, 0)
+    def low_confidence(self) -> float | None:
+        """Below this calibrated confidence a caption is flagged (the model's calibration says where)."""
+        scorer = getattr(self.studio.captioner, "scorer", None)
+        low = getattr(scorer, "low", None)
+        return float(low) if isinstance(low, (int, float)) else None
 
     def show_results(self, state: dict | None):
-        """After /caption: status, photo picker, cards of the first good photo, save controls."""
+        """After /caption: (status line, the player's data)."""
         photos = session_photos(state)
-        ok = [i for i, p in enumerate(photos) if not p["error"]]
         status = [state.get("message", "") if isinstance(state, dict) else ""]
         status += [f"- ⚠️ {html.escape(p['error'])}" for p in photos if p["error"]]
-        status_md = "\n".join(s for s in status if s)
-        if not ok:
-            body = render.empty("No captions yet." if not photos else "None of these photos could be captioned.")
-            return (status_md, gr.Dropdown(choices=[], value=None, visible=False), body,
-                    gr.Radio(choices=[], value=None, visible=False), "", 0, 0, gr.Group(visible=False), "")
-        picker = gr.Dropdown(choices=[(f"{i + 1}. {photos[i]['name']}", i) for i in ok], value=ok[0],
-                             visible=len(ok) > 1, interactive=True)
-        cards, radio, text, cand = self._photo_view(state, ok[0])
-        return status_md, picker, cards, radio, text, ok[0], cand, gr.Group(visible=not self.studio.read_only), \
-            self.studio.read_only_note()
-
-    def pick_photo(self, state: dict | None, index):
-        photos = session_photos(state)
-        idx = index_in(index, len(photos))
-        if idx is None or photos[idx]["error"]:
-            return render.empty("Nothing to show."), gr.Radio(choices=[], value=None), "", 0, 0, ""
-        cards, radio, text, cand = self._photo_view(state, idx)
-        return cards, radio, text, idx, cand, ""
-
-    def pick_candidate(self, state: dict | None, photo, cand):
-        photos = session_photos(state)
-        i = index_in(photo, len(photos))
-        if i is None:
-            return gr.skip(), gr.skip()
-        cands = photos[i]["candidates"]
-        j = index_in(cand, len(cands))
-        if j is None:
-            return gr.skip(), gr.skip()
-        return cands[j].caption, j
+        if self.studio.read_only:
+            status.append(self.studio.read_only_note())
+        return "\n".join(s for s in status if s), self.view(state)
 
     # ------------------------------------------------------------------ saving
-    def save(self, photo_index, candidate_index, caption, state: dict | None):
-        """API ``/save``: store one photo of the last /caption result with the chosen caption."""
-        if self.studio.read_only:
-            return save_error(self.studio.read_only_message())
+    def _save_one(self, state: dict, photo_index, candidate_index, caption) -> dict:
+        """Save one photo of the session's list with candidate ``candidate_index``'s caption, or ``caption``
+        (the user's edit) when it is not empty.  Returns {"id", "photo", "caption", "message"} or
+        {"id": None, "photo", "error"}; nothing here names a file: indexes into the session's list only."""
         photos = session_photos(state)
         if not photos:
-            return save_error("Nothing to save yet: caption a photo first "
-                                    f"(a caption result is kept for {SESSION_TTL_S // 60} minutes).")
+            return {"id": None, "photo": None,
+                    "error": "Nothing to save yet: caption a photo first "
+                             f"(a caption result is kept for {SESSION_TTL_S // 60} minutes)."}
         idx = index_in(photo_index, len(photos))
         if idx is None:
-            return save_error(f"There is no photo {photo_index!s:.20} in the last result "
-                                    f"(0 to {len(photos) - 1}).")
+            return {"id": None, "photo": None,
+                    "error": f"There is no photo {photo_index!s:.20} in the list (0 to {len(photos) - 1})."}
         entry = photos[idx]
         if entry["error"]:
-            return save_error(f"{entry['name']} has no caption to save: {entry['error']}")
+            return {"id": None, "photo": idx, "error": f"{entry['name']} has no caption to save: {entry['error']}"}
         cands = entry["candidates"]
         j = index_in(candidate_index, len(cands))
         if j is None:
-            return save_error(f"There is no candidate {candidate_index!s:.20} for {entry['name']} "
-                                    f"(0 to {len(cands) - 1}).")
-        text = " ".join(str(caption or "").split()) or cands[j].caption
+            return {"id": None, "photo": idx, "error": f"There is no candidate {candidate_index!s:.20} for "
+                                                      f"{entry['name']} (0 to {len(cands) - 1})."}
+        text = " ".join(str(caption or "").split())[:MAX_CAPTION_CHARS + 1] or cands[j].caption
         if len(text) > MAX_CAPTION_CHARS:
-            return save_error(f"The caption is too long ({len(text)} characters; at most "
-                                    f"{MAX_CAPTION_CHARS}).")
+            return {"id": None, "photo": idx, "error": f"{entry['name']}: the caption is too long (at most "
+                                                      f"{MAX_CAPTION_CHARS} characters)."}
+        edited = text != cands[j].caption
+        confidence = None if edited else getattr(cands[j], "confidence", None)
         try:
             item_id = self.studio.gallery.save(
                 entry["path"], entry["name"], text,
                 candidates=[c.to_dict(with_attention=True) for c in cands],
-                beam_size=state.get("beam_size"), model_name=self.studio.model_name,
-                width=entry["width"], height=entry["height"])
+                beam_size=entry.get("beam_size") or state.get("beam_size"), model_name=self.studio.model_name,
+                width=entry["width"], height=entry["height"], tags=entry.get("tags") or None,
+                confidence=confidence)
         except GalleryError as exc:
-            return save_error(str(exc))
-        edited = "" if text == cands[j].caption else " (edited)"
-        message = f"Saved “{text}”{edited} for {entry['name']} as gallery item #{item_id}."
-        return {"id": item_id, "name": entry["name"], "caption": text, "candidate": j, "message": message}
+            return {"id": None, "photo": idx, "error": readable_error(str(exc), entry["path"], entry["name"])}
+        entry["saved"] = {"id": item_id, "caption": text}
+        note = " (edited)" if edited else ""
+        return {"id": item_id, "photo": idx, "name": entry["name"], "caption": text, "candidate": j,
+                "message": f"Saved “{text}”{note} for {entry['name']} as gallery item #{item_id}."}
+
+    def save(self, photo_index, candidate_index, caption, state: dict | None):
+        """API ``/save``: store one photo of the session's list with the chosen (or edited) caption."""
+        if self.studio.read_only:
+            return save_error(self.studio.read_only_message())
+        result = self._save_one(state if isinstance(state, dict) else {}, photo_index, candidate_index, caption)
+        if result["id"] is None:
+            return save_error(result["error"])
+        return result
+
+    def save_choices(self, choices: Any, state: dict | None) -> dict:
+        """Save several photos: ``choices`` is a list of {"photo": index, "candidate": index, "text": str}
+        (what the browser keeps until saved).  Returns {"results": [...], "saved": n, "message"}; a
+        photo that cannot be saved (a duplicate, a bad index) gets its message and the others are saved."""
+        if self.studio.read_only:
+            return {"results": [], "saved": 0, "error": self.studio.read_only_message()}
+        if not isinstance(choices, list) or not all(isinstance(c, dict) for c in choices):
+            return {"results": [], "saved": 0, "error": "Nothing to save."}
+        state = state if isinstance(state, dict) else {}
+        results, seen = [], set()
+        for choice in choices[:MAX_PHOTOS]:
+            photo = choice.get("photo")
+            if is_whole_number(photo) and int(float(photo)) in seen:
+                continue  # one caption per photo and click
+            if is_whole_number(photo):
+                seen.add(int(float(photo)))
+            text = choice.get("text")
+            results.append(self._save_one(state, photo, choice.get("candidate"),
+                                          text if isinstance(text, str) else ""))
+        saved = sum(1 for r in results if r["id"] is not None)
+        message = f"Saved {saved} of {len(results)} photo{'s' if len(results) != 1 else ''}."
+        return {"results": results, "saved": saved, "message": message}
+
+    def save_all(self, state: dict | None, evt: gr.EventData):
+        """The player's Save / Save all (its event data carries the choices); (result JSON, message)."""
+        data = getattr(evt, "_data", None)
+        result = self.save_choices(data.get("choices") if isinstance(data, dict) else None, state)
+        lines = [result.get("message", "")] if result.get("results") else []
+        for r in result.get("results", []):
+            lines.append(f"- ✅ {html.escape(r['message'])}" if r["id"] is not None
+                         else f"- ⚠️ {html.escape(r['error'])}")
+        if result.get("error"):
+            lines.append(f"⚠️ {html.escape(result['error'])}")
+        failed = [r["error"] for r in result.get("results", []) if r["id"] is None]
+        if failed:
+            gr.Warning("Not saved: " + "; ".join(failed), duration=15)
+        return result, "\n".join(lines)
+
+    # ------------------------------------------------------------------ the animation as a file
+    def animation(self, state: dict | None, evt: gr.EventData):
+        """The player's "Animation (GIF)": the selected candidate's animation drawn on the server
+        (`captioner.viz.attention`) into the studio's own temporary folder; a File update."""
+        data = getattr(evt, "_data", None)
+        data = data if isinstance(data, dict) else {}
+        photos = session_photos(state)
+        i = index_in(data.get("photo"), len(photos))
+        if i is None or photos[i]["error"]:
+            raise gr.Error("Pick a captioned photo first.", print_exception=False)
+        entry = photos[i]
+        j = index_in(data.get("candidate"), len(entry["candidates"]))
+        if j is None:
+            raise gr.Error("Pick one of the photo's candidates first.", print_exception=False)
+        return gr.File(value=str(animation_gif(render.load_photo(entry["path"]), entry["candidates"][j],
+                                               entry["name"], j)), visible=True)
 
     def add_pasted(self, pasted, files):
         """A clipboard / webcam picture joins the list of photos (and the paste box is cleared).
@@ -231,16 +319,19 @@ class PhotosTab:
     def build(self, session: gr.State) -> list:
         """The tab's widgets and events (inside ``gr.Tabs``); returns the components with heavy values.
 
-        ``session`` holds the last caption result of this browser tab.
+        ``session`` holds the list of photos of this browser tab.
         """
         with gr.Tab("Caption", id="caption", elem_id="tab-caption"):
             with gr.Row(equal_height=False):
-                with gr.Column(scale=1, min_width=300):
+                with gr.Column(scale=1, min_width=280):
                     files = gr.File(label="Photos", file_count="multiple", height=170,
                                     elem_id="photo-files")
                     paste = gr.Image(label="…or paste / webcam",
                                      sources=["clipboard", "webcam", "upload"], type="filepath",
                                      format="png", height=170, elem_id="photo-paste")
+                    add = gr.Checkbox(value=False, label="Add to the list",
+                                      info="Keep the photos captioned before and add these (else they replace them)",
+                                      elem_id="add-photos")
                     beam = gr.Slider(1, MAX_BEAM, value=self.studio.default_beam, step=1, label="Beam size",
                                      info="How many candidate captions to search for and show",
                                      elem_id="beam-size")
@@ -249,22 +340,19 @@ class PhotosTab:
                     go = gr.Button("Caption", variant="primary", elem_id="caption-button")
                     with gr.Accordion("Result as JSON", open=False):
                         result_json = gr.JSON(label="Result", elem_id="caption-json")
-                with gr.Column(scale=3, min_width=480):
+                with gr.Column(scale=3, min_width=320):
                     status = gr.Markdown("Drop photos on the left and press **Caption**.",
                                          elem_id="caption-status")
-                    photo_pick = gr.Dropdown(label="Photo", choices=[], visible=False,
-                                             elem_id="photo-pick")
-                    cards = gr.HTML(render.empty("The beam candidates will appear here, best first."),
-                                    elem_id="candidates", js_on_load=None, min_height=120)
-                    with gr.Group(visible=False, elem_id="save-box") as save_box:
-                        pick = gr.Radio(label="Caption to save", choices=[], elem_id="candidate-pick")
-                        text = gr.Textbox(value="", label="Caption text (edit it if you like)", lines=1,
-                                          max_length=MAX_CAPTION_CHARS, elem_id="caption-text")
-                        save_btn = gr.Button("Save to gallery", variant="primary", elem_id="save-button")
+                    view = gr.HTML(None, html_template="<div class='pv-mount'></div>", js_on_load=player.player_js(),
+                                   apply_default_css=False, elem_id="photos-view", min_height=120)
                     save_msg = gr.Markdown("", elem_id="save-message")
-                    photo_idx = gr.Number(value=0, precision=0, label="photo index", visible=False)
-                    cand_idx = gr.Number(value=0, precision=0, label="candidate index", visible=False)
+                    anim_file = gr.File(label="Attention animation (GIF)", visible=False, interactive=False,
+                                        elem_id="animation-file")
                     save_json = gr.JSON(label="Saved", visible=False)
+                    # /save (one photo, for scripts: gradio_client); the page saves through the player
+                    save_idx, cand_idx = gr.Number(visible=False), gr.Number(visible=False)
+                    save_text = gr.Textbox(visible=False)
+                    save_api = gr.Button(visible=False)
 
         def forget(event):
             """Once the pictures are in the browser, the server drops its copy."""
@@ -275,19 +363,42 @@ class PhotosTab:
         # previous one (e.g. the clear that switching sources does) is still being handled.
         paste.change(user_errors(self.add_pasted), [paste, files], [files, paste],
                      api_visibility="private", show_progress="hidden", trigger_mode="always_last")
-        forget(go.click(user_errors(self.caption), [files, beam, max_len], [result_json, session],
-                        api_name="caption", show_progress_on=[cards], concurrency_id="engine",
+        forget(go.click(user_errors(self.caption), [files, beam, max_len, add, session], [result_json, session],
+                        api_name="caption", show_progress_on=[view], concurrency_id="engine",
                         concurrency_limit=1).then(
-            user_errors(self.show_results), [session],
-            [status, photo_pick, cards, pick, text, photo_idx, cand_idx, save_box, save_msg],
-            api_visibility="private", show_progress_on=[cards]))
-        forget(photo_pick.input(user_errors(self.pick_photo), [session, photo_pick],
-                                [cards, pick, text, photo_idx, cand_idx, save_msg],
-                                api_visibility="private", show_progress_on=[cards]))
-        pick.input(self.pick_candidate, [session, photo_idx, pick], [text, cand_idx],
-                   api_visibility="private", queue=False, show_progress="hidden")
-        save_btn.click(user_errors(self.save), [photo_idx, cand_idx, text, session], [save_json],
-                       api_name="save", show_progress="minimal").then(
-            save_message, [save_json], [save_msg], api_visibility="private", queue=False,
-            show_progress="hidden")
-        return [cards, result_json]
+            user_errors(self.show_results), [session], [status, view],
+            api_visibility="private", show_progress="hidden"))
+        view.submit(user_errors(self.save_all), [session], [save_json, save_msg], api_visibility="private",
+                    show_progress="minimal").then(
+            None, [save_json], None, js=SAVED_JS, queue=False, show_progress="hidden")
+        view.download(user_errors(self.animation), [session], [anim_file], api_visibility="private",
+                      show_progress="minimal")
+        save_api.click(user_errors(self.save), [save_idx, cand_idx, save_text, session], [save_json],
+                       api_name="save", show_progress="hidden")
+        return [view, result_json]
+
+
+#: After a save from the player: tell it which photos were saved (and the messages).
+SAVED_JS = """(r) => { const p = (window.captionerPlayers || {}).photos; if (p && r) { p.saved(r); } return []; }"""
+
+
+def animation_gif(img, candidate, name: str, index: int) -> Path:
+    """Draw ``candidate``'s attention animation over ``img`` as a GIF in the studio's temporary folder."""
+    from captioner.viz.attention import attention_frames, frames_to_gif
+
+    folder = Path(tempfile.gettempdir()) / "captioner-studio" / "animations"
+    folder.mkdir(parents=True, exist_ok=True)
+    cutoff = time.time() - ANIMATION_TTL_S
+    for old in folder.glob("*/*.gif"):
+        with suppress(OSError):
+            if old.stat().st_mtime < cutoff:
+                old.unlink()
+                old.parent.rmdir()
+    frames = attention_frames(img, candidate, size=2 * render.FRAME_SIZE)
+    if not frames:
+        raise gr.Error("This caption has no attention maps to animate.", print_exception=False)
+    stem = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in os.path.splitext(name)[0])[:60] or "photo"
+    dest = folder / uuid.uuid4().hex[:8] / f"{stem}-caption{index + 1}-attention.gif"
+    dest.parent.mkdir()
+    frames_to_gif(frames, dest, ms_per_frame=render.MS_PER_FRAME)
+    return dest

@@ -16,6 +16,7 @@ from typing import Any
 from PIL import Image
 
 from captioner.inputs.images import open_image
+from captioner.studio.player import player_css
 from captioner.viz.attention import attention_frames, frames_to_gif, frames_to_strip
 
 #: Side of the attention frames shown in the studio (pixels, longer side of the photo).
@@ -67,7 +68,7 @@ CSS = """
 .item-shots tr[data-start]:hover, .item-shots tr[data-start]:focus { background: var(--background-fill-secondary, #f4f4f5); }
 .item-shots tr.matched td { font-weight: 700; }
 .item-photo { max-width: 300px; max-height: 260px; border-radius: 8px; display: block; margin-bottom: 10px; }
-"""
+""" + player_css()
 
 
 def esc(text: Any) -> str:

@@ -1,0 +1,354 @@
+// The studio's attention player (gr.HTML js_on_load: `element`, `props`, `trigger`, `watch` are given).
+// props.value (made by captioner.studio.photos_tab / video_tab from captioner.studio.player):
+//   {kind: "photos" | "shot", nonce, message, engine_s, low, read_only, title,
+//    photos: [{key, index, name, width, height, error, beam, tags: [{label, score}], confidence,
+//              warnings: [...], photo: {src, w, h, squeezed, aspect},
+//              candidates: [{caption, words, score, per_token, confidence,
+//                            attention: {n, m, words, levels (base64, words x n x m bytes)}}],
+//              saved: {id, caption} | null}]}
+// Everything is drawn here, on canvases: the photo once, each word's map laid over it.
+// Events sent to the server (indexes into the session's own list, never a file):
+//   trigger('submit', {choices: [{photo, candidate, text}]})  save (one photo or all)
+//   trigger('download', {photo, candidate})                    the animation as a GIF
+(() => {
+  const root = element;
+  const MS_PER_WORD = 800, MIN_A = 0.25, MAX_A = 0.6, DIM = 0.35, UP = 8;
+  const TURBO = [[48, 18, 59], [64, 64, 162], [70, 107, 227], [66, 148, 255], [40, 188, 235], [24, 221, 194],
+    [50, 242, 152], [109, 254, 98], [164, 252, 60], [205, 236, 52], [238, 207, 58], [253, 172, 52],
+    [251, 126, 33], [235, 80, 14], [208, 47, 5], [169, 22, 1], [122, 4, 3]];
+  const turbo = (l) => {
+    const x = Math.min(1, Math.max(0, l)) * (TURBO.length - 1), i = Math.min(TURBO.length - 2, Math.floor(x)), f = x - i;
+    return [0, 1, 2].map((c) => TURBO[i][c] + (TURBO[i + 1][c] - TURBO[i][c]) * f);
+  };
+  const esc = (s) => String(s === null || s === undefined ? "" : s).replace(/[&<>"']/g,
+    (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}[c]));
+  const pct = (c) => (c === null || c === undefined ? null : Math.round(100 * c));
+  const h = (tag, cls, html) => { const e = document.createElement(tag); if (cls) e.className = cls; if (html !== undefined) e.innerHTML = html; return e; };
+
+  const S = {data: null, nonce: null, sel: 0, choice: {}, saved: {}, word: 0, playing: true, timer: null,
+    hover: null, images: {}, layers: {}, drawnAt: null};
+  window.captionerPlayers = window.captionerPlayers || {};
+  window.captionerClick = window.captionerClick || null;
+  if (!window.captionerClickHooked) {  // when Caption was pressed, to report the time the user waited
+    window.captionerClickHooked = true;
+    document.addEventListener("click", (e) => {
+      const b = e.target && e.target.closest ? e.target.closest("#caption-button, #video-caption-button") : null;
+      if (b) { window.captionerClick = {at: performance.now(), id: b.id}; }
+    }, true);
+  }
+
+  // ---------------------------------------------------------------- data helpers
+  const photos = () => (S.data && Array.isArray(S.data.photos) ? S.data.photos : []);
+  const cur = () => photos()[S.sel] || null;
+  const choiceOf = (p) => S.choice[p.key] || (S.choice[p.key] = {cand: 0, text: null});
+  const textOf = (p) => { const c = choiceOf(p); return c.text !== null ? c.text : ((p.candidates[c.cand] || {}).caption || ""); };
+  const edited = (p) => { const c = choiceOf(p); return c.text !== null && c.text !== (p.candidates[c.cand] || {}).caption; };
+  const savedOf = (p) => S.saved[p.key] || p.saved || null;
+  const unsaved = () => photos().filter((p) => !p.error && p.candidates.length &&
+    !(savedOf(p) && savedOf(p).caption === textOf(p).trim().split(/\s+/).join(" ")));
+
+  function layer(p, j) {  // per-word RGBA overlays (a canvas each), upsampled smoothly from the n x m levels
+    const key = p.key + "/" + j;
+    if (S.layers[key]) { return S.layers[key]; }
+    const att = (p.candidates[j] || {}).attention;
+    if (!att) { return (S.layers[key] = []); }
+    const raw = atob(att.levels), n = att.n, m = att.m || att.n, out = [];
+    const W = m * UP, H = n * UP;
+    for (let w = 0; w < att.words; w++) {
+      const base = w * n * m, lv = (r, c) => raw.charCodeAt(base + Math.min(n - 1, Math.max(0, r)) * m + Math.min(m - 1, Math.max(0, c))) / 255;
+      const cv = document.createElement("canvas"); cv.width = W; cv.height = H;
+      const ctx = cv.getContext("2d"), img = ctx.createImageData(W, H);
+      for (let y = 0; y < H; y++) {
+        const fy = (y + 0.5) / UP - 0.5, r0 = Math.floor(fy), ty = fy - r0;
+        for (let x = 0; x < W; x++) {
+          const fx = (x + 0.5) / UP - 0.5, c0 = Math.floor(fx), tx = fx - c0;
+          const l = (lv(r0, c0) * (1 - tx) + lv(r0, c0 + 1) * tx) * (1 - ty) + (lv(r0 + 1, c0) * (1 - tx) + lv(r0 + 1, c0 + 1) * tx) * ty;
+          const a = MIN_A + (MAX_A - MIN_A) * l, keep = (1 - DIM * (1 - l)) * (1 - a), A = 1 - keep;
+          const col = turbo(l), o = 4 * (y * W + x);
+          img.data[o] = col[0] * a / A; img.data[o + 1] = col[1] * a / A; img.data[o + 2] = col[2] * a / A; img.data[o + 3] = 255 * A;
+        }
+      }
+      ctx.putImageData(img, 0, 0);
+      out.push(cv);
+    }
+    return (S.layers[key] = out);
+  }
+
+  function photoImage(p, then) {
+    let im = S.images[p.key];
+    if (!im) { im = S.images[p.key] = new Image(); im.decoding = "async"; im.src = p.photo.src; }
+    if (im.complete && im.naturalWidth) { then(im); } else { im.addEventListener("load", () => then(im), {once: true}); }
+  }
+
+  function drawOn(canvas, p, j, w) {  // photo p, candidate j, word w (null: the clean photo)
+    const W = p.photo.w, H = p.photo.h, dpr = Math.min(2, window.devicePixelRatio || 1);
+    canvas.width = Math.round(W * dpr); canvas.height = Math.round(H * dpr);
+    photoImage(p, (im) => {
+      const ctx = canvas.getContext("2d");
+      ctx.imageSmoothingEnabled = true; ctx.imageSmoothingQuality = "high";
+      ctx.drawImage(im, 0, 0, canvas.width, canvas.height);
+      const layers = w === null ? [] : layer(p, j);
+      if (w !== null && layers[w]) { ctx.drawImage(layers[w], 0, 0, canvas.width, canvas.height); }
+      canvas.dataset.word = w === null ? "" : String(w);
+      canvas.dataset.drawn = String((Number(canvas.dataset.drawn) || 0) + 1);
+    });
+  }
+
+  // ---------------------------------------------------------------- the player of the selected photo
+  function stopTimer() { if (S.timer) { clearInterval(S.timer); S.timer = null; } }
+  function showWord(w) {
+    const p = cur(); if (!p) { return; }
+    const j = choiceOf(p).cand, cand = p.candidates[j], n = cand && cand.attention ? cand.attention.words : 0;
+    const canvas = root.querySelector(".pv-heat"); if (!canvas || !n) { return; }
+    w = ((w % n) + n) % n;
+    drawOn(canvas, p, j, w);
+    const word = cand.words[w] || "";
+    root.querySelector(".pv-word").textContent = word;
+    root.querySelector(".pv-count").textContent = (w + 1) + " / " + n;
+    root.querySelectorAll(".pv-chip").forEach((c) => c.classList.toggle("on", Number(c.dataset.w) === w));
+    canvas.setAttribute("aria-label", "Where the model looked for the word “" + word + "”");
+  }
+  function setWord(w) { S.word = w; showWord(w); }
+  function play(on) {
+    S.playing = on; stopTimer();
+    const b = root.querySelector(".pv-play");
+    if (b) { b.textContent = on ? "❚❚ Pause" : "▶ Play"; b.setAttribute("aria-pressed", on ? "true" : "false"); }
+    const p = cur(), cand = p && p.candidates[choiceOf(p).cand];
+    const n = cand && cand.attention ? cand.attention.words : 0;
+    if (on && n > 1) { S.timer = setInterval(() => { if (S.hover === null) { setWord((S.word + 1) % n); } }, MS_PER_WORD); }
+  }
+
+  function playerHtml(p, j) {
+    const cand = p.candidates[j] || {}, att = cand.attention;
+    const ratio = p.photo.w + " / " + p.photo.h;
+    const note = p.photo.squeezed
+      ? `<div class="pv-note">Shown squeezed: the photo is ${p.width}×${p.height} px (${(p.photo.aspect >= 1 ? p.photo.aspect.toFixed(0) + ":1" : "1:" + (1 / p.photo.aspect).toFixed(0))}); the model squashes it to a square too.</div>` : "";
+    if (!att) {
+      return `<div class="pv-panels"><figure class="pv-panel"><div class="pv-stage" style="aspect-ratio:${ratio}"><img class="pv-clean" alt="${esc(p.name)}" src="${p.photo.src}"></div></figure></div>${note}<div class="pv-note">No attention maps for this caption.</div>`;
+    }
+    const chips = cand.words.slice(0, att.words).map((w, i) => `<button type="button" class="pv-chip" data-w="${i}" title="Hover or click: where the model looked for “${esc(w)}”">${esc(w)}</button>`).join("");
+    return `<div class="pv-panels">
+      <figure class="pv-panel"><div class="pv-stage" style="aspect-ratio:${ratio}"><img class="pv-clean" alt="${esc(p.name)}" src="${p.photo.src}"></div><figcaption>The photo</figcaption></figure>
+      <figure class="pv-panel"><div class="pv-stage" style="aspect-ratio:${ratio}"><canvas class="pv-heat" role="img"></canvas>
+        <div class="pv-band"><span class="pv-word"></span><span class="pv-count"></span></div></div>
+        <figcaption>Where the model looked for each word (red: most)</figcaption></figure></div>${note}
+      <div class="pv-controls"><button type="button" class="pv-prev" title="Previous word">◀ Step</button>
+        <button type="button" class="pv-play" aria-pressed="true">❚❚ Pause</button>
+        <button type="button" class="pv-next" title="Next word">Step ▶</button>
+        <button type="button" class="pv-gif" title="The animation as a GIF file (drawn on the server)">⤓ Animation (GIF)</button></div>
+      <div class="pv-chips" role="toolbar" aria-label="Words of the caption">${chips}</div>
+      <details class="pv-strip"><summary>Still frames (${att.words} words)</summary><div class="pv-frames"></div></details>`;
+  }
+
+  function confBadge(c, low) {
+    const v = pct(c);
+    if (v === null) { return ""; }
+    const isLow = low !== null && low !== undefined && c < low;
+    return `<span class="pv-conf${isLow ? " low" : ""}" title="Calibrated chance that the caption is right">${isLow ? "⚠ low confidence " : "confidence "}${v}%</span>`;
+  }
+
+  function cardsHtml(p) {
+    const j = choiceOf(p).cand, low = S.data.low;
+    return p.candidates.map((c, i) => `<button type="button" class="pv-card${i === j ? " on" : ""}${i === 0 ? " best" : ""}" data-c="${i}" aria-pressed="${i === j}">
+        <span class="pv-rank">#${i + 1}${i === 0 ? ' <span class="pv-best">best</span>' : ""}</span>
+        <span class="pv-caption">${esc(c.caption)}</span>
+        <span class="pv-scores">${confBadge(c.confidence, low)}${c.score !== null ? ` <span title="summed log-probability">log p ${c.score.toFixed(2)}</span>` : ""}${c.per_token !== null ? ` · <span title="log-probability per token">per token ${c.per_token.toFixed(2)}</span>` : ""}</span></button>`).join("");
+  }
+
+  function detailHtml(p) {
+    const meta = [p.width && p.height ? `${p.width}×${p.height} px` : "", p.beam ? `beam ${p.beam}` : ""].filter(Boolean).join(" · ");
+    const head = `<div class="pv-head"><span class="pv-name">${esc(p.name)}</span><span class="pv-meta">${esc(meta)}</span>${confBadge(p.confidence, S.data.low)}</div>`;
+    if (p.error) { return head + `<div class="studio-error">${esc(p.error)}</div>`; }
+    const tags = p.tags && p.tags.length ? `<div class="pv-tags" aria-label="What the model sees">${p.tags.map((t) => `<span class="pv-tag" title="${t.score === null ? "" : Math.round(100 * t.score) + "%"}">${esc(t.label)}</span>`).join("")}</div>` : "";
+    const warns = p.warnings && p.warnings.length ? `<ul class="pv-warnings">${p.warnings.map((w) => `<li>⚠️ ${esc(w)}</li>`).join("")}</ul>` : "";
+    const c = choiceOf(p);
+    const saveBox = S.data.kind === "photos" ? `<div class="pv-edit">
+        <label class="pv-label" for="pv-text-${esc(p.key)}">Caption to save (edit it if you like; kept until saved)</label>
+        <textarea id="pv-text-${esc(p.key)}" class="pv-text" rows="2" maxlength="500">${esc(textOf(p))}</textarea>
+        <div class="pv-edit-note"></div>
+        <div class="pv-actions"><button type="button" class="pv-copy">Copy caption</button>
+          ${S.data.read_only ? "" : `<button type="button" class="pv-save">Save this photo</button><button type="button" class="pv-save-all primary">Save all</button>`}</div>
+        <div class="pv-save-msg" role="status"></div></div>` : `<div class="pv-actions"><button type="button" class="pv-copy">Copy caption</button></div><textarea class="pv-text" hidden readonly>${esc(textOf(p))}</textarea>`;
+    return head + tags + warns + `<div class="pv-body"><div class="pv-player">${playerHtml(p, c.cand)}</div>
+      <div class="pv-side"><div class="pv-cards" role="list">${cardsHtml(p)}</div>${saveBox}</div></div>`;
+  }
+
+  function tileHtml(p, i) {
+    const sv = savedOf(p), ed = !p.error && edited(p);
+    const status = p.error ? '<span class="pv-flag err">⚠ not captioned</span>'
+      : (sv ? `<span class="pv-flag ok">✓ saved #${sv.id}</span>` : "") + (ed ? '<span class="pv-flag ed">✎ edited</span>' : "")
+        + (p.warnings && p.warnings.length ? `<span class="pv-flag warn" title="${esc(p.warnings.join("; "))}">⚠ ${p.warnings.length}</span>` : "");
+    const caption = p.error ? esc(p.error) : esc(textOf(p));
+    return `<button type="button" class="pv-tile${i === S.sel ? " on" : ""}${p.error ? " err" : ""}" data-i="${i}" aria-pressed="${i === S.sel}">
+      <img alt="" src="${p.photo ? p.photo.src : ""}" ${p.photo ? "" : "hidden"}><span class="pv-tile-name">${esc(p.name)}</span>
+      <span class="pv-tile-caption">${caption}</span><span class="pv-tile-foot">${p.error ? "" : confBadge(p.candidates.length ? p.candidates[choiceOf(p).cand].confidence : p.confidence, S.data.low)}${status}</span></button>`;
+  }
+
+  function saveAllLabel() {
+    const all = root.querySelector(".pv-save-all"), left = unsaved().length;
+    if (all) { all.textContent = left ? `Save all (${left})` : "All saved"; all.disabled = !left; }
+  }
+  function refreshTiles() {
+    const ov = root.querySelector(".pv-overview"); if (!ov) { return; }
+    ov.innerHTML = photos().map(tileHtml).join("");
+    saveAllLabel();
+  }
+
+  function editNote() {
+    const p = cur(), note = root.querySelector(".pv-edit-note"); if (!p || !note) { return; }
+    const c = choiceOf(p), cand = p.candidates[c.cand] || {};
+    if (edited(p)) {
+      note.innerHTML = `Your edit is kept. <button type="button" class="pv-use">Use #${c.cand + 1}'s caption instead</button>`;
+    } else { note.textContent = ""; }
+    root.querySelectorAll(".pv-card").forEach((el) => { const on = Number(el.dataset.c) === c.cand; el.classList.toggle("on", on); el.setAttribute("aria-pressed", String(on)); });
+    void cand;
+  }
+
+  function renderDetail() {
+    const p = cur(), box = root.querySelector(".pv-detail"); if (!box) { return; }
+    stopTimer();
+    box.innerHTML = p ? detailHtml(p) : "";
+    S.word = 0;
+    if (p && !p.error) { play(S.playing); showWord(0); editNote(); }
+    saveAllLabel();
+  }
+
+  function select(i) {
+    const t0 = performance.now();
+    S.sel = i; refreshTiles(); renderDetail();
+    requestAnimationFrame(() => requestAnimationFrame(() => { root.dataset.switchMs = String(Math.round(performance.now() - t0)); }));
+  }
+
+  function pickCandidate(j) {
+    const p = cur(); if (!p) { return; }
+    choiceOf(p).cand = j;
+    const player = root.querySelector(".pv-player");
+    if (player) { stopTimer(); player.innerHTML = playerHtml(p, j); S.word = 0; play(S.playing); showWord(0); }
+    const ta = root.querySelector(".pv-text");
+    if (ta && !edited(p) && choiceOf(p).text === null) { ta.value = textOf(p); }
+    if (ta && choiceOf(p).text !== null && choiceOf(p).text === (p.candidates[j] || {}).caption) { choiceOf(p).text = null; }
+    editNote(); refreshTiles();
+  }
+
+  function drawStrip() {
+    const p = cur(), box = root.querySelector(".pv-frames"); if (!p || !box || box.childElementCount) { return; }
+    const j = choiceOf(p).cand, cand = p.candidates[j];
+    cand.words.slice(0, cand.attention.words).forEach((w, i) => {
+      const f = h("figure", "pv-frame"), cv = h("canvas"); cv.style.aspectRatio = p.photo.w + " / " + p.photo.h;
+      f.appendChild(cv); f.appendChild(h("figcaption", "", `<b>${esc(w)}</b> <span>${i + 1}/${cand.attention.words}</span>`));
+      f.dataset.w = String(i); box.appendChild(f); drawOn(cv, p, j, i);
+    });
+  }
+
+  function copy(text) {
+    const done = (ok) => { const b = root.querySelector(".pv-copy"); if (b) { b.textContent = ok ? "Copied ✓" : "Copy failed"; setTimeout(() => { b.textContent = "Copy caption"; }, 1500); } };
+    root.dataset.copied = text;
+    if (navigator.clipboard && window.isSecureContext) { navigator.clipboard.writeText(text).then(() => done(true), () => done(fallback(text))); }
+    else { done(fallback(text)); }
+  }
+  function fallback(text) {
+    const ta = h("textarea"); ta.value = text; ta.style.position = "fixed"; ta.style.opacity = "0"; document.body.appendChild(ta); ta.select();
+    let ok = false; try { ok = document.execCommand("copy"); } catch (e) { ok = false; }
+    ta.remove(); return ok;
+  }
+
+  function save(which) {
+    const list = which === "all" ? unsaved() : [cur()].filter(Boolean);
+    const choices = list.map((p) => ({photo: p.index, candidate: choiceOf(p).cand, text: textOf(p)}));
+    const msg = root.querySelector(".pv-save-msg");
+    if (!choices.length) { if (msg) { msg.textContent = "Nothing new to save."; } return; }
+    if (msg) { msg.textContent = `Saving ${choices.length} photo${choices.length === 1 ? "" : "s"}…`; }
+    trigger("submit", {choices: choices});
+  }
+
+  // ---------------------------------------------------------------- the whole view
+  function render(value) {
+    S.data = value && typeof value === "object" ? value : null;
+    stopTimer();
+    if (!S.data || !photos().length) { root.innerHTML = `<div class="studio-empty">${esc(S.data && S.data.message ? S.data.message : (S.data && S.data.empty) || "The beam candidates will appear here, best first.")}</div>`; return; }
+    if (S.data.nonce !== S.nonce) {  // a new result: new photos keep the edits of the ones that were there
+      S.nonce = S.data.nonce; S.layers = {};
+      const keys = new Set(photos().map((p) => p.key));
+      Object.keys(S.choice).forEach((k) => { if (!keys.has(k)) { delete S.choice[k]; delete S.saved[k]; delete S.images[k]; } });
+      const first = photos().findIndex((p) => !p.error);
+      S.sel = S.data.selected !== undefined && S.data.selected !== null ? S.data.selected : Math.max(0, first);
+    }
+    const many = S.data.kind === "photos";
+    root.innerHTML = `<div class="pv-root pv-${esc(S.data.kind)}">
+      ${many ? `<div class="pv-status" role="status"><span class="pv-message">${esc(S.data.message || "")}</span> <span class="pv-waited"></span></div>` : ""}
+      ${many ? `<div class="pv-overview" role="list" aria-label="Every photo">${""}</div>` : ""}
+      <div class="pv-detail"></div></div>`;
+    if (many) { refreshTiles(); }
+    renderDetail();
+    const click = window.captionerClick;
+    requestAnimationFrame(() => requestAnimationFrame(() => {
+      const waited = root.querySelector(".pv-waited");
+      if (click && waited && S.data.kind === "photos" && click.id === "caption-button") {
+        const ms = performance.now() - click.at;
+        waited.dataset.ms = String(Math.round(ms));
+        waited.textContent = `You waited ${(ms / 1000).toFixed(1)} s from pressing Caption to these results (measured in this browser: queue, captioning, sending and drawing${S.data.engine_s !== null && S.data.engine_s !== undefined ? `; the engine's own time was ${S.data.engine_s.toFixed(1)} s` : ""}).`;
+        window.captionerClick = null;
+      }
+      root.dataset.nonce = String(S.data.nonce);
+      if (many) {  // the results in view (a phone's screen shows the form above them)
+        const r = root.getBoundingClientRect();
+        if (r.top < 0 || r.top > window.innerHeight * 0.6) { root.scrollIntoView({block: "start", behavior: "auto"}); }
+      }
+    }));
+  }
+
+  root.addEventListener("click", (e) => {
+    const t = e.target.closest ? e.target.closest("button, summary") : null;
+    if (!t || !root.contains(t)) { return; }
+    if (t.classList.contains("pv-tile")) { select(Number(t.dataset.i)); }
+    else if (t.classList.contains("pv-card")) { pickCandidate(Number(t.dataset.c)); }
+    else if (t.classList.contains("pv-play")) { play(!S.playing); }
+    else if (t.classList.contains("pv-prev")) { play(false); setWord(S.word - 1); }
+    else if (t.classList.contains("pv-next")) { play(false); setWord(S.word + 1); }
+    else if (t.classList.contains("pv-chip")) { play(false); S.hover = null; setWord(Number(t.dataset.w)); }
+    else if (t.classList.contains("pv-copy")) { const ta = root.querySelector(".pv-text"); copy(ta ? ta.value : ""); }
+    else if (t.classList.contains("pv-save")) { save("one"); }
+    else if (t.classList.contains("pv-save-all")) { save("all"); }
+    else if (t.classList.contains("pv-use")) { const p = cur(); if (p) { choiceOf(p).text = null; const ta = root.querySelector(".pv-text"); if (ta) { ta.value = textOf(p); } editNote(); refreshTiles(); } }
+    else if (t.classList.contains("pv-gif")) { const p = cur(); if (p) { t.textContent = "⤓ Drawing the GIF…"; setTimeout(() => { t.textContent = "⤓ Animation (GIF)"; }, 3000); trigger("download", {photo: p.index, candidate: choiceOf(p).cand}); } }
+    else if (t.tagName === "SUMMARY" && t.parentElement.classList.contains("pv-strip")) { setTimeout(drawStrip, 0); }
+  });
+  root.addEventListener("mouseover", (e) => {
+    const c = e.target.closest ? e.target.closest(".pv-chip, .pv-frame") : null;
+    if (c && root.contains(c) && S.hover !== Number(c.dataset.w)) { S.hover = Number(c.dataset.w); showWord(S.hover); }
+  });
+  root.addEventListener("mouseout", (e) => {
+    const c = e.target.closest ? e.target.closest(".pv-chip, .pv-frame") : null;
+    const to = e.relatedTarget && e.relatedTarget.closest ? e.relatedTarget.closest(".pv-chip, .pv-frame") : null;
+    if (c && !to && S.hover !== null) { S.hover = null; showWord(S.word); }
+  });
+  root.addEventListener("input", (e) => {
+    if (!e.target.classList || !e.target.classList.contains("pv-text")) { return; }
+    const p = cur(); if (!p) { return; }
+    const c = choiceOf(p);
+    c.text = e.target.value === (p.candidates[c.cand] || {}).caption ? null : e.target.value;
+    editNote();
+    const tile = root.querySelector(`.pv-tile[data-i="${S.sel}"]`);
+    if (tile) { tile.outerHTML = tileHtml(p, S.sel); }
+    saveAllLabel();
+  });
+
+  const api = {
+    saved(result) {  // the server's answer to a save: mark the photos saved, show its messages
+      if (!result || !S.data) { return; }
+      const msg = root.querySelector(".pv-save-msg"), lines = [];
+      (result.results || []).forEach((r) => {
+        const p = photos()[r.photo]; if (!p) { return; }
+        if (r.id !== null && r.id !== undefined) { S.saved[p.key] = {id: r.id, caption: r.caption}; }
+        lines.push((r.id !== null && r.id !== undefined ? "✅ " : "⚠️ ") + (r.message || r.error || ""));
+      });
+      if (result.error && !lines.length) { lines.push("⚠️ " + result.error); }
+      refreshTiles();
+      if (msg) { msg.innerHTML = lines.map(esc).join("<br>"); }
+    },
+    state() { return {sel: S.sel, word: S.word, playing: S.playing, choice: JSON.parse(JSON.stringify(S.choice)), saved: S.saved}; },
+  };
+  const register = () => { if (S.data && S.data.kind) { window.captionerPlayers[S.data.kind] = api; } };
+  watch("value", () => { render(props.value); register(); });
+  render(props.value); register();
+})();
