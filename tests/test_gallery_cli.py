@@ -135,3 +135,82 @@ def test_export_format_follows_the_file_name(folder, tmp_path, capsys):
     assert main(["gallery", "export", str(tmp_path / "out.CSV"), "--gallery", str(folder)]) == 0
     assert "(csv)" in capsys.readouterr().out
     assert (tmp_path / "out.CSV").read_text(encoding="utf-8").startswith("id,image_hash,image_path,")
+
+
+# ------------------------------------------------------------------ list, sort/filter, edit, history, trash
+class Result:
+    def __init__(self, returncode: int, stdout: str, stderr: str):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+@pytest.fixture
+def cli(capsys):
+    """`captioner gallery ...` in this process (the subprocess tests above cover the real command)."""
+    from captioner.cli.main import main
+
+    def call(*args: str) -> Result:
+        capsys.readouterr()
+        try:
+            code = main(["gallery", *args])
+        except SystemExit as exc:  # argparse
+            code = exc.code
+        out, err = capsys.readouterr()
+        return Result(code, out, err)
+    return call
+
+
+def lines(result: Result) -> list[list[str]]:
+    return [line.split("\t") for line in result.stdout.splitlines()]
+
+
+def test_list_and_search_sort_and_filter(folder, cli):
+    g = Gallery(folder)
+    g.save(make_image(4), "m2.png", "a dog asleep", model_name="other-model", confidence=0.9)
+    g.close()
+    assert [r[0] for r in lines(cli("list", "--gallery", str(folder)))] == ["4", "3", "2", "1"]
+    assert [r[0] for r in lines(cli("list", "--ascending", "--limit", "2", "--gallery", str(folder)))] == ["1", "2"]
+    assert [r[0] for r in lines(cli("list", "--model", "other-model", "--gallery", str(folder)))] == ["4"]
+    assert [r[0] for r in lines(cli("search", "dog", "--sort", "confidence", "--gallery", str(folder)))] == \
+        ["4", "3", "1"]
+    assert [r[0] for r in lines(cli("search", "dog NOT beach", "--model", "test-model", "--gallery", str(folder)))] \
+        == ["3"]
+    assert cli("models", "--gallery", str(folder)).stdout.split() == ["other-model", "test-model"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["search", "%"], "has no searchable word"),
+    (["search", "NOT dog"], "NOT without a word"),
+    (["list", "--saved-from", "yesterday"], "is not a date"),
+    (["list", "--min-confidence", "lots"], "confidence must be a number"),
+    (["edit", "99", "a new caption"], "There is no item 99"),
+    (["edit", "1", "   "], "The new caption is empty"),
+    (["history", "99"], "There is no item 99"),
+])
+def test_usage_errors_are_one_line_and_exit_2(folder, cli, argv, message):
+    result = cli(*argv, "--gallery", str(folder))
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and result.stdout == ""
+
+
+def test_edit_history_delete_trash_restore_empty(folder, cli):
+    edited = cli("edit", "1", "my dog at Brighton", "--gallery", str(folder))
+    assert edited.returncode == 0 and "“my dog at Brighton” (was “a dog on the beach”" in edited.stdout
+    history = lines(cli("history", "1", "--gallery", str(folder)))
+    assert [h[1] for h in history] == ["a dog on the beach", "my dog at Brighton"] and history[-1][0] == "now"
+    deleted = cli("delete", "1", "2", "7", "--gallery", str(folder))
+    assert deleted.returncode == 2 and "error: item 7 is not in the gallery" in deleted.stderr
+    assert deleted.stdout.count("moved to the trash") == 2  # the others were still done
+    assert [r[0] for r in lines(cli("list", "--gallery", str(folder)))] == ["3"]
+    assert [(r[0], r[2]) for r in lines(cli("trash", "--gallery", str(folder)))] == \
+        [("2", "a cat on a sofa"), ("1", "my dog at Brighton")] or \
+        [(r[0], r[2]) for r in lines(cli("trash", "--gallery", str(folder)))] == \
+        [("1", "my dog at Brighton"), ("2", "a cat on a sofa")]  # deleted in the same second
+    assert cli("restore", "2", "--gallery", str(folder)).returncode == 0
+    refused = cli("empty-trash", "--gallery", str(folder))
+    assert refused.returncode == 2 and "removes 1 item(s) and their files for good: add --yes" in refused.stderr
+    assert Gallery(folder).trash().total == 1
+    emptied = cli("empty-trash", "--yes", "--gallery", str(folder))
+    assert emptied.returncode == 0 and "removed 1 item(s)" in emptied.stdout
+    g = Gallery(folder)
+    assert g.trash().total == 0 and [i["id"] for i in g.browse().items] == [3, 2]
+    assert g.integrity_check() == "ok" and g.orphan_images() == []
