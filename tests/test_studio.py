@@ -215,16 +215,17 @@ def test_handlers_caption_show_save_browse_delete_export(local_studio, photo, tm
     assert [p["error"] is None for p in result["photos"]] == [False, True]
     assert "bad.png" in result["photos"][0]["error"]
 
-    status, picker, cards, radio, text, photo_idx, cand_idx, save_box, _ = studio.photos.show_results(state)
+    status, view = studio.photos.show_results(state)
     assert "Captioned 1 of 2" in status and "bad.png" in status
-    assert cards.count('class="candidate-card') == len(result["photos"][1]["candidates"])
-    assert cards.count("data:image/gif;base64,") == len(result["photos"][1]["candidates"])
-    assert photo_idx == 1 and cand_idx == 0 and text == result["photos"][1]["candidates"][0]["caption"]
-    assert len(radio.choices) == len(result["photos"][1]["candidates"])
+    assert [p["name"] for p in view["photos"]] == ["bad.png", photo.name] and view["selected"] == 1
+    assert view["photos"][0]["error"] and view["photos"][0]["candidates"] == []
+    shown = view["photos"][1]["candidates"]
+    assert [c["caption"] for c in shown] == [c["caption"] for c in result["photos"][1]["candidates"]]
+    assert all(c["attention"]["levels"] for c in shown)  # attention as data; the browser draws it
 
+    n = len(shown)
     second = result["photos"][1]["candidates"][-1]["caption"]
-    assert studio.photos.pick_candidate(state, 1, len(radio.choices) - 1) == (second, len(radio.choices) - 1)
-    saved = studio.photos.save(1, len(radio.choices) - 1, "", state)
+    saved = studio.photos.save(1, n - 1, "", state)
     from captioner.studio import values
     assert saved["caption"] == second and "Saved" in values.save_message(saved)
     with pytest.warns(UserWarning):
@@ -235,7 +236,7 @@ def test_handlers_caption_show_save_browse_delete_export(local_studio, photo, tm
     found, page_state = studio.library.search("", 1)
     assert found["items"][0]["id"] == saved["id"]
     assert page_state["items"][0]["id"] == saved["id"]  # the session's copy, drawn by show_grid
-    grid, line, page, ids, prev_btn, next_btn = studio.library.show_grid(page_state)
+    grid, line, page, ids, prev_btn, next_btn, matches = studio.library.show_grid(page_state)
     assert ids[0] == saved["id"] and grid.value and "page 1 of 1" in line
 
     details, selected, _ = studio.library.show_item(ids, gr.SelectData(None, {"index": 0, "value": None, "selected": True}))

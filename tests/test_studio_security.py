@@ -24,6 +24,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -310,7 +311,8 @@ def test_grid_is_drawn_from_the_sessions_page_only(local_studio, photo):
     item_id = studio.gallery.save(str(photo), photo.name, "a zebra on a test photo")
     found, page = studio.library.search("zebra", 1)
     assert [it["id"] for it in found["items"]] == [item_id]
-    assert set(page["items"][0]) == {"id", "caption", "image_hash", "image_path"}  # no candidates kept
+    # no candidates kept: the grid's fields and the search's highlight and where it matched
+    assert set(page["items"][0]) == {"id", "caption", "image_hash", "image_path", "highlight", "matched_in"}
     grid, line, page_no, ids, *_ = studio.library.show_grid(page)
     assert ids == [item_id] and len(grid.value) == 1
     # a garbage page (there is no way for a client to send one, but it must not break anything)
@@ -342,12 +344,14 @@ def test_indexes_from_the_browser_are_checked(local_studio, photo):
     import gradio as gr
 
     studio = local_studio
+    before = studio.gallery.count()
     result, state = studio.photos.caption([str(photo)], 2, 5)
-    assert studio.photos.pick_candidate(state, 0, 1)[1] == 1
-    for photo_i, cand_i in [(-1, 0), (0, -1), (0, 99), (3, 0), ("x", 0), (None, None), (0.5, 0)]:
-        assert studio.photos.pick_candidate(state, photo_i, cand_i) == (gr.skip(), gr.skip())
-    cards, *_ = studio.photos.pick_photo(state, -1)
-    assert "Nothing to show" in cards
+    # the player's Save / Save all send {photo, candidate, text}: indexes into the session's list only
+    choices = [{"photo": p, "candidate": c, "text": "x"} for p, c in
+               [(-1, 0), (0, -1), (0, 99), (3, 0), ("x", 0), (None, None), (0.5, 0), ("../../etc/passwd", 0)]]
+    with pytest.warns(UserWarning):
+        saved, _ = studio.photos.save_all(state, SimpleNamespace(_data={"choices": choices}))
+    assert saved["saved"] == 0 and studio.gallery.count() == before
     for bad in [(-1, 0), (1, 0), (0, 99), (0, -1), ("1e9", 0), (0.5, 0)]:
         with pytest.warns(UserWarning):
             assert studio.photos.save(*bad, "", state)["id"] is None, bad
@@ -360,13 +364,13 @@ def test_sessions_keep_no_pictures_and_few_photos(local_studio, photo, monkeypat
 
     studio = local_studio
     monkeypatch.setattr(photos_tab, "MAX_PHOTOS", 2)
-    with pytest.warns(UserWarning, match="first 2 photos"):
+    with pytest.warns(UserWarning, match="At most 2 photos"):
         result, state = studio.photos.caption([str(photo)] * 3, 1, 4)
     assert len(state["photos"]) == 2 and "1 more photo was left out" in result["message"]
     studio.photos.show_results(state)
-    studio.photos.pick_photo(state, 1)
-    for entry in state["photos"]:
-        assert set(entry) == {"name", "path", "width", "height", "error", "candidates"}  # no rendered HTML
+    for entry in state["photos"]:  # no pictures: they are drawn when shown
+        assert set(entry) == {"key", "name", "path", "width", "height", "error", "candidates", "beam_size",
+                              "tags", "confidence", "warnings", "saved"}
         for cand in entry["candidates"]:
             assert cand.attention.untyped_storage().nbytes() == cand.attention.numel() * cand.attention.element_size()
 
@@ -385,8 +389,8 @@ def test_a_read_only_gallery_is_browsed_but_not_changed(tiny_model_dir, photo, t
     assert [it["id"] for it in found["items"]] == [item_id]
     assert studio.library.show_grid(page)[3] == [item_id]
     result, state = studio.photos.caption([str(photo)], 1, 4)
-    *_, save_box, note = studio.photos.show_results(state)
-    assert save_box.visible is False and "read-only" in note
+    status, view = studio.photos.show_results(state)
+    assert view["read_only"] is True and "read-only" in status  # the player shows no Save buttons
     with pytest.warns(UserWarning, match="read-only"):
         refused = studio.photos.save(0, 0, "", state)
     assert refused["id"] is None and "read-only" in refused["error"]

@@ -1,0 +1,358 @@
+"""The studio's Gallery tab, its handlers in-process (issues 12 and 15): search by words (AND / OR / NOT,
+phrases, highlight, where it matched, a query with no word), by meaning and "more like this"; sort and
+filter; edit a caption (history); delete, undo, the trash; download a photo with its caption in its
+metadata; CSV export without attention; import a folder; ids and paths from the browser refused."""
+from __future__ import annotations
+
+import csv
+import html
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from PIL import Image
+
+gr = pytest.importorskip("gradio")
+
+from captioner.pipeline import Captioner  # noqa: E402
+from captioner.storage import Gallery  # noqa: E402
+from captioner.studio import gallery_tab, library_render  # noqa: E402
+from captioner.studio.app import Studio  # noqa: E402
+
+CAPTIONS = ["a dog runs by the lake", "a dog plays on the grass", "two children play on the beach",
+            "a cat sleeps on a sofa"]
+COLORS = [(200, 40, 40), (40, 160, 40), (40, 40, 200), (200, 200, 40)]
+ATTENTION = [[[0.25, 0.25], [0.25, 0.25]]] * 3
+
+
+def photo(color, size=(96, 64)) -> Image.Image:
+    img = Image.new("RGB", size, color)
+    for x in range(size[0] // 3, size[0] // 2):
+        for y in range(size[1] // 3, size[1] // 2):
+            img.putpixel((x, y), (255 - color[0], 255 - color[1], 255 - color[2]))
+    return img
+
+
+def pick(index):
+    return SimpleNamespace(index=index)
+
+
+@pytest.fixture()
+def studio(tiny_model_dir, tmp_path):
+    s = Studio(Captioner.load(tiny_model_dir), Gallery(tmp_path / "gallery"))
+    s.thumbs = tmp_path / "tmp" / "captioner-studio" / "thumbs"
+    s.exports = tmp_path / "tmp" / "captioner-studio" / "exports"
+    s.library.downloads = tmp_path / "tmp" / "captioner-studio" / "downloads"
+    s.library.imports = tmp_path / "tmp" / "captioner-studio" / "imports"
+    s.upload_dir = None
+    return s
+
+
+@pytest.fixture()
+def items(studio):
+    """Four photos; the first with candidates (attention), tags and a confidence, the last by another model."""
+    ids = []
+    for i, (caption, color) in enumerate(zip(CAPTIONS, COLORS)):
+        kwargs = {}
+        if i == 0:
+            kwargs = dict(candidates=[{"caption": caption, "tokens": caption.split(), "score": -3.0,
+                                       "attention": ATTENTION},
+                                      {"caption": "a brown animal near water", "score": -4.0}],
+                          tags=[{"label": "retriever", "score": 0.8}], confidence=0.82, beam_size=2)
+        ids.append(studio.gallery.save(photo(color), f"photo{i}.png", caption,
+                                       model_name="other-model" if i == 3 else studio.model_name, **kwargs))
+    return ids
+
+
+def grid(studio, query="", view=None, page=1):
+    found, page_state = studio.library.search(query, page, view)
+    out = studio.library.show_grid(page_state)
+    return found, page_state, out
+
+
+def view(studio, **changes):
+    base = dict(meaning=False, sort=gallery_tab.DEFAULT_SORT, model=gallery_tab.ALL_MODELS,
+                kind="Photos and videos", saved_from="", saved_to="", which=gallery_tab.VIEWS[0])
+    base.update(changes)
+    v, page = studio.library.set_view(base["meaning"], base["sort"], base["model"], base["kind"], base["saved_from"],
+                                      base["saved_to"], base["which"])
+    assert page == 1
+    return v
+
+
+# ------------------------------------------------------------------ search by words
+def test_search_operators_highlight_and_where_it_matched(studio, items):
+    dog_lake, dog_grass, children, cat = items
+    ids = lambda q: [it["id"] for it in studio.library.search(q, 1)[0]["items"]]  # noqa: E731
+    assert ids("dog AND lake") == [dog_lake]
+    assert ids("dog NOT lake") == [dog_grass]
+    assert sorted(ids("dog OR cat")) == sorted([dog_lake, dog_grass, cat])
+    assert ids('"on the grass"') == [dog_grass]
+    assert ids("child") == [children]  # children
+    found, page, out = grid(studio, "dog lake")
+    assert [it["id"] for it in found["items"]] == [dog_lake]
+    item = found["items"][0]
+    assert item["matched_in"] == "caption" and "<mark>dog</mark>" in item["highlight"]
+    matches = out[6]
+    assert matches.visible is True
+    assert "<mark>dog</mark>" in matches.value and "<mark>lake</mark>" in matches.value
+    assert "matched in the saved caption" in matches.value and 'data-index="0"' in matches.value
+    # an unchosen candidate matches, below the saved captions, and says so
+    found, page, out = grid(studio, "animal")
+    assert [it["id"] for it in found["items"]] == [dog_lake]
+    assert "matched in another candidate" in out[6].value
+    # tags are searched
+    found, _, out = grid(studio, "retriever")
+    assert [it["id"] for it in found["items"]] == [dog_lake] and "matched in the tags" in out[6].value
+    # the opened item shows the highlight too
+    found, page, out = grid(studio, "lake")
+    details, selected, *_ = studio.library.open_item(out[3], page, pick(0))
+    assert selected == dog_lake and "match-caption" in details, details[-3000:]
+    assert "<mark>lake</mark>" in details
+
+
+def test_a_query_with_no_word_says_so(studio, items):
+    for query in ("%", "*", "AND", "()"):
+        with pytest.warns(UserWarning, match="searchable word"):
+            found, page, out = grid(studio, query)
+        assert found["items"] == [] and "searchable word" in found["error"]
+        line = out[1]
+        assert "searchable word" in line and "matches" not in line
+        assert out[6].visible is False
+
+
+def test_browsing_has_no_match_list(studio, items):
+    found, page, out = grid(studio, "")
+    assert found["total"] == 4 and out[6].visible is False and "**4** items saved" in out[1]
+
+
+def test_highlight_is_rebuilt_safely():
+    caption = 'a <b>dog</b> & "cat"'
+    good = 'a &lt;b&gt;<mark>dog</mark>&lt;/b&gt; &amp; "cat"'
+    assert library_render.safe_highlight(good, caption) == 'a &lt;b&gt;<mark>dog</mark>&lt;/b&gt; &amp; &quot;cat&quot;'
+    for bad in ['a <b><mark>dog</mark></b> & "cat"',  # a tag that is not a mark is shown as text, not run
+                '<mark>a <b>dog</b> & "cat"',  # unpaired
+                '<mark><mark>a</mark></mark> <b>dog</b> & "cat"',
+                '<mark>x</mark><img src=x onerror=alert(1)>']:  # not the caption
+        out = library_render.safe_highlight(bad, caption)
+        assert "<b>" not in out and "<img" not in out
+    assert library_render.safe_highlight('<mark>x</mark><img src=x onerror=alert(1)>', "x") == "x"
+    assert library_render.safe_highlight(None, "<i>") == "&lt;i&gt;"
+    assert "<script" not in library_render.match_list(
+        [{"caption": "<script>x</script>", "highlight": "<script>x</script>", "matched_in": "<img>"}],
+        {"mode": "words"})
+
+
+# ------------------------------------------------------------------ sort and filter
+def test_sort_and_filter(studio, items):
+    dog_lake, dog_grass, children, cat = items
+    ids = lambda v, q="": [it["id"] for it in studio.library.search(q, 1, v)[0]["items"]]  # noqa: E731
+    assert ids(view(studio, sort="Oldest first")) == items
+    assert ids(view(studio, sort="Newest first")) == items[::-1]
+    assert ids(view(studio, sort="Caption A–Z")) == [cat, dog_grass, dog_lake, children]
+    assert ids(view(studio, sort="Most confident"))[0] == dog_lake
+    assert ids(view(studio, model="other-model")) == [cat]
+    assert ids(view(studio, model="no-such-model")) == items[::-1]  # not a model of the gallery: no filter
+    assert ids(view(studio, kind="Videos")) == []
+    assert len(ids(view(studio, kind="Photos"))) == 4
+    today = studio.gallery.get(dog_lake)["saved_at"][:10]
+    assert len(ids(view(studio, saved_from=today, saved_to=today))) == 4
+    assert ids(view(studio, saved_to="2001-01-01")) == []
+    with pytest.warns(UserWarning, match="YYYY-MM-DD"):
+        bad = view(studio, saved_from="yesterday")
+    assert bad["saved_from"] is None
+    # a search with the filters
+    assert ids(view(studio, model="other-model"), "dog OR cat") == [cat]
+    assert ids(view(studio, sort="Oldest first"), "dog") == [dog_lake, dog_grass]
+    # the model menu lists the gallery's models
+    assert set(studio.library.model_choices().choices) >= {(m, m) for m in ("other-model", studio.model_name)} or \
+        {"other-model", studio.model_name} <= {c[0] if isinstance(c, tuple) else c
+                                                for c in studio.library.model_choices().choices}
+    # a view the session never made (junk) is the default view
+    for junk in (None, "x", {"trash": "yes", "sort": "DROP", "kind": "../x", "saved_from": "1; --"}):
+        assert studio.library.clean_view(junk) == gallery_tab.default_view()
+
+
+# ------------------------------------------------------------------ edit, history
+def test_edit_caption_keeps_history(studio, items):
+    dog_lake = items[0]
+    _, page, out = grid(studio, "", view(studio, sort="Oldest first"))
+    details, selected, actions, *_ = studio.library.open_item(out[3], page, pick(0))
+    assert selected == dog_lake and actions.visible is True
+    edit, download, restore, file, msg = studio.library.item_tools(selected)
+    assert edit.value == CAPTIONS[0] and restore.visible is False and download.visible is True
+    assert 'data-caption="a dog runs by the lake"' in details
+    assert "Confidence 82%" in details and "retriever" in details
+    message, details = studio.library.edit_caption(selected, "  a brown dog   runs by a lake ")
+    assert "saved" in message
+    assert studio.gallery.get(dog_lake)["caption"] == "a brown dog runs by a lake"
+    assert "Earlier captions (1)" in details and "“a dog runs by the lake”" in details
+    assert [h["caption"] for h in studio.gallery.history(dog_lake)] == [CAPTIONS[0]]
+    # the search follows the new caption
+    assert [it["id"] for it in studio.library.search("brown", 1)[0]["items"]] == [dog_lake]
+    for bad, words in (("", "empty"), ("x" * 600, "too long"), ("a brown dog runs by a lake", "unchanged")):
+        message, skipped = studio.library.edit_caption(selected, bad)
+        assert words in message
+    assert len(studio.gallery.history(dog_lake)) == 1
+    with pytest.raises(gr.Error):
+        studio.library.edit_caption(None, "a caption")
+
+
+# ------------------------------------------------------------------ delete, undo, trash
+def test_delete_undo_trash_restore_and_empty(studio, items):
+    dog_lake, dog_grass, children, cat = items
+    message, selected, actions, details, undo, last = studio.library.delete(dog_lake, True)
+    assert "Deleted item" in message and selected is None and undo.visible is True and last == dog_lake
+    assert dog_lake not in [it["id"] for it in studio.library.search("", 1)[0]["items"]]
+    message, undo, last = studio.library.undo(last)
+    assert "back" in message and undo.visible is False and last is None
+    assert studio.gallery.get(dog_lake) is not None
+    assert studio.library.undo(None)[0] == "Nothing to undo."
+    # two deletes, then the Trash view lists them, Restore brings one back
+    studio.library.delete(dog_lake, True)
+    studio.library.delete(cat, True)
+    trash = view(studio, which="Trash")
+    found, page, out = grid(studio, "", trash)
+    assert [it["id"] for it in found["items"]] == [cat, dog_lake] and "in the trash" in out[1]
+    assert gallery_tab.trash_controls(trash).visible is True
+    assert gallery_tab.trash_controls(view(studio)).visible is False
+    details, selected, actions, *_ = studio.library.open_item(out[3], page, pick(1))
+    assert selected == dog_lake and actions.visible is False and "In the trash since" in details
+    assert studio.library.item_tools(selected)[2].visible is True  # Restore
+    message, selected, _ = studio.library.restore(selected)
+    assert "back in the gallery" in message and studio.gallery.get(dog_lake) is not None
+    # Empty trash: only with the user's yes
+    for answer in (False, None, "true", 1):
+        studio.library.empty_trash(answer)
+        assert studio.gallery.get(cat, include_trash=True) is not None
+    message = studio.library.empty_trash(True)
+    assert "1 item removed for good" in message
+    assert studio.gallery.get(cat, include_trash=True) is None
+    assert grid(studio, "", trash)[2][1] == "The trash is empty."
+
+
+# ------------------------------------------------------------------ download, export
+def test_download_carries_the_caption_in_its_metadata(studio, items, tmp_path):
+    pytest.importorskip("pyexiv2")
+    from captioner.metadata import read_caption
+
+    dog_lake = items[0]
+    file, message = studio.library.download(dog_lake)
+    path = Path(file.value if isinstance(file.value, str) else file.value["path"])
+    assert file.visible is True and path.is_file()
+    made = [p for p in studio.library.downloads.rglob("*") if p.is_file()]  # made in the studio's own folder
+    assert [p.read_bytes() for p in made] == [path.read_bytes()]
+    assert path.name == "photo0-captioned.png" and "has the caption" in message
+    meta = read_caption(path)
+    assert CAPTIONS[0] in json.dumps(meta), meta
+    with Image.open(path) as got, Image.open(studio.gallery.get(dog_lake)["image_path"]) as kept:
+        assert got.size == kept.size and got.convert("RGB").tobytes() == kept.convert("RGB").tobytes()
+    # nothing for an item not in the gallery, nor for a forged id
+    for bad in (None, 9999, "../../etc/passwd", -1):
+        with pytest.raises(gr.Error):
+            studio.library.download(bad)
+
+
+def test_export_csv_has_no_attention(studio, items):
+    file, message = studio.library.export("csv")
+    path = Path(file.value if isinstance(file.value, str) else file.value["path"])
+    text = path.read_text(encoding="utf-8")
+    rows = list(csv.DictReader(text.splitlines()))
+    assert len(rows) == 4 and "Exported 4 items as CSV" in message
+    assert "attention" not in text and "0.25" not in text
+    file, _ = studio.library.export("json")
+    data = Path(file.value if isinstance(file.value, str) else file.value["path"]).read_text(encoding="utf-8")
+    assert "attention" in data
+
+
+# ------------------------------------------------------------------ the browser's values
+def test_forged_ids_and_paths_are_refused(studio, items, tmp_path):
+    dog_lake = items[0]
+    _, page, out = grid(studio, "")
+    ids = out[3]
+    for index in (-1, 99, "99", None, 0.5, [0], "../x", True):
+        details, selected, *_ = studio.library.open_item(ids, page, pick(index))
+        assert selected is None, index
+    # a page the session never had cannot open an item it does not list
+    assert studio.library.open_item([], page, pick(0))[1] is None
+    # a path from the browser is never imported
+    foreign = tmp_path / "elsewhere" / "x.png"
+    foreign.parent.mkdir()
+    photo((1, 2, 3)).save(foreign)
+    studio.upload_dir = (tmp_path / "gradio").resolve()
+    studio.upload_dir.mkdir()
+    with pytest.raises(gr.Error, match="uploaded"):
+        studio.library.import_folder([str(foreign)])
+    with pytest.raises(gr.Error, match="uploaded"):
+        studio.library.import_folder([str(studio.upload_dir / ".." / "elsewhere" / "x.png")])
+    assert studio.gallery.count() == 4
+    # the file to download is the gallery's own, whatever the item says
+    item = studio.gallery.get(dog_lake)
+    assert studio.library._image_file({**item, "image_path": str(foreign)}) is None
+    assert studio.library._image_file({**item, "image_path": str(studio.gallery.images_dir / ".." / "gallery.db")}) is None
+
+
+# ------------------------------------------------------------------ import a folder
+def test_import_a_folder(studio, items, tmp_path):
+    uploads = (tmp_path / "gradio").resolve()
+    studio.upload_dir = uploads
+    files = []
+    for i, color in enumerate([(10, 200, 200), (250, 120, 0)]):
+        p = uploads / f"u{i}" / f"new{i}.jpg"
+        p.parent.mkdir(parents=True)
+        photo(color).save(p)
+        files.append(str(p))
+    broken = uploads / "u9" / "broken.jpg"
+    broken.parent.mkdir()
+    broken.write_bytes(b"\xff\xd8 not a jpeg")
+    notes = uploads / "u8" / "notes.txt"
+    notes.parent.mkdir()
+    notes.write_text("hello")
+    message = studio.library.import_folder(files + [str(broken), str(notes)], progress=lambda *a, **k: None)
+    assert "Imported **2** photos" in message and "1 could not be read" in message and "broken.jpg" in message
+    assert "1 file that are not photos ignored" in message or "not photos" in message
+    assert str(uploads) not in message  # names, not the server's paths
+    assert studio.gallery.count() == 6
+    # again: the same photos are skipped
+    message = studio.library.import_folder(files, progress=lambda *a, **k: None)
+    assert "Imported **0** photos" in message and "2 already in the gallery" in message
+    assert studio.gallery.count() == 6
+    assert not any(studio.library.imports.iterdir())  # the staging folder is gone
+
+
+# ------------------------------------------------------------------ by meaning, more like this
+def test_find_by_meaning_ranks_items(studio, items):
+    if not studio.library.can_find:
+        pytest.skip("captioner.retrieval.find is not there yet")
+    v = view(studio, meaning=True)
+    assert v["meaning"] is True
+    found, page, out = grid(studio, "a dog by a lake", v)
+    assert found["mode"] == "meaning" and found["items"]
+    assert all(isinstance(it.get("score"), (int, float)) for it in found["items"])
+    assert "ranked by how well they fit" in out[1] and "score " in out[6].value
+    found, page, out = grid(studio, "a zzqxv dog", v)
+    assert "zzqxv" in json.dumps(found.get("unknown_words", [])) and "does not know" in out[6].value
+
+
+def test_more_like_this(studio, items):
+    if not studio.library.can_find_similar:
+        pytest.skip("captioner.retrieval.similar is not there yet")
+    page = studio.library.similar(items[0])
+    assert page["mode"] == "similar" and items[0] not in [it["id"] for it in page["items"]]
+    out = studio.library.show_grid(page)
+    assert "most like item" in out[1]
+    with pytest.raises(gr.Error):
+        studio.library.similar(None)
+
+
+def test_the_tab_builds(studio):
+    demo = studio.build()
+    public = {fn.api_name for fn in demo.fns.values() if fn.api_visibility == "public"}
+    assert "search" in public and not {"delete", "undo", "download", "import_folder", "empty_trash"} & public
+    html_ids = {getattr(b, "elem_id", None) for b in demo.blocks.values()}
+    assert {"search-box", "gallery-sort", "gallery-view", "copy-caption", "download-photo", "gallery-undo",
+            "empty-trash", "import-folder", "caption-edit"} <= html_ids
+    folder = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "import-folder")
+    assert folder.file_count == "directory"
+    assert html.escape("dog OR cat") in html.escape(library_render.SEARCH_HELP)
