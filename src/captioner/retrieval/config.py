@@ -1,0 +1,38 @@
+"""`FindConfig`: how find-by-description scores and fuses (the `captioner find` flags come from it).
+
+The prior and full-text weights were chosen on Flickr8k's validation photos
+(scripts/eval_retrieval.py --tune), never on the test photos.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+from captioner.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class FindConfig:
+    top: int = field(default=10, metadata={"help": "how many photos to list"})
+    prior_weight: float = field(default=1.0, metadata={
+        "help": "how much of each photo's prior (its mean likelihood over everyday captions) is subtracted"})
+    fulltext_weight: float = field(default=0.5, metadata={
+        "help": "weight of the full-text match (1 for the best full-text hit, less further down) added to the "
+                "likelihood (nats per word)"})
+    fulltext_hits: int = field(default=100, metadata={"help": "full-text hits taken into the fusion"})
+    shortlist: int = field(default=1000, metadata={
+        "help": "at most this many photos are scored by likelihood; a larger gallery is shortlisted first by "
+                "full text and by the pooled features of the best full-text hits"})
+    generic_captions: int = field(default=8, metadata={"cli": False})
+
+    def __post_init__(self):
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(f"{f.name.replace('_', '-')} must be a number, not {value!r}")
+        for name in ("top", "fulltext_hits", "shortlist", "generic_captions"):
+            if getattr(self, name) < 1 or getattr(self, name) != int(getattr(self, name)):
+                raise ConfigError(f"--{name.replace('_', '-')} must be a whole number of at least 1, "
+                                  f"not {getattr(self, name)}")
+        for name in ("prior_weight", "fulltext_weight"):
+            if not 0 <= getattr(self, name) <= 100:
+                raise ConfigError(f"--{name.replace('_', '-')} must be between 0 and 100, not {getattr(self, name)}")

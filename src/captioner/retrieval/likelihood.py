@@ -1,0 +1,143 @@
+"""Teacher-forced log-likelihood of a description given photos' encoder grids.
+
+The question "how likely would this captioner be to write this text for this photo" is answered by
+running the decoder over the text with teacher forcing (the same `<start> w1 .. wn <end>` tokens and
+tokenisation as training) and averaging the log-probabilities of the words and `<end>` (length
+normalised). One query is scored against many photos at once: the text is the same for every photo,
+so the word embeddings' share of the LSTM input is computed once per step, and everything that
+depends on the photo alone (the attention's projection of the grid, the initial state, the
+context's LSTM weights) is prepared once per photo (`PhotoBatch`) and reused for every query.
+
+Words the vocabulary lacks are fed to the decoder as `<unk>` (as in training) but not scored: they
+are reported (`QueryTokens.unknown`) and left to full-text search.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from captioner.model.decoder import Decoder
+from captioner.model.vocab import Vocab, tokenize
+
+
+@dataclass(frozen=True)
+class QueryTokens:
+    """A description as the decoder reads it."""
+
+    text: str
+    ids: tuple[int, ...]        # <start> w1 .. wn <end>
+    scored: tuple[bool, ...]    # per predicted token (ids[1:]): counted in the score (False for <unk>)
+    unknown: tuple[str, ...]    # words the model does not know, in order, once each
+
+    @property
+    def n_scored(self) -> int:
+        return sum(self.scored)
+
+    @property
+    def usable(self) -> bool:
+        """At least one known word (a text of unknown words only scores nothing but `<end>`)."""
+        return self.n_scored > 1
+
+
+def query_tokens(vocab: Vocab, text: str, max_len: int = 30) -> QueryTokens:
+    """Tokenise `text` as training did (`Vocab.encode`), marking the words the model does not know."""
+    words = tokenize(text)[:max_len]
+    ids = tuple(vocab.encode(" ".join(words)))
+    unknown = tuple(dict.fromkeys(w for w in words if w not in vocab.stoi))
+    scored = tuple(i != vocab.unk_id for i in ids[1:])
+    return QueryTokens(text, ids, scored, unknown)
+
+
+class Scorer:
+    """The decoder's weights laid out for scoring one text against many photos (float32, eval mode)."""
+
+    def __init__(self, decoder: Decoder):
+        d = decoder
+        f32 = torch.float32
+
+        def t(linear):
+            return linear.weight.detach().to(f32).t().contiguous(), linear.bias.detach().to(f32).clone()
+
+        att = d.attention
+        self.feat_w, self.feat_b = t(att.feature_proj)
+        self.hid_w, self.hid_b = t(att.hidden_proj)
+        self.score_w = att.score.weight.detach().to(f32).reshape(-1).clone()  # its bias cancels in the softmax
+        self.gate_w, self.gate_b = t(d.gate)
+        self.init_h_w, self.init_h_b = t(d.init_h)
+        self.init_c_w, self.init_c_b = t(d.init_c)
+        embed_dim = d.embedding.weight.shape[1]
+        feature_dim = d.init_h.weight.shape[1]
+        w_ih = d.lstm.weight_ih.detach().to(f32)
+        self.lstm_emb_w = w_ih[:, :embed_dim].t().contiguous()
+        self.lstm_ctx_w = w_ih[:, embed_dim : embed_dim + feature_dim].t().contiguous()
+        self.lstm_h_w = d.lstm.weight_hh.detach().to(f32).t().contiguous()
+        self.lstm_b = (d.lstm.bias_ih + d.lstm.bias_hh).detach().to(f32)
+        self.embedding = d.embedding.weight.detach().to(f32)
+        self.out_w, self.out_b = t(d.out)
+        self.feature_dim = feature_dim
+
+    # ------------------------------------------------------------------ photos
+    @torch.inference_mode()
+    def photos(self, grids) -> PhotoBatch:
+        """Photos' encoder grids ((n, N*N, C) or (n, N, N, C), any float dtype, numpy or torch) ready for scoring."""
+        x = torch.as_tensor(np.asarray(grids) if not isinstance(grids, torch.Tensor) else grids)
+        if x.dim() == 4:
+            x = x.flatten(1, 2)
+        if x.dim() != 3 or x.shape[2] != self.feature_dim:
+            raise ValueError(f"expected grids of shape (n, cells, {self.feature_dim}), got {tuple(x.shape)}")
+        x = x.to(torch.float32).contiguous()
+        projected = torch.matmul(x, self.feat_w) + self.feat_b
+        mean = x.mean(dim=1)
+        h0 = torch.tanh(torch.addmm(self.init_h_b, mean, self.init_h_w))
+        c0 = torch.tanh(torch.addmm(self.init_c_b, mean, self.init_c_w))
+        return PhotoBatch(x, projected, h0, c0)
+
+    # ------------------------------------------------------------------ texts
+    @torch.inference_mode()
+    def token_logprobs(self, photos: PhotoBatch, query: QueryTokens) -> torch.Tensor:
+        """log p(token_t | tokens_<t, photo) for every photo and predicted token: (n_photos, len(ids) - 1)."""
+        ids = torch.tensor(query.ids)
+        n = len(photos)
+        emb_part = torch.addmm(self.lstm_b, self.embedding[ids[:-1]], self.lstm_emb_w)  # (T-1, 4H): same for all
+        h, c = photos.h0, photos.c0
+        out = torch.empty(n, len(ids) - 1)
+        energy = torch.empty_like(photos.projected)  # reused every step: the attention's largest tensor
+        for t in range(len(ids) - 1):
+            torch.add(photos.projected, torch.addmm(self.hid_b, h, self.hid_w).unsqueeze(1), out=energy)
+            alpha = torch.softmax(energy.tanh_().matmul(self.score_w), dim=1)
+            context = torch.bmm(alpha.unsqueeze(1), photos.grids).squeeze(1)
+            context = torch.sigmoid(torch.addmm(self.gate_b, h, self.gate_w)) * context
+            gates = torch.addmm(emb_part[t], context, self.lstm_ctx_w).addmm_(h, self.lstm_h_w)
+            i, f, g, o = gates.chunk(4, dim=1)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            h = torch.sigmoid(o) * torch.tanh(c)
+            logits = torch.addmm(self.out_b, h, self.out_w)
+            out[:, t] = logits[:, ids[t + 1]] - torch.logsumexp(logits, dim=1)
+        return out
+
+    def text_likelihood(self, photos: PhotoBatch, query: QueryTokens, chunk: int = 1024) -> np.ndarray:
+        """Mean log-probability per scored token (known words and `<end>`) of `query` for each photo: (n_photos,)."""
+        mask = torch.tensor(query.scored, dtype=torch.float32)
+        scores = []
+        for s in range(0, len(photos), chunk):
+            lp = self.token_logprobs(photos[s : s + chunk], query)
+            scores.append((lp * mask).sum(dim=1) / mask.sum())
+        return torch.cat(scores).numpy() if scores else np.zeros(0, np.float32)
+
+
+@dataclass
+class PhotoBatch:
+    """What the scorer needs of each photo, computed once: its grid, the attention's projection of it, h0, c0."""
+
+    grids: torch.Tensor       # (n, P, C) float32
+    projected: torch.Tensor   # (n, P, A)
+    h0: torch.Tensor          # (n, H)
+    c0: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.grids.shape[0]
+
+    def __getitem__(self, index) -> PhotoBatch:
+        return PhotoBatch(self.grids[index], self.projected[index], self.h0[index], self.c0[index])

@@ -1,0 +1,52 @@
+"""More like this: the gallery photos whose pooled encoder features are nearest (cosine) to an item's.
+
+A plain numpy scan over the unit-length pooled vectors kept by `index.pooled_index`: one
+matrix-vector product (benchmarks/bench_retrieval.py measures it against a sqlite-vec index
+in the gallery's SQLite file; the scan was fast enough, so no second index is kept).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from captioner.retrieval.index import PhotoIndex, _features_model, backfill_features, pooled_index
+from captioner.retrieval.search import Match
+from captioner.storage.errors import GalleryError
+
+
+def nearest(pooled: np.ndarray, vector: np.ndarray, top: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of the `top` unit vectors nearest to `vector` (cosine), best first, and their similarities."""
+    sims = pooled @ np.asarray(vector, dtype=pooled.dtype)
+    top = min(top, len(sims))
+    if top <= 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.float32)
+    rows = np.argpartition(-sims, top - 1)[:top] if top < len(sims) else np.arange(len(sims))
+    rows = rows[np.lexsort((rows, -sims[rows]))]
+    return rows, sims[rows]
+
+
+def similar(gallery, item_id: int, top: int = 10, *, captioner=None, index: PhotoIndex | None = None) -> list[Match]:
+    """The `top` items most like `item_id` (itself first, similarity 1), as `Match`es scored by cosine.
+
+    The item needs stored features; with `captioner`, items saved without them get them first."""
+    item = gallery.get(item_id)
+    if item is None or item.get("deleted_at"):
+        raise GalleryError(f"There is no item {item_id} in the gallery")
+    if captioner is not None:
+        backfill_features(gallery, captioner)
+    model_name = _features_model(gallery, item["id"])
+    if model_name is None:
+        raise GalleryError(f"Item {item_id} has no stored features yet: `captioner find --like {item_id}` "
+                           "computes them")
+    if index is None:
+        index = pooled_index(gallery, model_name)
+    row = index.rows([item["id"]])[0]
+    if row >= len(index) or index.ids[row] != item["id"]:
+        raise GalleryError(f"Item {item_id} has no stored features yet")
+    rows, sims = nearest(index.pooled, index.pooled[row], top)
+    matches = []
+    for r, sim in zip(rows, sims):
+        found = gallery.get(int(index.ids[r]))
+        if found is not None:
+            matches.append(Match(int(index.ids[r]), found.get("original_name") or "", found.get("caption") or "",
+                                 float(sim)))
+    return matches
