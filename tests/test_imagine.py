@@ -89,17 +89,17 @@ def no_network(monkeypatch):
     return calls
 
 
-def test_imagine_end_to_end_on_a_tiny_pipeline(tiny_model, tmp_path, capsys, no_network):
+def test_imagine_end_to_end_on_a_tiny_pipeline(tiny_model, tiny_model_dir, tmp_path, capsys, no_network):
     out = tmp_path / "out"
-    code = main(["imagine", "a dog running on the beach", "--t2i-model", str(tiny_model), "--n", "2",
-                 "--steps", "2", "--size", "64", "--out", str(out), "--json"])
+    code = main(["imagine", "a dog runs on the grass", "--t2i-model", str(tiny_model), "--n", "2",
+                 "--steps", "2", "--size", "64", "--out", str(out), "--json", "--model", str(tiny_model_dir)])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     records = [json.loads(line) for line in captured.out.splitlines()]
     assert len(records) == 2
     assert [r["seed"] for r in records] == [0, 1]
     files = sorted(out.iterdir())
-    assert [f.name for f in files] == ["a-dog-running-on-the-beach-s0.png", "a-dog-running-on-the-beach-s1.png"]
+    assert [f.name for f in files] == ["a-dog-runs-on-the-grass-s0.png", "a-dog-runs-on-the-grass-s1.png"]
     from PIL import Image
 
     from captioner.metadata import read_caption
@@ -107,7 +107,7 @@ def test_imagine_end_to_end_on_a_tiny_pipeline(tiny_model, tmp_path, capsys, no_
         assert record["file"] == str(path)
         with Image.open(path) as img:
             assert img.size == (64, 64) and img.format == "PNG"
-        assert read_caption(path)["xmp"] == "a dog running on the beach"  # the prompt travels with the file
+        assert read_caption(path)["xmp"] == "a dog runs on the grass"  # the prompt travels with the file
         assert record["caption"] and isinstance(record["caption"], str)
         # a log-likelihood per word: negative, and the model's own caption is at least nearly as likely
         assert record["prompt_log_likelihood"] < 0
@@ -116,10 +116,10 @@ def test_imagine_end_to_end_on_a_tiny_pipeline(tiny_model, tmp_path, capsys, no_
         assert record["unknown_words"] == []
     assert no_network == []
     # a second run never overwrites the first run's files
-    assert main(["imagine", "a dog running on the beach", "--t2i-model", str(tiny_model), "--steps", "1",
-                 "--size", "64", "--out", str(out)]) == 0
+    assert main(["imagine", "a dog runs on the grass", "--t2i-model", str(tiny_model), "--steps", "1",
+                 "--size", "64", "--out", str(out), "--model", str(tiny_model_dir)]) == 0
     text = capsys.readouterr().out
-    assert "a-dog-running-on-the-beach-s0-2.png" in text and "prompt log-likelihood" in text
+    assert "a-dog-runs-on-the-grass-s0-2.png" in text and "prompt log-likelihood" in text
     assert len(list(out.iterdir())) == 3
 
 
@@ -138,9 +138,9 @@ def test_same_seed_same_image(tiny_model):
         t2i.generate("   ", config)
 
 
-def test_unknown_words_are_reported_and_not_scored(tiny_model, tmp_path, capsys):
+def test_unknown_words_are_reported_and_not_scored(tiny_model, tiny_model_dir, tmp_path, capsys):
     code = main(["imagine", "a zyxxqv dog", "--t2i-model", str(tiny_model), "--steps", "1", "--size", "64",
-                 "--out", str(tmp_path), "--json"])
+                 "--out", str(tmp_path), "--json", "--model", str(tiny_model_dir)])
     assert code == 0
     record = json.loads(capsys.readouterr().out.splitlines()[0])
     assert record["unknown_words"] == ["zyxxqv"]
@@ -201,3 +201,63 @@ def test_without_diffusers_captioner_imports_and_the_cli_names_the_pip_command(t
     assert proc.returncode == 2, proc.stderr
     assert 'pip install -e ".[imagine]"' in proc.stderr
     assert proc.stderr.count("\n") == 1
+
+
+# ------------------------------------------------------------------ the studio's Imagine tab
+class _Progress:
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, value, desc=None, **kwargs):
+        self.calls.append((value, desc))
+
+
+def _studio(tiny_model_dir, t2i_model=None):
+    from types import SimpleNamespace
+
+    from captioner.pipeline import Captioner
+
+    return SimpleNamespace(captioner=Captioner.load(tiny_model_dir), t2i_model=t2i_model)
+
+
+def test_studio_tab_without_a_model_explains_how_to_enable_it(tiny_model_dir, monkeypatch, tmp_path):
+    gr = pytest.importorskip("gradio")
+    from captioner.studio import imagine_tab
+    from captioner.studio.imagine_tab import ImagineTab, build_imagine_tab
+
+    monkeypatch.delenv("CAPTIONER_T2I_MODEL", raising=False)
+    studio = _studio(tiny_model_dir)
+    with gr.Blocks(analytics_enabled=False) as demo, gr.Tabs():
+        assert build_imagine_tab(studio) == []
+    texts = [getattr(b, "value", "") or "" for b in demo.blocks.values()]
+    assert any("--t2i-model DIR" in t and "Nothing is downloaded" in t for t in texts)
+    assert not any(isinstance(b, gr.Gallery) for b in demo.blocks.values())
+    with pytest.raises(gr.Error, match="t2i-model"):
+        studio.imagine.generate("a dog", 1, 1, 0, progress=_Progress())
+    assert "no model_index.json" in ImagineTab(studio, tmp_path).unavailable()
+    monkeypatch.setattr("captioner.imagine.t2i.missing_packages", lambda: ["diffusers"])
+    assert 'pip install -e ".[imagine]"' in ImagineTab(studio, tmp_path).unavailable()
+    assert imagine_tab.MAX_STUDIO_IMAGES >= 1
+
+
+def test_studio_tab_generates_captions_back_and_scores(tiny_model, tiny_model_dir, no_network):
+    gr = pytest.importorskip("gradio")
+    from captioner.studio.imagine_tab import build_imagine_tab
+
+    studio = _studio(tiny_model_dir, t2i_model=tiny_model)
+    with gr.Blocks(analytics_enabled=False) as demo, gr.Tabs():
+        heavy = build_imagine_tab(studio)
+    assert len(heavy) == 1 and isinstance(heavy[0], gr.Gallery)
+    assert "imagine" in {fn.api_name for fn in demo.fns.values()}
+    progress = _Progress()
+    gallery, table, result = studio.imagine.generate("a dog runs on <the> grass", "99", 1, -5, progress=progress)
+    assert len(gallery) == 4  # asked for 99: clamped to the studio's limit
+    assert [img["seed"] for img in result["images"]] == [0, 1, 2, 3]  # a negative seed is clamped to 0
+    for (image, label), record in zip(gallery, result["images"]):
+        assert label == record["caption"] and image.size == (record["width"], record["height"])
+        assert record["prompt_log_likelihood"] < 0 and record["unknown_words"] == []
+    assert "&lt;the&gt;" in table and "<the>" not in table
+    assert progress.calls[-1][0] == 1.0
+    with pytest.raises(gr.Error, match="Describe"):
+        studio.imagine.generate("   ", 1, 1, 0, progress=_Progress())
+    assert no_network == []
