@@ -138,6 +138,23 @@ def test_same_seed_same_image(tiny_model):
         t2i.generate("   ", config)
 
 
+def test_a_folder_with_only_fp16_files_loads_and_turbo_defaults_apply(tiny_model, tmp_path, capsys):
+    from diffusers import StableDiffusionPipeline
+
+    from captioner.imagine import TextToImage
+
+    folder = tmp_path / "sd-turbo-fp16"
+    StableDiffusionPipeline.from_pretrained(tiny_model, local_files_only=True).save_pretrained(folder, variant="fp16")
+    assert all(".fp16." in p.name for p in folder.glob("*/*.safetensors"))
+    t2i = TextToImage(folder)
+    assert ImagineConfig().for_model(t2i.folder).steps == 1
+    assert len(t2i.generate("a dog", ImagineConfig(size=64))) == 1
+    # --out that is a file is refused before anything loads
+    (tmp_path / "taken").write_text("x")
+    assert main(["imagine", "a dog", "--t2i-model", str(folder), "--out", str(tmp_path / "taken")]) == 2
+    assert "is a file" in capsys.readouterr().err
+
+
 def test_unknown_words_are_reported_and_not_scored(tiny_model, tiny_model_dir, tmp_path, capsys):
     code = main(["imagine", "a zyxxqv dog", "--t2i-model", str(tiny_model), "--steps", "1", "--size", "64",
                  "--out", str(tmp_path), "--json", "--model", str(tiny_model_dir)])

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 from captioner.cli.common import add_model_arg
 from captioner.cli.dataclass_args import add_dataclass_args, config_from_args
@@ -10,12 +11,14 @@ from captioner.imagine.config import T2I_MODEL_ENV, ImagineConfig
 
 
 def cmd_imagine(args) -> int:
-    from captioner.imagine.t2i import missing_packages, model_folder, require_packages
+    from captioner.imagine.t2i import ImagineError, missing_packages, model_folder, require_packages
 
     config = config_from_args(ImagineConfig, args).check()
     if missing_packages():
         require_packages()  # raises ImagineError naming the pip command (exit 2)
-    model_folder(args.t2i_model)  # a wrong folder is reported before anything heavy loads
+    model_folder(args.t2i_model)  # a wrong folder or --out is reported before anything heavy loads
+    if Path(args.out).expanduser().exists() and not Path(args.out).expanduser().is_dir():
+        raise ImagineError(f"--out {args.out}: is a file, not a folder")
 
     from captioner.device import resolve_device
     from captioner.imagine import TextToImage, imagine, save_imagined

@@ -63,8 +63,16 @@ class TextToImage:
 
         diffusers.utils.logging.set_verbosity_error()
         transformers.utils.logging.set_verbosity_error()
+        import torch
+
+        # half precision on a GPU; on a CPU float32 (half is slow there, and some kernels lack it)
+        kwargs = {"local_files_only": True,
+                  "torch_dtype": torch.float16 if str(device).startswith("cuda") else torch.float32}
+        weights = [p.name for p in self.folder.glob("*/*") if p.suffix in (".safetensors", ".bin")]
+        if weights and all(".fp16." in name for name in weights):
+            kwargs["variant"] = "fp16"  # a download holding only the fp16 files (e.g. sd-turbo's fp16 variant)
         try:
-            self.pipe = diffusers.AutoPipelineForText2Image.from_pretrained(self.folder, local_files_only=True)
+            self.pipe = diffusers.AutoPipelineForText2Image.from_pretrained(self.folder, **kwargs)
         except Exception as exc:  # diffusers raises many kinds (OSError, ValueError, EnvironmentError...)
             raise ImagineError(f"{self.folder}: the text-to-image model could not be loaded "
                                f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
