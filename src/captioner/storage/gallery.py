@@ -97,6 +97,9 @@ SORTS = ("saved_at", "caption", "confidence")
 KINDS = ("photo", "video")
 #: Items may hold at most this many tags (the rest are dropped, lowest scores first).
 MAX_TAGS = 50
+#: Live items (not in the trash), read from the deleted_at index: a row's deleted_at is stored after its
+#: attention maps, so reading it from the row would walk their overflow pages.
+_LIVE = f"{{id}} NOT IN (SELECT id FROM {TABLE} WHERE deleted_at IS NOT NULL)"
 _MARK_START, _MARK_END = "\x02", "\x03"  # highlight() markers, swapped for <mark> after escaping
 _EXTENSIONS = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "GIF": "gif",
                "WEBP": "webp", "BMP": "bmp", "TIFF": "tif"}
@@ -949,32 +952,50 @@ class Gallery:
         page, per_page = self._paging(page, per_page)
         where, params = self._filters(model, kind, saved_from, saved_to, min_confidence, max_confidence)
         order = self._order(sort, descending)
-        rows = self.db.query(f"SELECT {LIGHT} FROM {TABLE} WHERE deleted_at IS NULL{where} "
-                             f"ORDER BY {order} LIMIT :limit OFFSET :offset",
-                             {**params, "limit": per_page, "offset": (page - 1) * per_page})
-        items = [self._row_to_item(r) for r in rows]
-        total = self.db.execute(f"SELECT count(*) FROM {TABLE} WHERE deleted_at IS NULL{where}",
-                                params).fetchone()[0]
-        return self._page(items, total, page, per_page)
+        ids = [r[0] for r in self.db.execute(
+            f"SELECT id FROM {TABLE} WHERE {_LIVE.format(id=f'{TABLE}.id')}{where} "
+            f"ORDER BY {order} LIMIT :limit OFFSET :offset",
+            {**params, "limit": per_page, "offset": (page - 1) * per_page})]
+        if where:
+            total = self.db.execute(f"SELECT count(*) FROM {TABLE} WHERE {_LIVE.format(id=f'{TABLE}.id')}{where}",
+                                    params).fetchone()[0]
+        else:  # read from the deleted_at index alone
+            total = self.db.execute(f"SELECT count(*) FROM {TABLE} WHERE deleted_at IS NULL").fetchone()[0]
+        return self._page(self._light_items(ids), total, page, per_page)
+
+    def _light_items(self, ids: list[int]) -> list[dict]:
+        """Page items (no attention maps) for ``ids``, in that order."""
+        if not ids:
+            return []
+        rows = self.db.query(f"SELECT {LIGHT} FROM {TABLE} WHERE id IN ({', '.join('?' * len(ids))})", ids)
+        by_id = {row["id"]: self._row_to_item(row) for row in rows}
+        return [by_id[i] for i in ids if i in by_id]
 
     @staticmethod
-    def _hits_sql(tiers: bool) -> str:
-        """Items matching :q through their own index entry or a segment's, each with its bm25 score
-        and (``tiers``) the best place it matched: 0 the saved caption alone, 1 the tags, 2 the file
-        name, 3 otherwise (other candidates, or words spread over several places)."""
-        def tier(fts: str, rowid: str, columns: list[tuple[str, int]]) -> str:
-            if not tiers:
-                return ""
-            whens = " ".join(f"WHEN {rowid} IN (SELECT rowid FROM {fts} WHERE {fts} MATCH :{param}) THEN {n}"
-                             for param, n in columns)
-            return f", CASE {whens} ELSE 3 END AS tier"
-        return f"""SELECT rowid AS hit, rank AS score{tier(FTS_TABLE, "rowid", [("qc", 0), ("qt", 1), ("qn", 2)])}
-                   FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH :q AND rank MATCH '{BM25_WEIGHTS}'
+    def _hits_sql(ranked: bool = False, tiers: bool = False) -> str:
+        """Items matching :q through their own index entry or a segment's (``hit``); ``ranked`` adds
+        each match's bm25 ``score``, ``tiers`` the best place it matched (``tier``): 0 the saved caption
+        alone, 1 the tags, 2 the file name, 3 otherwise (other candidates, or words spread over
+        several places)."""
+        def extra(fts: str, rowid: str, columns: list[tuple[str, int]]) -> str:
+            text = f", {fts}.rank AS score" if ranked else ""
+            if tiers:
+                whens = " ".join(f"WHEN {rowid} IN (SELECT rowid FROM {fts} WHERE {fts} MATCH :{param}) THEN {n}"
+                                 for param, n in columns)
+                text += f", CASE {whens} ELSE 3 END AS tier"
+            return text
+
+        def rank(fts: str, weights: str) -> str:
+            return f" AND {fts}.rank MATCH '{weights}'" if ranked else ""
+
+        items = extra(FTS_TABLE, f"{FTS_TABLE}.rowid", [("qc", 0), ("qt", 1), ("qn", 2)])
+        segments = extra(SEGMENTS_FTS_TABLE, f"{SEGMENTS_FTS_TABLE}.rowid", [("qc", 0), ("qt", 1)])
+        return f"""SELECT {FTS_TABLE}.rowid AS hit{items}
+                   FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH :q{rank(FTS_TABLE, BM25_WEIGHTS)}
                    UNION ALL
-                   SELECT s.item_id AS hit, {SEGMENTS_FTS_TABLE}.rank AS score{
-                       tier(SEGMENTS_FTS_TABLE, f"{SEGMENTS_FTS_TABLE}.rowid", [("qc", 0), ("qt", 1)])}
+                   SELECT s.item_id AS hit{segments}
                    FROM {SEGMENTS_FTS_TABLE} JOIN {SEGMENTS_TABLE} AS s ON s.id = {SEGMENTS_FTS_TABLE}.rowid
-                   WHERE {SEGMENTS_FTS_TABLE} MATCH :q AND {SEGMENTS_FTS_TABLE}.rank MATCH '{SEGMENTS_BM25_WEIGHTS}'"""
+                   WHERE {SEGMENTS_FTS_TABLE} MATCH :q{rank(SEGMENTS_FTS_TABLE, SEGMENTS_BM25_WEIGHTS)}"""
 
     def search(self, query: str, page: int = 1, per_page: int = 24, *, sort: str = "relevance",
                descending: bool = True, model: str | None = None, kind: str | None = None,
@@ -1009,32 +1030,43 @@ class Gallery:
                                descending=descending, **filters)
         where, params = self._filters(**filters)
         order = self._order(sort, descending, relevance=True)
+        relevance = order.startswith("best.")
+        # filters and other sorts read the items' rows; relevance alone needs only the indexes
+        join = f" JOIN {TABLE} ON {TABLE}.id = best.hit" if (where or not relevance) else ""
+        live = _LIVE.format(id="best.hit")
         for match_all in ((True, False) if parsed.plain else (True,)):
             fts = parsed.fts if match_all else parsed.any_fts
             q = {**params, "q": fts, "qc": f"caption : ({fts})", "qt": f"tag_text : ({fts})",
                  "qn": f"original_name : ({fts})"}
+            page_args = {**q, "limit": per_page, "offset": (page - 1) * per_page}
             try:
-                total = self.db.execute(
-                    f"""SELECT count(*) FROM (SELECT DISTINCT hit FROM ({self._hits_sql(False)})) AS best
-                        JOIN {TABLE} ON {TABLE}.id = best.hit WHERE {TABLE}.deleted_at IS NULL{where}""",
-                    q).fetchone()[0]
+                total = self.db.execute(f"SELECT count(*) FROM (SELECT DISTINCT hit FROM ({self._hits_sql()})) "
+                                        f"AS best{join} WHERE {live}{where}", q).fetchone()[0]
                 if total == 0 and match_all and parsed.plain:
                     continue
-                rows = self.db.query(
-                    f"""SELECT {LIGHT}, best.tier AS tier FROM (
-                            SELECT hit, min(tier) AS tier, min(score) AS score FROM ({self._hits_sql(True)})
-                            GROUP BY hit
-                        ) AS best JOIN {TABLE} ON {TABLE}.id = best.hit
-                        WHERE {TABLE}.deleted_at IS NULL{where}
-                        ORDER BY {order} LIMIT :limit OFFSET :offset""",
-                    {**q, "limit": per_page, "offset": (page - 1) * per_page})
-                items = []
-                for row in rows:
-                    item = self._row_to_item(row)
-                    item["matched_in"] = row["tier"]
-                    items.append(item)
+                if relevance:
+                    found = self.db.execute(
+                        f"""SELECT best.hit, best.tier FROM (
+                                SELECT hit, min(tier) AS tier, min(score) AS score
+                                FROM ({self._hits_sql(ranked=True, tiers=True)}) GROUP BY hit
+                            ) AS best{join} WHERE {live}{where} ORDER BY {order} LIMIT :limit OFFSET :offset""",
+                        page_args).fetchall()
+                else:
+                    ids = [r[0] for r in self.db.execute(
+                        f"""SELECT best.hit FROM (SELECT DISTINCT hit FROM ({self._hits_sql()})) AS best{join}
+                            WHERE {live}{where} ORDER BY {order} LIMIT :limit OFFSET :offset""", page_args)]
+                    found = self.db.execute(
+                        f"""SELECT hit, min(tier) FROM ({self._hits_sql(tiers=True)})
+                            WHERE hit IN ({', '.join(str(int(i)) for i in ids) or 'NULL'}) GROUP BY hit""",
+                        q).fetchall()
+                    tier_of = dict(found)
+                    found = [(i, tier_of.get(i, 3)) for i in ids]
+                items = self._light_items([hit for hit, _ in found])
+                tiers = dict(found)
+                for item in items:
+                    item["matched_in"] = tiers[item["id"]]
                 self._add_highlights(items, parsed)
-                self._add_matched_segments(items, fts if match_all else parsed.any_fts, parsed)
+                self._add_matched_segments(items, fts, parsed)
             except sqlite3.OperationalError as exc:
                 if "fts5" in str(exc) or "syntax" in str(exc):  # should not happen: words are quoted
                     raise GalleryError(f"The search '{' '.join(text.split())[:80]}' could not be read: "

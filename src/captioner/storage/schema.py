@@ -127,10 +127,11 @@ FEATURES_TABLE_SQL = f"""CREATE TABLE {FEATURES_TABLE} (
     shape TEXT NOT NULL,  -- e.g. '81,1280' (grid cells, channels)
     grid BLOB NOT NULL  -- the array's bytes, C order, little-endian
 )"""
-#: Indexes schema version 4 added: history by item; live items by date (browse, trash).
+#: Indexes schema version 4 added: history by item; the trash; items by date (browse's default order).
 INDEXES_V4 = (
     f'CREATE INDEX "idx_{HISTORY_TABLE}_item_id" ON "{HISTORY_TABLE}" ("item_id")',
     f'CREATE INDEX "idx_{TABLE}_deleted_at" ON "{TABLE}" ("deleted_at")',
+    f'CREATE INDEX "idx_{TABLE}_saved_at" ON "{TABLE}" ("saved_at")',
 )
 
 
