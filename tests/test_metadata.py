@@ -22,6 +22,7 @@ from captioner.metadata import (
     read_caption,
     sidecar_path,
     write_caption,
+    xmp_sidecar,
 )
 from captioner.metadata.alt_text import html_alt_snippet
 
@@ -318,6 +319,14 @@ def test_photo_with_caption_refuses_what_it_cannot_write():
         photo_with_caption(b"hello world" * 10, "a dog")
     with pytest.raises(MetadataError, match="empty"):
         photo_with_caption(b"", "a dog")
+
+
+def test_xmp_sidecar_bytes_for_a_download(tmp_path):
+    path = tmp_path / "photo.heic.xmp"
+    path.write_bytes(xmp_sidecar(CAPTION))
+    assert xml_description(path) == CAPTION
+    with pytest.raises(MetadataError, match="empty"):
+        xmp_sidecar("  ")
 
 
 # ------------------------------------------------------------------ alt text

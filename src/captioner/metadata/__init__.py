@@ -20,7 +20,8 @@ from captioner.metadata.files import (
     read_caption,
     sidecar_path,
     write_caption,
+    xmp_sidecar,
 )
 
 __all__ = ["WRITE_MODES", "MetadataError", "backup_path", "html_alt_snippet", "photo_with_caption", "read_caption",
-           "sidecar_path", "write_caption", "write_html_alt"]
+           "sidecar_path", "write_caption", "write_html_alt", "xmp_sidecar"]

@@ -97,6 +97,12 @@ def photo_with_caption(image_bytes: bytes, caption: str, name: str = "the photo"
     return exiv2.embed_caption(bytes(image_bytes), caption, name)
 
 
+def xmp_sidecar(caption: str, existing: bytes | None = None) -> bytes:
+    """The bytes of an XMP sidecar holding `caption` as dc:description (`existing`'s other properties
+    kept): for a download beside a photo whose format cannot hold it (``photo.heic.xmp``)."""
+    return exiv2.sidecar_with_caption(existing, caption, "the sidecar")
+
+
 # ------------------------------------------------------------------ files
 def _checked_photo(path: Path, name: str) -> Path:
     """The real file behind `path` (links followed); MetadataError when it is not a readable file."""
