@@ -283,3 +283,18 @@ def test_bad_features_are_refused(g, bad):
     assert g.features()[0] == []
     with pytest.raises(GalleryError, match="does not exist"):
         g.set_features(999, np.ones(3), "enc")
+
+
+def test_check_finds_history_and_features_of_no_item_and_repair_removes_them(g):
+    item = add(g, "a dog", 1)
+    g.update_caption(item, "my dog")
+    g.set_features(item, np.ones((2, 2)), "enc")
+    with sqlite3.connect(g.db_path) as conn:  # as a crash or an outside tool could leave them
+        conn.execute("INSERT INTO caption_history (item_id, caption, replaced_at) VALUES (77, 'x', 'y')")
+        conn.execute("INSERT INTO item_features (item_id, model_name, dtype, shape, grid) "
+                     "VALUES (78, 'enc', 'float16', '1', x'0000')")
+    assert g.integrity_check() == ("caption history: 1 earlier caption(s) of no item\n"
+                                   "features: 1 feature grid(s) of no item")
+    g.rebuild_search_index()
+    assert g.integrity_check() == "ok"
+    assert [h["caption"] for h in g.history(item)] == ["a dog"] and g.features()[0] == [item]

@@ -1368,10 +1368,13 @@ class Gallery:
                 problems += self._search_index_drift(table, fts, what)
             except sqlite3.DatabaseError as exc:
                 problems.append(f"{what}: {exc}")
-        lost = self.db.execute(f"SELECT count(*) FROM {SEGMENTS_TABLE} WHERE item_id NOT IN "
-                               f"(SELECT id FROM {TABLE})").fetchone()[0]
-        if lost:
-            problems.append(f"segments: {lost} segment(s) of no item")
+        for table, what in ((SEGMENTS_TABLE, "segments: {} segment(s)"),
+                            (HISTORY_TABLE, "caption history: {} earlier caption(s)"),
+                            (FEATURES_TABLE, "features: {} feature grid(s)")):
+            lost = self.db.execute(f"SELECT count(*) FROM {table} WHERE item_id NOT IN "
+                                   f"(SELECT id FROM {TABLE})").fetchone()[0]
+            if lost:
+                problems.append(what.format(lost) + " of no item")
         return "\n".join(problems) or "ok"
 
     def _search_index_drift(self, table: str = TABLE, fts: str = FTS_TABLE,
@@ -1388,9 +1391,10 @@ class Gallery:
 
     def rebuild_search_index(self) -> None:
         """Rebuild the full-text indexes from the items and segments tables (repairs a damaged index);
-        segments left by no item are removed."""
+        segments, earlier captions and features left by no item are removed."""
         with self._write() as db:
-            db.execute(f"DELETE FROM {SEGMENTS_TABLE} WHERE item_id NOT IN (SELECT id FROM {TABLE})")
+            for table in (SEGMENTS_TABLE, HISTORY_TABLE, FEATURES_TABLE):
+                db.execute(f"DELETE FROM {table} WHERE item_id NOT IN (SELECT id FROM {TABLE})")
             db.execute(f"INSERT INTO {FTS_TABLE}({FTS_TABLE}) VALUES('rebuild')")
             db.execute(f"INSERT INTO {SEGMENTS_FTS_TABLE}({SEGMENTS_FTS_TABLE}) VALUES('rebuild')")
 
