@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 from captioner.confidence.calibration import ConfidenceScorer
-from captioner.confidence.checks import image_warnings
+from captioner.confidence.checks import image_warnings, tag_warnings
 from captioner.decoding.candidate import Candidate
 from captioner.decoding.config import DecodingConfig
 from captioner.decoding.search import decode
@@ -180,7 +180,15 @@ class Captioner:
                word_probs: torch.Tensor | None = None) -> list[list[Candidate]]:
         """Beam search on encoder grids. `word_probs` (B, W): the tagger's word probabilities, used by
         grounded decoding when `decoding.tag_bonus` > 0."""
-        return decode(self.fast_decoder, features, self.model.vocab, decoding or self.decoding)
+        decoding = decoding or self.decoding
+        steer = None
+        if decoding.tag_bonus > 0 and self.tagger is not None:
+            from captioner.tags.grounding import tag_bonus
+
+            if word_probs is None:
+                word_probs = self.tagger.word_probabilities(features)
+            steer = tag_bonus(self.tagger, word_probs, self.model.vocab, decoding)
+        return decode(self.fast_decoder, features, self.model.vocab, decoding, steer)
 
     def caption_prepared(self, items: list[_Prepared], decoding: DecodingConfig,
                          keep_features: bool = False) -> list[CaptionResult]:
@@ -199,7 +207,7 @@ class Captioner:
                 results.append(CaptionResult(p.name, error=p.error, beam_size=decoding.beam_size))
                 continue
             result = CaptionResult(p.name, cands[n], None, p.size[0], p.size[1], decoding.beam_size,
-                                   tags=tags[n], warnings=list(p.warnings))
+                                   tags=tags[n], warnings=list(p.warnings) + tag_warnings(tags[n], p.warnings))
             if keep_features:
                 grid = feats[n]
                 result.features = grid.reshape(-1, grid.shape[-1]).float().cpu().numpy().astype(np.float16)

@@ -1,6 +1,8 @@
 """Warnings about inputs a caption cannot be trusted for: tiny, blank, extremely elongated images,
-and (a cheap guess) screenshots or pictures of text. Each check looks at the decoded photo once,
-on a small thumbnail (about 1 ms)."""
+and (cheap guesses) screenshots or pictures of text. The pixel checks look at the decoded photo
+once, on a small thumbnail (a few ms); `tag_warnings` adds the classifier's view (its website /
+crossword / menu / book-cover classes). Known misses: a scanned page of text in grey (no flat
+background, no such class) is not flagged; a silhouette or a flat logo is flagged like a screenshot."""
 from __future__ import annotations
 
 import numpy as np
@@ -38,7 +40,22 @@ def looks_like_screenshot(pixels: np.ndarray) -> bool:
     grey = pixels.mean(axis=2)
     dx, dy = np.abs(np.diff(grey, axis=1)), np.abs(np.diff(grey, axis=0))
     hard = (np.count_nonzero(dx > 60) + np.count_nonzero(dy > 60)) / (dx.size + dy.size)
-    return bool(top_share > 0.30 and few_colours and hard > 0.02)
+    return bool(top_share > 0.25 and few_colours and hard > 0.01)
+
+
+#: tag words of the ImageNet classes that are screens and printed text (website, crossword, menu, book cover)
+TEXT_TAGS = ("screenshot", "text")
+SCREENSHOT_WARNING = "looks like a screenshot or text: the model was trained on photos, caption unreliable"
+
+
+def tag_warnings(tags: list, warnings: list[str], min_score: float = 0.5) -> list[str]:
+    """A screenshot/text warning from the classifier's own view (its website, crossword, menu and book
+    cover classes), when the pixels did not already give one."""
+    if SCREENSHOT_WARNING in warnings:
+        return []
+    if sum(t.score for t in tags if t.label in TEXT_TAGS) >= min_score:
+        return [SCREENSHOT_WARNING]
+    return []
 
 
 def image_warnings(img: Image.Image, size: tuple[int, int] | None = None) -> list[str]:
@@ -55,5 +72,5 @@ def image_warnings(img: Image.Image, size: tuple[int, int] | None = None) -> lis
     if pixels.size and float(pixels.std()) < FLAT_STD:
         out.append("blank image (almost one colour): caption unreliable")
     elif min(w, h) >= MIN_SIDE and looks_like_screenshot(pixels):
-        out.append("looks like a screenshot or text: the model was trained on photos, caption unreliable")
+        out.append(SCREENSHOT_WARNING)
     return out

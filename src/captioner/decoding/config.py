@@ -27,6 +27,11 @@ class DecodingConfig:
         "range": (0.0, 5.0)})
     no_repeat_ngram: int = field(default=0, metadata={
         "help": "never repeat an n-gram of this many words within a caption (0: off)", "range": (0, MAX_NGRAM)})
+    tag_bonus: float = field(default=0.0, metadata={
+        "help": "grounded decoding: add this times a tag's probability to the log-probability of the tag's word "
+                "(objects the backbone's ImageNet classifier sees; 0: off)", "range": (0.0, 20.0)})
+    tag_min: float = field(default=0.3, metadata={
+        "help": "grounded decoding: only tags at least this probable steer the caption", "range": (0.0, 1.0)})
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -8,6 +8,11 @@ emitted so far (R, t) and the step t, and returns the log-probabilities with for
 - `<pad>`, `<start>` and `<unk>` are never emitted (`BanTokens`);
 - `<end>` is not the first word (`NoEndFirst`);
 - with `no_repeat_ngram` n > 0, no n-gram appears twice in a caption (`NoRepeatNgram`).
+
+`TagBonus` (grounded decoding, `DecodingConfig.tag_bonus`) is not a rule but a steer: it adds a
+per-image bonus to the words of the objects the image's tags name. It needs to know which image
+each row belongs to, so it is applied by the searches after the rules (`apply_steer`), and the
+candidates' scores stay the model's own log-probabilities.
 """
 from __future__ import annotations
 
@@ -87,3 +92,29 @@ def apply_rules(rules: list[LogitProcessor], logp: torch.Tensor, seqs: torch.Ten
     for rule in rules:
         logp = rule(logp, seqs, step)
     return logp
+
+
+class TagBonus:
+    """Grounded decoding: `bonus` (B, V) is added to the log-probabilities of each image's rows, for
+    words whose tag the row has not named yet. `groups` (V,): the tag each word belongs to (-1: none),
+    so `dog` and `dogs` are one tag: once either is emitted, neither gets the bonus again."""
+
+    def __init__(self, bonus: torch.Tensor, groups: torch.Tensor):
+        self.bonus, self.groups = bonus, groups.long()
+
+    def __call__(self, logp: torch.Tensor, seqs: torch.Tensor, step: int, img_of: torch.Tensor) -> torch.Tensor:
+        if self.bonus.device != logp.device or self.bonus.dtype != logp.dtype:
+            self.bonus, self.groups = self.bonus.to(logp.device, logp.dtype), self.groups.to(logp.device)
+        bonus = self.bonus[img_of]
+        if seqs.shape[1]:
+            n_groups = int(self.groups.max()) + 2
+            named = torch.zeros(seqs.shape[0], n_groups, dtype=torch.bool, device=logp.device)
+            named.scatter_(1, self.groups[seqs] + 1, True)
+            named[:, 0] = False  # words of no tag
+            bonus = bonus.masked_fill(named[:, self.groups + 1], 0.0)
+        return logp + bonus
+
+
+def apply_steer(steer: TagBonus | None, logp: torch.Tensor, seqs: torch.Tensor, step: int,
+                img_of: torch.Tensor) -> torch.Tensor:
+    return logp if steer is None else steer(logp, seqs, step, img_of)

@@ -11,7 +11,7 @@ import torch
 
 from captioner.decoding.candidate import Candidate
 from captioner.decoding.config import DecodingConfig
-from captioner.decoding.processors import apply_rules, decoding_rules
+from captioner.decoding.processors import TagBonus, apply_rules, apply_steer, decoding_rules
 from captioner.decoding.step_decoder import StepDecoder
 from captioner.model.vocab import Vocab
 
@@ -29,9 +29,10 @@ def rank_key(score: float, n_tokens: int, length_penalty: float) -> float:
 
 @torch.inference_mode()
 def greedy_decode(decoder: StepDecoder, features: torch.Tensor, vocab: Vocab,
-                  cfg: DecodingConfig = DecodingConfig()) -> list[Candidate]:
+                  cfg: DecodingConfig = DecodingConfig(), steer: TagBonus | None = None) -> list[Candidate]:
     """The most likely word at each step, for a batch of images (B, N, N, C) or (B, P, C).
-    Uses `cfg.max_len` and `cfg.no_repeat_ngram` (the beam size is 1 by definition)."""
+    Uses `cfg.max_len` and `cfg.no_repeat_ngram` (the beam size is 1 by definition). `steer`:
+    grounded decoding's bonus (the word is chosen with it; the score stays the model's)."""
     feats, proj, grid = _prepare(decoder, features)
     B = feats.shape[0]
     h, c = decoder.init_state(feats)
@@ -43,7 +44,11 @@ def greedy_decode(decoder: StepDecoder, features: torch.Tensor, vocab: Vocab,
     for t in range(cfg.max_len):
         logp, h, c, alpha = decoder.step(feats, proj, words, h, c)
         logp = apply_rules(rules, logp, seqs, t)
-        best, words = logp.max(dim=1)
+        if steer is None:
+            best, words = logp.max(dim=1)
+        else:
+            words = apply_steer(steer, logp, seqs, t, torch.arange(B, device=feats.device)).argmax(dim=1)
+            best = logp.gather(1, words.unsqueeze(1)).squeeze(1)
         scores += torch.where(done, torch.zeros_like(best), best)
         seqs = torch.cat([seqs, words.unsqueeze(1)], dim=1)
         alphas.append(alpha)
@@ -63,12 +68,14 @@ def greedy_decode(decoder: StepDecoder, features: torch.Tensor, vocab: Vocab,
 
 @torch.inference_mode()
 def beam_search(decoder: StepDecoder, features: torch.Tensor, vocab: Vocab,
-                cfg: DecodingConfig = DecodingConfig()) -> list[list[Candidate]]:
+                cfg: DecodingConfig = DecodingConfig(), steer: TagBonus | None = None) -> list[list[Candidate]]:
     """The `cfg.beam_size` best distinct captions for each image, best first.
 
     All live beams of all images advance in one tensor step; beams that emitted `<end>` leave
     the computation. A beam still running at `max_len` becomes a candidate as it is.
     Candidates are ordered by `score / length ** length_penalty` (0: plain summed log-prob).
+    With `steer` (grounded decoding) beams are searched and ordered with the tag bonus added, while
+    each candidate's `score` stays the model's own summed log-probability.
     """
     feats, proj, grid = _prepare(decoder, features)
     B, P, C = feats.shape
@@ -79,10 +86,12 @@ def beam_search(decoder: StepDecoder, features: torch.Tensor, vocab: Vocab,
     # Row r of the live batch belongs to image img_of[r]; start with one row per image.
     img_of = torch.arange(B, device=dev)
     scores = torch.zeros(B, dtype=feats.dtype, device=dev)
+    model_scores = scores.clone() if steer is not None else None  # the model's own log-probs (steered search)
     seqs = torch.full((B, 0), vocab.start_id, dtype=torch.long, device=dev)
     alphas = torch.zeros(B, 0, P, dtype=feats.dtype, device=dev)
     words = torch.full((B,), vocab.start_id, dtype=torch.long, device=dev)
     finished: list[list[Candidate]] = [[] for _ in range(B)]
+    ranked: dict[int, float] = {}  # id(candidate) -> steered score, for ordering (steered search only)
     slots = [k] * B  # beams each image still needs
 
     def emit(row_seq, row_alpha, score, ended):
@@ -93,6 +102,9 @@ def beam_search(decoder: StepDecoder, features: torch.Tensor, vocab: Vocab,
     for t in range(max_len):
         logp, h, c, alpha = decoder.step(feats[img_of], proj[img_of], words, h, c)
         logp = apply_rules(rules, logp, seqs, t)
+        model_logp = logp
+        if steer is not None:
+            logp = apply_steer(steer, logp, seqs, t, img_of)
         total = scores.unsqueeze(1) + logp  # (R, V)
         # Lay the rows out per image, padded to k rows with -inf, and pick each image's top-k.
         R = total.shape[0]
@@ -119,7 +131,11 @@ def beam_search(decoder: StepDecoder, features: torch.Tensor, vocab: Vocab,
                 if w == vocab.end_id or t == max_len - 1:
                     ended = w == vocab.end_id
                     seq = torch.cat([seqs[row], torch.tensor([w], device=dev)])
-                    finished[b].append(emit(seq, torch.cat([alphas[row], alpha[row : row + 1]]), s, ended))
+                    own = s if steer is None else float(model_scores[row] + model_logp[row, w])
+                    cand = emit(seq, torch.cat([alphas[row], alpha[row : row + 1]]), own, ended)
+                    finished[b].append(cand)
+                    if steer is not None:
+                        ranked[id(cand)] = s
                     slots[b] -= 1
                 else:
                     new_rows.append(row)
@@ -131,18 +147,22 @@ def beam_search(decoder: StepDecoder, features: torch.Tensor, vocab: Vocab,
             break
         rows = torch.tensor(new_rows, device=dev)
         words = torch.tensor(new_words, device=dev)
+        if steer is not None:
+            model_scores = model_scores[rows] + model_logp[rows, words]
         scores = torch.tensor(new_scores, dtype=feats.dtype, device=dev)
         img_of = torch.tensor(new_img, device=dev)
         seqs = torch.cat([seqs[rows], words.unsqueeze(1)], dim=1)
         alphas = torch.cat([alphas[rows], alpha[rows].unsqueeze(1)], dim=1)
         h, c = h[rows], c[rows]
-    return [sorted(finished[b], key=lambda cd: rank_key(cd.score, len(cd.ids), cfg.length_penalty), reverse=True)
+    return [sorted(finished[b], key=lambda cd: rank_key(ranked.get(id(cd), cd.score), len(cd.ids), cfg.length_penalty),
+                   reverse=True)
             for b in range(B)]
 
 
 def decode(decoder: StepDecoder, features: torch.Tensor, vocab: Vocab,
-           cfg: DecodingConfig = DecodingConfig()) -> list[list[Candidate]]:
-    """Candidates for each image: greedy for beam size 1 (the same caption beam 1 gives), else beam search."""
+           cfg: DecodingConfig = DecodingConfig(), steer: TagBonus | None = None) -> list[list[Candidate]]:
+    """Candidates for each image: greedy for beam size 1 (the same caption beam 1 gives), else beam
+    search; `steer`: grounded decoding's per-image word bonus (see `TagBonus`)."""
     if cfg.beam_size <= 1:
-        return [[c] for c in greedy_decode(decoder, features, vocab, cfg)]
-    return beam_search(decoder, features, vocab, cfg)
+        return [[c] for c in greedy_decode(decoder, features, vocab, cfg, steer)]
+    return beam_search(decoder, features, vocab, cfg, steer)

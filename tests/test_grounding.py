@@ -1,0 +1,93 @@
+"""Grounded decoding (issue 13): confident object tags steer beam search toward naming the object
+(`DecodingConfig.tag_bonus`), off by default; the candidates' scores stay the model's own."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from captioner.decoding.config import DecodingConfig
+from captioner.decoding.processors import TagBonus
+from captioner.decoding.search import decode
+from captioner.errors import ConfigError
+from captioner.pipeline import Captioner
+from captioner.tags.grounding import label_to_vocab, word_groups
+
+skdata = pytest.importorskip("skimage.data", reason="scikit-image ships the sample photos (pip install scikit-image)")
+SAMPLES = Path(skdata.__file__).parent
+
+
+@pytest.fixture(scope="module")
+def captioner():
+    return Captioner.load()
+
+
+@pytest.fixture(scope="module")
+def grids(captioner):
+    photos = ["chelsea.png", "coffee.png", "camera.png", "motorcycle_left.png"]
+    return captioner.encode(torch.stack([captioner.prepare(str(SAMPLES / p)).tensor for p in photos]))
+
+
+@torch.inference_mode()
+def model_logprob(captioner, grid, ids) -> float:
+    """The model's summed log-probability of `ids` (teacher forcing, no bonus)."""
+    dec, vocab = captioner.fast_decoder, captioner.model.vocab
+    feats = dec.flatten(grid.unsqueeze(0))
+    proj = dec.project(feats)
+    h, c = dec.init_state(feats)
+    word, total = torch.tensor([vocab.start_id]), 0.0
+    for i in ids:
+        logp, h, c, _ = dec.step(feats, proj, word, h, c)
+        total += float(logp[0, i])
+        word = torch.tensor([i])
+    return total
+
+
+def test_grounding_is_off_by_default_and_a_zero_bonus_changes_nothing(captioner, grids):
+    assert DecodingConfig().tag_bonus == 0 and captioner.decoding.tag_bonus == 0
+    vocab = captioner.model.vocab
+    zero = TagBonus(torch.zeros(len(grids), len(vocab)), torch.full((len(vocab),), -1))
+    for beam in (1, 3):
+        cfg = captioner.decoding.replace(beam_size=beam)
+        plain = decode(captioner.fast_decoder, grids, vocab, cfg)
+        steered = decode(captioner.fast_decoder, grids, vocab, cfg, zero)
+        for a, b in zip(plain, steered):
+            assert [c.tokens for c in a] == [c.tokens for c in b]
+            assert [c.score for c in a] == pytest.approx([c.score for c in b], abs=1e-5)
+    via_pipeline = captioner.decode(grids, captioner.decoding)
+    assert [c[0].tokens for c in via_pipeline] == [c[0].tokens for c in decode(captioner.fast_decoder, grids, vocab,
+                                                                                 captioner.decoding)]
+
+
+def test_grounding_names_the_tagged_object_and_keeps_the_models_score(captioner, grids):
+    plain = captioner.caption(SAMPLES / "chelsea.png")
+    assert plain.tags[0].label == "cat" and "cat" not in plain.candidates[0].tokens  # the ungrounded model misses it
+    grounded = captioner.caption(SAMPLES / "chelsea.png", tag_bonus=8.0)
+    assert "cat" in grounded.candidates[0].tokens
+    for cand in grounded.candidates:
+        assert cand.score == pytest.approx(model_logprob(captioner, grids[0], cand.ids), abs=1e-3)
+
+
+def test_a_tag_is_named_once(captioner):
+    r = captioner.caption(SAMPLES / "chelsea.png", tag_bonus=20.0)
+    for c in r.candidates:
+        assert sum(t in ("cat", "cats") for t in c.tokens) <= 1, c.tokens
+
+
+def test_tag_words_the_vocabulary_lacks_do_not_steer(captioner):
+    vocab = captioner.model.vocab
+    labels = ["dog", "broccoli", "giraffe", "teddy bear", "bus"]
+    m = label_to_vocab(labels, vocab)
+    assert m[0, vocab.stoi["dog"]] == 1 and m[0, vocab.stoi["dogs"]] == 1
+    assert m[1].sum() == 0 and m[2].sum() == 0 and m[3].sum() == 0  # missing words; multi-word labels
+    groups = word_groups(m)
+    assert groups[vocab.stoi["dog"]] == groups[vocab.stoi["dogs"]] == 0 and groups[vocab.stoi["a"]] == -1
+
+
+def test_grounding_settings_are_checked():
+    with pytest.raises(ConfigError):
+        DecodingConfig(tag_bonus=-1.0)
+    with pytest.raises(ConfigError):
+        DecodingConfig(tag_min=1.5)
+    assert DecodingConfig.from_dict({"beam_size": 5}).tag_bonus == 0.0  # older decoding.json files load
