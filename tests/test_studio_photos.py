@@ -83,7 +83,7 @@ def test_attention_levels_are_bytes_per_word_scaled_like_the_frames():
 def test_player_data_is_small_at_beam_10(studio, photos):
     """The old cards sent an animated GIF and a strip per candidate: megabytes at beam 10."""
     result, state = studio.photos.caption([str(photos[0])], 10, 8)
-    status, view = studio.photos.show_results(state)
+    status, view, _ = studio.photos.show_results(state)
     assert "Captioned 1 of 1" in status and "engine took" in status
     (photo,) = view["photos"]
     assert len(photo["candidates"]) == len(result["photos"][0]["candidates"]) >= 2
@@ -110,7 +110,7 @@ def test_player_data_of_the_shipped_model_at_beam_10_is_under_50_kb(tmp_path):
     studio.upload_dir = None
     photo = sorted(FLICKR_IMAGES.glob("*.jpg"))[0]
     _, state = studio.photos.caption([str(photo)], 10, 20)
-    _, view = studio.photos.show_results(state)
+    _, view, _ = studio.photos.show_results(state)
     assert len(view["photos"][0]["candidates"]) == 10
     size = len(json.dumps(view).encode())
     assert size < 50_000, size  # 0.1.0 sent 3.9 MB of GIFs for this result
@@ -125,7 +125,7 @@ def test_warnings_for_a_1x1_image_and_a_panorama(studio, tmp_path):
     by_name = {p["name"]: p for p in result["photos"]}
     assert any("tiny image" in w for w in by_name["one.png"]["warnings"])
     assert any("aspect" in w for w in by_name["pano.png"]["warnings"])
-    _, view = studio.photos.show_results(state)
+    _, view, _ = studio.photos.show_results(state)
     shown = {p["name"]: p for p in view["photos"]}
     assert shown["pano.png"]["photo"]["squeezed"] and shown["pano.png"]["photo"]["h"] >= 64
     assert shown["one.png"]["warnings"] == by_name["one.png"]["warnings"]
@@ -146,7 +146,7 @@ def test_a_new_drop_replaces_the_list_or_adds_to_it(studio, photos):
     assert result["photos"][0]["index"] == 2 and "Added to the 2 photos" in result["message"]
     assert added["selected"] == 2 and added["nonce"] > state["nonce"]
     assert [p["beam_size"] for p in added["photos"]] == [2, 2, 3]
-    _, view = studio.photos.show_results(added)
+    _, view, _ = studio.photos.show_results(added)
     assert [p["index"] for p in view["photos"]] == [0, 1, 2] and view["selected"] == 2
 
 
@@ -175,7 +175,7 @@ def test_save_all_saves_each_photos_choice_and_reports_duplicates(studio, photos
     assert studio.gallery.get(ids[2])["caption"] == cands[2][0].caption
     assert "(edited)" in result["results"][1]["message"]
     assert [p["saved"]["id"] for p in state["photos"]] == ids  # shown as saved when drawn again
-    _, view = studio.photos.show_results(state)
+    _, view, _ = studio.photos.show_results(state)
     assert [p["saved"]["id"] for p in view["photos"]] == ids
 
     # the same photo with the same caption again: refused by the gallery with its message

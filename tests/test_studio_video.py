@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import io
+import re
 import tempfile
 from pathlib import Path
 from types import SimpleNamespace
@@ -17,6 +18,7 @@ gr = pytest.importorskip("gradio")
 
 from captioner.pipeline import Captioner  # noqa: E402
 from captioner.storage import Gallery  # noqa: E402
+from captioner.studio import video_tab  # noqa: E402
 from captioner.studio.app import Studio  # noqa: E402
 
 W, H, FPS = 320, 240, 10
@@ -121,11 +123,21 @@ def test_player_subtitles_and_shots(studio, captioned):
     assert [(c.start, c.end) for c in parsed] == \
         [(timestamp(s["start"]), timestamp(s["end"])) for s in result["segments"]]
     assert shots.visible is not False and len(shots.value) == 2
-    assert "candidate-card" in cards and start == 0.0 and save_btn.visible is True
-    # clicking the second shot: its candidates (with the attention pictures) and its start time
+    assert [shot["caption"] for shot in shots.value] == [video_tab.shot_label(s) for s in result["segments"]]
+    assert all("confidence" in s for s in result["segments"])  # shown in the list when calibrated
+    assert cards["kind"] == "shot" and start == 0.0 and save_btn.visible is True
+    assert [c["caption"] for c in cards["photos"][0]["candidates"]] == \
+        [c["caption"] for c in result["segments"][0]["candidates"]]
+    # clicking the second shot: its frame and candidates for the attention player, and its start time
     cards2, start2 = studio.video.pick_shot(state, SimpleNamespace(index=1))
     assert start2 == result["segments"][1]["start"]
-    assert "cand-anim" in cards2 and result["segments"][1]["caption"].split()[0] in cards2
+    (shot,) = cards2["photos"]
+    assert shot["photo"]["src"].startswith("data:image/jpeg") and shot["index"] == 1
+    assert shot["candidates"][0]["caption"] == result["segments"][1]["caption"]
+    assert all(c["attention"]["levels"] for c in shot["candidates"])  # the maps as data, drawn in the browser
+    gif = studio.video.animation(state, SimpleNamespace(_data={"photo": 1, "candidate": 0}))
+    with Image.open(gif.value if isinstance(gif.value, str) else gif.value["path"]) as anim:
+        assert anim.format == "GIF" and anim.n_frames == len(result["segments"][1]["candidates"][0]["tokens"])
     # an index that is not a shot shows nothing and seeks nowhere
     assert studio.video.pick_shot(state, SimpleNamespace(index=7))[1] is None
     assert studio.video.pick_shot(state, SimpleNamespace(index="../etc"))[1] is None
@@ -141,7 +153,8 @@ def test_bad_file_gives_a_readable_error(studio, uploads):
     assert result["error"].startswith("notes.mp4:") and "Traceback" not in result["error"]
     assert str(folder) not in result["error"]
     status, player, shots, cards, start, save_btn, _ = studio.video.show(state)
-    assert "notes.mp4" in status and "studio-error" in cards and start is None and save_btn.visible is False
+    assert "notes.mp4" in status and cards["error"] and "notes.mp4" in cards["message"]
+    assert start is None and save_btn.visible is False
     # a photo is not a video either
     photo = folder / "still.mp4"
     two_photos()[0].save(photo, format="PNG")
@@ -232,14 +245,15 @@ def test_video_tab_in_the_browser(tiny_model_dir, tmp_path, clip):
                 sync_api.expect(page.locator("#video-file")).to_contain_text("two shots")
                 page.click("#video-caption-button")
                 sync_api.expect(page.locator("#video-status")).to_contain_text("2 shots")
-                sync_api.expect(page.locator("#video-candidates .candidate-card").first).to_be_visible()
+                sync_api.expect(page.locator("#video-candidates .pv-card").first).to_be_visible()
+                sync_api.expect(page.locator("#video-candidates .pv-heat")).to_have_attribute("data-drawn", re.compile(r"\d+"))
                 track = page.locator("#video-player video track")
                 sync_api.expect(track).to_have_count(1)
                 assert track.get_attribute("src").startswith(url.rstrip("/") + "/gradio_api/file=")
                 shots = page.locator("#video-shots .thumbnail-item")
                 sync_api.expect(shots).to_have_count(2)
                 shots.nth(1).click()
-                sync_api.expect(page.locator("#video-candidates .photo-head")).to_contain_text("Shot 2")
+                sync_api.expect(page.locator("#video-candidates .pv-name")).to_contain_text("Shot 2")
                 page.wait_for_function("Math.abs(document.querySelector('#video-player video').currentTime - 2) < 0.2")
                 page.click("#video-save-button")
                 sync_api.expect(page.locator("#video-save-message")).to_contain_text("as gallery item #1")

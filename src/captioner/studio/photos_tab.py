@@ -106,11 +106,12 @@ class PhotosTab:
         kept = session_photos(state) if add is True else []
         nonce = (state.get("nonce", 0) if isinstance(state, dict) and isinstance(state.get("nonce"), int) else 0) + 1
         base = {"model": self.studio.model_name, "beam_size": beam, "max_length": max_len}
-        if not paths:
+        if not paths:  # the list on screen stays as it is
             message = "Add one or more photos first (drop them on the box, or click it to choose files)."
             gr.Warning(message)
             return ({**base, "captioned": 0, "failed": 0, "photos": [], "message": message},
-                    {"photos": kept, "message": message, "nonce": nonce, "engine_s": None})
+                    state if isinstance(state, dict) and session_photos(state) else
+                    {"photos": [], "message": message, "nonce": nonce, "engine_s": None})
         room = MAX_PHOTOS - len(kept)
         left_out = max(0, len(paths) - room)
         paths = paths[:max(0, room)]
@@ -192,13 +193,14 @@ class PhotosTab:
         return float(low) if isinstance(low, (int, float)) else None
 
     def show_results(self, state: dict | None):
-        """After /caption: (status line, the player's data)."""
+        """After /caption: (status line, the player's data, the emptied file box: its photos are in the
+        list now, and the next drop is captioned next, replacing the list or added to it)."""
         photos = session_photos(state)
         status = [state.get("message", "") if isinstance(state, dict) else ""]
         status += [f"- ⚠️ {html.escape(p['error'])}" for p in photos if p["error"]]
         if self.studio.read_only:
             status.append(self.studio.read_only_note())
-        return "\n".join(s for s in status if s), self.view(state)
+        return "\n".join(s for s in status if s), self.view(state), None
 
     # ------------------------------------------------------------------ saving
     def _save_one(self, state: dict, photo_index, candidate_index, caption) -> dict:
@@ -324,7 +326,7 @@ class PhotosTab:
         with gr.Tab("Caption", id="caption", elem_id="tab-caption"):
             with gr.Row(equal_height=False):
                 with gr.Column(scale=1, min_width=280):
-                    files = gr.File(label="Photos", file_count="multiple", height=170,
+                    files = gr.File(label="Photos (drop them here, then press Caption)", file_count="multiple", height=170,
                                     elem_id="photo-files")
                     paste = gr.Image(label="…or paste / webcam",
                                      sources=["clipboard", "webcam", "upload"], type="filepath",
@@ -366,7 +368,7 @@ class PhotosTab:
         forget(go.click(user_errors(self.caption), [files, beam, max_len, add, session], [result_json, session],
                         api_name="caption", show_progress_on=[view], concurrency_id="engine",
                         concurrency_limit=1).then(
-            user_errors(self.show_results), [session], [status, view],
+            user_errors(self.show_results), [session], [status, view, files],
             api_visibility="private", show_progress="hidden"))
         view.submit(user_errors(self.save_all), [session], [save_json, save_msg], api_visibility="private",
                     show_progress="minimal").then(

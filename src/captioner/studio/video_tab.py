@@ -39,6 +39,7 @@ import gradio as gr
 from PIL import Image
 
 from captioner.studio import render
+from captioner.studio.player import candidate_data, photo_data, player_js, tags_data
 from captioner.studio.values import (
     MAX_BEAM,
     SESSION_TTL_S,
@@ -107,6 +108,16 @@ element.addEventListener('keydown', go);
 """
 
 clock = render._clock
+
+
+def shot_label(seg: dict, low: float | None = None) -> str:
+    """A shot in the list: its times, caption and calibrated confidence ("0:03.0–0:07.9 · a dog runs · 83%")."""
+    label = f"{clock(seg['start'])}–{clock(seg['end'])} · {seg.get('caption') or ''}"
+    confidence = seg.get("confidence")
+    if confidence is not None:
+        flag = "⚠ low confidence " if low is not None and confidence < low else "confidence "
+        label += f" · {flag}{round(100 * float(confidence))}%"
+    return label
 _EXT = re.compile(r"[a-z0-9]{1,8}")
 
 
@@ -244,18 +255,24 @@ class VideoTab:
         segments, entries = [], []
         for i, seg in enumerate(result.segments):
             cands = [own_attention(c) for c in seg.candidates]
+            confidence = getattr(seg, "confidence", None)
+            tags = tags_data(getattr(seg, "tags", None))
+            warnings = [str(w) for w in getattr(seg, "warnings", None) or []]
             segments.append({"index": i, "start": round(seg.start, 3), "end": round(seg.end, 3),
                              "frame_time": None if seg.frame_time is None else round(seg.frame_time, 3),
                              "caption": seg.caption,
+                             "confidence": None if confidence is None else round(float(confidence), 4),
+                             "tags": tags, "warnings": warnings,
                              "candidates": [{"index": j, **c.to_dict()} for j, c in enumerate(cands)]})
             entries.append({"start": seg.start, "end": seg.end, "frame_time": seg.frame_time,
-                            "caption": seg.caption, "candidates": cands, "frame": _jpeg(seg.frame)})
+                            "caption": seg.caption, "candidates": cands, "frame": _jpeg(seg.frame),
+                            "confidence": confidence, "tags": tags, "warnings": warnings})
         n = len(segments)
         message = (f"Captioned {name}: {n} shot{'s' if n != 1 else ''} in {clock(result.duration)} of video, "
                    f"in {seconds:.1f} s (beam {beam}, up to {max_len} words).")
         vtt = self._write_vtt(result.segments)
         state = {"name": name, "path": path, "vtt": vtt, "segments": entries, "duration": result.duration,
-                 "beam_size": beam, "message": message, "error": None}
+                 "beam_size": beam, "message": message, "error": None, "nonce": uuid.uuid4().hex[:8]}
         return ({**base, "name": name, "duration": None if result.duration is None else round(result.duration, 3),
                  "error": None, "segments": segments, "message": message}, state)
 
@@ -265,9 +282,9 @@ class VideoTab:
         segs = _segments(state)
         message = state.get("message", "") if isinstance(state, dict) else ""
         if not segs:
-            body = render.empty("The shots and their captions will appear here.")
+            body = {"kind": "shot", "photos": [], "message": "The shots and their captions will appear here."}
             if isinstance(state, dict) and state.get("error"):
-                body = render.error_box(state["error"])
+                body = {"kind": "shot", "photos": [], "message": state["error"], "error": True}
             return (html.escape(message), gr.Video(value=None, subtitles=None), gr.Gallery(value=[], visible=False),
                     body, None, gr.Button(visible=False), "")
         shots = []
@@ -276,18 +293,46 @@ class VideoTab:
             if img is None:
                 img = Image.new("RGB", (SHOT_THUMB, SHOT_THUMB * 3 // 4), (60, 60, 60))
             img.thumbnail((SHOT_THUMB, SHOT_THUMB))
-            shots.append((img, f"{clock(seg['start'])}–{clock(seg['end'])} · {seg['caption'] or ''}"))
+            shots.append((img, shot_label(seg, self.studio.photos.low_confidence())))
         cards, start = self._shot_view(state, 0)
         return (html.escape(message), gr.Video(value=state["path"], subtitles=state["vtt"]),
                 gr.Gallery(value=shots, visible=True, selected_index=0), cards, start,
                 gr.Button(visible=not self.studio.read_only), self.studio.read_only_note())
 
-    def _shot_view(self, state: dict, index: int) -> tuple[str, float]:
+    def _shot_view(self, state: dict, index: int) -> tuple[dict, float]:
+        """(the attention player's data for shot ``index``'s captioned frame, the shot's start)."""
         seg = _segments(state)[index]
-        head = (f'<div class="photo-head"><span class="photo-name">Shot {index + 1} · '
-                f'{clock(seg["start"])}–{clock(seg["end"])}</span><span class="photo-meta">'
-                f'frame at {clock(seg["frame_time"])} · beam {state.get("beam_size")}</span></div>')
-        return head + render.candidate_cards(_image(seg.get("frame")), seg["candidates"]), float(seg["start"])
+        img = _image(seg.get("frame"))
+        error = None if img is not None else "The shot's frame cannot be shown."
+        confidence = seg.get("confidence")
+        item = {"key": f"shot{index}-{state.get('nonce', '')}", "index": index,
+                "name": f"Shot {index + 1} · {clock(seg['start'])}–{clock(seg['end'])} · frame at {clock(seg['frame_time'])}",
+                "width": img.width if img is not None else None, "height": img.height if img is not None else None,
+                "error": error, "beam": state.get("beam_size"), "tags": seg.get("tags") or [],
+                "warnings": seg.get("warnings") or [], "saved": None,
+                "confidence": None if confidence is None else round(float(confidence), 3),
+                "photo": photo_data(img) if img is not None else None,
+                "candidates": [candidate_data(c) for c in seg["candidates"]] if img is not None else []}
+        view = {"kind": "shot", "nonce": f"{state.get('nonce', '')}-{index}", "photos": [item], "selected": 0,
+                "low": self.studio.photos.low_confidence(), "read_only": True}
+        return view, float(seg["start"])
+
+    def animation(self, state: dict | None, evt: gr.EventData):
+        """The player's "Animation (GIF)" for the selected shot's frame; a File update."""
+        from captioner.studio.photos_tab import animation_gif
+
+        data = getattr(evt, "_data", None)
+        data = data if isinstance(data, dict) else {}
+        segs = _segments(state)
+        i = index_in(data.get("photo"), len(segs))
+        img = _image(segs[i].get("frame")) if i is not None else None
+        if img is None:
+            raise gr.Error("Pick a shot first.", print_exception=False)
+        j = index_in(data.get("candidate"), len(segs[i]["candidates"]))
+        if j is None:
+            raise gr.Error("Pick one of the shot's candidates first.", print_exception=False)
+        name = f"{os.path.splitext(str(state.get('name') or 'video'))[0]}-shot{i + 1}"
+        return gr.File(value=str(animation_gif(img, segs[i]["candidates"][j], name, j)), visible=True)
 
     def pick_shot(self, state: dict | None, evt: gr.SelectData):
         """A shot clicked in the list: its candidates, and its start time (the page seeks the player there)."""
@@ -295,7 +340,7 @@ class VideoTab:
         segs = _segments(state)
         i = index_in(getattr(evt, "index", None), len(segs))
         if i is None:
-            return render.empty("Pick a shot in the list."), None
+            return {"kind": "shot", "photos": [], "message": "Pick a shot in the list."}, None
         return self._shot_view(state, i)
 
     # ------------------------------------------------------------------ the Gallery tab's player
@@ -385,7 +430,8 @@ class VideoTab:
                                       f"{studio_ttl_minutes()} minutes).")
         name, path = state["name"], state["path"]
         segments = [{"start": seg["start"], "end": seg["end"], "caption": seg["caption"],
-                     "candidates": [c.to_dict() for c in seg["candidates"]]} for seg in segs]
+                     "candidates": [c.to_dict() for c in seg["candidates"]],
+                     **({"tags": seg["tags"]} if seg.get("tags") else {})} for seg in segs]
         width, height = video_size(path)
         try:
             item_id = studio.gallery.save_video(
@@ -420,8 +466,12 @@ class VideoTab:
                     shots = gr.Gallery(label="Shots (click one to jump to it)", columns=6, height="auto",
                                        fit_columns=False, allow_preview=False, object_fit="cover", interactive=False,
                                        visible=False, elem_id="video-shots", buttons=[])
-                    cards = gr.HTML(render.empty("The shots and their captions will appear here."),
-                                    elem_id="video-candidates", js_on_load=None, min_height=120)
+                    cards = gr.HTML({"kind": "shot", "photos": [],
+                                     "message": "The shots and their captions will appear here."},
+                                    html_template="<div class='pv-mount'></div>", js_on_load=player_js(),
+                                    apply_default_css=False, elem_id="video-candidates", min_height=120)
+                    anim_file = gr.File(label="Attention animation (GIF)", visible=False, interactive=False,
+                                        elem_id="video-animation-file")
                     shot_time = gr.Number(value=None, label="shot start", visible=False)
                     save_btn = gr.Button("Save video to gallery", variant="primary", visible=False,
                                          elem_id="video-save-button")
@@ -441,6 +491,8 @@ class VideoTab:
         forget(shots.select(user_errors(self.pick_shot), [session], [cards, shot_time],
                             api_visibility="private", show_progress="hidden").then(
             None, [shot_time], None, js=SEEK_JS, queue=False, show_progress="hidden"))
+        cards.download(user_errors(self.animation), [session], [anim_file], api_visibility="private",
+                       show_progress="minimal")
         save_btn.click(user_errors(self.save), [session], [save_json], api_name="save_video",
                        api_visibility=API_VISIBILITY, show_progress="minimal").then(
             save_message, [save_json], [save_msg], api_visibility="private", queue=False,

@@ -265,7 +265,7 @@
   function render(value) {
     S.data = value && typeof value === "object" ? value : null;
     stopTimer();
-    if (!S.data || !photos().length) { root.innerHTML = `<div class="studio-empty">${esc(S.data && S.data.message ? S.data.message : (S.data && S.data.empty) || "The beam candidates will appear here, best first.")}</div>`; return; }
+    if (!S.data || !photos().length) { root.innerHTML = `<div class="${S.data && S.data.error ? "studio-error" : "studio-empty"}">${esc(S.data && S.data.message ? S.data.message : (S.data && S.data.empty) || "The beam candidates will appear here, best first.")}</div>`; return; }
     if (S.data.nonce !== S.nonce) {  // a new result: new photos keep the edits of the ones that were there
       S.nonce = S.data.nonce; S.layers = {};
       const keys = new Set(photos().map((p) => p.key));
@@ -291,8 +291,8 @@
       }
       root.dataset.nonce = String(S.data.nonce);
       if (many) {  // the results in view (a phone's screen shows the form above them)
-        const r = root.getBoundingClientRect();
-        if (r.top < 0 || r.top > window.innerHeight * 0.6) { root.scrollIntoView({block: "start", behavior: "auto"}); }
+        const target = document.querySelector("#caption-status") || root, r = target.getBoundingClientRect();
+        if (r.top < 0 || r.top > window.innerHeight * 0.5) { target.scrollIntoView({block: "start", behavior: "auto"}); }
       }
     }));
   }
