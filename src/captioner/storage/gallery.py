@@ -933,8 +933,10 @@ class Gallery:
             return f"{TABLE}.saved_at {way}, {TABLE}.id {way}"
         if sort == "caption":
             return f"{TABLE}.caption COLLATE NOCASE {way}, {TABLE}.id {way}"
-        if sort == "confidence":  # items without one last, either way
-            return f"{TABLE}.confidence IS NULL, {TABLE}.confidence {way}, {TABLE}.id {way}"
+        if sort == "confidence":  # items without one last, either way (SQLite sorts NULL lowest)
+            if descending:
+                return f"{TABLE}.confidence DESC, {TABLE}.id DESC"
+            return f"{TABLE}.confidence IS NULL, {TABLE}.confidence ASC, {TABLE}.id ASC"
         choices = ", ".join(("relevance", *SORTS) if relevance else SORTS)
         raise GalleryError(f"Unknown sort '{sort}': use one of {choices}")
 

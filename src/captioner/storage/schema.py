@@ -127,11 +127,14 @@ FEATURES_TABLE_SQL = f"""CREATE TABLE {FEATURES_TABLE} (
     shape TEXT NOT NULL,  -- e.g. '81,1280' (grid cells, channels)
     grid BLOB NOT NULL  -- the array's bytes, C order, little-endian
 )"""
-#: Indexes schema version 4 added: history by item; the trash; items by date (browse's default order).
+#: Indexes schema version 4 added: history by item; the trash; the orders and the model filter of browse.
 INDEXES_V4 = (
     f'CREATE INDEX "idx_{HISTORY_TABLE}_item_id" ON "{HISTORY_TABLE}" ("item_id")',
     f'CREATE INDEX "idx_{TABLE}_deleted_at" ON "{TABLE}" ("deleted_at")',
     f'CREATE INDEX "idx_{TABLE}_saved_at" ON "{TABLE}" ("saved_at")',
+    f'CREATE INDEX "idx_{TABLE}_model_saved_at" ON "{TABLE}" ("model_name", "saved_at")',
+    f'CREATE INDEX "idx_{TABLE}_confidence" ON "{TABLE}" ("confidence")',
+    f'CREATE INDEX "idx_{TABLE}_caption_nocase" ON "{TABLE}" ("caption" COLLATE NOCASE)',
 )
 
 
