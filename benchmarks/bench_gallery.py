@@ -140,7 +140,7 @@ def main() -> None:
         g = Gallery(Path(tmp) / "gallery")
         build_s = build(g, args.items, rng)
         size = sum(p.stat().st_size for p in g.folder.glob("gallery.db*"))
-        print(f"built {g.count():,} items in {build_s:.1f} s "
+        print(f"built {args.items:,} items ({g.count():,} live, the rest in the trash) in {build_s:.1f} s "
               f"(database + WAL {size / 1e6:.0f} MB)")
 
         search_ms, hits = [], {}
