@@ -114,6 +114,15 @@ def test_imagine_end_to_end_on_a_tiny_pipeline(tiny_model, tiny_model_dir, tmp_p
         assert record["caption_log_likelihood"] < 0
         assert record["caption_log_likelihood"] > record["prompt_log_likelihood"] - 0.5
         assert record["unknown_words"] == []
+    # the figures are the captioner's own: recomputed from the saved (lossless) files, they agree
+    from captioner.pipeline import Captioner
+    from captioner.retrieval.prompt import prompt_likelihood
+
+    captioner = Captioner.load(tiny_model_dir)
+    for record, path in zip(records, files):
+        assert prompt_likelihood(captioner, path, "a dog runs on the grass") == \
+            pytest.approx(record["prompt_log_likelihood"], abs=1e-3)
+        assert captioner.caption(path).caption == record["caption"]
     assert no_network == []
     # a second run never overwrites the first run's files
     assert main(["imagine", "a dog runs on the grass", "--t2i-model", str(tiny_model), "--steps", "1",

@@ -1,17 +1,15 @@
 """How well a generated image matches its prompt, in the captioner's own terms.
 
 For each image: the caption the captioner writes for it, and the captioner's teacher-forced,
-length-normalised log-likelihood of the prompt given the image (mean log-probability per known word
-and the end of the sentence; words the captioner does not know are listed, not scored), with the
-same figure for its own caption as the yardstick: a prompt about as likely as the caption the model
+length-normalised log-likelihood of the prompt given the image (`captioner.retrieval.prompt_likelihood`:
+mean log-probability per known word; words the captioner does not know are listed, not scored), with
+the same figure for its own caption as the yardstick: a prompt about as likely as the caption the model
 would write itself is a good match.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-
-import numpy as np
 
 
 @dataclass(frozen=True)
@@ -44,26 +42,23 @@ class PromptMatch:
                 "relative_to_caption": r(self.relative), "unknown_words": list(self.unknown_words)}
 
 
-def text_scores(captioner, grid: np.ndarray, texts: list[str]) -> list[tuple[float | None, list[str]]]:
-    """For each text: its mean log-probability per scored token given the encoder grid (N*N, C), and the
-    words the captioner does not know (None when no word of the text is known)."""
-    from captioner.retrieval.likelihood import Scorer, query_tokens
+def _likelihood(captioner, image, text: str) -> float | None:
+    """`prompt_likelihood` (captioner.retrieval), or None for a text without a word the model knows."""
+    from captioner.errors import CaptionerError
+    from captioner.retrieval.prompt import prompt_likelihood
 
-    scorer = Scorer(captioner.model.decoder)
-    photos = scorer.photos(np.asarray(grid, dtype=np.float32)[None])
-    out = []
-    for text in texts:
-        query = query_tokens(captioner.model.vocab, text)
-        score = float(scorer.text_likelihood(photos, query)[0]) if query.usable else None
-        out.append((score, list(query.unknown)))
-    return out
+    try:
+        return prompt_likelihood(captioner, image, text)
+    except CaptionerError:
+        return None
 
 
-def match_prompt(captioner, result, prompt: str) -> PromptMatch:
-    """`result`: a `CaptionResult` made with ``keep_features=True``."""
-    if result.error or result.features is None:
-        return PromptMatch(result.caption, None, None)
-    texts = [prompt] + ([result.caption] if result.caption else [])
-    scores = text_scores(captioner, result.features, texts)
-    caption_score = scores[1][0] if len(scores) > 1 else None
-    return PromptMatch(result.caption, scores[0][0], caption_score, scores[0][1])
+def match_prompt(captioner, image, result, prompt: str) -> PromptMatch:
+    """How well `image` (a PIL image) fits `prompt`; `result`: the image's `CaptionResult`."""
+    from captioner.retrieval.likelihood import query_tokens
+
+    if result.error:
+        return PromptMatch(None, None, None)
+    unknown = list(query_tokens(captioner.model.vocab, prompt, captioner.decoding.max_len).unknown)
+    caption_score = _likelihood(captioner, image, result.caption) if result.caption else None
+    return PromptMatch(result.caption, _likelihood(captioner, image, prompt), caption_score, unknown)

@@ -31,8 +31,8 @@ def imagine(prompt: str, t2i: TextToImage, captioner, config: ImagineConfig = Im
             progress: Callable[[int, int], None] | None = None) -> list[Imagined]:
     """Generate `config.n` images for `prompt` and caption each back (captions and prompt likelihoods)."""
     images = t2i.generate(prompt, config, progress)
-    results = list(captioner.caption_many(images, keep_features=True))
-    return [Imagined(prompt, config.seed + i, image, match_prompt(captioner, result, prompt))
+    results = list(captioner.caption_many(images))
+    return [Imagined(prompt, config.seed + i, image, match_prompt(captioner, image, result, prompt))
             for i, (image, result) in enumerate(zip(images, results))]
 
 
