@@ -1282,7 +1282,7 @@ class Gallery:
         """
         import numpy as np
 
-        where, params = [f"{TABLE}.deleted_at IS NULL"], []
+        where, params = [_LIVE.format(id="f.item_id")], []
         if model_name is not None:
             where.append("f.model_name = ?")
             params.append(model_name)
@@ -1293,8 +1293,8 @@ class Gallery:
             where.append("f.item_id IN (SELECT value FROM json_each(?))")
             params.append(json.dumps(wanted))
         rows = self.db.execute(
-            f"SELECT f.item_id, f.dtype, f.shape, f.grid FROM {FEATURES_TABLE} AS f JOIN {TABLE} "
-            f"ON {TABLE}.id = f.item_id WHERE {' AND '.join(where)} ORDER BY f.item_id", params)
+            f"SELECT f.item_id, f.dtype, f.shape, f.grid FROM {FEATURES_TABLE} AS f "
+            f"WHERE {' AND '.join(where)} ORDER BY f.item_id", params)
         ids, arrays, first_shape = [], [], None
         for item_id, dtype, shape_text, blob in rows:
             shape = tuple(int(n) for n in shape_text.split(",")) if shape_text else ()
