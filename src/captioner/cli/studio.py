@@ -34,6 +34,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-upload-mb", type=_megabytes, default=DEFAULT_MAX_UPLOAD_MB, metavar="N",
                    help=f"largest photo file accepted, in MB (default {DEFAULT_MAX_UPLOAD_MB})")
     p.add_argument("--open", action="store_true", help="open a browser tab")
+    p.add_argument("--t2i-model", metavar="DIR", default=None,
+                   help="your own text-to-image model folder (diffusers format) for the Imagine tab; "
+                        "needs pip install -e '.[imagine]'; nothing is downloaded")
 
 
 def run(args) -> int:
@@ -47,7 +50,8 @@ def run(args) -> int:
         launch(model_dir=args.model, gallery_dir=args.gallery, host=args.host, port=args.port,
                listen=args.listen, inbrowser=getattr(args, "open", False),
                allowed_hosts=getattr(args, "allowed_hosts", ()),
-               max_upload_mb=getattr(args, "max_upload_mb", DEFAULT_MAX_UPLOAD_MB))
+               max_upload_mb=getattr(args, "max_upload_mb", DEFAULT_MAX_UPLOAD_MB),
+               t2i_model=getattr(args, "t2i_model", None))
     except (CaptionerError, GalleryError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

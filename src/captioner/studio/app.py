@@ -91,6 +91,7 @@ from captioner.studio import (
 )
 from captioner.studio.gallery_tab import GalleryTab  # noqa: E402
 from captioner.studio.guard import HostPolicy, StudioGuard  # noqa: E402
+from captioner.studio.imagine_tab import build_imagine_tab  # noqa: E402
 from captioner.studio.photos_tab import PhotosTab  # noqa: E402
 from captioner.studio.values import MAX_BEAM, MAX_PHOTOS, SESSION_TTL_S, upload_folder  # noqa: E402
 from captioner.studio.video_tab import VideoTab  # noqa: E402
@@ -114,7 +115,8 @@ class Studio:
     `library` (`GalleryTab`).
     """
 
-    def __init__(self, captioner, gallery: Gallery, *, read_only: bool | None = None):
+    def __init__(self, captioner, gallery: Gallery, *, read_only: bool | None = None,
+                 t2i_model: str | os.PathLike | None = None):
         self.captioner = captioner
         self.gallery = gallery
         self.model_name = captioner.name
@@ -133,6 +135,9 @@ class Studio:
         self.photos = PhotosTab(self)
         self.video = VideoTab(self)
         self.library = GalleryTab(self)
+        #: The user's own text-to-image model folder for the Imagine tab (None: $CAPTIONER_T2I_MODEL).
+        self.t2i_model = t2i_model
+        self.imagine = None  # the Imagine tab (`build_imagine_tab`), made by `build`
 
 
     def forget_rendered(self, request: gr.Request):
@@ -164,6 +169,7 @@ class Studio:
                 heavy = self.photos.build(session)
                 heavy += self.video.build(self)
                 heavy += self.library.build()
+                heavy += build_imagine_tab(self, self.t2i_model)
             self._heavy_ids = [c._id for c in heavy]
         self.demo = demo
         return demo
@@ -274,7 +280,8 @@ def serve(app, sock: socket.socket, url: str, *, inbrowser: bool = False, quiet:
 
 def launch(model_dir: str | os.PathLike | None = None, gallery_dir: str | os.PathLike | None = None,
            host: str = "127.0.0.1", port: int = 7860, listen: bool = False, *, inbrowser: bool = False,
-           quiet: bool = False, allowed_hosts=(), max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB):
+           quiet: bool = False, allowed_hosts=(), max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
+           t2i_model: str | os.PathLike | None = None):
     """Load the model and the gallery, then serve the studio (blocks until stopped).
 
     ``listen=True`` serves on every network interface (0.0.0.0) instead of ``host``; requests
@@ -295,9 +302,9 @@ def launch(model_dir: str | os.PathLike | None = None, gallery_dir: str | os.Pat
     try:
         captioner = Captioner.load(model_dir)
         gallery = open_gallery(gallery_dir)
-        studio = Studio(captioner, gallery)
+        studio = Studio(captioner, gallery, t2i_model=t2i_model)
         if studio.read_only:
-            log.warning("studio: %s", studio._read_only_message())
+            log.warning("studio: %s", studio.read_only_message())
         demo = studio.build()
         demo.queue(default_concurrency_limit=2)
         app = make_app(demo, hosts, max_upload_mb)
