@@ -58,6 +58,12 @@ def _screenshot_dir(tmp_path: Path) -> Path:
     return folder
 
 
+def _inside_width(page, selector: str) -> bool:
+    return page.evaluate("""(sel) => { const el = document.querySelector(sel); if (!el) return false;
+        const r = el.getBoundingClientRect(); return r.width > 0 && r.left >= 0 && r.right <= window.innerWidth; }""",
+                         selector)
+
+
 def _in_view(page, selector: str) -> bool:
     return page.evaluate("""(sel) => { const el = document.querySelector(sel); if (!el) return false;
         const r = el.getBoundingClientRect();
@@ -92,6 +98,8 @@ def test_gallery_in_the_browser(studio, width, tmp_path):
             expect(marks.first).to_be_visible()
             assert [m.inner_text() for m in marks.all()] == ["dog", "lake"]
             expect(page.locator("#search-matches")).to_contain_text("matched in the saved caption")
+            assert _inside_width(page, "#search-matches mark"), "the highlighted match is off the screen"
+            assert page.evaluate("document.documentElement.scrollWidth") <= width + 1, "the page scrolls sideways"
             page.screenshot(path=str(_screenshot_dir(tmp_path) / f"studio-gallery-search-{width}.png"), full_page=True)
             # a query with no searchable word says so
             page.fill("#search-box textarea", "%")
@@ -112,6 +120,7 @@ def test_gallery_in_the_browser(studio, width, tmp_path):
             expect(page.locator("#copy-caption")).to_be_visible()
             page.click("#copy-caption")
             expect(page.locator("#copy-caption")).to_have_attribute("data-copied", "yes")
+            expect(page.locator("#item-message")).to_contain_text("copied to the clipboard")
             assert page.evaluate("navigator.clipboard.readText()") == CAPTIONS[1]
 
             # ---- browse everything; a thumbnail opens its details in view (the grid fills a phone's screen)
@@ -128,6 +137,8 @@ def test_gallery_in_the_browser(studio, width, tmp_path):
             expect(page.locator("#item-details")).to_contain_text("Confidence 80%")
             expect(page.locator("#caption-edit textarea")).to_have_value(CAPTIONS[0])
             page.screenshot(path=str(_screenshot_dir(tmp_path) / f"studio-gallery-item-{width}.png"))
+            assert page.evaluate("document.documentElement.scrollWidth") <= width + 1, "the page scrolls sideways"
+            assert _inside_width(page, "#copy-caption") and _inside_width(page, "#delete-button")
 
             # ---- download the photo with its caption in its metadata
             page.click("#download-photo")

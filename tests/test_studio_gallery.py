@@ -34,6 +34,12 @@ def photo(color, size=(96, 64)) -> Image.Image:
     return img
 
 
+def _gif(path: Path) -> Path:
+    frames = [photo(c) for c in COLORS[:2]]
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=200, loop=0)
+    return path
+
+
 def pick(index):
     return SimpleNamespace(index=index)
 
@@ -239,7 +245,7 @@ def test_download_carries_the_caption_in_its_metadata(studio, items, tmp_path):
 
     dog_lake = items[0]
     file, message = studio.library.download(dog_lake)
-    path = Path(file.value if isinstance(file.value, str) else file.value["path"])
+    (path,) = [Path(f if isinstance(f, str) else f["path"]) for f in file.value]
     assert file.visible is True and path.is_file()
     made = [p for p in studio.library.downloads.rglob("*") if p.is_file()]  # made in the studio's own folder
     assert [p.read_bytes() for p in made] == [path.read_bytes()]
@@ -248,6 +254,13 @@ def test_download_carries_the_caption_in_its_metadata(studio, items, tmp_path):
     assert CAPTIONS[0] in json.dumps(meta), meta
     with Image.open(path) as got, Image.open(studio.gallery.get(dog_lake)["image_path"]) as kept:
         assert got.size == kept.size and got.convert("RGB").tobytes() == kept.convert("RGB").tobytes()
+    # a GIF cannot hold the caption: the photo as it is, and an XMP sidecar beside it
+    gif_id = studio.gallery.save(str(_gif(tmp_path / "anim.gif")), "anim.gif", "a blinking light")
+    file, message = studio.library.download(gif_id)
+    paths = [Path(f if isinstance(f, str) else f["path"]) for f in file.value]
+    assert [p.name for p in paths] == ["anim-captioned.gif", "anim-captioned.gif.xmp"]
+    assert paths[0].read_bytes() == Path(studio.gallery.get(gif_id)["image_path"]).read_bytes()
+    assert "a blinking light" in paths[1].read_text(encoding="utf-8") and "cannot hold a caption" in message
     # nothing for an item not in the gallery, nor for a forged id
     for bad in (None, 9999, "../../etc/passwd", -1):
         with pytest.raises(gr.Error):

@@ -67,32 +67,27 @@ SHOW_DETAILS_JS = """() => {
   return [];
 }"""
 
-#: Copy the caption of the item on display (the details carry it in ``data-caption``).
-COPY_JS = """() => {
+#: Copy the caption of the item on display (the details carry it in ``data-caption``); says so in the
+#: item's message line (and in the button's ``data-copied``).
+COPY_JS = """async () => {
   const box = document.querySelector('#item-details [data-caption]');
   const text = box ? box.dataset.caption : '';
   const button = document.querySelector('#copy-caption');
   const said = (ok) => {
-    if (!button) { return; }
-    button.dataset.copied = ok ? 'yes' : 'no';
-    const old = button.dataset.label || button.textContent;
-    button.dataset.label = old;
-    button.textContent = ok ? 'Copied ✓' : 'Copy failed';
-    setTimeout(() => { button.textContent = old; }, 1500);
+    if (button) { button.dataset.copied = ok ? 'yes' : 'no'; }
+    return ok ? '📋 Caption copied to the clipboard.' : '⚠️ The browser did not let the page copy: select the caption and copy it.';
   };
-  const fallback = () => {
-    const area = document.createElement('textarea');
-    area.value = text; area.setAttribute('readonly', ''); area.style.position = 'fixed'; area.style.opacity = '0';
-    document.body.appendChild(area); area.select();
-    let ok = false;
-    try { ok = document.execCommand('copy'); } catch (e) { ok = false; }
-    area.remove(); said(ok);
-  };
-  if (!text) { said(false); return []; }
+  if (!text) { return said(false); }
   if (navigator.clipboard && window.isSecureContext) {
-    navigator.clipboard.writeText(text).then(() => said(true), fallback);
-  } else { fallback(); }
-  return [];
+    try { await navigator.clipboard.writeText(text); return said(true); } catch (e) { /* fall back below */ }
+  }
+  const area = document.createElement('textarea');
+  area.value = text; area.setAttribute('readonly', ''); area.style.position = 'fixed'; area.style.opacity = '0';
+  document.body.appendChild(area); area.select();
+  let ok = false;
+  try { ok = document.execCommand('copy'); } catch (e) { ok = false; }
+  area.remove();
+  return said(ok);
 }"""
 
 #: The list of matches beside the grid: a click (or Enter) on one opens that item in the grid.
@@ -448,7 +443,7 @@ class GalleryTab:
         ImageDescription), as a file made here from the gallery's copy, in the studio's temp folder."""
         if item_id is None:
             raise gr.Error("Open an item first.", print_exception=False)
-        from captioner.metadata import photo_with_caption
+        from captioner.metadata import MetadataError, photo_with_caption, xmp_sidecar
 
         item = self.studio.gallery.get(item_id)
         if item is None:
@@ -459,16 +454,32 @@ class GalleryTab:
         source = self._image_file(item)
         if source is None or not SHA256_HEX.fullmatch(str(item.get("image_hash") or "")):
             raise gr.Error("The photo's file is not in the gallery.", print_exception=False)
-        data = photo_with_caption(source.read_bytes(), item["caption"], item.get("original_name") or source.name)
+        original = source.read_bytes()
+        sidecar = None
+        try:
+            data = photo_with_caption(original, item["caption"], item.get("original_name") or source.name)
+        except MetadataError:  # a format that cannot hold it (GIF, BMP, HEIC): the photo and an XMP sidecar
+            data, sidecar = original, xmp_sidecar(item["caption"])
         stem = _SAFE_NAME.sub("-", Path(item.get("original_name") or "photo").stem).strip("-.")[:60] or "photo"
         folder = self.downloads / uuid.uuid4().hex
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / f"{stem}-captioned{source.suffix.lower()}"
-        tmp = target.with_suffix(".part")
+        files = [self._write(target, data)]
+        if sidecar is not None:
+            files.append(self._write(target.with_name(target.name + ".xmp"), sidecar))
+        self._prune(self.downloads)
+        if sidecar is not None:
+            return (gr.File(value=files, visible=True),
+                    f"⬇️ {html.escape(target.suffix.upper()[1:])} files cannot hold a caption: it is in "
+                    f"{html.escape(Path(files[1]).name)} beside the photo (photo managers read it).")
+        return gr.File(value=files, visible=True), f"⬇️ {html.escape(target.name)} has the caption in its metadata."
+
+    @staticmethod
+    def _write(target: Path, data: bytes) -> str:
+        tmp = target.with_name(target.name + ".part")
         tmp.write_bytes(data)
         os.replace(tmp, target)
-        self._prune(self.downloads)
-        return gr.File(value=str(target), visible=True), f"⬇️ {html.escape(target.name)} has the caption in its metadata."
+        return str(target)
 
     @staticmethod
     def _prune(folder: Path, keep_s: float = 3600) -> None:
@@ -660,11 +671,10 @@ class GalleryTab:
                 query = gr.Textbox(value="", label="Search captions", scale=4, elem_id="search-box",
                                    placeholder='e.g. dog grass · dog OR cat · dog NOT lake · "red ball"',
                                    submit_btn=False)
-                meaning = gr.Checkbox(value=False, label="By meaning", scale=0, min_width=120,
-                                      elem_id="meaning-toggle", visible=self.can_find,
-                                      info="Describe the photo")
                 search_btn = gr.Button("Search", variant="primary", scale=0, min_width=120,
                                        elem_id="search-button")
+            meaning = gr.Checkbox(value=False, label="By meaning: describe the photo in your own words",
+                                  elem_id="meaning-toggle", visible=self.can_find, container=False)
             gr.Markdown(library_render.SEARCH_HELP, elem_id="search-help")
             with gr.Accordion("Sort and filter", open=False, elem_id="gallery-filters"):
                 with gr.Row():
@@ -688,7 +698,7 @@ class GalleryTab:
                 next_btn = gr.Button("Next →", size="sm", scale=0, min_width=90, interactive=False,
                                      elem_id="page-next")
             page_no = gr.Number(value=1, precision=0, label="page", visible=False)
-            with gr.Row():
+            with gr.Row(elem_id="gallery-results"):
                 grid = gr.Gallery(label="Saved captions", show_label=False, columns=6, height="auto",
                                   fit_columns=False, allow_preview=False, object_fit="cover",
                                   elem_id="gallery-grid", interactive=False, buttons=[], scale=3, min_width=300)
@@ -709,10 +719,11 @@ class GalleryTab:
                                   elem_id="item-details", js_on_load=ITEM_SHOTS_JS)
                 restore_btn = gr.Button("Restore this item", visible=False, size="sm", elem_id="restore-button")
                 with gr.Column(visible=False) as item_actions:
-                    with gr.Row(equal_height=True):
+                    with gr.Row(equal_height=False, elem_id="caption-edit-row"):
                         caption_edit = gr.Textbox(label="Caption", max_length=MAX_CAPTION_CHARS, scale=4,
-                                                  elem_id="caption-edit", interactive=writable)
-                        save_edit = gr.Button("Save caption", scale=0, min_width=130, elem_id="save-caption")
+                                                  elem_id="caption-edit", interactive=writable, min_width=220)
+                        save_edit = gr.Button("Save caption", scale=0, min_width=130, size="sm",
+                                              elem_id="save-caption")
                     with gr.Row():
                         copy_btn = gr.Button("Copy caption", size="sm", scale=0, min_width=130,
                                              elem_id="copy-caption")
@@ -723,7 +734,7 @@ class GalleryTab:
                         delete_btn = gr.Button("Delete this item", variant="stop", size="sm", scale=0,
                                                min_width=150, elem_id="delete-button")
                     download_file = gr.File(label="Photo with its caption", visible=False, interactive=False,
-                                            elem_id="download-file")
+                                            file_count="multiple", elem_id="download-file")
                     tools_msg = gr.Markdown("", elem_id="item-message")
             confirmed = gr.Checkbox(value=False, visible=False, label="confirmed")
             with gr.Accordion("Export the gallery", open=False):
@@ -787,7 +798,7 @@ class GalleryTab:
 
         forget(save_edit.click(user_errors(self.edit_caption), [selected, caption_edit], [tools_msg, details],
                                api_visibility="private", show_progress_on=[details]))
-        copy_btn.click(None, None, None, js=COPY_JS, queue=False, show_progress="hidden")
+        copy_btn.click(None, None, [tools_msg], js=COPY_JS, queue=False, show_progress="hidden")
         download_btn.click(user_errors(self.download), [selected], [download_file, tools_msg],
                            api_visibility="private", show_progress="minimal")
         then_show(similar_btn.click(user_errors(self.similar), [selected], [grid_page], api_visibility="private",

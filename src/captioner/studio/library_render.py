@@ -34,6 +34,13 @@ CSS = """
 .item-extras .history time { opacity: 0.7; font-variant-numeric: tabular-nums; margin-right: 6px; }
 .item-extras .in-trash { padding: 6px 10px; border-radius: 8px; background: #fef3c7; color: #92400e; }
 #item-panel { scroll-margin-top: 8px; }
+#item-details .item-extras ul.tag-list, #item-details .item-extras ul.tag-list li { list-style: none; margin: 0; }
+#item-details .item-extras ul.tag-list { padding: 0; }
+#caption-edit-row { align-items: flex-end; }
+@media (max-width: 720px) {
+  #gallery-results { flex-direction: column; flex-wrap: nowrap; }
+  #gallery-results > * { min-width: 0 !important; width: 100%; }
+}
 #gallery-undo { max-width: 120px; }
 """
 
@@ -42,8 +49,8 @@ SEARCH_HELP = (
     "Plain words find items with **all** of them: `dog grass`. "
     "`dog OR cat` either · `dog NOT lake` leaves lakes out · `\"red ball\"` the exact phrase · "
     "`bicyc*` a prefix · `(dog OR cat) AND grass` groups. "
-    "Word forms match (`child` finds *children*). Tick **By meaning** to describe a photo in your own "
-    "words instead: the captioner ranks every item by how well the description fits it."
+    "Word forms match (`child` finds *children*). **By meaning** ranks every item by how well your "
+    "description fits it, in the captioner's own judgement."
 )
 
 #: A confidence under this is flagged as low in the details.
