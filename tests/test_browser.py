@@ -1,7 +1,10 @@
 """The studio in a real browser (Debian chromium driven by Playwright).
 
-Uploads photos through the page, captions them, checks the candidate cards and their attention
-animations, saves two captions, finds them in the Gallery tab, and takes the screenshots
+Uploads photos through the page, captions them, checks the overview of every photo and the attention
+player (frames drawn on a canvas, play/pause/step, a hovered word's map, still frames), keeps an edit
+across photo and candidate switches, saves all the photos (and a duplicate is refused), adds a photo to
+the list, downloads the animation as a GIF, checks a 390 px phone screen (the results in view, nothing
+wider than the screen), finds the saved captions in the Gallery tab, and takes the screenshots
 studio-caption.png and studio-gallery.png: into $CAPTIONER_SCREENSHOTS_DIR if set, else into the
 test's temporary folder. The test never writes into docs/: scripts/update_screenshots.py runs it
 with CAPTIONER_SCREENSHOTS_DIR set and copies the two screenshots to docs/ on purpose.
@@ -82,6 +85,22 @@ def _close_toasts(page) -> None:
     page.wait_for_timeout(500)
 
 
+def _canvas_pixels(page, selector: str = "#photos-view .pv-heat") -> list[int]:
+    """A sample of the canvas's pixels (what the player drew)."""
+    return page.evaluate("""(sel) => { const c = document.querySelector(sel);
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data, out = [];
+        for (let i = 0; i < d.length; i += Math.max(4, 4 * Math.floor(d.length / 4 / 997))) { out.push(d[i], d[i + 1], d[i + 2]); }
+        return out; }""", selector)
+
+
+def _word(page) -> str:
+    return page.locator("#photos-view .pv-heat").get_attribute("data-word")
+
+
+def _text_box(page):
+    return page.locator("#photos-view textarea.pv-text")
+
+
 def test_caption_save_and_find_in_the_browser(studio_url, photos, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
@@ -90,11 +109,15 @@ def test_caption_save_and_find_in_the_browser(studio_url, photos, tmp_path):
 
     corrupt = tmp_path / "broken.jpg"
     corrupt.write_bytes(photos[0].read_bytes()[:200])
+    panorama = tmp_path / "panorama.png"
+    Image.new("RGB", (20000, 100), (70, 130, 200)).save(panorama)
     outside = []
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1360, "height": 900})
+            context = browser.new_context(viewport={"width": 1400, "height": 900})
+            context.grant_permissions(["clipboard-read", "clipboard-write"])
+            page = context.new_page()
             page.set_default_timeout(TIMEOUT_MS)
             page.on("request", lambda r: outside.append(r.url)
                     if not r.url.startswith((studio_url.rstrip("/"), "data:", "blob:")) else None)
@@ -110,67 +133,138 @@ def test_caption_save_and_find_in_the_browser(studio_url, photos, tmp_path):
             beam.fill(str(BEAM))
             beam.press("Tab")
             page.click("#caption-button")
-            cards = page.locator("#candidates .candidate-card")
+            view = page.locator("#photos-view")
+            cards = view.locator(".pv-card")
             expect(cards).to_have_count(BEAM)
             expect(page.locator("#caption-status")).to_contain_text("Captioned 3 of 4 photos")
             expect(page.locator("#caption-status")).to_contain_text("broken.jpg")  # readable message
+            # the overview: every photo, the broken one flagged; the time the user waited, measured here
+            tiles = view.locator(".pv-tile")
+            expect(tiles).to_have_count(4)
+            expect(view.locator(".pv-tile.err")).to_have_count(1)
+            expect(view.locator(".pv-tile.on")).not_to_have_class(re.compile(r"\berr\b"))
+            expect(view.locator(".pv-waited")).to_contain_text("You waited")
+            assert int(view.locator(".pv-waited").get_attribute("data-ms")) > 0
+            first = view.locator(".pv-tile.on .pv-tile-name").inner_text()
 
-            # each card: caption, scores, animated GIF with one frame per word, still strip
+            # each card: caption and scores; the best one first and chosen
             for i in range(BEAM):
-                card = cards.nth(i)
-                caption = card.locator(".cand-caption").inner_text().strip()
-                assert caption
-                assert "log p" in card.locator(".cand-score").inner_text()
-                frames = _gif_frames(card.locator("img.cand-anim").get_attribute("src"))
-                assert frames == len(caption.split())
-                assert card.locator(".cand-strip img").get_attribute("src").startswith("data:image/")
-            assert "best" in cards.nth(0).get_attribute("class")
-            expect(page.locator("#candidates [data-testid=status-tracker]")).to_have_class(re.compile(r"\bhide\b"))
+                assert cards.nth(i).locator(".pv-caption").inner_text().strip()
+                assert "log p" in cards.nth(i).locator(".pv-scores").inner_text()
+            assert "best" in cards.nth(0).get_attribute("class") and "on" in cards.nth(0).get_attribute("class")
+
+            # ---- the player: frames drawn on a canvas over the photo; play, pause, step, hover
+            heat = view.locator(".pv-heat")
+            expect(heat).to_have_attribute("data-drawn", re.compile(r"\d+"))
+            words = cards.nth(0).locator(".pv-caption").inner_text().split()
+            expect(view.locator(".pv-chip")).to_have_count(len(words))
+            expect(view.locator("img.pv-clean")).to_be_visible()  # the clean photo beside the heat maps
+            seen = {_word(page)}
+            for _ in range(30):  # playing: the word changes by itself
+                page.wait_for_timeout(200)
+                seen.add(_word(page))
+                if len(seen) > 2:
+                    break
+            assert len(seen) > 2, seen
+            view.locator(".pv-play").click()  # pause
+            expect(view.locator(".pv-play")).to_have_attribute("aria-pressed", "false")
+            paused = _word(page)
+            page.wait_for_timeout(1200)
+            assert _word(page) == paused
+            view.locator(".pv-next").click()
+            expect(heat).to_have_attribute("data-word", str((int(paused) + 1) % len(words)))
+            view.locator(".pv-prev").click()
+            expect(heat).to_have_attribute("data-word", paused)
+            view.locator(".pv-chip").nth(0).hover()
+            expect(heat).to_have_attribute("data-word", "0")
+            expect(view.locator(".pv-word")).to_have_text(words[0])
+            page.wait_for_timeout(300)
+            frame0 = _canvas_pixels(page)
+            view.locator(".pv-chip").nth(len(words) - 1).hover()
+            expect(heat).to_have_attribute("data-word", str(len(words) - 1))
+            page.wait_for_timeout(300)
+            assert _canvas_pixels(page) != frame0  # another word, another map
+            page.mouse.move(5, 5)
+            expect(heat).to_have_attribute("data-word", paused)  # back to where it was
+            # still frames: one per word, wide enough to read, labelled with the word
+            view.locator(".pv-strip summary").click()
+            frames = view.locator(".pv-frame")
+            expect(frames).to_have_count(len(words))
+            assert frames.nth(0).bounding_box()["width"] >= 140
+            expect(frames.nth(1).locator("figcaption b")).to_have_text(words[1])
+
+            # ---- an edit survives switching candidates and photos
+            second = cards.nth(1).locator(".pv-caption").inner_text().strip()
+            cards.nth(1).click()
+            expect(_text_box(page)).to_have_value(second)
+            _text_box(page).fill("zebracorn parade near a wooden house")
+            expect(view.locator(".pv-tile.on")).to_contain_text("edited")
+            cards.nth(2).click()  # another candidate: the edit is kept
+            expect(_text_box(page)).to_have_value("zebracorn parade near a wooden house")
+            expect(view.locator(".pv-edit-note")).to_contain_text("Your edit is kept")
+            others = view.locator(".pv-tile:not(.err):not(.on)")
+            others.nth(0).click()  # another photo...
+            expect(view.locator(".pv-name")).not_to_have_text(first)
+            switch_ms = int(page.locator("#photos-view [data-switch-ms]").get_attribute("data-switch-ms"))
+            assert switch_ms < 300, switch_ms  # drawn in the browser: no round trip
+            view.locator(".pv-tile", has_text=first).click()  # ...and back
+            expect(_text_box(page)).to_have_value("zebracorn parade near a wooden house")
+            view.locator(".pv-copy").click()  # copy caption
+            expect(view.locator(".pv-copy")).to_have_text(re.compile("Copied|Copy"))
+            copied = page.locator("#photos-view [data-copied]").get_attribute("data-copied")
+            assert copied == "zebracorn parade near a wooden house"
+
+            # ---- the animation as a GIF, on request
+            view.locator(".pv-gif").click()
+            expect(page.locator("#animation-file")).to_contain_text(".gif")
             _close_toasts(page)
             page.screenshot(path=str(shots / "studio-caption.png"), full_page=True)
 
-            # ---- pick candidate #2 of photo 1 and save it
-            second = cards.nth(1).locator(".cand-caption").inner_text().strip()
-            page.locator("#candidate-pick label").nth(1).click()
-            expect(page.locator("#caption-text textarea, #caption-text input").first).to_have_value(second)
-            page.click("#save-button")
-            expect(page.locator("#save-message")).to_contain_text("Saved")
-
-            # ---- photo 2: edit the caption and save
-            page.locator("#photo-pick input").click()
-            page.locator("#photo-pick [role=option]", has_text=photos[1].name).click()
-            expect(page.locator("#candidates .photo-name")).to_have_text(photos[1].name)
-            box = page.locator("#caption-text textarea, #caption-text input").first
-            best = cards.nth(0).locator(".cand-caption").inner_text().strip()
-            expect(box).to_have_value(best)  # the new photo's best caption is ready to edit
-            page.wait_for_timeout(300)
-            box.fill("zebracorn parade near a wooden house")
-            expect(box).to_have_value("zebracorn parade near a wooden house")
-            page.click("#save-button")
+            # ---- Save all: each photo's choice; the edited one as edited
+            save_all = view.locator(".pv-save-all")
+            expect(save_all).to_have_text("Save all (3)")
+            save_all.click()
+            expect(page.locator("#save-message")).to_contain_text("Saved 3 of 3")
             expect(page.locator("#save-message")).to_contain_text("(edited)")
+            expect(view.locator(".pv-flag.ok")).to_have_count(3)
+            expect(save_all).to_be_disabled()
+            view.locator(".pv-save").click()  # the same photo and caption again: refused by the gallery
+            expect(page.locator("#save-message")).to_contain_text("already")
 
-            # ---- Gallery tab: both items, newest first; search finds the first by a word
+            # ---- Add to the list: a panorama joins the three photos (their edits and saves kept)
+            page.locator("#photo-files input[type=file]").set_input_files([str(panorama)])
+            expect(page.locator("#photo-files tbody tr")).to_have_count(1)
+            page.locator("#add-photos input[type=checkbox]").check()
+            page.click("#caption-button")
+            expect(tiles).to_have_count(5)
+            expect(view.locator(".pv-flag.ok")).to_have_count(3)
+            expect(view.locator(".pv-tile.on")).to_contain_text("panorama.png")
+            expect(view.locator(".pv-warnings")).to_contain_text("aspect")
+            box = view.locator(".pv-heat").bounding_box()
+            assert box["height"] >= 60 and box["width"] / box["height"] <= 4.1, box  # a usable picture
+            view.locator(".pv-tile", has_text=first).click()
+            expect(_text_box(page)).to_have_value("zebracorn parade near a wooden house")
+            page.locator("#add-photos input[type=checkbox]").uncheck()
+
+            # ---- Gallery tab: the three items, newest first; search finds the edited one by a word
             page.get_by_role("tab", name="Gallery").click()
             grid = page.locator("#gallery-grid")
-            expect(grid.locator(".caption-label")).to_have_count(2)
-            expect(grid.locator(".caption-label").first).to_have_text("zebracorn parade near a wooden house")
-            word = max(second.split(), key=len)
-            page.locator("#search-box textarea, #search-box input").first.fill(word)
+            expect(grid.locator(".caption-label")).to_have_count(3)
+            expect(grid.locator(".caption-label", has_text="zebracorn parade near a wooden house")).to_have_count(1)
+            page.locator("#search-box textarea, #search-box input").first.fill("zebracorn")
             page.click("#search-button")
-            expect(page.locator("#page-line")).to_contain_text(f"matching “{word}”")
-            expect(grid.locator(".caption-label", has_text=second).first).to_be_visible()
-            grid.locator(".caption-label", has_text=second).first.click()
+            expect(page.locator("#page-line")).to_contain_text("zebracorn")
+            expect(grid.locator(".caption-label")).to_have_count(1)
+            grid.locator(".caption-label", has_text="zebracorn").first.click()
             details = page.locator("#item-details")
-            expect(details.locator(".chosen")).to_contain_text(second)
+            expect(details.locator(".chosen")).to_contain_text("zebracorn parade")
             expect(details.locator(".candidate-card")).to_have_count(BEAM)
-            frames = _gif_frames(details.locator("img.cand-anim").first.get_attribute("src"))
-            assert frames == len(details.locator(".cand-caption").first.inner_text().split())
 
-            # show the whole gallery for the screenshot, with the first item's details open
+            # show the whole gallery for the screenshot, with the edited item's details open
             page.locator("#search-box textarea, #search-box input").first.fill("")
             page.click("#search-button")
-            expect(page.locator("#page-line")).to_contain_text("2 items saved")
-            grid.locator(".thumbnail-item").nth(0).click()
+            expect(grid.locator(".caption-label")).to_have_count(3)
+            grid.locator(".caption-label", has_text="zebracorn").first.click()
             expect(details.locator(".chosen")).to_contain_text("zebracorn parade")
             expect(details.locator(".candidate-card")).to_have_count(BEAM)
             expect(page.locator("#item-details [data-testid=status-tracker]")).to_have_class(re.compile(r"\bhide\b"))
@@ -184,10 +278,43 @@ def test_caption_save_and_find_in_the_browser(studio_url, photos, tmp_path):
             page.once("dialog", lambda dialog: dialog.accept())
             page.click("#delete-button")
             expect(page.locator("#gallery-message")).to_contain_text("Deleted item")
-            expect(grid.locator(".caption-label")).to_have_count(1)
+            expect(grid.locator(".caption-label")).to_have_count(2)
         finally:
             browser.close()
     assert outside == [], f"the page contacted other hosts: {outside}"
     for name in SCREENSHOTS:
         with Image.open(shots / name) as shot:
             assert shot.format == "PNG"
+
+
+def test_phone_screen_shows_the_results_and_nothing_overflows(studio_url, photos):
+    """390 px wide: after Caption the results are scrolled into view; the page is no wider than the screen."""
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=TIMEOUT_MS)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True,
+                                    has_touch=True)
+            page.set_default_timeout(TIMEOUT_MS)
+            page.goto(studio_url)
+            page.locator("#photo-files input[type=file]").set_input_files([str(x) for x in photos[:2]])
+            expect(page.locator("#photo-files tbody tr")).to_have_count(2)
+            page.click("#caption-button")
+            view = page.locator("#photos-view")
+            expect(view.locator(".pv-tile")).to_have_count(2)
+            expect(view.locator(".pv-heat")).to_have_attribute("data-drawn", re.compile(r"\d+"))
+            page.wait_for_timeout(500)
+            top = page.evaluate("document.querySelector('#caption-status').getBoundingClientRect().top")
+            assert 0 <= top < 844 / 2, top  # the results start in the upper half of the screen
+            assert view.locator(".pv-tile").first.is_visible()
+            assert page.evaluate("document.documentElement.scrollWidth") <= 390
+            wide = page.evaluate("""() => [...document.querySelectorAll('#photos-view *')]
+                .filter(e => e.getBoundingClientRect().right > window.innerWidth + 1).map(e => e.className).slice(0, 5)""")
+            assert wide == [], wide
+            expect(view.locator(".pv-copy")).to_be_visible()
+            expect(view.locator(".pv-save-all")).to_have_text("Save all (2)")
+            page.screenshot(path=str(Path(photos[0]).parent / "studio-caption-390.png"), full_page=False)
+        finally:
+            browser.close()

@@ -40,7 +40,8 @@ def browser_session(client: httpx.Client, config: dict, caption_fn: int, photo: 
     r = upload(client, photo, {"Origin": str(client.base_url).rstrip("/")})
     r.raise_for_status()
     deps = {d["id"]: d for d in config["dependencies"]}
-    todo = [(caption_fn, [[file_data(r.json()[0], photo.name)], BEAM, MAX_WORDS])]
+    # /caption's inputs: the photos, beam, length, "Add to the list", the session's list (a State: null)
+    todo = [(caption_fn, [[file_data(r.json()[0], photo.name)], BEAM, MAX_WORDS, False, None])]
     while todo:
         fn, data = todo.pop(0)
         if deps[fn].get("queue") is False:

@@ -29,12 +29,17 @@ def photos(tmp_path_factory) -> list[Path]:
     return [make_photo(folder / f"p{i}.jpg", color=(30 * i, 120, 40)) for i in range(3)]
 
 
-@pytest.fixture()
-def studio(tiny_model_dir, tmp_path):
+@pytest.fixture(scope="module")
+def captioner(tiny_model_dir):
     from captioner.pipeline import Captioner
+    return Captioner.load(tiny_model_dir)
+
+
+@pytest.fixture()
+def studio(captioner, tmp_path):
     from captioner.storage import Gallery
     from captioner.studio.app import Studio
-    studio = Studio(Captioner.load(tiny_model_dir), Gallery(tmp_path / "gallery"))
+    studio = Studio(captioner, Gallery(tmp_path / "gallery"))
     studio.upload_dir = None  # the photos here are test files, not uploads
     return studio
 
@@ -98,6 +103,7 @@ def test_player_data_is_small_at_beam_10(studio, photos):
     assert "data:image/gif" not in json.dumps(view)  # no animation drawn on the server
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not FLICKR_IMAGES.is_dir(), reason="needs the Flickr8k photos")
 def test_player_data_of_the_shipped_model_at_beam_10_is_under_50_kb(tmp_path):
     from captioner.pipeline import Captioner, default_model_dir

@@ -26,34 +26,38 @@ In front of Gradio,
 `captioner.studio.guard.StudioGuard` answers only requests addressed to this computer (DNS
 rebinding), refuses state-changing requests from other web sites (``Origin``) and caps request
 sizes; ``--max-upload-mb`` (default 50) caps each uploaded file.  What a session keeps is
-bounded (`captioner.studio.sessions`): the last caption result (at most ``MAX_PHOTOS``
-photos, no rendered pictures) for ``SESSION_TTL_S`` seconds of idleness.
+bounded (`captioner.studio.sessions`): the list of captioned photos (at most ``MAX_PHOTOS``,
+no rendered pictures) for ``SESSION_TTL_S`` seconds of idleness.  The Caption tab's pictures go
+to the browser as data (the photo once as a small JPEG, the attention maps as bytes) and are drawn
+there (`captioner.studio.player`); a caption being edited stays in the browser until it is saved.
 
 Scripting the studio (gradio_client)
 ------------------------------------
-The three main events are API endpoints. ``/save`` works on the last ``/caption`` result of the
+The three main events are API endpoints. ``/save`` works on the list of photos ``/caption`` made in the
 same client session, so use one ``Client`` for both::
 
     from gradio_client import Client, handle_file
 
     client = Client("http://127.0.0.1:7860/", verbose=False, analytics_enabled=False)
 
-    # caption one or more photos: (files, beam size 1-10, maximum caption length in words)
+    # caption one or more photos: (files, beam size 1-10, maximum caption length in words[, add]);
+    # add=True keeps the session's list and adds these photos to it (else they replace it)
     result = client.predict([handle_file("dog.jpg"), handle_file("cat.png")], 3, 20, api_name="/caption")
     # -> {"model": "captioner", "beam_size": 3, "max_length": 20, "captioned": 2, "failed": 0,
     #     "message": "...",
     #     "photos": [{"index": 0, "name": "dog.jpg", "width": 500, "height": 375, "error": None,
-    #                 "candidates": [{"index": 0, "caption": "a dog runs on the grass",
-    #                                 "tokens": [...], "score": -6.1, "normalized_score": -0.87}, ...]},
+    #                 "tags": [{"label": "dog", "score": 0.97}], "confidence": 0.81, "warnings": [],
+    #                 "candidates": [{"index": 0, "caption": "a dog runs on the grass", "tokens": [...],
+    #                                 "score": -6.1, "normalized_score": -0.87, "confidence": 0.81}, ...]},
     #                ...]}
     # a photo that cannot be read has "error": "<readable reason>" and no candidates; the others
-    # are captioned all the same.
+    # are captioned all the same. "index" is the photo's place in the session's list (what /save takes).
 
     # save a candidate to the gallery: (photo index, candidate index, caption text)
     saved = client.predict(0, 0, "", api_name="/save")                  # candidate 0 as it is
     saved = client.predict(0, 1, "a brown dog on a lawn", api_name="/save")  # edited text
     # -> {"id": 12, "name": "dog.jpg", "caption": "...", "message": "..."}
-    #    or {"id": None, "error": "<readable reason>"}
+    #    or {"id": None, "error": "<readable reason>"} (e.g. the same photo and caption are already saved)
 
     # search the gallery's captions: (query, page); an empty query lists everything, newest first
     found = client.predict("dog", 1, api_name="/search")

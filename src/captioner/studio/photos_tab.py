@@ -369,7 +369,7 @@ class PhotosTab:
                         api_name="caption", show_progress_on=[view], concurrency_id="engine",
                         concurrency_limit=1).then(
             user_errors(self.show_results), [session], [status, view, files],
-            api_visibility="private", show_progress="hidden"))
+            api_visibility="private", show_progress="hidden", queue=False))
         view.submit(user_errors(self.save_all), [session], [save_json, save_msg], api_visibility="private",
                     show_progress="minimal").then(
             None, [save_json], None, js=SAVED_JS, queue=False, show_progress="hidden")

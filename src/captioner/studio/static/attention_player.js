@@ -286,7 +286,8 @@
       if (click && waited && S.data.kind === "photos" && click.id === "caption-button") {
         const ms = performance.now() - click.at;
         waited.dataset.ms = String(Math.round(ms));
-        waited.textContent = `You waited ${(ms / 1000).toFixed(1)} s from pressing Caption to these results (measured in this browser: queue, captioning, sending and drawing${S.data.engine_s !== null && S.data.engine_s !== undefined ? `; the engine's own time was ${S.data.engine_s.toFixed(1)} s` : ""}).`;
+        const engine = S.data.engine_s !== null && S.data.engine_s !== undefined ? `; the engine's part: ${S.data.engine_s.toFixed(1)} s` : "";
+        waited.textContent = `You waited ${(ms / 1000).toFixed(1)} s from pressing Caption to these results (measured in this browser${engine}).`;
         window.captionerClick = null;
       }
       root.dataset.nonce = String(S.data.nonce);
