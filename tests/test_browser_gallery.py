@@ -222,6 +222,59 @@ def test_trash_view_restores_and_empties(studio):
             g.restore(ids[4])
 
 
+def test_meaning_more_like_this_and_import_in_the_browser(studio, tmp_path):
+    """By meaning ranks the items with scores; More like this fills the grid with similar items; a folder
+    uploaded in the Import box is captioned and saved (a broken file named, a second import skips them all)."""
+    from playwright.sync_api import expect, sync_playwright
+
+    url, gallery_dir, ids = studio
+    expect.set_options(timeout=TIMEOUT_MS)
+    folder = tmp_path / "holiday"
+    (folder / "day2").mkdir(parents=True)
+    _photo((250, 250, 10)).save(folder / "sun.jpg")
+    _photo((10, 250, 250)).save(folder / "day2" / "sea.jpg")
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8 not a photo")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.set_default_timeout(TIMEOUT_MS)
+            page.goto(url)
+            page.get_by_role("tab", name="Gallery").click()
+            grid = page.locator("#gallery-grid")
+            expect(grid.locator(".thumbnail-item").first).to_be_visible()
+            before = grid.locator(".thumbnail-item").count()
+
+            page.locator("#meaning-toggle input").check()
+            page.fill("#search-box textarea", "a dog running near water")
+            page.click("#search-button")
+            expect(page.locator("#page-line")).to_contain_text("ranked by how well they fit")
+            expect(page.locator("#search-matches li").first).to_contain_text("score")
+            page.locator("#meaning-toggle input").uncheck()
+            page.fill("#search-box textarea", "")
+            page.click("#search-button")
+            expect(page.locator("#page-line")).to_contain_text("saved")
+
+            grid.locator(".thumbnail-item").first.click()
+            expect(page.locator("#item-details .item-extras")).to_have_count(1)
+            page.click("#more-like-this")
+            expect(page.locator("#page-line")).to_contain_text("most like item")
+            expect(page.locator("#search-matches li").first).to_contain_text("similarity")
+
+            page.locator("#import-box").get_by_text("Import a folder of photos").click()
+            page.locator("#import-folder input[type=file]").set_input_files(str(folder))
+            expect(page.locator("#import-folder")).to_contain_text("sea.jpg")
+            page.click("#import-button")
+            expect(page.locator("#import-message")).to_contain_text("Imported 2 photos")
+            expect(page.locator("#import-message")).to_contain_text("broken.jpg")
+            expect(grid.locator(".thumbnail-item")).to_have_count(before + 2)
+            page.click("#import-button")  # the same folder again: nothing new
+            expect(page.locator("#import-message")).to_contain_text("2 already in the gallery")
+            expect(grid.locator(".thumbnail-item")).to_have_count(before + 2)
+        finally:
+            browser.close()
+
+
 def test_item_events_ignore_ids_and_paths_in_the_request(studio, tmp_path):
     """Download, delete, undo, restore, edit and "more like this" take the item from the session: an
     id or a path sent in the request (raw HTTP, by fn_index) changes nothing and serves no file."""
