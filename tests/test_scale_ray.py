@@ -53,8 +53,11 @@ def test_layout_uses_gpus_when_there_are_some_and_leaves_cpus_for_decoding():
     assert (cpu.workers, cpu.worker_cpus, cpu.device) == (16, 2.0, "cpu")
     assert plan_layout(RayJobConfig(worker_gpus=0), cpus=8, gpus=4, local=False).device == "cpu"
     assert plan_layout(RayJobConfig(worker_gpus=0.5), cpus=8, gpus=1, local=False).workers == 2
-    assert plan_layout(RayJobConfig(), cpus=2, gpus=0, local=True) == Layout(1, 2.0, 0.0, 2)
-    assert plan_layout(RayJobConfig(workers=2), cpus=2, gpus=0, local=True) == Layout(2, 1.0, 0.0, 1)
+    assert plan_layout(RayJobConfig(), cpus=2, gpus=0, local=True) == Layout(2, 1.0, 0.0, 1)
+    assert plan_layout(RayJobConfig(workers=1), cpus=2, gpus=0, local=True) == Layout(1, 2.0, 0.0, 2)
+    assert plan_layout(RayJobConfig(), cpus=16, gpus=0, local=True, memory=8 * 2**30).workers == 5  # 1.5 GiB each
+    with pytest.raises(ConfigError, match="reserves 1.5 GiB"):
+        plan_layout(RayJobConfig(workers=4), cpus=16, gpus=0, local=True, memory=4 * 2**30)
     with pytest.raises(ConfigError, match="leave no CPU for decoding"):
         plan_layout(RayJobConfig(workers=2, worker_cpus=1), cpus=2, gpus=0, local=False)
     with pytest.raises(ConfigError, match="GPU"):
@@ -190,13 +193,16 @@ def _raw_rows(out_dir: Path) -> list[dict]:
 
 @needs_ray
 @pytest.mark.slow
-def test_ray_job_matches_the_plain_command_and_a_rerun_adds_nothing(ray_local, forty_photos, cli_rows, tmp_path):
-    from captioner.scale.job import run_caption_job
-
+def test_ray_job_matches_the_plain_command_and_a_rerun_adds_nothing(ray_local, forty_photos, cli_rows, tmp_path,
+                                                                    capsys):
+    capsys.readouterr()  # the plain command's output (the fixture)
     out = tmp_path / "out"
-    cfg = RayJobConfig(workers=1, worker_cpus=1, shard_size=8)
-    summary = run_caption_job(forty_photos, str(out), cfg=cfg)
-    assert (summary.listed, summary.skipped, summary.captioned, summary.failed) == (40, 0, 36, 4)
+    flags = ["--ray", "--out", str(out), "--ray-workers", "1", "--ray-worker-cpus", "1", "--ray-shard-size", "8"]
+    assert main(["caption", *forty_photos, *flags]) == 1  # the 4 bad files, as the plain command says
+    err = capsys.readouterr().err
+    assert "captioned 36 photo(s)" in err and "4 of 40 photo(s) could not be captioned" in err
+    assert sorted(line for line in err.splitlines() if line.startswith("error: ")) == \
+        sorted(f"error: {r['error']}" for r in cli_rows.values() if r["error"])
     rows = read_results(str(out))
     assert len(_raw_rows(out)) == 40 and len(rows) == 40
     assert {r["image"] for r in rows} == set(cli_rows) == set(forty_photos)
@@ -211,8 +217,8 @@ def test_ray_job_matches_the_plain_command_and_a_rerun_adds_nothing(ray_local, f
     files = {n: (out / n).stat().st_mtime_ns for n in part_files(str(out))}
     assert len(files) == 5
 
-    again = run_caption_job(forty_photos, str(out), cfg=cfg)  # the 4 bad files are tried again, fail the same way
-    assert (again.skipped, again.captioned, again.failed) == (36, 0, 4)
+    assert main(["caption", *forty_photos, *flags]) == 1  # the 4 bad files are tried again, fail the same way
+    assert "skipping 36 photo(s) already captioned" in capsys.readouterr().err
     assert {n: (out / n).stat().st_mtime_ns for n in part_files(str(out))} == files  # nothing written
     assert read_results(str(out)) == rows
 
@@ -234,10 +240,13 @@ def _worker_pids() -> set[int]:
 @needs_ray
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the worker processes through /proc")
-def test_a_killed_worker_is_redone_without_duplicates(ray_local, forty_photos, cli_rows, tmp_path):
+def test_a_killed_worker_is_redone_without_duplicates(ray_local, forty_photos, cli_rows, tmp_path, monkeypatch):
     from captioner.scale.job import run_caption_job
 
-    photos = [p for p in forty_photos if cli_rows[p]["error"] is None]
+    # named relative to "/" while the workers were started in another folder: they read them from the
+    # driver's folder, and the rows name them as given
+    monkeypatch.chdir("/")
+    photos = [os.path.relpath(p, "/") for p in forty_photos if cli_rows[p]["error"] is None]
     out = tmp_path / "out"
     cfg = RayJobConfig(workers=2, worker_cpus=0.5, shard_size=2, format="parquet")
     shards = len(photos) // 2

@@ -66,7 +66,7 @@ def cmd_caption_ray(args) -> int:
     def progress(done: int, total: int, failed: int, errors: list[str]) -> None:
         for line in errors:
             if errors_shown[0] < MAX_ERROR_LINES:
-                print(f"error: {line}", file=sys.stderr)
+                (bar.write if bar else print)(f"error: {line}", file=sys.stderr)  # a line of its own
             errors_shown[0] += 1
         if bar:
             bar.update(done - bar.n)

@@ -14,11 +14,12 @@ MAX_PHOTOS_PER_FILE = 100_000
 @dataclass(frozen=True)
 class RayJobConfig:
     workers: int = field(default=0, metadata={
-        "help": "captioning actors (one model load each); 0: one per GPU on a cluster with GPUs, else one per "
-                "2 CPUs (locally: one per core), leaving CPUs for decoding", "range": (0, 100_000)})
+        "help": "captioning actors (one model load each, 1.5 GiB of memory reserved); 0: one per GPU on a cluster "
+                "with GPUs, else one per 2 CPUs, one CPU left for decoding (locally: one per core)",
+        "range": (0, 100_000)})
     worker_cpus: float = field(default=0.0, metadata={
         "help": "CPUs each captioning actor reserves, also its thread count; 0: 1 with a GPU, else 2 (locally: "
-                "the cores shared out between the actors)", "range": (0.0, 1024.0)})
+                "the cores shared out between the actors, 1 each by default)", "range": (0.0, 1024.0)})
     worker_gpus: float = field(default=-1.0, metadata={
         "help": "GPUs per captioning actor (a fraction shares one); -1: 1 when the cluster has GPUs, else 0",
         "range": (-1.0, 64.0)})

@@ -65,27 +65,32 @@ class Layout:
         return "cuda" if self.worker_gpus > 0 else "cpu"
 
 
-def plan_layout(cfg: RayJobConfig, cpus: float, gpus: float, local: bool) -> Layout:
-    """Actors, CPUs and GPUs per actor for a cluster with `cpus` and `gpus` (see `RayJobConfig`'s
-    help); `ConfigError` when the asked-for actors leave no CPU for decoding."""
+def plan_layout(cfg: RayJobConfig, cpus: float, gpus: float, local: bool, memory: float | None = None) -> Layout:
+    """Actors, CPUs and GPUs per actor for a cluster with `cpus`, `gpus` and `memory` bytes to reserve
+    (None: not known yet); see `RayJobConfig`'s help. `ConfigError` when the asked-for actors do not
+    fit or leave no CPU for decoding."""
     worker_gpus = (1.0 if gpus >= 1 else 0.0) if cfg.worker_gpus == -1 else cfg.worker_gpus
     if worker_gpus > 0 and worker_gpus > gpus:
         raise ConfigError(f"--ray-worker-gpus {worker_gpus:g}: the cluster has {gpus:g} GPU(s)")
+    by_memory = max(1, int((memory - DECODE_MEMORY) // WORKER_MEMORY)) if memory else 1 << 30
     if worker_gpus > 0:
-        workers = cfg.workers or max(1, int(gpus // worker_gpus))
+        workers = cfg.workers or max(1, min(int(gpus // worker_gpus), by_memory))
         worker_cpus = cfg.worker_cpus or 1.0
-    elif local:
-        workers = cfg.workers or max(1, int(cpus) // 2)
+    elif local:  # one single-threaded actor per core: faster than fewer actors with more threads each
+        workers = cfg.workers or max(1, min(int(cpus), by_memory))
         worker_cpus = cfg.worker_cpus or max(1.0, cpus / workers)
     else:
         worker_cpus = cfg.worker_cpus or 2.0
-        workers = cfg.workers or max(1, int((cpus - DECODE_CPUS) // worker_cpus))
+        workers = cfg.workers or max(1, min(int((cpus - DECODE_CPUS) // worker_cpus), by_memory))
     if worker_gpus > 0 and workers * worker_gpus > gpus:
         raise ConfigError(f"--ray-workers {workers} x --ray-worker-gpus {worker_gpus:g} need more than the "
                           f"cluster's {gpus:g} GPU(s)")
     if not local and workers * worker_cpus + DECODE_CPUS > cpus:
         raise ConfigError(f"--ray-workers {workers} x --ray-worker-cpus {worker_cpus:g} leave no CPU for decoding "
                           f"photos on a cluster with {cpus:g} CPUs; ask for fewer or smaller workers")
+    if memory and workers * WORKER_MEMORY + DECODE_MEMORY > memory:
+        raise ConfigError(f"--ray-workers {workers}: each captioning worker reserves {WORKER_MEMORY / 2**30:.1f} GiB "
+                          f"of memory, and Ray offers {memory / 2**30:.1f} GiB here; ask for fewer workers")
     return Layout(workers, worker_cpus, worker_gpus, max(1, round(worker_cpus)))
 
 
@@ -125,24 +130,26 @@ def _quiet(ray) -> None:
 def connect(ray, address: str | None, cfg: RayJobConfig) -> tuple[bool, Layout]:
     """Join the cluster at `address`, or start a local instance; (whether we started it, the layout).
     A Ray already initialised in this process (a notebook, a test) is used as it is."""
-    if not ray.is_initialized() and address in LOCAL_ADDRESSES:
+    local = not ray.is_initialized() and address in LOCAL_ADDRESSES
+    started = False
+    if local:
         import torch
 
         gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        layout = plan_layout(cfg, float(os.cpu_count() or 1), float(gpus), local=True)
-        ray.init(num_cpus=local_cpus(layout), num_gpus=gpus, include_dashboard=False, log_to_driver=False,
+        first = plan_layout(cfg, float(os.cpu_count() or 1), float(gpus), local=True)
+        ray.init(num_cpus=local_cpus(first), num_gpus=gpus, include_dashboard=False, log_to_driver=False,
                  logging_level=logging.WARNING)
-        return True, layout
-    started = False
-    if not ray.is_initialized():
+        started = True
+    elif not ray.is_initialized():
         try:
             ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise ConfigError(f"--ray {address}: cannot connect to a Ray cluster there ({exc})") from None
         started = True
     res = ray.cluster_resources()
+    cpus = float(os.cpu_count() or 1) if local else float(res.get("CPU", 0))
     try:
-        return started, plan_layout(cfg, float(res.get("CPU", 0)), float(res.get("GPU", 0)), local=False)
+        return started, plan_layout(cfg, cpus, float(res.get("GPU", 0)), local=local, memory=res.get("memory"))
     except ConfigError:
         if started:
             ray.shutdown()
@@ -165,7 +172,7 @@ def run_caption_job(sources: list[str], out_dir: str, *, model_dir: str | Path |
     ray = require_ray()
     from captioner.model.folder import default_model_dir, load_model
     from captioner.scale.results_store import prepare_folder, scan
-    from captioner.scale.sources import list_photos
+    from captioner.scale.sources import is_uri, list_photos
     from captioner.scale.stages import CaptionWorker, decode_shard, model_files
 
     cfg = cfg or RayJobConfig()
@@ -189,19 +196,21 @@ def run_caption_job(sources: list[str], out_dir: str, *, model_dir: str | Path |
         if on_start:
             on_start(summary)
         run_id = new_run_id()
+        out_path = out_dir if is_uri(out_dir) else os.path.abspath(out_dir)  # workers' folders may differ
         items = [{"shard": i, "paths": chunk, "previous_errors": [previous_errors.get(p, "") for p in chunk]}
                  for i, chunk in enumerate(shard(todo, cfg.shard_size))]
         ds = ray.data.from_items(items, override_num_blocks=len(items))
         # the two stages reserve different memory, so Ray Data keeps decoding a pool of CPU tasks of its
         # own instead of fusing it into the captioning actors (it fuses stages with equal requests)
-        ds = ds.map(decode_shard, fn_kwargs={"input_size": input_size}, num_cpus=DECODE_CPUS, memory=DECODE_MEMORY)
+        ds = ds.map(decode_shard, fn_kwargs={"input_size": input_size, "cwd": os.getcwd()}, num_cpus=DECODE_CPUS,
+                    memory=DECODE_MEMORY)
         # the model's files go into the object store once; the driver holds the reference for the whole
         # job, so an actor Ray restarts after a crash can load them again
         files_ref = [ray.put(model_files(model_dir))]
         ds = ds.map(CaptionWorker, compute=ray.data.ActorPoolStrategy(size=layout.workers),
                     memory=WORKER_MEMORY,
                     fn_constructor_kwargs={"files": files_ref, "decoding": decoding,
-                                           "out_dir": str(out_dir), "run_id": run_id, "fmt": cfg.format,
+                                           "out_dir": out_path, "run_id": run_id, "fmt": cfg.format,
                                            "batch_size": batch_size, "threads": layout.threads,
                                            "device": layout.device},
                     num_cpus=layout.worker_cpus, num_gpus=layout.worker_gpus)

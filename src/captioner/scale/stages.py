@@ -31,9 +31,10 @@ def model_files(model_dir: str | Path) -> dict[str, bytes]:
             if p.is_file() and p.suffix in MODEL_FILE_SUFFIXES}
 
 
-def _prepare(name: str, size: int):
+def _prepare(name: str, size: int, cwd: str = ""):
     """(resized uint8 HxWx3 pixels, (width, height)) for one photo, or raises `CaptionerError`: the
-    same steps and messages as `Captioner.prepare`, without the model."""
+    same steps and messages as `Captioner.prepare`, without the model. A relative local name is read
+    from the driver's folder `cwd` (a worker's own may differ) and still named as given."""
     from captioner.inputs.images import open_image, original_size, resize_square
     from captioner.scale.sources import is_uri, read_remote
     from captioner.video.types import is_video_path
@@ -46,18 +47,24 @@ def _prepare(name: str, size: int):
             img = open_image(read_remote(name), draft_size=size)
         except CaptionerError as exc:
             raise CaptionerError(str(exc).replace("the uploaded image", name, 1)) from None
+    elif cwd and not os.path.isabs(name):
+        full = os.path.join(cwd, name)
+        try:
+            img = open_image(full, draft_size=size)
+        except CaptionerError as exc:
+            raise CaptionerError(str(exc).replace(full, name)) from None
     else:
         img = open_image(name, draft_size=size)
     return np.asarray(resize_square(img, size), dtype=np.uint8), original_size(img)
 
 
-def decode_shard(row: dict, input_size: int) -> dict:
+def decode_shard(row: dict, input_size: int, cwd: str = "") -> dict:
     """One shard's photos decoded and resized (errors captured per photo, never raised)."""
     names = [str(n) for n in row["paths"]]
     errors, widths, heights, pixels = [], [], [], []
     for name in names:
         try:
-            arr, (w, h) = _prepare(name, input_size)
+            arr, (w, h) = _prepare(name, input_size, cwd)
             pixels.append(arr.tobytes())
             errors.append("")
             widths.append(int(w))
