@@ -40,6 +40,10 @@ def expand_with_videos(paths: list[str]) -> list[str]:
 
 
 def cmd_caption(args) -> int:
+    if getattr(args, "ray", None) is not None:  # a Ray Data job over a cluster (captioner.scale)
+        from captioner.scale.cli import cmd_caption_ray
+
+        return cmd_caption_ray(args)
     import torch
 
     from captioner.device import resolve_device
@@ -98,7 +102,7 @@ def cmd_caption(args) -> int:
 
 
 def _caption_paths(captioner, paths: list[str], decoding, args, sink, several: bool | None = None) -> int:
-    failed = 0
+    failed = unwritten = 0
     several = len(paths) > 1 if several is None else several
     bar = None
     if args.out not in (None, "-") or len(paths) > 1 and not args.json and not sink:
@@ -108,6 +112,8 @@ def _caption_paths(captioner, paths: list[str], decoding, args, sink, several: b
     try:
         for n, result in enumerate(captioner.caption_many(paths, decoding, batch_size=args.batch_size), 1):
             failed += result.error is not None
+            if getattr(args, "write_metadata", None) and result.error is None:
+                unwritten += not _write_metadata(result, args)
             if sink:
                 sink.write(result)
                 if n % args.batch_size == 0:
@@ -119,7 +125,9 @@ def _caption_paths(captioner, paths: list[str], decoding, args, sink, several: b
             elif result.error:
                 print(f"error: {result.error}", file=sys.stderr)
             else:
-                print(f"{result.image}\t{result.caption}" if several else result.caption, flush=True)
+                print(f"{result.image}\t{caption_line(result)}" if several else caption_line(result), flush=True)
+                for warning in result.warnings:
+                    print(f"warning: {result.image}: {warning}", file=sys.stderr)
             if bar:
                 bar.update(1)
     finally:
@@ -127,7 +135,30 @@ def _caption_paths(captioner, paths: list[str], decoding, args, sink, several: b
             bar.close()
     if failed:
         print(f"{failed} of {len(paths)} image(s) could not be captioned", file=sys.stderr)
-    return 1 if failed else 0
+    if unwritten:
+        print(f"{unwritten} caption(s) could not be written into the photos' metadata", file=sys.stderr)
+    return 1 if failed or unwritten else 0
+
+
+def caption_line(result) -> str:
+    """The text output for a photo: its caption, then (when the model is calibrated) a tab and its
+    confidence, marked LOW when it has a warning (under the model's low-confidence threshold, or a tiny,
+    blank, elongated or screenshot-like image; the warnings themselves go to stderr)."""
+    if result.confidence is None:
+        return result.caption
+    return f"{result.caption}\t(confidence {result.confidence:.2f}{', LOW' if result.warnings else ''})"
+
+
+def _write_metadata(result, args) -> bool:
+    """--write-metadata: the caption into the photo's XMP sidecar or the photo itself; a failure is one line."""
+    from captioner.metadata import MetadataError, write_caption
+
+    try:
+        write_caption(result.image, result.caption, mode=args.write_metadata, backup=not args.no_backup)
+        return True
+    except MetadataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return False
 
 
 class _Record:
@@ -182,13 +213,24 @@ def register(sub) -> None:
     c.add_argument("paths", nargs="+", metavar="PATH", help="image/video files and/or folders")
     add_dataclass_args(c, DecodingConfig, model_default=True)
     c.add_argument("--batch-size", type=int, default=8, help=f"images per batch, 1 to {MAX_BATCH} (default 8)")
-    c.add_argument("--json", action="store_true", help="JSON Lines on stdout: image, candidates, error")
+    c.add_argument("--json", action="store_true", help="JSON Lines on stdout: image, candidates, error, tags, "
+                                                       "confidence, warnings")
     c.add_argument("--out", metavar="FILE", help="write results to FILE (.jsonl or .csv; - for standard output); "
                                                  "re-running resumes")
+    from captioner.metadata.files import WRITE_MODES
+
+    c.add_argument("--write-metadata", choices=WRITE_MODES,
+                   help="photos: also write each caption as XMP dc:description, into photo.jpg.xmp beside the photo "
+                        "(sidecar) or into the photo itself with EXIF ImageDescription and IPTC Caption-Abstract "
+                        "(embed: JPEG, PNG, WebP, TIFF; the pixels are not touched, photo.jpg.bak keeps the original)")
+    c.add_argument("--no-backup", action="store_true", help="with --write-metadata: keep no .bak copy of changed files")
     c.add_argument("--max-shot", type=float, default=10.0, metavar="SECONDS",
                    help="videos: shots longer than this are split into equal parts, each captioned (default 10)")
     c.add_argument("--threads", type=int, default=0, help="torch threads, up to 4 x the cores (default 0: all cores)")
     c.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
     add_model_arg(c)
+    from captioner.scale.cli import add_ray_args  # --ray [ADDRESS] and its --ray-* settings (no Ray import)
+
+    add_ray_args(c)
     c.set_defaults(func=cmd_caption)
 

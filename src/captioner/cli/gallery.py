@@ -8,7 +8,9 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from captioner.cli.dataclass_args import add_dataclass_args, config_from_args
 from captioner.errors import CaptionerError
+from captioner.storage.options import ListOptions
 
 if TYPE_CHECKING:  # the storage package (sqlite-utils) loads only when a gallery command runs
     from captioner.storage import Gallery
@@ -60,7 +62,9 @@ def find_problems(gallery: Gallery) -> list[str]:
 
 
 def _summary(gallery: Gallery) -> str:
-    return f"gallery {gallery.folder}: {gallery.count()} items, schema version {gallery.schema_version}"
+    trashed = gallery.trash(1, 1).total
+    in_trash = f" (and {trashed} in the trash)" if trashed else ""
+    return f"gallery {gallery.folder}: {gallery.count()} items{in_trash}, schema version {gallery.schema_version}"
 
 
 def check(gallery: Gallery, args) -> int:
@@ -91,7 +95,8 @@ def repair(gallery: Gallery, args) -> int:
 
 # ------------------------------------------------------------------ search / export
 def search(gallery: Gallery, args) -> int:
-    items, total, match_all = _matches(gallery, args.query, args.limit)
+    options = config_from_args(ListOptions, args)
+    items, total, match_all = _matches(gallery, args.query, args.limit, options)
     for item in items:
         if args.json:
             print(json.dumps(item, ensure_ascii=False))
@@ -105,16 +110,109 @@ def search(gallery: Gallery, args) -> int:
     return 0
 
 
-def _matches(gallery: Gallery, query: str, limit: int) -> tuple[list[dict], int, bool]:
-    """The first ``limit`` search results, the number of matches, and whether all words matched."""
+def _matches(gallery: Gallery, query: str | None, limit: int,
+             options: ListOptions | None = None) -> tuple[list[dict], int, bool]:
+    """The first ``limit`` search results (``query`` None: browse), the number of matches, and whether
+    all words matched."""
+    options = options or ListOptions()
     items: list[dict] = []
     page_no = 1
     while True:
-        page = gallery.search(query, page=page_no, per_page=min(limit, 1000))
+        if query is None:
+            page = gallery.browse(page=page_no, per_page=min(limit, 1000), **options.keywords())
+        else:
+            page = gallery.search(query, page=page_no, per_page=min(limit, 1000), **options.keywords(search=True))
         items += page.items
         if len(items) >= limit or page_no >= page.pages:
             return items[:limit], page.total, page.match_all
         page_no += 1
+
+
+def list_items(gallery: Gallery, args) -> int:
+    """`gallery list`: items, newest first (or as sorted and filtered), one line each."""
+    items, total, _ = _matches(gallery, None, args.limit, config_from_args(ListOptions, args))
+    for item in items:
+        print(json.dumps(item, ensure_ascii=False) if args.json else _line(item))
+    if total > len(items):
+        print(f"({len(items)} of {total} shown; use --limit)", file=sys.stderr)
+    return 0
+
+
+def models(gallery: Gallery, args) -> int:
+    for name in gallery.models():
+        print(name)
+    return 0
+
+
+# ------------------------------------------------------------------ edit / history / trash
+def _item(gallery: Gallery, item_id: int, include_trash: bool = False) -> dict:
+    item = gallery.get(item_id, include_trash=include_trash)
+    if item is None:
+        where = "" if include_trash else " (see `captioner gallery trash` for deleted items)"
+        raise CaptionerError(f"There is no item {item_id} in the gallery{where}")
+    return item
+
+
+def edit(gallery: Gallery, args) -> int:
+    caption = " ".join(args.caption.split())
+    if not caption:
+        raise CaptionerError("The new caption is empty: give the text in quotes, e.g. "
+                             "captioner gallery edit 12 \"my dog at the beach\"")
+    old = _item(gallery, args.id)["caption"]
+    gallery.update_caption(args.id, caption)
+    print(f"item {args.id}: “{caption}” (was “{old}”; `captioner gallery history {args.id}` lists earlier ones)")
+    return 0
+
+
+def history(gallery: Gallery, args) -> int:
+    item = _item(gallery, args.id, include_trash=True)
+    for entry in gallery.history(args.id):
+        print(f"{entry['replaced_at']}\t{' '.join(entry['caption'].split())}")
+    print(f"now\t{' '.join(item['caption'].split())}")
+    return 0
+
+
+def _each(ids: list[int], step, done: str, missing: str) -> int:
+    """Run ``step(id)`` for every id; report those it found nothing for (exit 2), keep going."""
+    failed = []
+    for item_id in ids:
+        if step(item_id):
+            print(f"item {item_id}: {done}")
+        else:
+            failed.append(item_id)
+            print(f"error: item {item_id} {missing}", file=sys.stderr)
+    return 2 if failed else 0
+
+
+def delete(gallery: Gallery, args) -> int:
+    return _each(args.ids, gallery.delete, "moved to the trash (`captioner gallery restore` brings it back)",
+                 "is not in the gallery (or already in the trash)")
+
+
+def restore(gallery: Gallery, args) -> int:
+    return _each(args.ids, gallery.restore, "restored", "is not in the trash")
+
+
+def trash(gallery: Gallery, args) -> int:
+    page = gallery.trash(1, args.limit)
+    for item in page.items:
+        caption = " ".join(item["caption"].split())
+        print(f"{item['id']}\t{item['deleted_at']}\t{caption}\t{item['original_name'] or ''}")
+    if page.total > len(page.items):
+        print(f"({len(page.items)} of {page.total} shown; use --limit)", file=sys.stderr)
+    if not page.total:
+        print("the trash is empty", file=sys.stderr)
+    return 0
+
+
+def empty_trash(gallery: Gallery, args) -> int:
+    waiting = gallery.trash(1, 1).total
+    if waiting and not args.yes:
+        raise CaptionerError(f"empty-trash removes {waiting} item(s) and their files for good: "
+                             "add --yes to go ahead")
+    removed = gallery.empty_trash()
+    print(f"removed {removed} item(s) from the trash for good")
+    return 0
 
 
 def _line(item: dict) -> str:
@@ -139,7 +237,14 @@ def _clock(seconds: float) -> str:
 
 
 def export(gallery: Gallery, args) -> int:
-    fmt = args.format or ("csv" if Path(args.file).suffix.lower() == ".csv" else "json")
+    fmt = args.format or {".csv": "csv", ".html": "html-alt", ".htm": "html-alt"}.get(Path(args.file).suffix.lower(),
+                                                                                    "json")
+    if fmt == "html-alt":
+        from captioner.metadata.alt_text import write_html_alt
+
+        path, count = write_html_alt(gallery, args.file)
+        print(f"exported {count} items to {path} (<img alt> lines)")
+        return 0
     path = gallery.export(args.file, fmt)
     print(f"exported {gallery.count()} items to {path} ({fmt})")
     return 0
@@ -172,10 +277,35 @@ def register(sub) -> None:
     action("repair", repair, "remove orphaned image files and rebuild the search index")
     s = action("search", search, "print matching items: id, caption and file name, one per line "
                "(videos: one line per matching segment, with its times)")
-    s.add_argument("query", metavar="QUERY", help="words to find (empty: every item, newest first)")
+    s.add_argument("query", metavar="QUERY", help="words to find (empty: every item, newest first): all of the "
+                   "words; AND, OR, NOT (or -word), \"a phrase\", ( ), word* work as usual")
     s.add_argument("--json", action="store_true", help="print JSON Lines (one item per line)")
     s.add_argument("--limit", type=_positive, default=50, help="print at most this many items (default 50)")
+    add_dataclass_args(s, ListOptions)
+    ls = action("list", list_items, "print items, newest first (or sorted and filtered): id, caption, file name")
+    ls.add_argument("--json", action="store_true", help="print JSON Lines (one item per line)")
+    ls.add_argument("--limit", type=_positive, default=50, help="print at most this many items (default 50)")
+    add_dataclass_args(ls, ListOptions)
+    action("models", models, "print the model names of the items (for --model)")
+    ed = action("edit", edit, "replace an item's caption (the old one is kept: see history)")
+    ed.add_argument("id", type=int, metavar="ID")
+    ed.add_argument("caption", metavar="CAPTION", help="the new caption, in quotes")
+    hi = action("history", history, "print an item's earlier captions, oldest first, then the current one")
+    hi.add_argument("id", type=int, metavar="ID")
+    de = action("delete", delete, "move items to the trash (restore brings them back)")
+    de.add_argument("ids", type=int, nargs="+", metavar="ID")
+    re_ = action("restore", restore, "bring items back from the trash")
+    re_.add_argument("ids", type=int, nargs="+", metavar="ID")
+    tr = action("trash", trash, "print the items in the trash: id, when deleted, caption, file name")
+    tr.add_argument("--limit", type=_positive, default=50, help="print at most this many items (default 50)")
+    et = action("empty-trash", empty_trash, "remove the items in the trash and their files for good")
+    et.add_argument("--yes", action="store_true", help="really do it (without it nothing is removed)")
+    from captioner.cli import gallery_add
+
+    gallery_add.register(actions, common)
     e = action("export", export, "write every item to a JSON or CSV file")
     e.add_argument("file", metavar="FILE")
-    e.add_argument("--format", choices=["json", "csv"],
-                   help="file format (default: csv for a .csv FILE, else json)")
+    e.add_argument("--format", choices=["json", "csv", "html-alt"],
+                   help="file format: json, csv, or html-alt (one <img src alt> line per photo, the caption as alt "
+                        "text; src relative to FILE's folder) (default: csv for a .csv FILE, html-alt for .html, "
+                        "else json)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from captioner.cli import caption, evaluate, gallery, studio, train
+from captioner.cli import caption, evaluate, find, gallery, imagine, studio, train
 from captioner.cli.common import default_data
 from captioner.errors import CaptionerError
 from captioner.storage.errors import GalleryError
@@ -13,7 +13,7 @@ from captioner.storage.errors import GalleryError
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="captioner", description="Offline image captioning (Show, Attend and Tell).")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (caption, train, evaluate, studio, gallery):
+    for module in (caption, train, evaluate, studio, gallery, imagine, find):
         module.register(sub)
     return p
 
