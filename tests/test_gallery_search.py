@@ -255,3 +255,13 @@ def test_trashed_items_are_not_found(g):
     assert g.search("dog").total == 0
     g.restore(item)
     assert ids(g.search("dog")) == [item]
+
+
+def test_search_pages_and_totals(g):
+    made = [put(g, f"a dog number {i}") for i in range(5)]
+    put(g, "a cat")
+    pages = [g.search("dog", page, 2) for page in (1, 2, 3, 4)]
+    assert [p.total for p in pages] == [5] * 4 and [p.pages for p in pages] == [3] * 4
+    assert sorted(i for p in pages for i in ids(p)) == made and ids(pages[3]) == []
+    assert g.search("dog", 9, 2, sort="saved_at").total == 5
+    assert g.search("zebra", 3).total == 0

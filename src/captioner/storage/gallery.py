@@ -1041,19 +1041,26 @@ class Gallery:
             q = {**params, "q": fts, "qc": f"caption : ({fts})", "qt": f"tag_text : ({fts})",
                  "qn": f"original_name : ({fts})"}
             page_args = {**q, "limit": per_page, "offset": (page - 1) * per_page}
+            count_sql = (f"SELECT count(*) FROM (SELECT DISTINCT hit FROM ({self._hits_sql()})) "
+                         f"AS best{join} WHERE {live}{where}")
             try:
-                total = self.db.execute(f"SELECT count(*) FROM (SELECT DISTINCT hit FROM ({self._hits_sql()})) "
-                                        f"AS best{join} WHERE {live}{where}", q).fetchone()[0]
-                if total == 0 and match_all and parsed.plain:
-                    continue
-                if relevance:
-                    found = self.db.execute(
-                        f"""SELECT best.hit, best.tier FROM (
+                if relevance:  # one pass: the page, and the number of hits alongside (a window function)
+                    rows = self.db.execute(
+                        f"""SELECT best.hit, best.tier, count(*) OVER () FROM (
                                 SELECT hit, min(tier) AS tier, min(score) AS score
                                 FROM ({self._hits_sql(ranked=True, tiers=True)}) GROUP BY hit
                             ) AS best{join} WHERE {live}{where} ORDER BY {order} LIMIT :limit OFFSET :offset""",
                         page_args).fetchall()
+                    found = [(hit, tier) for hit, tier, _ in rows]
+                    if rows:
+                        total = rows[0][2]
+                    else:  # past the end (or nothing found: then page 1 says so)
+                        total = 0 if page == 1 else self.db.execute(count_sql, q).fetchone()[0]
                 else:
+                    total = self.db.execute(count_sql, q).fetchone()[0]
+                if total == 0 and match_all and parsed.plain:
+                    continue
+                if not relevance:
                     ids = [r[0] for r in self.db.execute(
                         f"""SELECT best.hit FROM (SELECT DISTINCT hit FROM ({self._hits_sql()})) AS best{join}
                             WHERE {live}{where} ORDER BY {order} LIMIT :limit OFFSET :offset""", page_args)]
