@@ -44,9 +44,15 @@ def pick(index):
     return SimpleNamespace(index=index)
 
 
+@pytest.fixture(scope="module")
+def captioner(tiny_model_dir):
+    return Captioner.load(tiny_model_dir)
+
+
 @pytest.fixture()
-def studio(tiny_model_dir, tmp_path):
-    s = Studio(Captioner.load(tiny_model_dir), Gallery(tmp_path / "gallery"))
+def studio(captioner, tmp_path):
+    """A studio on a fresh gallery (the model is loaded once for the module)."""
+    s = Studio(captioner, Gallery(tmp_path / "gallery"))
     s.thumbs = tmp_path / "tmp" / "captioner-studio" / "thumbs"
     s.exports = tmp_path / "tmp" / "captioner-studio" / "exports"
     s.library.downloads = tmp_path / "tmp" / "captioner-studio" / "downloads"
