@@ -94,6 +94,18 @@ def test_ray_flag_refuses_stdout_and_a_file_as_out(tmp_path, capsys):
     assert main(["caption", str(tmp_path / "a.jpg"), "--ray", "--out", str(tmp_path / "o"), "--ray-shard-size",
                  "0"]) == 2
     assert "--ray-shard-size must be between" in capsys.readouterr().err
+    if "--write-metadata" in _caption_help():
+        assert main(["caption", str(tmp_path / "a.jpg"), "--ray", "--out", str(tmp_path / "o"), "--write-metadata",
+                     "sidecar"]) == 2
+        assert "run it without --ray" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def _caption_help() -> str:
+    from captioner.cli.main import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    return sub.choices["caption"].format_help()
 
 
 @pytest.mark.parametrize("fmt", ["jsonl", pytest.param("parquet", marks=needs_ray)])

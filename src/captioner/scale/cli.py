@@ -48,6 +48,8 @@ def cmd_caption_ray(args) -> int:
     if args.json:
         raise ConfigError("--ray writes files, not standard output: drop --json (--ray-format jsonl writes JSON "
                           "Lines into the --out folder)")
+    if getattr(args, "write_metadata", None):
+        raise ConfigError("--write-metadata writes into the photos on this machine; run it without --ray")
     require_ray()  # one clear line before any work when Ray is missing
     changes = {f: getattr(args, f) for f in DecodingConfig.__dataclass_fields__}
     bar, errors_shown = None, [0]
