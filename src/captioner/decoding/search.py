@@ -74,8 +74,10 @@ def beam_search(decoder: StepDecoder, features: torch.Tensor, vocab: Vocab,
     All live beams of all images advance in one tensor step; beams that emitted `<end>` leave
     the computation. A beam still running at `max_len` becomes a candidate as it is.
     Candidates are ordered by `score / length ** length_penalty` (0: plain summed log-prob).
-    With `steer` (grounded decoding) beams are searched and ordered with the tag bonus added, while
-    each candidate's `score` stays the model's own summed log-probability.
+    With `steer` (grounded decoding) beams are searched with the tag bonus added to their summed
+    scores, and candidates are ordered by the model's length-normalised score plus the bonus they
+    collected (not normalised by length, so the bonus favours no length); each candidate's `score`
+    stays the model's own summed log-probability.
     """
     feats, proj, grid = _prepare(decoder, features)
     B, P, C = feats.shape
@@ -154,9 +156,10 @@ def beam_search(decoder: StepDecoder, features: torch.Tensor, vocab: Vocab,
         seqs = torch.cat([seqs[rows], words.unsqueeze(1)], dim=1)
         alphas = torch.cat([alphas[rows], alpha[rows].unsqueeze(1)], dim=1)
         h, c = h[rows], c[rows]
-    return [sorted(finished[b], key=lambda cd: rank_key(ranked.get(id(cd), cd.score), len(cd.ids), cfg.length_penalty),
-                   reverse=True)
-            for b in range(B)]
+    def order(cd: Candidate) -> float:  # the model's ranking, plus the tag bonus the caption collected
+        return rank_key(cd.score, len(cd.ids), cfg.length_penalty) + (ranked[id(cd)] - cd.score if ranked else 0.0)
+
+    return [sorted(finished[b], key=order, reverse=True) for b in range(B)]
 
 
 def decode(decoder: StepDecoder, features: torch.Tensor, vocab: Vocab,
