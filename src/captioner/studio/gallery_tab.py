@@ -215,7 +215,7 @@ class GalleryTab:
                 "saved_to": view["saved_to"]}
 
     # ------------------------------------------------------------------ search
-    def search(self, query, page, view=None):
+    def search(self, query, page, view=None, progress=gr.Progress()):
         """API ``/search``: one page of gallery items matching ``query`` (all items if empty).
 
         Returns (JSON for the caller, the page for this session's grid).  The grid is drawn
@@ -231,7 +231,7 @@ class GalleryTab:
                 found = self._found(text, self._paged(lambda p: self.studio.gallery.trash(p, PER_PAGE), page_no),
                                     mode="trash")
             elif view["meaning"] and text.strip():
-                found = self._find_by_meaning(text)
+                found = self._find_by_meaning(text, progress)
             else:
                 sort, descending = SORTS[view["sort"]]
                 filters = self._filters(view)
@@ -261,13 +261,19 @@ class GalleryTab:
         return {"query": text, "total": result.total, "page": result.page, "pages": result.pages,
                 "per_page": result.per_page, "match_all": result.match_all, "items": result.items, "mode": mode}
 
-    def _find_by_meaning(self, text: str) -> dict:
-        """A by-meaning search: `captioner.retrieval.find` ranks the items by how well ``text`` fits them."""
+    def _find_by_meaning(self, text: str, progress=None) -> dict:
+        """A by-meaning search: `captioner.retrieval.find` ranks the items by how well ``text`` fits them
+        (items saved without features get them first: ``progress`` follows that)."""
         find = _retrieval("find")
         if find is None:
             raise GalleryError("Search by meaning is not available in this installation.")
+
+        def follow(stage, done, total):
+            if progress is not None and total:
+                progress((min(int(done), int(total)), int(total)), desc=str(stage), unit="photos")
+
         with self._meaning_lock:
-            matches = find(self.studio.gallery, self.studio.captioner, text, top=PER_PAGE)
+            matches = find(self.studio.gallery, self.studio.captioner, text, top=PER_PAGE, progress=follow)
         items, unknown = self._matched_items(matches)
         for m in matches if isinstance(matches, list) else []:
             unknown.extend(str(w) for w in _field(m, "unknown_words", "unknown", default=[]) or [])
@@ -769,11 +775,12 @@ class GalleryTab:
 
         def then_search(event):
             return then_show(event.then(user_errors(self.search), [query, page_no, view], [search_json, grid_page],
-                                        api_visibility="private", show_progress="hidden"))
+                                        api_visibility="private", show_progress_on=[grid]))
 
         # The search box starts again at page 1 (the js step; API callers pass the page).
         then_show(gr.on([search_btn.click, query.submit], user_errors(self.search), [query, page_no, view],
-                        [search_json, grid_page], api_name="search", js="(q, p, v) => [q, 1, v]"))
+                        [search_json, grid_page], api_name="search", js="(q, p, v) => [q, 1, v]",
+                        show_progress_on=[grid]))
         then_show(gallery_tab.select(user_errors(self.search), [query, page_no, view], [search_json, grid_page],
                                      api_visibility="private", show_progress="hidden"))
         gallery_tab.select(user_errors(self.model_choices), None, [model], api_visibility="private",
