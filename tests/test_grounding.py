@@ -91,3 +91,27 @@ def test_grounding_settings_are_checked():
     with pytest.raises(ConfigError):
         DecodingConfig(tag_min=1.5)
     assert DecodingConfig.from_dict({"beam_size": 5}).tag_bonus == 0.0  # older decoding.json files load
+
+
+def test_only_photos_whose_caption_misses_their_tags_are_decoded_again(captioner, grids):
+    vocab = captioner.model.vocab
+    V = len(vocab)
+    groups = torch.full((V,), -1)
+    groups[vocab.stoi["cat"]] = groups[vocab.stoi["cats"]] = 0
+    bonus = torch.zeros(2, V)
+    bonus[0, vocab.stoi["cat"]] = bonus[0, vocab.stoi["cats"]] = 5.0  # image 0 is tagged cat; image 1 nothing
+    steer = TagBonus(bonus, groups)
+    assert steer.misses(0, [vocab.stoi[w] for w in "a dog runs".split()])
+    assert not steer.misses(0, [vocab.stoi[w] for w in "two cats sit".split()])
+    assert not steer.misses(1, [vocab.stoi[w] for w in "a dog runs".split()])  # no tag to name
+    assert steer.subset([0]).bonus.shape == (1, V)
+    # a photo whose caption already names its confident tag keeps its caption with grounding on
+    plain = captioner.decode(grids[:1], captioner.decoding)
+    labels = captioner.tagger.labels
+    own = next(t for t in plain[0][0].tokens if t in labels and t in vocab.stoi)  # e.g. "shirt"
+    cfg = captioner.decoding.replace(tag_bonus=8.0, tag_min=0.5)
+    probs = torch.zeros(1, len(labels))
+    probs[0, labels.index(own)] = 0.9  # tag a word the caption already names
+    assert [c.tokens for c in captioner.decode(grids[:1], cfg, probs)[0]] == [c.tokens for c in plain[0]]
+    probs[0, labels.index("cat")] = 0.9  # and one it does not: still named, so the caption stays
+    assert [c.tokens for c in captioner.decode(grids[:1], cfg, probs)[0]] == [c.tokens for c in plain[0]]

@@ -178,8 +178,10 @@ class Captioner:
     @torch.inference_mode()
     def decode(self, features: torch.Tensor, decoding: DecodingConfig | None = None,
                word_probs: torch.Tensor | None = None) -> list[list[Candidate]]:
-        """Beam search on encoder grids. `word_probs` (B, W): the tagger's word probabilities, used by
-        grounded decoding when `decoding.tag_bonus` > 0."""
+        """Beam search on encoder grids. With `decoding.tag_bonus` > 0 (grounded decoding), photos whose
+        best caption names none of their confident, in-vocabulary tags (`tag_min`) are decoded again
+        with the tag bonus (`captioner.tags.grounding`). `word_probs` (B, W): the tagger's word
+        probabilities, when already computed."""
         decoding = decoding or self.decoding
         steer = None
         if decoding.tag_bonus > 0 and self.tagger is not None:
@@ -188,7 +190,16 @@ class Captioner:
             if word_probs is None:
                 word_probs = self.tagger.word_probabilities(features)
             steer = tag_bonus(self.tagger, word_probs, self.model.vocab, decoding)
-        return decode(self.fast_decoder, features, self.model.vocab, decoding, steer)
+        out = decode(self.fast_decoder, features, self.model.vocab, decoding)
+        if steer is not None:
+            # grounded decoding: only photos whose best caption names none of their confident tags are
+            # decoded again with the bonus (a photo already described with its object keeps its caption)
+            again = [b for b, cands in enumerate(out) if steer.misses(b, cands[0].ids)]
+            if again:
+                steered = decode(self.fast_decoder, features[again], self.model.vocab, decoding, steer.subset(again))
+                for b, cands in zip(again, steered):
+                    out[b] = cands
+        return out
 
     def caption_prepared(self, items: list[_Prepared], decoding: DecodingConfig,
                          keep_features: bool = False) -> list[CaptionResult]:

@@ -114,6 +114,14 @@ class TagBonus:
             bonus = bonus.masked_fill(named[:, self.groups + 1], 0.0)
         return logp + bonus
 
+    def misses(self, image: int, ids: list[int]) -> bool:
+        """Whether `image` has steering tags and a caption of it (word ids) names none of them."""
+        wanted = set(self.groups[self.bonus[image] > 0].tolist()) - {-1}
+        return bool(wanted) and not wanted & set(self.groups[ids].tolist())
+
+    def subset(self, images: list[int]) -> TagBonus:
+        return TagBonus(self.bonus[images], self.groups)
+
 
 def apply_steer(steer: TagBonus | None, logp: torch.Tensor, seqs: torch.Tensor, step: int,
                 img_of: torch.Tensor) -> torch.Tensor:
