@@ -331,13 +331,29 @@ def test_import_a_folder(studio, items, tmp_path):
     message = studio.library.import_folder(files + [str(broken), str(notes)], progress=lambda *a, **k: None)
     assert "Imported **2** photos" in message and "1 could not be read" in message and "broken.jpg" in message
     assert "1 file that are not photos ignored" in message or "not photos" in message
-    assert str(uploads) not in message  # names, not the server's paths
+    assert str(uploads) not in message and str(studio.library.imports) not in message  # names, not paths
     assert studio.gallery.count() == 6
     # again: the same photos are skipped
     message = studio.library.import_folder(files, progress=lambda *a, **k: None)
     assert "Imported **0** photos" in message and "2 already in the gallery" in message
     assert studio.gallery.count() == 6
     assert not any(studio.library.imports.iterdir())  # the staging folder is gone
+
+
+def test_a_read_only_gallery_changes_nothing(captioner, items, studio):
+    ro = Studio(captioner, studio.gallery, read_only=True)
+    dog_lake = items[0]
+    studio.gallery.delete(items[3])
+    assert "read-only" in ro.library.edit_caption(dog_lake, "another caption")[0]
+    assert "read-only" in ro.library.delete(dog_lake, True)[0]
+    assert "read-only" in ro.library.undo(items[3])[0]
+    assert "read-only" in ro.library.restore(items[3])[0]
+    assert "read-only" in ro.library.empty_trash(True)
+    assert "read-only" in ro.library.import_folder(["x.jpg"])
+    assert studio.gallery.get(dog_lake)["caption"] == CAPTIONS[0] and studio.gallery.get(items[3]) is None
+    assert studio.gallery.get(items[3], include_trash=True) is not None
+    _, page = ro.library.search("", 1)
+    assert ro.library.open_item(ro.library.show_grid(page)[3], page, pick(0))[2].visible is False
 
 
 # ------------------------------------------------------------------ by meaning, more like this

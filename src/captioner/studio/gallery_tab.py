@@ -631,9 +631,12 @@ class GalleryTab:
                 if isinstance(done, (int, float)):
                     progress((min(int(done), total), total), desc="Importing", unit="photos")
             summary = import_folders(self.studio.gallery, self.studio.captioner, [folder], progress=report)
+            inside = str(folder) + os.sep  # the studio's staging folder is no business of the user's
+            failed = [(str(name).replace(inside, ""), str(reason).replace(inside, ""))
+                      for name, reason in _field(summary, "failed", "errors", default=[]) or []]
             return {"saved": list(_field(summary, "saved", "added", default=[]) or []),
                     "skipped": list(_field(summary, "skipped", "duplicates", default=[]) or []),
-                    "failed": list(_field(summary, "failed", "errors", default=[]) or [])}
+                    "failed": failed}
         return self._import_here(staged, progress)
 
     def _import_here(self, staged: list[Path], progress) -> dict:
