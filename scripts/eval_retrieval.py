@@ -65,11 +65,12 @@ def save_npy(path: Path, array: np.ndarray) -> None:
 class Work:
     """The split's cached pieces under runs/retrieval-eval/<split>-*."""
 
-    def __init__(self, folder: Path, split: str, n: int):
+    def __init__(self, folder: Path, split: str, n: int, prune: tuple[int, int] | None = None):
         self.folder, self.split, self.n = folder, split, n
         folder.mkdir(parents=True, exist_ok=True)
-        self.ll_path = folder / f"{split}-likelihood.npy"      # (n queries in order, n photos)
-        self.done_path = folder / f"{split}-likelihood.json"   # {"done": k}
+        kind = f"-prune{prune[0]}x{prune[1]}" if prune else ""
+        self.ll_path = folder / f"{split}-likelihood{kind}.npy"      # (n queries in order, n photos)
+        self.done_path = folder / f"{split}-likelihood{kind}.json"   # {"done": k}
         self.prior_path = folder / f"{split}-generic.npy"      # (len(GENERIC_CAPTIONS), n photos)
         self.fts_path = folder / f"{split}-fulltext.json"
 
@@ -103,10 +104,13 @@ def compute(args, ds, work: Work, queries, order) -> None:
         print(f"full-text rankings done ({time.time() - t:.0f} s)", file=sys.stderr)
     scorer = Scorer(captioner.model.decoder)
     photos = scorer.photos(photo_set.grids)
-    if not work.prior_path.is_file():
+    # every generic caption when tuning; else as many as the chosen FindConfig uses
+    needed = len(GENERIC_CAPTIONS) if args.tune else FindConfig().generic_captions
+    generic = np.load(work.prior_path) if work.prior_path.is_file() else np.zeros((0, len(photos)), np.float32)
+    if len(generic) < needed:
         t = time.time()
-        generic = np.stack([scorer.text_likelihood(photos, query_tokens(vocab, g)) for g in GENERIC_CAPTIONS])
-        save_npy(work.prior_path, generic)
+        more = [scorer.text_likelihood(photos, query_tokens(vocab, g)) for g in GENERIC_CAPTIONS[len(generic):needed]]
+        save_npy(work.prior_path, np.concatenate([generic, np.stack(more)]))
         print(f"priors done ({time.time() - t:.0f} s)", file=sys.stderr)
     ll, done = work.likelihood()
     limit = len(order) if args.queries is None else min(len(order), args.queries)
@@ -115,7 +119,7 @@ def compute(args, ds, work: Work, queries, order) -> None:
     start = done
     while done < limit and (deadline is None or time.time() < deadline):
         q = order[done]
-        ll[done] = scorer.text_likelihood(photos, query_tokens(vocab, queries[q]))
+        ll[done] = scorer.text_likelihood(photos, query_tokens(vocab, queries[q]), prune=args.prune)
         done += 1
         if done % 10 == 0 or done == limit:
             work.save_likelihood(ll, done)
@@ -168,7 +172,7 @@ def report(args, work: Work, queries, order, photo_set=None) -> dict:
     photo_set = photo_set or PhotoSet.load(work.folder / f"{args.split}.npz")
     pooled = pool(photo_set.grids)
     fts_ranks = [fts[q].index(q) if q in fts[q] else None for q in order[:done]]
-    out = {"split": args.split, "queries": done, "photos": work.n,
+    out = {"split": args.split, "queries": done, "photos": work.n, "prune": list(args.prune or []),
            "fulltext": {"recall@5": recall_at(fts_ranks, 5), "recall@10": recall_at(fts_ranks, 10)}}
 
     def recalls(ranks):
@@ -177,7 +181,8 @@ def report(args, work: Work, queries, order, photo_set=None) -> dict:
     out["likelihood_raw"] = recalls(evaluate(rows, generic, fts, order, pooled, 0.0, 8, 0.0))
     if args.tune:
         grid = []
-        for pw, ng, fw in itertools.product(PRIOR_WEIGHTS, GENERIC_COUNTS, FULLTEXT_WEIGHTS):
+        for pw, ng, fw in itertools.product(PRIOR_WEIGHTS, [g for g in GENERIC_COUNTS if g <= len(generic)],
+                                            FULLTEXT_WEIGHTS):
             r = recalls(evaluate(rows, generic, fts, order, pooled, pw, ng, fw))
             grid.append({"prior_weight": pw, "generic_captions": ng, "fulltext_weight": fw, **r})
         best = max(grid, key=lambda g: (g["recall@5"], g["recall@10"]))
@@ -187,11 +192,22 @@ def report(args, work: Work, queries, order, photo_set=None) -> dict:
     else:
         cfg = FindConfig()
         pw, ng, fw = cfg.prior_weight, cfg.generic_captions, cfg.fulltext_weight
+        if ng > len(generic):
+            raise SystemExit(f"only {len(generic)} generic captions scored; run without --report-only first")
     out["settings"] = {"prior_weight": pw, "generic_captions": ng, "fulltext_weight": fw}
     out["likelihood_prior"] = recalls(evaluate(rows, generic, fts, order, pooled, pw, ng, 0.0))
     out["fused"] = recalls(evaluate(rows, generic, fts, order, pooled, pw, ng, fw))
     out["shortlisted"] = {str(s): recalls(evaluate(rows, generic, fts, order, pooled, pw, ng, fw, s))
                           for s in SHORTLISTS}
+    full = Work(work.folder, args.split, work.n) if args.prune else None
+    if full is not None and full.done_path.is_file():
+        full_ll, full_done = full.likelihood()
+        common = min(done, full_done)
+        if common:
+            out["pruning_vs_full"] = {
+                "queries": common, "prune": list(args.prune),
+                "pruned": recalls(evaluate(rows[:common], generic, fts, order, pooled, pw, ng, fw)),
+                "full": recalls(evaluate(full_ll[:common], generic, fts, order, pooled, pw, ng, fw))}
     f5 = out["fulltext"]["recall@5"]
     out["ratio@5"] = out["fused"]["recall@5"] / f5 if f5 else None
     return out
@@ -205,6 +221,9 @@ def main(argv=None) -> int:
     p.add_argument("--queries", type=int, help="score at most this many queries in all (default: every photo's)")
     p.add_argument("--time-limit", type=float, help="stop scoring after this many seconds (resume later)")
     p.add_argument("--report-only", action="store_true")
+    p.add_argument("--prune", type=int, nargs=2, metavar=("AFTER", "KEEP"),
+                   help="score every photo on the first AFTER words, only the best KEEP to the end "
+                        "(default: FindConfig's; 0 0: every photo to the end)")
     p.add_argument("--work", default=str(ROOT / "runs" / "retrieval-eval"))
     p.add_argument("--out", help="write the figures as JSON here too")
     args = p.parse_args(argv)
@@ -214,7 +233,11 @@ def main(argv=None) -> int:
 
     ds = read_flickr8k(args.data)
     queries, order = split_queries(ds, args.split)
-    work = Work(Path(args.work), args.split, len(queries))
+    if args.prune is None:
+        cfg = FindConfig()
+        args.prune = (cfg.prune_after, cfg.prune_keep)
+    args.prune = tuple(args.prune) if args.prune[1] > 0 else None
+    work = Work(Path(args.work), args.split, len(queries), args.prune)
     if not args.report_only:
         compute(args, ds, work, queries, order)
     out = report(args, work, queries, order)

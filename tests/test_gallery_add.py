@@ -71,6 +71,6 @@ def test_import_folders_reports_progress(photo_tree, tmp_path):
     seen = []
     with Gallery(tmp_path / "g") as g:
         report = import_folders(g, Captioner.load(), [photo_tree / "trip"], progress=lambda d, n, f: seen.append((d, n)))
-    assert seen[-1] == (3, 3) and [d for d, _ in seen] == [1, 2, 3]
-    assert len(report.added) == 2 and len(report.failed) == 1
+    assert seen[-1] == (4, 4) and sorted(d for d, _ in seen) == [1, 2, 3, 4]
+    assert len(report.added) == 2 and len(report.failed) == 1 and len(report.skipped) == 1
     assert report.to_dict()["failed"][0]["file"].endswith("broken.jpg")

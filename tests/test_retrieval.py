@@ -51,6 +51,23 @@ def test_scorer_is_the_decoders_teacher_forcing(tiny_model_dir):
     assert np.allclose(mean, want.mean(dim=1).numpy(), atol=1e-5)
 
 
+def test_pruning_scores_only_the_best_photos_after_the_first_words(tiny_model_dir):
+    from captioner.model.folder import load_model
+
+    model = load_model(tiny_model_dir).eval()
+    torch.manual_seed(4)
+    scorer = Scorer(model.decoder)
+    photos = scorer.photos(torch.randn(40, 4, model.decoder.init_h.weight.shape[1]))
+    query = query_tokens(model.vocab, "a man sits on the grass with a red ball")
+    full = scorer.text_likelihood(photos, query)
+    pruned = scorer.text_likelihood(photos, query, prune=(3, 8))
+    kept = np.isfinite(pruned)
+    partial = scorer.token_logprobs(photos, query)[:, :3].mean(dim=1)
+    assert set(np.flatnonzero(kept)) == set(torch.topk(partial, 8).indices.tolist())
+    assert np.allclose(pruned[kept], full[kept], atol=1e-5)
+    assert np.all(pruned[~kept] == -np.inf)
+
+
 def test_unknown_words_are_fed_as_unk_but_not_scored():
     vocab = Vocab(["<pad>", "<start>", "<end>", "<unk>", "a", "dog", "on", "the"])
     q = query_tokens(vocab, "A dog on the Zorblax, zorblax!")
@@ -211,8 +228,9 @@ N_QUERIES = 24  # a fixed random subset of the 1,000 test queries, against all 1
 
 @pytest.mark.slow
 def test_likelihood_beats_full_text_on_flickr8k_test(flickr8k_dir, captioner, tmp_path):
-    """recall@5 of find-by-description (the shipped FindConfig) >= 1.5x the gallery's full-text search
-    over the model's own captions. scripts/eval_retrieval.py measures all 1,000 queries."""
+    """recall@5 of find-by-description (the shipped FindConfig: prior, full-text fusion, pruning after the
+    first words) >= 1.5x the gallery's full-text search over the model's own captions.
+    scripts/eval_retrieval.py measures all 1,000 queries."""
     from captioner.data.flickr8k import read_flickr8k
     from captioner.retrieval.config import FindConfig
     from captioner.retrieval.evaluation import build_photo_set, fulltext_rankings, rank_of, recall_at
@@ -232,7 +250,8 @@ def test_likelihood_beats_full_text_on_flickr8k_test(flickr8k_dir, captioner, tm
     prior = photo_priors(scorer, photos, captioner.model.vocab, cfg.generic_captions)
     ours, theirs = [], []
     for q, hits in zip(chosen, fts):
-        score = scorer.text_likelihood(photos, query_tokens(captioner.model.vocab, queries[q])) - cfg.prior_weight * prior
+        tokens = query_tokens(captioner.model.vocab, queries[q])
+        score = scorer.text_likelihood(photos, tokens, prune=(cfg.prune_after, cfg.prune_keep)) - cfg.prior_weight * prior
         for r, photo in enumerate(hits):
             score[photo] += cfg.fulltext_weight * fulltext_bonus(r)
         ours.append(rank_of(score, q))

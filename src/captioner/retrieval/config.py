@@ -22,6 +22,10 @@ class FindConfig:
     shortlist: int = field(default=1000, metadata={
         "help": "at most this many photos are scored by likelihood; a larger gallery is shortlisted first by "
                 "full text and by the pooled features of the best full-text hits"})
+    prune_after: int = field(default=3, metadata={
+        "help": "every photo is scored on the first PRUNE_AFTER words of the description ..."})
+    prune_keep: int = field(default=150, metadata={
+        "help": "... and only the best PRUNE_KEEP of them to the end (0: every photo to the end)"})
     generic_captions: int = field(default=8, metadata={"cli": False})
 
     def __post_init__(self):
@@ -29,6 +33,10 @@ class FindConfig:
             value = getattr(self, f.name)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ConfigError(f"{f.name.replace('_', '-')} must be a number, not {value!r}")
+        for name in ("prune_after", "prune_keep"):
+            if getattr(self, name) < 0 or getattr(self, name) != int(getattr(self, name)):
+                raise ConfigError(f"--{name.replace('_', '-')} must be a whole number (0 or more), "
+                                  f"not {getattr(self, name)}")
         for name in ("top", "fulltext_hits", "shortlist", "generic_captions"):
             if getattr(self, name) < 1 or getattr(self, name) != int(getattr(self, name)):
                 raise ConfigError(f"--{name.replace('_', '-')} must be a whole number of at least 1, "

@@ -76,20 +76,23 @@ def cached_photo_set(captioner, paths: Sequence[str | Path], cache: str | Path |
 
 def fulltext_rankings(photo_set: PhotoSet, queries: Sequence[str], top: int = 10,
                       folder: str | Path | None = None) -> list[list[int]]:
-    """For each query, the photo indexes the gallery's own full-text search ranks first (at most `top`),
-    in a temporary gallery holding every photo with its caption and beam candidates."""
+    """For each query, the photo indexes the gallery's own full-text search (`Gallery.search`) ranks first
+    (at most `top`), in a temporary gallery holding every photo's caption and beam candidates. The rows
+    are inserted in one transaction (the search index follows through the gallery's own triggers) with
+    no picture files: only the search is measured here, not saving."""
     from captioner.storage import Gallery
-    from captioner.storage.errors import DuplicateItemError
+    from captioner.storage.schema import TABLE
 
     with tempfile.TemporaryDirectory(dir=folder) as tmp:
         gallery = Gallery(tmp)
-        row_of = {}
-        for i, (path, cands) in enumerate(zip(photo_set.paths, photo_set.candidates)):
-            try:
-                item_id = gallery.save(path, photo_set.names[i], cands[0], [{"caption": c} for c in cands])
-            except DuplicateItemError:  # the same picture twice in a data set: found as the first
-                continue
-            row_of[item_id] = i
+        records = [{"image_hash": f"{i:064x}", "image_file": f"{i:064x}.jpg", "original_name": name,
+                    "width": 4, "height": 4, "caption": cands[0],
+                    "alternatives": "\n".join(dict.fromkeys(c for c in cands[1:] if c != cands[0])),
+                    "candidates": json.dumps([{"caption": c} for c in cands]), "beam_size": len(cands),
+                    "model_name": "eval", "saved_at": "2026-01-01T00:00:00+00:00"}
+                   for i, (name, cands) in enumerate(zip(photo_set.names, photo_set.candidates))]
+        with gallery._write() as db:
+            row_of = {db[TABLE].insert(r).last_pk: i for i, r in enumerate(records)}
         out = []
         for q in queries:
             try:

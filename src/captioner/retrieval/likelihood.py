@@ -96,15 +96,30 @@ class Scorer:
 
     # ------------------------------------------------------------------ texts
     @torch.inference_mode()
-    def token_logprobs(self, photos: PhotoBatch, query: QueryTokens) -> torch.Tensor:
-        """log p(token_t | tokens_<t, photo) for every photo and predicted token: (n_photos, len(ids) - 1)."""
+    def token_logprobs(self, photos: PhotoBatch, query: QueryTokens, prune: tuple[int, int] | None = None,
+                       bias: torch.Tensor | None = None) -> torch.Tensor:
+        """log p(token_t | tokens_<t, photo) for every photo and predicted token: (n_photos, len(ids) - 1).
+
+        `prune=(after, keep)`: after `after` tokens only the `keep` photos with the best mean log-probability
+        so far (plus `bias`, e.g. minus the weighted prior) go on; the others' later entries are NaN."""
         ids = torch.tensor(query.ids)
-        n = len(photos)
+        n, steps = len(photos), len(ids) - 1
         emb_part = torch.addmm(self.lstm_b, self.embedding[ids[:-1]], self.lstm_emb_w)  # (T-1, 4H): same for all
         h, c = photos.h0, photos.c0
-        out = torch.empty(n, len(ids) - 1)
+        out = torch.full((n, steps), float("nan"))
+        active = None  # rows still scored (None: all)
         energy = torch.empty_like(photos.projected)  # reused every step: the attention's largest tensor
-        for t in range(len(ids) - 1):
+        for t in range(steps):
+            if prune is not None and t == prune[0] and t > 0 and prune[1] < len(h):
+                mask = torch.tensor(query.scored[:t], dtype=torch.float32)
+                rows = torch.arange(n) if active is None else active
+                partial = (out[rows, :t] * mask).sum(dim=1) / mask.sum().clamp(min=1)
+                if bias is not None:
+                    partial = partial + bias[rows]
+                best = torch.topk(partial, prune[1]).indices.sort().values
+                active = rows[best]
+                photos, h, c = photos[best], h[best], c[best]
+                energy = torch.empty_like(photos.projected)
             torch.add(photos.projected, torch.addmm(self.hid_b, h, self.hid_w).unsqueeze(1), out=energy)
             alpha = torch.softmax(energy.tanh_().matmul(self.score_w), dim=1)
             context = torch.bmm(alpha.unsqueeze(1), photos.grids).squeeze(1)
@@ -114,12 +129,25 @@ class Scorer:
             c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
             h = torch.sigmoid(o) * torch.tanh(c)
             logits = torch.addmm(self.out_b, h, self.out_w)
-            out[:, t] = logits[:, ids[t + 1]] - torch.logsumexp(logits, dim=1)
+            step = logits[:, ids[t + 1]] - torch.logsumexp(logits, dim=1)
+            if active is None:
+                out[:, t] = step
+            else:
+                out[active, t] = step
         return out
 
-    def text_likelihood(self, photos: PhotoBatch, query: QueryTokens, chunk: int = 1024) -> np.ndarray:
-        """Mean log-probability per scored token (known words and `<end>`) of `query` for each photo: (n_photos,)."""
+    def text_likelihood(self, photos: PhotoBatch, query: QueryTokens, chunk: int = 1024,
+                        prune: tuple[int, int] | None = None, bias=None) -> np.ndarray:
+        """Mean log-probability per scored token (known words and `<end>`) of `query` for each photo: (n_photos,).
+
+        With `prune=(after, keep)` (see `token_logprobs`; photos in one call, not chunked) the photos dropped
+        after `after` tokens get -inf."""
         mask = torch.tensor(query.scored, dtype=torch.float32)
+        if prune is not None:
+            bias = None if bias is None else torch.as_tensor(np.asarray(bias, dtype=np.float32))
+            lp = self.token_logprobs(photos, query, prune, bias)
+            score = (lp * mask).sum(dim=1) / mask.sum()
+            return torch.nan_to_num(score, nan=-np.inf).numpy()
         scores = []
         for s in range(0, len(photos), chunk):
             lp = self.token_logprobs(photos[s : s + chunk], query)

@@ -6,7 +6,9 @@ grid, `prior` the photo's mean likelihood over everyday captions (photos that fi
 head start), and `fulltext` 1 / log2(2 + r) for the gallery's own full-text hit at rank r (0 if the words
 do not match its caption). Words the model does not know are not scored; they are reported and left
 to the full-text part. A gallery larger than `FindConfig.shortlist` is shortlisted first: the full-text
-hits, then the photos nearest (pooled features) to the best of them, then the rest by prior.
+hits, then the photos nearest (pooled features) to the best of them, then the rest by prior. Among
+those, every photo is scored on the first `prune_after` words, and only the best `prune_keep` to the
+end (the others rank below; scripts/eval_retrieval.py measures what this costs).
 """
 from __future__ import annotations
 
@@ -120,9 +122,12 @@ def find(gallery, captioner, query: str, top: int = 10, config: FindConfig | Non
             got, grids = gallery.features([int(i) for i in ids[s : s + 1024]], model_name=captioner.name)
             if not len(got):
                 continue
-            ll = scorer.text_likelihood(scorer.photos(grids), tokens)
+            prune = (config.prune_after, config.prune_keep) if 0 < config.prune_keep < len(got) else None
+            ll = scorer.text_likelihood(scorer.photos(grids), tokens, prune=prune)
             prior = index.prior[index.rows(got)]
             for item_id, lik, pri in zip(got, ll, prior):
+                if not np.isfinite(lik):  # dropped by pruning after the first words
+                    continue
                 bonus = fulltext_bonus(hit_rank[item_id]) if item_id in hit_rank else 0.0
                 scores[item_id] = float(lik - config.prior_weight * pri + config.fulltext_weight * bonus)
                 parts[item_id] = (float(lik), float(pri))
