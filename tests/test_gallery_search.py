@@ -7,7 +7,7 @@ import sqlite3
 
 import pytest
 
-from captioner.storage import Gallery, GalleryError
+from captioner.storage import Gallery, GalleryError, schema
 from captioner.storage.fts_query import parse_search, word_forms
 from test_gallery import candidates_for, make_image
 
@@ -155,21 +155,26 @@ def test_saved_caption_outranks_a_candidate_only_match(g):
     candidate_only = put(g, "a cat on a sofa", "dog dog dog dog dog dog dog dog")
     with sqlite3.connect(g.db_path) as conn:
         by_bm25 = [r[0] for r in conn.execute("SELECT rowid FROM items_fts WHERE items_fts MATCH 'dog' "
-                                              "ORDER BY bm25(items_fts, 10.0, 2.0, 1.0, 4.0)")]
+                                              f"ORDER BY {schema.BM25_WEIGHTS.replace('bm25(', 'bm25(items_fts, ')}")]
     assert by_bm25 == [candidate_only, saved], "the test needs a case that bm25 alone gets wrong"
     page = g.search("dog")
     assert ids(page) == [saved, candidate_only]
     assert [i["matched_in"] for i in page.items] == ["caption", "candidates"]
 
 
-def test_ranking_tiers_caption_tags_name_candidates(g):
+def test_caption_first_then_tags_name_candidates(g):
     by_candidate = put(g, "a sofa", "a zebra on a sofa")
     by_name = put(g, "a field", name="zebra_trip.jpg")
     by_tag = put(g, "a striped horse", tags=[{"label": "zebra", "score": 0.8}])
-    by_caption = put(g, "a zebra grazing")
+    by_caption = put(g, "a long caption about a zebra grazing on the dry grass of a wide plain at dusk")
     page = g.search("zebra")
     assert ids(page) == [by_caption, by_tag, by_name, by_candidate]
     assert [i["matched_in"] for i in page.items] == ["caption", "tags", "name", "candidates"]
+    spread = put(g, "a dog on a jetty", tags=[{"label": "lake", "score": 0.9}])
+    both = put(g, "a dog swims in a lake")
+    page = g.search("dog lake")
+    assert ids(page) == [both, spread]  # the caption alone matches, then words spread over caption and tags
+    assert [i["matched_in"] for i in page.items] == ["caption", "tags"]
 
 
 def test_highlight_marks_the_matching_words_and_escapes_the_rest(g):

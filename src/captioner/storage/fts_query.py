@@ -148,9 +148,9 @@ class SearchQuery:
     plain: bool
     words: tuple[str, ...]
 
-    def in_column(self, column: str) -> str:
-        """The same search, restricted to one column of the index."""
-        return f"{column} : ({self.fts})"
+    def in_column(self, column: str, fts: str | None = None) -> str:
+        """The search (or ``fts``), restricted to one column of the index."""
+        return f"{column} : ({self.fts if fts is None else fts})"
 
 
 # tokens: (kind, value); kind in WORD, PHRASE, AND, OR, NOT, LP, RP

@@ -78,10 +78,9 @@ FTS_COLUMNS_V1 = ["caption", "alternatives", "original_name"]
 #: The columns of the full-text index, in the index's order (since schema version 4: the tags too).
 FTS_COLUMNS = [*FTS_COLUMNS_V1, "tag_text"]
 #: bm25 weights for the FTS columns above: the caption counts most.
-BM25_WEIGHTS = "bm25(10.0, 2.0, 1.0, 4.0)"
+BM25_WEIGHTS = "bm25(10.0, 2.0, 3.0, 5.0)"
 #: What :meth:`Gallery.search` reports as ``matched_in`` for each index column (``alternatives``: the
-#: beam candidates the user did not choose), and the order search ranks them in: an item whose saved
-#: caption matches comes first, then one matching through its tags, its file name, its other candidates.
+#: beam candidates the user did not choose).  An item whose saved caption matches ranks first.
 MATCHED_IN = {"caption": "caption", "tag_text": "tags", "original_name": "name", "alternatives": "candidates"}
 
 
@@ -92,8 +91,8 @@ SEGMENTS_FTS_TABLE = f"{SEGMENTS_TABLE}_fts"
 SEGMENTS_FTS_COLUMNS_V3 = ["caption", "alternatives"]
 #: The columns of the segments' full-text index, in the index's order (since version 4: tags too).
 SEGMENTS_FTS_COLUMNS = [*SEGMENTS_FTS_COLUMNS_V3, "tag_text"]
-#: bm25 weights for the segment index, on the same scale as the items' (caption 10, candidates 2, tags 4).
-SEGMENTS_BM25_WEIGHTS = "bm25(10.0, 2.0, 4.0)"
+#: bm25 weights for the segment index, on the same scale as the items' (caption 10, candidates 2, tags 5).
+SEGMENTS_BM25_WEIGHTS = "bm25(10.0, 2.0, 5.0)"
 #: Columns schema version 4 added to the segments table.
 SEGMENTS_COLUMNS_V4 = ("tags TEXT", "tag_text TEXT")
 #: Columns read for a video item's segments (``end`` is an SQL keyword: always quoted).
