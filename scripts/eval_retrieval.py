@@ -176,7 +176,8 @@ def report(args, work: Work, queries, order, photo_set=None) -> dict:
            "fulltext": {"recall@5": recall_at(fts_ranks, 5), "recall@10": recall_at(fts_ranks, 10)}}
 
     def recalls(ranks):
-        return {"recall@5": recall_at(ranks, 5), "recall@10": recall_at(ranks, 10)}
+        mrr = float(np.mean([0.0 if r is None else 1.0 / (r + 1) for r in ranks]))
+        return {"recall@5": recall_at(ranks, 5), "recall@10": recall_at(ranks, 10), "mrr": round(mrr, 4)}
 
     out["likelihood_raw"] = recalls(evaluate(rows, generic, fts, order, pooled, 0.0, 8, 0.0))
     if args.tune:
@@ -185,7 +186,7 @@ def report(args, work: Work, queries, order, photo_set=None) -> dict:
                                             FULLTEXT_WEIGHTS):
             r = recalls(evaluate(rows, generic, fts, order, pooled, pw, ng, fw))
             grid.append({"prior_weight": pw, "generic_captions": ng, "fulltext_weight": fw, **r})
-        best = max(grid, key=lambda g: (g["recall@5"], g["recall@10"]))
+        best = max(grid, key=lambda g: (g["recall@5"], g["recall@10"], g["mrr"]))
         out["grid"] = grid
         out["chosen"] = best
         pw, ng, fw = best["prior_weight"], best["generic_captions"], best["fulltext_weight"]
