@@ -64,6 +64,26 @@ def test_layout_uses_gpus_when_there_are_some_and_leaves_cpus_for_decoding():
         plan_layout(RayJobConfig(workers=3, worker_gpus=1), cpus=16, gpus=2, local=False)
 
 
+def test_a_failed_job_names_the_real_cause():
+    """A worker's error reaches the driver as text inside Ray's wrappers; the one line names the cause."""
+    from captioner.scale.job import root_cause
+
+    class Wrapped(Exception):
+        traceback_str = ("ray::MapWorker(Map(CaptionWorker)).submit() (pid=1)\nTraceback (most recent call last):\n"
+                         '  File "results_store.py", line 50, in write_shard\nOSError: [Errno 28] No space left on '
+                         "device\n\nThe above exception was the direct cause of:\nray.data.exceptions."
+                         "UserCodeException: UDF failed to process a data block.")
+
+    assert root_cause(Wrapped("UDF failed")) == "OSError: [Errno 28] No space left on device"
+    try:
+        try:
+            raise ConnectionError("head node lost")
+        except ConnectionError as inner:
+            raise RuntimeError("job failed") from inner
+    except RuntimeError as outer:
+        assert root_cause(outer) == "ConnectionError: head node lost"
+
+
 def test_ray_word_after_the_flag_is_an_address_or_a_photo_source(tmp_path):
     from captioner.scale.cli import split_address
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -37,6 +38,10 @@ LOCAL_ADDRESSES = (None, "", "local")
 
 class RayMissingError(CaptionerError):
     """`--ray` was asked for, and Ray Data is not installed."""
+
+
+class JobFailedError(CaptionerError):
+    """The Ray job stopped for a reason no photo caused (a full disk, a lost cluster)."""
 
 
 def require_ray():
@@ -137,8 +142,9 @@ def connect(ray, address: str | None, cfg: RayJobConfig) -> tuple[bool, Layout]:
 
         gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
         first = plan_layout(cfg, float(os.cpu_count() or 1), float(gpus), local=True)
-        ray.init(num_cpus=local_cpus(first), num_gpus=gpus, include_dashboard=False, log_to_driver=False,
-                 logging_level=logging.WARNING)
+        # "local": a new instance of our own, even where `ray start` left one running ($RAY_ADDRESS too)
+        ray.init(address="local", num_cpus=local_cpus(first), num_gpus=gpus, include_dashboard=False,
+                 log_to_driver=False, logging_level=logging.WARNING)
         started = True
     elif not ray.is_initialized():
         try:
@@ -154,6 +160,29 @@ def connect(ray, address: str | None, cfg: RayJobConfig) -> tuple[bool, Layout]:
         if started:
             ray.shutdown()
         raise
+
+
+_ERROR_LINE = re.compile(r"^(?:[A-Za-z_][\w]*\.)*([A-Za-z_]\w*(?:Error|Exception))(?:\([^)]*\))?: (.+)$")
+
+
+def root_cause(exc: BaseException) -> str:
+    """"Type: message" of what went wrong under Ray's wrappers: a task's error arrives as text (its
+    traceback's "OSError: ..." line), or linked through `.cause` / `__cause__`."""
+    chain, seen = [exc], {id(exc)}
+    while True:
+        inner = getattr(chain[-1], "cause", None) or chain[-1].__cause__
+        if not isinstance(inner, BaseException) or id(inner) in seen:
+            break
+        seen.add(id(inner))
+        chain.append(inner)
+    for e in chain:
+        text = "\n".join([getattr(e, "traceback_str", "") or "", str(e)])
+        for line in text.splitlines():
+            m = _ERROR_LINE.match(line.strip())
+            if m and m.group(1) not in ("UserCodeException", "RayTaskError"):
+                return f"{m.group(1)}: {m.group(2)[:300]}"
+    first = next((line.strip() for line in str(chain[-1]).splitlines() if line.strip()), "")
+    return f"{type(chain[-1]).__name__}: {first[:300]}" if first else type(chain[-1]).__name__
 
 
 def shard(photos: list[str], size: int) -> list[list[str]]:
@@ -214,12 +243,16 @@ def run_caption_job(sources: list[str], out_dir: str, *, model_dir: str | Path |
                                            "batch_size": batch_size, "threads": layout.threads,
                                            "device": layout.device},
                     num_cpus=layout.worker_cpus, num_gpus=layout.worker_gpus)
-        for row in ds.iter_rows():
-            summary.captioned += int(row["photos"]) - int(row["failed"])
-            summary.failed += int(row["failed"])
-            summary.files += bool(row["file"])
-            if progress:
-                progress(summary.captioned + summary.failed, len(todo), summary.failed, list(row["errors"]))
+        try:
+            for row in ds.iter_rows():
+                summary.captioned += int(row["photos"]) - int(row["failed"])
+                summary.failed += int(row["failed"])
+                summary.files += bool(row["file"])
+                if progress:
+                    progress(summary.captioned + summary.failed, len(todo), summary.failed, list(row["errors"]))
+        except ray.exceptions.RayError as exc:  # not a photo's fault (those are rows): the disk, the cluster
+            raise JobFailedError(f"the Ray job stopped ({root_cause(exc)}); the files written so far are kept in "
+                                 f"{out_dir}, and running the same command again resumes") from None
     finally:
         if started:
             ray.shutdown()
