@@ -127,6 +127,7 @@ def test_trash_on_a_read_only_gallery_is_refused(tmp_path):
         with pytest.raises(GalleryError, match="read-only"):
             call()
     assert ro.trash().total == 0 and ro.history(item) == []
+    assert ro.search("dog").items[0]["highlight"] == "a <mark>dog</mark>"  # highlights need no write access
 
 
 # ------------------------------------------------------------------ caption history
