@@ -1,7 +1,21 @@
-"""Benchmark the studio's overhead: caption round trip through the app vs the engine alone.
+"""Benchmark the studio's overhead: caption round trip through the app vs the engine alone, and what
+the user waits for in Chromium, this checkout beside an earlier one.
 
     python benchmarks/bench_studio.py                       # the shipped default model
     python benchmarks/bench_studio.py --model DIR --runs 10 --beam 3 --photo dog.jpg
+    python benchmarks/bench_studio.py --browser-only --before 474102e --browser-runs 5   # Chromium only
+
+In Chromium (Playwright, /usr/bin/chromium), for this checkout ("after") and for the studio of the git
+revision ``--before`` (default 474102e, the last one with the server-drawn attention GIFs; its ``src``
+is extracted with ``git archive`` into a temporary folder and started from there), it times:
+
+* click to results: from the click on Caption until every candidate card of the photo is shown with
+  its attention picture (the GIF images decoded, or the player's canvas drawn), at beam 3 and 10,
+  beside the engine's own time for the same photo and beam, measured in the same run;
+* switching photos: from the click on another photo (the old dropdown, the new overview) until its
+  candidates are shown;
+* the payload of one result at beam 10: the candidate cards' HTML (before) or the player's data
+  (after), in bytes.
 
 Starts the studio (``python -m captioner.studio.app``) on a free local port with a temporary
 gallery, and loads the same model in this process. Then, alternating so both see the same
@@ -36,6 +50,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the test oracles: photo generators
+sys.path.insert(0, str(ROOT / "src"))  # this checkout's code, whatever else is installed
 
 from oracles.photos import FLICKR as FLICKR_DIR  # noqa: E402
 from oracles.photos import mandelbrot_photo  # noqa: E402
@@ -93,7 +108,9 @@ class RawHttp:
         with open(photo, "rb") as fh:
             (path,) = self.http.post(f"{self.url}/gradio_api/upload", files={"files": (photo.name, fh)}).json()
         session = uuid.uuid4().hex[:12]
-        data = [[{"path": path, "orig_name": photo.name, "meta": {"_type": "gradio.FileData"}}], beam, max_len]
+        # the photos, beam, length, "Add to the list", the session's list (a State: the server's own)
+        data = [[{"path": path, "orig_name": photo.name, "meta": {"_type": "gradio.FileData"}}], beam, max_len,
+                False, None]
         self.http.post(f"{self.url}/gradio_api/queue/join",
                        json={"data": data, "fn_index": self.fn_index, "session_hash": session,
                              "event_data": None, "trigger_id": None}).raise_for_status()
@@ -123,6 +140,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-len", type=int, default=None, help="default: the model's own maximum")
     parser.add_argument("--engine-main-thread", action="store_true",
                         help="time the engine on the main thread (default: a worker thread, like the studio)")
+    parser.add_argument("--browser-only", action="store_true", help="only the Chromium timings")
+    parser.add_argument("--no-browser", action="store_true", help="no Chromium timings")
+    parser.add_argument("--before", default="474102e",
+                        help="git revision whose studio is timed beside this checkout's in Chromium ('' for none)")
+    parser.add_argument("--browser-runs", type=int, default=5, help="Caption clicks per beam and studio")
+    parser.add_argument("--browser-beams", default="3,10")
     args = parser.parse_args(argv)
 
     from captioner.pipeline import Captioner, default_model_dir
@@ -136,6 +159,10 @@ def main(argv: list[str] | None = None) -> int:
     from gradio_client import Client, handle_file
 
     from captioner.studio import render
+
+    if args.browser_only:
+        with tempfile.TemporaryDirectory(prefix="bench-studio-") as tmp:
+            return browser_bench(args, Path(model), Path(tmp))
 
     with tempfile.TemporaryDirectory(prefix="bench-studio-") as tmp:
         tmp = Path(tmp)
@@ -208,7 +235,226 @@ def main(argv: list[str] | None = None) -> int:
     if raw_t:
         print(f"http    /caption, no client    {summary(raw_t)}   "
               f"({statistics.median(raw_t) / e:.2f}x engine: the request as the browser sends it)")
-    print(f"page    cards + attention GIFs {summary(draw_t)}   (browser only, after /caption)")
+    print(f"server  old cards + attention GIFs {summary(draw_t)}   (what 0.1.0 drew per result; now only on request)")
+    if not args.no_browser:
+        with tempfile.TemporaryDirectory(prefix="bench-studio-") as tmp:
+            return browser_bench(args, Path(model), Path(tmp))
+    return 0
+
+
+# ---------------------------------------------------------------------------- in Chromium
+CHROMIUM = "/usr/bin/chromium"
+TIMEOUT_MS = 180_000
+
+#: When the results of the click are on screen, per studio generation.  "after": the attention player
+#: (a new result has a new nonce; every card shown; the canvas drawn).  "before": the candidate cards
+#: (the old grid replaced; every card's GIF decoded).
+SHOWN_JS = {
+    "after": """([beam, nonce]) => { const v = document.querySelector('#photos-view');
+        const r = v && v.querySelector('[data-nonce]');
+        if (!r || r.dataset.nonce === nonce) { return false; }
+        const cards = v.querySelectorAll('.pv-card'), heat = v.querySelector('.pv-heat');
+        return cards.length === beam && !!heat && !!heat.dataset.drawn; }""",
+    "before": """([beam]) => { const g = document.querySelector('#candidates .cand-grid:not([data-old])');
+        if (!g) { return false; }
+        const cards = g.querySelectorAll('.candidate-card'), imgs = g.querySelectorAll('img.cand-anim');
+        return cards.length === beam && imgs.length === beam && [...imgs].every(i => i.complete && i.naturalWidth > 0); }""",
+}
+#: Before a click: mark what is on screen now, so that the next result is told apart.
+MARK_JS = {
+    "after": """() => { const r = document.querySelector('#photos-view [data-nonce]'); return r ? r.dataset.nonce : ''; }""",
+    "before": """() => { document.querySelectorAll('#candidates .cand-grid').forEach(g => g.dataset.old = '1'); return ''; }""",
+}
+
+
+def extract_revision(rev: str, folder: Path) -> Path:
+    """``git archive REV src`` into ``folder``; returns the src folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "src"], check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    return folder / "src"
+
+
+def start_studio_from(src: Path, model: Path, gallery: Path, log_path: Path) -> tuple[subprocess.Popen, str]:
+    """The studio of the code in ``src`` (PYTHONPATH), on a free port."""
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = str(src)
+    try:
+        return start_studio(model, gallery, log_path)
+    finally:
+        if old is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = old
+
+
+def payload_bytes(src: Path, model: Path, photo: Path, beam: int, generation: str) -> int:
+    """Bytes sent to the page for one result at ``beam``: the old cards' HTML or the player's data."""
+    code = {
+        "before": ("from captioner.pipeline import Captioner; from captioner.studio import render; "
+                   "import sys; c = Captioner.load(sys.argv[1]); r = c.caption(sys.argv[2], beam_size=int(sys.argv[3])); "
+                   "print(len(render.candidate_cards(render.load_photo(sys.argv[2]), r.candidates).encode()))"),
+        "after": ("from captioner.pipeline import Captioner; from captioner.storage import Gallery; "
+                  "from captioner.studio.app import Studio; import sys, json, tempfile; "
+                  "s = Studio(Captioner.load(sys.argv[1]), Gallery(tempfile.mkdtemp())); s.upload_dir = None; "
+                  "_, st = s.photos.caption([sys.argv[2]], int(sys.argv[3]), 50); "
+                  "print(len(json.dumps(s.photos.show_results(st)[1]).encode()))"),
+    }[generation]
+    out = subprocess.run([sys.executable, "-c", code, str(model), str(photo), str(beam)], check=True,
+                         capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(src))).stdout
+    return int(out.strip().splitlines()[-1])
+
+
+def time_studio(url: str, generation: str, photos: list[Path], beams: list[int], runs: int, engine) -> dict:
+    """Click-to-results per beam and photo switches, in Chromium, for one running studio; before each
+    timed click, ``engine(photo, beam)`` times the engine alone on the same photo (the same machine load)."""
+    from playwright.sync_api import sync_playwright
+
+    out: dict = {"click": {}, "switch": [], "waited_in_page": {}, "engine": {}}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.set_default_timeout(TIMEOUT_MS)
+            page.goto(url)
+            rows = "document.querySelectorAll('#photo-files tbody tr').length"
+            for beam in beams:
+                box = page.locator("#beam-size input[type=number]")
+                box.fill(str(beam))
+                box.press("Tab")
+                times, waited, engine_t = [], [], []
+                for i in range(runs + 1):  # the first one warms up
+                    if i:
+                        engine_t.append(engine(photos[i % 2], beam))
+                    # one photo per click, the two in turn (the old page leaves a repeated result's
+                    # cards untouched, so the next result could not be told apart)
+                    page.locator("#photo-files input[type=file]").set_input_files(str(photos[i % 2]))
+                    page.wait_for_function(f"{rows} === 1")
+                    mark = page.evaluate(MARK_JS[generation])
+                    t0 = time.perf_counter()
+                    page.click("#caption-button")
+                    page.wait_for_function(SHOWN_JS[generation], arg=[beam, mark], polling="raf")
+                    if i:
+                        times.append(time.perf_counter() - t0)
+                        if generation == "after":  # the page's own figures: click to drawn, and drawing
+                            shown = page.locator("#photos-view .pv-waited")
+                            ms, draw = shown.get_attribute("data-ms"), shown.get_attribute("data-draw-ms")
+                            if ms and draw:
+                                waited.append((int(ms) / 1000, int(draw) / 1000))
+                    if generation == "before":  # its file box keeps its photos: empty it
+                        page.locator("#photo-files button[aria-label='Clear']").first.click()
+                        page.wait_for_function(f"{rows} === 0")
+                out["click"][beam] = times
+                out["waited_in_page"][beam] = waited
+                out["engine"][beam] = engine_t
+            # two photos in the list
+            page.locator("#photo-files input[type=file]").set_input_files([str(x) for x in photos])
+            page.wait_for_function(f"{rows} === {len(photos)}")
+            mark = page.evaluate(MARK_JS[generation])
+            page.click("#caption-button")
+            page.wait_for_function(SHOWN_JS[generation], arg=[beams[-1], mark], polling="raf")
+            # switching between the photos of the last result: until the other photo's name and every one of
+            # its candidates (with its picture) are shown
+            names = [x.name for x in photos]
+            for i in range(2 * runs):
+                name = names[(i + 1) % len(names)]
+                t0 = time.perf_counter()
+                try:
+                    if generation == "after":
+                        page.locator("#photos-view .pv-tile", has_text=name).click()
+                        page.wait_for_function("""(name) => { const v = document.querySelector('#photos-view');
+                            const h = v.querySelector('.pv-name'), c = v.querySelector('.pv-heat');
+                            return h && h.textContent === name && v.querySelectorAll('.pv-card').length > 0
+                                && c && !!c.dataset.drawn; }""", arg=name, polling="raf", timeout=60_000)
+                    else:
+                        page.locator("#photo-pick input").click()
+                        page.locator("#photo-pick [role=option]", has_text=name).click()
+                        page.wait_for_function("""(name) => { const h = document.querySelector('#candidates .photo-name');
+                            const cards = document.querySelectorAll('#candidates .candidate-card');
+                            const imgs = document.querySelectorAll('#candidates img.cand-anim');
+                            return h && h.textContent === name && cards.length > 0 && imgs.length === cards.length
+                                && [...imgs].every(i => i.complete && i.naturalWidth > 0); }""", arg=name,
+                                               polling="raf", timeout=60_000)
+                except Exception as exc:  # noqa: BLE001 - one stuck switch must not lose the other figures
+                    print(f"({generation}: switching to {name} did not finish: {str(exc).splitlines()[0]})",
+                          file=sys.stderr)
+                    page.keyboard.press("Escape")
+                    continue
+                out["switch"].append(time.perf_counter() - t0)
+        finally:
+            browser.close()
+    return out
+
+
+def browser_bench(args, model: Path, tmp: Path) -> int:
+    """Chromium timings for this checkout and the --before revision, side by side, with the engine's time."""
+    if not Path(CHROMIUM).exists():
+        print(f"(no Chromium timings: {CHROMIUM} is not installed)", file=sys.stderr)
+        return 0
+    from captioner.pipeline import Captioner
+
+    # the studios' own upload folder: a studio stopping elsewhere on this machine deletes the uploads it
+    # made, and an upload of the same photo by another studio has the same path in a shared folder
+    os.environ["GRADIO_TEMP_DIR"] = str(tmp / "gradio")
+    beams = [int(b) for b in args.browser_beams.split(",") if b.strip()]
+    photos = [args.photo or default_photo(tmp)]
+    second = tmp / "second.jpg"
+    mandelbrot_photo(second)
+    photos.append(second)
+    studios = [("after", ROOT / "src")]
+    if args.before:
+        studios.insert(0, ("before", extract_revision(args.before, tmp / "before")))
+    engine = Captioner.load(model)
+    pool = ThreadPoolExecutor(1)
+
+    def engine_time(photo: Path, beam: int) -> float:
+        """The engine alone on a worker thread, as the studio calls it."""
+        t0 = time.perf_counter()
+        pool.submit(engine.caption, str(photo), beam_size=beam).result()
+        return time.perf_counter() - t0
+
+    engine_time(photos[0], beams[0])  # warm-up
+    results, payload = {}, {}
+    for generation, src in studios:
+        proc, url = start_studio_from(src, model, tmp / f"gallery-{generation}", tmp / f"studio-{generation}.log")
+        try:
+            results[generation] = time_studio(url, generation, photos, beams, args.browser_runs, engine_time)
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        payload[generation] = payload_bytes(src, model, photos[0], 10, generation)
+    def med(xs):
+        return f"{statistics.median(xs):6.2f} s" if xs else "     —  "
+
+    label = {"before": f"before ({args.before})", "after": "after (this checkout)"}
+    print(f"\nIn Chromium: {photos[0].name} and {photos[1].name} in turn, one per Caption click, medians of "
+          f"{args.browser_runs} clicks; then switching between the two; the CPU may be shared with other work: "
+          "rerun on an idle machine")
+    print(f"{'':34}" + "".join(f"{label[g]:>26}" for g, _ in studios) + f"{'engine alone':>16}"
+          + "   (the engine timed between the 'after' clicks)")
+    for beam in beams:
+        row = f"click to results, beam {beam:<2}        "
+        row += "".join(f"{med(results[g]['click'][beam]):>26}" for g, _ in studios)
+        engine_t = results["after"]["engine"][beam]
+        row += f"{med(engine_t):>16}"
+        after = results["after"]["click"][beam]
+        if after and engine_t:
+            row += f"   after/engine {statistics.median(after) / statistics.median(engine_t):.2f}x (target <= 1.5x)"
+        print(row)
+        if "before" in results and results["before"]["engine"][beam]:
+            print(f"  (the engine beside the 'before' clicks: median {statistics.median(results['before']['engine'][beam]):.2f} s)")
+        waited = results["after"]["waited_in_page"].get(beam)
+        if waited:
+            print(f"  (the page's own 'You waited' figure, beam {beam}: median {statistics.median(w for w, _ in waited):.2f} s, "
+                  f"of which drawing the results {1000 * statistics.median(d for _, d in waited):.0f} ms)")
+    print(f"{'switching photos':34}" + "".join(
+        f"{1000 * statistics.median(results[g]['switch']):>23.0f} ms" if results[g]["switch"] else f"{'—':>26}"
+        for g, _ in studios) + f"   (target < 300 ms; medians of {2 * args.browser_runs} switches)")
+    print(f"{'payload of a result at beam 10':34}" + "".join(f"{payload[g] / 1024:>23.1f} KB" for g, _ in studios)
+          + "   (target < 200 KB)")
     return 0
 
 
