@@ -3,9 +3,15 @@
 Layout of a gallery folder::
 
     gallery.db                 items table, items_fts full-text index (+ WAL files);
-                               segments table, segments_fts index (video items)
+                               segments table, segments_fts index (video items);
+                               caption_history (earlier captions), item_features (encoder grids)
     images/ab/abcdef....jpg    each distinct image once, named by the sha256 of its bytes
     videos/ab/abcdef....mp4    each distinct video once, named the same way
+
+Deleting moves an item to the trash (``deleted_at`` set): it leaves browse, search, exports and
+:meth:`Gallery.get` until :meth:`Gallery.restore`; :meth:`Gallery.empty_trash` removes it and the
+files no other item uses.  Editing a caption keeps the old one (:meth:`Gallery.history`).  Saving
+the same photo with the same caption again raises :class:`DuplicateItemError`.
 
 A video item (``kind`` 'video', :meth:`Gallery.save_video`) is an item like a
 photo, its picture a poster frame (or a placeholder), plus its video file and
