@@ -232,6 +232,8 @@ def test_delete_undo_trash_restore_and_empty(studio, items):
     details, selected, actions, *_ = studio.library.open_item(out[3], page, pick(1))
     assert selected == dog_lake and actions.visible is False and "In the trash since" in details
     assert studio.library.item_tools(selected)[2].visible is True  # Restore
+    details, nothing, actions, restore, player, seek = studio.library.clear_item()  # back to Saved items
+    assert nothing is None and actions.visible is False and restore.visible is False and "Pick an item" in details
     message, selected, _ = studio.library.restore(selected)
     assert "back in the gallery" in message and studio.gallery.get(dog_lake) is not None
     # Empty trash: only with the user's yes

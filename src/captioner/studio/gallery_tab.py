@@ -500,6 +500,12 @@ class GalleryTab:
 
     # ------------------------------------------------------------------ delete, undo, trash
     @staticmethod
+    def clear_item():
+        """Saved items <-> Trash: the item on display belonged to the other view; put it away."""
+        return (render.empty("Pick an item in the grid to see its details."), None, gr.Column(visible=False),
+                gr.Button(visible=False), gr.Video(value=None, subtitles=None, visible="hidden"), None)
+
+    @staticmethod
     def hide_player(item_id):
         """After a delete: no item on display, no player."""
         if item_id is None:
@@ -796,6 +802,8 @@ class GalleryTab:
                           user_errors(self.set_view), view_inputs, [view, page_no], api_visibility="private",
                           show_progress="hidden", trigger_mode="always_last"))
 
+        which.input(self.clear_item, None, [details, selected, item_actions, restore_btn, item_player, item_seek],
+                    api_visibility="private", queue=False, show_progress="hidden")
         opened = grid.select(user_errors(self.open_item), [grid_ids, grid_page],
                              [details, selected, item_actions, item_player, item_seek],
                              api_visibility="private", show_progress_on=[details])
