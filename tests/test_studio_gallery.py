@@ -116,7 +116,7 @@ def test_search_operators_highlight_and_where_it_matched(studio, items):
     assert "matched in another candidate" in out[6].value
     # tags are searched
     found, _, out = grid(studio, "retriever")
-    assert [it["id"] for it in found["items"]] == [dog_lake] and "matched in the tags" in out[6].value
+    assert [it["id"] for it in found["items"]] == [dog_lake] and "matched in the tags (retriever)" in out[6].value
     # the opened item shows the highlight too
     found, page, out = grid(studio, "lake")
     details, selected, *_ = studio.library.open_item(out[3], page, pick(0))

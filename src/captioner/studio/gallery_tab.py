@@ -905,6 +905,9 @@ def grid_item(it: dict) -> dict:
     for key in ("highlight", "matched_in", "score"):  # a search's, for the list of matches
         if it.get(key) is not None:
             kept[key] = it[key]
+    if it.get("matched_in") == "tags":  # which tags it has: the caption may not say why it matched
+        kept["tag_labels"] = [str(t["label"]) for t in it.get("tags") or []
+                              if isinstance(t, dict) and t.get("label")][:6]
     if it.get("kind") == "video":  # and the matched shots, no more
         kept["kind"] = "video"
         kept["matched_segments"] = [{"idx": m.get("idx"), "start": m.get("start"), "end": m.get("end"),

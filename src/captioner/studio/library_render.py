@@ -134,7 +134,8 @@ def match_list(entries: list[dict], page: dict) -> str:
         meta = []
         where = matched_in_text(entry.get("matched_in"))
         if where:
-            meta.append(where)
+            labels = [str(t) for t in entry.get("tag_labels") or [] if t]
+            meta.append(where + (f" ({esc(', '.join(labels))})" if labels else ""))
         score = score_text(entry.get("score"))
         if score and mode in ("meaning", "similar"):
             meta.append(("similarity " if mode == "similar" else "score ") + score)
