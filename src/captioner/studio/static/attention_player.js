@@ -47,31 +47,38 @@
   const unsaved = () => photos().filter((p) => !p.error && p.candidates.length &&
     !(savedOf(p) && savedOf(p).caption === textOf(p).trim().split(/\s+/).join(" ")));
 
-  function layer(p, j) {  // per-word RGBA overlays (a canvas each), upsampled smoothly from the n x m levels
-    const key = p.key + "/" + j;
-    if (S.layers[key]) { return S.layers[key]; }
-    const att = (p.candidates[j] || {}).attention;
-    if (!att) { return (S.layers[key] = []); }
-    const raw = atob(att.levels), n = att.n, m = att.m || att.n, out = [];
-    const W = m * UP, H = n * UP;
-    for (let w = 0; w < att.words; w++) {
-      const base = w * n * m, lv = (r, c) => raw.charCodeAt(base + Math.min(n - 1, Math.max(0, r)) * m + Math.min(m - 1, Math.max(0, c))) / 255;
-      const cv = document.createElement("canvas"); cv.width = W; cv.height = H;
-      const ctx = cv.getContext("2d"), img = ctx.createImageData(W, H);
-      for (let y = 0; y < H; y++) {
-        const fy = (y + 0.5) / UP - 0.5, r0 = Math.floor(fy), ty = fy - r0;
-        for (let x = 0; x < W; x++) {
-          const fx = (x + 0.5) / UP - 0.5, c0 = Math.floor(fx), tx = fx - c0;
-          const l = (lv(r0, c0) * (1 - tx) + lv(r0, c0 + 1) * tx) * (1 - ty) + (lv(r0 + 1, c0) * (1 - tx) + lv(r0 + 1, c0 + 1) * tx) * ty;
-          const a = MIN_A + (MAX_A - MIN_A) * l, keep = (1 - DIM * (1 - l)) * (1 - a), A = 1 - keep;
-          const col = turbo(l), o = 4 * (y * W + x);
-          img.data[o] = col[0] * a / A; img.data[o + 1] = col[1] * a / A; img.data[o + 2] = col[2] * a / A; img.data[o + 3] = 255 * A;
-        }
-      }
-      ctx.putImageData(img, 0, 0);
-      out.push(cv);
+  // the overlay's colour and opacity for each level 0-255, as captioner.viz.attention blends them:
+  // out = photo * (1 - DIM * (1 - l)) * (1 - a) + turbo(l) * a, with a = MIN_A + (MAX_A - MIN_A) * l
+  const LUT = (() => {
+    const t = new Uint8ClampedArray(256 * 4);
+    for (let v = 0; v < 256; v++) {
+      const l = v / 255, a = MIN_A + (MAX_A - MIN_A) * l, A = 1 - (1 - DIM * (1 - l)) * (1 - a), col = turbo(l);
+      t[4 * v] = col[0] * a / A; t[4 * v + 1] = col[1] * a / A; t[4 * v + 2] = col[2] * a / A; t[4 * v + 3] = 255 * A;
     }
-    return (S.layers[key] = out);
+    return t;
+  })();
+
+  function layer(p, j, w) {  // word w's RGBA overlay (a canvas), upsampled smoothly from its n x m levels
+    const key = p.key + "/" + j + "/" + w;
+    if (S.layers[key] !== undefined) { return S.layers[key]; }
+    const att = (p.candidates[j] || {}).attention;
+    if (!att || w < 0 || w >= att.words) { return (S.layers[key] = null); }
+    if (!att.bytes) { const raw = atob(att.levels); att.bytes = new Uint8Array(raw.length); for (let i = 0; i < raw.length; i++) { att.bytes[i] = raw.charCodeAt(i); } }
+    const n = att.n, m = att.m || att.n, W = m * UP, H = n * UP, base = w * n * m, b = att.bytes;
+    const lv = (r, c) => b[base + (r < 0 ? 0 : r >= n ? n - 1 : r) * m + (c < 0 ? 0 : c >= m ? m - 1 : c)];
+    const cv = document.createElement("canvas"); cv.width = W; cv.height = H;
+    const ctx = cv.getContext("2d"), img = ctx.createImageData(W, H), d = img.data;
+    for (let y = 0; y < H; y++) {
+      const fy = (y + 0.5) / UP - 0.5, r0 = Math.floor(fy), ty = fy - r0;
+      for (let x = 0; x < W; x++) {
+        const fx = (x + 0.5) / UP - 0.5, c0 = Math.floor(fx), tx = fx - c0;
+        const v = Math.round((lv(r0, c0) * (1 - tx) + lv(r0, c0 + 1) * tx) * (1 - ty) + (lv(r0 + 1, c0) * (1 - tx) + lv(r0 + 1, c0 + 1) * tx) * ty);
+        const o = 4 * (y * W + x), q = 4 * v;
+        d[o] = LUT[q]; d[o + 1] = LUT[q + 1]; d[o + 2] = LUT[q + 2]; d[o + 3] = LUT[q + 3];
+      }
+    }
+    ctx.putImageData(img, 0, 0);
+    return (S.layers[key] = cv);
   }
 
   function photoImage(p, then) {
@@ -87,8 +94,8 @@
       const ctx = canvas.getContext("2d");
       ctx.imageSmoothingEnabled = true; ctx.imageSmoothingQuality = "high";
       ctx.drawImage(im, 0, 0, canvas.width, canvas.height);
-      const layers = w === null ? [] : layer(p, j);
-      if (w !== null && layers[w]) { ctx.drawImage(layers[w], 0, 0, canvas.width, canvas.height); }
+      const over = w === null ? null : layer(p, j, w);
+      if (over) { ctx.drawImage(over, 0, 0, canvas.width, canvas.height); }
       canvas.dataset.word = w === null ? "" : String(w);
       canvas.dataset.drawn = String((Number(canvas.dataset.drawn) || 0) + 1);
     });
@@ -263,6 +270,7 @@
 
   // ---------------------------------------------------------------- the whole view
   function render(value) {
+    const renderAt = performance.now();
     S.data = value && typeof value === "object" ? value : null;
     stopTimer();
     if (!S.data || !photos().length) { root.innerHTML = `<div class="${S.data && S.data.error ? "studio-error" : "studio-empty"}">${esc(S.data && S.data.message ? S.data.message : (S.data && S.data.empty) || "The beam candidates will appear here, best first.")}</div>`; return; }
@@ -286,6 +294,7 @@
       if (click && waited && S.data.kind === "photos" && click.id === "caption-button") {
         const ms = performance.now() - click.at;
         waited.dataset.ms = String(Math.round(ms));
+        waited.dataset.drawMs = String(Math.round(performance.now() - renderAt));  // the part spent drawing here
         const engine = S.data.engine_s !== null && S.data.engine_s !== undefined ? `; the engine's part: ${S.data.engine_s.toFixed(1)} s` : "";
         waited.textContent = `You waited ${(ms / 1000).toFixed(1)} s from pressing Caption to these results (measured in this browser${engine}).`;
         window.captionerClick = null;
