@@ -41,7 +41,7 @@ from captioner.retrieval.prior import GENERIC_CAPTIONS  # noqa: E402
 from captioner.retrieval.search import fulltext_bonus  # noqa: E402
 
 PRIOR_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5)
-GENERIC_COUNTS = (8, 16, 24)
+GENERIC_COUNTS = (8, 16, 24)  # the shipped FindConfig keeps 8: the prior costs that many sequences per photo
 FULLTEXT_WEIGHTS = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5)
 SHORTLISTS = (100, 200, 300, 500)
 
@@ -237,7 +237,7 @@ def main(argv=None) -> int:
     if args.prune is None:
         cfg = FindConfig()
         args.prune = (cfg.prune_after, cfg.prune_keep)
-    args.prune = tuple(args.prune) if args.prune[1] > 0 else None
+    args.prune = tuple(args.prune) if args.prune[1] > 0 else None  # 0 0 (the default): every photo to the end
     work = Work(Path(args.work), args.split, len(queries), args.prune)
     if not args.report_only:
         compute(args, ds, work, queries, order)

@@ -251,7 +251,8 @@ def test_likelihood_beats_full_text_on_flickr8k_test(flickr8k_dir, captioner, tm
     ours, theirs = [], []
     for q, hits in zip(chosen, fts):
         tokens = query_tokens(captioner.model.vocab, queries[q])
-        score = scorer.text_likelihood(photos, tokens, prune=(cfg.prune_after, cfg.prune_keep)) - cfg.prior_weight * prior
+        prune = (cfg.prune_after, cfg.prune_keep) if cfg.prune_keep else None
+        score = scorer.text_likelihood(photos, tokens, prune=prune) - cfg.prior_weight * prior
         for r, photo in enumerate(hits):
             score[photo] += cfg.fulltext_weight * fulltext_bonus(r)
         ours.append(rank_of(score, q))

@@ -24,8 +24,9 @@ class FindConfig:
                 "full text and by the pooled features of the best full-text hits"})
     prune_after: int = field(default=3, metadata={
         "help": "every photo is scored on the first PRUNE_AFTER words of the description ..."})
-    prune_keep: int = field(default=150, metadata={
-        "help": "... and only the best PRUNE_KEEP of them to the end (0: every photo to the end)"})
+    prune_keep: int = field(default=0, metadata={
+        "help": "... and only the best PRUNE_KEEP of them to the end (0: every photo to the end; faster, but "
+                "3 words and 150 photos lost a quarter of recall@10 on validation photos)"})
     generic_captions: int = field(default=8, metadata={"cli": False})
 
     def __post_init__(self):

@@ -6,9 +6,9 @@ grid, `prior` the photo's mean likelihood over everyday captions (photos that fi
 head start), and `fulltext` 1 / log2(2 + r) for the gallery's own full-text hit at rank r (0 if the words
 do not match its caption). Words the model does not know are not scored; they are reported and left
 to the full-text part. A gallery larger than `FindConfig.shortlist` is shortlisted first: the full-text
-hits, then the photos nearest (pooled features) to the best of them, then the rest by prior. Among
-those, every photo is scored on the first `prune_after` words, and only the best `prune_keep` to the
-end (the others rank below; scripts/eval_retrieval.py measures what this costs).
+hits, then the photos nearest (pooled features) to the best of them, then the rest by prior. With
+`prune_keep` > 0, every photo is scored on the first `prune_after` words and only the best `prune_keep`
+to the end (faster; the others rank below; scripts/eval_retrieval.py measures what it costs).
 """
 from __future__ import annotations
 
