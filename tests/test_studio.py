@@ -215,7 +215,7 @@ def test_handlers_caption_show_save_browse_delete_export(local_studio, photo, tm
     assert [p["error"] is None for p in result["photos"]] == [False, True]
     assert "bad.png" in result["photos"][0]["error"]
 
-    status, view = studio.photos.show_results(state)
+    status, view, _ = studio.photos.show_results(state)
     assert "Captioned 1 of 2" in status and "bad.png" in status
     assert [p["name"] for p in view["photos"]] == ["bad.png", photo.name] and view["selected"] == 1
     assert view["photos"][0]["error"] and view["photos"][0]["candidates"] == []

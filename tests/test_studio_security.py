@@ -186,12 +186,15 @@ def test_file_inputs_must_be_uploads(server, tmp_path):
     (caption,) = dependencies(config, name="caption")
     (pasted,) = dependencies(config, name="add_pasted")
     with httpx.Client(base_url=server.url, timeout=60) as client:
-        msg = call(client, caption, [[file_data(str(foreign), "x.jpg")], 1, 5])
+        # /caption's inputs: photos, beam, length, "Add to the list", the session's list (a State: null)
+        msg = call(client, caption, [[file_data(str(foreign), "x.jpg")], 1, 5, False, None])
         assert msg["success"] is False
         msg = call(client, pasted, [file_data(str(foreign), "x.png"), [file_data(str(foreign), "y.jpg")]])
         assert msg["success"] is False
         sneaky = str(server.uploads / ".." / tmp_path.name / foreign.name)
-        assert call(client, caption, [[file_data(sneaky, "x.jpg")], 1, 5])["success"] is False
+        assert call(client, caption, [[file_data(sneaky, "x.jpg")], 1, 5, False, None])["success"] is False
+        refused = call(client, caption, [[file_data(sneaky, "x.jpg")], 1, 5, True, None])
+        assert refused["success"] is False and "enough input values" not in json.dumps(refused)  # refused for the path
 
 
 @pytest.mark.slow
@@ -389,7 +392,7 @@ def test_a_read_only_gallery_is_browsed_but_not_changed(tiny_model_dir, photo, t
     assert [it["id"] for it in found["items"]] == [item_id]
     assert studio.library.show_grid(page)[3] == [item_id]
     result, state = studio.photos.caption([str(photo)], 1, 4)
-    status, view = studio.photos.show_results(state)
+    status, view, _ = studio.photos.show_results(state)
     assert view["read_only"] is True and "read-only" in status  # the player shows no Save buttons
     with pytest.warns(UserWarning, match="read-only"):
         refused = studio.photos.save(0, 0, "", state)
