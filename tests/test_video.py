@@ -308,7 +308,7 @@ def test_cli_text_json_and_subtitles(clip, pics, captioner, tiny_model_dir, tmp_
     assert main(["caption", str(clip), "--json", *model]) == 0
     recs = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert [set(r) for r in recs] == [{"video", "start", "end", "caption", "candidates", "error", "segment",
-                                       "segments"}] * len(want)
+                                       "segments", "tags", "confidence", "warnings"}] * len(want)
     assert [(r["segment"], r["segments"]) for r in recs] == [(i, len(want)) for i in range(len(want))]
     assert [(r["start"], r["end"], r["caption"]) for r in recs] == [(round(a, 3), round(b, 3), c) for a, b, c in want]
     assert all(isinstance(r["start"], float) and r["video"] == str(clip) and r["error"] is None for r in recs)
