@@ -136,7 +136,6 @@ def test_features_of_a_candidate():
     assert g["margin"] == -0.5 and g["tag_named"] == 0.0
 
 
-@pytest.mark.slow  # two CLI processes, each loading the model
 def test_cli_json_and_text_output(tmp_path):
     photo = tmp_path / "tiny.png"
     Image.new("RGB", (1, 1), "white").save(photo)

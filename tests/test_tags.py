@@ -46,7 +46,6 @@ def test_class_map_file_is_what_the_script_builds():
     assert p.returncode == 0, p.stdout + p.stderr
 
 
-@pytest.mark.slow  # builds the full EfficientNet-Lite2 a second time
 def test_grid_mean_is_the_classifiers_global_average_pooling(captioner):
     """The encoder keeps the trunk's native 7x7 map, so the tagger's grid mean is exactly the
     avg-pooling the classifier was trained on: the full EfficientNet gives the same logits."""
