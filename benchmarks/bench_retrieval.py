@@ -3,8 +3,9 @@
     python benchmarks/bench_retrieval.py                       # everything below
     python benchmarks/bench_retrieval.py --sections similar    # just the vector search comparison
 
-1. **similar**: more like this over 10,000 and 100,000 items: a numpy scan of the unit-length pooled
-   vectors (one matrix-vector product + argpartition) against sqlite-vec (`vec0` virtual table,
+1. **similar**: more like this over 10,000 and 100,000 items: a scan of the unit-length pooled vectors
+   (one matrix-vector product + argpartition; numpy float32, and torch float16 as `similar()` does it)
+   against sqlite-vec (`vec0` virtual table,
    cosine, k nearest; in an SQLite file, through apsw since this Python's sqlite3 cannot load
    extensions), and sqlite-vec's brute-force `vec_distance_cosine` scan. Median of --runs queries,
    the build/load time, and whether both give the same neighbours.
@@ -31,6 +32,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -89,9 +91,12 @@ def similar_at(base: np.ndarray, n: int, runs: int) -> dict:
     probes = [int(i) for i in np.random.default_rng(1).integers(0, n, runs)]
     it = iter(probes * 2)
     numpy_ms = median_ms(lambda: nearest(vecs, vecs[next(it)], 10), runs - 1)
-    v16 = vecs.astype(np.float16)  # half the memory; numpy computes in float16 then
+    v16 = vecs.astype(np.float16)
+    t16 = torch.from_numpy(v16)  # what similar() scans: float16, torch's matrix-vector product
     it = iter(probes * 2)
-    numpy16_ms = median_ms(lambda: nearest(v16, v16[next(it)], 10), runs - 1)
+    torch16_ms = median_ms(lambda: nearest(t16, t16[next(it)], 10), runs - 1)
+    same16 = np.mean([set(nearest(t16, t16[i], 10)[0].tolist()) == set(nearest(vecs, vecs[i], 10)[0].tolist())
+                      for i in probes[:10]])
     with tempfile.TemporaryDirectory() as tmp:
         db = apsw.Connection(os.path.join(tmp, "vec.db"))
         db.enable_load_extension(True)
@@ -125,7 +130,8 @@ def similar_at(base: np.ndarray, n: int, runs: int) -> dict:
         path = os.path.join(tmp, "pooled.npy")
         np.save(path, v16)
         load_ms = median_ms(lambda: np.load(path).astype(np.float32), 3)
-    return {"numpy_float32_ms": round(numpy_ms, 2), "numpy_float16_ms": round(numpy16_ms, 2),
+    return {"numpy_float32_ms": round(numpy_ms, 2), "torch_float16_ms (similar())": round(torch16_ms, 2),
+            "float16_same_top10_as_float32": float(same16),
             "sqlite_vec_knn_ms": round(vec_ms, 2), "sqlite_vec_brute_ms": round(brute_ms, 2),
             "sqlite_vec_build_s": round(build_s, 2), "same_neighbours": float(same),
             "load_float16_cache_ms": round(load_ms, 1), "memory_float32_mb": round(vecs.nbytes / 2**20)}
@@ -203,7 +209,7 @@ def bench_find(sets, sizes, runs: int) -> dict:
             res = {"build_s": round(build_s, 1), "index_s": round(index_s, 1),
                    "priors": "from runs/retrieval-eval" if known is not None else "computed"}
             for label, cfg in (("default", FindConfig()), ("shortlist 300", FindConfig(shortlist=300)),
-                               ("no pruning", FindConfig(prune_keep=0))):
+                               ("pruned 3/150", FindConfig(prune_after=3, prune_keep=150))):
                 if label.startswith("shortlist") and cfg.shortlist >= n:
                     continue
                 times = []

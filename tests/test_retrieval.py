@@ -162,7 +162,7 @@ def test_similar_gives_the_item_then_its_near_duplicate(gallery_dir, captioner):
     with Gallery(gallery_dir) as g:
         matches = similar(g, ids["boat"], top=4, captioner=captioner)
         assert [m.item_id for m in matches[:2]] == [ids["boat"], ids["boat_copy"]]
-        assert matches[0].score == pytest.approx(1.0, abs=1e-4)
+        assert matches[0].score == pytest.approx(1.0, abs=2e-3)  # float16 scan
         assert matches[1].score > 0.75 > 0.6 > matches[2].score
         with pytest.raises(GalleryError, match="no item 999"):
             similar(g, 999)

@@ -47,6 +47,15 @@ class PhotoIndex:
     def __len__(self) -> int:
         return len(self.ids)
 
+    @property
+    def pooled_half(self) -> torch.Tensor:
+        """`pooled` as a float16 torch tensor (made once): the more-like-this scan reads half the bytes,
+        and torch's float16 matrix-vector product is about 3x numpy's float32 one on this CPU."""
+        half = getattr(self, "_half", None)
+        if half is None or half.shape[0] != len(self.ids):
+            half = self._half = torch.from_numpy(np.ascontiguousarray(self.pooled, dtype=np.float16))
+        return half
+
     def rows(self, item_ids) -> np.ndarray:
         """Row numbers of these item ids (they must be in the index)."""
         return np.searchsorted(self.ids, np.asarray(item_ids, dtype=np.int64))
