@@ -175,6 +175,10 @@ def test_caption_save_and_find_in_the_browser(studio_url, photos, tmp_path):
             expect(heat).to_have_attribute("data-word", str((int(paused) + 1) % len(words)))
             view.locator(".pv-prev").click()
             expect(heat).to_have_attribute("data-word", paused)
+            heat.press("ArrowRight")  # the keyboard steps too
+            expect(heat).to_have_attribute("data-word", str((int(paused) + 1) % len(words)))
+            heat.press("ArrowLeft")
+            expect(heat).to_have_attribute("data-word", paused)
             view.locator(".pv-chip").nth(0).hover()
             expect(heat).to_have_attribute("data-word", "0")
             expect(view.locator(".pv-word")).to_have_text(words[0])

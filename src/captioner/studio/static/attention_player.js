@@ -136,7 +136,7 @@
     const chips = cand.words.slice(0, att.words).map((w, i) => `<button type="button" class="pv-chip" data-w="${i}" title="Hover or click: where the model looked for “${esc(w)}”">${esc(w)}</button>`).join("");
     return `<div class="pv-panels">
       <figure class="pv-panel"><div class="pv-stage" style="aspect-ratio:${ratio}"><img class="pv-clean" alt="${esc(p.name)}" src="${p.photo.src}"></div><figcaption>The photo</figcaption></figure>
-      <figure class="pv-panel"><div class="pv-stage" style="aspect-ratio:${ratio}"><canvas class="pv-heat" role="img"></canvas>
+      <figure class="pv-panel"><div class="pv-stage" style="aspect-ratio:${ratio}"><canvas class="pv-heat" role="img" tabindex="0" title="← → step through the words, space plays or pauses"></canvas>
         <div class="pv-band"><span class="pv-word"></span><span class="pv-count"></span></div></div>
         <figcaption>Where the model looked for each word (red: most)</figcaption></figure></div>${note}
       <div class="pv-controls"><button type="button" class="pv-prev" title="Previous word">◀ Step</button>
@@ -322,6 +322,12 @@
     else if (t.classList.contains("pv-use")) { const p = cur(); if (p) { choiceOf(p).text = null; const ta = root.querySelector(".pv-text"); if (ta) { ta.value = textOf(p); } editNote(); refreshTiles(); } }
     else if (t.classList.contains("pv-gif")) { const p = cur(); if (p) { t.textContent = "⤓ Drawing the GIF…"; setTimeout(() => { t.textContent = "⤓ Animation (GIF)"; }, 3000); trigger("download", {photo: p.index, candidate: choiceOf(p).cand}); } }
     else if (t.tagName === "SUMMARY" && t.parentElement.classList.contains("pv-strip")) { setTimeout(drawStrip, 0); }
+  });
+  root.addEventListener("keydown", (e) => {  // on the heat map or a word: arrows step, space plays/pauses
+    const t = e.target;
+    if (!t.classList || !(t.classList.contains("pv-heat") || t.classList.contains("pv-chip"))) { return; }
+    if (e.key === "ArrowRight" || e.key === "ArrowLeft") { play(false); setWord(S.word + (e.key === "ArrowRight" ? 1 : -1)); e.preventDefault(); }
+    else if (e.key === " " && t.classList.contains("pv-heat")) { play(!S.playing); e.preventDefault(); }
   });
   root.addEventListener("mouseover", (e) => {
     const c = e.target.closest ? e.target.closest(".pv-chip, .pv-frame") : null;
