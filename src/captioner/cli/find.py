@@ -62,7 +62,8 @@ def _find(gallery, args, config, queries) -> int:
         matches = similar(gallery, args.like, config.top, captioner=captioner)
         _print_matches(matches, args.json, {"like": args.like})
         return 0
-    index = photo_index(gallery, captioner, generic_captions=config.generic_captions, progress=stderr_progress)
+    index = photo_index(gallery, captioner, generic_captions=config.generic_captions, progress=stderr_progress,
+                        priors=config.prior_weight > 0)
     if queries is None:
         matches = find(gallery, captioner, args.query, config.top, config, index=index)
         _report_unknown(matches)

@@ -13,9 +13,10 @@ from captioner.errors import ConfigError
 @dataclass(frozen=True)
 class FindConfig:
     top: int = field(default=10, metadata={"help": "how many photos to list"})
-    prior_weight: float = field(default=1.0, metadata={
-        "help": "how much of each photo's prior (its mean likelihood over everyday captions) is subtracted"})
-    fulltext_weight: float = field(default=0.5, metadata={
+    prior_weight: float = field(default=0.0, metadata={
+        "help": "how much of each photo's prior (its mean likelihood over everyday captions) is subtracted "
+                "(0: none; on validation photos 0 and 0.25 did equally well, 1 lost a fifth of recall@5)"})
+    fulltext_weight: float = field(default=0.1, metadata={
         "help": "weight of the full-text match (1 for the best full-text hit, less further down) added to the "
                 "likelihood (nats per word)"})
     fulltext_hits: int = field(default=100, metadata={"help": "full-text hits taken into the fusion"})

@@ -174,13 +174,14 @@ def pooled_index(gallery, model_name: str, *, generic_captions: int = 8,
 
 
 def photo_index(gallery, captioner, *, generic_captions: int = 8, scorer: Scorer | None = None,
-                progress: Progress | None = None, backfill: bool = True) -> PhotoIndex:
-    """The gallery's photo index for this captioner's model, brought up to date (see the module doc)."""
+                progress: Progress | None = None, backfill: bool = True, priors: bool = True) -> PhotoIndex:
+    """The gallery's photo index for this captioner's model, brought up to date (see the module doc).
+    `priors=False` leaves the priors of new photos NaN (not needed when the prior weight is 0)."""
     if backfill:
         backfill_features(gallery, captioner, progress)
     index = pooled_index(gallery, captioner.name, generic_captions=generic_captions, progress=progress)
     todo = np.flatnonzero(np.isnan(index.prior))
-    if not len(todo):
+    if not len(todo) or not priors:
         return index
     scorer = scorer or scorer_for(captioner)
     for s in range(0, len(todo), CHUNK):

@@ -48,7 +48,10 @@ def similar(gallery, item_id: int, top: int = 10, *, captioner=None, index: Phot
     row = index.rows([item["id"]])[0]
     if row >= len(index) or index.ids[row] != item["id"]:
         raise GalleryError(f"Item {item_id} has no stored features yet")
-    rows, sims = nearest(index.pooled_half, index.pooled_half[row], top)
+    # float16 scan for a few more than asked, then those re-scored exactly (float16 can swap near ties)
+    rows, _ = nearest(index.pooled_half, index.pooled_half[row], top + 32)
+    exact, sims = nearest(index.pooled[rows], index.pooled[row], top)
+    rows = rows[exact]
     matches = []
     for r, sim in zip(rows, sims):
         found = gallery.get(int(index.ids[r]))

@@ -6,7 +6,8 @@ grid, `prior` the photo's mean likelihood over everyday captions (photos that fi
 head start), and `fulltext` 1 / log2(2 + r) for the gallery's own full-text hit at rank r (0 if the words
 do not match its caption). Words the model does not know are not scored; they are reported and left
 to the full-text part. A gallery larger than `FindConfig.shortlist` is shortlisted first: the full-text
-hits, then the photos nearest (pooled features) to the best of them, then the rest by prior. With
+hits, then the photos nearest (pooled features) to the best of them, then the rest (highest prior
+first, where known). With
 `prune_keep` > 0, every photo is scored on the first `prune_after` words and only the best `prune_keep`
 to the end (faster; the others rank below; scripts/eval_retrieval.py measures what it costs).
 """
@@ -109,7 +110,7 @@ def find(gallery, captioner, query: str, top: int = 10, config: FindConfig | Non
     tokens = query_tokens(vocab, query, captioner.decoding.max_len)
     if index is None:
         index = photo_index(gallery, captioner, generic_captions=config.generic_captions, scorer=scorer,
-                            progress=progress)
+                            progress=progress, priors=config.prior_weight > 0)
     hits = fulltext_hits(gallery, query, config.fulltext_hits)
     hit_rank = {item_id: r for r, item_id in enumerate(hits)}
     scores: dict[int, float] = {}
@@ -129,8 +130,10 @@ def find(gallery, captioner, query: str, top: int = 10, config: FindConfig | Non
                 if not np.isfinite(lik):  # dropped by pruning after the first words
                     continue
                 bonus = fulltext_bonus(hit_rank[item_id]) if item_id in hit_rank else 0.0
-                scores[item_id] = float(lik - config.prior_weight * pri + config.fulltext_weight * bonus)
-                parts[item_id] = (float(lik), float(pri))
+                pri = float(pri) if np.isfinite(pri) else None  # not computed: the prior weight is 0
+                penalty = config.prior_weight * pri if config.prior_weight and pri is not None else 0.0
+                scores[item_id] = float(lik - penalty + config.fulltext_weight * bonus)
+                parts[item_id] = (float(lik), pri)
             scored += len(got)
     # full-text hits the model could not score (no features, unknown words only) rank by full text alone,
     # below every scored photo
