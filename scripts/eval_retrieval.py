@@ -140,7 +140,8 @@ def evaluate(ll_rows, generic, fts, order, pooled, prior_weight, n_generic, full
         for r, photo in enumerate(hits):
             score[photo] += fulltext_weight * fulltext_bonus(r)
         if shortlist is not None:
-            keep = shortlist_rows(pooled, prior, hits, shortlist)
+            # as find() does it: without a prior weight the priors are not computed (the filler is id order)
+            keep = shortlist_rows(pooled, prior if prior_weight else np.zeros_like(prior), hits, shortlist)
             if target not in set(keep.tolist()):
                 ranks.append(None)
                 continue

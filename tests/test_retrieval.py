@@ -228,14 +228,15 @@ N_QUERIES = 30  # a fixed random subset of the 1,000 test queries, against all 1
 
 @pytest.mark.slow
 def test_likelihood_beats_full_text_on_flickr8k_test(flickr8k_dir, captioner, tmp_path):
-    """recall@5 of find-by-description (the shipped FindConfig: prior, full-text fusion, pruning after the
-    first words) >= 1.5x the gallery's full-text search over the model's own captions.
+    """recall@5 of find-by-description (the shipped FindConfig: shortlist, likelihood, prior, full-text
+    fusion) >= 1.5x the gallery's full-text search over the model's own captions.
     scripts/eval_retrieval.py measures all 1,000 queries."""
     from captioner.data.flickr8k import read_flickr8k
     from captioner.retrieval.config import FindConfig
     from captioner.retrieval.evaluation import build_photo_set, fulltext_rankings, rank_of, recall_at
+    from captioner.retrieval.index import PhotoIndex, pool
     from captioner.retrieval.prior import photo_priors
-    from captioner.retrieval.search import fulltext_bonus
+    from captioner.retrieval.search import fulltext_bonus, shortlist
 
     ds = read_flickr8k(flickr8k_dir)
     test_ids = ds.split("test")
@@ -249,15 +250,20 @@ def test_likelihood_beats_full_text_on_flickr8k_test(flickr8k_dir, captioner, tm
     cfg = FindConfig()
     scorer = Scorer(captioner.model.decoder)
     photos = scorer.photos(photo_set.grids)
-    prior = photo_priors(scorer, photos, captioner.model.vocab, cfg.generic_captions) if cfg.prior_weight else 0.0
+    prior = photo_priors(scorer, photos, captioner.model.vocab, cfg.generic_captions) if cfg.prior_weight else \
+        np.zeros(len(photos), np.float32)
+    index = PhotoIndex(np.arange(len(photos)), pool(photo_set.grids), prior)
     ours, theirs = [], []
-    for q, hits in zip(chosen, fts):
+    for q, hits in zip(chosen, fts):  # as `find` does it: shortlist, likelihood, prior, full-text bonus
+        rows = shortlist(index, hits, cfg.shortlist)
         tokens = query_tokens(captioner.model.vocab, queries[q])
         prune = (cfg.prune_after, cfg.prune_keep) if cfg.prune_keep else None
-        score = scorer.text_likelihood(photos, tokens, prune=prune) - cfg.prior_weight * prior
+        score = np.full(len(photos), -np.inf, np.float32)
+        score[rows] = scorer.text_likelihood(photos[torch.from_numpy(rows)], tokens, prune=prune) \
+            - cfg.prior_weight * prior[rows]
         for r, photo in enumerate(hits):
             score[photo] += cfg.fulltext_weight * fulltext_bonus(r)
-        ours.append(rank_of(score, q))
+        ours.append(rank_of(score, q) if q in set(rows.tolist()) else None)
         theirs.append(hits.index(q) if q in hits else None)
     r5, f5 = recall_at(ours, 5), recall_at(theirs, 5)
     print(f"recall@5 {r5:.3f} vs full text {f5:.3f}; recall@10 {recall_at(ours, 10):.3f} vs {recall_at(theirs, 10):.3f}")

@@ -20,9 +20,10 @@ class FindConfig:
         "help": "weight of the full-text match (1 for the best full-text hit, less further down) added to the "
                 "likelihood (nats per word)"})
     fulltext_hits: int = field(default=100, metadata={"help": "full-text hits taken into the fusion"})
-    shortlist: int = field(default=1000, metadata={
+    shortlist: int = field(default=300, metadata={
         "help": "at most this many photos are scored by likelihood; a larger gallery is shortlisted first by "
-                "full text and by the pooled features of the best full-text hits"})
+                "full text and by the pooled features of the best full-text hits (300 of 1,000 validation "
+                "photos: recall@5 0.42, recall@10 0.59, against 0.45 and 0.59 scoring all)"})
     prune_after: int = field(default=3, metadata={
         "help": "every photo is scored on the first PRUNE_AFTER words of the description ..."})
     prune_keep: int = field(default=0, metadata={

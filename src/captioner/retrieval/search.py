@@ -90,7 +90,7 @@ def shortlist(index: PhotoIndex, hits: list[int], size: int) -> np.ndarray:
                     break
             pos += 1
     if len(chosen) < size:
-        for r in np.argsort(-index.prior):
+        for r in np.argsort(-np.nan_to_num(index.prior, nan=0.0), kind="stable"):
             chosen.setdefault(int(r), None)
             if len(chosen) >= size:
                 break
