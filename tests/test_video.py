@@ -370,3 +370,18 @@ def test_cli_subprocess_video(clip, tiny_model_dir):
     r = subprocess.run([sys.executable, "-m", "captioner", "caption", str(clip), "--model", str(tiny_model_dir)],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stdout.startswith("00:00:00.000 --> 00:00:0"), r.stderr
+
+
+@pytest.mark.slow
+def test_8k_stream_is_captioned_like_its_small_copy(tmp_path, captioner):
+    """An 8K (7680x4320) H.264 stream: detected and captioned from frames decoded at reduced size, with the
+    cut where it is and each shot's caption equal to the caption of the same video at 640x360."""
+    big = [p for p in photos(7680, 4320)[:2] for _ in range(10)]  # two shots of 2 s at 5 fps
+    path = write_video(tmp_path / "eight_k.mp4", big, codec="libx264", fps=5)
+    small = write_video(tmp_path / "small.mp4", [p.resize((640, 360)) for p in big], codec="libx264", fps=5)
+    result = captioner.caption_video(path)
+    assert result.error is None, result.error
+    assert result.cuts == [pytest.approx(2.0, abs=0.2)]
+    reference = captioner.caption_video(small)
+    assert [s.caption for s in result.segments] == [s.caption for s in reference.segments]
+    assert len(result.segments) == 2
