@@ -62,11 +62,25 @@ def studio_url(tiny_model_dir, tmp_path_factory):
     stop_studio(proc)
 
 
+#: scikit-image's sample photos shown in the screenshots: chelsea and coffee are CC0 (their photographers),
+#: astronaut is public domain (NASA). Flickr8k photos must not appear: their licence keeps them out of the repository.
+SAMPLE_PHOTOS = ("chelsea", "coffee", "astronaut")
+
+
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory) -> list[Path]:
-    """Generated scenes (sky, field, a ball): the screenshots must not show Flickr8k photos, whose
-    licence keeps them out of the repository."""
-    return scene_photos(tmp_path_factory.mktemp("photos"), 3)
+    """Three real photos (scikit-image's CC0 / public-domain samples), else generated scenes (sky, field, a ball)."""
+    folder = tmp_path_factory.mktemp("photos")
+    try:
+        from skimage import data
+    except ImportError:
+        return scene_photos(folder, 3)
+    paths = []
+    for name in SAMPLE_PHOTOS:
+        path = folder / f"{name}.jpg"
+        Image.fromarray(getattr(data, name)()).convert("RGB").save(path, quality=90)
+        paths.append(path)
+    return paths
 
 
 def _gif_frames(src: str) -> int:
