@@ -66,9 +66,10 @@ class TextToImage:
         import torch
 
         # half precision on a GPU; on a CPU float32 (half is slow there, and some kernels lack it)
-        kwargs = {"local_files_only": True,
+        # safetensors only: a folder's pickled .bin weights are never unpickled (diffusers refuses them)
+        kwargs = {"local_files_only": True, "use_safetensors": True,
                   "torch_dtype": torch.float16 if str(device).startswith("cuda") else torch.float32}
-        weights = [p.name for p in self.folder.glob("*/*") if p.suffix in (".safetensors", ".bin")]
+        weights = [p.name for p in self.folder.glob("*/*") if p.suffix == ".safetensors"]
         if weights and all(".fp16." in name for name in weights):
             kwargs["variant"] = "fp16"  # a download holding only the fp16 files (e.g. sd-turbo's fp16 variant)
         try:
