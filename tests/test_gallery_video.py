@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from captioner.storage import Gallery, GalleryError, migrations, schema
+from captioner.storage import DuplicateItemError, Gallery, GalleryError, migrations, schema
 from captioner.storage.gallery import MAX_VIDEO_CAPTION
 from test_gallery import add, candidates_for, image_files, make_image
 from test_gallery_cli import run
@@ -107,6 +107,38 @@ def test_video_from_a_path_with_a_poster_and_dedupe(g, tmp_path):
     assert item_a["video_path"] == item_b["video_path"] and item_a["video_path"].endswith(".mov")
     assert len(video_files(g)) == 1 and len(image_files(g)) == 2
     assert item_b["caption"] == "a dog runs on the grass" and item_b["duration"] == 7.9
+
+
+def test_the_same_video_with_the_same_shots_is_refused(g, tmp_path):
+    """Issue 12: saving the same video (same bytes, whatever its name) with the same shots and captions again
+    raises DuplicateItemError naming the item, and changes nothing; other shots, other bytes, or the first
+    item in the trash are saved."""
+    first = save(g)
+    rows, files, images = segment_rows(g), video_files(g), image_files(g)
+    source = tmp_path / "Renamed Copy.MP4"
+    source.write_bytes(fake_video(0))
+    respaced = [{**seg, "caption": "  " + seg["caption"].upper() + " "} for seg in SEGMENTS]
+    for video, name, segments in ((fake_video(0), "clip.mp4", SEGMENTS), (source, None, SEGMENTS),
+                                  (fake_video(0), "other.mp4", respaced)):
+        with pytest.raises(DuplicateItemError, match=rf"already in the gallery with these shots.*item {first}") as err:
+            g.save_video(video, name, segments, model_name="test-model")
+        assert err.value.item_id == first
+    assert g.count() == 1 and segment_rows(g) == rows
+    assert video_files(g) == files and image_files(g) == images  # no copy left behind
+    assert not [p for p in g.videos_dir.rglob(".tmp-*")]
+    # different shots (times or captions), or different bytes: a new item
+    moved = [{**SEGMENTS[0], "end": 3.0}, {**SEGMENTS[1], "start": 3.0}, SEGMENTS[2]]
+    other_times = save(g, segments=moved)
+    other_caption = save(g, segments=[SEGMENTS[0], {**SEGMENTS[1], "caption": "a cat on the grass"}, SEGMENTS[2]])
+    fewer = save(g, segments=SEGMENTS[:2])
+    other_bytes = save(g, seed=1)
+    assert len({first, other_times, other_caption, fewer, other_bytes}) == 5 and g.count() == 5
+    # the first one in the trash: saving it again is allowed (the trash keeps its own)
+    g.delete(first)
+    again = save(g)
+    assert again != first and Path(g.get(again)["video_path"]).stem == hashlib.sha256(fake_video(0)).hexdigest()
+    with pytest.raises(DuplicateItemError):
+        save(g)
 
 
 def test_long_video_caption_is_cut_at_a_segment(g):

@@ -11,7 +11,8 @@ Layout of a gallery folder::
 Deleting moves an item to the trash (``deleted_at`` set): it leaves browse, search, exports and
 :meth:`Gallery.get` until :meth:`Gallery.restore`; :meth:`Gallery.empty_trash` removes it and the
 files no other item uses.  Editing a caption keeps the old one (:meth:`Gallery.history`).  Saving
-the same photo with the same caption again raises :class:`DuplicateItemError`.
+the same photo with the same caption again raises :class:`DuplicateItemError`, and so does saving the
+same video (the same bytes) with the same shots (times and captions) again.
 
 A video item (``kind`` 'video', :meth:`Gallery.save_video`) is an item like a
 photo, its picture a poster frame (or a placeholder), plus its video file and
@@ -777,7 +778,9 @@ class Gallery:
         caption is the distinct segment captions joined with " · "; ``duration`` defaults to the last
         segment's end.  Segments may carry ``tags`` (as :meth:`save` takes them), searched with the
         segment; the item's tags are ``tags`` if given, else every segment's tags (best score each).
-        Raises GalleryError, leaving the gallery unchanged, for bad input.
+        Raises GalleryError, leaving the gallery unchanged, for bad input, and DuplicateItemError (with
+        ``.item_id``) when the same video (same bytes) is already in the gallery with the same shots
+        (same start and end times, same captions, case and spacing aside).
         """
         self._check_writable()
         if original_name is None and isinstance(video, (str, os.PathLike)):
@@ -816,6 +819,10 @@ class Gallery:
         try:
             self._write_image(encoded, rel)
             with self._write() as db:
+                same = self._same_video(db, video_rel, rows)
+                if same is not None:
+                    raise DuplicateItemError(f"{label} is already in the gallery with these shots and captions "
+                                             f"(item {same}); it was not saved again", same)
                 if not (self.images_dir / rel).exists():  # a delete took it since
                     self._write_image(encoded, rel, force=True)
                 # in place under the write lock: deletes only remove unused videos under it too
@@ -839,6 +846,22 @@ class Gallery:
             if tmp is not None:
                 with contextlib.suppress(OSError):
                     os.unlink(tmp)
+
+    @staticmethod
+    def _same_video(db: sqlite_utils.Database, video_rel: str, rows: list[dict]) -> int | None:
+        """The id of a live video item with this video file's content (its hash names the file) and the
+        same shots as ``rows`` (times to the millisecond, captions case and spacing aside), or None."""
+        stem = video_rel.rsplit(".", 1)[0] + "."
+        ids = [r[0] for r in db.execute(
+            f"SELECT id FROM {TABLE} WHERE kind = 'video' AND deleted_at IS NULL "
+            "AND substr(video_file, 1, ?) = ? ORDER BY id", [len(stem), stem]).fetchall()]
+        wanted = [(round(r["start"], 3), round(r["end"], 3), _norm(r["caption"])) for r in rows]
+        for item_id in ids:
+            stored = db.execute(f'SELECT start, "end", caption FROM {SEGMENTS_TABLE} WHERE item_id = ? '
+                                "ORDER BY idx", [item_id]).fetchall()
+            if [(round(a, 3), round(b, 3), _norm(c or "")) for a, b, c in stored] == wanted:
+                return item_id
+        return None
 
     def _copy_video(self, video: Any, label: str) -> tuple[str, str]:
         """Copy the video into a temporary file under videos/ (hashing it on the way, fsynced);
