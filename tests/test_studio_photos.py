@@ -238,3 +238,35 @@ def test_player_assets_ship_with_the_package():
     assert ".pv-overview" in player.player_css() and ".pv-overview" in render.CSS
     text = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
     assert "static/*.js" in text and "static/*.css" in text
+
+
+def test_the_pages_caption_answers_in_one_event_without_the_queue(studio, photos):
+    """One photo: one event without the queue draws the results from its own answer (no second request);
+    several: the same answer through the queue (a progress bar).  Both equal /caption + show_results."""
+    state, status, view, emptied = studio.photos.caption_page([str(photos[0])], 3, 8, False, None)
+    result, _ = studio.photos.caption([str(photos[0])], 3, 8)
+    assert emptied is None and "Captioned 1 of 1" in status
+    assert [c["caption"] for c in view["photos"][0]["candidates"]] == [
+        c["caption"] for c in result["photos"][0]["candidates"]]
+    assert studio.photos.result_json(state)["photos"][0]["candidates"] == result["photos"][0]["candidates"]
+    state, _, view, _ = studio.photos.caption_page_queued([str(p) for p in photos[:2]], 3, 8, True, state,
+                                                          progress=lambda *a, **k: None)
+    assert [p["name"] for p in view["photos"]] == [photos[0].name, photos[0].name, photos[1].name]
+    assert studio.photos.result_json(state)["captioned"] == 2
+
+    demo = studio.build()
+    by_elem = {getattr(c, "elem_id", None): c._id for c in demo.blocks.values()}
+    page = [fn for fn in demo.fns.values() if fn.targets and fn.targets[0][0] == by_elem["caption-now"]]
+    queued = [fn for fn in demo.fns.values() if fn.targets and fn.targets[0][0] == by_elem["caption-queued"]]
+    assert len(page) == 1 and page[0].queue is False and page[0].api_visibility == "private"
+    assert len(queued) == 1 and queued[0].queue is not False
+    # the public /caption is still queued (scripts: gradio_client), one at a time
+    (api,) = [fn for fn in demo.fns.values() if fn.api_name == "caption"]
+    assert api.queue is not False and api.concurrency_limit == 1
+
+
+def test_warm_up_captions_nothing_of_the_users(studio):
+    studio.photos.warm_up()
+    assert studio.gallery.search("", page=1, per_page=5).total == 0
+    assert studio.photos._engine.acquire(blocking=False)  # the lock is given back
+    studio.photos._engine.release()

@@ -313,6 +313,8 @@ def launch(model_dir: str | os.PathLike | None = None, gallery_dir: str | os.Pat
         demo.queue(default_concurrency_limit=2)
         app = make_app(demo, hosts, max_upload_mb)
         reaper = sessions.Reaper(demo).start()
+        # the first Caption should not pay PyTorch's first-call costs: warm the engine up meanwhile
+        threading.Thread(target=studio.photos.warm_up, name="studio-warm-up", daemon=True).start()
     except BaseException:
         sock.close()
         raise
