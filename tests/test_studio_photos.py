@@ -244,6 +244,8 @@ def test_the_pages_caption_answers_in_one_event_without_the_queue(studio, photos
     """One photo: one event without the queue draws the results from its own answer (no second request);
     several: the same answer through the queue (a progress bar).  Both equal /caption + show_results."""
     state, status, view, emptied = studio.photos.caption_page([str(photos[0])], 3, 8, False, None)
+    # its picture, made while the engine worked, is the one the player would get afterwards
+    assert view["photos"][0]["photo"] == studio.photos.view(state)["photos"][0]["photo"]
     result, _ = studio.photos.caption([str(photos[0])], 3, 8)
     assert emptied is None and "Captioned 1 of 1" in status
     assert [c["caption"] for c in view["photos"][0]["candidates"]] == [

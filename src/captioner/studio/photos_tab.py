@@ -17,6 +17,7 @@ import tempfile
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from pathlib import Path
 from typing import Any
@@ -190,9 +191,22 @@ class PhotosTab:
     def caption_page(self, files, beam_size, max_length, add=False, state=None):
         """The page's Caption for one photo, without the queue: `caption` and `show_results` in one
         answer (session state, status line, the player's data, the emptied file box)."""
-        with self._engine:
-            result, state = self.caption(files, beam_size, max_length, add, state, progress=no_progress)
-        return (self._keep_result(state, result), *self.show_results(state))
+        paths = self._uploads(files)
+        with ThreadPoolExecutor(1) as pool:  # the picture to show is made while the engine works
+            shown = {path: pool.submit(self._photo_shown, path) for path in paths[:1]}
+            with self._engine:
+                result, state = self.caption(files, beam_size, max_length, add, state, progress=no_progress)
+            prepared = {path: future.result() for path, future in shown.items()}
+        return (self._keep_result(state, result), *self.show_results(state, prepared))
+
+    @staticmethod
+    def _photo_shown(path: str) -> dict | None:
+        """The player's picture of the photo at ``path`` (None if it cannot be read: `view` says why)."""
+        try:
+            img = open_image(path, draft_size=2 * player.DISPLAY_SIDE)
+            return player.photo_data(img, *img.info.get("original_size", img.size))
+        except Exception:  # noqa: BLE001 - `view` tries again and reports it
+            return None
 
     def caption_page_queued(self, files, beam_size, max_length, add=False, state=None, progress=gr.Progress()):
         """The page's Caption for several photos: the same answer, through the queue (a progress bar)."""
@@ -213,9 +227,10 @@ class PhotosTab:
         return state.get("result") if isinstance(state, dict) else None
 
     # ------------------------------------------------------------------ showing
-    def view(self, state: dict | None) -> dict:
+    def view(self, state: dict | None, prepared: dict | None = None) -> dict:
         """What the attention player draws (`captioner.studio.player`): every photo of the session's list
-        with its picture (a small JPEG), tags, confidence, warnings and candidates with their attention."""
+        with its picture (a small JPEG), tags, confidence, warnings and candidates with their attention.
+        ``prepared``: pictures already made, by upload path."""
         entries = session_photos(state)
         photos = []
         for i, entry in enumerate(entries):
@@ -227,8 +242,10 @@ class PhotosTab:
             if not entry["error"]:
                 item["candidates"] = [player.candidate_data(c) for c in entry["candidates"]]
                 try:
-                    img = open_image(entry["path"], draft_size=2 * player.DISPLAY_SIDE)
-                    item["photo"] = player.photo_data(img, entry["width"], entry["height"])
+                    item["photo"] = (prepared or {}).get(entry["path"])
+                    if item["photo"] is None:
+                        img = open_image(entry["path"], draft_size=2 * player.DISPLAY_SIDE)
+                        item["photo"] = player.photo_data(img, entry["width"], entry["height"])
                 except Exception as exc:  # noqa: BLE001 - still show the captions
                     log.warning("studio: could not draw %s: %s", entry["name"], exc)
                     item["error"] = f"{entry['name']}: captioned, but the picture cannot be shown ({exc})"
@@ -246,15 +263,16 @@ class PhotosTab:
         low = getattr(scorer, "low", None)
         return float(low) if isinstance(low, (int, float)) else None
 
-    def show_results(self, state: dict | None):
+    def show_results(self, state: dict | None, prepared: dict | None = None):
         """After /caption: (status line, the player's data, the emptied file box: its photos are in the
-        list now, and the next drop is captioned next, replacing the list or added to it)."""
+        list now, and the next drop is captioned next, replacing the list or added to it).
+        ``prepared``: pictures already made (see `view`)."""
         photos = session_photos(state)
         status = [state.get("message", "") if isinstance(state, dict) else ""]
         status += [f"- ⚠️ {html.escape(p['error'])}" for p in photos if p["error"]]
         if self.studio.read_only:
             status.append(self.studio.read_only_note())
-        return "\n".join(s for s in status if s), self.view(state), None
+        return "\n".join(s for s in status if s), self.view(state, prepared), None
 
     # ------------------------------------------------------------------ saving
     def _save_one(self, state: dict, photo_index, candidate_index, caption) -> dict:
