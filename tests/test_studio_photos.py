@@ -255,6 +255,9 @@ def test_the_pages_caption_answers_in_one_event_without_the_queue(studio, photos
                                                           progress=lambda *a, **k: None)
     assert [p["name"] for p in view["photos"]] == [photos[0].name, photos[0].name, photos[1].name]
     assert studio.photos.result_json(state)["captioned"] == 2
+    # Caption with no new photo: the status line says what to do, the list stays
+    kept, status, view, _ = studio.photos.caption_page([], 3, 8, False, state)
+    assert "Add one or more photos first" in status and len(view["photos"]) == 3
 
     demo = studio.build()
     by_elem = {getattr(c, "elem_id", None): c._id for c in demo.blocks.values()}

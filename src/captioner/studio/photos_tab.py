@@ -197,7 +197,7 @@ class PhotosTab:
             with self._engine:
                 result, state = self.caption(files, beam_size, max_length, add, state, progress=no_progress)
             prepared = {path: future.result() for path, future in shown.items()}
-        return (self._keep_result(state, result), *self.show_results(state, prepared))
+        return self._page_answer(result, state, prepared)
 
     @staticmethod
     def _photo_shown(path: str) -> dict | None:
@@ -212,14 +212,18 @@ class PhotosTab:
         """The page's Caption for several photos: the same answer, through the queue (a progress bar)."""
         with self._engine:
             result, state = self.caption(files, beam_size, max_length, add, state, progress=progress)
-        return (self._keep_result(state, result), *self.show_results(state))
+        return self._page_answer(result, state)
 
-    @staticmethod
-    def _keep_result(state, result: dict):
-        """The session keeps the JSON result (no attention: small) for the page's "Result as JSON"."""
+    def _page_answer(self, result: dict, state, prepared: dict | None = None) -> tuple:
+        """(session state, status line, the player's data, the emptied file box).  The session keeps the
+        JSON result (no attention: small) for the page's "Result as JSON".  With nothing to caption, the
+        status line says so (a toast needs the queue; the list on screen stays)."""
+        status, view, emptied = self.show_results(state, prepared)
+        if not result.get("photos") and result.get("message"):
+            status = f"⚠️ {html.escape(result['message'])}"
         if isinstance(state, dict):
             state["result"] = result
-        return state
+        return state, status, view, emptied
 
     @staticmethod
     def result_json(state) -> dict | None:
