@@ -44,6 +44,8 @@ PRIOR_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5)
 GENERIC_COUNTS = (8, 16, 24)  # the shipped FindConfig keeps 8: the prior costs that many sequences per photo
 FULLTEXT_WEIGHTS = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5)
 SHORTLISTS = (100, 200, 300, 500)
+FIRST_STAGE_SHORTLISTS = (50, 100, 150, 200, 300)
+FIRST_STAGE_FULLTEXT = (0, 10, 25, 50, 100)
 
 
 def split_queries(ds, split: str) -> tuple[list[str], list[int]]:
@@ -129,8 +131,10 @@ def compute(args, ds, work: Work, queries, order) -> None:
     work.save_likelihood(ll, done)
 
 
-def evaluate(ll_rows, generic, fts, order, pooled, prior_weight, n_generic, fulltext_weight, shortlist=None):
-    """Ranks (0-based) of each scored query's photo under one setting; None when shortlisting dropped it."""
+def evaluate(ll_rows, generic, fts, order, pooled, prior_weight, n_generic, fulltext_weight, shortlist=None,
+             cheap=None, shortlist_fulltext=None):
+    """Ranks (0-based) of each scored query's photo under one setting; None when shortlisting dropped it.
+    `cheap`: each query's first-stage scores (the shortlist as `find` makes it with the first stage)."""
     prior = generic[:n_generic].mean(axis=0)
     ranks = []
     for k, row in enumerate(ll_rows):
@@ -141,7 +145,8 @@ def evaluate(ll_rows, generic, fts, order, pooled, prior_weight, n_generic, full
             score[photo] += fulltext_weight * fulltext_bonus(r)
         if shortlist is not None:
             # as find() does it: without a prior weight the priors are not computed (the filler is id order)
-            keep = shortlist_rows(pooled, prior if prior_weight else np.zeros_like(prior), hits, shortlist)
+            keep = shortlist_rows(pooled, prior if prior_weight else np.zeros_like(prior), hits, shortlist,
+                                  None if cheap is None else cheap[target], shortlist_fulltext)
             if target not in set(keep.tolist()):
                 ranks.append(None)
                 continue
@@ -152,12 +157,26 @@ def evaluate(ll_rows, generic, fts, order, pooled, prior_weight, n_generic, full
     return ranks
 
 
-def shortlist_rows(pooled, prior, hits, size):
+def shortlist_rows(pooled, prior, hits, size, cheap=None, shortlist_fulltext=None):
     from captioner.retrieval.index import PhotoIndex
     from captioner.retrieval.search import shortlist
 
     index = PhotoIndex(np.arange(len(pooled)), pooled, prior)
-    return shortlist(index, list(hits), size)
+    return shortlist(index, list(hits), size, cheap, shortlist_fulltext if cheap is not None else None)
+
+
+def first_stage_matrix(queries, pooled) -> np.ndarray | None:
+    """(n queries, n photos) first-stage scores with the shipped projection (None: there is none)."""
+    from captioner.model.folder import default_model_dir
+    from captioner.model.vocab import Vocab
+    from captioner.retrieval.first_stage import FILE_NAME, QueryProjection
+
+    folder = default_model_dir()
+    vocab = Vocab.load(folder / "vocab.json")
+    projection = QueryProjection.load(folder / FILE_NAME, vocab_size=len(vocab), feature_dim=pooled.shape[1])
+    if projection is None:
+        return None
+    return np.stack([projection.scores(projection.query_vector(vocab, q), pooled) for q in queries])
 
 
 def report(args, work: Work, queries, order, photo_set=None) -> dict:
@@ -203,6 +222,20 @@ def report(args, work: Work, queries, order, photo_set=None) -> dict:
     out["fused"] = recalls(evaluate(rows, generic, fts, order, pooled, pw, ng, fw))
     out["shortlisted"] = {str(s): recalls(evaluate(rows, generic, fts, order, pooled, pw, ng, fw, s))
                           for s in SHORTLISTS}
+    cheap = first_stage_matrix(queries, pooled)
+    if cheap is not None:
+        cfg = FindConfig()
+        alone = [int((cheap[q] > cheap[q, q]).sum()) for q in range(len(queries))]  # every query of the split
+        out["first_stage_alone"] = {f"recall@{k}": recall_at(alone, k) for k in (5, 10, 50, 100, 150, 300)}
+        out["first_stage_alone"]["queries"] = len(queries)
+        fulltexts = FIRST_STAGE_FULLTEXT if args.tune else (cfg.shortlist_fulltext,)
+        out["first_stage_shortlisted"] = {
+            f"{s} ({f} full-text)": recalls(evaluate(rows, generic, fts, order, pooled, pw, ng, fw, s, cheap, f))
+            for s in FIRST_STAGE_SHORTLISTS for f in fulltexts}
+        out["find_as_shipped"] = {"shortlist": cfg.shortlist, "shortlist_fulltext": cfg.shortlist_fulltext,
+                                  "first_stage": cfg.first_stage,
+                                  **recalls(evaluate(rows, generic, fts, order, pooled, pw, ng, fw, cfg.shortlist,
+                                                     cheap if cfg.first_stage else None, cfg.shortlist_fulltext))}
     full = Work(work.folder, args.split, work.n) if args.prune else None
     if full is not None and full.done_path.is_file():
         full_ll, full_done = full.likelihood()

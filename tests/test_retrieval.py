@@ -78,6 +78,47 @@ def test_unknown_words_are_fed_as_unk_but_not_scored():
     assert not query_tokens(vocab, "zorblax").usable
 
 
+def test_first_stage_shortlist_takes_the_best_hits_then_the_best_cheap_scores():
+    from captioner.retrieval.index import PhotoIndex
+    from captioner.retrieval.search import shortlist
+
+    rng = np.random.default_rng(0)
+    pooled = rng.standard_normal((50, 6)).astype(np.float32)
+    index = PhotoIndex(np.arange(100, 150), pooled / np.linalg.norm(pooled, axis=1, keepdims=True),
+                       np.full(50, np.nan, np.float32))
+    cheap = np.arange(50, dtype=np.float32)  # row 49 best, then 48, ...
+    hits = [103, 110, 149, 120]  # item ids, best first
+    rows = shortlist(index, hits, 6, cheap, 2)  # the best 2 hits, then the best cheap scores
+    assert rows.tolist() == [3, 10, 46, 47, 48, 49]
+    # a hit that is also among the cheap best is taken once, and the next cheap best fills its place
+    assert shortlist(index, hits, 6, cheap, 3).tolist() == [3, 10, 46, 47, 48, 49]
+    assert shortlist(index, hits, 6, cheap, 0).tolist() == [44, 45, 46, 47, 48, 49]
+    assert shortlist(index, hits, 60, cheap, 0).tolist() == list(range(50))  # small gallery: every photo
+
+
+def test_query_projection_round_trip_and_refusals(tmp_path):
+    from captioner.retrieval.first_stage import QueryProjection, bag_of_words, save_projection
+
+    vocab = Vocab(["<pad>", "<start>", "<end>", "<unk>", "a", "dog", "on", "the", "beach"])
+    rng = np.random.default_rng(1)
+    proj = QueryProjection(rng.standard_normal((len(vocab), 3)).astype(np.float32),
+                           rng.standard_normal((3, 5)).astype(np.float32), "some-model")
+    path = tmp_path / "query_projection.safetensors"
+    save_projection(path, proj)
+    back = QueryProjection.load(path, vocab_size=len(vocab), feature_dim=5, model_name="some-model")
+    assert back is not None and back.model_name == "some-model"
+    x = bag_of_words(vocab.encode("a dog on the zorblax dog"), len(vocab))
+    assert np.count_nonzero(x) == 4 and np.isclose(np.linalg.norm(x), 1.0)  # known words once, specials skipped
+    want = x @ proj.words @ proj.basis
+    assert np.allclose(back.query_vector(vocab, "a dog on the zorblax dog"), want, atol=0.05)  # float16 file
+    assert QueryProjection.load(path, vocab_size=len(vocab) + 1) is None  # another vocabulary
+    assert QueryProjection.load(path, feature_dim=6) is None             # another encoder
+    assert QueryProjection.load(path, model_name="other-model") is None
+    assert QueryProjection.load(tmp_path / "missing.safetensors") is None
+    (tmp_path / "bad.safetensors").write_bytes(b"not a safetensors file")
+    assert QueryProjection.load(tmp_path / "bad.safetensors") is None
+
+
 # ------------------------------------------------------------------ a small real gallery
 @pytest.fixture(scope="module")
 def captioner():
@@ -140,6 +181,31 @@ def test_found_by_a_description_sharing_no_word_with_its_caption(gallery_dir, ca
     assert matches[0].likelihood is not None and matches[0].fulltext_rank is None
     assert [m.score for m in matches] == sorted((m.score for m in matches), reverse=True)
     assert matches.unknown_words == []
+
+
+def test_first_stage_shortlists_a_big_gallery_by_meaning(gallery_dir, captioner):
+    """With a shortlist smaller than the gallery and no full-text hit, the shipped first stage (words ->
+    pooled features) still brings the photo described into the few photos scored."""
+    from captioner.retrieval import FindConfig, find
+    from captioner.retrieval.first_stage import projection_for
+    from captioner.retrieval.index import photo_index
+    from captioner.retrieval.search import first_stage_scores
+    from captioner.storage import Gallery
+
+    ids = item_ids(gallery_dir)
+    cfg = FindConfig(shortlist=3, shortlist_fulltext=0)
+    assert projection_for(captioner) is not None  # shipped beside the weights
+    with Gallery(gallery_dir) as g:
+        index = photo_index(g, captioner, priors=False)
+        cheap = first_stage_scores(captioner, index, "two dogs playing in the snow", cfg)
+        assert index.ids[int(np.argmax(cheap))] == ids["snow_dogs"]
+        matches = find(g, captioner, "vehicle speeding around circuit", top=3, config=cfg, index=index)
+        assert matches.scored == 3
+        assert matches[0].item_id == ids["race_car"]
+        timings: dict = {}
+        off = find(g, captioner, "vehicle speeding around circuit", top=3, index=index, timings=timings,
+                   config=FindConfig(shortlist=3, first_stage=False))
+        assert off.scored == 3 and {"fulltext", "shortlist", "read_grids", "score"} <= set(timings)
 
 
 def test_unknown_words_are_reported_and_left_to_full_text(gallery_dir, captioner):
@@ -228,12 +294,13 @@ N_QUERIES = 30  # a fixed random subset of the 1,000 test queries, against all 1
 
 @pytest.mark.slow
 def test_likelihood_beats_full_text_on_flickr8k_test(flickr8k_dir, captioner, tmp_path):
-    """recall@5 of find-by-description (the shipped FindConfig: shortlist, likelihood, prior, full-text
-    fusion) >= 1.5x the gallery's full-text search over the model's own captions.
+    """recall@5 of find-by-description (the shipped FindConfig: first-stage shortlist, likelihood, prior,
+    full-text fusion) >= 1.5x the gallery's full-text search over the model's own captions.
     scripts/eval_retrieval.py measures all 1,000 queries."""
     from captioner.data.flickr8k import read_flickr8k
     from captioner.retrieval.config import FindConfig
     from captioner.retrieval.evaluation import build_photo_set, fulltext_rankings, rank_of, recall_at
+    from captioner.retrieval.first_stage import projection_for
     from captioner.retrieval.index import PhotoIndex, pool
     from captioner.retrieval.prior import photo_priors
     from captioner.retrieval.search import fulltext_bonus, shortlist
@@ -253,9 +320,12 @@ def test_likelihood_beats_full_text_on_flickr8k_test(flickr8k_dir, captioner, tm
     prior = photo_priors(scorer, photos, captioner.model.vocab, cfg.generic_captions) if cfg.prior_weight else \
         np.zeros(len(photos), np.float32)
     index = PhotoIndex(np.arange(len(photos)), pool(photo_set.grids), prior)
+    projection = projection_for(captioner) if cfg.first_stage else None
     ours, theirs = [], []
     for q, hits in zip(chosen, fts):  # as `find` does it: shortlist, likelihood, prior, full-text bonus
-        rows = shortlist(index, hits, cfg.shortlist)
+        cheap = None if projection is None else \
+            projection.scores(projection.query_vector(captioner.model.vocab, queries[q]), index.pooled_half)
+        rows = shortlist(index, hits, cfg.shortlist, cheap, cfg.shortlist_fulltext if cheap is not None else None)
         tokens = query_tokens(captioner.model.vocab, queries[q])
         prune = (cfg.prune_after, cfg.prune_keep) if cfg.prune_keep else None
         score = np.full(len(photos), -np.inf, np.float32)

@@ -1,7 +1,7 @@
 """`FindConfig`: how find-by-description scores and fuses (the `captioner find` flags come from it).
 
-The prior and full-text weights were chosen on Flickr8k's validation photos
-(scripts/eval_retrieval.py --tune), never on the test photos.
+The prior and full-text weights, the shortlist's size and its share of full-text hits were chosen on
+Flickr8k's validation photos (scripts/eval_retrieval.py --tune), never on the test photos.
 """
 from __future__ import annotations
 
@@ -20,10 +20,16 @@ class FindConfig:
         "help": "weight of the full-text match (1 for the best full-text hit, less further down) added to the "
                 "likelihood (nats per word)"})
     fulltext_hits: int = field(default=100, metadata={"help": "full-text hits taken into the fusion"})
-    shortlist: int = field(default=300, metadata={
-        "help": "at most this many photos are scored by likelihood; a larger gallery is shortlisted first by "
-                "full text and by the pooled features of the best full-text hits (300 of 1,000 validation "
-                "photos: recall@5 0.42, recall@10 0.59, against 0.45 and 0.59 scoring all)"})
+    shortlist: int = field(default=150, metadata={
+        "help": "at most this many photos are scored by likelihood; a larger gallery is shortlisted first (see "
+                "--first-stage; 1,000 validation photos, 100 queries: 150 shortlisted by the first stage gave "
+                "recall@5 0.45, recall@10 0.61, against 0.45 and 0.59 scoring all)"})
+    first_stage: bool = field(default=True, metadata={
+        "help": "shortlist by the first stage (a linear map from the description's words to pooled photo "
+                "features, fitted on Flickr8k training captions) when the model has one"})
+    shortlist_fulltext: int = field(default=25, metadata={
+        "help": "with the first stage: at most this many of the best full-text hits enter the shortlist, the "
+                "first stage's best fill the rest"})
     prune_after: int = field(default=3, metadata={
         "help": "every photo is scored on the first PRUNE_AFTER words of the description ..."})
     prune_keep: int = field(default=0, metadata={
@@ -34,9 +40,13 @@ class FindConfig:
     def __post_init__(self):
         for f in fields(self):
             value = getattr(self, f.name)
+            if f.type in (bool, "bool"):
+                if not isinstance(value, bool):
+                    raise ConfigError(f"{f.name.replace('_', '-')} must be true or false, not {value!r}")
+                continue
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ConfigError(f"{f.name.replace('_', '-')} must be a number, not {value!r}")
-        for name in ("prune_after", "prune_keep"):
+        for name in ("prune_after", "prune_keep", "shortlist_fulltext"):
             if getattr(self, name) < 0 or getattr(self, name) != int(getattr(self, name)):
                 raise ConfigError(f"--{name.replace('_', '-')} must be a whole number (0 or more), "
                                   f"not {getattr(self, name)}")

@@ -1,7 +1,7 @@
 """More like this: the gallery photos whose pooled encoder features are nearest (cosine) to an item's.
 
 A plain scan over the unit-length pooled vectors kept by `index.pooled_index`: one float16
-matrix-vector product (benchmarks/bench_retrieval.py measures it against a sqlite-vec index in an
+matrix-vector product (benchmarks/bench_library.py measures it against a sqlite-vec index in an
 SQLite file: the scan was several times faster, so no second index is kept).
 """
 from __future__ import annotations
@@ -50,7 +50,7 @@ def similar(gallery, item_id: int, top: int = 10, *, captioner=None, index: Phot
         raise GalleryError(f"Item {item_id} has no stored features yet")
     # float16 scan for a few more than asked, then those re-scored exactly (float16 can swap near ties)
     rows, _ = nearest(index.pooled_half, index.pooled_half[row], top + 32)
-    exact, sims = nearest(index.pooled[rows], index.pooled[row], top)
+    exact, sims = nearest(index.pooled[rows].astype(np.float32), index.pooled[row].astype(np.float32), top)
     rows = rows[exact]
     matches = []
     for r, sim in zip(rows, sims):

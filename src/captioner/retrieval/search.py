@@ -5,17 +5,24 @@ For each candidate photo: score = likelihood - prior_weight * prior + fulltext_w
 grid, `prior` the photo's mean likelihood over everyday captions (photos that fit any text lose their
 head start), and `fulltext` 1 / log2(2 + r) for the gallery's own full-text hit at rank r (0 if the words
 do not match its caption). Words the model does not know are not scored; they are reported and left
-to the full-text part. A gallery larger than `FindConfig.shortlist` is shortlisted first: the full-text
-hits, then the photos nearest (pooled features) to the best of them, then the rest (highest prior
-first, where known). With
-`prune_keep` > 0, every photo is scored on the first `prune_after` words and only the best `prune_keep`
-to the end (faster; the others rank below; scripts/eval_retrieval.py measures what it costs).
+to the full-text part.
+
+A gallery larger than `FindConfig.shortlist` is shortlisted first, cheaply: the best
+`shortlist_fulltext` full-text hits, then the photos whose pooled features lie nearest to where the
+description's words say its photos lie (`first_stage.QueryProjection`: one dot product per photo).
+Without a fitted projection for the model (or with `first_stage` off): the full-text hits, then the
+photos nearest (pooled features) to the best of them, then the rest (highest prior first, where known).
+With `prune_keep` > 0, every shortlisted photo is scored on the first `prune_after` words and only the
+best `prune_keep` to the end (faster; the others rank below; scripts/eval_retrieval.py measures what it
+costs).
 """
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
+import torch
 
 from captioner.retrieval.config import FindConfig
 from captioner.retrieval.index import PhotoIndex, Progress, photo_index, scorer_for
@@ -68,19 +75,33 @@ def fulltext_bonus(rank: int) -> float:
     return 1.0 / np.log2(2.0 + rank)
 
 
-def shortlist(index: PhotoIndex, hits: list[int], size: int) -> np.ndarray:
-    """Row numbers of at most `size` photos worth scoring: the full-text hits, then the photos nearest
-    to the best hits' pooled features (round robin over the first five), then the highest priors."""
+def shortlist(index: PhotoIndex, hits: list[int], size: int, first_stage: np.ndarray | None = None,
+              fulltext: int | None = None) -> np.ndarray:
+    """Row numbers of at most `size` photos worth scoring, ascending.
+
+    With `first_stage` (a score per row, higher first): the best `fulltext` full-text hits (all that fit
+    when None), then the best first-stage rows. Without: the full-text hits, then the photos nearest to
+    the best hits' pooled features (round robin over the first five), then the highest priors."""
     if len(index) <= size:
         return np.arange(len(index))
     chosen: dict[int, None] = {}
-    indexed = set(index.ids.tolist())
+    indexed = set(index.ids.tolist()) if len(hits) else set()
     hit_rows = [int(r) for r in index.rows([h for h in hits if h in indexed])]
-    for r in hit_rows[:size]:
+    for r in hit_rows[: size if fulltext is None else min(size, fulltext)]:
         chosen[r] = None
+    if first_stage is not None:
+        need = size - len(chosen)
+        if need > 0:
+            best = np.argpartition(-first_stage, min(size, len(first_stage) - 1))[:size]
+            for r in best[np.lexsort((best, -first_stage[best]))]:
+                chosen.setdefault(int(r), None)
+                if len(chosen) >= size:
+                    break
+        return np.array(sorted(chosen), dtype=np.int64)
     seeds = hit_rows[:5]
     if seeds and len(chosen) < size:
-        sims = index.pooled @ index.pooled[seeds].T  # (n, seeds)
+        with torch.inference_mode():
+            sims = (index.pooled_half @ index.pooled_half[seeds].T).float().numpy()  # (n, seeds)
         orders = [np.argsort(-sims[:, j]) for j in range(len(seeds))]
         pos = 0
         while len(chosen) < size and pos < len(index):
@@ -97,12 +118,28 @@ def shortlist(index: PhotoIndex, hits: list[int], size: int) -> np.ndarray:
     return np.array(sorted(chosen), dtype=np.int64)
 
 
+def first_stage_scores(captioner, index: PhotoIndex, query: str, config: FindConfig) -> np.ndarray | None:
+    """Each indexed photo's first-stage score for `query` (see `first_stage`), or None when there is no
+    projection for this model, the first stage is off, or the gallery fits the shortlist anyway."""
+    if not config.first_stage or len(index) <= config.shortlist:
+        return None
+    from captioner.retrieval.first_stage import projection_for
+
+    projection = projection_for(captioner)
+    if projection is None or projection.feature_dim != index.pooled.shape[1]:
+        return None
+    return projection.scores(projection.query_vector(captioner.model.vocab, query), index.pooled_half)
+
+
 def find(gallery, captioner, query: str, top: int = 10, config: FindConfig | None = None, *,
-         progress: Progress | None = None, index: PhotoIndex | None = None) -> Matches:
+         progress: Progress | None = None, index: PhotoIndex | None = None, timings: dict | None = None) -> Matches:
     """The gallery's photos that best fit the description `query`, best first (at most `top`).
 
     Items without features are given them first (their stored image encoded, `progress` follows);
-    `index` (from `photo_index`) saves that look-up when many queries run against one gallery."""
+    `index` (from `photo_index`) saves that look-up when many queries run against one gallery.
+    `timings`, if given, receives the seconds spent in each part (index, fulltext, shortlist,
+    read_grids, score, results)."""
+    clock = _Clock(timings)
     config = config or FindConfig()
     top = top if top is not None else config.top
     scorer = scorer_for(captioner)
@@ -111,16 +148,22 @@ def find(gallery, captioner, query: str, top: int = 10, config: FindConfig | Non
     if index is None:
         index = photo_index(gallery, captioner, generic_captions=config.generic_captions, scorer=scorer,
                             progress=progress, priors=config.prior_weight > 0)
+    clock("index")
     hits = fulltext_hits(gallery, query, config.fulltext_hits)
+    clock("fulltext")
     hit_rank = {item_id: r for r, item_id in enumerate(hits)}
     scores: dict[int, float] = {}
     parts: dict[int, tuple[float | None, float | None]] = {}
     scored = 0
     if tokens.usable and len(index):
-        rows = shortlist(index, hits, config.shortlist)
+        cheap = first_stage_scores(captioner, index, query, config)
+        rows = shortlist(index, hits, config.shortlist, cheap,
+                         config.shortlist_fulltext if cheap is not None else None)
         ids = index.ids[rows]
+        clock("shortlist")
         for s in range(0, len(ids), 1024):
             got, grids = gallery.features([int(i) for i in ids[s : s + 1024]], model_name=captioner.name)
+            clock("read_grids")
             if not len(got):
                 continue
             prune = (config.prune_after, config.prune_keep) if 0 < config.prune_keep < len(got) else None
@@ -135,6 +178,7 @@ def find(gallery, captioner, query: str, top: int = 10, config: FindConfig | Non
                 scores[item_id] = float(lik - penalty + config.fulltext_weight * bonus)
                 parts[item_id] = (float(lik), pri)
             scored += len(got)
+            clock("score")
     # full-text hits the model could not score (no features, unknown words only) rank by full text alone,
     # below every scored photo
     floor = min(scores.values(), default=0.0) - 1.0
@@ -151,4 +195,19 @@ def find(gallery, captioner, query: str, top: int = 10, config: FindConfig | Non
         lik, pri = parts[item_id]
         matches.append(Match(item_id, item.get("original_name") or "", item.get("caption") or "", scores[item_id],
                              lik, pri, hit_rank.get(item_id)))
+    clock("results")
     return Matches(matches, query=query, unknown_words=tokens.unknown, scored=scored)
+
+
+class _Clock:
+    """Adds the seconds since the last call to `timings[part]` (nothing when `timings` is None)."""
+
+    def __init__(self, timings: dict | None):
+        self.timings = timings
+        self.last = time.perf_counter()
+
+    def __call__(self, part: str) -> None:
+        if self.timings is not None:
+            now = time.perf_counter()
+            self.timings[part] = self.timings.get(part, 0.0) + now - self.last
+            self.last = now
