@@ -276,7 +276,9 @@ def test_caption_save_and_find_in_the_browser(studio_url, photos, tmp_path):
             grid.locator(".caption-label", has_text="zebracorn").first.click()
             details = page.locator("#item-details")
             expect(details.locator(".chosen")).to_contain_text("zebracorn parade")
-            expect(details.locator(".candidate-card")).to_have_count(BEAM)
+            expect(page.locator("#item-view .pv-card")).to_have_count(BEAM)  # in the attention player
+            page.keyboard.press("Escape")  # the item modal closes
+            expect(page.locator("#item-modal")).to_be_hidden()
 
             # show the whole gallery for the screenshot, with the edited item's details open
             page.locator("#search-box textarea, #search-box input").first.fill("")
@@ -284,15 +286,21 @@ def test_caption_save_and_find_in_the_browser(studio_url, photos, tmp_path):
             expect(grid.locator(".caption-label")).to_have_count(3)
             grid.locator(".caption-label", has_text="zebracorn").first.click()
             expect(details.locator(".chosen")).to_contain_text("zebracorn parade")
-            expect(details.locator(".candidate-card")).to_have_count(BEAM)
+            expect(page.locator("#item-view .pv-card")).to_have_count(BEAM)
+            expect(page.locator("#item-view .pv-heat")).to_have_attribute("data-drawn", re.compile(r"\d+"))
             expect(page.locator("#item-details [data-testid=status-tracker]")).to_have_class(re.compile(r"\bhide\b"))
             _close_toasts(page)
-            page.screenshot(path=str(shots / "studio-gallery.png"), full_page=True)
+            # the item modal over the dimmed grid (a fixed overlay: the screen, not the whole page)
+            page.screenshot(path=str(shots / "studio-gallery.png"))
 
             # ---- export, then delete the item on display
+            page.click("#item-close")
+            expect(page.locator("#item-modal")).to_be_hidden()
             page.get_by_text("Export the gallery").click()
             page.click("#export-button")
             expect(page.locator("#export-file")).to_contain_text(".json")
+            grid.locator(".caption-label", has_text="zebracorn").first.click()
+            expect(page.locator("#item-modal")).to_be_visible()
             page.once("dialog", lambda dialog: dialog.accept())
             page.click("#delete-button")
             expect(page.locator("#gallery-message")).to_contain_text("Deleted item")

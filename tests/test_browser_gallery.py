@@ -1,13 +1,16 @@
 """The studio's Gallery tab in a real browser (Debian chromium driven by Playwright), at 1400 px and at a
 390 px phone width: a search highlights the matching words beside the grid; a thumbnail opens its details
-in view; the caption is copied to the clipboard; a photo downloads with its caption in its metadata; a
-delete is undone; the Trash view restores; the sort menu reorders the grid.  And, over raw HTTP, the
-item events ignore any id or path a request sends (they use the session's own)."""
+in a modal (Close, Escape, focus inside; full screen and scrollable on a phone) where the saved candidates'
+attention plays in the Caption tab's attention player (a GIF only on request); the caption is copied to the
+clipboard; a photo downloads with its caption in its metadata; a delete is undone; the Trash view restores;
+the sort menu reorders the grid.  And, over raw HTTP, the item events ignore any id or path a request sends
+(they use the session's own)."""
 from __future__ import annotations
 
 import json
 import os
 from pathlib import Path
+from urllib.parse import urljoin
 
 import httpx
 import pytest
@@ -23,6 +26,27 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 TIMEOUT_MS = 90_000
 CAPTIONS = ["a dog runs by the lake", "a dog plays on the grass", "two children play on the beach",
             "a cat sleeps on a sofa", "a red bus on a street", "a man rides a bicycle"]
+
+
+#: The first photo's beam candidates; the saved caption is the second one's.
+CANDIDATE_0 = "a dog plays near water"
+
+
+def _maps(words: int, n: int = 7) -> list:
+    """One n x n attention map per word, each looking at another cell."""
+    maps = []
+    for w in range(words):
+        grid = [[0.01] * n for _ in range(n)]
+        grid[w % n][(3 * w) % n] = 1.0
+        maps.append(grid)
+    return maps
+
+
+def _candidates() -> list[dict]:
+    return [{"caption": CANDIDATE_0, "tokens": CANDIDATE_0.split(), "score": -3.0, "normalized_score": -0.6,
+             "attention": _maps(5)},
+            {"caption": CAPTIONS[0], "tokens": CAPTIONS[0].split(), "score": -3.4, "normalized_score": -0.57,
+             "attention": _maps(6)}]
 
 
 def _photo(color, size=(160, 120)) -> Image.Image:
@@ -44,7 +68,8 @@ def studio(tiny_model_dir, tmp_path_factory):
     with Gallery(folder / "gallery") as g:
         ids = [g.save(_photo(((40 * i) % 255, (90 + 30 * i) % 255, (200 - 25 * i) % 255)), f"photo{i}.png", caption,
                       tags=[{"label": "retriever", "score": 0.7}] if i == 0 else None,
-                      confidence=0.8 if i == 0 else None)
+                      confidence=0.8 if i == 0 else None, candidates=_candidates() if i == 0 else None,
+                      beam_size=2 if i == 0 else None)
                for i, caption in enumerate(CAPTIONS)]
     proc, url = start_studio(tiny_model_dir, folder / "gallery", folder / "studio.log")
     yield url, folder / "gallery", ids
@@ -62,6 +87,16 @@ def _inside_width(page, selector: str) -> bool:
     return page.evaluate("""(sel) => { const el = document.querySelector(sel); if (!el) return false;
         const r = el.getBoundingClientRect(); return r.width > 0 && r.left >= 0 && r.right <= window.innerWidth; }""",
                          selector)
+
+
+def _modal_open(page) -> bool:
+    return page.evaluate("""() => document.body.classList.contains('item-modal-open')
+        && getComputedStyle(document.querySelector('#item-modal')).display !== 'none'""")
+
+
+def _expect_modal(page, is_open: bool) -> None:
+    page.wait_for_function("(o) => document.body.classList.contains('item-modal-open') === o", arg=is_open)
+    assert _modal_open(page) is is_open
 
 
 def _in_view(page, selector: str) -> bool:
@@ -111,34 +146,88 @@ def test_gallery_in_the_browser(studio, width, tmp_path):
             expect(page.locator("#search-matches li")).to_have_count(1)
             expect(page.locator("#search-matches")).to_contain_text("grass")
 
-            # ---- a click on a match opens the item; its details are in view, the caption copies
+            # ---- a click on a match opens the item in a modal (focus inside); the caption copies; Escape closes
             page.evaluate("window.scrollTo(0, 0)")
             page.locator("#search-matches li").first.click()
             expect(page.locator("#item-details .item-extras")).to_have_attribute("data-caption", CAPTIONS[1])
-            page.wait_for_timeout(500)
+            _expect_modal(page, True)
             assert _in_view(page, "#item-panel"), "the details are not in view after opening an item"
+            assert page.evaluate("document.activeElement.closest('#item-panel') !== null"), "focus is not in the modal"
+            expect(page.locator("#item-modal")).to_have_attribute("aria-modal", "true")
+            expect(page.locator("#item-modal-title")).to_contain_text("photo1.png")
+            # saved without candidates: the player shows the photo, and says it has no attention maps
+            expect(page.locator("#item-view .pv-clean")).to_be_visible()
+            expect(page.locator("#item-view")).to_contain_text("No attention maps")
             expect(page.locator("#copy-caption")).to_be_visible()
             page.click("#copy-caption")
             expect(page.locator("#copy-caption")).to_have_attribute("data-copied", "yes")
             expect(page.locator("#item-message")).to_contain_text("copied to the clipboard")
             assert page.evaluate("navigator.clipboard.readText()") == CAPTIONS[1]
+            page.keyboard.press("Escape")
+            _expect_modal(page, False)
+            expect(page.locator("#item-panel")).to_be_hidden()
 
-            # ---- browse everything; a thumbnail opens its details in view (the grid fills a phone's screen)
+            # ---- browse everything; a thumbnail opens its modal over the grid (full screen on a phone)
             page.fill("#search-box textarea", "")
             page.click("#search-button")
             expect(page.locator("#search-matches")).to_be_hidden()
             expect(grid.locator(".thumbnail-item")).to_have_count(len(CAPTIONS))
             page.evaluate("window.scrollTo(0, 0)")
-            grid.locator(".caption-label", has_text=CAPTIONS[0]).first.click()
+            thumb = grid.locator(".thumbnail-item", has=page.locator(".caption-label", has_text=CAPTIONS[0])).first
+            thumb.click()
             expect(page.locator("#item-details .item-extras")).to_have_attribute("data-caption", CAPTIONS[0])
-            page.wait_for_timeout(500)
+            _expect_modal(page, True)
             assert _in_view(page, "#item-panel")
-            expect(page.locator("#item-details")).to_contain_text("retriever")
-            expect(page.locator("#item-details")).to_contain_text("Confidence 80%")
-            expect(page.locator("#caption-edit textarea")).to_have_value(CAPTIONS[0])
+            assert page.evaluate("document.activeElement.id") == "item-close"
+            box = page.evaluate("""() => { const r = document.querySelector('#item-panel').getBoundingClientRect();
+                return [r.left, r.top, r.right, r.bottom, window.innerWidth, window.innerHeight]; }""")
+            if width == 390:  # full screen on a phone
+                assert box[0] <= 1 and box[1] <= 1 and box[2] >= 389 and box[3] >= box[5] - 1, box
+            else:  # a dialog in the middle, the page dimmed around it
+                assert 40 <= box[0] and box[2] <= width - 40 and box[3] <= box[5], box
+
+            # ---- the saved candidates' attention in the Caption tab's player: drawn here, no GIF from the server
+            view = page.locator("#item-view")
+            expect(view.locator("canvas.pv-heat")).to_have_count(1)
+            expect(view).to_contain_text("retriever")
+            expect(view).to_contain_text("confidence 80%")
+            expect(view.locator(".pv-card")).to_have_count(2)
+            expect(view.locator(".pv-card.on")).to_contain_text(CAPTIONS[0])  # the saved one starts selected
+            expect(view.locator(".pv-chip")).to_have_count(len(CAPTIONS[0].split()))
+            assert page.locator("#item-modal img[src^='data:image/gif']").count() == 0
+            canvas = view.locator("canvas.pv-heat")
+            page.wait_for_function("Number(document.querySelector('#item-view canvas.pv-heat').dataset.drawn) > 0")
+            assert page.evaluate("""() => { const c = document.querySelector('#item-view canvas.pv-heat');
+                const r = c.getBoundingClientRect(); return Math.abs(r.width / r.height - 160 / 120) < 0.05; }"""), \
+                "the heat map is not at the photo's aspect"
+            view.locator(".pv-play").click()  # pause, then step and hover
+            expect(view.locator(".pv-play")).to_have_attribute("aria-pressed", "false")
+            view.locator(".pv-chip").nth(0).click()
+            expect(view.locator(".pv-word")).to_have_text("a")
+            view.locator(".pv-next").click()
+            expect(view.locator(".pv-word")).to_have_text("dog")
+            expect(canvas).to_have_attribute("data-word", "1")
+            view.locator(".pv-chip").nth(5).hover()
+            expect(view.locator(".pv-word")).to_have_text("lake")
+            expect(canvas).to_have_attribute("data-word", "5")
+            view.locator(".pv-card").first.click()  # another candidate: its own words
+            expect(view.locator(".pv-chip")).to_have_count(len(CANDIDATE_0.split()))
+            view.locator(".pv-strip summary").click()
+            expect(view.locator(".pv-frame")).to_have_count(len(CANDIDATE_0.split()))
+            # the panel scrolls inside (the page under it does not)
+            scrolled = page.evaluate("""() => { const p = document.querySelector('#item-panel'), y = window.scrollY;
+                p.scrollTop = p.scrollHeight; return [p.scrollHeight > p.clientHeight, p.scrollTop > 0, window.scrollY === y]; }""")
+            assert scrolled == [True, True, True], scrolled
             page.screenshot(path=str(_screenshot_dir(tmp_path) / f"studio-gallery-item-{width}.png"))
             assert page.evaluate("document.documentElement.scrollWidth") <= width + 1, "the page scrolls sideways"
             assert _inside_width(page, "#copy-caption") and _inside_width(page, "#delete-button")
+            assert _inside_width(page, "#item-view .pv-heat") and _inside_width(page, "#item-close")
+            expect(page.locator("#caption-edit textarea")).to_have_value(CAPTIONS[0])
+            # the animation as a GIF, on request
+            view.locator(".pv-gif").click()
+            expect(page.locator("#item-animation-file")).to_contain_text("photo0-caption1-attention")
+            href = page.locator("#item-animation-file a").first.get_attribute("href")
+            assert page.request.get(urljoin(page.url, href)).body()[:6] == b"GIF89a"
 
             # ---- download the photo with its caption in its metadata
             page.click("#download-photo")
@@ -150,10 +239,21 @@ def test_gallery_in_the_browser(studio, width, tmp_path):
             data = saved.read_bytes()
             assert data[:8] == b"\x89PNG\r\n\x1a\n" and CAPTIONS[0].encode() in data
 
+            # ---- Close: the modal goes, the focus goes back to the thumbnail; Tab stays inside while open
+            page.click("#item-close")
+            _expect_modal(page, False)
+            assert page.evaluate("document.activeElement.classList.contains('thumbnail-item')")
+            thumb.click()
+            _expect_modal(page, True)
+            for _ in range(40):
+                page.keyboard.press("Tab")
+                assert page.evaluate("document.activeElement.closest('#item-panel') !== null"), "Tab left the modal"
+
             # ---- delete, then Undo brings it back
             page.once("dialog", lambda d: d.accept())
             page.click("#delete-button")
             expect(page.locator("#gallery-message")).to_contain_text("Deleted item")
+            _expect_modal(page, False)  # the grid and the Undo are under it
             expect(grid.locator(".thumbnail-item")).to_have_count(len(CAPTIONS) - 1)
             expect(page.locator("#gallery-undo")).to_be_visible()
             page.click("#gallery-undo")
@@ -201,8 +301,10 @@ def test_trash_view_restores_and_empties(studio):
                 grid.locator(".caption-label", has_text=CAPTIONS[4]).click()
                 expect(page.locator("#item-details .in-trash")).to_be_visible()
                 expect(page.locator("#delete-button")).to_be_hidden()
+                expect(page.locator("#item-modal")).to_be_visible()
                 page.click("#restore-button")
                 expect(page.locator("#gallery-message")).to_contain_text("back in the gallery")
+                expect(page.locator("#item-modal")).to_be_hidden()
                 expect(page.locator("#page-line")).to_contain_text("1 item in the trash")
                 page.once("dialog", lambda d: d.dismiss())  # "Cancel" keeps the trash
                 page.click("#empty-trash")
@@ -284,7 +386,7 @@ def test_item_events_ignore_ids_and_paths_in_the_request(studio, tmp_path):
     config = httpx.get(url + "config", timeout=30).json()
     elems = {c["id"]: (c.get("props") or {}).get("elem_id") for c in config["components"]}
     triggers = {"download-photo", "delete-button", "gallery-undo", "restore-button", "save-caption",
-                "more-like-this", "empty-trash"}
+                "more-like-this", "empty-trash", "item-view"}
     targets = [d["id"] for d in config["dependencies"]
                if any(elems.get(t[0]) in triggers for t in d.get("targets") or []) and d.get("backend_fn")]
     assert len(targets) >= 5, targets

@@ -4,6 +4,7 @@ filter; edit a caption (history); delete, undo, the trash; download a photo with
 metadata; CSV export without attention; import a folder; ids and paths from the browser refused."""
 from __future__ import annotations
 
+import base64
 import csv
 import html
 import json
@@ -190,12 +191,15 @@ def test_sort_and_filter(studio, items):
 def test_edit_caption_keeps_history(studio, items):
     dog_lake = items[0]
     _, page, out = grid(studio, "", view(studio, sort="Oldest first"))
-    details, selected, actions, *_ = studio.library.open_item(out[3], page, pick(0))
+    details, selected, actions, video, seek, shown, title = studio.library.open_item(out[3], page, pick(0))
     assert selected == dog_lake and actions.visible is True
     edit, download, restore, file, msg = studio.library.item_tools(selected)
     assert edit.value == CAPTIONS[0] and restore.visible is False and download.visible is True
     assert 'data-caption="a dog runs by the lake"' in details
-    assert "Confidence 82%" in details and "retriever" in details
+    # confidence and tags: in the attention player's header (not twice)
+    entry = shown.value["photos"][0]
+    assert entry["confidence"] == 0.82 and [t["label"] for t in entry["tags"]] == ["retriever"]
+    assert "Confidence 82%" not in details and "retriever" not in details
     message, details = studio.library.edit_caption(selected, "  a brown dog   runs by a lake ")
     assert "saved" in message
     assert studio.gallery.get(dog_lake)["caption"] == "a brown dog runs by a lake"
@@ -209,6 +213,55 @@ def test_edit_caption_keeps_history(studio, items):
     assert len(studio.gallery.history(dog_lake)) == 1
     with pytest.raises(gr.Error):
         studio.library.edit_caption(None, "a caption")
+
+
+# ------------------------------------------------------------------ the attention player in the details
+def test_item_details_draw_attention_in_the_browser_player(studio, items, tmp_path):
+    """Issue 12: a photo item's details send the attention player's data (the photo once as a small JPEG,
+    each candidate's maps as bytes), never a GIF; the saved candidate starts selected; a GIF is drawn
+    only on request, for the session's item and a checked candidate index."""
+    _, page, out = grid(studio, "", view(studio, sort="Oldest first"))
+    details, selected, _, video, seek, shown, title = studio.library.open_item(out[3], page, pick(0))
+    assert selected == items[0] and title == "Item #1 · photo0.png"
+    assert video.visible == "hidden" and seek is None and shown.visible is True
+    data = shown.value
+    text = json.dumps(data)
+    assert "image/gif" not in text and "image/gif" not in details and "<img" not in details
+    assert len(text) < 20_000, len(text)
+    assert data["kind"] == "item" and data["read_only"] is True and data["no_copy"] is True
+    entry = data["photos"][0]
+    assert entry["photo"]["src"].startswith("data:image/jpeg;base64,")
+    assert (entry["photo"]["w"], entry["photo"]["h"]) == (96, 64)  # the photo's true aspect
+    assert (entry["width"], entry["height"], entry["beam"], entry["chosen"]) == (96, 64, 2, 0)
+    best, other = entry["candidates"]
+    assert best["caption"] == CAPTIONS[0] and best["words"] == CAPTIONS[0].split()
+    assert (best["attention"]["n"], best["attention"]["m"], best["attention"]["words"]) == (2, 2, 3)
+    assert len(base64.b64decode(best["attention"]["levels"])) == 3 * 2 * 2
+    assert other["caption"] == "a brown animal near water" and other["attention"] is None
+    # the saved caption is the second candidate: it starts selected
+    second = studio.gallery.save(photo((9, 99, 199)), "second.png", "a brown animal near water",
+                                 candidates=[{"caption": CAPTIONS[0], "attention": ATTENTION},
+                                             {"caption": "a brown animal near water", "attention": ATTENTION}])
+    _, page, out = grid(studio, "", view(studio, sort="Newest first"))
+    assert out[3][0] == second
+    assert studio.library.open_item(out[3], page, pick(0))[5].value["photos"][0]["chosen"] == 1
+    # a photo whose file went missing: the details still open, the player says so without a path
+    gone = studio.gallery.save(photo((1, 2, 3)), "gone.png", "a photo that goes away")
+    missing = studio.library._item_view({**studio.gallery.get(gone), "image_path": str(tmp_path / "x.png")})
+    assert missing.value["photos"][0]["error"] == "The photo's file is not in the gallery."
+    assert str(tmp_path) not in json.dumps(missing.value)
+
+    # the GIF, on request only: the session's item, a checked candidate index
+    gif = studio.library.animation(items[0], SimpleNamespace(_data={"candidate": 0}))
+    path = Path(gif.value["path"])
+    assert gif.visible is True and path.read_bytes()[:6] == b"GIF89a" and path.name.startswith("photo0")
+    for junk in ({"candidate": 7}, {"candidate": "../x"}, {"candidate": None}, {}, None):
+        with pytest.raises(gr.Error, match="candidates"):
+            studio.library.animation(items[0], SimpleNamespace(_data=junk))
+    with pytest.raises(gr.Error, match="no attention maps"):  # the second candidate has none
+        studio.library.animation(items[0], SimpleNamespace(_data={"candidate": 1}))
+    with pytest.raises(gr.Error, match="Open a photo"):
+        studio.library.animation(None, SimpleNamespace(_data={"candidate": 0}))
 
 
 # ------------------------------------------------------------------ delete, undo, trash

@@ -1,5 +1,6 @@
 """The studio's Gallery tab with video items (issue 14): a search shows the matched shot's time in the grid,
-and opening a video item shows a player (the studio's own copy of the file) that starts at that shot."""
+and opening a video item shows a player (the studio's own copy of the file) that starts at that shot, in the
+item modal (issue 12); the Video tab's Save refuses the same video with the same shots twice (issue 12)."""
 from __future__ import annotations
 
 import tempfile
@@ -67,8 +68,11 @@ def test_search_shows_the_matched_shot_time(studio, items):
 def test_opening_a_found_video_plays_the_studio_copy_from_the_shot(studio, items, clip):
     _, video = items
     page, ids, _ = grid_for(studio, "field")
-    details, selected, actions, player, seek = studio.library.open_item(ids, page, SimpleNamespace(index=0))
+    details, selected, actions, player, seek, view, title = studio.library.open_item(
+        ids, page, SimpleNamespace(index=0))
     assert selected == video and player.visible is True
+    # the gallery keeps no attention maps for a video's shots: no attention player, the title says video
+    assert view.visible == "hidden" and not view.value["photos"] and title == f"Item #{video} (video) · two shots.mp4"
     shown = Path(player.value["path"])  # where Gradio serves it from (its cache, copied from ours)
     item = studio.gallery.get(video)
     gallery_file = Path(item["video_path"]).resolve()
@@ -91,23 +95,23 @@ def test_opening_a_found_video_plays_the_studio_copy_from_the_shot(studio, items
     # opened from the plain grid (no search): the player starts at the beginning
     page, ids, _ = grid_for(studio, "")
     i = ids.index(video)
-    details, selected, _, player, seek = studio.library.open_item(ids, page, SimpleNamespace(index=i))
+    details, selected, _, player, seek, view, _ = studio.library.open_item(ids, page, SimpleNamespace(index=i))
     assert player.visible is True and seek is None and "matched" not in details
 
 
 def test_a_photo_has_no_player_and_bad_picks_show_nothing(studio, items):
     photo, video = items
     page, ids, _ = grid_for(studio, "beach")
-    details, selected, _, player, seek = studio.library.open_item(ids, page, SimpleNamespace(index=0))
+    details, selected, _, player, seek, view, _ = studio.library.open_item(ids, page, SimpleNamespace(index=0))
     assert selected == photo and player.visible == "hidden" and not player.value and seek is None
     assert "candidate" in details or "chosen" in details
     for index in (5, -1, "../x", None):
-        _, selected, _, player, seek = studio.library.open_item(ids, page, SimpleNamespace(index=index))
+        _, selected, _, player, seek, *_ = studio.library.open_item(ids, page, SimpleNamespace(index=index))
         assert selected is None and player.visible == "hidden" and seek is None
     # a page that is not the session's (junk) gives no start, still the player
     page, ids, _ = grid_for(studio, "field")
     for junk in (None, "x", {"items": "x"}, {"items": [{"id": video, "matched_segments": [{"idx": "1"}]}]}):
-        _, _, _, player, seek = studio.library.open_item(ids, junk, SimpleNamespace(index=0))
+        _, _, _, player, seek, *_ = studio.library.open_item(ids, junk, SimpleNamespace(index=0))
         assert player.visible is True and seek is None
 
 
@@ -159,7 +163,36 @@ def test_found_video_in_the_browser(tiny_model_dir, tmp_path, clip):
                                        " return v && v.readyState >= 1 && Math.abs(v.currentTime - 2) < 0.2; })()")
                 page.locator("#item-details .item-shot").first.click()
                 page.wait_for_function("document.querySelector('#item-player video').currentTime < 0.2")
+                # in the item modal; no attention player (a video's shots keep no attention maps); Escape
+                # closes the modal and pauses the video
+                sync_api.expect(page.locator("#item-modal")).to_be_visible()
+                sync_api.expect(page.locator("#item-view")).to_be_hidden()
+                page.evaluate("document.querySelector('#item-player video').play().catch(() => {})")
+                page.keyboard.press("Escape")
+                sync_api.expect(page.locator("#item-modal")).to_be_hidden()
+                assert page.evaluate("document.querySelector('#item-player video').paused")
             finally:
                 browser.close()
     finally:
         stop_studio(proc)
+
+
+def test_saving_the_same_video_twice_is_refused_in_the_video_tab(studio, clip, monkeypatch):
+    """Issue 12: the Video tab's Save, pressed twice for the same captioned video, saves it once; the second
+    press says the video is already in the gallery (the gallery's DuplicateItemError), naming the item."""
+    from captioner.studio.values import save_message
+
+    monkeypatch.setattr(studio, "upload_dir", None)  # the test clip is not a Gradio upload
+    result, state = studio.video.caption(str(clip), 1, 6, progress=lambda *a, **k: None)
+    assert result["error"] is None and result["segments"]
+    before = studio.gallery.count()
+    first = studio.video.save(state)
+    assert first["id"] is not None and studio.gallery.count() == before + 1
+    again = studio.video.save(state)
+    assert again["id"] is None and studio.gallery.count() == before + 1
+    assert again["error"] == (f"{clip.name} is already in the gallery with these shots and captions "
+                              f"(item {first['id']}); it was not saved again")
+    assert save_message(again).startswith("⚠️ ") and f"item {first['id']}" in save_message(again)
+    # the same video captioned into other shots is another item
+    state["segments"] = state["segments"][:1]
+    assert studio.video.save(state)["id"] not in (None, first["id"])

@@ -1,6 +1,6 @@
 """The studio's Gallery tab: browse, sort, filter and search the saved captions (by words, with the
-matching words highlighted, or by meaning), open an item (a photo, or a video that plays from its
-matched shot), edit its caption (history kept), copy it, download the photo with its caption in its
+matching words highlighted, or by meaning), open an item in a modal (a photo with its saved candidates'
+attention in the Caption tab's attention player, or a video that plays from its matched shot), edit its caption (history kept), copy it, download the photo with its caption in its
 metadata, show items like it, delete it (with Undo; a Trash view restores or empties), export the
 gallery, and import a folder of photos.
 
@@ -26,8 +26,9 @@ from typing import Any
 
 import gradio as gr
 
+from captioner.inputs.images import open_image
 from captioner.storage import DuplicateItemError, GalleryError
-from captioner.studio import library_render, render
+from captioner.studio import library_render, player, render
 from captioner.studio.values import (
     MAX_CAPTION_CHARS,
     SESSION_TTL_S,
@@ -60,12 +61,65 @@ VIEWS = ("Saved items", "Trash")
 MAX_IMPORT_FILES = 2000
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".heic", ".heif"}
 
-#: After an item is opened: bring its details into view (the grid fills a phone's screen).
-SHOW_DETAILS_JS = """() => {
-  const panel = document.querySelector('#item-panel');
-  if (panel) { panel.scrollIntoView({block: 'start', behavior: 'instant'}); }
-  return [];
-}"""
+#: The item modal (``js_on_load`` of the item details; installed once per page): the details are a fixed
+#: overlay (`library_render.CSS`), shown while the page's body has ``.item-modal-open``.  ``open`` moves the
+#: focus into it (its Close button) and remembers what had it; ``close`` (the Close button, Escape, a click
+#: on the dimmed page around it) pauses the item's video and attention player and gives the focus back.
+#: Tab and Shift+Tab stay inside while it is open.
+ITEM_MODAL_JS = """
+if (!window.captionerModal) {
+  const modal = () => document.getElementById('item-modal');
+  const panel = () => document.getElementById('item-panel');
+  const isOpen = () => document.body.classList.contains('item-modal-open');
+  const focusables = () => Array.from((panel() || document.body).querySelectorAll(
+      'button, [href], input, textarea, select, video[controls], [tabindex]:not([tabindex="-1"])'))
+    .filter((el) => !el.disabled && el.getClientRects().length && getComputedStyle(el).visibility !== 'hidden');
+  const api = window.captionerModal = {
+    opener: null,
+    isOpen,
+    open() {
+      const m = modal(), p = panel();
+      if (!m || !p) { return; }
+      if (!isOpen()) { api.opener = document.activeElement; }
+      document.body.classList.add('item-modal-open');
+      m.setAttribute('role', 'dialog');
+      m.setAttribute('aria-modal', 'true');
+      m.setAttribute('aria-labelledby', 'item-modal-title');
+      p.setAttribute('tabindex', '-1');
+      p.scrollTop = 0;
+      const close = document.querySelector('#item-close');
+      (close || p).focus({preventScroll: true});
+      m.dataset.opened = String((Number(m.dataset.opened) || 0) + 1);
+    },
+    close() {
+      if (!isOpen()) { return; }
+      document.body.classList.remove('item-modal-open');
+      document.querySelectorAll('#item-modal video').forEach((v) => v.pause());
+      const view = (window.captionerPlayers || {}).item;
+      if (view && view.stop) { view.stop(); }
+      const back = api.opener;
+      api.opener = null;
+      if (back && back.isConnected && back.focus) { back.focus({preventScroll: true}); }
+    },
+  };
+  document.addEventListener('keydown', (e) => {
+    if (!isOpen()) { return; }
+    if (e.key === 'Escape') { e.preventDefault(); e.stopPropagation(); api.close(); return; }
+    if (e.key !== 'Tab') { return; }
+    const list = focusables();
+    if (!list.length) { return; }
+    const first = list[0], last = list[list.length - 1], now = document.activeElement;
+    if (!panel().contains(now)) { (e.shiftKey ? last : first).focus(); e.preventDefault(); }
+    else if (e.shiftKey && now === first) { last.focus(); e.preventDefault(); }
+    else if (!e.shiftKey && now === last) { first.focus(); e.preventDefault(); }
+  }, true);
+  document.addEventListener('mousedown', (e) => { if (isOpen() && e.target === modal()) { api.close(); } });
+}
+"""
+#: After an item is opened (its details are in): show the modal.
+OPEN_ITEM_JS = "() => { if (window.captionerModal) { window.captionerModal.open(); } return []; }"
+#: Close the modal (the Close button; after a delete, a restore, "more like this", another view).
+CLOSE_ITEM_JS = "() => { if (window.captionerModal) { window.captionerModal.close(); } return []; }"
 
 #: Copy the caption of the item on display (the details carry it in ``data-caption``); says so in the
 #: item's message line (and in the button's ``data-copied``).
@@ -370,20 +424,47 @@ class GalleryTab:
                 gr.Button(interactive=page.get("page", 1) < page.get("pages", 1)), matches)
 
     # ------------------------------------------------------------------ one item
+    def _item_view(self, item: dict):
+        """The attention player's update for a photo item: the saved candidates' attention drawn in the
+        browser (`library_render.item_view`); hidden for a video (the gallery keeps no attention maps for
+        its shots).  The photo is the gallery's own file (checked, `_image_file`)."""
+        if item.get("kind") == "video":
+            return gr.HTML(value=library_render.no_item_view(), visible="hidden")
+        nonce = f"{item.get('id')}-{uuid.uuid4().hex[:8]}"
+        low = self.studio.photos.low_confidence()
+        source = self._image_file(item)
+        if source is None:
+            return gr.HTML(value=library_render.item_view(item, None, nonce, low,
+                                                          error="The photo's file is not in the gallery."),
+                           visible=True)
+        try:
+            img = open_image(source, draft_size=2 * player.DISPLAY_SIDE)
+        except Exception as exc:  # noqa: BLE001 - a damaged file: the details still show, no path to the page
+            log.warning("studio: item %s: its photo cannot be shown: %s", item.get("id"), exc)
+            return gr.HTML(value=library_render.item_view(item, None, nonce, low,
+                                                          error="The photo's file could not be read."),
+                           visible=True)
+        return gr.HTML(value=library_render.item_view(item, img, nonce, low), visible=True)
+
     def show_item(self, ids: list | None, evt: gr.SelectData):
         """A grid item clicked: (details, the item's id for the session, the item's actions)."""
         return self.open_item(ids, None, evt)[:3]
 
     def _details(self, item: dict, entry: dict | None = None, matched: int | None = None) -> str:
+        """The details HTML: a photo's facts (its picture and candidates are in the attention player), or
+        a video's poster, facts and shots; then confidence, tags, where a search matched, the history."""
         try:
             history = self.studio.gallery.history(item["id"])
         except GalleryError:
             history = []
-        return library_render.with_extras(render.item_details(item, matched=matched),
-                                          library_render.item_extras(item, history, entry))
+        facts = (render.item_details(item, matched=matched) if item.get("kind") == "video"
+                 else library_render.photo_details(item))
+        extras = library_render.item_extras(item, history, entry, in_player=item.get("kind") != "video")
+        return library_render.with_extras(facts, extras)
 
     def open_item(self, ids: list | None, page: dict | None, evt: gr.SelectData):
-        """A grid item clicked: `show_item`'s three values, then the video player and where it starts.
+        """A grid item clicked: `show_item`'s three values, then the video player and where it starts, the
+        attention player's data (`_item_view`) and the modal's title.
 
         The item is looked up by id (``ids`` and ``page`` are the session's, never the browser's).  A
         video item's player plays the studio's own copy of its file (`VideoTab.served_video`); when the
@@ -392,23 +473,48 @@ class GalleryTab:
         details without the item's actions (`item_tools` shows Restore).
         """
         no_player = gr.Video(value=None, subtitles=None, visible="hidden")
+        no_view = gr.HTML(value=library_render.no_item_view(), visible="hidden")
         hidden = gr.Column(visible=False)
         ids = ids if isinstance(ids, list) else []
         i = index_in(getattr(evt, "index", None), len(ids))
         if i is None:
-            return render.empty("Pick an item in the grid."), None, hidden, no_player, None
+            return render.empty("Pick an item in the grid."), None, hidden, no_player, None, no_view, "Item"
         item_id = ids[i]
         in_trash = isinstance(page, dict) and page.get("mode") == "trash"
         item = self.studio.gallery.get(item_id, include_trash=in_trash)
         if item is None:
-            return render.empty("This item is no longer in the gallery."), None, hidden, no_player, None
+            return (render.empty("This item is no longer in the gallery."), None, hidden, no_player, None, no_view,
+                    "Item")
         entry = page_entry(page, item_id)
         actions = gr.Column(visible=not self.studio.read_only and not item.get("deleted_at"))
+        title = library_render.item_title(item)
         if item.get("kind") != "video":
-            return self._details(item, entry), item_id, actions, no_player, None
+            return self._details(item, entry), item_id, actions, no_player, None, self._item_view(item), title
         matched = best_match(page, item_id)
-        player, seek = self.studio.video.item_player(item, matched)
-        return self._details(item, entry, matched), item_id, actions, player, seek
+        video, seek = self.studio.video.item_player(item, matched)
+        return self._details(item, entry, matched), item_id, actions, video, seek, self._item_view(item), title
+
+    def animation(self, item_id, evt: gr.EventData):
+        """The attention player's "Animation (GIF)" for the photo on display: the GIF of candidate
+        ``evt``'s index, drawn on the server only now (`photos_tab.animation_gif`); a File update.
+        The item is the session's (``item_id``), its photo the gallery's own file."""
+        from captioner.studio.photos_tab import animation_gif
+
+        data = getattr(evt, "_data", None)
+        data = data if isinstance(data, dict) else {}
+        item = self.studio.gallery.get(item_id, include_trash=True) if item_id is not None else None
+        if item is None or item.get("kind") == "video":
+            raise gr.Error("Open a photo first.", print_exception=False)
+        candidates = [c for c in item.get("candidates") or [] if isinstance(c, dict)]
+        j = index_in(data.get("candidate"), len(candidates))
+        if j is None:
+            raise gr.Error("Pick one of the photo's candidates first.", print_exception=False)
+        source = self._image_file(item)
+        if source is None:
+            raise gr.Error("The photo's file is not in the gallery.", print_exception=False)
+        name = Path(str(item.get("original_name") or "photo")).name
+        gif = animation_gif(render.load_photo(source), candidates[j], name, j)
+        return gr.File(value=str(gif), visible=True)
 
     def item_tools(self, item_id):
         """After an item opened: its caption in the edit box, Restore shown for an item in the trash, no
@@ -726,12 +832,21 @@ class GalleryTab:
                 empty_btn = gr.Button("Empty trash", size="sm", variant="stop", scale=0, min_width=130,
                                       visible=False, elem_id="empty-trash")
             selected = gr.State(None, time_to_live=SESSION_TTL_S)
-            with gr.Column(elem_id="item-panel"):
+            # The item modal: shown over the page while the body has .item-modal-open (ITEM_MODAL_JS).
+            with gr.Column(elem_id="item-modal"), gr.Column(elem_id="item-panel"):
+                with gr.Row(elem_id="item-modal-bar", equal_height=True):
+                    item_title = gr.HTML("Item", elem_id="item-modal-title", padding=False, min_width=0)
+                    close_btn = gr.Button("✕ Close", size="sm", scale=0, min_width=100, elem_id="item-close")
                 item_player = gr.Video(label="Video", interactive=False, visible="hidden",
                                        elem_id="item-player")
                 item_seek = gr.JSON(value=None, visible=False, label="Start at")
+                item_view = gr.HTML(library_render.no_item_view(), html_template="<div class='pv-mount'></div>",
+                                    js_on_load=player.player_js(), apply_default_css=False, elem_id="item-view",
+                                    min_height=120, visible="hidden")
+                anim_file = gr.File(label="Attention animation (GIF)", visible=False, interactive=False,
+                                    elem_id="item-animation-file")
                 details = gr.HTML(render.empty("Pick an item in the grid to see its details."),
-                                  elem_id="item-details", js_on_load=ITEM_SHOTS_JS)
+                                  elem_id="item-details", js_on_load=ITEM_SHOTS_JS + ITEM_MODAL_JS)
                 restore_btn = gr.Button("Restore this item", visible=False, size="sm", elem_id="restore-button")
                 with gr.Column(visible=False) as item_actions:
                     with gr.Row(equal_height=False, elem_id="caption-edit-row"):
@@ -802,32 +917,44 @@ class GalleryTab:
                           user_errors(self.set_view), view_inputs, [view, page_no], api_visibility="private",
                           show_progress="hidden", trigger_mode="always_last"))
 
-        which.input(self.clear_item, None, [details, selected, item_actions, restore_btn, item_player, item_seek],
-                    api_visibility="private", queue=False, show_progress="hidden")
+        def then_close(event):
+            """...and the item modal closes (what follows is on the page under it)."""
+            event.success(None, None, None, js=CLOSE_ITEM_JS, queue=False, show_progress="hidden")
+            return event
+
+        then_close(which.input(self.clear_item, None,
+                               [details, selected, item_actions, restore_btn, item_player, item_seek],
+                               api_visibility="private", queue=False, show_progress="hidden"))
+        close_btn.click(None, None, None, js=CLOSE_ITEM_JS, queue=False, show_progress="hidden")
         opened = grid.select(user_errors(self.open_item), [grid_ids, grid_page],
-                             [details, selected, item_actions, item_player, item_seek],
+                             [details, selected, item_actions, item_player, item_seek, item_view, item_title],
                              api_visibility="private", show_progress_on=[details])
         forget(opened)
+        opened.then(None, None, None, js=OPEN_ITEM_JS, queue=False, show_progress="hidden")
         opened.then(None, [item_seek], None, js=GALLERY_SEEK_JS, queue=False, show_progress="hidden")
         opened.then(user_errors(self.item_tools), [selected],
                     [caption_edit, download_btn, restore_btn, download_file, tools_msg],
-                    api_visibility="private", queue=False, show_progress="hidden").then(
-            None, None, None, js=SHOW_DETAILS_JS, queue=False, show_progress="hidden")
+                    api_visibility="private", queue=False, show_progress="hidden")
+        opened.then(lambda: gr.File(value=None, visible=False), None, [anim_file], api_visibility="private",
+                    queue=False, show_progress="hidden")
+        item_view.download(user_errors(self.animation), [selected], [anim_file], api_visibility="private",
+                           show_progress="minimal")
 
         forget(save_edit.click(user_errors(self.edit_caption), [selected, caption_edit], [tools_msg, details],
                                api_visibility="private", show_progress_on=[details]))
         copy_btn.click(None, None, [tools_msg], js=COPY_JS, queue=False, show_progress="hidden")
         download_btn.click(user_errors(self.download), [selected], [download_file, tools_msg],
                            api_visibility="private", show_progress="minimal")
-        then_show(similar_btn.click(user_errors(self.similar), [selected], [grid_page], api_visibility="private",
-                                    show_progress_on=[grid]))
+        then_close(then_show(similar_btn.click(user_errors(self.similar), [selected], [grid_page],
+                                               api_visibility="private", show_progress_on=[grid])))
 
         # The item to delete is the session's (a State); the browser only says yes or no.
         deleted = delete_btn.click(user_errors(self.delete), [selected, confirmed],
                                    [gallery_msg, selected, item_actions, details, undo_btn, last_deleted],
                                    api_visibility="private",
-                                   js="(id, ok) => [id, confirm('Delete this item? (It goes to the trash: "
-                                      "Undo brings it back.)')]")
+                                   js="(id, ok) => { ok = confirm('Delete this item? (It goes to the trash: "
+                                      "Undo brings it back.)'); if (ok && window.captionerModal) "
+                                      "{ window.captionerModal.close(); } return [id, ok]; }")
         then_search(deleted)
         deleted.then(self.hide_player, [selected], [item_player, item_seek], api_visibility="private",
                      queue=False, show_progress="hidden")
@@ -838,6 +965,7 @@ class GalleryTab:
         restored.then(lambda: gr.Button(visible=False), None, [restore_btn], api_visibility="private",
                       queue=False, show_progress="hidden")
         then_search(restored)
+        then_close(restored)
         then_search(empty_btn.click(user_errors(self.empty_trash), [confirmed], [gallery_msg],
                                     api_visibility="private",
                                     js="(ok) => [confirm('Remove every item in the trash for good? "
@@ -846,7 +974,7 @@ class GalleryTab:
         then_search(import_btn.click(user_errors(self.import_folder), [import_files], [import_msg],
                                      api_visibility="private", show_progress_on=[import_msg],
                                      concurrency_id="engine", concurrency_limit=1))
-        return [details]
+        return [details, item_view]
 
 
 def trash_controls(view):

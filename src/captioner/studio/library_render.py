@@ -1,5 +1,7 @@
 """HTML pieces for the studio's Gallery tab: the search help, the list of matches (highlighted caption,
-where it matched, a by-meaning score), and what the item details add (confidence, tags, caption history).
+where it matched, a by-meaning score), a photo item's facts and what the item details add (confidence,
+tags, caption history), the attention player's data for a saved photo (`item_view`: the same player as
+the Caption tab's, `captioner.studio.player`), and the item modal's style.
 
 Pure functions of their inputs (no Gradio import).  Text from the gallery is escaped here; the one
 piece of HTML the gallery gives, a search's ``highlight`` (the caption with ``<mark>`` around the
@@ -13,6 +15,7 @@ import math
 import re
 from typing import Any
 
+from captioner.studio import player
 from captioner.studio.render import esc
 
 CSS = """
@@ -34,6 +37,28 @@ CSS = """
 .item-extras .history time { opacity: 0.7; font-variant-numeric: tabular-nums; margin-right: 6px; }
 .item-extras .in-trash { padding: 6px 10px; border-radius: 8px; background: #fef3c7; color: #92400e; }
 #item-panel { scroll-margin-top: 8px; }
+/* The item details are a modal: a fixed overlay over the page (full screen on a phone), scrollable inside.
+   Closed unless the page's body has .item-modal-open (set by the modal's script, ITEM_MODAL_JS). */
+body:not(.item-modal-open) #item-modal { display: none !important; }
+body.item-modal-open { overflow: hidden; }
+#item-modal { position: fixed; inset: 0; z-index: 1000; margin: 0; padding: 24px; box-sizing: border-box;
+  background: rgba(15, 15, 20, 0.62); display: flex; align-items: center; justify-content: center;
+  max-width: none; width: 100vw; height: 100vh; height: 100dvh; }
+#item-panel { width: min(1240px, 100%); max-height: 100%; overflow-y: auto; overscroll-behavior: contain;
+  box-sizing: border-box; padding: 0 18px 18px; scroll-padding-top: 64px; border-radius: 12px; flex: 0 1 auto; min-width: 0;
+  background: var(--background-fill-primary, #fff); box-shadow: 0 12px 40px rgba(0,0,0,0.35); }
+#item-panel:focus { outline: none; }
+#item-modal-bar { position: sticky; top: 0; z-index: 5; margin: 0; padding: 8px 0;
+  background: var(--background-fill-primary, #fff); border-bottom: 1px solid var(--border-color-primary, #e4e4e7);
+  align-items: center; flex-wrap: nowrap; }
+#item-modal-title { font-weight: 700; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; min-width: 0; }
+#item-close { max-width: 130px; }
+#item-view .pv-root { gap: 8px; }
+@media (max-width: 640px) {
+  #item-modal { padding: 0; }
+  #item-panel { width: 100%; height: 100%; max-height: none; border-radius: 0; padding: 0 10px 16px; }
+  #item-modal-bar { padding: 6px 0; }
+}
 #item-details .item-extras ul.tag-list, #item-details .item-extras ul.tag-list li { list-style: none; margin: 0; }
 #item-details .item-extras ul.tag-list { padding: 0; }
 #caption-edit-row { align-items: flex-end; }
@@ -162,9 +187,11 @@ def _when(stamp: Any) -> str:
     return str(stamp or "").replace("T", " ").split(".")[0].replace("+00:00", " UTC")
 
 
-def item_extras(item: dict, history: list[dict] | None = None, entry: dict | None = None) -> str:
+def item_extras(item: dict, history: list[dict] | None = None, entry: dict | None = None,
+                in_player: bool = False) -> str:
     """What the item details add: the caption to copy (``data-caption``), confidence, tags, where a search
-    matched, the caption's history (oldest edits last) and, for an item in the trash, a note."""
+    matched, the caption's history (oldest edits last) and, for an item in the trash, a note.
+    ``in_player``: the attention player shows the confidence and tags (a photo item): not again here."""
     caption = str(item.get("caption") or "")
     parts = [f'<div class="item-extras" data-item="{esc(item.get("id"))}" data-caption="{esc(caption)}">']
     if item.get("deleted_at"):
@@ -175,12 +202,12 @@ def item_extras(item: dict, history: list[dict] | None = None, entry: dict | Non
         parts.append(f'<div class="item-match">Search: <span class="match-caption">'
                      f'{safe_highlight(entry.get("highlight"), caption)}</span>'
                      f'{f" <small>({where})</small>" if where else ""}</div>')
-    confidence = item.get("confidence")
+    confidence = None if in_player else item.get("confidence")
     if isinstance(confidence, (int, float)) and math.isfinite(confidence):
         low = confidence < LOW_CONFIDENCE
         parts.append(f'<div class="confidence{" low" if low else ""}">Confidence {confidence:.0%}'
                      f'{" (low: check the caption)" if low else ""}</div>')
-    tags = _tags(item)
+    tags = [] if in_player else _tags(item)
     if tags:
         chips = "".join(f'<li title="{esc(f"{s:.0%}" if s is not None else "")}">{esc(label)}</li>'
                         for label, s in tags)
@@ -204,3 +231,66 @@ def with_extras(details: str, extras: str) -> str:
             cut = end - len("</div>")
             return details[:cut] + extras + details[cut:]
     return details + extras
+
+
+def item_title(item: dict) -> str:
+    """The modal's title: "Item #12 · photo.jpg" (escaped), "(video)" for a video, "(in the trash)" for one there."""
+    name = str(item.get("original_name") or "")
+    kind = " (video)" if item.get("kind") == "video" else ""
+    trash = " (in the trash)" if item.get("deleted_at") else ""
+    return esc(f"Item #{item.get('id')}{kind}{' · ' + name if name else ''}{trash}")
+
+
+def photo_details(item: dict) -> str:
+    """A photo item's facts beside its saved caption (the photo and its candidates are in the attention
+    player, `item_view`: nothing is drawn here)."""
+    saved = (item.get("saved_at") or "—").replace("T", " ").split(".")[0].replace("+00:00", " UTC")
+    facts = [("Item", f"#{item.get('id')}"), ("File", item.get("original_name") or "—"),
+             ("Size", f"{item.get('width')}×{item.get('height')} px" if item.get("width") else "—"),
+             ("Saved", saved), ("Model", item.get("model_name") or "—"), ("Beam size", item.get("beam_size") or "—")]
+    dl = "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in facts)
+    return (f'<div class="item-details"><div class="item-side">'
+            f'<div class="chosen">“{esc(item.get("caption"))}”</div><dl>{dl}</dl></div></div>')
+
+
+def chosen_candidate(item: dict) -> int:
+    """The candidate whose caption the item saved (spacing and case aside), else 0 (the best)."""
+    saved = " ".join(str(item.get("caption") or "").lower().split())
+    for i, cand in enumerate(item.get("candidates") or []):
+        if isinstance(cand, dict) and " ".join(str(cand.get("caption") or "").lower().split()) == saved:
+            return i
+    return 0
+
+
+def item_view(item: dict, image: Any, nonce: str, low: float | None = None, error: str | None = None) -> dict:
+    """What the attention player (`captioner.studio.player`, kind "item") draws for a saved photo: the photo
+    (a small JPEG of ``image``, the gallery's file decoded by the caller), its saved candidates with their
+    attention maps as levels, tags and confidence; the candidate that was saved starts selected.
+
+    ``error``: why the photo cannot be shown (then ``image`` is None and only the message is drawn).
+    Nothing here names a file: the player sends back only a candidate index (for a GIF on request).
+    """
+    confidence = item.get("confidence")
+    confidence = round(float(confidence), 3) if isinstance(confidence, (int, float)) and math.isfinite(confidence) \
+        else None
+    candidates = [c for c in item.get("candidates") or [] if isinstance(c, dict)]
+    entry = {"key": f"item{item.get('id')}", "index": 0, "name": str(item.get("original_name") or
+                                                                   f"Item #{item.get('id')}"),
+             "width": item.get("width"), "height": item.get("height"), "error": error,
+             "beam": item.get("beam_size"), "tags": player.tags_data(item.get("tags")), "warnings": [],
+             "confidence": confidence, "saved": None, "photo": None, "candidates": [],
+             "chosen": chosen_candidate(item)}
+    if image is not None and error is None:
+        entry["photo"] = player.photo_data(image, item.get("width") or image.width,
+                                           item.get("height") or image.height)
+        entry["candidates"] = [player.candidate_data(c) for c in candidates]
+        if not entry["candidates"]:  # saved without candidates: the caption alone, no attention
+            entry["candidates"] = [player.candidate_data({"caption": str(item.get("caption") or "")})]
+            entry["chosen"] = 0
+    return {"kind": "item", "nonce": nonce, "photos": [entry], "selected": 0, "low": low, "read_only": True,
+            "no_copy": True}
+
+
+def no_item_view(message: str = "") -> dict:
+    """The player with nothing to draw (a video item: the gallery keeps no attention maps for its shots)."""
+    return {"kind": "item", "photos": [], "message": message, "nonce": None}

@@ -1,11 +1,12 @@
 // The studio's attention player (gr.HTML js_on_load: `element`, `props`, `trigger`, `watch` are given).
 // props.value (made by captioner.studio.photos_tab / video_tab from captioner.studio.player):
-//   {kind: "photos" | "shot", nonce, message, engine_s, low, read_only, title,
+//   {kind: "photos" | "shot" | "item", nonce, message, engine_s, low, read_only, title, no_copy,
 //    photos: [{key, index, name, width, height, error, beam, tags: [{label, score}], confidence,
 //              warnings: [...], photo: {src, w, h, squeezed, aspect},
 //              candidates: [{caption, words, score, per_token, confidence,
 //                            attention: {n, m, words, levels (base64, words x n x m bytes)}}],
-//              saved: {id, caption} | null}]}
+//              saved: {id, caption} | null, chosen (the candidate shown first; default 0)}]}
+// ("item": a saved gallery photo, from captioner.studio.library_render.item_view; no_copy: no Copy button)
 // Everything is drawn here, on canvases: the photo once, each word's map laid over it.
 // Events sent to the server (indexes into the session's own list, never a file):
 //   trigger('submit', {choices: [{photo, candidate, text}]})  save (one photo or all)
@@ -40,7 +41,7 @@
   // ---------------------------------------------------------------- data helpers
   const photos = () => (S.data && Array.isArray(S.data.photos) ? S.data.photos : []);
   const cur = () => photos()[S.sel] || null;
-  const choiceOf = (p) => S.choice[p.key] || (S.choice[p.key] = {cand: 0, text: null});
+  const choiceOf = (p) => S.choice[p.key] || (S.choice[p.key] = {cand: Number.isInteger(p.chosen) && p.candidates[p.chosen] ? p.chosen : 0, text: null});
   const textOf = (p) => { const c = choiceOf(p); return c.text !== null ? c.text : ((p.candidates[c.cand] || {}).caption || ""); };
   const edited = (p) => { const c = choiceOf(p); return c.text !== null && c.text !== (p.candidates[c.cand] || {}).caption; };
   const savedOf = (p) => S.saved[p.key] || p.saved || null;
@@ -175,7 +176,7 @@
         <div class="pv-edit-note"></div>
         <div class="pv-actions"><button type="button" class="pv-copy">Copy caption</button>
           ${S.data.read_only ? "" : `<button type="button" class="pv-save">Save this photo</button><button type="button" class="pv-save-all primary">Save all</button>`}</div>
-        <div class="pv-save-msg" role="status"></div></div>` : `<div class="pv-actions"><button type="button" class="pv-copy">Copy caption</button></div><textarea class="pv-text" hidden readonly>${esc(textOf(p))}</textarea>`;
+        <div class="pv-save-msg" role="status"></div></div>` : `${S.data.no_copy ? "" : '<div class="pv-actions"><button type="button" class="pv-copy">Copy caption</button></div>'}<textarea class="pv-text" hidden readonly>${esc(textOf(p))}</textarea>`;
     return head + tags + warns + `<div class="pv-body"><div class="pv-player">${playerHtml(p, c.cand)}</div>
       <div class="pv-side"><div class="pv-cards" role="list">${cardsHtml(p)}</div>${saveBox}</div></div>`;
   }
@@ -363,6 +364,7 @@
       if (msg) { msg.innerHTML = lines.map(esc).join("<br>"); }
     },
     state() { return {sel: S.sel, word: S.word, playing: S.playing, choice: JSON.parse(JSON.stringify(S.choice)), saved: S.saved}; },
+    stop() { stopTimer(); },  // put away (the Gallery's item modal closed); the next value plays again
   };
   const register = () => { if (S.data && S.data.kind) { window.captionerPlayers[S.data.kind] = api; } };
   watch("value", () => { render(props.value); register(); });
