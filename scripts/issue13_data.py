@@ -19,6 +19,19 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 SHARED = Path(os.environ.get("CAPTIONER_SHARED_DATA", ROOT.parent / "shared" / "data"))
 CACHE = ROOT / "runs" / "issue13"
+#: how grounded decoding works, part of a steered pass's cache key; bump it whenever the grounded search
+#: changes. "" was the first version (a second decode of the photos whose caption missed their tag),
+#: "single-pass" / "single-pass-any" steered every tagged photo in one search (dropped: worse on val),
+#: "parallel" searches each tagged photo with and without the bonus side by side (new words without the
+#: article rule), "parallel-articles" is the shipped one.
+GROUNDING = "side-by-side"
+
+
+def grounding_key() -> str:
+    """`GROUNDING` plus the shipped new-words table (`weights/new_words.json`), if any."""
+    table = ROOT / "src" / "captioner" / "weights" / "new_words.json"
+    extra = hashlib.sha256(table.read_bytes()).hexdigest()[:8] if table.is_file() else ""
+    return GROUNDING + extra
 
 
 def load_set(name: str) -> tuple[list[str], list[Path], dict[str, list[str]]]:
@@ -78,6 +91,8 @@ def decode_pass(name: str, decoding, cap=None, tag: str = "") -> list[dict]:
     if not settings.get("tag_bonus"):  # grounding off: tag_min changes nothing (and older passes lack both)
         settings.pop("tag_bonus", None)
         settings.pop("tag_min", None)
+    else:
+        tag = grounding_key() + tag
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode() + tag.encode()).hexdigest()[:10]
     path = CACHE / name / f"pass-{key}.jsonl"
     done = []

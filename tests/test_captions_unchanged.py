@@ -1,5 +1,7 @@
-"""The best captions of the 1,000 Flickr8k test photos are those release 0.1.0 gave (recorded in
-tests/fixtures/flickr8k_test_captions_0.1.0.json by `captioner evaluate --predictions` at commit ab2242d)."""
+"""With grounded decoding off, the best captions of the 1,000 Flickr8k test photos are those release 0.1.0
+gave (recorded in tests/fixtures/flickr8k_test_captions_0.1.0.json by `captioner evaluate --predictions` at
+commit ab2242d). With the shipped default (grounded decoding on, issue 13) only photos whose 0.1.0 caption
+names none of their confident tags change, and each of those now names one."""
 from __future__ import annotations
 
 import json
@@ -22,6 +24,30 @@ def test_best_captions_of_the_test_split_are_unchanged(flickr8k_dir, beam):
     assert sorted(ids) == sorted(expected)
     captioner = Captioner.load()
     got = {i: r.caption for i, r in zip(ids, captioner.caption_many([ds.image_path(i) for i in ids], beam_size=beam,
-                                                                    batch_size=50))}
+                                                                    batch_size=50, tag_bonus=0.0))}
     changed = [i for i in ids if got[i] != expected[i]]
     assert not changed, f"{len(changed)} of {len(ids)} changed, e.g. {changed[0]}: {got[changed[0]]!r} vs {expected[changed[0]]!r}"
+
+
+@pytest.mark.slow
+def test_grounded_decoding_changes_only_captions_that_miss_their_tags(flickr8k_dir):
+    expected = json.loads(FIXTURE.read_text())["beam_5"]
+    ds = load_dataset(str(flickr8k_dir))
+    ids = ds.split("test")
+    captioner = Captioner.load()
+    cfg = captioner.decoding
+    assert cfg.tag_bonus > 0
+    words = set(captioner.model.vocab.itos) | set(captioner.new_words.words)
+    changed = 0
+    labels = captioner.tagger.labels
+    for i, r in zip(ids, captioner.caption_many([ds.image_path(i) for i in ids], batch_size=50, keep_features=True)):
+        if r.caption == expected[i]:
+            continue
+        changed += 1
+        probs = captioner.tagger.word_probabilities(r.features[None].astype("float32"))[0]
+        tags = {labels[k] for k in (probs >= cfg.tag_min - 1e-3).nonzero().flatten().tolist()}
+        named = {w for t in tags for w in (t, t + "s", t + "es") if w in words}
+        assert named, (i, r.caption, tags)
+        assert not named & set(expected[i].split()), (i, expected[i], r.caption)  # 0.1.0 named none of them
+        assert named & set(r.candidates[0].tokens), (i, r.caption, named)  # now it names one
+    assert 0 < changed < 0.3 * len(ids)

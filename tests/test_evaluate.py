@@ -40,3 +40,32 @@ def test_meteor_with_java():
     refs = {"a": ["a dog runs on the grass ."], "b": ["a man rides a red bike ."]}
     s = score_captions({"a": "a dog runs on the grass", "b": "a man rides a red bike"}, refs)
     assert s["meteor"] > 95 and s["bleu4"] == pytest.approx(100, abs=0.01) and not s["missing"]
+
+
+def test_cached_evaluation_honours_grounded_decoding(tmp_path):
+    """`captioner evaluate --cache` decodes with the tagger like the image path does (`--tag-bonus`)."""
+    skdata = pytest.importorskip("skimage.data", reason="scikit-image ships the sample photos")
+    from pathlib import Path
+
+    from PIL import Image
+
+    from captioner import cli
+    from captioner.evaluation.run import evaluate_model
+
+    photos = ["chelsea.png", "coffee.png", "motorcycle_left.png"]
+    (tmp_path / "images").mkdir()
+    for p in photos:
+        Image.open(Path(skdata.__file__).parent / p).convert("RGB").save(tmp_path / "images" / p.replace("png", "jpg"))
+    names = [p.replace("png", "jpg") for p in photos]
+    (tmp_path / "Flickr8k.token.txt").write_text("".join(f"{n}#0\ta cat sits on a table .\n" for n in names))
+    for fn in ("Flickr_8k.trainImages.txt", "Flickr_8k.devImages.txt", "Flickr_8k.testImages.txt"):
+        (tmp_path / fn).write_text("\n".join(names) + "\n")
+    cache = tmp_path / "cache"
+    assert cli.main(["prepare", "--data", str(tmp_path), "--cache", str(cache), "--backbone", "efficientnet-lite2",
+                     "--input-size", "224", "--grid", "7"]) == 0
+    run = dict(model_dir=None, data=str(tmp_path), split="test", use_java=False)
+    off = evaluate_model(**run, cache_dir=str(cache))["predictions"]
+    cached = evaluate_model(**run, cache_dir=str(cache), tag_bonus=8.0, tag_min=0.5)["predictions"]
+    from_images = evaluate_model(**run, tag_bonus=8.0, tag_min=0.5)["predictions"]
+    assert "cat" not in off["chelsea.jpg"].split() and "cat" in cached["chelsea.jpg"].split()
+    assert cached == from_images

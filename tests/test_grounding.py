@@ -1,5 +1,6 @@
 """Grounded decoding (issue 13): confident object tags steer beam search toward naming the object
-(`DecodingConfig.tag_bonus`), off by default; the candidates' scores stay the model's own."""
+(`DecodingConfig.tag_bonus`; off in a bare `DecodingConfig`, on in the shipped model's decoding.json);
+the candidates' scores stay the model's own."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,7 +13,7 @@ from captioner.decoding.processors import TagBonus
 from captioner.decoding.search import decode
 from captioner.errors import ConfigError
 from captioner.pipeline import Captioner
-from captioner.tags.grounding import label_to_vocab, word_groups
+from captioner.tags.grounding import label_to_vocab, tag_bonus, word_groups
 
 skdata = pytest.importorskip("skimage.data", reason="scikit-image ships the sample photos (pip install scikit-image)")
 SAMPLES = Path(skdata.__file__).parent
@@ -44,26 +45,28 @@ def model_logprob(captioner, grid, ids) -> float:
     return total
 
 
-def test_grounding_is_off_by_default_and_a_zero_bonus_changes_nothing(captioner, grids):
-    assert DecodingConfig().tag_bonus == 0 and captioner.decoding.tag_bonus == 0
+def test_grounding_is_off_in_a_bare_config_and_a_zero_bonus_changes_nothing(captioner, grids):
+    assert DecodingConfig().tag_bonus == 0
+    assert captioner.decoding.tag_bonus == 8.0 and captioner.decoding.tag_min == 0.5  # the shipped default
     vocab = captioner.model.vocab
     zero = TagBonus(torch.zeros(len(grids), len(vocab)), torch.full((len(vocab),), -1))
     for beam in (1, 3):
-        cfg = captioner.decoding.replace(beam_size=beam)
+        cfg = captioner.decoding.replace(beam_size=beam, tag_bonus=0.0)
         plain = decode(captioner.fast_decoder, grids, vocab, cfg)
         steered = decode(captioner.fast_decoder, grids, vocab, cfg, zero)
         for a, b in zip(plain, steered):
             assert [c.tokens for c in a] == [c.tokens for c in b]
             assert [c.score for c in a] == pytest.approx([c.score for c in b], abs=1e-5)
-    via_pipeline = captioner.decode(grids, captioner.decoding)
+    off = captioner.decoding.replace(tag_bonus=0.0)
+    via_pipeline = captioner.decode(grids, off)
     assert [c[0].tokens for c in via_pipeline] == [c[0].tokens for c in decode(captioner.fast_decoder, grids, vocab,
-                                                                                 captioner.decoding)]
+                                                                                 off)]
 
 
 def test_grounding_names_the_tagged_object_and_keeps_the_models_score(captioner, grids):
-    plain = captioner.caption(SAMPLES / "chelsea.png")
+    plain = captioner.caption(SAMPLES / "chelsea.png", tag_bonus=0.0)
     assert plain.tags[0].label == "cat" and "cat" not in plain.candidates[0].tokens  # the ungrounded model misses it
-    grounded = captioner.caption(SAMPLES / "chelsea.png", tag_bonus=8.0)
+    grounded = captioner.caption(SAMPLES / "chelsea.png")  # the default
     assert "cat" in grounded.candidates[0].tokens
     for cand in grounded.candidates:
         assert cand.score == pytest.approx(model_logprob(captioner, grids[0], cand.ids), abs=1e-3)
@@ -93,7 +96,7 @@ def test_grounding_settings_are_checked():
     assert DecodingConfig.from_dict({"beam_size": 5}).tag_bonus == 0.0  # older decoding.json files load
 
 
-def test_only_photos_whose_caption_misses_their_tags_are_decoded_again(captioner, grids):
+def test_only_photos_whose_caption_misses_their_tags_take_the_steered_caption(captioner, grids):
     vocab = captioner.model.vocab
     V = len(vocab)
     groups = torch.full((V,), -1)
@@ -104,9 +107,10 @@ def test_only_photos_whose_caption_misses_their_tags_are_decoded_again(captioner
     assert steer.misses(0, [vocab.stoi[w] for w in "a dog runs".split()])
     assert not steer.misses(0, [vocab.stoi[w] for w in "two cats sit".split()])
     assert not steer.misses(1, [vocab.stoi[w] for w in "a dog runs".split()])  # no tag to name
+    assert steer.steers(0) and not steer.steers(1)
     assert steer.subset([0]).bonus.shape == (1, V)
     # a photo whose caption already names its confident tag keeps its caption with grounding on
-    plain = captioner.decode(grids[:1], captioner.decoding)
+    plain = captioner.decode(grids[:1], captioner.decoding.replace(tag_bonus=0.0))
     labels = captioner.tagger.labels
     own = next(t for t in plain[0][0].tokens if t in labels and t in vocab.stoi)  # e.g. "shirt"
     cfg = captioner.decoding.replace(tag_bonus=8.0, tag_min=0.5)
@@ -115,3 +119,43 @@ def test_only_photos_whose_caption_misses_their_tags_are_decoded_again(captioner
     assert [c.tokens for c in captioner.decode(grids[:1], cfg, probs)[0]] == [c.tokens for c in plain[0]]
     probs[0, labels.index("cat")] = 0.9  # and one it does not: still named, so the caption stays
     assert [c.tokens for c in captioner.decode(grids[:1], cfg, probs)[0]] == [c.tokens for c in plain[0]]
+
+
+def test_grounded_batch_equals_the_plain_and_steered_searches_it_runs_side_by_side(captioner, grids):
+    """One batched search gives each tagged photo's plain captions (kept when they name a tag) or its
+    steered ones, exactly as two separate searches would, and untagged photos their plain captions."""
+    vocab, labels = captioner.model.vocab, captioner.tagger.labels
+    cfg = captioner.decoding.replace(tag_bonus=8.0, tag_min=0.5)
+    probs = torch.zeros(len(grids), len(labels))
+    probs[0, labels.index("cat")] = 0.9  # chelsea: the plain caption misses the cat
+    probs[2, labels.index("camera")] = 0.9
+    together = captioner.decode(grids, cfg, probs)
+    plain = decode(captioner.fast_decoder, grids, vocab, cfg.replace(tag_bonus=0.0))
+    steer = tag_bonus(captioner.tagger, probs, vocab, cfg)
+    for b in range(len(grids)):
+        if steer.steers(b) and steer.misses(b, plain[b][0].ids):
+            expected = decode(captioner.fast_decoder, grids[b : b + 1], vocab, cfg, steer.subset([b]))[0]
+        else:
+            expected = plain[b]
+        assert [c.tokens for c in together[b]] == [c.tokens for c in expected], b
+        assert [c.score for c in together[b]] == pytest.approx([c.score for c in expected], abs=1e-4)
+    assert "cat" in together[0][0].tokens and together[1][0].tokens == plain[1][0].tokens
+
+
+def test_the_steer_touches_only_the_columns_it_steers():
+    V = 50
+    bonus = torch.zeros(2, V)
+    bonus[0, 7] = 3.0
+    bonus[1, 9] = float("-inf")  # banned for image 1
+    groups = torch.full((V,), -1)
+    groups[7], groups[9] = 0, 1
+    steer = TagBonus(bonus, groups)
+    assert steer.cols.tolist() == [7, 9]
+    logp = torch.randn(3, V)
+    out = steer(logp, torch.zeros(3, 0, dtype=torch.long), 0, torch.tensor([0, 1, 1]))
+    expected = logp + bonus[[0, 1, 1]]
+    assert torch.equal(out, expected)
+    # once named, the bonus stops; a ban stays
+    out = steer(logp, torch.tensor([[7], [9], [3]]), 1, torch.tensor([0, 1, 1]))
+    assert out[0, 7] == logp[0, 7] and out[1, 9] == float("-inf") and out[2, 9] == float("-inf")
+    assert torch.equal(steer.plain()[:, :], torch.zeros(2, V))

@@ -83,9 +83,11 @@ def load_default_model() -> CaptionModel:
 
 class Captioner:
     def __init__(self, model: CaptionModel, device: str | torch.device = "cpu", workers: int = 2,
-                 onnx: bool | None = None, scorer: ConfidenceScorer | None = None):
+                 onnx: bool | None = None, scorer: ConfidenceScorer | None = None, new_words=None):
         """`onnx`: run the encoder through ONNX Runtime (CPU only; None: when available). `scorer`:
-        the model folder's confidence calibration (`Captioner.load` finds it; None: no confidence)."""
+        the model folder's confidence calibration (`Captioner.load` finds it; None: no confidence).
+        `new_words`: the model folder's `captioner.tags.new_words.NewWords` (grounded decoding may
+        generate them; `Captioner.load` finds them; None: the model's own vocabulary only)."""
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.encoder = model.encoder.to(memory_format=torch.channels_last)
@@ -101,11 +103,15 @@ class Captioner:
         self.decoding = model.decoding  # the model's default decoding
         self._tagger, self._tagger_loaded = None, False
         self.scorer = scorer
+        self.new_words = new_words
 
     @classmethod
     def load(cls, model_dir: str | Path | None = None, device: str = "cpu") -> Captioner:
+        from captioner.tags.new_words import NewWords
+
         model = load_model(model_dir)
-        return cls(model, device, scorer=ConfidenceScorer.load(model_dir or default_model_dir()))
+        folder = model_dir or default_model_dir()
+        return cls(model, device, scorer=ConfidenceScorer.load(folder), new_words=NewWords.load(folder))
 
     @property
     def name(self) -> str:
@@ -178,28 +184,21 @@ class Captioner:
     @torch.inference_mode()
     def decode(self, features: torch.Tensor, decoding: DecodingConfig | None = None,
                word_probs: torch.Tensor | None = None) -> list[list[Candidate]]:
-        """Beam search on encoder grids. With `decoding.tag_bonus` > 0 (grounded decoding), photos whose
-        best caption names none of their confident, in-vocabulary tags (`tag_min`) are decoded again
-        with the tag bonus (`captioner.tags.grounding`). `word_probs` (B, W): the tagger's word
+        """Beam search on encoder grids. With `decoding.tag_bonus` > 0 (grounded decoding), photos with a
+        confident tag (`tag_min`) are decoded with the tag bonus (`captioner.tags.grounding`) in the same,
+        single pass; the others decode as without it. Words the vocabulary lacks (`new_words`) may be
+        generated for photos confidently tagged with them. `word_probs` (B, W): the tagger's word
         probabilities, when already computed."""
         decoding = decoding or self.decoding
-        steer = None
-        if decoding.tag_bonus > 0 and self.tagger is not None:
-            from captioner.tags.grounding import tag_bonus
+        if decoding.tag_bonus <= 0 or self.tagger is None:
+            return decode(self.fast_decoder, features, self.model.vocab, decoding)
+        from captioner.tags.grounding import grounded_decode, grounded_search
 
-            if word_probs is None:
-                word_probs = self.tagger.word_probabilities(features)
-            steer = tag_bonus(self.tagger, word_probs, self.model.vocab, decoding)
-        out = decode(self.fast_decoder, features, self.model.vocab, decoding)
-        if steer is not None:
-            # grounded decoding: only photos whose best caption names none of their confident tags are
-            # decoded again with the bonus (a photo already described with its object keeps its caption)
-            again = [b for b, cands in enumerate(out) if steer.misses(b, cands[0].ids)]
-            if again:
-                steered = decode(self.fast_decoder, features[again], self.model.vocab, decoding, steer.subset(again))
-                for b, cands in zip(again, steered):
-                    out[b] = cands
-        return out
+        if word_probs is None:
+            word_probs = self.tagger.word_probabilities(features)
+        decoder, vocab, steer = grounded_search(self.tagger, word_probs, self.fast_decoder, self.model.vocab,
+                                                decoding, self.new_words)
+        return grounded_decode(decoder, features, vocab, decoding, steer)
 
     def caption_prepared(self, items: list[_Prepared], decoding: DecodingConfig,
                          keep_features: bool = False) -> list[CaptionResult]:

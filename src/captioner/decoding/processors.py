@@ -97,22 +97,40 @@ def apply_rules(rules: list[LogitProcessor], logp: torch.Tensor, seqs: torch.Ten
 class TagBonus:
     """Grounded decoding: `bonus` (B, V) is added to the log-probabilities of each image's rows, for
     words whose tag the row has not named yet. `groups` (V,): the tag each word belongs to (-1: none),
-    so `dog` and `dogs` are one tag: once either is emitted, neither gets the bonus again."""
+    so `dog` and `dogs` are one tag: once either is emitted, neither gets the bonus again.
 
-    def __init__(self, bonus: torch.Tensor, groups: torch.Tensor):
-        self.bonus, self.groups = bonus, groups.long()
+    A bonus of -inf bans a word for that image (how words the vocabulary gains at decode time, see
+    `captioner.tags.new_words`, are kept to photos tagged with them); a banned word stays banned after
+    its tag is named. Only the few columns with a bonus are touched at each step, so the cost per
+    step does not grow with the vocabulary."""
+
+    def __init__(self, bonus: torch.Tensor, groups: torch.Tensor, new_from: int | None = None):
+        """`new_from`: the first id of the words appended to the vocabulary at decode time (None: none)."""
+        self.bonus, self.groups, self.new_from = bonus, groups.long(), new_from
+        self.cols = (bonus != 0).any(0).nonzero().squeeze(1)  # (K,) the words any image steers
+        self.col_bonus = bonus[:, self.cols]  # (B, K)
+        self.col_groups = self.groups[self.cols]  # (K,)
 
     def __call__(self, logp: torch.Tensor, seqs: torch.Tensor, step: int, img_of: torch.Tensor) -> torch.Tensor:
-        if self.bonus.device != logp.device or self.bonus.dtype != logp.dtype:
-            self.bonus, self.groups = self.bonus.to(logp.device, logp.dtype), self.groups.to(logp.device)
-        bonus = self.bonus[img_of]
+        if self.cols.numel() == 0:
+            return logp
+        if self.col_bonus.device != logp.device or self.col_bonus.dtype != logp.dtype:
+            self.col_bonus = self.col_bonus.to(logp.device, logp.dtype)
+            self.cols, self.col_groups = self.cols.to(logp.device), self.col_groups.to(logp.device)
+            self.groups = self.groups.to(logp.device)
+        bonus = self.col_bonus[img_of]  # (R, K)
         if seqs.shape[1]:
-            n_groups = int(self.groups.max()) + 2
-            named = torch.zeros(seqs.shape[0], n_groups, dtype=torch.bool, device=logp.device)
-            named.scatter_(1, self.groups[seqs] + 1, True)
-            named[:, 0] = False  # words of no tag
-            bonus = bonus.masked_fill(named[:, self.groups + 1], 0.0)
-        return logp + bonus
+            # a tag named earlier in the row (any of its words) earns no more bonus; -inf bans stay
+            named = (self.groups[seqs].unsqueeze(2) == self.col_groups.view(1, 1, -1)).any(1)  # (R, K)
+            named &= self.col_groups.view(1, -1) >= 0
+            bonus = bonus.masked_fill(named & (bonus > float("-inf")), 0.0)
+        out = logp.clone()
+        out[:, self.cols] += bonus
+        return out
+
+    def steers(self, image: int) -> bool:
+        """Whether `image` has a tag that gets a bonus."""
+        return bool((self.col_bonus[image] > 0).any())
 
     def misses(self, image: int, ids: list[int]) -> bool:
         """Whether `image` has steering tags and a caption of it (word ids) names none of them."""
@@ -120,7 +138,60 @@ class TagBonus:
         return bool(wanted) and not wanted & set(self.groups[ids].tolist())
 
     def subset(self, images: list[int]) -> TagBonus:
-        return TagBonus(self.bonus[images], self.groups)
+        return TagBonus(self.bonus[images], self.groups, self.new_from)
+
+    def plain(self) -> torch.Tensor:
+        """(B, V) bonus rows that steer nothing: 0, with the appended words banned (-inf)."""
+        out = torch.zeros_like(self.bonus)
+        if self.new_from is not None:
+            out[:, self.new_from :] = float("-inf")
+        return out
+
+
+class SideBySide(TagBonus):
+    """Grounded decoding's plain and steered searches of the same photos in one batch. Images
+    0..P-1 are the P photos searched without a bonus (`TagBonus.plain` rows); image P + i is photo
+    `tagged[i]` searched with its bonus. The steered twin of a photo stops (it may only end) once
+    every live beam of the plain search names one of the photo's tags: the plain caption will then
+    name one, unless a beam that already ended without one wins; `stopped` lists the twins stopped,
+    so the caller can search such a photo again alone."""
+
+    def __init__(self, steer: TagBonus, tagged: list[int], end_id: int):
+        P = len(steer.bonus)
+        super().__init__(torch.cat([steer.plain(), steer.bonus[tagged]]), steer.groups, steer.new_from)
+        self.n_plain, self.end_id = P, end_id
+        self.twin = torch.full((P + len(tagged),), -1, dtype=torch.long)  # steered image -> its plain image
+        self.twin[P:] = torch.tensor(tagged, dtype=torch.long)
+        self.wanted = torch.zeros(P, int(self.groups.max()) + 2, dtype=torch.bool)  # (P, tags + 1)
+        for b in tagged:
+            self.wanted[b, self.groups[steer.bonus[b] > 0] + 1] = True
+        self.wanted[:, 0] = False  # words of no tag
+        self.stopped: set[int] = set()
+
+    def __call__(self, logp: torch.Tensor, seqs: torch.Tensor, step: int, img_of: torch.Tensor) -> torch.Tensor:
+        out = super().__call__(logp, seqs, step, img_of)
+        if not seqs.shape[1]:
+            return out
+        if self.wanted.device != logp.device:
+            self.wanted, self.twin = self.wanted.to(logp.device), self.twin.to(logp.device)
+        plain = img_of < self.n_plain
+        if not bool(plain.any()) or bool(plain.all()):
+            return out
+        img = img_of[plain]
+        named = self.wanted[img].gather(1, self.groups[seqs[plain]] + 1).any(1)  # each plain beam names a tag
+        unnamed = torch.zeros(self.n_plain, dtype=torch.bool, device=logp.device)
+        unnamed[img[~named]] = True
+        hit = torch.zeros(self.n_plain, dtype=torch.bool, device=logp.device)
+        hit[img] = True  # a plain search still running ...
+        hit &= ~unnamed  # ... whose every live beam names a tag
+        stop = ~plain
+        stop[~plain] = hit[self.twin[img_of[~plain]]]
+        if bool(stop.any()):
+            self.stopped.update(img_of[stop].tolist())
+            end = out[stop, self.end_id]
+            out = out.masked_fill(stop.unsqueeze(1), float("-inf"))
+            out[stop, self.end_id] = torch.where(torch.isfinite(end), end, torch.zeros_like(end))
+        return out
 
 
 def apply_steer(steer: TagBonus | None, logp: torch.Tensor, seqs: torch.Tensor, step: int,

@@ -31,14 +31,23 @@ def evaluate_model(model_dir, data, split, decoding: DecodingConfig | None = Non
                                     "it does not match this model's backbone/input size/grid",
                                     encoder=model.encoder.fingerprint() if cfg.fine_tune_blocks else None)
     preds, decode_s = {}, 0.0
-    captioner = None if cache else Captioner(model)
+    captioner = None if cache else Captioner(model, new_words=_new_words(model_dir))
+    grounding = _cached_grounding(model, model_dir, decoding) if cache else None
     for s in range(0, len(ids), batch_size):
         chunk = ids[s : s + batch_size]
         if cache:
             feats = cache.load(chunk).float()
             t = time.perf_counter()
             with torch.inference_mode():
-                out = decode(model.decoder, feats, model.vocab, decoding)
+                if grounding is None:
+                    out = decode(model.decoder, feats, model.vocab, decoding)
+                else:  # grounded decoding (`--tag-bonus`): the same search the pipeline runs, on the cache
+                    from captioner.tags.grounding import grounded_decode, grounded_search
+
+                    tagger, new_words = grounding
+                    decoder, vocab, steer = grounded_search(tagger, tagger.word_probabilities(feats), model.decoder,
+                                                            model.vocab, decoding, new_words)
+                    out = grounded_decode(decoder, feats, vocab, decoding, steer)
             decode_s += time.perf_counter() - t
             for i, cands in zip(chunk, out):
                 preds[i] = cands[0].caption
@@ -56,3 +65,21 @@ def evaluate_model(model_dir, data, split, decoding: DecodingConfig | None = Non
     return {"scores": scores, "predictions": preds}
 
 
+
+
+def _new_words(model_dir):
+    from captioner.model.folder import default_model_dir
+    from captioner.tags.new_words import NewWords
+
+    return NewWords.load(model_dir or default_model_dir())
+
+
+def _cached_grounding(model, model_dir, decoding):
+    """(tagger, new words) for grounded decoding on cached features, or None when it is off or the
+    backbone has no classifier."""
+    if decoding.tag_bonus <= 0:
+        return None
+    from captioner.tags.tagger import ObjectTagger
+
+    tagger = ObjectTagger.for_backbone(model.cfg.backbone)
+    return None if tagger is None else (tagger, _new_words(model_dir))

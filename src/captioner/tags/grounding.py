@@ -1,16 +1,21 @@
-"""Grounded decoding's bonus: the image's tag probabilities, moved onto the decoder's vocabulary.
+"""Grounded decoding: the image's tag probabilities, moved onto the decoder's vocabulary as a bonus.
 
-A tag steers only when it is one word that the vocabulary holds (its plural too: `dog`, `dogs`).
-Tag words the vocabulary lacks (2,538 words from Flickr8k: `broccoli`, `giraffe`, `zebra`,
-`sandwich`, `banana`, `oven`, `sink`, `clock` are missing) cannot be generated; they stay tags
-(shown and searchable), and the general words of their classes (`vegetable`, `fruit`, `food`,
-`kitchen`) steer where the vocabulary has them.
+A tag steers when it is one word that the vocabulary holds (its plural too: `dog`, `dogs`), or one of
+the words the model folder's `new_words.json` adds at decode time (`captioner.tags.new_words`:
+`zebra`, `broccoli`, `banana`, `sink`, `clock`, ...; they can be generated only for a photo with that
+confident tag). Other tag words (`giraffe` is no ImageNet class; multi-word labels) stay tags: shown
+and searchable, never generated.
+
+`grounded_decode` searches each photo that has a confident tag twice side by side in one batched beam
+search, without and with the bonus, and keeps the plain captions unless their best names none of the
+photo's tags: so a photo already described with its object keeps its caption, and a single photo
+costs one search over twice the rows instead of two searches.
 """
 from __future__ import annotations
 
 import torch
 
-from captioner.decoding.processors import TagBonus
+from captioner.decoding.processors import SideBySide, TagBonus
 
 
 def label_to_vocab(labels: list[str], vocab) -> torch.Tensor:
@@ -30,11 +35,16 @@ def label_to_vocab(labels: list[str], vocab) -> torch.Tensor:
 _cache: dict = {}
 
 
-def vocabulary_words(tagger, vocab) -> torch.Tensor:
+def vocabulary_words(tagger, vocab) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`label_to_vocab`'s matrix as its nonzero entries, (label ids (E,), vocabulary ids (E,)), and
+    `word_groups` (V,); computed once per tagger and vocabulary."""
     key = (id(tagger), id(vocab))
-    if key not in _cache:
-        _cache[key] = label_to_vocab(tagger.labels, vocab)
-    return _cache[key]
+    hit = _cache.get(key)
+    if hit is None or hit[0] is not tagger or hit[1] is not vocab:  # ids are reused once objects are freed
+        m = label_to_vocab(tagger.labels, vocab)
+        labels, words = m.nonzero(as_tuple=True)
+        hit = _cache[key] = (tagger, vocab, (labels, words, word_groups(m)))
+    return hit[2]
 
 
 def word_groups(m: torch.Tensor) -> torch.Tensor:
@@ -43,12 +53,71 @@ def word_groups(m: torch.Tensor) -> torch.Tensor:
     return torch.where(has, m.argmax(0), torch.full_like(has, -1, dtype=torch.long))
 
 
-def tag_bonus(tagger, word_probs: torch.Tensor, vocab, decoding) -> TagBonus | None:
+def tag_bonus(tagger, word_probs: torch.Tensor, vocab, decoding, new_from: int | None = None) -> TagBonus | None:
     """The `TagBonus` of a batch (`word_probs` (B, W) from `ObjectTagger.word_probabilities`), or
-    None when grounded decoding is off (`decoding.tag_bonus` 0)."""
+    None when grounded decoding is off (`decoding.tag_bonus` 0). `new_from`: where the words that
+    `captioner.tags.new_words` appended to `vocab` start; such a word is banned (-inf) for every photo
+    that does not have it as a confident tag."""
     if tagger is None or word_probs is None or decoding.tag_bonus <= 0:
         return None
-    m = vocabulary_words(tagger, vocab)
+    labels, words, groups = vocabulary_words(tagger, vocab)
     probs = word_probs.float() * (word_probs >= decoding.tag_min)
-    bonus = decoding.tag_bonus * (probs @ m).clamp(max=1.0)
-    return TagBonus(bonus, word_groups(m))
+    share = torch.zeros(len(probs), len(vocab)).index_add_(1, words, probs[:, labels]).clamp(max=1.0)
+    bonus = decoding.tag_bonus * share
+    if new_from is not None and new_from < len(vocab):
+        bonus[:, new_from:] = bonus[:, new_from:].masked_fill(share[:, new_from:] <= 0, float("-inf"))
+    return TagBonus(bonus, groups, new_from=new_from if new_from is not None and new_from < len(vocab) else None)
+
+
+def grounded_search(tagger, word_probs: torch.Tensor, decoder, vocab, decoding, new_words=None):
+    """What grounded decoding searches with for a batch: (step decoder, vocabulary, `TagBonus` or None).
+
+    With `new_words` (`captioner.tags.new_words.NewWords`) and a photo of the batch confidently
+    tagged with one of them, the decoder and vocabulary are the extended view; otherwise the model's
+    own (so a batch without such a tag decodes exactly as without new words). The steer is None when
+    grounding is off or no photo of the batch has a confident tag to steer with."""
+    if new_words is not None:
+        from captioner.tags.new_words import ExtendedStepDecoder, extend_vocab
+
+        key = ("extended", id(new_words), id(vocab))
+        hit = _cache.get(key)
+        if hit is None or hit[0] is not new_words or hit[1] is not vocab:
+            new = new_words.usable(vocab)
+            hit = _cache[key] = (new_words, vocab, (extend_vocab(vocab, new) if new.words else None), new)
+        ext_vocab, new = hit[2], hit[3]
+    if new_words is not None and ext_vocab is not None:
+        steer = tag_bonus(tagger, word_probs, ext_vocab, decoding, new_from=len(vocab))
+        if steer is not None and bool(torch.isfinite(steer.bonus[:, len(vocab):]).any()):
+            return ExtendedStepDecoder(decoder, vocab, new), ext_vocab, steer
+    steer = tag_bonus(tagger, word_probs, vocab, decoding)
+    if steer is None or not any(steer.steers(b) for b in range(len(steer.bonus))):
+        return decoder, vocab, None
+    return decoder, vocab, steer
+
+
+def grounded_decode(decoder, features: torch.Tensor, vocab, decoding, steer: TagBonus | None):
+    """Candidates for each photo with grounded decoding: each photo with a steering tag is searched
+    twice side by side in one batched search, without and with the bonus, and keeps the plain
+    captions unless their best names none of its tags (then the steered ones). The steered twin
+    stops as soon as every live plain beam names a tag (`SideBySide`), so most tagged photos cost
+    little more than one search; a photo whose twin stopped but whose plain caption still misses
+    its tags (a beam that ended early wins) is searched again alone, giving the same captions."""
+    from captioner.decoding.search import decode
+
+    if steer is None:
+        return decode(decoder, features, vocab, decoding)
+    B = len(features)
+    tagged = [b for b in range(B) if steer.steers(b)]
+    both = SideBySide(steer, tagged, vocab.end_id)
+    out = decode(decoder, torch.cat([features, features[tagged]]), vocab, decoding, both)
+    plain, again = out[:B], []
+    for i, b in enumerate(tagged):
+        if steer.misses(b, plain[b][0].ids):
+            if B + i in both.stopped:
+                again.append(b)
+            else:
+                plain[b] = out[B + i]
+    if again:
+        for b, cands in zip(again, decode(decoder, features[again], vocab, decoding, steer.subset(again))):
+            plain[b] = cands
+    return plain

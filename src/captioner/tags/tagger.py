@@ -73,10 +73,12 @@ class ObjectTagger:
 
     @torch.inference_mode()
     def class_probabilities(self, grid: torch.Tensor | np.ndarray) -> torch.Tensor:
-        """(B, N, N, C) or (B, C) pooled features -> (B, 1000) softmax probabilities."""
+        """(B, N, N, C), (B, N*N, C) or (B, C) pooled features -> (B, 1000) softmax probabilities."""
         x = torch.as_tensor(grid).detach().float().cpu()
         if x.dim() == 4:
             x = x.mean(dim=(1, 2))
+        elif x.dim() == 3:
+            x = x.mean(dim=1)
         if x.dim() != 2 or x.shape[1] != self.channels:
             raise ValueError(f"expected features with {self.channels} channels, got {tuple(x.shape)}")
         return torch.softmax(torch.addmm(self.bias, x, self.weight.t()), dim=-1)
