@@ -3,6 +3,10 @@ beside the figures.
 
     python benchmarks/bench_library.py            # find over 10,000 and 100,000 items, more like this, import 200 photos
     python benchmarks/bench_library.py --quick    # find over 10,000, more like this over 10,000, import 64 photos
+
+Time: the first run builds the benchmark galleries under --work (10,000 items: 15-60 s; 100,000 items:
+12.5 GB of disk, 11 minutes at load 7, a few minutes idle); later runs reuse them and take 1-3 minutes
+(--quick: about 1 minute). Delete --work afterwards to get the disk back.
     python benchmarks/bench_library.py --sections similar --sqlite-vec   # the sqlite-vec comparison (slow: minutes)
 
 **The galleries are made of repeated Flickr8k items.** Each benchmark gallery of N items holds the 2,000
@@ -146,16 +150,19 @@ def bench_find(captioner, sets, n: int, runs: int, work: Path) -> dict:
     assert len(index) == n, (len(index), n)
     cfg = FindConfig()
     find(g, captioner, QUERIES[-1], 10, cfg, index=index)  # warm-up (first-stage projection, scorer)
-    totals, parts = [], {}
+    totals, cpu, parts = [], [], {}
     for q in (QUERIES * 2)[:runs]:
         timings: dict = {}
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         found = find(g, captioner, q, 10, cfg, index=index, timings=timings)
         totals.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
         for k, v in timings.items():
             parts.setdefault(k, []).append(v)
     res = {"items": n, "build_or_reuse_s": round(build_s, 1), "scored_per_query": found.scored,
            "query_median_s": round(statistics.median(totals), 3), "query_max_s": round(max(totals), 3),
+           # CPU seconds (all threads): less sensitive to other jobs than wall time; idle wall is about this / cores
+           "query_cpu_median_s": round(statistics.median(cpu), 3),
            "parts_median_ms": {k: round(statistics.median(v) * 1000, 1) for k, v in parts.items()},
            "cold_index_load_s": round(cold_index_s, 2), "load": load()}
     g.close()
@@ -268,7 +275,8 @@ def summary(out: dict) -> None:
         key = f"find {res['items']}"
         goal = TARGETS.get(key)
         print(f"| one query over {res['items']:,} items <= {goal if goal else '-'} s | {res['query_median_s']} s median, "
-              f"{res['query_max_s']} s worst ({res['scored_per_query']} photos scored; +{res['cold_index_load_s']} s "
+              f"{res['query_max_s']} s worst, {res['query_cpu_median_s']} CPU s ({res['scored_per_query']} photos scored; "
+              f"+{res['cold_index_load_s']} s "
               f"index load when cold) | {res['load']} |")
     for res in out.get("similar", []):
         print(f"| more like this over {res['items']:,} items < 100 ms | {res['similar_median_ms']} ms median | "
