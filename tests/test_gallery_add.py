@@ -74,3 +74,30 @@ def test_import_folders_reports_progress(photo_tree, tmp_path):
     assert seen[-1] == (4, 4) and sorted(d for d, _ in seen) == [1, 2, 3, 4]
     assert len(report.added) == 2 and len(report.failed) == 1 and len(report.skipped) == 1
     assert report.to_dict()["failed"][0]["file"].endswith("broken.jpg")
+
+
+def test_an_interrupted_import_resumed_stores_every_photo_once(photo_tree, tmp_path):
+    from captioner import Captioner
+    from captioner.retrieval import import_folders
+    from captioner.storage import Gallery
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_two(done, total, name):
+        if done == 2:
+            raise Stop  # as if the user pressed Ctrl-C between two photos
+
+    captioner = Captioner.load()
+    with Gallery(tmp_path / "g") as g:
+        with pytest.raises(Stop):
+            import_folders(g, captioner, [photo_tree], progress=stop_after_two, batch_size=2)
+        before = g.count()
+        assert 1 <= before < 3
+        report = import_folders(g, captioner, [photo_tree], batch_size=2)
+        names = sorted(item["original_name"] for item in g.iter_items())
+        assert names == sorted(NAMES)  # each photo once: none lost, none twice
+        assert len(report.added) == 3 - before and len(report.failed) == 1  # the broken file, reported again
+        model = captioner.name
+        assert g.ids_without_features(model) == []
+        assert len(g.features(model_name=model)[0]) == 3
