@@ -160,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from gradio_client import Client, handle_file
 
-    from captioner.studio import render
+    from captioner.inputs.images import open_image
+    from captioner.studio import player
 
     if args.browser_only:
         with tempfile.TemporaryDirectory(prefix="bench-studio-") as tmp:
@@ -211,13 +212,14 @@ def main(argv: list[str] | None = None) -> int:
                     if raw is not None:
                         raw_t.append(t3 - t2)
 
-            img = render.load_photo(photo)
-            render.candidate_cards(img, res.candidates)  # warm-up
-            draw_t = []
-            for _ in range(max(3, args.runs // 3)):
+            draw_t = []  # what the server now makes per result for the page: the player's data
+            for _ in range(1 + max(3, args.runs // 3)):
                 t0 = time.perf_counter()
-                render.candidate_cards(img, res.candidates)
+                img = open_image(photo, draft_size=2 * player.DISPLAY_SIDE)
+                player.photo_data(img, res.width, res.height)
+                [player.candidate_data(c) for c in res.candidates]
                 draw_t.append(time.perf_counter() - t0)
+            draw_t = draw_t[1:]  # the first one warms up
         finally:
             proc.terminate()
             try:
@@ -237,7 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     if raw_t:
         print(f"http    /caption, no client    {summary(raw_t)}   "
               f"({statistics.median(raw_t) / e:.2f}x engine: the request as the browser sends it)")
-    print(f"server  old cards + attention GIFs {summary(draw_t)}   (what 0.1.0 drew per result; now only on request)")
+    print(f"server  the player's data      {summary(draw_t)}   (the photo as a small JPEG, attention as bytes: "
+          "what the page gets per result; 0.1.0 drew GIFs here)")
     if not args.no_browser:
         with tempfile.TemporaryDirectory(prefix="bench-studio-") as tmp:
             return browser_bench(args, Path(model), Path(tmp))

@@ -239,10 +239,14 @@ def test_handlers_caption_show_save_browse_delete_export(local_studio, photo, tm
     grid, line, page, ids, prev_btn, next_btn, matches = studio.library.show_grid(page_state)
     assert ids[0] == saved["id"] and grid.value and "page 1 of 1" in line
 
-    details, selected, _ = studio.library.show_item(ids, gr.SelectData(None, {"index": 0, "value": None, "selected": True}))
+    details, selected, *_, shown, _ = studio.library.open_item(
+        ids, page_state, gr.SelectData(None, {"index": 0, "value": None, "selected": True}))
     assert selected == saved["id"] and second in details
-    assert details.count('class="candidate-card') == len(result["photos"][1]["candidates"])
-    assert "data:image/gif;base64," in details  # animation drawn from the stored attention
+    # every stored candidate goes to the attention player with its attention (drawn in the browser)
+    (entry,) = shown.value["photos"]
+    assert [c["caption"] for c in entry["candidates"]] == [c["caption"] for c in result["photos"][1]["candidates"]]
+    assert all(c["attention"] and c["attention"]["words"] == len(c["words"]) for c in entry["candidates"])
+    assert entry["chosen"] == n - 1 and "image/gif" not in details
 
     file_update, message = studio.library.export("csv")
     with open(file_update.value if isinstance(file_update.value, str) else file_update.value["path"],

@@ -457,7 +457,7 @@ class GalleryTab:
             history = self.studio.gallery.history(item["id"])
         except GalleryError:
             history = []
-        facts = (render.item_details(item, matched=matched) if item.get("kind") == "video"
+        facts = (render.video_details(item, matched=matched) if item.get("kind") == "video"
                  else library_render.photo_details(item))
         extras = library_render.item_extras(item, history, entry, in_player=item.get("kind") != "video")
         return library_render.with_extras(facts, extras)

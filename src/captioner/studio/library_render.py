@@ -222,7 +222,7 @@ def item_extras(item: dict, history: list[dict] | None = None, entry: dict | Non
 
 
 def with_extras(details: str, extras: str) -> str:
-    """The details HTML (`render.item_details`) with the extras at the end of its side column, or after it."""
+    """The details HTML (`render.video_details` or `photo_details`) with the extras at the end of its side column, or after it."""
     marker = '<div class="item-side">'
     start = details.find(marker)
     if start >= 0:
