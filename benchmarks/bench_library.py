@@ -134,7 +134,7 @@ def build_gallery(folder: Path, n: int, sets: list[PhotoSet], model_name: str):
 
 
 # ---------------------------------------------------------------------------------------------- find
-def bench_find(captioner, sets, n: int, runs: int, work: Path) -> dict:
+def bench_find(captioner, sets, n: int, runs: int, work: Path, shortlist: int | None = None) -> dict:
     from captioner.retrieval.config import FindConfig
     from captioner.retrieval.index import photo_index
     from captioner.retrieval.search import find
@@ -148,7 +148,7 @@ def bench_find(captioner, sets, n: int, runs: int, work: Path) -> dict:
     index = photo_index(g, captioner, priors=False)  # what a `captioner find` call does first
     cold_index_s = time.perf_counter() - t
     assert len(index) == n, (len(index), n)
-    cfg = FindConfig()
+    cfg = FindConfig() if shortlist is None else FindConfig(shortlist=shortlist)
     find(g, captioner, QUERIES[-1], 10, cfg, index=index)  # warm-up (first-stage projection, scorer)
     totals, cpu, parts = [], [], {}
     for q in (QUERIES * 2)[:runs]:
@@ -293,6 +293,7 @@ def main() -> int:
     p.add_argument("--sections", nargs="+", default=["find", "similar", "import"], choices=["find", "similar", "import"])
     p.add_argument("--sizes", type=int, nargs="+", help="gallery sizes (default 10000 100000; --quick: 10000)")
     p.add_argument("--find-runs", type=int, default=12)
+    p.add_argument("--shortlist", type=int, help="find's shortlist (default: FindConfig's)")
     p.add_argument("--runs", type=int, default=20, help="more-like-this probes")
     p.add_argument("--import-photos", type=int, help="default 200 (--quick: 64)")
     p.add_argument("--sqlite-vec", action="store_true", help="also the scan against sqlite-vec (pip install -e '.[bench]')")
@@ -313,7 +314,7 @@ def main() -> int:
     sets = photo_sets() if {"find", "similar"} & set(args.sections) else []
     for n in sizes:
         if "find" in args.sections:
-            out.setdefault("find", []).append(bench_find(captioner, sets, n, args.find_runs, work))
+            out.setdefault("find", []).append(bench_find(captioner, sets, n, args.find_runs, work, args.shortlist))
         if "similar" in args.sections:
             if "find" not in args.sections:
                 build_gallery(work / f"gallery-{n}", n, sets, captioner.name).close()
