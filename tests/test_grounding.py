@@ -1,6 +1,5 @@
 """Grounded decoding (issue 13): confident object tags steer beam search toward naming the object
-(`DecodingConfig.tag_bonus`; off in a bare `DecodingConfig`, on in the shipped model's decoding.json);
-the candidates' scores stay the model's own."""
+(`DecodingConfig.tag_bonus`), off by default; the candidates' scores stay the model's own."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -45,9 +44,8 @@ def model_logprob(captioner, grid, ids) -> float:
     return total
 
 
-def test_grounding_is_off_in_a_bare_config_and_a_zero_bonus_changes_nothing(captioner, grids):
-    assert DecodingConfig().tag_bonus == 0
-    assert captioner.decoding.tag_bonus == 8.0 and captioner.decoding.tag_min == 0.5  # the shipped default
+def test_grounding_is_off_by_default_and_a_zero_bonus_changes_nothing(captioner, grids):
+    assert DecodingConfig().tag_bonus == 0 and captioner.decoding.tag_bonus == 0
     vocab = captioner.model.vocab
     zero = TagBonus(torch.zeros(len(grids), len(vocab)), torch.full((len(vocab),), -1))
     for beam in (1, 3):
@@ -66,7 +64,7 @@ def test_grounding_is_off_in_a_bare_config_and_a_zero_bonus_changes_nothing(capt
 def test_grounding_names_the_tagged_object_and_keeps_the_models_score(captioner, grids):
     plain = captioner.caption(SAMPLES / "chelsea.png", tag_bonus=0.0)
     assert plain.tags[0].label == "cat" and "cat" not in plain.candidates[0].tokens  # the ungrounded model misses it
-    grounded = captioner.caption(SAMPLES / "chelsea.png")  # the default
+    grounded = captioner.caption(SAMPLES / "chelsea.png", tag_bonus=8.0, tag_min=0.5)
     assert "cat" in grounded.candidates[0].tokens
     for cand in grounded.candidates:
         assert cand.score == pytest.approx(model_logprob(captioner, grids[0], cand.ids), abs=1e-3)
