@@ -151,10 +151,12 @@ class TagBonus:
 class SideBySide(TagBonus):
     """Grounded decoding's plain and steered searches of the same photos in one batch. Images
     0..P-1 are the P photos searched without a bonus (`TagBonus.plain` rows); image P + i is photo
-    `tagged[i]` searched with its bonus. The steered twin of a photo stops (it may only end) once
-    every live beam of the plain search names one of the photo's tags: the plain caption will then
-    name one, unless a beam that already ended without one wins; `stopped` lists the twins stopped,
-    so the caller can search such a photo again alone."""
+    `tagged[i]` searched with its bonus. The steered twin of a photo stops (it may only end) once a
+    live beam of the plain search names one of the photo's tags: the plain caption will then most
+    likely name one; `stopped` lists the twins stopped, so the caller can search a photo whose plain
+    caption misses after all again alone (on 100 Flickr8k test photos this stopping rule did the least
+    work of three tried: 4,184 decoder rows against 4,356 for "every live beam names a tag", 4,587
+    for never stopping, and 3,232 with grounding off)."""
 
     def __init__(self, steer: TagBonus, tagged: list[int], end_id: int):
         P = len(steer.bonus)
@@ -179,11 +181,8 @@ class SideBySide(TagBonus):
             return out
         img = img_of[plain]
         named = self.wanted[img].gather(1, self.groups[seqs[plain]] + 1).any(1)  # each plain beam names a tag
-        unnamed = torch.zeros(self.n_plain, dtype=torch.bool, device=logp.device)
-        unnamed[img[~named]] = True
         hit = torch.zeros(self.n_plain, dtype=torch.bool, device=logp.device)
-        hit[img] = True  # a plain search still running ...
-        hit &= ~unnamed  # ... whose every live beam names a tag
+        hit[img[named]] = True  # a plain search with a live beam that names a tag
         stop = ~plain
         stop[~plain] = hit[self.twin[img_of[~plain]]]
         if bool(stop.any()):
