@@ -184,11 +184,11 @@ class Captioner:
     @torch.inference_mode()
     def decode(self, features: torch.Tensor, decoding: DecodingConfig | None = None,
                word_probs: torch.Tensor | None = None) -> list[list[Candidate]]:
-        """Beam search on encoder grids. With `decoding.tag_bonus` > 0 (grounded decoding), photos with a
-        confident tag (`tag_min`) are decoded with the tag bonus (`captioner.tags.grounding`) in the same,
-        single pass; the others decode as without it. Words the vocabulary lacks (`new_words`) may be
-        generated for photos confidently tagged with them. `word_probs` (B, W): the tagger's word
-        probabilities, when already computed."""
+        """Beam search on encoder grids. With `decoding.tag_bonus` > 0 (grounded decoding), a photo with a
+        confident tag (`tag_min`) whose best caption names none of its tags takes the caption of a search
+        with the tag bonus, run side by side in the same batched search (`captioner.tags.grounding`);
+        words the vocabulary lacks (`new_words`) may then be generated for photos tagged with them.
+        `word_probs` (B, W): the tagger's word probabilities, when already computed."""
         decoding = decoding or self.decoding
         if decoding.tag_bonus <= 0 or self.tagger is None:
             return decode(self.fast_decoder, features, self.model.vocab, decoding)
