@@ -96,15 +96,9 @@ class ConfidenceScorer:
     def load(cls, folder: str | Path | None) -> ConfidenceScorer | None:
         """The calibration of a model folder, or None when it has none (or an unreadable one: a
         caption then simply has no confidence)."""
-        if folder is None:
-            return None
-        path = Path(folder) / CALIBRATION_FILE
-        if not path.is_file():
-            return None
-        try:
-            return cls.from_dict(json.loads(path.read_text()))
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
+        from captioner.model.config import load_optional
+
+        return load_optional(folder, CALIBRATION_FILE, cls.from_dict)
 
     def save(self, folder: str | Path) -> None:
         Path(folder, CALIBRATION_FILE).write_text(json.dumps(self.to_dict(), indent=1) + "\n")

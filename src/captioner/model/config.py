@@ -66,6 +66,21 @@ class ModelConfig:
         return load_configs(Path(path).parent)[0]
 
 
+def load_optional(folder: str | Path | None, filename: str, parse):
+    """``parse(data)`` of the JSON file ``filename`` in a model folder, or None when the folder (or the file)
+    is missing, or the file cannot be read or parsed: an optional extra of a model folder (the confidence
+    calibration, the new words) is then simply not used."""
+    if folder is None:
+        return None
+    path = Path(folder) / filename
+    if not path.is_file():
+        return None
+    try:
+        return parse(json.loads(path.read_text()))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def load_configs(folder: str | Path) -> tuple[ModelConfig, DecodingConfig]:
     """The model and decoding configs of a model folder (`ConfigError` when unreadable or invalid).
 

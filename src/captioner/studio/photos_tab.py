@@ -55,6 +55,22 @@ def no_progress(*args, **kwargs) -> None:
     """Progress reports of an event without the queue go nowhere."""
 
 
+def photo_shown(path: str, width: int | None = None, height: int | None = None) -> dict:
+    """The attention player's picture of the photo at ``path`` (a small JPEG, `player.photo_data`);
+    ``width``/``height``: its true size (default: as read).  Raises when the file cannot be read."""
+    img = open_image(path, draft_size=2 * player.DISPLAY_SIDE)
+    size = img.info.get("original_size", img.size)
+    return player.photo_data(img, width or size[0], height or size[1])
+
+
+def photo_shown_or_none(path: str) -> dict | None:
+    """`photo_shown`, or None when the file cannot be read (`PhotosTab.view` tries again and says why)."""
+    try:
+        return photo_shown(path)
+    except Exception:  # noqa: BLE001
+        return None
+
+
 class PhotosTab:
     """The Caption tab's events (the `Studio` gives the engine, the gallery and the limits)."""
 
@@ -79,8 +95,8 @@ class PhotosTab:
                 img.save(path, quality=90)
                 with self._engine:  # the way a photo goes: a file decoded, captioned, then sent as a small JPEG
                     for beam in (self.studio.default_beam, self.studio.default_beam, MAX_BEAM):
-                        res = self.studio.captioner.caption(path, beam_size=beam, name="warm-up")
-                player.photo_data(open_image(path, draft_size=2 * player.DISPLAY_SIDE), res.width, res.height)
+                        self.studio.captioner.caption(path, beam_size=beam, name="warm-up")
+                photo_shown(path)
         except Exception:  # noqa: BLE001 - a failed warm-up only costs the first user some time
             log.exception("studio: warming the engine up failed")
             return
@@ -193,20 +209,11 @@ class PhotosTab:
         answer (session state, status line, the player's data, the emptied file box)."""
         paths = self._uploads(files)
         with ThreadPoolExecutor(1) as pool:  # the picture to show is made while the engine works
-            shown = {path: pool.submit(self._photo_shown, path) for path in paths[:1]}
+            shown = {path: pool.submit(photo_shown_or_none, path) for path in paths[:1]}
             with self._engine:
                 result, state = self.caption(files, beam_size, max_length, add, state, progress=no_progress)
             prepared = {path: future.result() for path, future in shown.items()}
         return self._page_answer(result, state, prepared)
-
-    @staticmethod
-    def _photo_shown(path: str) -> dict | None:
-        """The player's picture of the photo at ``path`` (None if it cannot be read: `view` says why)."""
-        try:
-            img = open_image(path, draft_size=2 * player.DISPLAY_SIDE)
-            return player.photo_data(img, *img.info.get("original_size", img.size))
-        except Exception:  # noqa: BLE001 - `view` tries again and reports it
-            return None
 
     def caption_page_queued(self, files, beam_size, max_length, add=False, state=None, progress=gr.Progress()):
         """The page's Caption for several photos: the same answer, through the queue (a progress bar)."""
@@ -246,10 +253,8 @@ class PhotosTab:
             if not entry["error"]:
                 item["candidates"] = [player.candidate_data(c) for c in entry["candidates"]]
                 try:
-                    item["photo"] = (prepared or {}).get(entry["path"])
-                    if item["photo"] is None:
-                        img = open_image(entry["path"], draft_size=2 * player.DISPLAY_SIDE)
-                        item["photo"] = player.photo_data(img, entry["width"], entry["height"])
+                    item["photo"] = ((prepared or {}).get(entry["path"])
+                                     or photo_shown(entry["path"], entry["width"], entry["height"]))
                 except Exception as exc:  # noqa: BLE001 - still show the captions
                     log.warning("studio: could not draw %s: %s", entry["name"], exc)
                     item["error"] = f"{entry['name']}: captioned, but the picture cannot be shown ({exc})"

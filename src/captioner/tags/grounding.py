@@ -76,23 +76,30 @@ def grounded_search(tagger, word_probs: torch.Tensor, decoder, vocab, decoding, 
     tagged with one of them, the decoder and vocabulary are the extended view; otherwise the model's
     own (so a batch without such a tag decodes exactly as without new words). The steer is None when
     grounding is off or no photo of the batch has a confident tag to steer with."""
-    if new_words is not None:
-        from captioner.tags.new_words import ExtendedStepDecoder, extend_vocab
-
-        key = ("extended", id(new_words), id(vocab))
-        hit = _cache.get(key)
-        if hit is None or hit[0] is not new_words or hit[1] is not vocab:
-            new = new_words.usable(vocab)
-            hit = _cache[key] = (new_words, vocab, (extend_vocab(vocab, new) if new.words else None), new)
-        ext_vocab, new = hit[2], hit[3]
-    if new_words is not None and ext_vocab is not None:
+    extended = extended_vocabulary(new_words, vocab) if new_words is not None else None
+    if extended is not None:
+        ext_vocab, new = extended
         steer = tag_bonus(tagger, word_probs, ext_vocab, decoding, new_from=len(vocab))
         if steer is not None and bool(torch.isfinite(steer.bonus[:, len(vocab):]).any()):
+            from captioner.tags.new_words import ExtendedStepDecoder
+
             return ExtendedStepDecoder(decoder, vocab, new), ext_vocab, steer
     steer = tag_bonus(tagger, word_probs, vocab, decoding)
-    if steer is None or not any(steer.steers(b) for b in range(len(steer.bonus))):
-        return decoder, vocab, None
-    return decoder, vocab, steer
+    steers = steer is not None and any(steer.steers(b) for b in range(len(steer.bonus)))
+    return decoder, vocab, steer if steers else None
+
+
+def extended_vocabulary(new_words, vocab):
+    """(`vocab` with the usable new words appended, those new words), or None when none is usable;
+    computed once per new-words table and vocabulary."""
+    from captioner.tags.new_words import extend_vocab
+
+    key = ("extended", id(new_words), id(vocab))
+    hit = _cache.get(key)
+    if hit is None or hit[0] is not new_words or hit[1] is not vocab:  # ids are reused once objects are freed
+        new = new_words.usable(vocab)
+        hit = _cache[key] = (new_words, vocab, (extend_vocab(vocab, new), new) if new.words else None)
+    return hit[2]
 
 
 def grounded_decode(decoder, features: torch.Tensor, vocab, decoding, steer: TagBonus | None):

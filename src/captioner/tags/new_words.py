@@ -19,12 +19,12 @@ grounded decoding is off.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from captioner.model.config import load_optional
 from captioner.model.vocab import Vocab
 
 NEW_WORDS_FILE = "new_words.json"
@@ -53,15 +53,7 @@ class NewWords:
     def load(cls, folder: str | Path | None) -> NewWords | None:
         """The new words of a model folder, or None when it has none (or an unreadable file: the model
         then keeps its own vocabulary)."""
-        if folder is None:
-            return None
-        path = Path(folder) / NEW_WORDS_FILE
-        if not path.is_file():
-            return None
-        try:
-            return cls.from_dict(json.loads(path.read_text()))
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
+        return load_optional(folder, NEW_WORDS_FILE, cls.from_dict)
 
     def usable(self, vocab: Vocab) -> NewWords:
         """Only the entries that are new to `vocab` and have a proxy in it (their proxies filtered)."""
