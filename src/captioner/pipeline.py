@@ -192,13 +192,10 @@ class Captioner:
         decoding = decoding or self.decoding
         if decoding.tag_bonus <= 0 or self.tagger is None:
             return decode(self.fast_decoder, features, self.model.vocab, decoding)
-        from captioner.tags.grounding import grounded_decode, grounded_search
+        from captioner.tags.grounding import decode_with_tags
 
-        if word_probs is None:
-            word_probs = self.tagger.word_probabilities(features)
-        decoder, vocab, steer = grounded_search(self.tagger, word_probs, self.fast_decoder, self.model.vocab,
-                                                decoding, self.new_words)
-        return grounded_decode(decoder, features, vocab, decoding, steer)
+        return decode_with_tags(self.tagger, self.fast_decoder, features, self.model.vocab, decoding,
+                                self.new_words, word_probs)
 
     def caption_prepared(self, items: list[_Prepared], decoding: DecodingConfig,
                          keep_features: bool = False) -> list[CaptionResult]:

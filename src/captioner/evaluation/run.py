@@ -42,12 +42,10 @@ def evaluate_model(model_dir, data, split, decoding: DecodingConfig | None = Non
                 if grounding is None:
                     out = decode(model.decoder, feats, model.vocab, decoding)
                 else:  # grounded decoding (`--tag-bonus`): the same search the pipeline runs, on the cache
-                    from captioner.tags.grounding import grounded_decode, grounded_search
+                    from captioner.tags.grounding import decode_with_tags
 
                     tagger, new_words = grounding
-                    decoder, vocab, steer = grounded_search(tagger, tagger.word_probabilities(feats), model.decoder,
-                                                            model.vocab, decoding, new_words)
-                    out = grounded_decode(decoder, feats, vocab, decoding, steer)
+                    out = decode_with_tags(tagger, model.decoder, feats, model.vocab, decoding, new_words)
             decode_s += time.perf_counter() - t
             for i, cands in zip(chunk, out):
                 preds[i] = cands[0].caption
@@ -63,8 +61,6 @@ def evaluate_model(model_dir, data, split, decoding: DecodingConfig | None = Non
     scores.update(beam_size=decoding.beam_size, decoding=decoding.to_dict(), split=split, seconds_per_image=decode_s / max(len(ids), 1),
                   timed="decoder only (cached features)" if cache else "end to end from image files")
     return {"scores": scores, "predictions": preds}
-
-
 
 
 def _new_words(model_dir):

@@ -128,3 +128,18 @@ def grounded_decode(decoder, features: torch.Tensor, vocab, decoding, steer: Tag
         for b, cands in zip(again, decode(decoder, features[again], vocab, decoding, steer.subset(again))):
             plain[b] = cands
     return plain
+
+
+def decode_with_tags(tagger, decoder, features: torch.Tensor, vocab, decoding, new_words=None,
+                     word_probs: torch.Tensor | None = None):
+    """Beam search on encoder grids, grounded when `decoding.tag_bonus` > 0 and there is a `tagger`
+    (`grounded_search`, then `grounded_decode`), plain otherwise. `word_probs` (B, W): the tagger's
+    word probabilities, when already computed."""
+    from captioner.decoding.search import decode
+
+    if decoding.tag_bonus <= 0 or tagger is None:
+        return decode(decoder, features, vocab, decoding)
+    if word_probs is None:
+        word_probs = tagger.word_probabilities(features)
+    decoder, vocab, steer = grounded_search(tagger, word_probs, decoder, vocab, decoding, new_words)
+    return grounded_decode(decoder, features, vocab, decoding, steer)
