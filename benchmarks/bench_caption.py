@@ -12,6 +12,9 @@ Sections (all in one process, same weights, same photos):
 1. latency     single photo, end to end through ``Captioner.caption`` at beam 1, 3, 5, and split
                into ``prepare`` (decode + resize), ``encode`` and ``decode``; for Flickr8k-sized
                photos (224x224) and big generated 3000x2000 JPEGs.
+1b. grounding  the model's decoding at beam 3 (grounded when its ``tag_bonus`` > 0) against the same with
+               ``tag_bonus`` 0 (release 0.1.0's decoding), alternating photo by photo, on 30 Flickr8k
+               photos and 30 coco-dev photos when ``../shared/data/coco-dev`` is there (target: <= 1.10x).
 2. throughput  ``Captioner.caption_many`` over ``--images`` photos at batch sizes 1, 8, 32, beam 3.
 3. reference   the classic one-image-at-a-time loop (sgrvinod's a-PyTorch-Tutorial-to-Image-Captioning
                ``caption_image_beam_search``), same weights and decoding rules, on the same photos;
@@ -67,7 +70,8 @@ BEAMS = (1, 3, 5)
 BATCH_SIZES = (1, 8, 32)
 EXPERIMENTS = ("batching", "quant", "bf16", "threads", "channels_last", "compile", "onnx", "fused_decoder")
 CPU_ONLY_EXPERIMENTS = ("quant", "threads")  # int8 dynamic quantisation and thread counts: CPU matters only
-TARGETS = {"latency_ms": 150.0, "throughput_ratio": 3.0, "throughput_ips": 8.0, "memory_mb": 2048.0}
+TARGETS = {"latency_ms": 150.0, "throughput_ratio": 3.0, "throughput_ips": 8.0, "memory_mb": 2048.0,
+           "grounding_ratio": 1.10}
 
 
 # ====================================================================== timing helpers
@@ -224,6 +228,45 @@ def section_latency(rep: Report, cap, groups: dict, runs: int, beams=BEAMS) -> d
     rep.table(["photos", "beam", "e2e med", "e2e p90", "prepare", "encode", "decode",
                f"beam3 <= {TARGETS['latency_ms']:.0f} ms"], rows)
     rep.line("(prepare/encode/decode are medians of separately timed passes; they need not add up to e2e)")
+    return out
+
+
+# ====================================================================== 1b. grounded decoding's cost
+def section_grounding(rep: Report, cap, sets: dict, rounds: int) -> dict:
+    """Beam-3 single-photo latency with the model's decoding (grounded when its `tag_bonus` > 0) against
+    the same decoding with `tag_bonus` 0 (release 0.1.0's decoding on this engine), alternating photo by
+    photo and order by order so machine noise hits both alike (issue 13's budget: within 10%)."""
+    grounded = cap.decoding_for(beam_size=3)
+    rep.section(f"1b. grounded decoding's cost: beam-3 single photo, {rounds} rounds, median ms")
+    if grounded.tag_bonus <= 0 or cap.tagger is None:
+        rep.line("skipped: this model's decoding does not ground (tag_bonus 0, or no tagger)")
+        return {}
+    plain = grounded.replace(tag_bonus=0.0)
+    rep.line(f"grounded: tag_bonus {grounded.tag_bonus}, tag_min {grounded.tag_min}, tag_unsure {grounded.tag_unsure}; "
+             "plain: the same with tag_bonus 0 (release 0.1.0's decoding)")
+    out, rows = {}, []
+    for name, paths in sets.items():
+        cap.caption(paths[0], plain)
+        cap.caption(paths[0], grounded)  # warm both paths
+        times: dict = {"plain": [], "grounded": []}
+        captions: dict = {"plain": {}, "grounded": {}}
+        for r in range(rounds):
+            for i, path in enumerate(paths):
+                order = [("plain", plain), ("grounded", grounded)]
+                for label, dec in order if (i + r) % 2 == 0 else order[::-1]:
+                    t0 = now()
+                    res = cap.caption(path, dec)
+                    times[label].append(now() - t0)
+                    captions[label][i] = res.caption
+        med = {k: 1000 * statistics.median(v) for k, v in times.items()}
+        ratio = med["grounded"] / med["plain"]
+        changed = sum(captions["plain"][i] != captions["grounded"][i] for i in captions["plain"])
+        out[name] = {"photos": len(paths), "median_ms_plain": med["plain"], "median_ms_grounded": med["grounded"],
+                     "ratio": ratio, "captions_changed": changed}
+        rows.append([name, len(paths), med["plain"], med["grounded"], f"{ratio:.3f}", changed,
+                     verdict(ratio <= TARGETS["grounding_ratio"])])
+    rep.table(["photos", "n", "plain", "grounded", "grounded / plain", "captions changed",
+               f"<= {TARGETS['grounding_ratio']:.2f}"], rows)
     return out
 
 
@@ -683,7 +726,11 @@ def parse_args(argv=None):
     p.add_argument("--beam", type=int, default=3, help="beam size for throughput, reference and experiments (default 3)")
     p.add_argument("--batch-sizes", default="1,8,32", help="caption_many batch sizes (default 1,8,32)")
     p.add_argument("--photos", metavar="DIR", help="photo folder instead of Flickr8k (*.jpg, sorted)")
-    p.add_argument("--skip", nargs="*", default=[], choices=["latency", "throughput", "reference", "memory"],
+    p.add_argument("--grounding-photos", type=int, default=30,
+                   help="photos per set for grounded decoding's cost (section 1b; default 30)")
+    p.add_argument("--grounding-rounds", type=int, default=3, help="rounds of section 1b (default 3)")
+    p.add_argument("--skip", nargs="*", default=[],
+                   choices=["latency", "grounding", "throughput", "reference", "memory"],
                    help="sections to leave out (reference needs throughput)")
     p.add_argument("--experiments", nargs="*", default=[], metavar="NAME",
                    help=f"fast-path experiments: {', '.join(EXPERIMENTS)}, or all (default: none)")
@@ -786,6 +833,12 @@ def main(argv=None) -> int:
 
         if "latency" not in args.skip:
             results["latency"] = section_latency(rep, cap, groups, args.runs)
+        if "grounding" not in args.skip:
+            sets = {label: photos[: args.grounding_photos]}
+            coco = sorted((FLICKR.parent / "coco-dev" / "images").glob("*.jpg"))[: args.grounding_photos]
+            if coco:
+                sets["coco-dev (everyday photos)"] = coco
+            results["grounding"] = section_grounding(rep, cap, sets, args.grounding_rounds)
         if "throughput" not in args.skip:
             tp, engine_caps = section_throughput(rep, cap, photos, args.beam, args.batch_sizes)
             results["throughput"] = tp

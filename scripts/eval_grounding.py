@@ -9,6 +9,7 @@ reference names).
 
     python scripts/eval_grounding.py --set val --bonus 0,3,6,9 --tag-min 0.5
     python scripts/eval_grounding.py --set coco --bonus 0,6 --tag-min 0.5
+    python scripts/eval_grounding.py --set val --bonus 0,8 --tag-min 0.5 --tag-unsure 0,-0.84
 """
 from __future__ import annotations
 
@@ -74,7 +75,8 @@ def evaluate(name: str, decoding, cap=None) -> dict:
     preds = {r["id"]: " ".join(r["candidates"][0]["tokens"]) for r in records}
     s = score_captions(preds, {i: refs[i] for i in preds}, metrics=("bleu4", "cider"))
     lex = object_words()
-    return {"set": name, "tag_bonus": decoding.tag_bonus, "tag_min": decoding.tag_min, "n": len(records),
+    return {"set": name, "tag_bonus": decoding.tag_bonus, "tag_min": decoding.tag_min,
+            "tag_unsure": decoding.tag_unsure, "n": len(records),
             "bleu4": round(s["bleu4"], 2), "cider": round(s["cider"], 2),
             "mention_recall": round(100 * mention_recall(records, refs, lex), 1),
             "tag_precision_at_3": round(100 * tag_precision_at_3(records, refs, lex), 1),
@@ -86,22 +88,24 @@ def main() -> int:
     ap.add_argument("--set", default="val", choices=["val", "test", "coco"])
     ap.add_argument("--bonus", default="0,3,6,9", help="tag_bonus values, comma-separated")
     ap.add_argument("--tag-min", default="0.5", help="tag_min values, comma-separated")
+    ap.add_argument("--tag-unsure", default="0", help="tag_unsure values, comma-separated (0: always)")
     ap.add_argument("--beam-size", type=int, default=None)
     args = ap.parse_args()
     cap = data.captioner()
     base = cap.decoding.replace(beam_size=args.beam_size)
     rows, first = [], None
-    for m in [float(x) for x in args.tag_min.split(",")]:
-        for b in [float(x) for x in args.bonus.split(",")]:
-            dec = base.replace(tag_bonus=b, tag_min=m)
-            row = evaluate(args.set, dec, cap)
-            recs = data.decode_pass(args.set, dec, cap)
-            if first is None:
-                first = recs
-            row["changed_captions"] = sum(a["candidates"][0]["tokens"] != b_["candidates"][0]["tokens"]
-                                          for a, b_ in zip(first, recs))
-            rows.append(row)
-            print(json.dumps(row), flush=True)
+    settings = [(float(m), float(b), float(u)) for m in args.tag_min.split(",") for b in args.bonus.split(",")
+                for u in args.tag_unsure.split(",")]
+    for m, b, u in settings:
+        dec = base.replace(tag_bonus=b, tag_min=m, tag_unsure=u)
+        row = evaluate(args.set, dec, cap)
+        recs = data.decode_pass(args.set, dec, cap)
+        if first is None:
+            first = recs
+        row["changed_captions"] = sum(a["candidates"][0]["tokens"] != b_["candidates"][0]["tokens"]
+                                      for a, b_ in zip(first, recs))
+        rows.append(row)
+        print(json.dumps(row), flush=True)
     return 0
 
 

@@ -93,8 +93,11 @@ def decode_pass(name: str, decoding, cap=None, tag: str = "") -> list[dict]:
     if not settings.get("tag_bonus"):  # grounding off: tag_min changes nothing (and older passes lack both)
         settings.pop("tag_bonus", None)
         settings.pop("tag_min", None)
+        settings.pop("tag_unsure", None)
     else:
         tag = grounding_key() + tag
+        if not settings.get("tag_unsure"):  # 0: every missing caption may change (passes made before it existed)
+            settings.pop("tag_unsure", None)
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode() + tag.encode()).hexdigest()[:10]
     path = CACHE / name / f"pass-{key}.jsonl"
     done = []

@@ -1,5 +1,6 @@
 """Grounded decoding (issue 13): confident object tags steer beam search toward naming the object
-(`DecodingConfig.tag_bonus`), off by default; the candidates' scores stay the model's own."""
+(`DecodingConfig.tag_bonus`): off in a bare `DecodingConfig`, on in the shipped model's decoding.json;
+the candidates' scores stay the model's own."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -44,8 +45,10 @@ def model_logprob(captioner, grid, ids) -> float:
     return total
 
 
-def test_grounding_is_off_by_default_and_a_zero_bonus_changes_nothing(captioner, grids):
-    assert DecodingConfig().tag_bonus == 0 and captioner.decoding.tag_bonus == 0
+def test_the_shipped_model_grounds_and_a_zero_bonus_changes_nothing(captioner, grids):
+    assert DecodingConfig().tag_bonus == 0  # a model folder without grounding settings decodes as before
+    shipped = captioner.decoding  # the settings chosen on Flickr8k val (weights/README.md)
+    assert (shipped.tag_bonus, shipped.tag_min, shipped.tag_unsure) == (8.0, 0.5, -0.84)
     vocab = captioner.model.vocab
     zero = TagBonus(torch.zeros(len(grids), len(vocab)), torch.full((len(vocab),), -1))
     for beam in (1, 3):
@@ -138,6 +141,25 @@ def test_grounded_batch_equals_the_plain_and_steered_searches_it_runs_side_by_si
         assert [c.tokens for c in together[b]] == [c.tokens for c in expected], b
         assert [c.score for c in together[b]] == pytest.approx([c.score for c in expected], abs=1e-4)
     assert "cat" in together[0][0].tokens and together[1][0].tokens == plain[1][0].tokens
+
+
+def test_a_caption_the_model_is_sure_of_keeps_its_words_however_its_tags_differ(captioner, grids):
+    """`tag_unsure`: a plain caption that misses its tags gives way to the steered one only when its mean
+    log-probability per word is below the setting; above it, the plain captions stay."""
+    labels = captioner.tagger.labels
+    cfg = captioner.decoding.replace(tag_bonus=8.0, tag_min=0.5)
+    probs = torch.zeros(1, len(labels))
+    probs[0, labels.index("cat")] = 0.9  # chelsea: the plain caption misses the cat
+    plain = captioner.decode(grids[:1], cfg.replace(tag_bonus=0.0))[0]
+    steered = captioner.decode(grids[:1], cfg, probs)[0]
+    assert "cat" in steered[0].tokens and "cat" not in plain[0].tokens
+    own = plain[0].normalized_score
+    sure = captioner.decode(grids[:1], cfg.replace(tag_unsure=own - 0.01), probs)[0]  # surer than the setting
+    assert [c.tokens for c in sure] == [c.tokens for c in plain]
+    unsure = captioner.decode(grids[:1], cfg.replace(tag_unsure=min(own + 0.01, -0.001)), probs)[0]
+    assert [c.tokens for c in unsure] == [c.tokens for c in steered]
+    with pytest.raises(ConfigError):
+        DecodingConfig(tag_unsure=0.5)
 
 
 def test_the_steer_touches_only_the_columns_it_steers():

@@ -32,6 +32,10 @@ class DecodingConfig:
                 "(objects the backbone's ImageNet classifier sees; 0: off)", "range": (0.0, 20.0)})
     tag_min: float = field(default=0.3, metadata={
         "help": "grounded decoding: only tags at least this probable steer the caption", "range": (0.0, 1.0)})
+    tag_unsure: float = field(default=0.0, metadata={
+        "help": "grounded decoding: a caption that names none of the photo's tags gives way to the steered one only "
+                "when its mean log-probability per word is below this (the model is unsure of it; 0: always)",
+        "range": (-20.0, 0.0)})
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -8,7 +8,8 @@ and searchable, never generated.
 
 `grounded_decode` searches each photo that has a confident tag twice side by side in one batched beam
 search, without and with the bonus, and keeps the plain captions unless their best names none of the
-photo's tags: so a photo already described with its object keeps its caption, and a single photo
+photo's tags and the model is unsure of it (`DecodingConfig.tag_unsure`): so a photo already described
+with its object, or one the model describes confidently, keeps its caption, and a single photo
 costs one search over more rows instead of two searches (on Flickr8k about a third more decoder rows).
 """
 from __future__ import annotations
@@ -105,7 +106,7 @@ def extended_vocabulary(new_words, vocab):
 def grounded_decode(decoder, features: torch.Tensor, vocab, decoding, steer: TagBonus | None):
     """Candidates for each photo with grounded decoding: each photo with a steering tag is searched
     twice side by side in one batched search, without and with the bonus, and keeps the plain
-    captions unless their best names none of its tags (then the steered ones). The steered twin
+    captions unless their best names none of its tags and is `unsure` (then the steered ones). The steered twin
     stops as soon as a live plain beam names a tag (`SideBySide`); a photo whose twin stopped but
     whose plain caption still misses its tags is searched again alone, so the captions are always
     those of a plain search followed by a steered one for the photos that miss."""
@@ -119,7 +120,7 @@ def grounded_decode(decoder, features: torch.Tensor, vocab, decoding, steer: Tag
     out = decode(decoder, torch.cat([features, features[tagged]]), vocab, decoding, both)
     plain, again = out[:B], []
     for i, b in enumerate(tagged):
-        if steer.misses(b, plain[b][0].ids):
+        if steer.misses(b, plain[b][0].ids) and unsure(plain[b][0], decoding):
             if B + i in both.stopped:
                 again.append(b)
             else:
@@ -128,6 +129,13 @@ def grounded_decode(decoder, features: torch.Tensor, vocab, decoding, steer: Tag
         for b, cands in zip(again, decode(decoder, features[again], vocab, decoding, steer.subset(again))):
             plain[b] = cands
     return plain
+
+
+def unsure(best, decoding) -> bool:
+    """Whether grounded decoding may replace the plain search's `best` candidate: its mean
+    log-probability per word is below `decoding.tag_unsure` (0: always). On Flickr8k, the model's own
+    world, most captions are surer than that and stay as they are; on everyday photos most are not."""
+    return decoding.tag_unsure >= 0 or best.normalized_score < decoding.tag_unsure
 
 
 def decode_with_tags(tagger, decoder, features: torch.Tensor, vocab, decoding, new_words=None,
