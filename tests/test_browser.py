@@ -135,6 +135,8 @@ def test_caption_save_and_find_in_the_browser(studio_url, photos, tmp_path):
             page.set_default_timeout(TIMEOUT_MS)
             page.on("request", lambda r: outside.append(r.url)
                     if not r.url.startswith((studio_url.rstrip("/"), "data:", "blob:")) else None)
+            direct = []  # the Caption tab's own route (one photo)
+            page.on("requestfinished", lambda r: direct.append(r.url) if "/studio/caption" in r.url else None)
             page.goto(studio_url)
 
             # ---- Caption tab: two photos and a broken file in the file box, one in the paste/webcam box
@@ -258,6 +260,10 @@ def test_caption_save_and_find_in_the_browser(studio_url, photos, tmp_path):
             expect(view.locator(".pv-flag.ok")).to_have_count(3)
             expect(view.locator(".pv-tile.on")).to_contain_text("panorama.png")
             expect(view.locator(".pv-warnings")).to_contain_text("aspect")
+            # one photo went by the studio's own route; the file box is emptied and the status line says so
+            assert len(direct) == 1, direct
+            expect(page.locator("#photo-files tbody tr")).to_have_count(0)
+            expect(page.locator("#caption-status")).to_contain_text("Added to the 4 photos already in the list")
             box = view.locator(".pv-heat").bounding_box()
             assert box["height"] >= 60 and box["width"] / box["height"] <= 4.1, box  # a usable picture
             view.locator(".pv-tile", has_text=first).click()
@@ -342,5 +348,18 @@ def test_phone_screen_shows_the_results_and_nothing_overflows(studio_url, photos
             expect(view.locator(".pv-copy")).to_be_visible()
             expect(view.locator(".pv-save-all")).to_have_text("Save all (2)")
             page.screenshot(path=str(Path(photos[0]).parent / "studio-caption-390.png"), full_page=False)
+            # one photo: by the studio's own route; it replaces the list, and the session saves it
+            page.locator("#photo-files input[type=file]").set_input_files(str(photos[2]))
+            expect(page.locator("#photo-files tbody tr")).to_have_count(1)
+            with page.expect_response(lambda r: "/studio/caption" in r.url) as answer:
+                page.click("#caption-button")
+            assert answer.value.status == 200
+            expect(view.locator(".pv-tile")).to_have_count(1)
+            expect(view.locator(".pv-name")).to_have_text(photos[2].name)
+            expect(page.locator("#photo-files tbody tr")).to_have_count(0)
+            expect(page.locator("#caption-status")).to_contain_text("Captioned 1 of 1 photo")
+            _text_box(page).fill("a photo captioned on a phone")  # (the other test may have saved its caption)
+            view.locator(".pv-save").click()
+            expect(page.locator("#save-message")).to_contain_text(f"for {photos[2].name} as gallery item #")
         finally:
             browser.close()

@@ -275,3 +275,61 @@ def test_warm_up_captions_nothing_of_the_users(studio):
     assert studio.gallery.search("", page=1, per_page=5).total == 0
     assert studio.photos._engine.acquire(blocking=False)  # the lock is given back
     studio.photos._engine.release()
+
+
+def test_the_direct_caption_keeps_the_sessions_list_for_the_rest_of_the_page(captioner, photos, tmp_path):
+    """One photo by the Caption tab's own route (`caption_direct`, what ``POST /studio/caption`` runs): the same
+    answer as the Gradio event, written into the page's session so that Save, Save all, "Add to the list"
+    and the JSON accordion (`page_shown`) see it; the token is good once."""
+    from types import SimpleNamespace
+
+    from captioner.storage import Gallery
+    from captioner.studio.app import Studio, host_policy, make_app
+    from captioner.studio.photos_tab import NotStaged
+
+    studio = Studio(captioner, Gallery(tmp_path / "gallery"))
+    studio.upload_dir = None
+    demo = studio.build()
+    make_app(demo, host_policy("127.0.0.1", False), studio=studio)
+    holder, sid = demo.state_holder, studio.photos._session._id
+    values = holder["page"]
+
+    def direct(photo, add=False, beam=3):
+        token = json.loads(studio.photos.stage([str(photo)], SimpleNamespace(session_hash="page")))["token"]
+        return studio.photos.caption_direct(token, beam, 8, add)
+
+    answer = direct(photos[0])
+    state = values[sid]
+    reference, _, view, _ = studio.photos.caption_page([str(photos[0])], 3, 8, False, None)
+    assert [c["caption"] for c in answer["view"]["photos"][0]["candidates"]] == [
+        c["caption"] for c in view["photos"][0]["candidates"]]
+    assert answer["view"]["photos"][0]["photo"] == view["photos"][0]["photo"]
+    assert "Captioned 1 of 1" in answer["status"]
+    status, result = studio.photos.page_shown(state)
+    assert status == answer["status"] and result["photos"][0]["name"] == photos[0].name
+    # added to the list: the first photo's save is kept
+    saved = studio.photos.save(0, 1, "", values[sid])
+    assert saved["id"] is not None
+    direct(photos[1], add=True, beam=2)
+    state = values[sid]
+    assert [p["name"] for p in state["photos"]] == [photos[0].name, photos[1].name]
+    assert state["photos"][0]["saved"]["id"] == saved["id"] and state["selected"] == 1
+    assert len(state["photos"][1]["candidates"]) == 2
+    both = studio.photos.save_choices([{"photo": 0, "candidate": 0, "text": ""},
+                                       {"photo": 1, "candidate": 0, "text": "an edited caption"}], values[sid])
+    assert both["saved"] == 2
+    # replaced by a new one; a used or made-up token captions nothing
+    token = json.loads(studio.photos.stage([str(photos[2])], SimpleNamespace(session_hash="page")))["token"]
+    studio.photos.caption_direct(token, 3, 8, False)
+    assert [p["name"] for p in values[sid]["photos"]] == [photos[2].name]
+    for bad in (token, "A" * 32, None, str(photos[0])):
+        with pytest.raises(NotStaged):
+            studio.photos.caption_direct(bad, 3, 8, False)
+    assert [p["name"] for p in values[sid]["photos"]] == [photos[2].name]
+
+    # the page's events: the file box stages its photo; Caption runs the dispatcher; the answer's follow-up
+    by_elem = {getattr(c, "elem_id", None): c._id for c in demo.blocks.values()}
+    staging = [fn for fn in demo.fns.values() if fn.targets and fn.targets[0] == (by_elem["photo-files"], "change")]
+    assert any(fn.fn is not None and fn.queue is False for fn in staging)
+    shown = [fn for fn in demo.fns.values() if fn.targets and fn.targets[0][0] == by_elem["caption-shown"]]
+    assert len(shown) == 1 and shown[0].queue is False and shown[0].api_visibility == "private"

@@ -546,6 +546,127 @@ def test_split_host_and_same_origin():
     assert policy.allows("studio.lan:1") and not policy.allows("studio.lan.evil")
 
 
+# ---------------------------------------------------------------------------- the Caption tab's own route
+ORIGIN = "http://127.0.0.1:7860"
+
+
+@pytest.fixture(scope="module")
+def direct(tiny_model_dir, tmp_path_factory):
+    """The studio's ASGI app as `launch` makes it (the guard, the direct route, Gradio), driven in-process;
+    its uploads folder is a temporary one (photos must be copied in to be staged)."""
+    from starlette.testclient import TestClient
+
+    from captioner.pipeline import Captioner
+    from captioner.storage import Gallery
+    from captioner.studio.app import Studio, host_policy, make_app
+
+    studio = Studio(Captioner.load(tiny_model_dir), Gallery(tmp_path_factory.mktemp("direct-gallery")))
+    studio.upload_dir = tmp_path_factory.mktemp("direct-uploads").resolve()
+    demo = studio.build()
+    app = make_app(demo, host_policy("127.0.0.1", False), studio=studio)
+    assert studio.photos.direct
+    return SimpleNamespace(studio=studio, demo=demo, http=TestClient(app, base_url=ORIGIN))
+
+
+def _upload(direct, photo: Path) -> str:
+    folder = direct.studio.upload_dir / uuid.uuid4().hex[:8]
+    folder.mkdir()
+    shutil.copy(photo, folder / photo.name)
+    return str(folder / photo.name)
+
+
+def _stage(direct, session: str, paths) -> str:
+    """What the page's file box change does: `stage` in that session; returns the token it was given."""
+    direct.demo.state_holder[session]  # noqa: B018 - the session exists once the page has sent an event
+    answer = json.loads(direct.studio.photos.stage(paths, SimpleNamespace(session_hash=session)))
+    assert answer["paths"] == (paths if answer["token"] else [])
+    return answer["token"]
+
+
+def _list(direct, session: str) -> list:
+    state = direct.demo.state_holder[session][direct.studio.photos._session._id]
+    return [p["path"] for p in (state or {}).get("photos", [])]
+
+
+def _post(direct, body, headers=None):
+    return direct.http.post("/studio/caption", content=json.dumps(body),
+                            headers={"Content-Type": "application/json", "Origin": ORIGIN, **(headers or {})})
+
+
+def test_direct_caption_takes_only_a_token_the_server_gave_this_page(direct, photo):
+    upload_path = _upload(direct, photo)
+    token = _stage(direct, "page-a", [upload_path])
+    assert token and photo.name not in token
+    body = {"token": token, "beam_size": 2, "max_length": 5, "add": False}
+    # not the studio's own page: another site, no Origin (a script, a form), another Host, not JSON, not POST
+    for headers in ({"Origin": "http://evil.example"}, {"Origin": "null"}, {"Host": "evil.example"},
+                    {"Origin": "http://127.0.0.1:7861"}):
+        assert _post(direct, body, headers).status_code == 403, headers
+    bare = direct.http.post("/studio/caption", content=json.dumps(body), headers={"Content-Type": "application/json"})
+    assert bare.status_code == 403
+    assert direct.http.post("/studio/caption", content=json.dumps(body),
+                            headers={"Content-Type": "text/plain", "Origin": ORIGIN}).status_code == 415
+    assert direct.http.get("/studio/caption", headers={"Origin": ORIGIN}).status_code in (404, 405)
+    # a path or anything else in the body; tokens the server did not give; nothing was captioned
+    for bad in [dict(body, path="/etc/passwd"), dict(body, files=[upload_path]), {**body, "token": upload_path},
+                {**body, "token": "../" * 11}, {**body, "token": None}, {**body, "token": token[:-1] + ("A" if token[-1] != "A" else "B")},
+                {**body, "token": "A" * 32}, [token], "x"]:
+        assert _post(direct, bad).status_code in (400, 403), bad
+    assert _list(direct, "page-a") == []
+    # the right one: the photo is captioned into the page's own list; the token is used up
+    answer = _post(direct, body)
+    assert answer.status_code == 200, answer.text
+    view = answer.json()["view"]
+    assert [p["name"] for p in view["photos"]] == [photo.name] and view["photos"][0]["candidates"]
+    assert _list(direct, "page-a") == [upload_path]
+    assert _post(direct, body).status_code == 403  # no replay
+
+
+def test_only_one_upload_is_staged_and_a_new_drop_voids_the_old_token(direct, photo, tmp_path, monkeypatch):
+    from captioner.studio import photos_tab
+
+    outside = tmp_path / photo.name
+    shutil.copy(photo, outside)
+    assert _stage(direct, "page-b", [str(outside)]) == ""  # not an upload
+    assert _stage(direct, "page-b", [str(direct.studio.upload_dir / ".." / outside.name)]) == ""
+    assert _stage(direct, "page-b", [_upload(direct, photo), _upload(direct, photo)]) == ""  # several: the queue
+    assert _stage(direct, "page-b", None) == ""
+    first = _stage(direct, "page-b", [_upload(direct, photo)])
+    second = _stage(direct, "page-b", [_upload(direct, photo)])
+    assert first and second and first != second
+    body = {"beam_size": 1, "max_length": 4}
+    assert _post(direct, {**body, "token": first}).status_code == 403  # the file box changed since
+    # a token is its own session's only: another page's session is not touched
+    other = _stage(direct, "page-c", [_upload(direct, photo)])
+    assert _post(direct, {**body, "token": other}).status_code == 200
+    assert _list(direct, "page-b") == [] and len(_list(direct, "page-c")) == 1
+    # a session that is gone, and a token kept too long
+    direct.demo.state_holder.session_data.pop("page-b")
+    assert _post(direct, {**body, "token": second}).status_code == 403
+    late = _stage(direct, "page-d", [_upload(direct, photo)])
+    monkeypatch.setattr(photos_tab, "STAGE_TTL_S", -1)
+    assert _post(direct, {**body, "token": late}).status_code == 403
+    assert _list(direct, "page-d") == []
+
+
+def test_no_direct_route_without_the_studio(tiny_model_dir, tmp_path, photo):
+    """An app made without its Studio (`make_app(demo, hosts)`) has no direct route; the page gets no token."""
+    from starlette.testclient import TestClient
+
+    from captioner.pipeline import Captioner
+    from captioner.storage import Gallery
+    from captioner.studio.app import Studio, host_policy, make_app
+
+    studio = Studio(Captioner.load(tiny_model_dir), Gallery(tmp_path / "g"))
+    studio.upload_dir = None
+    app = make_app(studio.build(), host_policy("127.0.0.1", False))
+    assert not studio.photos.direct
+    assert json.loads(studio.photos.stage([str(photo)], SimpleNamespace(session_hash="s")))["token"] == ""
+    http = TestClient(app, base_url=ORIGIN)
+    r = http.post("/studio/caption", json={"token": "A" * 32}, headers={"Origin": ORIGIN})
+    assert r.status_code in (404, 405)
+
+
 # ---------------------------------------------------------------------------- 3. against a real studio
 @pytest.mark.slow
 def test_studio_refuses_other_hosts(server):

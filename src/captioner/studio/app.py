@@ -243,9 +243,12 @@ def host_policy(host: str, listen: bool, allowed_hosts=()) -> HostPolicy:
         raise StudioStartError(f"--allowed-host: {exc}") from None
 
 
-def make_app(demo: gr.Blocks, hosts: HostPolicy, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB):
+def make_app(demo: gr.Blocks, hosts: HostPolicy, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
+             studio: Studio | None = None):
     """The ASGI app serving ``demo``: Gradio mounted at / behind `StudioGuard` (outermost, so it
-    also answers CORS preflights and nothing reaches Gradio's CORS handling before it)."""
+    also answers CORS preflights and nothing reaches Gradio's CORS handling before it); with the
+    ``studio`` that built ``demo``, also the Caption tab's own route for one photo
+    (`captioner.studio.photos_tab.DIRECT_ROUTE`)."""
     from fastapi import FastAPI
 
     max_upload = int(float(max_upload_mb) * 2**20)
@@ -253,6 +256,8 @@ def make_app(demo: gr.Blocks, hosts: HostPolicy, max_upload_mb: float = DEFAULT_
     app.add_middleware(StudioGuard, hosts=hosts, max_body_bytes=MAX_BODY_BYTES,
                        max_upload_bytes=max_upload * MAX_PHOTOS + (1 << 20))
     demo.state_session_capacity = sessions.MAX_SESSIONS  # read when the app is made (StateHolder)
+    if studio is not None and studio.demo is demo:
+        studio.photos.add_routes(app)  # before Gradio is mounted at /, so that it is matched first
     app = gr.mount_gradio_app(app, demo, path="/", footer_links=["api"], show_error=False,
                               max_file_size=max_upload, ssr_mode=False, mcp_server=False,
                               enable_monitoring=False, pwa=False, css=render.CSS)
@@ -311,7 +316,7 @@ def launch(model_dir: str | os.PathLike | None = None, gallery_dir: str | os.Pat
             log.warning("studio: %s", studio.read_only_message())
         demo = studio.build()
         demo.queue(default_concurrency_limit=2)
-        app = make_app(demo, hosts, max_upload_mb)
+        app = make_app(demo, hosts, max_upload_mb, studio)
         reaper = sessions.Reaper(demo).start()
         # the first Caption should not pay PyTorch's first-call costs: warm the engine up meanwhile
         threading.Thread(target=studio.photos.warm_up, name="studio-warm-up", daemon=True).start()

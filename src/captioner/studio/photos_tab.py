@@ -7,16 +7,28 @@ The work is the `Captioner` (captioning, confidence, tags, warnings); the sessio
 photos (``gr.State``), and what the browser sends are indexes into it: a photo, a candidate, and the
 caption text to save.  The pictures go to the browser as data (the photo once as a small JPEG, the
 attention maps as bytes), and edits live in the browser until they are saved.
+
+One photo is captioned by the studio's own route (`DIRECT_ROUTE`, ``POST /studio/caption``) rather
+than a Gradio event: when the file box holds one upload, the server keeps its path under a new
+unguessable token for that browser session (`PhotosTab.stage`), and the page's Caption sends only the
+token and the settings.  The answer is the player's data, drawn at once; the session's list is updated
+on the server as a Gradio event would (Save, Save all and "Result as JSON" see the same list).
+Several photos, and a page without a token, go through Gradio's queue as before; scripts use the
+queued ``/caption``.
 """
 from __future__ import annotations
 
 import html
+import json
 import logging
 import os
+import re
+import secrets
 import tempfile
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from pathlib import Path
@@ -49,6 +61,17 @@ log = logging.getLogger("captioner.studio")
 
 #: Animation GIFs made on request are removed when a new one is made this long after them (seconds).
 ANIMATION_TTL_S = 3600
+#: The Caption tab's own route for one photo (see the module docstring).
+DIRECT_ROUTE = "/studio/caption"
+#: A staged photo's token (`PhotosTab.stage`): what ``secrets.token_urlsafe(24)`` makes.
+TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{32}")
+#: How long a staged photo's token is honoured (seconds), and how many are held at most (oldest dropped).
+STAGE_TTL_S = SESSION_TTL_S
+MAX_STAGED = 1000
+
+
+class NotStaged(LookupError):
+    """The direct route's token names no photo staged for a live session (unknown, used, expired)."""
 
 
 def no_progress(*args, **kwargs) -> None:
@@ -77,6 +100,12 @@ class PhotosTab:
     def __init__(self, studio):
         self.studio = studio
         self._engine = threading.Lock()  # one page Caption at a time (they bypass the queue's limit)
+        #: token -> (session hash, upload paths, time staged): photos the direct route may caption
+        self._staged: OrderedDict[str, tuple[str, list[str], float]] = OrderedDict()
+        self._staged_lock = threading.Lock()
+        self._session: gr.State | None = None  # the session's list (made by `build`)
+        #: Whether the direct route is served (`add_routes`); without it the page captions through Gradio.
+        self.direct = False
 
     # ------------------------------------------------------------------ captioning
     def warm_up(self) -> None:
@@ -223,14 +252,119 @@ class PhotosTab:
 
     def _page_answer(self, result: dict, state, prepared: dict | None = None) -> tuple:
         """(session state, status line, the player's data, the emptied file box).  The session keeps the
-        JSON result (no attention: small) for the page's "Result as JSON".  With nothing to caption, the
-        status line says so (a toast needs the queue; the list on screen stays)."""
-        status, view, emptied = self.show_results(state, prepared)
-        if not result.get("photos") and result.get("message"):
-            status = f"⚠️ {html.escape(result['message'])}"
+        JSON result (no attention: small) for the page's "Result as JSON"."""
         if isinstance(state, dict):
             state["result"] = result
-        return state, status, view, emptied
+        return state, self.status_line(state), self.view(state, prepared), None
+
+    def status_line(self, state) -> str:
+        """The status line (Markdown) after a Caption: its message, each photo's error, the read-only
+        note.  With nothing captioned, the message says why (a toast needs the queue; the list stays)."""
+        result = state.get("result") if isinstance(state, dict) else None
+        if isinstance(result, dict) and not result.get("photos") and result.get("message"):
+            return f"⚠️ {html.escape(result['message'])}"
+        photos = session_photos(state)
+        status = [state.get("message", "") if isinstance(state, dict) else ""]
+        status += [f"- ⚠️ {html.escape(p['error'])}" for p in photos if p["error"]]
+        if self.studio.read_only:
+            status.append(self.studio.read_only_note())
+        return "\n".join(s for s in status if s)
+
+    def page_shown(self, state) -> tuple:
+        """After the page drew a direct Caption's answer: (status line, the JSON result) from the session."""
+        return self.status_line(state), self.result_json(state)
+
+    # ------------------------------------------------------------------ the direct route (one photo)
+    def stage(self, files, request: gr.Request = None) -> str:
+        """The file box changed: when it holds one upload (`_uploads`), keep its path on the server under
+        a new unguessable token for this browser session; the session's earlier token is void.  Returns
+        JSON text ``{"token", "paths"}`` for the page (an empty token: the page captions through Gradio);
+        the paths are the page's own file values, so that it can tell which photo a token stands for."""
+        session = getattr(request, "session_hash", None)
+        now = time.monotonic()
+        with self._staged_lock:
+            for token in [t for t, (s, _, at) in self._staged.items() if s == session or now - at > STAGE_TTL_S]:
+                del self._staged[token]
+        empty = json.dumps({"token": "", "paths": []})
+        if not self.direct or not session:
+            return empty
+        try:
+            paths = self._uploads(files)
+        except gr.Error:
+            return empty
+        if len(paths) != 1:  # several photos: through the queue, with a progress bar
+            return empty
+        token = secrets.token_urlsafe(24)
+        with self._staged_lock:
+            self._staged[token] = (session, paths, now)
+            while len(self._staged) > MAX_STAGED:
+                self._staged.popitem(last=False)
+        return json.dumps({"token": token, "paths": paths})
+
+    def _take_staged(self, token: Any) -> tuple[str, list[str]]:
+        """The session and photo staged under ``token``, which is used up; `NotStaged` if there is none."""
+        if not isinstance(token, str) or not TOKEN_RE.fullmatch(token):
+            raise NotStaged("not a token")
+        with self._staged_lock:
+            staged = self._staged.pop(token, None)
+        if staged is None or time.monotonic() - staged[2] > STAGE_TTL_S:
+            raise NotStaged("unknown or expired token")
+        return staged[0], staged[1]
+
+    def caption_direct(self, token: Any, beam_size: Any, max_length: Any, add: Any) -> dict:
+        """The direct route's work: caption the photo staged under ``token`` (see `stage`) into its
+        session's list, as `caption_page` does; returns ``{"view": the player's data, "status"}``.
+        Raises `NotStaged` when the token names no photo of a live session."""
+        session_hash, paths = self._take_staged(token)
+        holder = getattr(self.studio.demo, "state_holder", None)
+        if self._session is None or holder is None or session_hash not in holder:
+            raise NotStaged("the session is gone")
+        values = holder[session_hash]
+        state, status, view, _ = self.caption_page(paths, beam_size, max_length, add is True,
+                                                   values[self._session._id])
+        values[self._session._id] = state
+        return {"view": view, "status": status}
+
+    def add_routes(self, app) -> None:
+        """Serve `DIRECT_ROUTE` on ``app`` (the FastAPI app Gradio is mounted on, behind `StudioGuard`).
+
+        It answers only the studio's own page: a POST of JSON ``{"token", "beam_size", "max_length",
+        "add"}`` with an ``Origin`` that is the studio's own (`guard.same_origin`; the guard refuses
+        other origins before this), and a token that `stage` gave to a live session (used once).
+        Nothing in the request names a file."""
+        from starlette.concurrency import run_in_threadpool
+        from starlette.responses import JSONResponse
+
+        from captioner.studio.guard import same_origin
+
+        def refuse(status: int, message: str) -> JSONResponse:
+            return JSONResponse({"error": message}, status_code=status, headers={"Cache-Control": "no-store"})
+
+        async def caption_now(request):  # a Starlette route: it gets the request, nothing else
+            origin, host = request.headers.get("origin"), request.headers.get("host") or ""
+            if not origin or not same_origin(origin, host, request.url.scheme):
+                return refuse(403, "Only the studio's own page may use this route.")
+            if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+                return refuse(415, "Send JSON.")
+            try:
+                body = await request.json()
+            except ValueError:
+                return refuse(400, "Send JSON.")
+            if not isinstance(body, dict) or not set(body) <= {"token", "beam_size", "max_length", "add"}:
+                return refuse(400, "Send {token, beam_size, max_length, add}.")
+            try:
+                answer = await run_in_threadpool(self.caption_direct, body.get("token"), body.get("beam_size"),
+                                                 body.get("max_length"), body.get("add"))
+            except NotStaged as exc:
+                log.info("studio: refused a direct Caption (%s)", exc)
+                return refuse(403, "This photo is not staged for this page: drop it again or reload the page.")
+            except Exception:  # noqa: BLE001 - the page falls back to the Gradio event, which says what is wrong
+                log.exception("studio: the direct Caption failed")
+                return refuse(500, "Captioning failed; see the studio's console.")
+            return JSONResponse(answer, headers={"Cache-Control": "no-store"})
+
+        app.router.add_route(DIRECT_ROUTE, caption_now, methods=["POST"], include_in_schema=False)
+        self.direct = True
 
     @staticmethod
     def result_json(state) -> dict | None:
@@ -276,12 +410,7 @@ class PhotosTab:
         """After /caption: (status line, the player's data, the emptied file box: its photos are in the
         list now, and the next drop is captioned next, replacing the list or added to it).
         ``prepared``: pictures already made (see `view`)."""
-        photos = session_photos(state)
-        status = [state.get("message", "") if isinstance(state, dict) else ""]
-        status += [f"- ⚠️ {html.escape(p['error'])}" for p in photos if p["error"]]
-        if self.studio.read_only:
-            status.append(self.studio.read_only_note())
-        return "\n".join(s for s in status if s), self.view(state, prepared), None
+        return self.status_line(state), self.view(state, prepared), None
 
     # ------------------------------------------------------------------ saving
     def _save_one(self, state: dict, photo_index, candidate_index, caption) -> dict:
@@ -404,6 +533,7 @@ class PhotosTab:
 
         ``session`` holds the list of photos of this browser tab.
         """
+        self._session = session
         with gr.Tab("Caption", id="caption", elem_id="tab-caption"):
             with gr.Row(equal_height=False):
                 with gr.Column(scale=1, min_width=280):
@@ -439,6 +569,8 @@ class PhotosTab:
                     caption_api = gr.Button(visible=False)
                     now = gr.Button(visible="hidden", elem_id="caption-now")
                     queued_go = gr.Button(visible="hidden", elem_id="caption-queued")
+                    staged = gr.Textbox(visible=False)  # the token of the photo in the file box (`stage`)
+                    shown = gr.Button(visible="hidden", elem_id="caption-shown")
 
         def forget(event):
             """Once the pictures are in the browser, the server drops its copy."""
@@ -449,10 +581,20 @@ class PhotosTab:
         # previous one (e.g. the clear that switching sources does) is still being handled.
         paste.change(user_errors(self.add_pasted), [paste, files], [files, paste],
                      api_visibility="private", show_progress="hidden", trigger_mode="always_last")
-        # The page's Caption: one photo is captioned by an event without the queue (no queue join and
-        # event stream, no second request to draw: ~100 ms less), several through the queue (a progress
-        # bar). The button only picks which; scripts call the queued /caption.
-        go.click(None, None, None, js=DISPATCH_JS, api_visibility="private", queue=False, show_progress="hidden")
+        # One upload in the file box: the server keeps it under a token for this page (`stage`), which
+        # the page's Caption sends to the studio's own route (`add_routes`).
+        files.change(None, None, None, js=STAGING_JS, api_visibility="private", queue=False, show_progress="hidden")
+        files.change(self.stage, [files], [staged], api_visibility="private", queue=False,
+                     show_progress="hidden").then(
+            None, [staged], None, js=STAGED_JS, api_visibility="private", queue=False, show_progress="hidden")
+        # The page's Caption: one photo by the direct route when the page has its token (no Gradio event
+        # machinery: ~30 ms less), else by an event without the queue; several through the queue (a
+        # progress bar). The button only picks which; scripts call the queued /caption.
+        go.click(None, [files, beam, max_len, add], None, js=DISPATCH_JS, api_visibility="private", queue=False,
+                 show_progress="hidden")
+        # after the page drew a direct answer: the status line and the JSON from the session's list
+        shown.click(user_errors(self.page_shown), [session], [status, result_json], api_visibility="private",
+                    queue=False, show_progress="hidden")
         page_outputs = [session, status, view, files]
         for trigger, fn, queued in ((now, self.caption_page, False), (queued_go, self.caption_page_queued, True)):
             forget(trigger.click(user_errors(fn), [files, beam, max_len, add, session], page_outputs,
@@ -472,10 +614,23 @@ class PhotosTab:
         return [view, result_json]
 
 
-#: The Caption button: one photo (or none: the event says what to do) is captioned without the queue,
-#: several through it (with a progress bar).
-DISPATCH_JS = """() => { const n = document.querySelectorAll('#photo-files tbody tr').length;
-    const b = document.querySelector(n > 1 ? '#caption-queued' : '#caption-now'); if (b) { b.click(); } return []; }"""
+#: The Caption button: one photo by the direct route (the attention player's ``captionerCaptionNow``,
+#: false when it cannot: no token for this photo, or the route refused), else without the queue (or
+#: none: the event says what to do); several through the queue (with a progress bar).
+DISPATCH_JS = """async (files, beam, maxLen, add) => {
+    const list = Array.isArray(files) ? files : (files ? [files] : []);
+    if (list.length === 1 && window.captionerCaptionNow && await window.captionerCaptionNow(list[0], beam, maxLen, add)) { return []; }
+    const b = document.querySelector(list.length > 1 ? '#caption-queued' : '#caption-now'); if (b) { b.click(); } return []; }"""
+
+#: The file box changed: its token is void until the server's `stage` answers (`STAGED_JS`).
+STAGING_JS = """() => { const s = window.captionerStage = window.captionerStage || {token: "", paths: [], waiting: 0};
+    s.token = ""; s.paths = []; s.waiting += 1; return []; }"""
+
+#: The server's answer to `stage`: the token of the photo in the file box, and its path as the page knows it.
+STAGED_JS = """(answer) => { const s = window.captionerStage = window.captionerStage || {token: "", paths: [], waiting: 0};
+    let v = {}; try { v = JSON.parse(answer || "{}") || {}; } catch (e) { v = {}; }
+    s.token = typeof v.token === "string" ? v.token : ""; s.paths = Array.isArray(v.paths) ? v.paths : [];
+    s.waiting = Math.max(0, s.waiting - 1); return []; }"""
 
 #: After a save from the player: tell it which photos were saved (and the messages).
 SAVED_JS = """(r) => { const p = (window.captionerPlayers || {}).photos; if (p && r) { p.saved(r); } return []; }"""

@@ -11,6 +11,9 @@
 // Events sent to the server (indexes into the session's own list, never a file):
 //   trigger('submit', {choices: [{photo, candidate, text}]})  save (one photo or all)
 //   trigger('download', {photo, candidate})                    the animation as a GIF
+// The Caption tab's player also captions one photo itself (window.captionerCaptionNow, called by the Caption
+// button): it sends the token the server gave this page for the photo in the file box (never a path) to the
+// studio's own route (captioner.studio.photos_tab.DIRECT_ROUTE) and draws the answer at once.
 (() => {
   const root = element;
   const MS_PER_WORD = 800, MIN_A = 0.25, MAX_A = 0.6, DIM = 0.35, UP = 8;
@@ -82,13 +85,28 @@
     return (S.layers[key] = cv);
   }
 
-  function photoImage(p, then) {
+  function photoImage(p, then) {  // the photo decoded (off the main thread), once per photo
     let im = S.images[p.key];
-    if (!im) { im = S.images[p.key] = new Image(); im.decoding = "async"; im.src = p.photo.src; }
-    if (im.complete && im.naturalWidth) { then(im); } else { im.addEventListener("load", () => then(im), {once: true}); }
+    if (!im) {
+      im = S.images[p.key] = new Image(); im.decoding = "async"; im.src = p.photo.src;
+      im.ready = im.decode().then(() => im, () => new Promise((ok) => {
+        if (im.complete) { ok(im); } else { im.addEventListener("load", () => ok(im), {once: true}); im.addEventListener("error", () => ok(im), {once: true}); }
+      }));
+    }
+    if (then) { if (im.complete && im.naturalWidth && im.decoded) { then(im); } else { im.ready.then((x) => { x.decoded = true; then(x); }); } }
   }
 
-  function drawOn(canvas, p, j, w) {  // photo p, candidate j, word w (null: the clean photo)
+  function drawOverlay(canvas, p, j, w) {  // candidate j's map of word w on the heat canvas, laid over the photo's <img>
+    const over = layer(p, j, w);
+    if (canvas.width !== p.photo.w || canvas.height !== p.photo.h) { canvas.width = p.photo.w; canvas.height = p.photo.h; }
+    const ctx = canvas.getContext("2d");
+    ctx.clearRect(0, 0, canvas.width, canvas.height);
+    if (over) { ctx.imageSmoothingEnabled = true; ctx.imageSmoothingQuality = "high"; ctx.drawImage(over, 0, 0, canvas.width, canvas.height); }
+    canvas.dataset.word = String(w);
+    canvas.dataset.drawn = String((Number(canvas.dataset.drawn) || 0) + 1);
+  }
+
+  function drawOn(canvas, p, j, w) {  // photo p, candidate j, word w (null: the clean photo), in one picture (still frames)
     const W = p.photo.w, H = p.photo.h, dpr = Math.min(2, window.devicePixelRatio || 1);
     canvas.width = Math.round(W * dpr); canvas.height = Math.round(H * dpr);
     photoImage(p, (im) => {
@@ -101,6 +119,13 @@
       canvas.dataset.drawn = String((Number(canvas.dataset.drawn) || 0) + 1);
     });
   }
+  // fn once the selected photo's pictures are decoded (the attention overlay is drawn at once), then once
+  // painted (the task after the next animation frame: the frame's style, layout and paint are done by then)
+  function whenDrawn(fn) {
+    const shown = [...root.querySelectorAll(".pv-detail img")].map((im) => im.decode().catch(() => null));
+    if (!shown.length) { fn(); } else { Promise.all(shown).then(() => fn()); }
+  }
+  function afterPaint(fn) { requestAnimationFrame(() => setTimeout(fn, 0)); }
 
   // ---------------------------------------------------------------- the player of the selected photo
   function stopTimer() { if (S.timer) { clearInterval(S.timer); S.timer = null; } }
@@ -109,7 +134,7 @@
     const j = choiceOf(p).cand, cand = p.candidates[j], n = cand && cand.attention ? cand.attention.words : 0;
     const canvas = root.querySelector(".pv-heat"); if (!canvas || !n) { return; }
     w = ((w % n) + n) % n;
-    drawOn(canvas, p, j, w);
+    drawOverlay(canvas, p, j, w);
     const word = cand.words[w] || "";
     root.querySelector(".pv-word").textContent = word;
     root.querySelector(".pv-count").textContent = (w + 1) + " / " + n;
@@ -132,12 +157,12 @@
     const note = p.photo.squeezed
       ? `<div class="pv-note">Shown squeezed: the photo is ${p.width}×${p.height} px (${(p.photo.aspect >= 1 ? p.photo.aspect.toFixed(0) + ":1" : "1:" + (1 / p.photo.aspect).toFixed(0))}); the model squashes it to a square too.</div>` : "";
     if (!att) {
-      return `<div class="pv-panels"><figure class="pv-panel"><div class="pv-stage" style="aspect-ratio:${ratio}"><img class="pv-clean" alt="${esc(p.name)}" src="${p.photo.src}"></div></figure></div>${note}<div class="pv-note">No attention maps for this caption.</div>`;
+      return `<div class="pv-panels"><figure class="pv-panel"><div class="pv-stage" style="aspect-ratio:${ratio}"><img class="pv-clean" alt="${esc(p.name)}" decoding="sync" src="${p.photo.src}"></div></figure></div>${note}<div class="pv-note">No attention maps for this caption.</div>`;
     }
     const chips = cand.words.slice(0, att.words).map((w, i) => `<button type="button" class="pv-chip" data-w="${i}" title="Hover or click: where the model looked for “${esc(w)}”">${esc(w)}</button>`).join("");
     return `<div class="pv-panels">
-      <figure class="pv-panel"><div class="pv-stage" style="aspect-ratio:${ratio}"><img class="pv-clean" alt="${esc(p.name)}" src="${p.photo.src}"></div><figcaption>The photo</figcaption></figure>
-      <figure class="pv-panel"><div class="pv-stage" style="aspect-ratio:${ratio}"><canvas class="pv-heat" role="img" tabindex="0" title="← → step through the words, space plays or pauses"></canvas>
+      <figure class="pv-panel"><div class="pv-stage" style="aspect-ratio:${ratio}"><img class="pv-clean" alt="${esc(p.name)}" decoding="sync" src="${p.photo.src}"></div><figcaption>The photo</figcaption></figure>
+      <figure class="pv-panel"><div class="pv-stage" style="aspect-ratio:${ratio}"><img class="pv-under" alt="" decoding="sync" src="${p.photo.src}"><canvas class="pv-heat" role="img" tabindex="0" title="← → step through the words, space plays or pauses"></canvas>
         <div class="pv-band"><span class="pv-word"></span><span class="pv-count"></span></div></div>
         <figcaption>Where the model looked for each word (red: most)</figcaption></figure></div>${note}
       <div class="pv-controls"><button type="button" class="pv-prev" title="Previous word">◀ Step</button>
@@ -289,9 +314,10 @@
       <div class="pv-detail"></div></div>`;
     if (many) { refreshTiles(); }
     renderDetail();
-    const click = window.captionerClick;
-    requestAnimationFrame(() => requestAnimationFrame(() => {
+    const click = window.captionerClick, data = S.data;
+    whenDrawn(() => afterPaint(() => {  // every card on screen and the attention picture drawn, painted
       const waited = root.querySelector(".pv-waited");
+      if (S.data !== data) { return; }
       if (click && waited && S.data.kind === "photos" && click.id === "caption-button") {
         const ms = performance.now() - click.at;
         waited.dataset.ms = String(Math.round(ms));
@@ -300,12 +326,15 @@
         waited.textContent = `You waited ${(ms / 1000).toFixed(1)} s from pressing Caption to these results (measured in this browser${engine}).`;
         window.captionerClick = null;
       }
-      root.dataset.nonce = String(S.data.nonce);
+    }));
+    root.dataset.nonce = String(S.data.nonce);  // this result's cards are in place (the picture: .pv-heat's data-drawn)
+    requestAnimationFrame(() => {
+      if (S.data !== data) { return; }
       if (many) {  // the results in view (a phone's screen shows the form above them)
         const target = document.querySelector("#caption-status") || root, r = target.getBoundingClientRect();
         if (r.top < 0 || r.top > window.innerHeight * 0.5) { target.scrollIntoView({block: "start", behavior: "auto"}); }
       }
-    }));
+    });
   }
 
   root.addEventListener("click", (e) => {
@@ -367,6 +396,43 @@
     stop() { stopTimer(); },  // put away (the Gallery's item modal closed); the next value plays again
   };
   const register = () => { if (S.data && S.data.kind) { window.captionerPlayers[S.data.kind] = api; } };
+
+  // ---------------------------------------------------------------- the Caption tab: one photo, straight to the server
+  if (root.closest && root.closest("#photos-view")) {
+    const base = (window.gradio_config && window.gradio_config.root) || location.origin;
+    const route = new URL("studio/caption", base.replace(/\/?$/, "/")).href;
+    // true when the photo `file` (the file box's value) was captioned and drawn; false when this page has no
+    // token for it (the server's stage answer not in after 2 s, several photos, no route) or the route refused:
+    // the Caption button then uses the Gradio event, which also says what went wrong
+    window.captionerCaptionNow = async (file, beam, maxLen, add) => {
+      const st = window.captionerStage, path = file && file.path;
+      if (!st || !path) { return false; }
+      const same = () => st.token && st.paths.length === 1 && st.paths[0] === path;
+      const until = performance.now() + 2000;
+      while (!same() && st.waiting > 0 && performance.now() < until) { await new Promise((ok) => setTimeout(ok, 4)); }
+      if (!same()) { return false; }
+      const token = st.token; st.token = ""; st.paths = [];  // a token is good for one Caption
+      root.classList.add("pv-busy");
+      let answer = null;
+      try {
+        const res = await fetch(route, {method: "POST", credentials: "same-origin", cache: "no-store",
+          headers: {"Content-Type": "application/json"},
+          body: JSON.stringify({token: token, beam_size: beam, max_length: maxLen, add: add === true})});
+        answer = res.ok ? await res.json() : null;
+      } catch (e) { answer = null; }
+      root.classList.remove("pv-busy");
+      if (!answer || !answer.view || answer.view.kind !== "photos") { return false; }
+      render(answer.view); register();
+      // the photo is in the list now: the file box is emptied, as the Gradio event does
+      const clear = document.querySelector("#photo-files button[aria-label='Clear']");
+      if (clear) { clear.click(); }
+      afterPaint(() => {  // then Gradio's copy of the value, the status line and the JSON (from the server's list)
+        props.value = answer.view;
+        const shown = document.querySelector("#caption-shown"); if (shown) { shown.click(); }
+      });
+      return true;
+    };
+  }
   watch("value", () => { render(props.value); register(); });
   render(props.value); register();
 })();
