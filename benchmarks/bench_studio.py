@@ -10,17 +10,17 @@ revision ``--before`` (default 474102e, the last one with the server-drawn atten
 is extracted with ``git archive`` into a temporary folder and started from there), it times:
 
 * click to results: from the click on Caption (a plain mouse click at the button, sent by Playwright
-  without its actionability checks) until every candidate card of the photo is shown with its
-  attention picture (the GIF images decoded, or the player's attention canvas drawn over the photo and
-  the photo's pictures loaded; polled at every animation frame), at beam 3 and 10, beside the engine's
-  own time for the same photo and beam, measured in the same run.  One photo is dropped on the file
-  box before each click (not timed); the click then captions it the way a user's click does: in this
-  checkout, by the studio's own route when the page holds the token the server gave it for that
-  upload (the click waits for the token if it is not there yet), else by the Gradio event.  Three
-  figures: the wall clock in this process (Playwright's own round trips to the browser included,
-  20-50 ms), the same wait measured in the page (from the click event's time stamp to the task after
-  the animation frame in which the results were first all there, i.e. painted), and the player's own
-  "You waited" figure;
+  without its actionability checks; timed from the button's release, when the click happens) until
+  every candidate card of the photo is shown with its attention picture (the GIF images decoded, or the
+  player's attention canvas drawn over the photo and the photo's pictures loaded; polled at every
+  animation frame), at beam 3 and 10, beside the engine's own time for the same photo and beam,
+  measured in the same run. One photo is dropped on the file box before each click (not timed); the
+  click then captions it the way a user's click does: in this checkout, by the studio's own route when
+  the page holds the token the server gave it for that upload (the click waits for the token if it is
+  not there yet), else by the Gradio event. Three figures: the wall clock in this process (Playwright's
+  own round trips to the browser included, 20-50 ms), the same wait measured in the page (from the
+  click event's time stamp to the task after the animation frame in which the results were first all
+  there, i.e. painted), and the player's own "You waited" figure;
 * switching photos: from the click on another photo (the old dropdown, the new overview) until its
   candidates are shown;
 * the payload of one result at beam 10: the candidate cards' HTML (before) or the player's data
@@ -381,11 +381,13 @@ def time_studio(url: str, generation: str, photos: list[Path], beams: list[int],
                     page.evaluate(IN_PAGE_JS, [SHOWN_JS[generation], [beam, mark]])
                     # a plain mouse click where the button is: Playwright's page.click first waits for the
                     # button to be visible, stable (two animation frames) and enabled, ~50 ms that are not
-                    # the user's wait
+                    # the user's wait; the wait starts when the button is released (the click)
                     page.locator("#caption-button").scroll_into_view_if_needed()
                     box = page.locator("#caption-button").bounding_box()
+                    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+                    page.mouse.down()
                     t0 = time.perf_counter()
-                    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+                    page.mouse.up()
                     page.wait_for_function(SHOWN_JS[generation], arg=[beam, mark], polling="raf")
                     if i:
                         times.append(time.perf_counter() - t0)

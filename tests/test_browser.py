@@ -361,5 +361,15 @@ def test_phone_screen_shows_the_results_and_nothing_overflows(studio_url, photos
             _text_box(page).fill("a photo captioned on a phone")  # (the other test may have saved its caption)
             view.locator(".pv-save").click()
             expect(page.locator("#save-message")).to_contain_text(f"for {photos[2].name} as gallery item #")
+            # a token the server did not give (or one that expired): refused, and the Gradio event captions it
+            page.locator("#photo-files input[type=file]").set_input_files(str(photos[1]))
+            expect(page.locator("#photo-files tbody tr")).to_have_count(1)
+            page.wait_for_function("window.captionerStage && window.captionerStage.token && !window.captionerStage.waiting")
+            page.evaluate("window.captionerStage.token = 'A'.repeat(32)")
+            with page.expect_response(lambda r: "/studio/caption" in r.url) as answer:
+                page.click("#caption-button")
+            assert answer.value.status == 403
+            expect(view.locator(".pv-name")).to_have_text(photos[1].name)
+            expect(page.locator("#caption-status")).to_contain_text("Captioned 1 of 1 photo")
         finally:
             browser.close()

@@ -119,11 +119,15 @@
       canvas.dataset.drawn = String((Number(canvas.dataset.drawn) || 0) + 1);
     });
   }
-  // fn once the selected photo's pictures are decoded (the attention overlay is drawn at once), then once
-  // painted (the task after the next animation frame: the frame's style, layout and paint are done by then)
+  // fn once the selected photo's pictures are loaded (the attention overlay is drawn at once; the photos are
+  // <img decoding="sync">: a loaded one is in the next paint) and painted: checked at each animation frame,
+  // fn runs in the task after the frame (its style, layout and paint are done by then)
   function whenDrawn(fn) {
-    const shown = [...root.querySelectorAll(".pv-detail img")].map((im) => im.decode().catch(() => null));
-    if (!shown.length) { fn(); } else { Promise.all(shown).then(() => fn()); }
+    const check = () => {
+      const ready = [...root.querySelectorAll(".pv-detail img")].every((im) => im.complete);
+      if (ready) { setTimeout(fn, 0); } else { requestAnimationFrame(check); }
+    };
+    requestAnimationFrame(check);
   }
   function afterPaint(fn) { requestAnimationFrame(() => setTimeout(fn, 0)); }
 
@@ -315,7 +319,7 @@
     if (many) { refreshTiles(); }
     renderDetail();
     const click = window.captionerClick, data = S.data;
-    whenDrawn(() => afterPaint(() => {  // every card on screen and the attention picture drawn, painted
+    whenDrawn(() => {  // every card on screen and the attention picture drawn, painted
       const waited = root.querySelector(".pv-waited");
       if (S.data !== data) { return; }
       if (click && waited && S.data.kind === "photos" && click.id === "caption-button") {
@@ -326,7 +330,7 @@
         waited.textContent = `You waited ${(ms / 1000).toFixed(1)} s from pressing Caption to these results (measured in this browser${engine}).`;
         window.captionerClick = null;
       }
-    }));
+    });
     root.dataset.nonce = String(S.data.nonce);  // this result's cards are in place (the picture: .pv-heat's data-drawn)
     requestAnimationFrame(() => {
       if (S.data !== data) { return; }
@@ -401,17 +405,9 @@
   if (root.closest && root.closest("#photos-view")) {
     const base = (window.gradio_config && window.gradio_config.root) || location.origin;
     const route = new URL("studio/caption", base.replace(/\/?$/, "/")).href;
-    // true when the photo `file` (the file box's value) was captioned and drawn; false when this page has no
-    // token for it (the server's stage answer not in after 2 s, several photos, no route) or the route refused:
-    // the Caption button then uses the Gradio event, which also says what went wrong
-    window.captionerCaptionNow = async (file, beam, maxLen, add) => {
-      const st = window.captionerStage, path = file && file.path;
-      if (!st || !path) { return false; }
-      const same = () => st.token && st.paths.length === 1 && st.paths[0] === path;
-      const until = performance.now() + 2000;
-      while (!same() && st.waiting > 0 && performance.now() < until) { await new Promise((ok) => setTimeout(ok, 4)); }
-      if (!same()) { return false; }
-      const token = st.token; st.token = ""; st.paths = [];  // a token is good for one Caption
+    // Caption the photo staged under `token` (the file box's one upload) and draw it; true when drawn, false when
+    // the route refused (an expired token, no route): the Gradio event then captions it and says what went wrong
+    const send = async (token, beam, maxLen, add) => {
       root.classList.add("pv-busy");
       let answer = null;
       try {
@@ -432,6 +428,33 @@
       });
       return true;
     };
+    const take = () => { const st = window.captionerStage, token = st.token; st.token = ""; st.paths = []; return token; };  // good once
+    window.captionerSend = send;
+    // From the Caption button's Gradio event (DISPATCH_JS): true when the photo `file` (the file box's value) was
+    // captioned and drawn; false when this page has no token for it (the server's stage answer not in after 2 s)
+    window.captionerCaptionNow = async (file, beam, maxLen, add) => {
+      const st = window.captionerStage, path = file && file.path;
+      if (!st || !path) { return false; }
+      const same = () => st.token && st.paths.length === 1 && st.paths[0] === path;
+      const until = performance.now() + 2000;
+      while (!same() && st.waiting > 0 && performance.now() < until) { await new Promise((ok) => setTimeout(ok, 4)); }
+      return same() ? send(take(), beam, maxLen, add) : false;
+    };
+    // The Caption button itself, before Gradio sees the click: with the token of the file box's one photo in
+    // hand (no change since), the page captions it at once; otherwise the click goes on to the Gradio event
+    if (!window.captionerCaptionHooked) {
+      window.captionerCaptionHooked = true;
+      document.addEventListener("click", (e) => {
+        const b = e.target && e.target.closest ? e.target.closest("#caption-button") : null, st = window.captionerStage;
+        if (!b || !st || !st.token || st.waiting > 0 || st.paths.length !== 1 || !window.captionerSend
+            || document.querySelectorAll("#photo-files tbody tr").length !== 1) { return; }
+        e.stopPropagation();  // not to the button's Gradio event (other listeners here still see the click)
+        const value = (sel) => { const el = document.querySelector(sel); return el ? Number(el.value) : null; };
+        const add = document.querySelector("#add-photos input[type=checkbox]");
+        window.captionerSend(take(), value("#beam-size input[type=number]"), value("#max-length input[type=number]"),
+          !!(add && add.checked)).then((ok) => { if (!ok) { const now = document.querySelector("#caption-now"); if (now) { now.click(); } } });
+      }, true);
+    }
   }
   watch("value", () => { render(props.value); register(); });
   render(props.value); register();
