@@ -156,7 +156,8 @@ def detector_words(dets: list[list]) -> dict[str, float]:
 def cmd_latency(args) -> None:
     """Median ms per photo, photo by photo in one process: the detector (from the decoded photo, as the
     pipeline holds it, at each size) against `Captioner.caption(path, beam_size=3)` with the model's
-    (grounded) decoding and with `tag_bonus` 0 (release 0.1.0's decoding), for 1 and 2 OpenCV threads."""
+    (grounded) decoding and with `tag_bonus` 0 (release 0.1.0's decoding), for 1 and 2 OpenCV threads;
+    also the detector's process CPU time (with 1 thread: about its wall time on an idle core)."""
     import torch
 
     from captioner.pipeline import Captioner
@@ -173,15 +174,17 @@ def cmd_latency(args) -> None:
         for size in args.sizes:
             detect(cv2, net, names, rgb, size)
         t_det = {s: [] for s in args.sizes}
+        cpu_det = {s: [] for s in args.sizes}  # process CPU time: what the detector costs on a free core
         t_read, t_grounded, t_plain = [], [], []
         for k, p in enumerate(paths):
             t = time.perf_counter()
             rgb = read_rgb(p)
             t_read.append(time.perf_counter() - t)
             for size in args.sizes:
-                t = time.perf_counter()
+                t, c = time.perf_counter(), time.process_time()
                 detect(cv2, net, names, rgb, size)
                 t_det[size].append(time.perf_counter() - t)
+                cpu_det[size].append(time.process_time() - c)
             for plain in ((False, True) if k % 2 else (True, False)):
                 t = time.perf_counter()
                 cap.caption(str(p), beam_size=3, **({"tag_bonus": 0.0} if plain else {}))
@@ -193,6 +196,7 @@ def cmd_latency(args) -> None:
                "read_rgb_ms": ms(t_read), **{f"detect_{s}_ms": ms(t_det[s]) for s in args.sizes},
                "min_ms": {"grounded": best(t_grounded), "plain": best(t_plain),
                           **{f"detect_{s}": best(t_det[s]) for s in args.sizes}},
+               "detect_cpu_ms": {s: ms(cpu_det[s]) for s in args.sizes},
                "loadavg": [round(x, 2) for x in os.getloadavg()]}
         print(json.dumps(row), flush=True)
 
@@ -288,6 +292,27 @@ def score(name, records, refs, lex) -> dict:
             "mention_recall": round(100 * eg.mention_recall(records, refs, lex), 1)}
 
 
+def paired(base, records, refs, lex, rounds: int = 2000) -> dict:
+    """Against the shipped pass, photo by photo: the 95% bootstrap interval of the CIDEr difference
+    (per-image CIDEr-D, Python tokenisation) and the photos whose mention of a reference object was
+    gained / lost."""
+    from pycocoevalcap.cider.cider import Cider
+
+    from captioner.evaluation.metrics import _tokenize
+
+    per = []
+    for recs in (base, records):
+        preds = {r["id"]: " ".join(r["candidates"][0]["tokens"]) for r in recs}
+        gts, res = _tokenize(preds, {i: refs[i] for i in preds}, use_java=False)
+        per.append(np.asarray(Cider().compute_score(gts, res)[1]) * 100)
+    diff = per[1] - per[0]
+    rng = np.random.default_rng(0)
+    boot = [diff[rng.integers(0, len(diff), len(diff))].mean() for _ in range(rounds)]
+    hit = [[eg.mention_recall([r], refs, lex) for r in recs] for recs in (base, records)]
+    return {"cider_diff_ci95": [round(float(np.percentile(boot, q)), 2) for q in (2.5, 97.5)],
+            "mention_gained": sum(b > a for a, b in zip(*hit)), "mention_lost": sum(b < a for a, b in zip(*hit))}
+
+
 def cmd_ground(args) -> None:
     import torch
 
@@ -339,8 +364,8 @@ def cmd_ground(args) -> None:
             n_caption = sum(records[k]["candidates"][0]["tokens"] != base[k]["candidates"][0]["tokens"]
                             for k in changed)
             print(json.dumps({"set": args.set, "setting": f"+ detector {size}, {mode}", **score(args.set, records,
-                              refs, lex), "photos_with_new_steer": len(changed), "captions_changed": n_caption}),
-                  flush=True)
+                              refs, lex), "photos_with_new_steer": len(changed), "captions_changed": n_caption,
+                              **paired(base, records, refs, lex)}), flush=True)
             if args.show:
                 for k in changed[: args.show]:
                     a, b = base[k]["candidates"][0]["tokens"], records[k]["candidates"][0]["tokens"]
