@@ -7,7 +7,8 @@ the user waits for in Chromium, this checkout beside an earlier one.
 
 In Chromium (Playwright, /usr/bin/chromium), for this checkout ("after") and for the studio of the git
 revision ``--before`` (default 474102e, the last one with the server-drawn attention GIFs; its ``src``
-is extracted with ``git archive`` into a temporary folder and started from there), it times:
+is extracted with ``git archive`` into a temporary folder and started from there; a revision that already
+has the attention player, e.g. ``--before fb153ef``, is timed the same way as this checkout), it times:
 
 * click to results: from the click on Caption (a plain mouse click at the button, sent by Playwright
   without its actionability checks; timed from the button's release, when the click happens) until
@@ -259,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
 CHROMIUM = "/usr/bin/chromium"
 TIMEOUT_MS = 180_000
 
-#: When the results of the click are on screen, per studio generation.  "after": the attention player
+#: When the results of the click are on screen, per Caption page (`page_kind`).  "after": the attention player
 #: (a new result has a new nonce; every card shown; the canvas drawn).  "before": the candidate cards
 #: (the old grid replaced; every card's GIF decoded).
 SHOWN_JS = {
@@ -333,6 +334,12 @@ def start_studio_from(src: Path, model: Path, gallery: Path, log_path: Path) -> 
             os.environ.pop("PYTHONPATH", None)
         else:
             os.environ["PYTHONPATH"] = old
+
+
+def page_kind(src: Path) -> str:
+    """Which Caption page the code in ``src`` has: "after" (the attention player, drawn in the browser) or
+    "before" (candidate cards with server-drawn GIFs); the keys of `SHOWN_JS` and `MARK_JS`."""
+    return "after" if (src / "captioner" / "studio" / "static" / "attention_player.js").is_file() else "before"
 
 
 def payload_bytes(src: Path, model: Path, photo: Path, beam: int, generation: str) -> int:
@@ -481,14 +488,14 @@ def browser_bench(args, model: Path, tmp: Path) -> int:
                          "it runs without them, i.e. with its own defaults)")
         proc, url = start_studio_from(src, their_model, tmp / f"gallery-{generation}", tmp / f"studio-{generation}.log")
         try:
-            results[generation] = time_studio(url, generation, photos, beams, args.browser_runs, engine_time)
+            results[generation] = time_studio(url, page_kind(src), photos, beams, args.browser_runs, engine_time)
         finally:
             proc.terminate()
             try:
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 proc.kill()
-        payload[generation] = payload_bytes(src, their_model, photos[0], 10, generation)
+        payload[generation] = payload_bytes(src, their_model, photos[0], 10, page_kind(src))
     def med(xs):
         return f"{statistics.median(xs):6.2f} s" if xs else "     —  "
 
