@@ -623,11 +623,11 @@ DISPATCH_JS = """async (files, beam, maxLen, add) => {
     const b = document.querySelector(list.length > 1 ? '#caption-queued' : '#caption-now'); if (b) { b.click(); } return []; }"""
 
 #: The file box changed: its token is void until the server's `stage` answers (`STAGED_JS`).
-STAGING_JS = """() => { const s = window.captionerStage = window.captionerStage || {token: "", paths: [], waiting: 0};
-    s.token = ""; s.paths = []; s.waiting += 1; return []; }"""
+STAGING_JS = """() => { const s = window.captionerStage = window.captionerStage || {token: "", paths: [], waiting: 0, seq: 0};
+    s.token = ""; s.paths = []; s.waiting += 1; s.seq = (s.seq || 0) + 1; return []; }"""
 
 #: The server's answer to `stage`: the token of the photo in the file box, and its path as the page knows it.
-STAGED_JS = """(answer) => { const s = window.captionerStage = window.captionerStage || {token: "", paths: [], waiting: 0};
+STAGED_JS = """(answer) => { const s = window.captionerStage = window.captionerStage || {token: "", paths: [], waiting: 0, seq: 0};
     let v = {}; try { v = JSON.parse(answer || "{}") || {}; } catch (e) { v = {}; }
     s.token = typeof v.token === "string" ? v.token : ""; s.paths = Array.isArray(v.paths) ? v.paths : [];
     s.waiting = Math.max(0, s.waiting - 1); return []; }"""

@@ -408,7 +408,9 @@
     // Caption the photo staged under `token` (the file box's one upload) and draw it; true when drawn, false when
     // the route refused (an expired token, no route): the Gradio event then captions it and says what went wrong
     const send = async (token, beam, maxLen, add) => {
-      root.classList.add("pv-busy");
+      // a small "Captioning…" badge (shown after 150 ms; one element, nothing else restyled or moved)
+      root.insertAdjacentHTML("afterbegin", '<div class="pv-working" role="status"><span>Captioning…</span></div>');
+      const seq = (window.captionerStage || {}).seq;
       let answer = null;
       try {
         const res = await fetch(route, {method: "POST", credentials: "same-origin", cache: "no-store",
@@ -416,13 +418,14 @@
           body: JSON.stringify({token: token, beam_size: beam, max_length: maxLen, add: add === true})});
         answer = res.ok ? await res.json() : null;
       } catch (e) { answer = null; }
-      root.classList.remove("pv-busy");
+      root.querySelectorAll(".pv-working").forEach((b) => b.remove());
       if (!answer || !answer.view || answer.view.kind !== "photos") { return false; }
       render(answer.view); register();
-      // the photo is in the list now: the file box is emptied, as the Gradio event does
-      const clear = document.querySelector("#photo-files button[aria-label='Clear']");
-      if (clear) { clear.click(); }
-      afterPaint(() => {  // then Gradio's copy of the value, the status line and the JSON (from the server's list)
+      afterPaint(() => {  // once the results are on screen: the file box is emptied (its photo is in the list now,
+        // as the Gradio event does; unless another photo was dropped since), Gradio's copy of the value, the
+        // status line and the JSON (from the server's list)
+        const clear = document.querySelector("#photo-files button[aria-label='Clear']");
+        if (clear && (window.captionerStage || {}).seq === seq) { clear.click(); }
         props.value = answer.view;
         const shown = document.querySelector("#caption-shown"); if (shown) { shown.click(); }
       });
