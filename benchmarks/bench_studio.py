@@ -134,6 +134,11 @@ class RawHttp:
         raise RuntimeError("the event stream ended without a result")
 
 
+def load() -> str:
+    """The load average now, as "1.02 / 0.98 / 1.10" (1, 5, 15 minutes)."""
+    return " / ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def summary(times: list[float]) -> str:
     ms = sorted(t * 1000 for t in times)
     return (f"median {statistics.median(ms):7.1f} ms   min {ms[0]:7.1f}   max {ms[-1]:7.1f}   "
@@ -469,6 +474,7 @@ def browser_bench(args, model: Path, tmp: Path) -> int:
     studios = [("after", ROOT / "src")]
     if args.before:
         studios.insert(0, ("before", extract_revision(args.before, tmp / "before")))
+    load_at_start = load()
     engine = Captioner.load(model)
     pool = ThreadPoolExecutor(1)
 
@@ -500,6 +506,8 @@ def browser_bench(args, model: Path, tmp: Path) -> int:
         return f"{statistics.median(xs):6.2f} s" if xs else "     —  "
 
     label = {"before": f"before ({args.before})", "after": "after (this checkout)"}
+    print(f"\nload average (1/5/15 min) at the start {load_at_start}, at the end {load()}  "
+          f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {os.cpu_count()} CPUs)")
     print(f"\nIn Chromium: {photos[0].name} and {photos[1].name} in turn, one per Caption click, medians of "
           f"{args.browser_runs} clicks; then switching between the two; the CPU may be shared with other work: "
           "rerun on an idle machine")

@@ -25,7 +25,11 @@ folder, named by the file's sha256 (`VideoTab.served_video`); the gallery's fold
 In front of Gradio,
 `captioner.studio.guard.StudioGuard` answers only requests addressed to this computer (DNS
 rebinding), refuses state-changing requests from other web sites (``Origin``) and caps request
-sizes; ``--max-upload-mb`` (default 50) caps each uploaded file.  What a session keeps is
+sizes; ``--max-upload-mb`` (default 50) caps each uploaded file.  The one route the studio adds
+beside Gradio's, the Caption tab's ``POST /studio/caption`` (one photo, drawn at once: see
+`captioner.studio.photos_tab`), takes no path either: only a token the server gave that page for
+the upload in its file box (used once, within the session's lifetime), as JSON, from the studio's
+own ``Origin``.  What a session keeps is
 bounded (`captioner.studio.sessions`): the list of captioned photos (at most ``MAX_PHOTOS``,
 no rendered pictures) for ``SESSION_TTL_S`` seconds of idleness.  The Caption tab's pictures go
 to the browser as data (the photo once as a small JPEG, the attention maps as bytes) and are drawn
