@@ -326,6 +326,13 @@ def test_the_direct_caption_keeps_the_sessions_list_for_the_rest_of_the_page(cap
         with pytest.raises(NotStaged):
             studio.photos.caption_direct(bad, 3, 8, False)
     assert [p["name"] for p in values[sid]["photos"]] == [photos[2].name]
+    # a photo that cannot be read: the answer and the status line say so (the page draws it like any other)
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(photos[0].read_bytes()[:200])
+    token = json.loads(studio.photos.stage([str(broken)], SimpleNamespace(session_hash="page")))["token"]
+    answer = studio.photos.caption_direct(token, 3, 8, False)
+    assert answer["view"]["photos"][0]["error"] and "broken.jpg" in answer["status"]
+    assert "Captioned 0 of 1" in answer["status"]
 
     # the page's events: the file box stages its photo; Caption runs the dispatcher; the answer's follow-up
     by_elem = {getattr(c, "elem_id", None): c._id for c in demo.blocks.values()}
