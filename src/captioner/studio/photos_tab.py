@@ -292,6 +292,9 @@ class PhotosTab:
             paths = self._uploads(files)
         except gr.Error:
             return empty
+        except Exception:  # noqa: BLE001 - a drop must never fail: the Caption click goes through Gradio then
+            log.exception("studio: staging the file box's photo failed")
+            return empty
         if len(paths) != 1:  # several photos: through the queue, with a progress bar
             return empty
         token = secrets.token_urlsafe(24)
