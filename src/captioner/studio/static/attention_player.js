@@ -443,14 +443,19 @@
       while (!same() && st.waiting > 0 && performance.now() < until) { await new Promise((ok) => setTimeout(ok, 4)); }
       return same() ? send(take(), beam, maxLen, add) : false;
     };
-    // The Caption button itself, before Gradio sees the click: with the token of the file box's one photo in
+    // The path of the file box's one photo, as its download link shows it (null: not one photo, no link)
+    const boxPath = () => {
+      const rows = document.querySelectorAll("#photo-files tbody tr"), link = rows.length === 1 ? rows[0].querySelector("a[href*='/file=']") : null;
+      try { return link ? decodeURIComponent(link.getAttribute("href").split("/file=").pop()) : null; } catch (e) { return null; }
+    };
+    // The Caption button itself, before Gradio sees the click: with the token of the photo in the file box in
     // hand (no change since), the page captions it at once; otherwise the click goes on to the Gradio event
     if (!window.captionerCaptionHooked) {
       window.captionerCaptionHooked = true;
       document.addEventListener("click", (e) => {
         const b = e.target && e.target.closest ? e.target.closest("#caption-button") : null, st = window.captionerStage;
         if (!b || !st || !st.token || st.waiting > 0 || st.paths.length !== 1 || !window.captionerSend
-            || document.querySelectorAll("#photo-files tbody tr").length !== 1) { return; }
+            || boxPath() !== st.paths[0]) { return; }
         e.stopPropagation();  // not to the button's Gradio event (other listeners here still see the click)
         const value = (sel) => { const el = document.querySelector(sel); return el ? Number(el.value) : null; };
         const add = document.querySelector("#add-photos input[type=checkbox]");
