@@ -85,15 +85,10 @@
     return (S.layers[key] = cv);
   }
 
-  function photoImage(p, then) {  // the photo decoded (off the main thread), once per photo
+  function photoImage(p, then) {  // the photo, decoded once per photo (off the main thread): the still frames
     let im = S.images[p.key];
-    if (!im) {
-      im = S.images[p.key] = new Image(); im.decoding = "async"; im.src = p.photo.src;
-      im.ready = im.decode().then(() => im, () => new Promise((ok) => {
-        if (im.complete) { ok(im); } else { im.addEventListener("load", () => ok(im), {once: true}); im.addEventListener("error", () => ok(im), {once: true}); }
-      }));
-    }
-    if (then) { if (im.complete && im.naturalWidth && im.decoded) { then(im); } else { im.ready.then((x) => { x.decoded = true; then(x); }); } }
+    if (!im) { im = S.images[p.key] = new Image(); im.src = p.photo.src; im.ready = im.decode().catch(() => null).then(() => im); }
+    im.ready.then(then);
   }
 
   function drawOverlay(canvas, p, j, w) {  // candidate j's map of word w on the heat canvas, laid over the photo's <img>
