@@ -74,6 +74,24 @@ def test_a_new_word_is_as_likely_as_its_likeliest_proxy_and_feeds_back_as_its_fi
     assert torch.equal(after_new, after_proxy)
 
 
+@torch.inference_mode()
+def test_only_the_active_new_words_are_computed_the_others_are_never_generated(captioner, grids):
+    vocab, dec = captioner.model.vocab, captioner.fast_decoder
+    new = NewWords(("zebra", "broccoli", "owl"), (("animal", "dog", "horse"), ("food",), ("bird",)))
+    every = ExtendedStepDecoder(dec, vocab, new)
+    only = ExtendedStepDecoder(dec, vocab, new, active=[1])  # a batch tagged with broccoli only
+    feats = dec.flatten(grids[:1].expand(2, -1, -1, -1))
+    proj = dec.project(feats)
+    h, c = dec.init_state(feats)
+    words = torch.tensor([vocab.start_id, vocab.stoi["an"]])
+    full, _, _, _ = every.step(feats, proj, words, h, c)
+    part, _, _, _ = only.step(feats, proj, words, h, c)
+    V = len(vocab)
+    assert torch.equal(part[:, : V + 2], torch.cat([full[:, :V], torch.full((2, 1), float("-inf")), full[:, V + 1 : V + 2]], 1))
+    assert bool((part[:, V + 2] == float("-inf")).all())  # owl: not active
+    assert part[1, V + 1] == float("-inf")  # "an broccoli": the article rule holds for the active words too
+
+
 def test_photos_without_a_new_word_tag_decode_as_without_new_words(captioner, grids):
     cfg = captioner.decoding.replace(tag_bonus=8.0, tag_min=0.5)
     probs = captioner.tagger.word_probabilities(grids).clone()

@@ -141,10 +141,12 @@ class TagBonus:
         return TagBonus(self.bonus[images], self.groups, self.new_from)
 
     def plain(self) -> torch.Tensor:
-        """(B, V) bonus rows that steer nothing: 0, with the appended words banned (-inf)."""
+        """(B, V) bonus rows that steer nothing: 0, with the appended words this steer bans or rewards
+        banned (-inf)."""
         out = torch.zeros_like(self.bonus)
         if self.new_from is not None:
-            out[:, self.new_from :] = float("-inf")
+            used = (self.bonus[:, self.new_from :] != 0).any(0)
+            out[:, self.new_from :] = out[:, self.new_from :].masked_fill(used, float("-inf"))
         return out
 
 

@@ -58,7 +58,8 @@ def tag_bonus(tagger, word_probs: torch.Tensor, vocab, decoding, new_from: int |
     """The `TagBonus` of a batch (`word_probs` (B, W) from `ObjectTagger.word_probabilities`), or
     None when grounded decoding is off (`decoding.tag_bonus` 0). `new_from`: where the words that
     `captioner.tags.new_words` appended to `vocab` start; such a word is banned (-inf) for every photo
-    that does not have it as a confident tag."""
+    that does not have it as a confident tag, when another photo of the batch has it (a word no photo
+    has is left to the decoder, which does not compute it: `ExtendedStepDecoder`'s `active`)."""
     if tagger is None or word_probs is None or decoding.tag_bonus <= 0:
         return None
     labels, words, groups = vocabulary_words(tagger, vocab)
@@ -66,7 +67,10 @@ def tag_bonus(tagger, word_probs: torch.Tensor, vocab, decoding, new_from: int |
     share = torch.zeros(len(probs), len(vocab)).index_add_(1, words, probs[:, labels]).clamp(max=1.0)
     bonus = decoding.tag_bonus * share
     if new_from is not None and new_from < len(vocab):
-        bonus[:, new_from:] = bonus[:, new_from:].masked_fill(share[:, new_from:] <= 0, float("-inf"))
+        # only the new words some photo of the batch is tagged with are banned for the others; the rest
+        # are never computed (`grounded_search` gives `ExtendedStepDecoder` the active ones)
+        new = share[:, new_from:]
+        bonus[:, new_from:] = bonus[:, new_from:].masked_fill((new <= 0) & (new > 0).any(0), float("-inf"))
     return TagBonus(bonus, groups, new_from=new_from if new_from is not None and new_from < len(vocab) else None)
 
 
@@ -81,10 +85,11 @@ def grounded_search(tagger, word_probs: torch.Tensor, decoder, vocab, decoding, 
     if extended is not None:
         ext_vocab, new = extended
         steer = tag_bonus(tagger, word_probs, ext_vocab, decoding, new_from=len(vocab))
-        if steer is not None and bool(torch.isfinite(steer.bonus[:, len(vocab):]).any()):
+        usable = (steer.bonus[:, len(vocab):] > 0).any(0) if steer is not None else None
+        if usable is not None and bool(usable.any()):
             from captioner.tags.new_words import ExtendedStepDecoder
 
-            return ExtendedStepDecoder(decoder, vocab, new), ext_vocab, steer
+            return ExtendedStepDecoder(decoder, vocab, new, usable.nonzero().squeeze(1).tolist()), ext_vocab, steer
     steer = tag_bonus(tagger, word_probs, vocab, decoding)
     steers = steer is not None and any(steer.steers(b) for b in range(len(steer.bonus)))
     return decoder, vocab, steer if steers else None

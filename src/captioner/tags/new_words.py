@@ -74,7 +74,10 @@ def extend_vocab(vocab: Vocab, new: NewWords) -> Vocab:
 class ExtendedStepDecoder:
     """A `StepDecoder` over `extend_vocab`'s ids, wrapping one over the model's own vocabulary."""
 
-    def __init__(self, decoder, vocab: Vocab, new: NewWords):
+    def __init__(self, decoder, vocab: Vocab, new: NewWords, active: list[int] | None = None):
+        """`active`: the new words (indexes into `new.words`) that may be generated in this search; the
+        others get -inf without being computed (grounded decoding bans every new word that is no
+        confident tag of a photo of the batch, so the captions are the same; default: all)."""
         self.decoder, self.base_size = decoder, len(vocab)
         width = max(len(p) for p in new.proxies)
         ids = [[vocab.stoi[p] for p in ps] + [vocab.stoi[ps[0]]] * (width - len(ps)) for ps in new.proxies]
@@ -82,9 +85,12 @@ class ExtendedStepDecoder:
         # the word fed back in after each id: itself, or a new word's first proxy
         self.input_ids = torch.cat([torch.arange(self.base_size), self.proxy_ids[:, 0]])
         self.vocab_size = self.base_size + len(new.words)
+        self.active = torch.arange(len(new.words)) if active is None else torch.tensor(active, dtype=torch.long)
+        self.active_proxies = self.proxy_ids[self.active]  # (A, width)
         # English articles: no "a" before a new word that starts with a vowel, no "an" before one that does not
-        vowel = torch.tensor([w[0] in "aeiou" for w in new.words])
-        self.article_ban = {vocab.stoi[a]: ban for a, ban in (("a", vowel), ("an", ~vowel)) if a in vocab.stoi}
+        vowel = torch.tensor([new.words[i][0] in "aeiou" for i in self.active.tolist()], dtype=torch.bool)
+        self.article_ban = {vocab.stoi[a]: ban for a, ban in (("a", vowel), ("an", ~vowel))
+                            if a in vocab.stoi and bool(ban.any())}
 
     def flatten(self, features):
         return self.decoder.flatten(features)
@@ -97,11 +103,17 @@ class ExtendedStepDecoder:
 
     def step(self, features, projected, words, h, c):
         if self.input_ids.device != words.device:
-            self.input_ids, self.proxy_ids = self.input_ids.to(words.device), self.proxy_ids.to(words.device)
+            self.input_ids, self.active = self.input_ids.to(words.device), self.active.to(words.device)
+            self.active_proxies = self.active_proxies.to(words.device)
+            self.article_ban = {a: ban.to(words.device) for a, ban in self.article_ban.items()}
         logp, h, c, alpha = self.decoder.step(features, projected, self.input_ids[words], h, c)
-        extra = logp[:, self.proxy_ids].amax(-1)  # (R, K): each new word as likely as its likeliest proxy
+        # each active new word as likely as its likeliest proxy; the others -inf
+        likely = logp[:, self.active_proxies].amax(-1)  # (R, A)
         for article, ban in self.article_ban.items():
             after = words == article
             if bool(after.any()):
-                extra = extra.masked_fill(after.unsqueeze(1) & ban.to(extra.device).unsqueeze(0), float("-inf"))
-        return torch.cat([logp, extra], dim=1), h, c, alpha
+                likely = likely.masked_fill(after.unsqueeze(1) & ban.unsqueeze(0), float("-inf"))
+        out = logp.new_full((logp.shape[0], self.vocab_size), float("-inf"))
+        out[:, : self.base_size] = logp
+        out[:, self.base_size + self.active] = likely
+        return out, h, c, alpha
