@@ -110,6 +110,7 @@ class TagBonus:
         self.cols = (bonus != 0).any(0).nonzero().squeeze(1)  # (K,) the words any image steers
         self.col_bonus = bonus[:, self.cols]  # (B, K)
         self.col_groups = self.groups[self.cols]  # (K,)
+        self.named: torch.Tensor | None = None  # (R, K) at the last step: the tags each row has named
 
     def __call__(self, logp: torch.Tensor, seqs: torch.Tensor, step: int, img_of: torch.Tensor) -> torch.Tensor:
         if self.cols.numel() == 0:
@@ -119,10 +120,12 @@ class TagBonus:
             self.cols, self.col_groups = self.cols.to(logp.device), self.col_groups.to(logp.device)
             self.groups = self.groups.to(logp.device)
         bonus = self.col_bonus[img_of]  # (R, K)
+        self.named = None
         if seqs.shape[1]:
             # a tag named earlier in the row (any of its words) earns no more bonus; -inf bans stay
             named = (self.groups[seqs].unsqueeze(2) == self.col_groups.view(1, 1, -1)).any(1)  # (R, K)
             named &= self.col_groups.view(1, -1) >= 0
+            self.named = named
             bonus = bonus.masked_fill(named & (bonus > float("-inf")), 0.0)
         out = logp.clone()
         out[:, self.cols] += bonus
@@ -166,27 +169,22 @@ class SideBySide(TagBonus):
         self.n_plain, self.end_id = P, end_id
         self.twin = torch.full((P + len(tagged),), -1, dtype=torch.long)  # steered image -> its plain image
         self.twin[P:] = torch.tensor(tagged, dtype=torch.long)
-        self.wanted = torch.zeros(P, int(self.groups.max()) + 2, dtype=torch.bool)  # (P, tags + 1)
-        for b in tagged:
-            self.wanted[b, self.groups[steer.bonus[b] > 0] + 1] = True
-        self.wanted[:, 0] = False  # words of no tag
+        # (P, K): the steered columns of each plain image's twin (its tags' words)
+        self.wanted = torch.zeros(P, len(self.cols), dtype=torch.bool)
+        if tagged:
+            self.wanted[tagged] = self.col_bonus[P:] > 0
         self.stopped: set[int] = set()
 
     def __call__(self, logp: torch.Tensor, seqs: torch.Tensor, step: int, img_of: torch.Tensor) -> torch.Tensor:
         out = super().__call__(logp, seqs, step, img_of)
-        if not seqs.shape[1]:
+        if self.named is None:
             return out
         if self.wanted.device != logp.device:
             self.wanted, self.twin = self.wanted.to(logp.device), self.twin.to(logp.device)
-        plain = img_of < self.n_plain
-        if not bool(plain.any()) or bool(plain.all()):
-            return out
-        img = img_of[plain]
-        named = self.wanted[img].gather(1, self.groups[seqs[plain]] + 1).any(1)  # each plain beam names a tag
-        hit = torch.zeros(self.n_plain, dtype=torch.bool, device=logp.device)
-        hit[img[named]] = True  # a plain search with a live beam that names a tag
-        stop = ~plain
-        stop[~plain] = hit[self.twin[img_of[~plain]]]
+        twin_of = self.twin[img_of]  # (R,) the plain image a steered row searches for; -1 for plain rows
+        plain = twin_of < 0
+        names = plain & (self.named & self.wanted[img_of.clamp(max=self.n_plain - 1)]).any(1)  # plain beams naming a tag
+        stop = ~plain & torch.isin(twin_of, img_of[names])  # rows of twins whose plain search names a tag
         if bool(stop.any()):
             self.stopped.update(img_of[stop].tolist())
             end = out[stop, self.end_id]
