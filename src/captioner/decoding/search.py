@@ -101,8 +101,11 @@ def beam_search(decoder: StepDecoder, features: torch.Tensor, vocab: Vocab,
         n_words = len(ids) - 1 if ended else len(ids)
         return Candidate(vocab.decode(ids), ids, float(score), row_alpha[:n_words].reshape(n_words, grid, grid).cpu())
 
+    rows_of = None  # the image of each row at the last gather of feats and proj (the same most steps)
     for t in range(max_len):
-        logp, h, c, alpha = decoder.step(feats[img_of], proj[img_of], words, h, c)
+        if rows_of is None or rows_of.shape != img_of.shape or not torch.equal(rows_of, img_of):
+            row_feats, row_proj, rows_of = feats[img_of], proj[img_of], img_of
+        logp, h, c, alpha = decoder.step(row_feats, row_proj, words, h, c)
         logp = apply_rules(rules, logp, seqs, t)
         model_logp = logp
         if steer is not None:
