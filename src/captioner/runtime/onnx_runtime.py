@@ -229,7 +229,7 @@ def export_encoder(encoder: torch.nn.Module, input_size: int, path: Path) -> Non
         encoder.train(was_training)
 
 
-def _session(path: Path, threads: int, spin: bool = True):
+def _session(path: Path, threads: int, spin: bool = False):
     ort = import_onnxruntime()
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = max(1, threads)
@@ -300,7 +300,10 @@ class OnnxEncoder:
 
     def __init__(self, path: str | Path, threads: int):
         self.path = Path(path)
-        self.session = _session(self.path, threads)
+        # no spin-waiting either: after each encode its idle threads would spin on the cores that the
+        # beam search (and anything else on the machine) needs next; with spinning one photo at beam 3
+        # took 159 ms instead of 55 ms on this 2-core CPU beside another busy process (benchmarks/README.md)
+        self.session = _session(self.path, threads, spin=False)
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         x = batch.detach().to("cpu", torch.float32).contiguous().numpy()
