@@ -76,7 +76,7 @@ def evaluate(name: str, decoding, cap=None) -> dict:
     s = score_captions(preds, {i: refs[i] for i in preds}, metrics=("bleu4", "cider"))
     lex = object_words()
     return {"set": name, "tag_bonus": decoding.tag_bonus, "tag_min": decoding.tag_min,
-            "tag_unsure": decoding.tag_unsure, "n": len(records),
+            "tag_unsure": decoding.tag_unsure, "tag_reliable": decoding.tag_reliable, "n": len(records),
             "bleu4": round(s["bleu4"], 2), "cider": round(s["cider"], 2),
             "mention_recall": round(100 * mention_recall(records, refs, lex), 1),
             "tag_precision_at_3": round(100 * tag_precision_at_3(records, refs, lex), 1),
@@ -89,15 +89,16 @@ def main() -> int:
     ap.add_argument("--bonus", default="0,3,6,9", help="tag_bonus values, comma-separated")
     ap.add_argument("--tag-min", default="0.5", help="tag_min values, comma-separated")
     ap.add_argument("--tag-unsure", default="0", help="tag_unsure values, comma-separated (0: always)")
+    ap.add_argument("--tag-reliable", default="0", help="tag_reliable values, comma-separated (0: every tag)")
     ap.add_argument("--beam-size", type=int, default=None)
     args = ap.parse_args()
     cap = data.captioner()
     base = cap.decoding.replace(beam_size=args.beam_size)
     rows, first = [], None
-    settings = [(float(m), float(b), float(u)) for m in args.tag_min.split(",") for b in args.bonus.split(",")
-                for u in args.tag_unsure.split(",")]
-    for m, b, u in settings:
-        dec = base.replace(tag_bonus=b, tag_min=m, tag_unsure=u)
+    settings = [(float(m), float(b), float(u), float(r)) for m in args.tag_min.split(",")
+                for b in args.bonus.split(",") for u in args.tag_unsure.split(",") for r in args.tag_reliable.split(",")]
+    for m, b, u, r in settings:
+        dec = base.replace(tag_bonus=b, tag_min=m, tag_unsure=u, tag_reliable=r)
         row = evaluate(args.set, dec, cap)
         recs = data.decode_pass(args.set, dec, cap)
         if first is None:

@@ -94,10 +94,16 @@ def decode_pass(name: str, decoding, cap=None, tag: str = "") -> list[dict]:
         settings.pop("tag_bonus", None)
         settings.pop("tag_min", None)
         settings.pop("tag_unsure", None)
+        settings.pop("tag_reliable", None)
     else:
         tag = grounding_key() + tag
         if not settings.get("tag_unsure"):  # 0: every missing caption may change (passes made before it existed)
             settings.pop("tag_unsure", None)
+        if not settings.get("tag_reliable"):  # 0: every tag steers (passes made before it existed)
+            settings.pop("tag_reliable", None)
+        else:  # the table the setting reads
+            table = ROOT / "src" / "captioner" / "weights" / "tag_reliability.json"
+            tag += hashlib.sha256(table.read_bytes()).hexdigest()[:8] if table.is_file() else ""
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode() + tag.encode()).hexdigest()[:10]
     path = CACHE / name / f"pass-{key}.jsonl"
     done = []

@@ -48,7 +48,7 @@ def model_logprob(captioner, grid, ids) -> float:
 def test_the_shipped_model_grounds_and_a_zero_bonus_changes_nothing(captioner, grids):
     assert DecodingConfig().tag_bonus == 0  # a model folder without grounding settings decodes as before
     shipped = captioner.decoding  # the settings chosen on Flickr8k val (weights/README.md)
-    assert (shipped.tag_bonus, shipped.tag_min, shipped.tag_unsure) == (8.0, 0.5, -0.84)
+    assert (shipped.tag_bonus, shipped.tag_min, shipped.tag_unsure, shipped.tag_reliable) == (8.0, 0.5, -0.84, 0.3)
     vocab = captioner.model.vocab
     zero = TagBonus(torch.zeros(len(grids), len(vocab)), torch.full((len(vocab),), -1))
     for beam in (1, 3):
@@ -160,6 +160,26 @@ def test_a_caption_the_model_is_sure_of_keeps_its_words_however_its_tags_differ(
     assert [c.tokens for c in unsure] == [c.tokens for c in steered]
     with pytest.raises(ConfigError):
         DecodingConfig(tag_unsure=0.5)
+
+
+def test_a_tag_word_people_rarely_say_does_not_steer(captioner, grids):
+    """`tag_reliable`: only tag words that Flickr8k train captions name often enough when the tagger sees them
+    steer (`tag_reliability.json`); the others stay tags."""
+    from captioner.tags.reliability import TagReliability
+
+    table = captioner.tag_reliability
+    assert table is not None and table.share("dog") > 0.9 and table.share("gymnast") < 0.3
+    assert TagReliability({}, prior=0.5).share("zebra") == 0.5  # a word train never showed counts as the prior
+    labels = captioner.tagger.labels
+    cfg = captioner.decoding.replace(tag_bonus=8.0, tag_min=0.5, tag_unsure=0.0, tag_reliable=0.3)
+    probs = torch.zeros(1, len(labels))
+    probs[0, labels.index("cat")] = 0.9  # chelsea: the plain caption misses the cat
+    plain = captioner.decode(grids[:1], cfg.replace(tag_bonus=0.0))[0]
+    assert "cat" in captioner.decode(grids[:1], cfg, probs)[0][0].tokens  # cat is a word people say
+    rare = TagReliability({"cat": (100, 5)}, prior=0.5)  # a table where people named the cat 5 times in 100
+    bare = Captioner(captioner.model, new_words=captioner.new_words, tag_reliability=rare)
+    assert [c.tokens for c in bare.decode(grids[:1], cfg, probs)[0]] == [c.tokens for c in plain]
+    assert [c.tokens for c in bare.decode(grids[:1], cfg.replace(tag_reliable=0.0), probs)[0]] != [c.tokens for c in plain]
 
 
 def test_the_steer_touches_only_the_columns_it_steers():

@@ -98,7 +98,7 @@ def test_photos_without_a_new_word_tag_decode_as_without_new_words(captioner, gr
     new_labels = [captioner.tagger.labels.index(w) for w in captioner.new_words.words]
     probs[:, new_labels] = 0.0  # e.g. coffee.png's `espresso` tag
     with_new = captioner.decode(grids, cfg, probs)
-    bare = Captioner(captioner.model, new_words=None)
+    bare = Captioner(captioner.model, new_words=None, tag_reliability=captioner.tag_reliability)
     without = bare.decode(grids, cfg, probs)
     assert [c[0].tokens for c in with_new] == [c[0].tokens for c in without]
     vocab = set(captioner.model.vocab.itos)

@@ -83,11 +83,14 @@ def load_default_model() -> CaptionModel:
 
 class Captioner:
     def __init__(self, model: CaptionModel, device: str | torch.device = "cpu", workers: int = 2,
-                 onnx: bool | None = None, scorer: ConfidenceScorer | None = None, new_words=None):
+                 onnx: bool | None = None, scorer: ConfidenceScorer | None = None, new_words=None,
+                 tag_reliability=None):
         """`onnx`: run the encoder through ONNX Runtime (CPU only; None: when available). `scorer`:
         the model folder's confidence calibration (`Captioner.load` finds it; None: no confidence).
         `new_words`: the model folder's `captioner.tags.new_words.NewWords` (grounded decoding may
-        generate them; `Captioner.load` finds them; None: the model's own vocabulary only)."""
+        generate them; `Captioner.load` finds them; None: the model's own vocabulary only).
+        `tag_reliability`: the model folder's `captioner.tags.reliability.TagReliability` (which tag words
+        may steer with `DecodingConfig.tag_reliable`; None: every tag)."""
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.encoder = model.encoder.to(memory_format=torch.channels_last)
@@ -104,14 +107,17 @@ class Captioner:
         self._tagger, self._tagger_loaded = None, False
         self.scorer = scorer
         self.new_words = new_words
+        self.tag_reliability = tag_reliability
 
     @classmethod
     def load(cls, model_dir: str | Path | None = None, device: str = "cpu") -> Captioner:
         from captioner.tags.new_words import NewWords
+        from captioner.tags.reliability import TagReliability
 
         model = load_model(model_dir)
         folder = model_dir or default_model_dir()
-        return cls(model, device, scorer=ConfidenceScorer.load(folder), new_words=NewWords.load(folder))
+        return cls(model, device, scorer=ConfidenceScorer.load(folder), new_words=NewWords.load(folder),
+                   tag_reliability=TagReliability.load(folder))
 
     @property
     def name(self) -> str:
@@ -187,7 +193,8 @@ class Captioner:
         """Beam search on encoder grids. With `decoding.tag_bonus` > 0 (grounded decoding), a photo with a
         confident tag (`tag_min`) whose best caption names none of its tags takes the caption of a search
         with the tag bonus, run side by side in the same batched search (`captioner.tags.grounding`);
-        words the vocabulary lacks (`new_words`) may then be generated for photos tagged with them.
+        words the vocabulary lacks (`new_words`) may then be generated for photos tagged with them; with
+        `decoding.tag_reliable`, only the tag words people name often enough steer (`tag_reliability`).
         `word_probs` (B, W): the tagger's word probabilities, when already computed."""
         decoding = decoding or self.decoding
         if decoding.tag_bonus <= 0 or self.tagger is None:
@@ -195,7 +202,7 @@ class Captioner:
         from captioner.tags.grounding import decode_with_tags
 
         return decode_with_tags(self.tagger, self.fast_decoder, features, self.model.vocab, decoding,
-                                self.new_words, word_probs)
+                                self.new_words, word_probs, self.tag_reliability)
 
     def caption_prepared(self, items: list[_Prepared], decoding: DecodingConfig,
                          keep_features: bool = False) -> list[CaptionResult]:

@@ -36,6 +36,10 @@ class DecodingConfig:
         "help": "grounded decoding: a caption that names none of the photo's tags gives way to the steered one only "
                 "when its mean log-probability per word is below this (the model is unsure of it; 0: always)",
         "range": (-20.0, 0.0)})
+    tag_reliable: float = field(default=0.0, metadata={
+        "help": "grounded decoding: only tag words that people name in at least this share of the training photos "
+                "the tagger sees them in steer (the model folder's tag_reliability.json; 0: every tag)",
+        "range": (0.0, 1.0)})
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -31,7 +31,8 @@ def evaluate_model(model_dir, data, split, decoding: DecodingConfig | None = Non
                                     "it does not match this model's backbone/input size/grid",
                                     encoder=model.encoder.fingerprint() if cfg.fine_tune_blocks else None)
     preds, decode_s = {}, 0.0
-    captioner = None if cache else Captioner(model, new_words=_new_words(model_dir))
+    captioner = None if cache else Captioner(model, new_words=_new_words(model_dir),
+                                             tag_reliability=_tag_reliability(model_dir))
     grounding = _cached_grounding(model, model_dir, decoding) if cache else None
     for s in range(0, len(ids), batch_size):
         chunk = ids[s : s + batch_size]
@@ -44,8 +45,9 @@ def evaluate_model(model_dir, data, split, decoding: DecodingConfig | None = Non
                 else:  # grounded decoding (`--tag-bonus`): the same search the pipeline runs, on the cache
                     from captioner.tags.grounding import decode_with_tags
 
-                    tagger, new_words = grounding
-                    out = decode_with_tags(tagger, model.decoder, feats, model.vocab, decoding, new_words)
+                    tagger, new_words, reliability = grounding
+                    out = decode_with_tags(tagger, model.decoder, feats, model.vocab, decoding, new_words,
+                                           reliability=reliability)
             decode_s += time.perf_counter() - t
             for i, cands in zip(chunk, out):
                 preds[i] = cands[0].caption
@@ -70,12 +72,19 @@ def _new_words(model_dir):
     return NewWords.load(model_dir or default_model_dir())
 
 
+def _tag_reliability(model_dir):
+    from captioner.model.folder import default_model_dir
+    from captioner.tags.reliability import TagReliability
+
+    return TagReliability.load(model_dir or default_model_dir())
+
+
 def _cached_grounding(model, model_dir, decoding):
-    """(tagger, new words) for grounded decoding on cached features, or None when it is off or the
-    backbone has no classifier."""
+    """(tagger, new words, tag reliability) for grounded decoding on cached features, or None when it is
+    off or the backbone has no classifier."""
     if decoding.tag_bonus <= 0:
         return None
     from captioner.tags.tagger import ObjectTagger
 
     tagger = ObjectTagger.for_backbone(model.cfg.backbone)
-    return None if tagger is None else (tagger, _new_words(model_dir))
+    return None if tagger is None else (tagger, _new_words(model_dir), _tag_reliability(model_dir))

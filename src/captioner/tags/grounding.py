@@ -144,15 +144,18 @@ def unsure(best, decoding) -> bool:
 
 
 def decode_with_tags(tagger, decoder, features: torch.Tensor, vocab, decoding, new_words=None,
-                     word_probs: torch.Tensor | None = None):
+                     word_probs: torch.Tensor | None = None, reliability=None):
     """Beam search on encoder grids, grounded when `decoding.tag_bonus` > 0 and there is a `tagger`
     (`grounded_search`, then `grounded_decode`), plain otherwise. `word_probs` (B, W): the tagger's
-    word probabilities, when already computed."""
+    word probabilities, when already computed. `reliability` (`captioner.tags.reliability.TagReliability`):
+    with `decoding.tag_reliable` > 0, the tag words people name less often than that do not steer."""
     from captioner.decoding.search import decode
 
     if decoding.tag_bonus <= 0 or tagger is None:
         return decode(decoder, features, vocab, decoding)
     if word_probs is None:
         word_probs = tagger.word_probabilities(features)
+    if decoding.tag_reliable > 0 and reliability is not None:
+        word_probs = word_probs * reliability.mask(tagger.labels, decoding.tag_reliable)
     decoder, vocab, steer = grounded_search(tagger, word_probs, decoder, vocab, decoding, new_words)
     return grounded_decode(decoder, features, vocab, decoding, steer)
