@@ -242,7 +242,8 @@ def section_grounding(rep: Report, cap, sets: dict, rounds: int) -> dict:
         rep.line("skipped: this model's decoding does not ground (tag_bonus 0, or no tagger)")
         return {}
     plain = grounded.replace(tag_bonus=0.0)
-    rep.line(f"grounded: tag_bonus {grounded.tag_bonus}, tag_min {grounded.tag_min}, tag_unsure {grounded.tag_unsure}; "
+    rep.line(f"grounded: tag_bonus {grounded.tag_bonus}, tag_min {grounded.tag_min}, tag_unsure {grounded.tag_unsure}, "
+             f"tag_reliable {grounded.tag_reliable}; "
              "plain: the same with tag_bonus 0 (release 0.1.0's decoding)")
     out, rows = {}, []
     for name, paths in sets.items():
