@@ -81,6 +81,16 @@ def load_default_model() -> CaptionModel:
     return load_model(None)
 
 
+def folder_extras(folder: str | Path) -> dict:
+    """The optional files of a model folder beside its weights, as `Captioner`'s keyword arguments (each
+    None when the folder lacks it): the confidence calibration, the new words, the tag reliability."""
+    from captioner.tags.new_words import NewWords
+    from captioner.tags.reliability import TagReliability
+
+    return {"scorer": ConfidenceScorer.load(folder), "new_words": NewWords.load(folder),
+            "tag_reliability": TagReliability.load(folder)}
+
+
 class Captioner:
     def __init__(self, model: CaptionModel, device: str | torch.device = "cpu", workers: int = 2,
                  onnx: bool | None = None, scorer: ConfidenceScorer | None = None, new_words=None,
@@ -111,13 +121,7 @@ class Captioner:
 
     @classmethod
     def load(cls, model_dir: str | Path | None = None, device: str = "cpu") -> Captioner:
-        from captioner.tags.new_words import NewWords
-        from captioner.tags.reliability import TagReliability
-
-        model = load_model(model_dir)
-        folder = model_dir or default_model_dir()
-        return cls(model, device, scorer=ConfidenceScorer.load(folder), new_words=NewWords.load(folder),
-                   tag_reliability=TagReliability.load(folder))
+        return cls(load_model(model_dir), device, **folder_extras(model_dir or default_model_dir()))
 
     @property
     def name(self) -> str:

@@ -17,8 +17,8 @@ def evaluate_model(model_dir, data, split, decoding: DecodingConfig | None = Non
     from captioner.data.features import open_feature_cache
     from captioner.decoding.search import decode
     from captioner.evaluation.metrics import score_captions
-    from captioner.model.folder import load_model
-    from captioner.pipeline import Captioner
+    from captioner.model.folder import default_model_dir, load_model
+    from captioner.pipeline import Captioner, folder_extras
 
     ds = load_dataset(data, image_dir)
     ids = ds.split(split)[: limit or None]
@@ -31,9 +31,10 @@ def evaluate_model(model_dir, data, split, decoding: DecodingConfig | None = Non
                                     "it does not match this model's backbone/input size/grid",
                                     encoder=model.encoder.fingerprint() if cfg.fine_tune_blocks else None)
     preds, decode_s = {}, 0.0
-    captioner = None if cache else Captioner(model, new_words=_new_words(model_dir),
-                                             tag_reliability=_tag_reliability(model_dir))
-    grounding = _cached_grounding(model, model_dir, decoding) if cache else None
+    extras = folder_extras(model_dir or default_model_dir())
+    captioner = None if cache else Captioner(model, new_words=extras["new_words"],
+                                             tag_reliability=extras["tag_reliability"])
+    grounding = _cached_grounding(model, decoding, extras) if cache else None
     for s in range(0, len(ids), batch_size):
         chunk = ids[s : s + batch_size]
         if cache:
@@ -65,26 +66,12 @@ def evaluate_model(model_dir, data, split, decoding: DecodingConfig | None = Non
     return {"scores": scores, "predictions": preds}
 
 
-def _new_words(model_dir):
-    from captioner.model.folder import default_model_dir
-    from captioner.tags.new_words import NewWords
-
-    return NewWords.load(model_dir or default_model_dir())
-
-
-def _tag_reliability(model_dir):
-    from captioner.model.folder import default_model_dir
-    from captioner.tags.reliability import TagReliability
-
-    return TagReliability.load(model_dir or default_model_dir())
-
-
-def _cached_grounding(model, model_dir, decoding):
+def _cached_grounding(model, decoding, extras: dict):
     """(tagger, new words, tag reliability) for grounded decoding on cached features, or None when it is
-    off or the backbone has no classifier."""
+    off or the backbone has no classifier; `extras`: the model folder's (`folder_extras`)."""
     if decoding.tag_bonus <= 0:
         return None
     from captioner.tags.tagger import ObjectTagger
 
     tagger = ObjectTagger.for_backbone(model.cfg.backbone)
-    return None if tagger is None else (tagger, _new_words(model_dir), _tag_reliability(model_dir))
+    return None if tagger is None else (tagger, extras["new_words"], extras["tag_reliability"])

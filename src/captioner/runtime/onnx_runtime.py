@@ -229,14 +229,16 @@ def export_encoder(encoder: torch.nn.Module, input_size: int, path: Path) -> Non
         encoder.train(was_training)
 
 
-def _session(path: Path, threads: int, spin: bool = False):
+def _session(path: Path, threads: int):
+    """An ONNX Runtime CPU session whose idle threads do not spin-wait: between its runs PyTorch's beam
+    bookkeeping (and the decoder step after an encode) needs the same cores; with spinning one photo at
+    beam 3 took 159 ms instead of 55 ms on a 2-core CPU beside another busy process (benchmarks/README.md)."""
     ort = import_onnxruntime()
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = max(1, threads)
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
-    if not spin:
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
@@ -300,10 +302,7 @@ class OnnxEncoder:
 
     def __init__(self, path: str | Path, threads: int):
         self.path = Path(path)
-        # no spin-waiting either: after each encode its idle threads would spin on the cores that the
-        # beam search (and anything else on the machine) needs next; with spinning one photo at beam 3
-        # took 159 ms instead of 55 ms on this 2-core CPU beside another busy process (benchmarks/README.md)
-        self.session = _session(self.path, threads, spin=False)
+        self.session = _session(self.path, threads)
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         x = batch.detach().to("cpu", torch.float32).contiguous().numpy()
@@ -339,8 +338,7 @@ class OnnxStepDecoder:
         self.vocab_size = fast.vocab_size
         self.embedding = fast.embedding
         self.path = path
-        # no spin-waiting: PyTorch's beam bookkeeping runs between steps on the same cores
-        self.session = _session(path, threads, spin=False)
+        self.session = _session(path, threads)
 
     def flatten(self, features):
         return self.fast.flatten(features)

@@ -27,6 +27,7 @@ class TagReliability:
     prior: float = 0.5
     strength: float = 5.0
     about: dict = field(default_factory=dict)
+    _masks: dict = field(default_factory=dict, init=False, repr=False, compare=False)  # see `mask`
 
     @classmethod
     def from_dict(cls, data: dict) -> TagReliability:
@@ -51,8 +52,7 @@ class TagReliability:
         """(W,) 1.0 for the labels reliable enough to steer (`share` >= `minimum`), else 0.0; computed
         once per label list and minimum."""
         key = (id(labels), minimum)
-        cache = self.__dict__.setdefault("_masks", {})
-        hit = cache.get(key)
-        if hit is None or hit[0] is not labels:
-            hit = cache[key] = (labels, torch.tensor([float(self.share(w) >= minimum) for w in labels]))
+        hit = self._masks.get(key)
+        if hit is None or hit[0] is not labels:  # ids are reused once objects are freed
+            hit = self._masks[key] = (labels, torch.tensor([float(self.share(w) >= minimum) for w in labels]))
         return hit[1]
