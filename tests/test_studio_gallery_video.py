@@ -150,6 +150,8 @@ def test_found_video_in_the_browser(tiny_model_dir, tmp_path, clip):
                 sync_api.expect.set_options(timeout=60_000)
                 page.goto(url)
                 page.get_by_role("tab", name="Gallery").click()
+                # the tab's own listing first: a search sent while it loads can be overwritten by it
+                sync_api.expect(page.locator("#page-line")).to_contain_text("1 item saved")
                 page.fill("#search-box textarea", "field")
                 page.click("#search-button")
                 sync_api.expect(page.locator("#page-line")).to_contain_text("matching")
