@@ -1,6 +1,7 @@
 """Shared fixtures: a tiny real model folder (random decoder over the real default backbone)."""
 from __future__ import annotations
 
+import importlib.util
 import os
 import tempfile
 from pathlib import Path
@@ -23,6 +24,29 @@ os.environ["PYTHONPATH"] = os.pathsep.join([SRC, *filter(None, [os.environ.get("
 
 # the ONNX encoder export cache of the test session stays out of the user's ~/.cache
 os.environ.setdefault("CAPTIONER_CACHE_DIR", tempfile.mkdtemp(prefix="captioner-test-cache-"))
+
+#: the optional extras (pyproject's [project.optional-dependencies]) and the modules each brings
+EXTRAS = {"imagine": ("diffusers", "transformers"), "scale": ("ray", "pyarrow")}
+
+
+def pytest_addoption(parser):
+    parser.addoption("--require-extras", action="store_true",
+                     help="a test marked extras(...) fails instead of skipping when its extra is not installed")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    """A test marked `extras("imagine")` is skipped, with the pip command, where that optional extra is not
+    installed; with --require-extras (CI, after installing the extras) it fails instead."""
+    for mark in item.iter_markers("extras"):
+        for name in mark.args:
+            missing = [m for m in EXTRAS[name] if importlib.util.find_spec(m) is None]
+            if missing:
+                why = f'the [{name}] extra is not installed ({", ".join(missing)}): pip install -e ".[{name}]"'
+                if item.config.getoption("--require-extras"):
+                    pytest.fail(why, pytrace=False)
+                pytest.skip(why)
+
 
 TINY_WORDS = ["a", "dog", "cat", "runs", "on", "the", "grass", "red", "blue", "ball", "man", "sits"]
 

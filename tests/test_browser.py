@@ -55,7 +55,6 @@ def _screenshot_dir(tmp_path: Path) -> Path:
 def studio_url(tiny_model_dir, tmp_path_factory):
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
-    pytest.importorskip("playwright.sync_api")
     folder = tmp_path_factory.mktemp("browser")
     proc, url = start_studio(_model_dir(tiny_model_dir), folder / "gallery", folder / "studio.log")
     yield url

@@ -61,7 +61,6 @@ def _photo(color, size=(160, 120)) -> Image.Image:
 def studio(tiny_model_dir, tmp_path_factory):
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
-    pytest.importorskip("playwright.sync_api")
     from captioner.storage import Gallery
 
     folder = tmp_path_factory.mktemp("browser-gallery")

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
+from skimage import data as skdata  # scikit-image ([test]) ships the sample photos
 
 from captioner.confidence.calibration import (
     FEATURES,
@@ -24,7 +25,6 @@ from captioner.model.folder import DEFAULT_MODEL_DIR
 from captioner.pipeline import Captioner
 
 ROOT = Path(__file__).resolve().parents[1]
-skdata = pytest.importorskip("skimage.data", reason="scikit-image ships the sample photos (pip install scikit-image)")
 SAMPLES = Path(skdata.__file__).parent
 
 

@@ -44,10 +44,10 @@ def test_meteor_with_java():
 
 def test_cached_evaluation_honours_grounded_decoding(tmp_path):
     """`captioner evaluate --cache` decodes with the tagger like the image path does (`--tag-bonus`)."""
-    skdata = pytest.importorskip("skimage.data", reason="scikit-image ships the sample photos")
     from pathlib import Path
 
     from PIL import Image
+    from skimage import data as skdata  # scikit-image ([test]) ships the sample photos
 
     from captioner import cli
     from captioner.evaluation.run import evaluate_model

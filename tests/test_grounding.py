@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from skimage import data as skdata  # scikit-image ([test]) ships the sample photos
 
 from captioner.decoding.config import DecodingConfig
 from captioner.decoding.processors import TagBonus
@@ -15,7 +16,6 @@ from captioner.errors import ConfigError
 from captioner.pipeline import Captioner
 from captioner.tags.grounding import label_to_vocab, tag_bonus, word_groups
 
-skdata = pytest.importorskip("skimage.data", reason="scikit-image ships the sample photos (pip install scikit-image)")
 SAMPLES = Path(skdata.__file__).parent
 
 

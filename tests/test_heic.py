@@ -9,12 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-pillow_heif = pytest.importorskip("pillow_heif", reason="pillow-heif is not installed")
-
-from captioner.cli.main import main  # noqa: E402
-from captioner.errors import ImageError  # noqa: E402
-from captioner.inputs.images import IMAGE_EXTENSIONS, open_image  # noqa: E402
-from captioner.inputs.sources import expand_inputs  # noqa: E402
+from captioner.cli.main import main
+from captioner.errors import ImageError
+from captioner.inputs.images import IMAGE_EXTENSIONS, open_image
+from captioner.inputs.sources import expand_inputs
 
 
 def heic_bytes(width: int = 64, height: int = 32, orientation: int | None = None) -> bytes:

@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 
+import gradio as gr
 import pytest
 
 from captioner.cli.main import main
@@ -65,8 +66,6 @@ def build_tiny_pipeline(folder) -> None:
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
-    pytest.importorskip("diffusers", reason="the imagine extra is not installed: pip install -e \".[imagine]\"")
-    pytest.importorskip("transformers", reason="the imagine extra is not installed: pip install -e \".[imagine]\"")
     folder = tmp_path_factory.mktemp("t2i")
     build_tiny_pipeline(folder)
     return folder / "tiny-sd"
@@ -89,6 +88,7 @@ def no_network(monkeypatch):
     return calls
 
 
+@pytest.mark.extras("imagine")
 def test_imagine_end_to_end_on_a_tiny_pipeline(tiny_model, tiny_model_dir, tmp_path, capsys, no_network):
     out = tmp_path / "out"
     code = main(["imagine", "a dog runs on the grass", "--t2i-model", str(tiny_model), "--n", "2",
@@ -132,6 +132,7 @@ def test_imagine_end_to_end_on_a_tiny_pipeline(tiny_model, tiny_model_dir, tmp_p
     assert len(list(out.iterdir())) == 3
 
 
+@pytest.mark.extras("imagine")
 def test_same_seed_same_image(tiny_model):
     import numpy as np
 
@@ -147,6 +148,7 @@ def test_same_seed_same_image(tiny_model):
         t2i.generate("   ", config)
 
 
+@pytest.mark.extras("imagine")
 def test_a_folder_with_only_fp16_files_loads_and_turbo_defaults_apply(tiny_model, tmp_path, capsys):
     from diffusers import StableDiffusionPipeline
 
@@ -164,6 +166,7 @@ def test_a_folder_with_only_fp16_files_loads_and_turbo_defaults_apply(tiny_model
     assert "is a file" in capsys.readouterr().err
 
 
+@pytest.mark.extras("imagine")
 def test_unknown_words_are_reported_and_not_scored(tiny_model, tiny_model_dir, tmp_path, capsys):
     code = main(["imagine", "a zyxxqv dog", "--t2i-model", str(tiny_model), "--steps", "1", "--size", "64",
                  "--out", str(tmp_path), "--json", "--model", str(tiny_model_dir)])
@@ -173,8 +176,8 @@ def test_unknown_words_are_reported_and_not_scored(tiny_model, tiny_model_dir, t
     assert record["prompt_log_likelihood"] < 0
 
 
+@pytest.mark.extras("imagine")
 def test_missing_or_wrong_model_folder_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
-    pytest.importorskip("diffusers")
     monkeypatch.delenv("CAPTIONER_T2I_MODEL", raising=False)
     assert main(["imagine", "a dog"]) == 2
     assert "--t2i-model DIR" in capsys.readouterr().err
@@ -247,11 +250,12 @@ def _studio(tiny_model_dir, t2i_model=None):
 
 
 def test_studio_tab_without_a_model_explains_how_to_enable_it(tiny_model_dir, monkeypatch, tmp_path):
-    gr = pytest.importorskip("gradio")
+    """With the extra installed or not: the tab names what is missing (the model folder; then the packages)."""
     from captioner.studio import imagine_tab
     from captioner.studio.imagine_tab import ImagineTab, build_imagine_tab
 
     monkeypatch.delenv("CAPTIONER_T2I_MODEL", raising=False)
+    monkeypatch.setattr("captioner.imagine.t2i.missing_packages", lambda: [])  # as where [imagine] is installed
     studio = _studio(tiny_model_dir)
     with gr.Blocks(analytics_enabled=False) as demo, gr.Tabs():
         assert build_imagine_tab(studio) == []
@@ -266,8 +270,8 @@ def test_studio_tab_without_a_model_explains_how_to_enable_it(tiny_model_dir, mo
     assert imagine_tab.MAX_STUDIO_IMAGES >= 1
 
 
+@pytest.mark.extras("imagine")
 def test_studio_tab_generates_captions_back_and_scores(tiny_model, tiny_model_dir, no_network):
-    gr = pytest.importorskip("gradio")
     from captioner.studio.imagine_tab import build_imagine_tab
 
     studio = _studio(tiny_model_dir, t2i_model=tiny_model)

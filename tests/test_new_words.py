@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from skimage import data as skdata  # scikit-image ([test]) ships the sample photos
 
 from captioner.model.folder import default_model_dir
 from captioner.pipeline import Captioner
@@ -16,7 +17,6 @@ from captioner.tags.classes import class_words
 from captioner.tags.new_words import NEW_WORDS_FILE, ExtendedStepDecoder, NewWords, extend_vocab
 
 ROOT = Path(__file__).resolve().parents[1]
-skdata = pytest.importorskip("skimage.data", reason="scikit-image ships the sample photos (pip install scikit-image)")
 SAMPLES = Path(skdata.__file__).parent
 
 

@@ -22,9 +22,6 @@ from captioner.pipeline import Captioner
 from captioner.runtime import onnx_runtime
 from captioner.runtime.fused_decoder import InferenceDecoder
 
-pytest.importorskip("onnxruntime")
-pytest.importorskip("onnx")
-
 WORDS = ["<pad>", "<start>", "<end>", "<unk>", "a", "dog", "cat", "runs", "on", "the", "grass"]
 
 

@@ -10,8 +10,6 @@ from captioner.pipeline import Captioner
 from captioner.runtime import onnx_runtime
 from oracles.photos import make_photo
 
-pytest.importorskip("onnxruntime")
-
 
 def test_onnx_features_equal_pytorch_features(tiny_model_dir):
     cap = Captioner.load(tiny_model_dir)

@@ -8,12 +8,10 @@ import zlib
 from pathlib import Path
 
 import pytest
+from gradio_client import Client, handle_file
 from PIL import Image
 
-gradio_client = pytest.importorskip("gradio_client")
-from gradio_client import Client, handle_file  # noqa: E402
-
-from studio_server import start_studio, stop_studio  # noqa: E402
+from studio_server import start_studio, stop_studio
 
 FLICKR_IMAGES = Path(__file__).resolve().parents[2] / "shared" / "data" / "flickr8k" / "images"
 

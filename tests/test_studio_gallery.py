@@ -11,15 +11,14 @@ import json
 from pathlib import Path
 from types import SimpleNamespace
 
+import gradio as gr
 import pytest
 from PIL import Image
 
-gr = pytest.importorskip("gradio")
-
-from captioner.pipeline import Captioner  # noqa: E402
-from captioner.storage import Gallery  # noqa: E402
-from captioner.studio import gallery_tab, library_render  # noqa: E402
-from captioner.studio.app import Studio  # noqa: E402
+from captioner.pipeline import Captioner
+from captioner.storage import Gallery
+from captioner.studio import gallery_tab, library_render
+from captioner.studio.app import Studio
 
 CAPTIONS = ["a dog runs by the lake", "a dog plays on the grass", "two children play on the beach",
             "a cat sleeps on a sofa"]
@@ -301,7 +300,6 @@ def test_delete_undo_trash_restore_and_empty(studio, items):
 
 # ------------------------------------------------------------------ download, export
 def test_download_carries_the_caption_in_its_metadata(studio, items, tmp_path):
-    pytest.importorskip("pyexiv2")
     from captioner.metadata import read_caption
 
     dog_lake = items[0]

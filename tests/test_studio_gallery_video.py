@@ -9,14 +9,11 @@ from types import SimpleNamespace
 
 import pytest
 
-pytest.importorskip("av")
-gr = pytest.importorskip("gradio")
-
-from captioner.pipeline import Captioner  # noqa: E402
-from captioner.storage import Gallery  # noqa: E402
-from captioner.studio import render  # noqa: E402
-from captioner.studio.app import Studio  # noqa: E402
-from test_studio_video import FPS, two_photos, write_video  # noqa: E402
+from captioner.pipeline import Captioner
+from captioner.storage import Gallery
+from captioner.studio import render
+from captioner.studio.app import Studio
+from test_studio_video import FPS, two_photos, write_video
 
 SEGMENTS = [
     {"start": 0.0, "end": 2.0, "caption": "a red ball on a wall", "candidates": []},
@@ -135,7 +132,8 @@ def test_found_video_in_the_browser(tiny_model_dir, tmp_path, clip):
     chromium = Path("/usr/bin/chromium")
     if not chromium.exists():
         pytest.skip("chromium is not installed")
-    sync_api = pytest.importorskip("playwright.sync_api")
+    from playwright import sync_api
+
     from studio_server import start_studio, stop_studio
 
     with Gallery(tmp_path / "gallery") as g:

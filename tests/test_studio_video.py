@@ -9,17 +9,15 @@ import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 
+import av
+import gradio as gr
 import pytest
 from PIL import Image, ImageDraw
 
-av = pytest.importorskip("av")
-pytest.importorskip("scenedetect")
-gr = pytest.importorskip("gradio")
-
-from captioner.pipeline import Captioner  # noqa: E402
-from captioner.storage import Gallery  # noqa: E402
-from captioner.studio import video_tab  # noqa: E402
-from captioner.studio.app import Studio  # noqa: E402
+from captioner.pipeline import Captioner
+from captioner.storage import Gallery
+from captioner.studio import video_tab
+from captioner.studio.app import Studio
 
 W, H, FPS = 320, 240, 10
 
@@ -227,7 +225,8 @@ def test_video_tab_in_the_browser(tiny_model_dir, tmp_path, clip):
     chromium = Path("/usr/bin/chromium")
     if not chromium.exists():
         pytest.skip("chromium is not installed")
-    sync_api = pytest.importorskip("playwright.sync_api")
+    from playwright import sync_api
+
     from studio_server import start_studio, stop_studio
 
     proc, url = start_studio(tiny_model_dir, tmp_path / "gallery", tmp_path / "studio.log")

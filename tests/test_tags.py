@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from skimage import data as skdata  # scikit-image ([test]) ships the sample photos
 
 from captioner.pipeline import Captioner
 from captioner.tags import Tag
@@ -18,7 +19,6 @@ from captioner.tags.classes import class_table, class_words
 from captioner.tags.tagger import ObjectTagger, TagConfig
 
 ROOT = Path(__file__).resolve().parents[1]
-skdata = pytest.importorskip("skimage.data", reason="scikit-image ships the sample photos (pip install scikit-image)")
 SAMPLES = Path(skdata.__file__).parent
 
 

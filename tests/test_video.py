@@ -13,20 +13,18 @@ import sys
 from fractions import Fraction
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-av = pytest.importorskip("av")
-pytest.importorskip("scenedetect")
-
-from captioner.cli import main  # noqa: E402
-from captioner.pipeline import Captioner  # noqa: E402
-from captioner.video import Segment, VideoResult, is_video_path  # noqa: E402
-from captioner.video.decode import rotation_of, upright  # noqa: E402
-from captioner.video.segments import merge, plan  # noqa: E402
-from captioner.video.shots import cut_times, detect_shots  # noqa: E402
-from captioner.video.subtitles import render, timestamp, write_subtitles  # noqa: E402
+from captioner.cli import main
+from captioner.pipeline import Captioner
+from captioner.video import Segment, VideoResult, is_video_path
+from captioner.video.decode import rotation_of, upright
+from captioner.video.segments import merge, plan
+from captioner.video.shots import cut_times, detect_shots
+from captioner.video.subtitles import render, timestamp, write_subtitles
 
 W, H, FPS = 640, 480, 25
 CUTS = [3.0, 6.0, 9.0]
