@@ -85,7 +85,7 @@ def test_a_failed_job_names_the_real_cause():
 
 
 def test_ray_word_after_the_flag_is_an_address_or_a_photo_source(tmp_path):
-    from captioner.scale.cli import split_address
+    from captioner.cli.caption_ray import split_address
 
     assert split_address("local", ["a.jpg"]) == (None, ["a.jpg"])
     assert split_address("auto", ["a.jpg"]) == ("auto", ["a.jpg"])

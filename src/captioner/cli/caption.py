@@ -40,8 +40,9 @@ def expand_with_videos(paths: list[str]) -> list[str]:
 
 
 def cmd_caption(args) -> int:
+    check_counts(args)
     if getattr(args, "ray", None) is not None:  # a Ray Data job over a cluster (captioner.scale)
-        from captioner.scale.cli import cmd_caption_ray
+        from captioner.cli.caption_ray import cmd_caption_ray
 
         return cmd_caption_ray(args)
     import torch
@@ -51,7 +52,6 @@ def cmd_caption(args) -> int:
     from captioner.video.subtitles import is_subtitle_path
     from captioner.video.types import is_video_path
 
-    check_counts(args)
     device = resolve_device(args.device)
     if args.out:
         check_output_path(args.out)
@@ -229,7 +229,7 @@ def register(sub) -> None:
     c.add_argument("--threads", type=int, default=0, help="torch threads, up to 4 x the cores (default 0: all cores)")
     c.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
     add_model_arg(c)
-    from captioner.scale.cli import add_ray_args  # --ray [ADDRESS] and its --ray-* settings (no Ray import)
+    from captioner.cli.caption_ray import add_ray_args  # --ray [ADDRESS] and its --ray-* settings (no Ray import)
 
     add_ray_args(c)
     c.set_defaults(func=cmd_caption)

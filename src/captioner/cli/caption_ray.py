@@ -1,5 +1,6 @@
 """`captioner caption SOURCE... --ray [ADDRESS] --out DIR`: the flags (no Ray import at parse time)
-and the command, which hands the work to `captioner.scale.job.run_caption_job`."""
+and the command, which hands the work to `captioner.scale.job.run_caption_job`. `captioner.cli.caption`
+checks the counts they share (--batch-size, --threads, the decoding settings) before it hands over."""
 from __future__ import annotations
 
 import re
@@ -35,12 +36,10 @@ def split_address(ray_value: str, paths: list[str]) -> tuple[str | None, list[st
 
 
 def cmd_caption_ray(args) -> int:
-    from captioner.cli.caption import check_counts
     from captioner.decoding.config import DecodingConfig
     from captioner.scale.job import require_ray, run_caption_job
 
     address, sources = split_address(args.ray, list(args.paths))
-    check_counts(args)
     cfg = config_from_args(RayJobConfig, args, prefix="ray-")
     if not args.out or args.out == "-":
         raise ConfigError("--ray writes its results into a folder: give --out DIR (Parquet files, or JSON Lines "
