@@ -39,7 +39,8 @@ def test_json_lines_contract_with_a_bad_file(tiny_model_dir, photos):
     good = lines[0]
     assert good["error"] is None and len(good["candidates"]) == 2
     c = good["candidates"][0]
-    assert set(c) == {"caption", "tokens", "score", "normalized_score", "confidence"}
+    assert set(c) == {"caption", "tokens", "score", "normalized_score", "confidence", "source"}
+    assert c["source"] in ("generated", "bank")
     assert c["caption"] == " ".join(c["tokens"])
     assert {"tags", "confidence", "warnings"} <= set(good) and isinstance(good["tags"], list)
     assert good["candidates"][0]["score"] >= good["candidates"][1]["score"]

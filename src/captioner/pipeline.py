@@ -83,24 +83,28 @@ def load_default_model() -> CaptionModel:
 
 def folder_extras(folder: str | Path) -> dict:
     """The optional files of a model folder beside its weights, as `Captioner`'s keyword arguments (each
-    None when the folder lacks it): the confidence calibration, the new words, the tag reliability."""
+    None when the folder lacks it): the confidence calibration, the new words, the tag reliability; and
+    the sentence bank's source (the bank loads on first use)."""
+    from captioner.bank.runtime import BankSource
     from captioner.tags.new_words import NewWords
     from captioner.tags.reliability import TagReliability
 
     return {"scorer": ConfidenceScorer.load(folder), "new_words": NewWords.load(folder),
-            "tag_reliability": TagReliability.load(folder)}
+            "tag_reliability": TagReliability.load(folder), "bank": BankSource(folder)}
 
 
 class Captioner:
     def __init__(self, model: CaptionModel, device: str | torch.device = "cpu", workers: int = 2,
                  onnx: bool | None = None, scorer: ConfidenceScorer | None = None, new_words=None,
-                 tag_reliability=None):
+                 tag_reliability=None, bank=None):
         """`onnx`: run the encoder through ONNX Runtime (CPU only; None: when available). `scorer`:
         the model folder's confidence calibration (`Captioner.load` finds it; None: no confidence).
         `new_words`: the model folder's `captioner.tags.new_words.NewWords` (grounded decoding may
         generate them; `Captioner.load` finds them; None: the model's own vocabulary only).
         `tag_reliability`: the model folder's `captioner.tags.reliability.TagReliability` (which tag words
-        may steer with `DecodingConfig.tag_reliable`; None: every tag)."""
+        may steer with `DecodingConfig.tag_reliable`; None: every tag). `bank`: the model folder's
+        `captioner.bank.runtime.BankSource` (human sentences that may replace a caption when
+        `DecodingConfig.bank_shortlist` > 0; None: captions are always generated)."""
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.encoder = model.encoder.to(memory_format=torch.channels_last)
@@ -118,6 +122,7 @@ class Captioner:
         self.scorer = scorer
         self.new_words = new_words
         self.tag_reliability = tag_reliability
+        self.bank = bank
 
     @classmethod
     def load(cls, model_dir: str | Path | None = None, device: str = "cpu") -> Captioner:
@@ -218,6 +223,10 @@ class Captioner:
             word_probs = tagger.word_probabilities(feats) if tagger is not None else None
             tags = tagger.tags_from_word_probabilities(word_probs) if tagger is not None else [[] for _ in ok]
             cands = self.decode(feats, decoding, word_probs)
+            if decoding.bank_shortlist > 0 and self.bank is not None:
+                from captioner.bank.runtime import with_bank
+
+                cands = with_bank(self.bank.for_model(self.model), self.model.decoder, feats, cands, decoding)
         results = []
         n = 0
         for p in items:

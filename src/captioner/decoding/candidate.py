@@ -15,6 +15,7 @@ class Candidate:
     score: float  # summed log-probability
     attention: torch.Tensor  # (words, N, N), one map per generated word
     confidence: float | None = None  # calibrated chance (0..1) that the caption is acceptable; None: no calibration
+    source: str = "generated"  # where the caption came from: "generated" (decoded) or "bank" (a human sentence)
 
     @property
     def caption(self) -> str:
@@ -28,7 +29,8 @@ class Candidate:
     def to_dict(self, with_attention: bool = False) -> dict:
         d = {"caption": self.caption, "tokens": self.tokens, "score": round(self.score, 6),
              "normalized_score": round(self.normalized_score, 6),
-             "confidence": None if self.confidence is None else round(float(self.confidence), 4)}
+             "confidence": None if self.confidence is None else round(float(self.confidence), 4),
+             "source": self.source}
         if with_attention:
             d["attention"] = self.attention.tolist()
         return d

@@ -40,6 +40,19 @@ class DecodingConfig:
         "help": "grounded decoding: only tag words that people name in at least this share of the training photos "
                 "the tagger sees them in steer (the model folder's tag_reliability.json; 0: every tag)",
         "range": (0.0, 1.0)})
+    # the sentence bank (captioner.bank): human sentences that may replace the generated caption
+    bank_shortlist: int = field(default=0, metadata={
+        "help": "sentence bank: re-score this many bank sentences per photo, shortlisted by the first-stage "
+                "projection, with the captioner's likelihood (0: off)", "range": (0, 500)})
+    bank_prior: float = field(default=0.0, metadata={
+        "help": "sentence bank: subtract this times a sentence's likelihood under the mean photo (what the "
+                "captioner says of any photo)", "range": (0.0, 2.0)})
+    bank_evidence: float = field(default=0.0, metadata={
+        "help": "sentence bank: add this times a sentence's first-stage score (how well its words fit the "
+                "photo's features)", "range": (0.0, 100.0)})
+    bank_margin: float = field(default=0.0, metadata={
+        "help": "sentence bank: the best bank sentence replaces the generated caption when its score beats "
+                "the caption's by more than this", "range": (-5.0, 5.0)})
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -1,0 +1,185 @@
+"""`SentenceBank`: for each photo, the human sentence of the bank that fits it best, and whether it should
+replace the generated caption.
+
+1. Shortlist: the bank's sentences ranked by the shipped first-stage projection (`retrieval.first_stage`:
+   a sentence's bag of words times `words` is its vector in the projection's rank space, computed once
+   when the bank loads; a photo's unit pooled features times `basis` is its vector there), top
+   `bank_shortlist` per photo.
+2. Re-score the shortlist with the captioner's teacher-forced likelihood (`scoring.sentence_likelihood`,
+   one batch per photo), minus `bank_prior` times the sentence's likelihood under the mean photo (what the
+   captioner would say of any photo: "a man ...", "a dog ..."), plus `bank_evidence` times its
+   first-stage score.
+3. Choose: the best sentence replaces the generated caption when its score, so computed, exceeds the
+   generated caption's own by more than `bank_margin`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from captioner.bank.scoring import SentenceScorer, sentence_likelihood
+from captioner.bank.store import BANK_FILE, BankData, load_bank
+from captioner.decoding.candidate import Candidate
+from captioner.retrieval.first_stage import FILE_NAME as PROJECTION_FILE
+from captioner.retrieval.first_stage import QueryProjection
+
+
+@dataclass
+class BankPick:
+    """The best bank sentence for one photo and the scores the choice compared."""
+
+    index: int               # row in the bank
+    tokens: list[str]
+    ids: list[int]           # word ids and `<end>`
+    likelihood: float        # mean log-probability per token given the photo
+    score: float             # its choice score (likelihood - prior * its prior + evidence * first stage)
+    generated_score: float   # the generated caption's choice score
+    chosen: bool             # replaces the generated caption
+
+
+class SentenceBank:
+    def __init__(self, data: BankData, projection: QueryProjection, vocab):
+        self.data = data
+        self.projection = projection
+        self.vocab = vocab
+        self.tokens = torch.from_numpy(data.tokens.astype(np.int64))
+        self.prior = data.prior.astype(np.float32)
+        self.mean_grid = torch.from_numpy(data.mean_grid.astype(np.float32))
+        self.vectors = self.text_vectors(self.tokens)  # (n, rank)
+        self._scorer, self._scorer_key = None, None
+
+    @classmethod
+    def load(cls, folder: str | Path, vocab, model_name: str | None = None, feature_dim: int | None = None):
+        """The bank and first-stage projection in `folder`, or None when either is missing or made for another model."""
+        folder = Path(folder)
+        if not (folder / BANK_FILE).is_file():
+            return None
+        data = load_bank(folder / BANK_FILE, vocab_size=len(vocab), model_name=model_name)
+        projection = QueryProjection.load(folder / PROJECTION_FILE, vocab_size=len(vocab), feature_dim=feature_dim,
+                                          model_name=model_name)
+        if data is None or projection is None or data.mean_grid.shape[-1] != projection.feature_dim:
+            return None
+        return cls(data, projection, vocab)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    # ------------------------------------------------------------------ first stage
+    def text_vectors(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(n, rank): each 0-padded token row's unit bag of distinct known words times the projection's
+        `words` (`first_stage.bag_of_words`, for many rows at once)."""
+        ids = tokens.sort(dim=1).values
+        ids[:, 1:][ids[:, 1:] == ids[:, :-1]] = 0          # each word once
+        ids[torch.isin(ids, torch.tensor(self.vocab.special_ids))] = 0
+        ids[ids >= self.projection.vocab_size] = 0
+        count = (ids != 0).sum(dim=1, keepdim=True).clamp(min=1)
+        weights = (ids != 0).float() / count.sqrt()
+        return torch.nn.functional.embedding_bag(ids, torch.from_numpy(self.projection.words), mode="sum",
+                                                 per_sample_weights=weights)
+
+    def photo_vectors(self, grids: torch.Tensor) -> torch.Tensor:
+        """(B, rank): each photo's unit pooled features in the projection's rank space."""
+        pooled = grids.reshape(grids.shape[0], -1, grids.shape[-1]).float().mean(dim=1)
+        pooled = pooled / pooled.norm(dim=1, keepdim=True).clamp(min=1e-12)
+        return pooled @ torch.from_numpy(self.projection.basis).t()
+
+    def shortlist(self, grids: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(indices (B, k), first-stage scores (B, k)), best first."""
+        scores = self.photo_vectors(grids) @ self.vectors.t()
+        top = torch.topk(scores, min(k, len(self)), dim=1)
+        return top.indices, top.values
+
+    # ------------------------------------------------------------------ likelihood
+    def scorer(self, decoder) -> SentenceScorer:
+        key = tuple(p._version for p in decoder.parameters())
+        if self._scorer is None or self._scorer_key != (id(decoder), key):
+            self._scorer, self._scorer_key = SentenceScorer(decoder), (id(decoder), key)
+        return self._scorer
+
+    def generated_tokens(self, ids: list[int]) -> torch.Tensor:
+        """A generated caption's word ids as a 0-padded row (words the vocabulary lacks as `<unk>`)."""
+        v = len(self.vocab)
+        words = [i if i < v else self.vocab.unk_id for i in ids if i not in (self.vocab.end_id, self.vocab.start_id)]
+        return torch.tensor([words or [self.vocab.unk_id]])
+
+    @torch.inference_mode()
+    def choose(self, decoder, grids: torch.Tensor, generated: list, decoding) -> list[BankPick | None]:
+        """For each photo (grids (B, ...), `generated`: its best generated `Candidate` or None), the bank's pick."""
+        k = decoding.bank_shortlist
+        if k <= 0 or len(grids) == 0:
+            return [None] * len(grids)
+        scorer = self.scorer(decoder)
+        grids = grids.reshape(grids.shape[0], -1, grids.shape[-1]).float()
+        index, first = self.shortlist(grids, k)
+        picks = []
+        for b in range(len(grids)):
+            gen = generated[b]
+            rows = self.tokens[index[b]]
+            gen_row = None if gen is None else self.generated_tokens(gen.ids)
+            if gen_row is not None:  # the generated caption's first stage and prior, in the same batches
+                width = max(rows.shape[1], gen_row.shape[1])
+                rows = torch.nn.functional.pad(rows, (0, width - rows.shape[1]))
+                gen_row = torch.nn.functional.pad(gen_row, (0, width - gen_row.shape[1]))
+            ll = sentence_likelihood(scorer, grids[b], rows, self.vocab.start_id, self.vocab.end_id)
+            score = (ll - decoding.bank_prior * self.prior[index[b].numpy()]
+                     + decoding.bank_evidence * first[b].numpy())
+            best = int(np.argmax(score))
+            gen_score = -np.inf
+            if gen is not None:
+                gen_prior = 0.0
+                if decoding.bank_prior:
+                    gen_prior = float(sentence_likelihood(scorer, self.mean_grid, gen_row, self.vocab.start_id,
+                                                          self.vocab.end_id)[0])
+                gen_first = float(self.photo_vectors(grids[b : b + 1])[0] @ self.text_vectors(gen_row)[0])
+                gen_score = (gen.normalized_score - decoding.bank_prior * gen_prior
+                             + decoding.bank_evidence * gen_first)
+            i = int(index[b, best])
+            words = self.data.words(i, self.vocab)
+            picks.append(BankPick(i, words, [self.vocab.stoi[w] for w in words] + [self.vocab.end_id],
+                                  float(ll[best]), float(score[best]), float(gen_score),
+                                  bool(score[best] > gen_score + decoding.bank_margin)))
+        return picks
+
+
+def bank_candidate(bank: SentenceBank, decoder, grid: torch.Tensor, pick: BankPick) -> Candidate:
+    """The picked sentence as a `Candidate` (`source` "bank"), with its attention maps for the photo."""
+    scorer = bank.scorer(decoder)
+    row = torch.tensor([pick.ids[:-1]])
+    _, maps = sentence_likelihood(scorer, grid.reshape(-1, grid.shape[-1]), row, bank.vocab.start_id,
+                                  bank.vocab.end_id, attention=True)
+    side = int(round(maps.shape[-1] ** 0.5))
+    return Candidate(list(pick.tokens), list(pick.ids), pick.likelihood * len(pick.ids),
+                     maps[0, : len(pick.tokens)].reshape(len(pick.tokens), side, side), source="bank")
+
+
+def with_bank(bank: SentenceBank | None, decoder, grids: torch.Tensor, candidates: list[list[Candidate]],
+              decoding) -> list[list[Candidate]]:
+    """Each photo's candidates, with the bank's sentence first where the choice prefers it (the generated
+    captions follow it); unchanged when the bank is off (`bank_shortlist` 0) or missing."""
+    if bank is None or decoding.bank_shortlist <= 0 or not candidates:
+        return candidates
+    picks = bank.choose(decoder, grids, [cs[0] if cs else None for cs in candidates], decoding)
+    return [[bank_candidate(bank, decoder, grids[b], p), *cs] if p is not None and p.chosen else cs
+            for b, (p, cs) in enumerate(zip(picks, candidates))]
+
+
+class BankSource:
+    """A model folder's sentence bank, loaded on first use for the model that asks (None when missing)."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        self._loaded: dict = {}
+
+    def for_model(self, model) -> SentenceBank | None:
+        key = (id(model), model.cfg.name)
+        if key not in self._loaded:
+            self._loaded[key] = load_for(self.folder, model)
+        return self._loaded[key]
+
+
+def load_for(folder, model) -> SentenceBank | None:
+    """The model folder's sentence bank for `model` (a `CaptionModel`), or None."""
+    return SentenceBank.load(folder, model.vocab, model.cfg.name, model.decoder.init_h.weight.shape[1])
