@@ -18,7 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 
-from captioner.cli.common import default_data as _default_data
+from captioner.cli.common import DATA_HELP, default_data
 from captioner.data import load_dataset  # noqa: E402
 from captioner.evaluation.run import evaluate_model  # noqa: E402
 from captioner.model.folder import DEFAULT_MODEL_DIR  # noqa: E402
@@ -116,7 +116,8 @@ def examples(model: str, data: str, out: Path, beam: int = 3) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--model", default=str(DEFAULT_MODEL_DIR))
-    p.add_argument("--data", default=None)
+    p.add_argument("--data", default=default_data(), required=default_data() is None,
+                   help=DATA_HELP + " (default: $CAPTIONER_DATA)")
     p.add_argument("--run", default="runs/lite2-224", help="run folder with log.csv")
     p.add_argument("--scst-run", default=None, help="SCST run folder with log.csv (second panel)")
     p.add_argument("--kept-epoch", type=int, default=None, help="the cross-entropy epoch the model starts from")
@@ -124,7 +125,7 @@ def main() -> None:
     p.add_argument("--beams", default="1,3,5,10")
     p.add_argument("--skip-metrics", action="store_true")
     a = p.parse_args()
-    data = a.data or _default_data()
+    data = a.data
     out = Path(a.out)
     if Path(a.run, "log.csv").exists():
         training_curve(Path(a.run), out, Path(a.scst_run) if a.scst_run else None, a.kept_epoch)

@@ -16,7 +16,7 @@ import json
 
 import torch
 
-from captioner.cli.common import default_data as _default_data
+from captioner.cli.common import DATA_HELP, default_data
 from captioner.data import load_dataset
 from captioner.data.features import FeatureCache
 from captioner.decoding.search import decode, rank_key
@@ -27,6 +27,8 @@ from captioner.model.folder import CaptionModel
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--model", required=True)
+    p.add_argument("--data", default=default_data(), required=default_data() is None,
+                   help=DATA_HELP + " (default: $CAPTIONER_DATA)")
     p.add_argument("--cache", required=True)
     p.add_argument("--beams", default="3,5")
     p.add_argument("--penalties", default="0,0.5,1.0")
@@ -36,7 +38,7 @@ def main() -> None:
     a = p.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
-    ds = load_dataset(_default_data())
+    ds = load_dataset(a.data)
     ids = ds.split("val")
     model = CaptionModel.load(a.model, with_encoder=False)
     if a.checkpoint:

@@ -13,10 +13,7 @@ from captioner.decoding.config import DecodingConfig
 from captioner.model.config import ModelConfig
 from captioner.model.folder import CaptionModel
 from captioner.model.vocab import Vocab
-
-FLICKR8K = Path(__file__).resolve().parents[2] / "shared" / "data" / "flickr8k"
-if not FLICKR8K.exists():
-    FLICKR8K = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "flickr8k"
+from oracles.photos import FLICKR as FLICKR8K
 
 # subprocesses (`python -m captioner ...`) run this checkout's code too, whatever else is installed
 SRC = str(Path(__file__).resolve().parents[1] / "src")
@@ -70,5 +67,5 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def flickr8k_dir() -> Path:
     if not (FLICKR8K / "Flickr8k.token.txt").exists():
-        pytest.skip("shared/data/flickr8k is not present")
+        pytest.skip(f"the Flickr8k data set is not present at {FLICKR8K} (set $CAPTIONER_DATA to its folder)")
     return FLICKR8K

@@ -11,9 +11,10 @@ import pytest
 from gradio_client import Client, handle_file
 from PIL import Image
 
+from oracles.photos import FLICKR
 from studio_server import start_studio, stop_studio
 
-FLICKR_IMAGES = Path(__file__).resolve().parents[2] / "shared" / "data" / "flickr8k" / "images"
+FLICKR_IMAGES = FLICKR / "images"
 
 
 @pytest.fixture(scope="module")

@@ -18,9 +18,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from oracles.photos import FLICKR
 from test_studio_security import StudioProcess, call, dependencies, file_data, make_photo, upload
 
-FLICKR_IMAGES = Path(__file__).resolve().parents[2] / "shared" / "data" / "flickr8k" / "images"
+FLICKR_IMAGES = FLICKR / "images"
 WARM_UP = 10
 SESSIONS = 100
 MAX_GROWTH_MB = 150

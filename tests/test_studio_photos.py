@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-FLICKR_IMAGES = Path(__file__).resolve().parents[2] / "shared" / "data" / "flickr8k" / "images"
+from oracles.photos import FLICKR
+
+FLICKR_IMAGES = FLICKR / "images"
 
 
 def make_photo(path: Path, size=(320, 240), color=(40, 120, 40)) -> Path:

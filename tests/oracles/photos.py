@@ -1,15 +1,18 @@
 """Photos for tests and benchmarks, made on the fly (no licensed pictures in the repository),
-and the Flickr8k test photos when the data set is present beside the repository."""
+and the Flickr8k test photos when the data set is present ($CAPTIONER_DATA, else beside the repository)."""
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
 ROOT = Path(__file__).resolve().parents[2]
-FLICKR = ROOT.parent / "shared" / "data" / "flickr8k"
+#: the Flickr8k folder the tests and benchmarks read: $CAPTIONER_DATA, else ../shared/data/flickr8k beside this
+#: checkout (the development layout; the package itself knows no such folder)
+FLICKR = Path(os.environ.get("CAPTIONER_DATA") or ROOT.parent / "shared" / "data" / "flickr8k")
 
 
 def make_photo(path: Path, width: int, height: int, seed: int, quality: int = 90) -> Path:

@@ -1,8 +1,10 @@
 """What several commands share: the --model and --data options."""
 from __future__ import annotations
 
-from pathlib import Path
+import os
 
+#: the environment variable naming the dataset when --data is not given
+DATA_ENV = "CAPTIONER_DATA"
 DATA_HELP = "a Flickr8k folder (with Flickr8k.token.txt and the split lists) or a Karpathy dataset_*.json"
 
 
@@ -12,9 +14,8 @@ def add_model_arg(p):
 
 
 def default_data() -> str | None:
-    for cand in (Path.cwd() / ".." / "shared" / "data" / "flickr8k", Path(__file__).resolve().parents[4] / "shared" / "data" / "flickr8k"):
-        if (cand / "Flickr8k.token.txt").exists():
-            return str(cand)
-    return None
+    """The dataset a command reads when --data is not given: $CAPTIONER_DATA, else None (the command asks for
+    --data). The installed package knows no folder of its own to look in."""
+    return os.environ.get(DATA_ENV) or None
 
 

@@ -5,7 +5,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from captioner.cli.common import DATA_HELP, add_model_arg
+from captioner.cli.common import DATA_ENV, DATA_HELP, add_model_arg
 from captioner.cli.dataclass_args import add_dataclass_args
 from captioner.decoding.config import DecodingConfig
 from captioner.evaluation.run import evaluate_model
@@ -36,7 +36,7 @@ def register(sub) -> None:
                        description="Decode a split with beam search and compute BLEU-1..4, METEOR, ROUGE-L and "
                                    "CIDEr with the COCO caption tools against all references. METEOR needs Java.")
     add_model_arg(e)
-    e.add_argument("--data", default=None, help=DATA_HELP + " (default: ../shared/data/flickr8k if present)")
+    e.add_argument("--data", default=None, help=DATA_HELP + f" (default: ${DATA_ENV})")
     e.add_argument("--image-dir", help="image folder for a Karpathy JSON")
     e.add_argument("--split", default="test", choices=["train", "val", "test"])
     add_dataclass_args(e, DecodingConfig, model_default=True)

@@ -5,7 +5,7 @@ import argparse
 import sys
 
 from captioner.cli import caption, evaluate, find, gallery, imagine, studio, train
-from captioner.cli.common import default_data
+from captioner.cli.common import DATA_ENV, default_data
 from captioner.errors import CaptionerError
 from captioner.storage.errors import GalleryError
 
@@ -23,7 +23,7 @@ def main(argv=None) -> int:
     if getattr(args, "data", "unset") is None:
         args.data = default_data()
         if args.data is None:
-            print("error: pass --data (a Flickr8k folder or a Karpathy JSON)", file=sys.stderr)
+            print(f"error: pass --data (a Flickr8k folder or a Karpathy JSON) or set ${DATA_ENV}", file=sys.stderr)
             return 2
     try:
         return args.func(args)
