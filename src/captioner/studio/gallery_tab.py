@@ -450,14 +450,15 @@ class GalleryTab:
         """A grid item clicked: (details, the item's id for the session, the item's actions)."""
         return self.open_item(ids, None, evt)[:3]
 
-    def _details(self, item: dict, entry: dict | None = None, matched: int | None = None) -> str:
+    def _details(self, item: dict, entry: dict | None = None, matched: int | None = None,
+                 poster: bool = True) -> str:
         """The details HTML: a photo's facts (its picture and candidates are in the attention player), or
         a video's poster, facts and shots; then confidence, tags, where a search matched, the history."""
         try:
             history = self.studio.gallery.history(item["id"])
         except GalleryError:
             history = []
-        facts = (render.video_details(item, matched=matched) if item.get("kind") == "video"
+        facts = (render.video_details(item, matched=matched, poster=poster) if item.get("kind") == "video"
                  else library_render.photo_details(item))
         extras = library_render.item_extras(item, history, entry, in_player=item.get("kind") != "video")
         return library_render.with_extras(facts, extras)
@@ -492,7 +493,9 @@ class GalleryTab:
             return self._details(item, entry), item_id, actions, no_player, None, self._item_view(item), title
         matched = best_match(page, item_id)
         video, seek = self.studio.video.item_player(item, matched)
-        return self._details(item, entry, matched), item_id, actions, video, seek, self._item_view(item), title
+        playing = self.studio.video.served_video(item) is not None  # the player shows it: no poster beside it
+        details = self._details(item, entry, matched, poster=not playing)
+        return details, item_id, actions, video, seek, self._item_view(item), title
 
     def animation(self, item_id, evt: gr.EventData):
         """The attention player's "Animation (GIF)" for the photo on display: the GIF of candidate
@@ -514,7 +517,7 @@ class GalleryTab:
             raise gr.Error("The photo's file is not in the gallery.", print_exception=False)
         name = Path(str(item.get("original_name") or "photo")).name
         gif = animation_gif(render.load_photo(source), candidates[j], name, j)
-        return gr.File(value=str(gif), visible=True)
+        return gr.File(value=str(gif), visible="hidden")
 
     def item_tools(self, item_id):
         """After an item opened: its caption in the edit box, Restore shown for an item in the trash, no
@@ -638,6 +641,10 @@ class GalleryTab:
         return (f"🗑️ Deleted item #{item_id} (moved to the trash).", None, hidden, pick,
                 gr.Button(visible=True), item_id)
 
+    def delete_confirmed(self, item_id, code, request: gr.Request = None):
+        """The Delete button: `delete` only with the code the server gave this page for it (`Studio.confirmed`)."""
+        return self.delete(item_id, self.studio.confirmed("delete", code, request))
+
     def undo(self, deleted_id):
         """Undo the session's last delete: the item comes back from the trash."""
         if deleted_id is None:
@@ -667,6 +674,10 @@ class GalleryTab:
             return f"⚠️ {html.escape(self.studio.read_only_message())}"
         n = self.studio.gallery.empty_trash()
         return f"Emptied the trash: {n} item{'s' if n != 1 else ''} removed for good."
+
+    def empty_trash_confirmed(self, code, request: gr.Request = None):
+        """The Empty trash button: `empty_trash` only with the code the server gave this page for it."""
+        return self.empty_trash(self.studio.confirmed("empty_trash", code, request))
 
     def export(self, fmt):
         fmt = str(fmt or "json").lower()
@@ -834,39 +845,43 @@ class GalleryTab:
             selected = gr.State(None, time_to_live=SESSION_TTL_S)
             # The item modal: shown over the page while the body has .item-modal-open (ITEM_MODAL_JS).
             with gr.Column(elem_id="item-modal"), gr.Column(elem_id="item-panel"):
-                with gr.Row(elem_id="item-modal-bar", equal_height=True):
-                    item_title = gr.HTML("Item", elem_id="item-modal-title", padding=False, min_width=0)
-                    close_btn = gr.Button("✕ Close", size="sm", scale=0, min_width=100, elem_id="item-close")
+                # the head stays at the top while the window scrolls: the title, Close, the saved caption
+                # (first: what the user chose, before the model's candidates) and the item's actions
+                with gr.Column(elem_id="item-modal-head"):
+                    with gr.Row(elem_id="item-modal-bar", equal_height=True):
+                        item_title = gr.HTML("Item", elem_id="item-modal-title", padding=False, min_width=0)
+                        close_btn = gr.Button("✕ Close", size="sm", scale=0, min_width=100, elem_id="item-close")
+                    restore_btn = gr.Button("Restore this item", visible=False, size="sm", elem_id="restore-button")
+                    with gr.Column(visible=False, elem_id="item-actions") as item_actions:
+                        caption_edit = gr.Textbox(label="Saved caption (edit it, then Save caption)",
+                                                  max_length=MAX_CAPTION_CHARS, elem_id="caption-edit",
+                                                  interactive=writable, lines=1)
+                        with gr.Row():
+                            save_edit = gr.Button("Save caption", scale=0, min_width=120, size="sm",
+                                                  variant="primary", elem_id="save-caption")
+                            copy_btn = gr.Button("Copy caption", size="sm", scale=0, min_width=120,
+                                                 elem_id="copy-caption")
+                            download_btn = gr.Button("Download photo with caption", size="sm", scale=0,
+                                                     min_width=210, elem_id="download-photo")
+                            similar_btn = gr.Button("More like this", size="sm", scale=0, min_width=120,
+                                                    elem_id="more-like-this", visible=self.can_find_similar)
+                            delete_btn = gr.Button("Delete this item", variant="stop", size="sm", scale=0,
+                                                   min_width=140, elem_id="delete-button")
+                        tools_msg = gr.Markdown("", elem_id="item-message")
+                        download_file = gr.File(label="Photo with its caption", visible=False, interactive=False,
+                                                file_count="multiple", elem_id="download-file")
                 item_player = gr.Video(label="Video", interactive=False, visible="hidden",
                                        elem_id="item-player")
                 item_seek = gr.JSON(value=None, visible=False, label="Start at")
                 item_view = gr.HTML(library_render.no_item_view(), html_template="<div class='pv-mount'></div>",
                                     js_on_load=player.player_js(), apply_default_css=False, elem_id="item-view",
                                     min_height=120, visible="hidden")
-                anim_file = gr.File(label="Attention animation (GIF)", visible=False, interactive=False,
+                anim_file = gr.File(label="Attention animation (GIF)", visible="hidden", interactive=False,
                                     elem_id="item-animation-file")
                 details = gr.HTML(render.empty("Pick an item in the grid to see its details."),
                                   elem_id="item-details", js_on_load=ITEM_SHOTS_JS + ITEM_MODAL_JS)
-                restore_btn = gr.Button("Restore this item", visible=False, size="sm", elem_id="restore-button")
-                with gr.Column(visible=False) as item_actions:
-                    with gr.Row(equal_height=False, elem_id="caption-edit-row"):
-                        caption_edit = gr.Textbox(label="Caption", max_length=MAX_CAPTION_CHARS, scale=4,
-                                                  elem_id="caption-edit", interactive=writable, min_width=220)
-                        save_edit = gr.Button("Save caption", scale=0, min_width=130, size="sm",
-                                              elem_id="save-caption")
-                    with gr.Row():
-                        copy_btn = gr.Button("Copy caption", size="sm", scale=0, min_width=130,
-                                             elem_id="copy-caption")
-                        download_btn = gr.Button("Download photo with caption", size="sm", scale=0, min_width=220,
-                                                 elem_id="download-photo")
-                        similar_btn = gr.Button("More like this", size="sm", scale=0, min_width=130,
-                                                elem_id="more-like-this", visible=self.can_find_similar)
-                        delete_btn = gr.Button("Delete this item", variant="stop", size="sm", scale=0,
-                                               min_width=150, elem_id="delete-button")
-                    download_file = gr.File(label="Photo with its caption", visible=False, interactive=False,
-                                            file_count="multiple", elem_id="download-file")
-                    tools_msg = gr.Markdown("", elem_id="item-message")
-            confirmed = gr.Checkbox(value=False, visible=False, label="confirmed")
+            # the one-time code of a confirmation box (`Studio.confirm_code`): sent back only on "yes"
+            confirm_code = gr.Textbox(value="", visible=False, label="confirmation")
             with gr.Accordion("Export the gallery", open=False):
                 with gr.Row(equal_height=True):
                     fmt = gr.Radio(list(EXPORT_FORMATS), value="json", label="Format", scale=1,
@@ -935,10 +950,12 @@ class GalleryTab:
         opened.then(user_errors(self.item_tools), [selected],
                     [caption_edit, download_btn, restore_btn, download_file, tools_msg],
                     api_visibility="private", queue=False, show_progress="hidden")
-        opened.then(lambda: gr.File(value=None, visible=False), None, [anim_file], api_visibility="private",
+        opened.then(lambda: gr.File(value=None, visible="hidden"), None, [anim_file], api_visibility="private",
                     queue=False, show_progress="hidden")
         item_view.download(user_errors(self.animation), [selected], [anim_file], api_visibility="private",
                            show_progress="minimal")
+        anim_file.change(None, [anim_file], None, js=player.gif_offer_js("item-view"), queue=False,
+                         show_progress="hidden")
 
         forget(save_edit.click(user_errors(self.edit_caption), [selected, caption_edit], [tools_msg, details],
                                api_visibility="private", show_progress_on=[details]))
@@ -948,13 +965,16 @@ class GalleryTab:
         then_close(then_show(similar_btn.click(user_errors(self.similar), [selected], [grid_page],
                                                api_visibility="private", show_progress_on=[grid])))
 
-        # The item to delete is the session's (a State); the browser only says yes or no.
-        deleted = delete_btn.click(user_errors(self.delete), [selected, confirmed],
-                                   [gallery_msg, selected, item_actions, details, undo_btn, last_deleted],
-                                   api_visibility="private",
-                                   js="(id, ok) => { ok = confirm('Delete this item? (It goes to the trash: "
-                                      "Undo brings it back.)'); if (ok && window.captionerModal) "
-                                      "{ window.captionerModal.close(); } return [id, ok]; }")
+        # The item to delete is the session's (a State); the browser only says yes (the server's
+        # one-time code for this question) or no.
+        asked = delete_btn.click(self.studio.confirm_code("delete"), None, [confirm_code], api_visibility="private",
+                                 queue=False, show_progress="hidden")
+        deleted = asked.then(user_errors(self.delete_confirmed), [selected, confirm_code],
+                             [gallery_msg, selected, item_actions, details, undo_btn, last_deleted],
+                             api_visibility="private",
+                             js="(id, code) => { const ok = confirm('Delete this item? (It goes to the trash: "
+                                "Undo brings it back.)'); if (ok && window.captionerModal) "
+                                "{ window.captionerModal.close(); } return [id, ok ? code : '']; }")
         then_search(deleted)
         deleted.then(self.hide_player, [selected], [item_player, item_seek], api_visibility="private",
                      queue=False, show_progress="hidden")
@@ -966,10 +986,12 @@ class GalleryTab:
                       queue=False, show_progress="hidden")
         then_search(restored)
         then_close(restored)
-        then_search(empty_btn.click(user_errors(self.empty_trash), [confirmed], [gallery_msg],
-                                    api_visibility="private",
-                                    js="(ok) => [confirm('Remove every item in the trash for good? "
-                                       "This cannot be undone.')]"))
+        asked = empty_btn.click(self.studio.confirm_code("empty_trash"), None, [confirm_code],
+                                api_visibility="private", queue=False, show_progress="hidden")
+        then_search(asked.then(user_errors(self.empty_trash_confirmed), [confirm_code], [gallery_msg],
+                               api_visibility="private",
+                               js="(code) => [confirm('Remove every item in the trash for good? "
+                                  "This cannot be undone.') ? code : '']"))
         export_btn.click(user_errors(self.export), [fmt], [export_file, gallery_msg], api_visibility="private")
         then_search(import_btn.click(user_errors(self.import_folder), [import_files], [import_msg],
                                      api_visibility="private", show_progress_on=[import_msg],

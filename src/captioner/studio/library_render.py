@@ -48,16 +48,28 @@ body.item-modal-open { overflow: hidden; }
   box-sizing: border-box; padding: 0 18px 18px; scroll-padding-top: 64px; border-radius: 12px; flex: 0 1 auto; min-width: 0;
   background: var(--background-fill-primary, #fff); box-shadow: 0 12px 40px rgba(0,0,0,0.35); }
 #item-panel:focus { outline: none; }
-#item-modal-bar { position: sticky; top: 0; z-index: 5; margin: 0; padding: 8px 0;
-  background: var(--background-fill-primary, #fff); border-bottom: 1px solid var(--border-color-primary, #e4e4e7);
-  align-items: center; flex-wrap: nowrap; }
+/* the title bar and the item's actions stay at the top of the window while its content scrolls */
+#item-modal-head { position: sticky; top: 0; z-index: 5; margin: 0; gap: 4px; padding-bottom: 6px;
+  background: var(--background-fill-primary, #fff); border-bottom: 1px solid var(--border-color-primary, #e4e4e7); }
+#item-modal-bar { margin: 0; padding: 8px 0 2px; align-items: center; flex-wrap: nowrap; }
+/* nothing in the window is squeezed to let the rest fit: the window scrolls instead (a video was 0 px high) */
+#item-panel > *, #item-modal-head > * { flex-shrink: 0; }
+#item-player video { min-height: 180px; max-height: 45vh; }
+#item-actions .row { gap: 6px; }
 #item-modal-title { font-weight: 700; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; min-width: 0; }
 #item-close { max-width: 130px; }
 #item-view .pv-root { gap: 8px; }
 @media (max-width: 640px) {
   #item-modal { padding: 0; }
   #item-panel { width: 100%; height: 100%; max-height: none; border-radius: 0; padding: 0 10px 16px; }
-  #item-modal-bar { padding: 6px 0; }
+  #item-modal-bar { padding: 6px 0 0; }
+  #item-actions button { min-width: 0 !important; flex: 1 1 auto; padding-left: 6px; padding-right: 6px; }
+  #item-player video { min-height: 160px; max-height: 40vh; }
+}
+/* the grid wraps to the width of its box (Gradio's columns are fixed: 6 x 100 px overflowed a phone) */
+#gallery-grid .grid-container { grid-template-columns: repeat(auto-fill, minmax(150px, 1fr)) !important; }
+@media (max-width: 640px) {
+  #gallery-grid .grid-container { grid-template-columns: repeat(auto-fill, minmax(96px, 1fr)) !important; }
 }
 #item-details .item-extras ul.tag-list, #item-details .item-extras ul.tag-list li { list-style: none; margin: 0; }
 #item-details .item-extras ul.tag-list { padding: 0; }

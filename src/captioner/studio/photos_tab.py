@@ -61,6 +61,9 @@ log = logging.getLogger("captioner.studio")
 
 #: Animation GIFs made on request are removed when a new one is made this long after them (seconds).
 ANIMATION_TTL_S = 3600
+#: The attention GIF: longer side (px) and palette size (a 448 px, 128-colour GIF was over 500 KB).
+GIF_SIDE = 256
+GIF_COLOURS = 64
 #: The Caption tab's own route for one photo (see the module docstring).
 DIRECT_ROUTE = "/studio/caption"
 #: A staged photo's token (`PhotosTab.stage`): what ``secrets.token_urlsafe(24)`` makes.
@@ -519,7 +522,7 @@ class PhotosTab:
         if j is None:
             raise gr.Error("Pick one of the photo's candidates first.", print_exception=False)
         return gr.File(value=str(animation_gif(render.load_photo(entry["path"]), entry["candidates"][j],
-                                               entry["name"], j)), visible=True)
+                                               entry["name"], j)), visible="hidden")
 
     def add_pasted(self, pasted, files):
         """A clipboard / webcam picture joins the list of photos (and the paste box is cleared).
@@ -562,7 +565,7 @@ class PhotosTab:
                     view = gr.HTML(None, html_template="<div class='pv-mount'></div>", js_on_load=player.player_js(),
                                    apply_default_css=False, elem_id="photos-view", min_height=120)
                     save_msg = gr.Markdown("", elem_id="save-message")
-                    anim_file = gr.File(label="Attention animation (GIF)", visible=False, interactive=False,
+                    anim_file = gr.File(label="Attention animation (GIF)", visible="hidden", interactive=False,
                                         elem_id="animation-file")
                     save_json = gr.JSON(label="Saved", visible=False)
                     # /save (one photo, for scripts: gradio_client); the page saves through the player
@@ -612,6 +615,8 @@ class PhotosTab:
             None, [save_json], None, js=SAVED_JS, queue=False, show_progress="hidden")
         view.download(user_errors(self.animation), [session], [anim_file], api_visibility="private",
                       show_progress="minimal")
+        anim_file.change(None, [anim_file], None, js=player.gif_offer_js("photos-view"), queue=False,
+                         show_progress="hidden")
         save_api.click(user_errors(self.save), [save_idx, cand_idx, save_text, session], [save_json],
                        api_name="save", show_progress="hidden")
         return [view, result_json]
@@ -651,11 +656,11 @@ def animation_gif(img, candidate, name: str, index: int) -> Path:
             if old.stat().st_mtime < cutoff:
                 old.unlink()
                 old.parent.rmdir()
-    frames = attention_frames(img, candidate, size=2 * render.FRAME_SIZE)
+    frames = attention_frames(img, candidate, size=GIF_SIDE)
     if not frames:
         raise gr.Error("This caption has no attention maps to animate.", print_exception=False)
     stem = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in os.path.splitext(name)[0])[:60] or "photo"
     dest = folder / uuid.uuid4().hex[:8] / f"{stem}-caption{index + 1}-attention.gif"
     dest.parent.mkdir()
-    frames_to_gif(frames, dest, ms_per_frame=render.MS_PER_FRAME)
+    frames_to_gif(frames, dest, ms_per_frame=render.MS_PER_FRAME, colors=GIF_COLOURS)
     return dest

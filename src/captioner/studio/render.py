@@ -44,6 +44,8 @@ CSS = """
 .item-shots tr[data-start] { cursor: pointer; }
 .item-shots tr[data-start]:hover, .item-shots tr[data-start]:focus { background: var(--background-fill-secondary, #f4f4f5); }
 .item-shots tr.matched td { font-weight: 700; }
+.item-shots tr.playing td { background: var(--background-fill-secondary, #f4f4f5); }
+.item-shots tr.playing td:first-child::before { content: "▶ "; }
 .item-photo { max-width: 300px; max-height: 260px; border-radius: 8px; display: block; margin-bottom: 10px; }
 """ + player_css()
 
@@ -109,16 +111,19 @@ def _start(value: Any) -> str:
         return "0"
 
 
-def video_details(item: dict, size: int = FRAME_SIZE, matched: int | None = None) -> str:
+def video_details(item: dict, size: int = FRAME_SIZE, matched: int | None = None, poster: bool = True) -> str:
     """Details of one gallery video: its poster, facts and shots (a photo's are in the attention player:
-    `captioner.studio.library_render`).
+    `captioner.studio.library_render`).  ``poster=False``: no poster (the video's player is above: the
+    poster, shot 1's still, would say another thing than the player at the matched shot).
 
     The shots are rows with their start time (``data-start``: the page seeks the item's player there
     when one is clicked); the shot with index ``matched`` (a search's best match) is marked.
     """
+    photo = ""
     try:
-        img = load_photo(item["image_path"], size)
-        photo = f'<img class="item-photo" src="{photo_uri(img)}" alt="{esc(item.get("caption"))}">'
+        if poster:
+            img = load_photo(item["image_path"], size)
+            photo = f'<img class="item-photo" src="{photo_uri(img)}" alt="{esc(item.get("caption"))}">'
     except Exception as exc:  # a missing or damaged file: show the rest
         photo = error_box(f"The image file could not be read: {exc}")
     facts = [("Item", f"#{item.get('id')} (video)"), ("File", item.get("original_name") or "—"),
