@@ -84,6 +84,89 @@ def test_a_failed_job_names_the_real_cause():
         assert root_cause(outer) == "ConnectionError: head node lost"
 
 
+class FakeRay:
+    """What `connect` uses of the `ray` module, recording how Ray would be started."""
+
+    def __init__(self):
+        self.calls = []
+        self._private = type("P", (), {"ray_constants": type("C", (), {"ENABLE_RAY_CLUSTER": True})()})()
+
+    def is_initialized(self):
+        return False
+
+    def init(self, **kwargs):
+        from captioner.scale.job import LOCAL_RAY_ENV
+
+        self.calls.append((kwargs, {name: os.environ.get(name) for name in LOCAL_RAY_ENV}))
+
+    def cluster_resources(self):
+        return {"CPU": 4.0, "memory": 16 * 2**30}
+
+    def shutdown(self):
+        pass
+
+
+def _unset(monkeypatch, *names):
+    for name in names:  # set first, so that monkeypatch removes what `connect` sets afterwards
+        monkeypatch.setenv(name, "placeholder")
+        monkeypatch.delenv(name)
+
+
+def test_a_local_ray_sends_no_usage_stats_and_binds_to_loopback(monkeypatch):
+    """`caption --ray` without an address: usage stats off and node address 127.0.0.1, in the environment
+    every Ray process inherits (Ray reads both there); what the user set is kept; a cluster is left alone."""
+    from captioner.scale.job import LOCAL_RAY_ENV, connect
+
+    _unset(monkeypatch, *LOCAL_RAY_ENV)
+    ray = FakeRay()
+    connect(ray, None, RayJobConfig(workers=1))
+    ((kwargs, env),) = ray.calls
+    assert kwargs["address"] == "local" and kwargs["_node_ip_address"] == "127.0.0.1"
+    assert kwargs["include_dashboard"] is False
+    assert env == {"RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    assert ray._private.ray_constants.ENABLE_RAY_CLUSTER is False  # Ray imported before: told as well
+
+    _unset(monkeypatch, *LOCAL_RAY_ENV)
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "1")  # the user's own choice
+    ray = FakeRay()
+    connect(ray, "local", RayJobConfig(workers=1))
+    assert ray.calls[0][1]["RAY_USAGE_STATS_ENABLED"] == "1"
+
+    _unset(monkeypatch, *LOCAL_RAY_ENV)
+    ray = FakeRay()
+    connect(ray, "10.0.0.5:6379", RayJobConfig(workers=1))  # joining a cluster: its own settings apply
+    ((kwargs, env),) = ray.calls
+    assert kwargs["address"] == "10.0.0.5:6379" and "_node_ip_address" not in kwargs
+    assert env == {"RAY_USAGE_STATS_ENABLED": None, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": None}
+
+
+@needs_ray
+@pytest.mark.slow
+def test_a_real_local_ray_runs_on_loopback_without_usage_stats(tmp_path):
+    """The same with Ray itself, in a fresh process (Ray imported first, as `caption --ray` does): the node's
+    address and the GCS are on 127.0.0.1 and a worker task sees usage stats off."""
+    import subprocess
+
+    script = (
+        "import os, ray\n"
+        "from captioner.scale.config import RayJobConfig\n"
+        "from captioner.scale.job import connect\n"
+        "connect(ray, None, RayJobConfig(workers=1))\n"
+        "task = ray.remote(lambda: os.environ.get('RAY_USAGE_STATS_ENABLED'))\n"
+        "print('NODES', [n['NodeManagerAddress'] for n in ray.nodes()])\n"
+        "print('GCS', ray.get_runtime_context().gcs_address)\n"
+        "print('WORKER', ray.get(task.remote()))\n"
+        "ray.shutdown()\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env,
+                       cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-3000:]
+    lines = dict(line.split(" ", 1) for line in p.stdout.splitlines() if line.split(" ")[0] in ("NODES", "GCS", "WORKER"))
+    assert lines["NODES"] == "['127.0.0.1']", p.stdout
+    assert lines["GCS"].startswith("127.0.0.1:"), p.stdout
+    assert lines["WORKER"] == "0", p.stdout
+
+
 def test_ray_word_after_the_flag_is_an_address_or_a_photo_source(tmp_path):
     from captioner.cli.caption_ray import split_address
 

@@ -47,7 +47,7 @@ class StudioProcess:
     """``python -m captioner.studio.app`` with its own temp folders (TMPDIR, GRADIO_TEMP_DIR)."""
 
     def __init__(self, model_dir: Path, folder: Path, extra: list[str] = (), prefix: list[str] = (),
-                 gallery: Path | None = None):
+                 gallery: Path | None = None, env: dict | None = None):
         self.folder = folder
         self.tmp = folder / "tmp"  # the studio's tempfile.gettempdir(): thumbnails, exports
         self.uploads = folder / "gradio"  # Gradio's upload cache
@@ -58,18 +58,18 @@ class StudioProcess:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1",
-                   TMPDIR=str(self.tmp), GRADIO_TEMP_DIR=str(self.uploads))
+                   TMPDIR=str(self.tmp), GRADIO_TEMP_DIR=str(self.uploads), **(env or {}))
         self.cmd = [*prefix, sys.executable, "-m", "captioner.studio.app", "--model", str(model_dir),
                     "--gallery", str(self.gallery), "--port", str(self.port), *extra]
         self.proc = subprocess.Popen(self.cmd, stdout=open(self.log, "wb"), stderr=subprocess.STDOUT, env=env)
 
-    def wait(self) -> StudioProcess:
+    def wait(self, ready=(200,)) -> StudioProcess:
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"the studio exited with {self.proc.returncode}:\n{self.output()}")
             try:
-                if httpx.get(self.url + "/", timeout=2).status_code == 200:
+                if httpx.get(self.url + "/", timeout=2).status_code in ready:
                     return self
             except httpx.HTTPError:
                 time.sleep(0.5)
@@ -111,10 +111,24 @@ def file_data(server_path: str, name: str) -> dict:
     return {"path": server_path, "orig_name": name, "meta": {"_type": "gradio.FileData"}}
 
 
+#: The cookie the studio's page gets when it is served (`captioner.studio.guard.PageTokens`).
+PAGE_COOKIE = "captioner_page_"
+
+
+def as_page(client: httpx.Client) -> httpx.Client:
+    """Load the studio's page in this client, as a browser tab does before any event (it gets the page's cookie)."""
+    if not any(name.startswith(PAGE_COOKIE) for name in client.cookies.keys()):
+        client.get("/").raise_for_status()
+    return client
+
+
 def call(client: httpx.Client, fn_index: int, data: list, session: str | None = None,
-         event_data=None) -> dict:
-    """Run one event like the browser does (queue/join, then read the session's event stream)."""
+         event_data=None, page: bool = True) -> dict:
+    """Run one event like the browser does (queue/join, then read the session's event stream); ``page``:
+    as the studio's own page (with its cookie), else as a bare script."""
     session = session or uuid.uuid4().hex[:11]
+    if page:
+        as_page(client)
     r = client.post("/gradio_api/queue/join", json={"data": data, "fn_index": fn_index, "session_hash": session,
                                                      "event_data": event_data, "trigger_id": None})
     r.raise_for_status()
@@ -801,3 +815,314 @@ def test_read_only_gallery_folder(tiny_model_dir, photo, tmp_path):
         assert refused["id"] is None and "read-only" in refused["error"]
     finally:
         studio.stop()
+
+
+# ---------------------------------------------------------------------------- only the studio's page drives it
+def triggered_by(config: dict, elem_id: str) -> list[int]:
+    """fn_index of the server events started by the component with ``elem_id`` (not the chained ones)."""
+    ids = {c["id"] for c in config["components"] if (c.get("props") or {}).get("elem_id") == elem_id}
+    return [d["id"] for d in config["dependencies"]
+            if d.get("backend_fn") and any(t[0] in ids for t in d.get("targets") or [])]
+
+
+def _trashed_item(gallery_dir: Path, photo: Path, caption: str) -> int:
+    from captioner.storage import Gallery
+
+    with Gallery(gallery_dir) as g:
+        item_id = g.save(str(photo), photo.name, caption)
+        g.delete(item_id)
+    return item_id
+
+
+def _in_trash(gallery_dir: Path, item_id: int) -> bool:
+    from captioner.storage import Gallery
+
+    with Gallery(gallery_dir) as g:
+        return g.get(item_id, include_trash=True) is not None
+
+
+@pytest.mark.slow
+def test_a_script_cannot_call_events_that_are_not_the_api(server, photo):
+    """The fault run's exploit: `empty_trash` by its fn_index with [True], no Origin, no page: refused (403),
+    by every route that runs an event; `export` too.  The three API events still answer scripts."""
+    from gradio_client import Client
+
+    item_id = _trashed_item(server.gallery, photo, "kept in the trash unless the page confirms")
+    config = server.config()
+    (empty,) = triggered_by(config, "empty-trash")
+    (export,) = dependencies(config, name="export")
+    with httpx.Client(base_url=server.url, timeout=60) as script:
+        for path, body in [("/gradio_api/queue/join", {"fn_index": empty, "session_hash": "s1"}),
+                           ("/gradio_api/run/predict", {"fn_index": empty, "session_hash": "s1"}),
+                           ("/gradio_api/run/search", {"fn_index": empty, "session_hash": "s1"}),  # a public name
+                           ("/gradio_api/call/search", {"fn_index": empty}),
+                           ("/gradio_api/queue/join", {"fn_index": export, "session_hash": "s1"}),
+                           ("/gradio_api/queue/join", {"session_hash": "s1"})]:
+            r = script.post(path, json={"data": [True], "event_data": None, "trigger_id": None, **body})
+            assert r.status_code == 403, (path, body, r.status_code, r.text[:300])
+        for path in ["/gradio_api/component_server", "/gradio_api/cancel", "/gradio_api/stream/x"]:
+            assert script.post(path, json={}).status_code == 403, path
+        time.sleep(2)
+        assert _in_trash(server.gallery, item_id), "a script emptied the trash"
+        assert script.post("/gradio_api/queue/join", content=b"{not json",
+                           headers={"Content-Type": "application/json"}).status_code in (400, 403)
+    c = Client(server.url, verbose=False, analytics_enabled=False, download_files=False)
+    with pytest.raises(Exception):  # noqa: B017 - gradio_client raises its own or httpx's error
+        c.predict(True, fn_index=empty)
+    assert _in_trash(server.gallery, item_id)
+    assert "items" in c.predict("", 1, api_name="/search")  # the API is still the API
+
+
+@pytest.mark.slow
+def test_the_page_must_confirm_destructive_events_on_the_server(server, photo):
+    """With the page's cookie, `empty_trash` by fn_index with [True] or a made-up confirmation still removes
+    nothing: only the code the server gave this session for this action, just before, is honoured."""
+    item_id = _trashed_item(server.gallery, photo, "kept unless the server's confirmation comes back")
+    config = server.config()
+    (empty,) = triggered_by(config, "empty-trash")
+    with httpx.Client(base_url=server.url, timeout=60) as page:
+        for forged in (True, "true", "A" * 32, None):
+            msg = call(page, empty, [forged])
+            assert "removed for good" not in json.dumps(msg), (forged, msg)
+    assert _in_trash(server.gallery, item_id), "the trash was emptied without the page's confirmation"
+
+
+def test_confirmations_are_one_time_per_session_and_action(monkeypatch):
+    from captioner.studio import sessions
+
+    c = sessions.Confirmations()
+    code = c.ask("page-1", "empty_trash")
+    assert code and c.ask("page-1", "empty_trash") != code  # a new question voids the old code
+    code = c.ask("page-1", "empty_trash")
+    assert not c.take("page-2", "empty_trash", code)  # another session
+    assert not c.take("page-1", "delete", code)  # another action
+    for bad in (True, None, "", code[:-1], 1):
+        assert not c.take("page-1", "empty_trash", bad)
+    assert c.take("page-1", "empty_trash", code)
+    assert not c.take("page-1", "empty_trash", code)  # used up
+    late = c.ask("page-1", "delete")
+    monkeypatch.setattr(sessions, "CONFIRM_TTL_S", -1)
+    assert not c.take("page-1", "delete", late)
+    assert not c.take(None, "delete", c.ask(None, "delete"))  # no session: nothing to confirm
+
+
+@pytest.fixture(scope="module")
+def app_parts(tiny_model_dir, tmp_path_factory):
+    """A studio built as `launch` builds it (not served): its Studio and Blocks."""
+    from captioner.pipeline import Captioner
+    from captioner.storage import Gallery
+    from captioner.studio.app import Studio
+
+    studio = Studio(Captioner.load(tiny_model_dir), Gallery(tmp_path_factory.mktemp("guard-gallery")))
+    studio.upload_dir = None
+    return studio, studio.build()
+
+
+def test_events_other_than_the_api_need_the_page_in_process(app_parts):
+    """The same checks on the app `make_app` makes (no server): a bare request is refused before Gradio."""
+    from starlette.testclient import TestClient
+
+    from captioner.studio.app import host_policy, make_app
+
+    studio, demo = app_parts
+    app = make_app(demo, host_policy("127.0.0.1", False), studio=studio)
+    fns = {fn.api_name: i for i, fn in demo.fns.items() if fn.api_name}
+    (empty,) = [i for i, fn in demo.fns.items() if getattr(fn.fn, "__name__", "") == "empty_trash_confirmed"]
+    http = TestClient(app, base_url=ORIGIN)
+    for path, body in [("/gradio_api/queue/join", {"fn_index": empty}), ("/gradio_api/run/predict", {"fn_index": empty}),
+                       ("/gradio_api/run/search", {"fn_index": empty}), ("/gradio_api/call/v2/save", {"fn_index": empty}),
+                       ("/gradio_api/run/save_all", {}), ("/gradio_api/queue/join", {"fn_index": "0"}),
+                       ("/gradio_api/queue/join", {"fn_index": True})]:
+        r = http.post(path, json={"data": [True], "session_hash": "abc", **body})
+        assert r.status_code == 403 and "/caption" in r.text, (path, body)
+    assert http.post("/gradio_api/queue/join", content=b"[1,", headers={"Content-Type": "application/json"}
+                     ).status_code in (400, 403)
+    page = TestClient(app, base_url=ORIGIN)
+    r = page.get("/")
+    assert r.status_code == 200 and any(name.startswith(PAGE_COOKIE) for name in page.cookies.keys())
+    set_cookie = r.headers["set-cookie"].lower()
+    assert "httponly" in set_cookie and "samesite=strict" in set_cookie
+    # the page's cookie lets its events through (Gradio answers: not 403); a forged one does not
+    assert page.post("/gradio_api/run/predict", json={"data": [None], "fn_index": empty,
+                                                      "session_hash": "abc"}).status_code != 403
+    (name,) = [n for n in page.cookies.keys() if n.startswith(PAGE_COOKIE)]
+    forged = TestClient(app, base_url=ORIGIN, cookies={name: "x" * 24 + "." + "0" * 32})
+    assert forged.post("/gradio_api/run/predict", json={"data": [None], "fn_index": empty,
+                                                        "session_hash": "abc"}).status_code == 403
+    # the three API events by name or by their own fn_index need no page
+    assert http.post("/gradio_api/run/search", json={"data": ["", 1, None], "session_hash": "abc"}).status_code == 200
+    assert http.post("/gradio_api/run/predict", json={"data": ["", 1, None], "fn_index": fns["search"],
+                                                      "session_hash": "abc"}).status_code == 200
+
+
+# ---------------------------------------------------------------------------- CORS: the studio's own origin only
+def test_no_cors_for_other_local_origins(app_parts):
+    from starlette.testclient import TestClient
+
+    from captioner.studio.app import host_policy, make_app
+
+    studio, demo = app_parts
+    http = TestClient(make_app(demo, host_policy("127.0.0.1", False), studio=studio), base_url=ORIGIN)
+    for origin in ["http://127.0.0.1:7861", "http://localhost:3000", "http://localhost:7860", "null",
+                   "http://evil.example"]:
+        for path in ["/config", "/", "/gradio_api/info"]:
+            r = http.get(path, headers={"Origin": origin})
+            assert not [h for h in r.headers if h.lower().startswith("access-control-")], (origin, path, r.headers)
+        r = http.options("/gradio_api/upload", headers={"Origin": origin, "Access-Control-Request-Method": "POST"})
+        assert "access-control-allow-origin" not in r.headers, origin
+    assert http.get("/config", headers={"Origin": ORIGIN}).status_code == 200  # its own page
+
+
+def test_guard_strips_cors_headers_for_other_origins():
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"access-control-allow-origin", b"*"), (b"access-control-allow-credentials", b"true"),
+                                (b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    from starlette.testclient import TestClient
+
+    client = TestClient(StudioGuard(app), base_url="http://127.0.0.1:7860")
+    r = client.get("/config", headers={"Origin": "http://127.0.0.1:7861"})
+    assert r.status_code == 200 and "access-control-allow-origin" not in r.headers
+    assert "access-control-allow-credentials" not in r.headers
+    r = client.options("/x", headers={"Origin": "http://localhost:9", "Access-Control-Request-Method": "POST"})
+    assert r.status_code == 403 and "access-control-allow-origin" not in r.headers
+
+
+# ---------------------------------------------------------------------------- --listen needs a login
+def test_access_token_and_password(app_parts):
+    from starlette.testclient import TestClient
+
+    from captioner.studio.app import host_policy, make_app
+    from captioner.studio.guard import Access
+
+    studio, demo = app_parts
+    token = "s3cret-token-for-the-test"
+    app = make_app(demo, host_policy("127.0.0.1", True), studio=studio, access=Access(token=token))
+    anon = TestClient(app, base_url=ORIGIN, follow_redirects=False)
+    for path in ["/", "/config", "/gradio_api/info", "/?token=wrong", "/?token="]:
+        assert anon.get(path).status_code in (401, 403), path
+    assert anon.post("/gradio_api/upload", files={"files": ("a.jpg", b"x")}).status_code in (401, 403)
+    assert anon.get("/config", headers={"Authorization": "Bearer wrong"}).status_code in (401, 403)
+    r = anon.get("/?token=" + token)
+    assert r.status_code in (302, 303, 307) and "token" not in r.headers["location"]
+    assert "httponly" in r.headers["set-cookie"].lower()
+    assert anon.get("/").status_code == 200  # the cookie the link set
+    assert TestClient(app, base_url=ORIGIN).get("/config", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+
+    app = make_app(demo, host_policy("127.0.0.1", True), studio=studio, access=Access(users={"ann": "pw:1"}))
+    anon = TestClient(app, base_url=ORIGIN)
+    r = anon.get("/config")
+    assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Basic")
+    assert anon.get("/config", auth=("ann", "wrong")).status_code == 401
+    assert anon.get("/config", auth=("bob", "pw:1")).status_code == 401
+    assert anon.get("/config", auth=("ann", "pw:1")).status_code == 200
+
+
+def test_access_options_are_checked():
+    from captioner.studio.app import StudioStartError, access_policy
+
+    assert access_policy(False, None, None) is None  # loopback: open as before
+    made = access_policy(True, None, None)
+    assert made.token and len(made.token) >= 32 and not made.users  # --listen: a random token
+    assert access_policy(True, None, None).token != made.token
+    assert access_policy(True, "my-own-token", None).token == "my-own-token"
+    assert access_policy(False, "my-own-token", None).token == "my-own-token"  # asked for on loopback too
+    only_password = access_policy(True, None, "ann:pw")
+    assert only_password.token is None and only_password.users == {"ann": "pw"}
+    for bad in [("", None), ("short", None), ("has space in it", None), (None, "nopassword"), (None, ":pw"),
+                (None, "ann:")]:
+        with pytest.raises(StudioStartError):
+            access_policy(True, *bad)
+
+
+@pytest.mark.slow
+def test_listen_needs_the_printed_token(tiny_model_dir, tmp_path):
+    studio = StudioProcess(tiny_model_dir, tmp_path / "listen", extra=["--listen"]).wait(ready=(200, 401, 403))
+    try:
+        for path in ["/", "/config", "/gradio_api/info"]:
+            r = httpx.get(studio.url + path, timeout=10)
+            assert r.status_code in (401, 403), (path, r.status_code)
+        deadline = time.monotonic() + 30
+        while "?token=" not in studio.output() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        line = next(line for line in studio.output().splitlines() if "?token=" in line)
+        token = line.split("?token=")[1].split()[0]
+        with httpx.Client(base_url=studio.url, timeout=30, follow_redirects=True) as browser:
+            r = browser.get("/?token=" + token)
+            assert r.status_code == 200 and "gradio" in r.text.lower()
+            assert browser.get("/config").status_code == 200
+        from gradio_client import Client
+        c = Client(studio.url, verbose=False, analytics_enabled=False, download_files=False,
+                   headers={"Authorization": f"Bearer {token}"})
+        assert "items" in c.predict("", 1, api_name="/search")
+    finally:
+        studio.stop()
+
+
+# ---------------------------------------------------------------------------- Gradio's run history: off
+class FakeHub:
+    """An HTTP server on 127.0.0.1 that records every request (HF_ENDPOINT points at it)."""
+
+    def __init__(self):
+        import http.server
+        import threading
+
+        self.requests: list[str] = []
+        hub = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _any(self):
+                hub.requests.append(f"{self.command} {self.path}")
+                length = int(self.headers.get("Content-Length") or 0)
+                if length:
+                    self.rfile.read(length)
+                body = b"{}"
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = do_PUT = do_HEAD = do_DELETE = _any
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+
+
+@pytest.mark.slow
+def test_no_run_history_goes_to_a_hub_bucket(tiny_model_dir, tmp_path, photo):
+    """A token, a bucket named by the request header and by the environment, the hub's offline switch off:
+    nothing reaches the (fake) hub, and Gradio's run-history routes are gone."""
+    from gradio_client import Client, handle_file
+
+    hub = FakeHub()
+    env = {"HF_ENDPOINT": hub.url, "HF_TOKEN": "hf_" + "x" * 34, "HF_HUB_OFFLINE": "0",
+           "GRADIO_HISTORY_BUCKET": "someone/runs", "GRADIO_RUN_HISTORY": "True"}
+    studio = StudioProcess(tiny_model_dir, tmp_path / "history", env=env).wait()
+    try:
+        c = Client(studio.url, verbose=False, analytics_enabled=False, download_files=False,
+                   headers={"x-gradio-history-bucket": "someone/photos"})
+        c.predict([handle_file(str(photo))], 1, 5, api_name="/caption")
+        c.predict("", 1, api_name="/search")
+        time.sleep(3)  # the recorder runs after the answer
+        assert hub.requests == [], hub.requests
+        with httpx.Client(base_url=studio.url, timeout=30) as page:
+            as_page(page)
+            for path in ["/gradio_api/runs", "/gradio_api/run-history/buckets", "/gradio_api/run-history/records"]:
+                assert page.get(path, headers={"x-gradio-history-bucket": "someone/photos"}).status_code == 404, path
+            r = page.post("/gradio_api/run-history/connect", json={"bucket_id": "someone/photos"})
+            assert r.status_code in (403, 404), r.status_code
+            assert page.get("/config").json().get("run_history") is False
+        assert hub.requests == [], hub.requests
+    finally:
+        studio.stop()
+        hub.close()

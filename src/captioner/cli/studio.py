@@ -27,7 +27,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=7860, help="port to serve on (default 7860)")
     p.add_argument("--listen", action="store_true",
                    help="open the studio to the network (serve on 0.0.0.0); requests must then name a "
-                        "loopback host, an IP address or an --allowed-host")
+                        "loopback host, an IP address or an --allowed-host, and log in: a random access "
+                        "token is printed at start (open the address with ?token=...) unless --token or "
+                        "--auth is given")
+    p.add_argument("--token", default=None, metavar="TOKEN",
+                   help="the access token to ask for (at least 12 characters; kept in memory only); "
+                        "also asks for it on loopback. Scripts send 'Authorization: Bearer TOKEN'")
+    p.add_argument("--auth", default=None, metavar="USER:PASSWORD",
+                   help="ask for this user name and password (HTTP Basic: over plain HTTP, use it on a "
+                        "network you trust); also asks for it on loopback")
     p.add_argument("--allowed-host", dest="allowed_hosts", action="append", default=[], metavar="NAME",
                    help="also answer requests addressed to this host name (repeatable; e.g. the "
                         "computer's name on your network with --listen)")
@@ -51,7 +59,8 @@ def run(args) -> int:
                listen=args.listen, inbrowser=getattr(args, "open", False),
                allowed_hosts=getattr(args, "allowed_hosts", ()),
                max_upload_mb=getattr(args, "max_upload_mb", DEFAULT_MAX_UPLOAD_MB),
-               t2i_model=getattr(args, "t2i_model", None))
+               t2i_model=getattr(args, "t2i_model", None), token=getattr(args, "token", None),
+               auth=getattr(args, "auth", None))
     except (CaptionerError, GalleryError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

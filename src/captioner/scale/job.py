@@ -9,6 +9,11 @@
 Without an address a local Ray instance is started (and stopped at the end); with one (`auto`,
 `HOST:PORT`, `ray://HOST:10001`) the job runs on that cluster, where every node needs this package
 installed (`pip install "captioner[scale]"`); the model's files travel with the job.
+
+A local instance stays on this computer (`LOCAL_RAY_ENV`): Ray's usage statistics are off (unless
+the user set ``RAY_USAGE_STATS_ENABLED`` himself) and its node address is 127.0.0.1, not the
+address Ray would otherwise find by routing towards a public DNS server.  Joining a cluster
+changes nothing there: the cluster's own settings apply (see docs/security-studio-notes.md).
 """
 from __future__ import annotations
 
@@ -34,6 +39,12 @@ DECODE_CPUS = 1.0
 DECODE_MEMORY = 512 * 2**20
 WORKER_MEMORY = 1536 * 2**20
 LOCAL_ADDRESSES = (None, "", "local")
+#: Set (unless the user set them) before a local Ray starts, and inherited by all its processes:
+#: no usage statistics (Ray's reporter probes cloud metadata addresses and sends to
+#: usage-stats.ray.io), and loopback as this node's address (Ray's switch for that is named after
+#: Windows and macOS, where it is the default: Ray then never looks for a routable address).
+LOCAL_RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+LOCAL_NODE_ADDRESS = "127.0.0.1"
 
 
 class RayMissingError(CaptionerError):
@@ -44,8 +55,18 @@ class JobFailedError(CaptionerError):
     """The Ray job stopped for a reason no photo caused (a full disk, a lost cluster)."""
 
 
-def require_ray():
-    """The `ray` module, or one clear error naming the pip command."""
+def local_ray_environment(environ=None) -> None:
+    """`LOCAL_RAY_ENV` into ``environ`` (default ``os.environ``), keeping what the user set."""
+    environ = os.environ if environ is None else environ
+    for name, value in LOCAL_RAY_ENV.items():
+        environ.setdefault(name, value)
+
+
+def require_ray(local: bool = False):
+    """The `ray` module, or one clear error naming the pip command; ``local``: a local instance will be
+    started, so `LOCAL_RAY_ENV` is set first (Ray reads some of it when it is imported)."""
+    if local:
+        local_ray_environment()
     try:
         import pyarrow  # noqa: F401
         import ray
@@ -143,8 +164,10 @@ def connect(ray, address: str | None, cfg: RayJobConfig) -> tuple[bool, Layout]:
         gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
         first = plan_layout(cfg, float(os.cpu_count() or 1), float(gpus), local=True)
         # "local": a new instance of our own, even where `ray start` left one running ($RAY_ADDRESS too)
+        local_ray_environment()
+        _loopback_node(ray)
         ray.init(address="local", num_cpus=local_cpus(first), num_gpus=gpus, include_dashboard=False,
-                 log_to_driver=False, logging_level=logging.WARNING)
+                 log_to_driver=False, logging_level=logging.WARNING, _node_ip_address=LOCAL_NODE_ADDRESS)
         started = True
     elif not ray.is_initialized():
         try:
@@ -160,6 +183,16 @@ def connect(ray, address: str | None, cfg: RayJobConfig) -> tuple[bool, Layout]:
         if started:
             ray.shutdown()
         raise
+
+
+def _loopback_node(ray) -> None:
+    """Where Ray was imported before `LOCAL_RAY_ENV` was set (a notebook, a test), its constant read
+    from ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER`` at import is set as the environment now says: else Ray
+    turns 127.0.0.1 into the address it routes to a public DNS server with."""
+    constants = getattr(getattr(ray, "_private", None), "ray_constants", None)
+    if constants is not None and hasattr(constants, "ENABLE_RAY_CLUSTER") \
+            and os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER") == "0":
+        constants.ENABLE_RAY_CLUSTER = False
 
 
 _ERROR_LINE = re.compile(r"^(?:[A-Za-z_][\w]*\.)*([A-Za-z_]\w*(?:Error|Exception))(?:\([^)]*\))?: (.+)$")
@@ -198,7 +231,7 @@ def run_caption_job(sources: list[str], out_dir: str, *, model_dir: str | Path |
     None keeps a field). `progress(photos_done, photos_total, failed, new_error_lines)` follows the
     shards as they finish. Bad photos become error rows; the job itself raises only for
     bad settings, an unusable output folder or a cluster that cannot be reached."""
-    ray = require_ray()
+    ray = require_ray(local=address in LOCAL_ADDRESSES)
     from captioner.model.folder import default_model_dir, load_model
     from captioner.scale.results_store import prepare_folder, scan
     from captioner.scale.sources import is_uri, list_photos

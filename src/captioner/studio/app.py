@@ -9,8 +9,10 @@ Start it with ``captioner studio`` or, without the CLI::
 
     python -m captioner.studio.app --model DIR --gallery DIR --port 7860 [--listen]
 
-It listens on 127.0.0.1 only unless ``--listen`` (then 0.0.0.0); it sends nothing anywhere:
-Gradio analytics are off and no share link is made. All the work is done by the pipeline
+It listens on 127.0.0.1 only unless ``--listen`` (then 0.0.0.0, and a login is required: a random
+access token printed at start, ``--token`` or ``--auth user:password``; see `access_policy`); it
+sends nothing anywhere: Gradio analytics and Gradio's run history (uploads of runs to a Hugging Face
+bucket) are off, and no share link is made. All the work is done by the pipeline
 (captioning), `captioner.viz` (attention pictures) and `captioner.storage` (the gallery); this
 module only wires them to widgets.
 
@@ -24,8 +26,12 @@ the Gallery tab plays from the studio's own copy (a hard link where possible) in
 folder, named by the file's sha256 (`VideoTab.served_video`); the gallery's folder is never served.
 In front of Gradio,
 `captioner.studio.guard.StudioGuard` answers only requests addressed to this computer (DNS
-rebinding), refuses state-changing requests from other web sites (``Origin``) and caps request
-sizes; ``--max-upload-mb`` (default 50) caps each uploaded file.  The one route the studio adds
+rebinding), asks for the login when there is one, refuses state-changing requests from other web
+sites (``Origin``), sends no CORS header to any other origin, lets scripts run only the three API
+events below (every other event needs the cookie the studio's page gets when it is served), and
+caps request sizes; ``--max-upload-mb`` (default 50) caps each uploaded file.  Emptying the trash
+and deleting an item also need a one-time code the server gives the page just before its
+confirmation box (`sessions.Confirmations`).  The one route the studio adds
 beside Gradio's, the Caption tab's ``POST /studio/caption`` (one photo, drawn at once: see
 `captioner.studio.photos_tab`), takes no path either: only a token the server gave that page for
 the upload in its file box (used once, within the session's lifetime), as JSON, from the studio's
@@ -63,6 +69,9 @@ same client session, so use one ``Client`` for both::
     # -> {"id": 12, "name": "dog.jpg", "caption": "...", "message": "..."}
     #    or {"id": None, "error": "<readable reason>"} (e.g. the same photo and caption are already saved)
 
+    # with --listen, --token or --auth the studio needs a login; a script sends it as a header:
+    # Client(url, headers={"Authorization": "Bearer TOKEN"})  or  {"Authorization": "Basic ..."}
+
     # search the gallery's captions: (query, page); an empty query lists everything, newest first
     found = client.predict("dog", 1, api_name="/search")
     # -> {"query": "dog", "total": 1, "page": 1, "pages": 1, "per_page": 24, "match_all": True,
@@ -77,6 +86,7 @@ import errno
 import html
 import logging
 import os
+import secrets
 import socket
 import sys
 import tempfile
@@ -98,7 +108,7 @@ from captioner.studio import (
     sessions,  # noqa: E402
 )
 from captioner.studio.gallery_tab import GalleryTab  # noqa: E402
-from captioner.studio.guard import HostPolicy, StudioGuard  # noqa: E402
+from captioner.studio.guard import Access, EventPolicy, HostPolicy, StudioGuard  # noqa: E402
 from captioner.studio.imagine_tab import build_imagine_tab  # noqa: E402
 from captioner.studio.photos_tab import PhotosTab  # noqa: E402
 from captioner.studio.values import MAX_BEAM, MAX_PHOTOS, SESSION_TTL_S, upload_folder  # noqa: E402
@@ -110,6 +120,10 @@ log = logging.getLogger("captioner.studio")
 DEFAULT_MAX_UPLOAD_MB = 50
 #: Largest request body other than an upload (JSON event data).
 MAX_BODY_BYTES = 4 << 20
+#: The events scripts may call (the HTTP API); every other event needs the studio's page.
+API_EVENTS = ("caption", "save", "search")
+#: Shortest --token accepted.
+MIN_TOKEN_CHARS = 12
 
 
 class StudioStartError(CaptionerError):
@@ -146,6 +160,20 @@ class Studio:
         #: The user's own text-to-image model folder for the Imagine tab (None: $CAPTIONER_T2I_MODEL).
         self.t2i_model = t2i_model
         self.imagine = None  # the Imagine tab (`build_imagine_tab`), made by `build`
+        #: One-time codes for the destructive events' confirmation boxes (`confirm_code`, `confirmed`).
+        self.confirmations = sessions.Confirmations()
+
+    def confirm_code(self, action: str):
+        """The event a destructive button runs first: a new one-time code for ``action`` in this
+        session, which the page sends back only if the user says yes in its confirmation box."""
+        def ask(request: gr.Request = None) -> str:
+            return self.confirmations.ask(getattr(request, "session_hash", None), action)
+        ask.__name__ = f"ask_{action}"
+        return ask
+
+    def confirmed(self, action: str, code, request) -> bool:
+        """Whether ``code`` is the one `confirm_code` gave this session for ``action`` (used up)."""
+        return self.confirmations.take(getattr(request, "session_hash", None), action, code)
 
 
     def forget_rendered(self, request: gr.Request):
@@ -247,28 +275,77 @@ def host_policy(host: str, listen: bool, allowed_hosts=()) -> HostPolicy:
         raise StudioStartError(f"--allowed-host: {exc}") from None
 
 
+def access_policy(listen: bool, token: str | None = None, auth: str | None = None) -> Access | None:
+    """The login: ``--token`` and/or ``--auth user:password``; with ``--listen`` and neither, a random
+    token (`launch` prints the address with it).  None: no login (loopback, the default).  The token and
+    the password are kept in memory only."""
+    users = {}
+    if auth is not None:
+        user, sep, password = str(auth).partition(":")
+        if not sep or not user or not password:
+            raise StudioStartError("--auth must be user:password (neither part empty)")
+        users[user] = password
+    if token is not None:
+        token = str(token)
+        if len(token) < MIN_TOKEN_CHARS or any(c.isspace() for c in token) or not token.isprintable():
+            raise StudioStartError(f"--token must be at least {MIN_TOKEN_CHARS} characters, without spaces")
+    elif listen and not users:
+        token = secrets.token_urlsafe(24)
+    if token is None and not users:
+        return None
+    return Access(token=token, users=users)
+
+
+def api_events(demo: gr.Blocks) -> EventPolicy:
+    """The events scripts may run without the studio's page: the `API_EVENTS`, by name or fn_index."""
+    fns = {i: fn for i, fn in demo.fns.items() if fn.api_name in API_EVENTS and fn.api_visibility == "public"}
+    return EventPolicy(fns, API_EVENTS)
+
+
 def make_app(demo: gr.Blocks, hosts: HostPolicy, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
-             studio: Studio | None = None):
+             studio: Studio | None = None, access: Access | None = None):
     """The ASGI app serving ``demo``: Gradio mounted at / behind `StudioGuard` (outermost, so it
     also answers CORS preflights and nothing reaches Gradio's CORS handling before it); with the
     ``studio`` that built ``demo``, also the Caption tab's own route for one photo
-    (`captioner.studio.photos_tab.DIRECT_ROUTE`)."""
+    (`captioner.studio.photos_tab.DIRECT_ROUTE`).  ``access``: the login (`access_policy`).
+    Gradio's run history is off and its routes are gone."""
     from fastapi import FastAPI
 
     max_upload = int(float(max_upload_mb) * 2**20)
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(StudioGuard, hosts=hosts, max_body_bytes=MAX_BODY_BYTES,
-                       max_upload_bytes=max_upload * MAX_PHOTOS + (1 << 20))
+                       max_upload_bytes=max_upload * MAX_PHOTOS + (1 << 20), events=api_events(demo),
+                       access=access)
     demo.state_session_capacity = sessions.MAX_SESSIONS  # read when the app is made (StateHolder)
     if studio is not None and studio.demo is demo:
         studio.photos.add_routes(app)  # before Gradio is mounted at /, so that it is matched first
+    # run_history=False: Gradio records no run (it would upload runs, photos included, to a Hugging
+    # Face bucket named by a request header or $GRADIO_HISTORY_BUCKET when it finds a token).
     app = gr.mount_gradio_app(app, demo, path="/", footer_links=["api"], show_error=False,
                               max_file_size=max_upload, ssr_mode=False, mcp_server=False,
-                              enable_monitoring=False, pwa=False, css=render.CSS)
+                              enable_monitoring=False, pwa=False, css=render.CSS, run_history=False)
+    _drop_run_history_routes(app)
     # Gradio checks that file inputs are its own uploads only in an app it "launched"; a mounted
     # one is not, so say it is (the studio's handlers check their photos as well).
     demo.has_launched = True
     return app
+
+
+def _drop_run_history_routes(app) -> int:
+    """Remove Gradio's run-history page and routes (``/gradio_api/runs``, ``/gradio_api/run-history/...``)
+    from the mounted Gradio app; `StudioGuard` answers 404 there as well.  Returns how many went."""
+    from starlette.routing import Mount
+
+    dropped = 0
+    for mount in [r for r in app.routes if isinstance(r, Mount)]:
+        router = getattr(mount.app, "router", None)
+        if router is None:
+            continue
+        keep = [r for r in router.routes
+                if not str(getattr(r, "path", "")).startswith(("/gradio_api/runs", "/gradio_api/run-history"))]
+        dropped += len(router.routes) - len(keep)
+        router.routes[:] = keep
+    return dropped
 
 
 def serve(app, sock: socket.socket, url: str, *, inbrowser: bool = False, quiet: bool = False) -> None:
@@ -294,11 +371,13 @@ def serve(app, sock: socket.socket, url: str, *, inbrowser: bool = False, quiet:
 def launch(model_dir: str | os.PathLike | None = None, gallery_dir: str | os.PathLike | None = None,
            host: str = "127.0.0.1", port: int = 7860, listen: bool = False, *, inbrowser: bool = False,
            quiet: bool = False, allowed_hosts=(), max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
-           t2i_model: str | os.PathLike | None = None):
+           t2i_model: str | os.PathLike | None = None, token: str | None = None, auth: str | None = None):
     """Load the model and the gallery, then serve the studio (blocks until stopped).
 
     ``listen=True`` serves on every network interface (0.0.0.0) instead of ``host``; requests
-    must then be addressed to a loopback name, an IP address or one of ``allowed_hosts``.
+    must then be addressed to a loopback name, an IP address or one of ``allowed_hosts``, and carry
+    a login: ``token`` (a random one is made and printed if neither it nor ``auth`` is given) or
+    ``auth`` ("user:password"); either one also asks for a login on loopback.
     Raises `CaptionerError` (`StudioStartError` for a taken port) / `GalleryError` with a
     readable message if the studio cannot start.
     """
@@ -311,6 +390,7 @@ def launch(model_dir: str | os.PathLike | None = None, gallery_dir: str | os.Pat
         raise StudioStartError(f"--max-upload-mb must be more than 0, not {max_upload_mb}")
     bind = "0.0.0.0" if listen else host
     hosts = host_policy(host, listen, allowed_hosts)
+    access = access_policy(listen, token, auth)
     sock = listen_socket(bind, port)  # first: a taken port is said at once, not after loading the model
     try:
         captioner = Captioner.load(model_dir)
@@ -320,7 +400,7 @@ def launch(model_dir: str | os.PathLike | None = None, gallery_dir: str | os.Pat
             log.warning("studio: %s", studio.read_only_message())
         demo = studio.build()
         demo.queue(default_concurrency_limit=2)
-        app = make_app(demo, hosts, max_upload_mb, studio)
+        app = make_app(demo, hosts, max_upload_mb, studio, access)
         reaper = sessions.Reaper(demo).start()
         # the first Caption should not pay PyTorch's first-call costs: warm the engine up meanwhile
         threading.Thread(target=studio.photos.warm_up, name="studio-warm-up", daemon=True).start()
@@ -329,8 +409,12 @@ def launch(model_dir: str | os.PathLike | None = None, gallery_dir: str | os.Pat
         raise
     shown = "127.0.0.1" if bind in ("0.0.0.0", "::") else bind
     shown = f"[{shown}]" if ":" in shown else shown
+    url = f"http://{shown}:{sock.getsockname()[1]}/"
+    if access is not None and access.token:
+        url += f"?token={access.token}"  # printed once; stored nowhere
+        quiet = False
     try:
-        serve(app, sock, f"http://{shown}:{sock.getsockname()[1]}/", inbrowser=inbrowser, quiet=quiet)
+        serve(app, sock, url, inbrowser=inbrowser, quiet=quiet)
     finally:
         reaper.stop()
         sock.close()

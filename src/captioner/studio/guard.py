@@ -11,19 +11,36 @@
   from in ``Origin``; a request that changes something (any method but GET, HEAD and OPTIONS,
   and every WebSocket) is refused when it has an ``Origin`` that is not the studio's own.
   Scripts (gradio_client, curl) send no ``Origin`` and are not affected.
+* **Login** (`Access`): with ``--listen`` (or ``--token`` / ``--auth``) every request needs an
+  access token (``?token=`` in the address once: it becomes a cookie; or ``Authorization: Bearer``)
+  or a user name and password (HTTP Basic).  Without them the studio answers 401 and nothing else.
+* **The page** (`PageTokens`, `EventPolicy`): the studio's page gets a random signed cookie when
+  it is served (``HttpOnly``, ``SameSite=Strict``).  A request that runs a Gradio event is let
+  through without it only for the named API events (``/caption``, ``/save``, ``/search``);
+  every other event, and every other state-changing Gradio route but uploads, needs it.  A script
+  calling an event by its ``fn_index`` is refused with 403 before Gradio sees it.
+* **CORS**: no ``Access-Control-*`` header ever goes to another origin (another site, or
+  ``localhost`` on another port); a CORS preflight from one is refused.
 * **Size**: a request body larger than the limit is refused with 413 before it is read (from
   ``Content-Length``) or as soon as it grows past the limit (chunked bodies).  File uploads get
   their own, larger limit; the per-file limit is Gradio's ``max_file_size``.
 
-Refusals are plain-text 403 / 413 / 400 answers without any CORS header.  The middleware is
-pure ASGI (no Gradio import) so it can be tested with a bare ASGI app.
+Refusals are plain-text 401 / 403 / 404 / 413 / 400 answers without any CORS header.  The
+middleware is pure ASGI (no Gradio import) so it can be tested with a bare ASGI app.
 """
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import hmac
 import ipaddress
+import json
 import logging
+import re
+import secrets
 from collections.abc import Iterable
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 log = logging.getLogger("captioner.studio")
 
@@ -32,6 +49,14 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 #: Path suffix of Gradio's file upload route (``/gradio_api/upload``).
 UPLOAD_PATH = "/upload"
+#: Where Gradio's own routes live when it is mounted at ``/``.
+API_PREFIX = "/gradio_api/"
+#: Gradio's run-history routes (uploads of runs to a Hugging Face bucket): never answered.
+RUN_HISTORY_PATHS = re.compile(r"^/gradio_api/(runs|run-history)(/|$)")
+#: Gradio routes that run an event: (kind, api name) from the path after `API_PREFIX`.
+EVENT_ROUTE = re.compile(r"^(?:(queue/join)|(run|api)/([^/]+)|(call)/(?:v2/)?([^/]+))/?$")
+PAGE_COOKIE_PREFIX = "captioner_page_"
+AUTH_COOKIE_PREFIX = "captioner_auth_"
 
 
 def split_host(value: str | None) -> tuple[str, int | None] | None:
@@ -135,23 +160,143 @@ def same_origin(origin: str, host_header: str, scheme: str = "http") -> bool:
     return origin_name == target[0] and origin_port == target_port
 
 
+class PageTokens:
+    """The cookie the studio's page gets when it is served: ``nonce.signature`` under a per-process secret
+    (so nothing is stored, and a studio started again issues new ones under a new cookie name)."""
+
+    def __init__(self, secret: bytes | None = None):
+        self.secret = secret or secrets.token_bytes(32)
+        self.cookie_name = PAGE_COOKIE_PREFIX + self._sign("name")[:12]
+
+    def _sign(self, text: str) -> str:
+        return hmac.new(self.secret, text.encode("ascii"), hashlib.sha256).hexdigest()[:32]
+
+    def issue(self) -> str:
+        nonce = secrets.token_urlsafe(18)
+        return f"{nonce}.{self._sign(nonce)}"
+
+    def valid(self, value: str | None) -> bool:
+        if not value or value.count(".") != 1:
+            return False
+        nonce, signature = value.split(".")
+        if not nonce or not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", nonce):
+            return False
+        return hmac.compare_digest(signature, self._sign(nonce))
+
+    def set_cookie(self) -> str:
+        return f"{self.cookie_name}={self.issue()}; Path=/; HttpOnly; SameSite=Strict"
+
+
+class EventPolicy:
+    """Which Gradio events a request without the page's cookie may run: the public API's, by name
+    (``/gradio_api/run/search``, ``/gradio_api/call/search``) or by their own ``fn_index``."""
+
+    def __init__(self, fn_indexes: Iterable[int], api_names: Iterable[str]):
+        self.fn_indexes = frozenset(int(i) for i in fn_indexes)
+        self.api_names = frozenset(str(n).strip("/") for n in api_names)
+
+    def allows(self, route: str, body: bytes) -> bool:
+        """Whether a POST to ``/gradio_api/<route>`` with this body runs only a public event."""
+        m = EVENT_ROUTE.match(route)
+        if m is None:
+            return False
+        name = m.group(3) or m.group(5)
+        try:
+            data = json.loads(body or b"null")
+        except (ValueError, UnicodeDecodeError):
+            return False
+        if not isinstance(data, dict):
+            return False
+        fn_index = data.get("fn_index")
+        if fn_index is not None:  # Gradio runs the body's fn_index whatever the path's name
+            return type(fn_index) is int and fn_index in self.fn_indexes
+        return name is not None and name in self.api_names  # queue/join needs an fn_index
+
+
+class Access:
+    """Who may use the studio at all: an access token and/or user names with passwords (None of either:
+    anyone who reaches it, the loopback default).  The token is compared in constant time and kept
+    in memory only; the browser keeps a cookie derived from it (not the token)."""
+
+    def __init__(self, token: str | None = None, users: dict[str, str] | None = None):
+        self.token = token or None
+        self.users = dict(users or {})
+        self._secret = secrets.token_bytes(32)
+        self.cookie_name = AUTH_COOKIE_PREFIX + hmac.new(self._secret, b"name", hashlib.sha256).hexdigest()[:12]
+        self._cookie_value = secrets.token_urlsafe(32)
+
+    @property
+    def required(self) -> bool:
+        return bool(self.token or self.users)
+
+    def token_ok(self, value: str | None) -> bool:
+        return bool(self.token and value) and hmac.compare_digest(value.encode("utf-8", "replace"),
+                                                                 self.token.encode("utf-8"))
+
+    def allows(self, headers: dict[str, str], cookies: dict[str, str]) -> bool:
+        if not self.required:
+            return True
+        cookie = cookies.get(self.cookie_name)
+        if cookie and hmac.compare_digest(cookie.encode("utf-8", "replace"), self._cookie_value.encode("ascii")):
+            return True
+        scheme, _, credentials = (headers.get("authorization") or "").strip().partition(" ")
+        scheme, credentials = scheme.lower(), credentials.strip()
+        if scheme in ("bearer", "token"):
+            return self.token_ok(credentials)
+        if scheme == "basic" and self.users:
+            try:
+                user, sep, password = base64.b64decode(credentials, validate=True).decode("utf-8").partition(":")
+            except (binascii.Error, UnicodeDecodeError, ValueError):
+                return False
+            expected = self.users.get(user)
+            return bool(sep) and expected is not None and hmac.compare_digest(password.encode("utf-8"),
+                                                                              expected.encode("utf-8"))
+        return False
+
+    def set_cookie(self) -> str:
+        return f"{self.cookie_name}={self._cookie_value}; Path=/; HttpOnly; SameSite=Lax"
+
+    def challenge(self) -> list[tuple[bytes, bytes]]:
+        schemes = (['Basic realm="Captioner Studio", charset="UTF-8"'] if self.users else []) + \
+                  (['Bearer realm="Captioner Studio"'] if self.token else [])
+        return [(b"www-authenticate", s.encode("ascii")) for s in schemes]
+
+    def message(self) -> str:
+        ways = []
+        if self.token:
+            ways.append("open the address the studio printed when it started (it ends in ?token=...), "
+                        "or send the header 'Authorization: Bearer TOKEN'")
+        if self.users:
+            ways.append("sign in with the user name and password given with --auth")
+        return "This studio needs a login: " + "; or ".join(ways) + "."
+
+
 class _BodyTooLarge(Exception):
     pass
 
 
 class StudioGuard:
-    """ASGI middleware: Host check, Origin check on state-changing requests, request-size limits.
+    """ASGI middleware: Host check, login, Origin check on state-changing requests, the page's cookie for
+    events other than the API, no CORS for other origins, request-size limits.
 
     ``max_body_bytes`` limits every request body but uploads; ``max_upload_bytes`` limits the
     body of an upload request (several files may travel in one); None turns a limit off.
+    ``events`` (an `EventPolicy`): what runs without the page's cookie; None: no such check (a bare
+    app in tests).  ``access``: the login (`Access`); None: none.  ``page_path``: the path of the
+    page that gets the cookie.
     """
 
     def __init__(self, app, *, hosts: HostPolicy | None = None, max_body_bytes: int | None = 4 << 20,
-                 max_upload_bytes: int | None = None):
+                 max_upload_bytes: int | None = None, events: EventPolicy | None = None,
+                 access: Access | None = None, pages: PageTokens | None = None, page_path: str = "/"):
         self.app = app
         self.hosts = hosts or HostPolicy()
         self.max_body_bytes = max_body_bytes
         self.max_upload_bytes = max_upload_bytes
+        self.events = events
+        self.access = access if access is not None and access.required else None
+        self.pages = pages or PageTokens()
+        self.page_path = page_path
 
     async def __call__(self, scope, receive, send):
         kind = scope.get("type")
@@ -160,37 +305,89 @@ class StudioGuard:
             return
         headers = _headers(scope)
         host = headers.get("host")
+        path = scope.get("path", "")
         if not self.hosts.allows(host):
-            log.warning("studio: refused a request for host %r (%s %s)", host, scope.get("method", "WS"),
-                        scope.get("path"))
+            log.warning("studio: refused a request for host %r (%s %s)", host, scope.get("method", "WS"), path)
             await _refuse(scope, receive, send, 403,
                           f"This studio only answers requests addressed to {self.hosts.describe()}.")
             return
         method = scope.get("method", "GET").upper() if kind == "http" else "WEBSOCKET"
+        cookies = _cookies(headers)
+        if self.access is not None and not await self._logged_in(scope, receive, send, method, headers, cookies):
+            return
         origin = headers.get("origin")
-        if method not in SAFE_METHODS and origin is not None \
-                and not same_origin(origin, host, scope.get("scheme", "http")):
-            log.warning("studio: refused a cross-site %s %s from %r", method, scope.get("path"), origin)
+        own_origin = origin is not None and same_origin(origin, host, scope.get("scheme", "http"))
+        if method not in SAFE_METHODS and origin is not None and not own_origin:
+            log.warning("studio: refused a cross-site %s %s from %r", method, path, origin)
             await _refuse(scope, receive, send, 403,
                           "Cross-site requests are not accepted: open the studio's own page to use it.")
             return
-        if kind == "websocket" or method in SAFE_METHODS:
+        if origin is not None and not own_origin:
+            if method == "OPTIONS" and "access-control-request-method" in headers:
+                await _refuse(scope, receive, send, 403, "Cross-origin requests are not accepted.")
+                return
+            send = _without_cors(send)  # reads from elsewhere get no Access-Control-* header
+        if RUN_HISTORY_PATHS.match(path):
+            await _refuse(scope, receive, send, 404, "Not found.")
+            return
+        page_ok = self.pages.valid(cookies.get(self.pages.cookie_name))
+        if kind == "websocket":
+            if self.events is not None and not page_ok:
+                await _refuse(scope, receive, send, 403, _PAGE_ONLY)
+                return
             await self.app(scope, receive, send)
             return
-        limit = self.max_upload_bytes if scope.get("path", "").rstrip("/").endswith(UPLOAD_PATH) \
-            else self.max_body_bytes
-        if limit is None:
+        if method in SAFE_METHODS:
+            if method == "GET" and path == self.page_path and not page_ok:
+                send = _with_cookie(send, self.pages.set_cookie())
             await self.app(scope, receive, send)
             return
+        is_upload = path.rstrip("/").endswith(UPLOAD_PATH)
+        limit = self.max_upload_bytes if is_upload else self.max_body_bytes
         length = headers.get("content-length")
         if length is not None:
             if not length.strip().isdigit():
                 await _refuse(scope, receive, send, 400, "Bad Content-Length.")
                 return
-            if int(length) > limit:
+            if limit is not None and int(length) > limit:
                 await _refuse(scope, receive, send, 413, _too_large(limit))
                 return
+        if self.events is not None and not page_ok and path.startswith(API_PREFIX) and not is_upload:
+            # Only the public API's events run without the page: read the (small) body to see which one.
+            try:
+                body = await _read_body(receive, limit)
+            except _BodyTooLarge:
+                await _respond(send, 413, _too_large(limit))
+                return
+            if not self.events.allows(path[len(API_PREFIX):], body):
+                log.warning("studio: refused %s %s without the studio's page", method, path)
+                await _respond(send, 403, _PAGE_ONLY)
+                return
+            await self.app(scope, _replay(body, receive), send)
+            return
+        if limit is None:
+            await self.app(scope, receive, send)
+            return
         await self._limited(scope, receive, send, limit)
+
+    async def _logged_in(self, scope, receive, send, method, headers, cookies) -> bool:
+        """Whether the request may go on; if not, or if it logged in with ``?token=``, it is answered here."""
+        query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
+        if scope["type"] == "http" and method in ("GET", "HEAD") and self.access.token_ok(query.get("token")):
+            # a link with the token: a cookie, and the same address without the token (on this site only)
+            rest = urlencode([(k, v) for k, v in query.items() if k != "token"])
+            location = quote("/" + scope.get("path", "/").lstrip("/")) + (f"?{rest}" if rest else "")
+            await _respond(send, 303, "Signed in.", [(b"location", location.encode("latin-1")),
+                                                     (b"set-cookie", self.access.set_cookie().encode("ascii"))])
+            return False
+        if self.access.allows(headers, cookies):
+            return True
+        log.warning("studio: refused a request without a login (%s %s)", method, scope.get("path"))
+        if scope["type"] == "websocket":
+            await _refuse(scope, receive, send, 403, "")
+        else:
+            await _respond(send, 401, self.access.message(), self.access.challenge())
+        return False
 
     async def _limited(self, scope, receive, send, limit: int) -> None:
         """Run the app, stopping the body at ``limit`` bytes (for bodies without Content-Length)."""
@@ -227,6 +424,65 @@ class StudioGuard:
             await _respond(send, 413, _too_large(limit))
 
 
+_PAGE_ONLY = ("Only the studio's own page can do this: the HTTP API is the /caption, /save and /search "
+              "events (see the README).")
+
+
+def _cookies(headers: dict[str, str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for part in (headers.get("cookie") or "").split(";"):
+        name, sep, value = part.strip().partition("=")
+        if sep and name and name not in out:
+            out[name] = value.strip().strip('"')
+    return out
+
+
+async def _read_body(receive, limit: int | None) -> bytes:
+    body = b""
+    while True:
+        message = await receive()
+        if message.get("type") == "http.disconnect":
+            break
+        body += message.get("body", b"")
+        if limit is not None and len(body) > limit:
+            raise _BodyTooLarge
+        if not message.get("more_body"):
+            break
+    return body
+
+
+def _replay(body: bytes, receive):
+    sent = False
+
+    async def replay():
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+    return replay
+
+
+def _without_cors(send):
+    async def stripped(message):
+        if message.get("type") == "http.response.start":
+            message = dict(message, headers=[(k, v) for k, v in message.get("headers") or []
+                                             if not k.lower().startswith(b"access-control-")])
+        await send(message)
+    return stripped
+
+
+def _with_cookie(send, cookie: str):
+    async def with_cookie(message):
+        if message.get("type") == "http.response.start" and message.get("status") == 200:
+            kinds = [v for k, v in message.get("headers") or [] if k.lower() == b"content-type"]
+            if kinds and kinds[0].lower().startswith(b"text/html"):
+                message = dict(message, headers=[*message.get("headers", []),
+                                                 (b"set-cookie", cookie.encode("ascii"))])
+        await send(message)
+    return with_cookie
+
+
 def _too_large(limit: int) -> str:
     return f"The request is too large (more than {limit / 2**20:.0f} MB)."
 
@@ -240,12 +496,12 @@ def _headers(scope) -> dict[str, str]:
     return out
 
 
-async def _respond(send, status: int, text: str) -> None:
+async def _respond(send, status: int, text: str, extra: list[tuple[bytes, bytes]] = ()) -> None:
     body = (text + "\n").encode("utf-8")
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"text/plain; charset=utf-8"),
                             (b"content-length", str(len(body)).encode("ascii")),
-                            (b"connection", b"close")]})
+                            (b"connection", b"close"), *extra]})
     await send({"type": "http.response.body", "body": body})
 
 

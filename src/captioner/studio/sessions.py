@@ -12,7 +12,11 @@ Every browser tab (and every gradio_client ``Client``) is a session.  Gradio kee
   by default).  `forget_values` clears those copies once they have been sent, and `Reaper`
   drops whole sessions that have been idle for ``SESSION_TTL_S``.
 
-The last two use Gradio's session store (``Blocks.state_holder``), which is not a public API;
+The studio keeps one more thing per session, outside Gradio: `Confirmations`, the one-time codes
+that let a destructive event (emptying the trash, deleting an item) run only after the page asked
+for it and the user said yes in that page.
+
+`forget_values` and `Reaper` use Gradio's session store (``Blocks.state_holder``), which is not a public API;
 `supported` says whether this Gradio has the attributes they need (a test checks it, so an
 upgrade that changes them is noticed), and without them both do nothing.
 """
@@ -21,8 +25,12 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import datetime
+import hmac
 import logging
+import secrets
 import threading
+import time
+from collections import OrderedDict
 from collections.abc import Iterable
 
 log = logging.getLogger("captioner.studio")
@@ -33,6 +41,8 @@ SESSION_TTL_S = 30 * 60
 REAP_EVERY_S = 60
 #: At most this many sessions are held at all (the least recently used go first).
 MAX_SESSIONS = 1000
+#: How long the answer to a confirmation box may take (seconds).
+CONFIRM_TTL_S = 10 * 60
 
 
 def _holder(blocks):
@@ -143,3 +153,42 @@ class Reaper:
 
     def stop(self) -> None:
         self._stop.set()
+
+
+class Confirmations:
+    """One-time codes for destructive events, per session and action.
+
+    The page's button first asks the server (`ask`: a new code for this session and action, the
+    previous one void), shows its confirmation box, and sends the code back only if the user said
+    yes; the event runs only if `take` finds that code for that session and action, unused and
+    younger than ``CONFIRM_TTL_S``.  So "yes" is not something a request can simply say: a made-up
+    code, a code for another action or session, or one used before is refused.
+    """
+
+    def __init__(self, max_pending: int = MAX_SESSIONS):
+        self.max_pending = max_pending
+        self._pending: OrderedDict[tuple[str, str], tuple[str, float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def ask(self, session_hash: str | None, action: str) -> str:
+        """A new code for ``action`` in this session ("" without a session: nothing can be confirmed)."""
+        if not session_hash:
+            return ""
+        code = secrets.token_urlsafe(24)
+        with self._lock:
+            self._pending[(session_hash, action)] = (code, time.monotonic())
+            self._pending.move_to_end((session_hash, action))
+            while len(self._pending) > self.max_pending:
+                self._pending.popitem(last=False)
+        return code
+
+    def take(self, session_hash: str | None, action: str, code) -> bool:
+        """Whether ``code`` is this session's pending code for ``action`` (then it is used up)."""
+        if not session_hash or not isinstance(code, str) or not code:
+            return False
+        with self._lock:
+            pending = self._pending.get((session_hash, action))
+            if pending is None or not hmac.compare_digest(pending[0].encode(), code.encode("utf-8", "replace")):
+                return False
+            del self._pending[(session_hash, action)]
+        return time.monotonic() - pending[1] <= CONFIRM_TTL_S
