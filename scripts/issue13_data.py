@@ -27,6 +27,10 @@ CACHE = ROOT / "runs" / "issue13"
 #: every plain beam names a tag, "side-by-side-any" (the current one) once any plain beam does; the
 #: last four give the same captions.
 GROUNDING = "side-by-side-any"
+#: the decoding settings there were when passes were first cached; later ones enter a pass's key only
+#: when they differ from their default
+ISSUE13_FIELDS = {"beam_size", "max_len", "length_penalty", "no_repeat_ngram", "tag_bonus", "tag_min", "tag_unsure",
+                  "tag_reliable"}
 
 
 def grounding_key() -> str:
@@ -90,6 +94,9 @@ def decode_pass(name: str, decoding, cap=None, tag: str = "") -> list[dict]:
 
 
     settings = decoding.to_dict()
+    defaults = type(decoding)().to_dict()
+    for k in [k for k in settings if k not in ISSUE13_FIELDS and settings[k] == defaults[k]]:
+        settings.pop(k)  # a setting added later, left at its default, keeps the passes made before it
     if not settings.get("tag_bonus"):  # grounding off: tag_min changes nothing (and older passes lack both)
         settings.pop("tag_bonus", None)
         settings.pop("tag_min", None)
@@ -104,6 +111,9 @@ def decode_pass(name: str, decoding, cap=None, tag: str = "") -> list[dict]:
         else:  # the table the setting reads
             table = ROOT / "src" / "captioner" / "weights" / "tag_reliability.json"
             tag += hashlib.sha256(table.read_bytes()).hexdigest()[:8] if table.is_file() else ""
+    if settings.get("support_penalty"):  # the head the setting reads
+        head = ROOT / "src" / "captioner" / "weights" / "support_head.safetensors"
+        tag += hashlib.sha256(head.read_bytes()).hexdigest()[:8] if head.is_file() else ""
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode() + tag.encode()).hexdigest()[:10]
     path = CACHE / name / f"pass-{key}.jsonl"
     done = []
