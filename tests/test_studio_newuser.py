@@ -152,3 +152,65 @@ def test_item_window_keeps_actions_and_the_saved_caption_first(studio, browser, 
     page.wait_for_timeout(200)
     for button in ("#save-caption", "#delete-button"):
         assert in_view(page, button), (button, box(page, button))
+
+
+def caption_photos(page, paths: list[Path]):
+    """The Caption tab: drop ``paths`` and press Caption; the results drawn."""
+    page.locator("#photo-files input[type=file]").set_input_files([str(p) for p in paths])
+    page.wait_for_function("(n) => document.querySelectorAll('#photo-files tbody tr').length === n", arg=len(paths))
+    page.click("#caption-button")
+    page.locator("#photos-view .pv-tile").nth(len(paths) - 1).wait_for()
+    page.locator("#photos-view .pv-card").first.wait_for()
+
+
+GREEN_JS = """(sel) => [...document.querySelectorAll(sel)].filter((e) => e.getClientRects().length).map((e) => {
+    const [r, g, b] = getComputedStyle(e).backgroundColor.match(/[\\d.]+/g).map(Number);
+    return {text: e.textContent, green: g > r + 30 && g > b + 30};
+})"""
+
+
+@pytest.fixture(scope="module")
+def two_photos(tmp_path_factory) -> list[Path]:
+    folder = tmp_path_factory.mktemp("photos")
+    paths = []
+    for i, name in enumerate(("000000397133.jpg", "000000037777.jpg")):
+        nu.photo(40 + 7 * i, (320, 240)).save(folder / name, quality=90)
+        paths.append(folder / name)
+    return paths
+
+
+# ---------------------------------------------------------------- 1. the confidence badge says what it can
+@pytest.mark.parametrize("width", nu.WIDTHS)
+def test_confidence_badges_say_only_what_the_calibration_can(studio, browser, two_photos, width):
+    url, ids = studio
+    page = new_page(browser, url, width)
+    caption_photos(page, two_photos)
+    view = page.locator("#photos-view")
+    badges = page.evaluate(GREEN_JS, "#photos-view .pv-conf")
+    assert badges and all("%" in b["text"] for b in badges)
+    # the shipped calibration has no threshold that holds on everyday photos: nothing is green
+    assert not [b for b in badges if b["green"]], badges
+    assert view.locator(".pv-conf.high").count() == 0
+    # what the model knows, in plain words, beside the results
+    knows = view.locator(".pv-knows")
+    assert knows.is_visible() and "Flickr8k" in knows.inner_text() and "people, dogs" in knows.inner_text()
+    assert abs(box(page, "#photos-view .pv-knows")["y"] - box(page, "#photos-view .pv-cards")["bottom"]) < 400
+    # an edited caption loses the model's badge (on its tile and above the player); back to the model's: it returns
+    head = view.locator(".pv-head-conf")
+    assert "confidence" in head.inner_text()
+    view.locator("textarea.pv-text").fill("a green shape on a field")
+    assert "no model score" in head.inner_text()
+    tile = view.locator(".pv-tile.on")
+    assert tile.locator(".pv-conf").count() == 0 and "edited" in tile.inner_text()
+    view.locator(".pv-use").click()
+    assert "confidence" in head.inner_text() and tile.locator(".pv-conf").count() == 1
+    # a gallery item saved with the user's edit: no model badge, the saved caption above the candidates
+    gallery(page)
+    search(page, "road", 1)
+    open_item(page)
+    item = page.locator("#item-view")
+    item.locator(".pv-card").first.wait_for()
+    assert "no model score" in item.locator(".pv-head").inner_text()
+    assert nu.EDITED in item.locator(".pv-saved-caption").inner_text()
+    assert not [b for b in page.evaluate(GREEN_JS, "#item-view .pv-conf") if b["green"]]
+    assert item.locator(".pv-knows").is_visible()

@@ -431,20 +431,20 @@ class GalleryTab:
         if item.get("kind") == "video":
             return gr.HTML(value=library_render.no_item_view(), visible="hidden")
         nonce = f"{item.get('id')}-{uuid.uuid4().hex[:8]}"
-        low = self.studio.photos.low_confidence()
+        low, high = self.studio.photos.low_confidence(), self.studio.photos.high_confidence()
         source = self._image_file(item)
         if source is None:
-            return gr.HTML(value=library_render.item_view(item, None, nonce, low,
+            return gr.HTML(value=library_render.item_view(item, None, nonce, low, high=high,
                                                           error="The photo's file is not in the gallery."),
                            visible=True)
         try:
             img = open_image(source, draft_size=2 * player.DISPLAY_SIDE)
         except Exception as exc:  # noqa: BLE001 - a damaged file: the details still show, no path to the page
             log.warning("studio: item %s: its photo cannot be shown: %s", item.get("id"), exc)
-            return gr.HTML(value=library_render.item_view(item, None, nonce, low,
+            return gr.HTML(value=library_render.item_view(item, None, nonce, low, high=high,
                                                           error="The photo's file could not be read."),
                            visible=True)
-        return gr.HTML(value=library_render.item_view(item, img, nonce, low), visible=True)
+        return gr.HTML(value=library_render.item_view(item, img, nonce, low, high=high), visible=True)
 
     def show_item(self, ids: list | None, evt: gr.SelectData):
         """A grid item clicked: (details, the item's id for the session, the item's actions)."""

@@ -274,12 +274,15 @@ def chosen_candidate(item: dict) -> int:
     return 0
 
 
-def item_view(item: dict, image: Any, nonce: str, low: float | None = None, error: str | None = None) -> dict:
+def item_view(item: dict, image: Any, nonce: str, low: float | None = None, error: str | None = None,
+              high: float | None = None) -> dict:
     """What the attention player (`captioner.studio.player`, kind "item") draws for a saved photo: the photo
     (a small JPEG of ``image``, the gallery's file decoded by the caller), its saved candidates with their
     attention maps as levels, tags and confidence; the candidate that was saved starts selected.
 
     ``error``: why the photo cannot be shown (then ``image`` is None and only the message is drawn).
+    ``low`` / ``high``: the confidence badges' bands (see `photos_tab.PhotosTab.high_confidence`).  A saved
+    caption that is none of the candidates (the user's edit) is ``saved.edited``: it gets no model badge.
     Nothing here names a file: the player sends back only a candidate index (for a GIF on request).
     """
     confidence = item.get("confidence")
@@ -292,6 +295,13 @@ def item_view(item: dict, image: Any, nonce: str, low: float | None = None, erro
              "beam": item.get("beam_size"), "tags": player.tags_data(item.get("tags")), "warnings": [],
              "confidence": confidence, "saved": None, "photo": None, "candidates": [],
              "chosen": chosen_candidate(item)}
+    caption = " ".join(str(item.get("caption") or "").lower().split())
+    edited = bool(caption) and bool(candidates) and not any(
+        " ".join(str(c.get("caption") or "").lower().split()) == caption
+                                       for c in candidates)
+    entry["saved"] = {"id": item.get("id"), "caption": str(item.get("caption") or ""), "edited": edited}
+    if edited:
+        entry["confidence"] = None
     if image is not None and error is None:
         entry["photo"] = player.photo_data(image, item.get("width") or image.width,
                                            item.get("height") or image.height)
@@ -299,7 +309,8 @@ def item_view(item: dict, image: Any, nonce: str, low: float | None = None, erro
         if not entry["candidates"]:  # saved without candidates: the caption alone, no attention
             entry["candidates"] = [player.candidate_data({"caption": str(item.get("caption") or "")})]
             entry["chosen"] = 0
-    return {"kind": "item", "nonce": nonce, "photos": [entry], "selected": 0, "low": low, "read_only": True,
+    return {"kind": "item", "nonce": nonce, "photos": [entry], "selected": 0, "low": low, "high": high,
+            "read_only": True,
             "no_copy": True}
 
 

@@ -326,7 +326,8 @@ class VideoTab:
                 "photo": photo_data(img) if img is not None else None,
                 "candidates": [candidate_data(c) for c in seg["candidates"]] if img is not None else []}
         view = {"kind": "shot", "nonce": f"{state.get('nonce', '')}-{index}", "photos": [item], "selected": 0,
-                "low": self.studio.photos.low_confidence(), "read_only": True}
+                "low": self.studio.photos.low_confidence(), "high": self.studio.photos.high_confidence(),
+                "read_only": True}
         return view, float(seg["start"])
 
     def animation(self, state: dict | None, evt: gr.EventData):

@@ -1,11 +1,12 @@
 // The studio's attention player (gr.HTML js_on_load: `element`, `props`, `trigger`, `watch` are given).
 // props.value (made by captioner.studio.photos_tab / video_tab from captioner.studio.player):
-//   {kind: "photos" | "shot" | "item", nonce, message, engine_s, low, read_only, title, no_copy,
+//   {kind: "photos" | "shot" | "item", nonce, message, engine_s, low, high (null: no "likely right" band),
+//    read_only, title, no_copy,
 //    photos: [{key, index, name, width, height, error, beam, tags: [{label, score}], confidence,
 //              warnings: [...], photo: {src, w, h, squeezed, aspect},
 //              candidates: [{caption, words, score, per_token, confidence,
 //                            attention: {n, m, words, levels (base64, words x n x m bytes)}}],
-//              saved: {id, caption} | null, chosen (the candidate shown first; default 0)}]}
+//              saved: {id, caption, edited} | null, chosen (the candidate shown first; default 0)}]}
 // ("item": a saved gallery photo, from captioner.studio.library_render.item_view; no_copy: no Copy button)
 // Everything is drawn here, on canvases: the photo once, each word's map laid over it.
 // Events sent to the server (indexes into the session's own list, never a file):
@@ -172,12 +173,24 @@
       <details class="pv-strip"><summary>Still frames (${att.words} words)</summary><div class="pv-frames"></div></details>`;
   }
 
+  // A confidence badge.  Its colour says only what the calibration can: "low" under `low`; green ("likely
+  // right") only above `high`, a threshold the model's calibration holds on everyday photos as well as on
+  // Flickr8k (none today: the badge is then neutral); a caption the user edited has no model badge at all.
   function confBadge(c, low) {
     const v = pct(c);
     if (v === null) { return ""; }
+    const high = S.data ? S.data.high : null;
     const isLow = low !== null && low !== undefined && c < low;
-    return `<span class="pv-conf${isLow ? " low" : ""}" title="Calibrated chance that the caption is right">${isLow ? "⚠ low confidence " : "confidence "}${v}%</span>`;
+    const isHigh = !isLow && high !== null && high !== undefined && c >= high;
+    const title = "The model's own estimate that its caption is right, calibrated on Flickr8k photos"
+      + " (people, dogs, sports); on other photos it is often wrong";
+    return `<span class="pv-conf${isLow ? " low" : isHigh ? " high" : ""}" title="${title}">${isLow ? "⚠ low confidence " : "confidence "}${v}%</span>`;
   }
+  const EDITED_BADGE = '<span class="pv-conf none" title="The model scored its own captions, not yours">your caption: no model score</span>';
+  // What the model knows, in plain words, under the results (its confidence cannot tell its own mistakes apart)
+  const KNOWS = `<p class="pv-knows">This model learned from Flickr8k: about 8,000 photos of everyday scenes with
+    <b>people, dogs, children playing and sports</b>. It knows little of food, objects, indoor scenes, other animals,
+    art or text: there its captions are often wrong, and its confidence does not warn you. Check each caption.</p>`;
 
   function cardsHtml(p) {
     const j = choiceOf(p).cand, low = S.data.low;
@@ -189,7 +202,9 @@
 
   function detailHtml(p) {
     const meta = [p.width && p.height ? `${p.width}×${p.height} px` : "", p.beam ? `beam ${p.beam}` : ""].filter(Boolean).join(" · ");
-    const head = `<div class="pv-head"><span class="pv-name">${esc(p.name)}</span><span class="pv-meta">${esc(meta)}</span>${confBadge(p.confidence, S.data.low)}</div>`;
+    const yours = p.saved && p.saved.edited && S.data.kind === "item";
+    const badge = S.data.kind === "photos" ? `<span class="pv-head-conf">${headBadge(p)}</span>` : (yours ? EDITED_BADGE : confBadge(p.confidence, S.data.low));
+    const head = `<div class="pv-head"><span class="pv-name">${esc(p.name)}</span><span class="pv-meta">${esc(meta)}</span>${badge}</div>`;
     if (p.error) { return head + `<div class="studio-error">${esc(p.error)}</div>`; }
     const tags = p.tags && p.tags.length ? `<div class="pv-tags" aria-label="What the model sees">${p.tags.map((t) => `<span class="pv-tag" title="${t.score === null ? "" : Math.round(100 * t.score) + "%"}">${esc(t.label)}</span>`).join("")}</div>` : "";
     const warns = p.warnings && p.warnings.length ? `<ul class="pv-warnings">${p.warnings.map((w) => `<li>⚠️ ${esc(w)}</li>`).join("")}</ul>` : "";
@@ -201,8 +216,10 @@
         <div class="pv-actions"><button type="button" class="pv-copy">Copy caption</button>
           ${S.data.read_only ? "" : `<button type="button" class="pv-save">Save this photo</button><button type="button" class="pv-save-all primary">Save all</button>`}</div>
         <div class="pv-save-msg" role="status"></div></div>` : `${S.data.no_copy ? "" : '<div class="pv-actions"><button type="button" class="pv-copy">Copy caption</button></div>'}<textarea class="pv-text" hidden readonly>${esc(textOf(p))}</textarea>`;
+    const savedLine = yours ? `<div class="pv-saved-caption"><span class="pv-label">Saved caption (your edit)</span>
+        <span class="pv-caption">${esc(p.saved.caption)}</span><span class="pv-label">The model's candidates:</span></div>` : "";
     return head + tags + warns + `<div class="pv-body"><div class="pv-player">${playerHtml(p, c.cand)}</div>
-      <div class="pv-side"><div class="pv-cards" role="list">${cardsHtml(p)}</div>${saveBox}</div></div>`;
+      <div class="pv-side">${savedLine}<div class="pv-cards" role="list">${cardsHtml(p)}</div>${saveBox}${S.data.kind === "shot" ? "" : KNOWS}</div></div>`;
   }
 
   function tileHtml(p, i) {
@@ -213,7 +230,17 @@
     const caption = p.error ? esc(p.error) : esc(textOf(p));
     return `<button type="button" class="pv-tile${i === S.sel ? " on" : ""}${p.error ? " err" : ""}" data-i="${i}" aria-pressed="${i === S.sel}">
       <img alt="" src="${p.photo ? p.photo.src : ""}" ${p.photo ? "" : "hidden"}><span class="pv-tile-name">${esc(p.name)}</span>
-      <span class="pv-tile-caption">${caption}</span><span class="pv-tile-foot">${p.error ? "" : confBadge(p.candidates.length ? p.candidates[choiceOf(p).cand].confidence : p.confidence, S.data.low)}${status}</span></button>`;
+      <span class="pv-tile-caption">${caption}</span><span class="pv-tile-foot">${p.error || ed ? "" : confBadge(p.candidates.length ? p.candidates[choiceOf(p).cand].confidence : p.confidence, S.data.low)}${status}</span></button>`;
+  }
+  // The selected photo's badge: the chosen candidate's confidence, none once the user edited the caption
+  function headBadge(p) {
+    if (p.error) { return ""; }
+    if (edited(p)) { return EDITED_BADGE; }
+    return confBadge(p.candidates.length ? p.candidates[choiceOf(p).cand].confidence : p.confidence, S.data.low);
+  }
+  function refreshHead() {
+    const p = cur(), el = root.querySelector(".pv-head-conf");
+    if (p && el) { el.innerHTML = headBadge(p); }
   }
 
   function saveAllLabel() {
@@ -259,7 +286,7 @@
     const ta = root.querySelector(".pv-text");
     if (ta && !edited(p) && choiceOf(p).text === null) { ta.value = textOf(p); }
     if (ta && choiceOf(p).text !== null && choiceOf(p).text === (p.candidates[j] || {}).caption) { choiceOf(p).text = null; }
-    editNote(); refreshTiles();
+    editNote(); refreshHead(); refreshTiles();
   }
 
   function drawStrip() {
@@ -348,7 +375,7 @@
     else if (t.classList.contains("pv-copy")) { const ta = root.querySelector(".pv-text"); copy(ta ? ta.value : ""); }
     else if (t.classList.contains("pv-save")) { save("one"); }
     else if (t.classList.contains("pv-save-all")) { save("all"); }
-    else if (t.classList.contains("pv-use")) { const p = cur(); if (p) { choiceOf(p).text = null; const ta = root.querySelector(".pv-text"); if (ta) { ta.value = textOf(p); } editNote(); refreshTiles(); } }
+    else if (t.classList.contains("pv-use")) { const p = cur(); if (p) { choiceOf(p).text = null; const ta = root.querySelector(".pv-text"); if (ta) { ta.value = textOf(p); } editNote(); refreshHead(); refreshTiles(); } }
     else if (t.classList.contains("pv-gif")) { const p = cur(); if (p) { t.textContent = "⤓ Drawing the GIF…"; setTimeout(() => { t.textContent = "⤓ Animation (GIF)"; }, 3000); trigger("download", {photo: p.index, candidate: choiceOf(p).cand}); } }
     else if (t.tagName === "SUMMARY" && t.parentElement.classList.contains("pv-strip")) { setTimeout(drawStrip, 0); }
   });
@@ -372,7 +399,7 @@
     const p = cur(); if (!p) { return; }
     const c = choiceOf(p);
     c.text = e.target.value === (p.candidates[c.cand] || {}).caption ? null : e.target.value;
-    editNote();
+    editNote(); refreshHead();
     const tile = root.querySelector(`.pv-tile[data-i="${S.sel}"]`);
     if (tile) { tile.outerHTML = tileHtml(p, S.sel); }
     saveAllLabel();
