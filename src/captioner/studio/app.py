@@ -27,8 +27,9 @@ folder, named by the file's sha256 (`VideoTab.served_video`); the gallery's fold
 In front of Gradio,
 `captioner.studio.guard.StudioGuard` answers only requests addressed to this computer (DNS
 rebinding), asks for the login when there is one, refuses state-changing requests from other web
-sites (``Origin``), sends no CORS header to any other origin, lets scripts run only the three API
-events below (every other event needs the cookie the studio's page gets when it is served), and
+sites (``Origin``), sends no CORS header to any other origin, lets scripts run only the API events
+(`API_EVENTS`: the three below, the Video tab's and the Imagine tab's; every other event needs the
+cookie the studio's page gets when it is served), and
 caps request sizes; ``--max-upload-mb`` (default 50) caps each uploaded file.  Emptying the trash
 and deleting an item also need a one-time code the server gives the page just before its
 confirmation box (`sessions.Confirmations`).  The one route the studio adds
@@ -120,8 +121,10 @@ log = logging.getLogger("captioner.studio")
 DEFAULT_MAX_UPLOAD_MB = 50
 #: Largest request body other than an upload (JSON event data).
 MAX_BODY_BYTES = 4 << 20
-#: The events scripts may call (the HTTP API); every other event needs the studio's page.
-API_EVENTS = ("caption", "save", "search")
+#: The events scripts may call (the HTTP API: the three documented here, and the Video and Imagine
+#: tabs' own, documented in `captioner.studio.video_tab` and `captioner.studio.imagine_tab`); every
+#: other event needs the studio's page.
+API_EVENTS = ("caption", "save", "search", "caption_video", "save_video", "imagine")
 #: Shortest --token accepted.
 MIN_TOKEN_CHARS = 12
 
@@ -298,7 +301,8 @@ def access_policy(listen: bool, token: str | None = None, auth: str | None = Non
 
 def api_events(demo: gr.Blocks) -> EventPolicy:
     """The events scripts may run without the studio's page: the `API_EVENTS`, by name or fn_index."""
-    fns = {i: fn for i, fn in demo.fns.items() if fn.api_name in API_EVENTS and fn.api_visibility == "public"}
+    fns = {i: fn for i, fn in demo.fns.items()
+           if fn.api_name in API_EVENTS and fn.api_visibility in ("public", "undocumented")}
     return EventPolicy(fns, API_EVENTS)
 
 

@@ -16,7 +16,8 @@
   or a user name and password (HTTP Basic).  Without them the studio answers 401 and nothing else.
 * **The page** (`PageTokens`, `EventPolicy`): the studio's page gets a random signed cookie when
   it is served (``HttpOnly``, ``SameSite=Strict``).  A request that runs a Gradio event is let
-  through without it only for the named API events (``/caption``, ``/save``, ``/search``);
+  through without it only for the named API events (``/caption``, ``/save``, ``/search``, and the
+  Video and Imagine tabs' ``/caption_video``, ``/save_video``, ``/imagine``);
   every other event, and every other state-changing Gradio route but uploads, needs it.  A script
   calling an event by its ``fn_index`` is refused with 403 before Gradio sees it.
 * **CORS**: no ``Access-Control-*`` header ever goes to another origin (another site, or
@@ -425,7 +426,7 @@ class StudioGuard:
 
 
 _PAGE_ONLY = ("Only the studio's own page can do this: the HTTP API is the /caption, /save and /search "
-              "events (see the README).")
+              "events (and /caption_video, /save_video, /imagine; see the README).")
 
 
 def _cookies(headers: dict[str, str]) -> dict[str, str]:
