@@ -60,13 +60,14 @@ def make_clip(path: Path, w: int, h: int, seconds: float, shots: int, seed: int 
     """An H.264 clip of `shots` equal shots, each panning over its own picture; returns the true cut times."""
     import av
 
+    from captioner.atomic_write import atomic_path
+
     if path.exists():
         return path, [seconds * k / shots for k in range(1, shots)]
     rng = np.random.default_rng(seed)
     frames = round(seconds * FPS)
     per_shot = frames / shots
-    tmp = path.with_suffix(".part.mp4")
-    with av.open(str(tmp), "w") as c:
+    with atomic_path(path, suffix=".part.mp4") as tmp, av.open(str(tmp), "w") as c:
         s = c.add_stream("libx264", rate=FPS)
         s.width, s.height, s.pix_fmt = w, h, "yuv420p"
         s.options = {"crf": "23", "preset": "veryfast"}
@@ -82,7 +83,6 @@ def make_clip(path: Path, w: int, h: int, seconds: float, shots: int, seed: int 
                 c.mux(p)
         for p in s.encode():
             c.mux(p)
-    tmp.rename(path)
     return path, [seconds * k / shots for k in range(1, shots)]
 
 

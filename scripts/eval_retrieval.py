@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import os
 import random
 import sys
 import time
@@ -28,6 +27,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from captioner.atomic_write import atomic_path, write_atomic  # noqa: E402
 from captioner.retrieval.config import FindConfig  # noqa: E402
 from captioner.retrieval.evaluation import (  # noqa: E402
     cached_photo_set,
@@ -59,9 +59,8 @@ def split_queries(ds, split: str) -> tuple[list[str], list[int]]:
 
 
 def save_npy(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(path.name + ".tmp.npy")
-    np.save(tmp, array)
-    os.replace(tmp, path)
+    with atomic_path(path, suffix=".tmp.npy") as tmp:
+        np.save(tmp, array)
 
 
 class Work:
@@ -83,9 +82,7 @@ class Work:
 
     def save_likelihood(self, ll: np.ndarray, done: int) -> None:
         save_npy(self.ll_path, ll)
-        tmp = self.done_path.with_name(self.done_path.name + ".tmp")
-        tmp.write_text(json.dumps({"done": done}))
-        os.replace(tmp, self.done_path)
+        write_atomic(self.done_path, json.dumps({"done": done}))
 
 
 def compute(args, ds, work: Work, queries, order) -> None:

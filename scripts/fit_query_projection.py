@@ -24,6 +24,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from captioner.atomic_write import atomic_path  # noqa: E402
 from captioner.retrieval.index import pool  # noqa: E402
 
 
@@ -43,9 +44,8 @@ def train_pooled(captioner, ds, cache: Path, limit: int | None, batch: int = 32)
         if (s // batch) % 20 == 0:
             print(f"encoded {s + len(prepared)}/{len(ids)} train photos ({time.time() - t:.0f} s)", file=sys.stderr)
     pooled = np.concatenate(out).astype(np.float32)
-    tmp = cache.with_name(cache.name + ".tmp.npz")
-    np.savez(tmp, names=np.array(json.dumps(ids)), pooled=pooled)
-    tmp.replace(cache)
+    with atomic_path(cache, suffix=".tmp.npz") as tmp:
+        np.savez(tmp, names=np.array(json.dumps(ids)), pooled=pooled)
     return ids, pooled
 
 

@@ -6,7 +6,6 @@ Used by scripts/eval_retrieval.py (the Flickr8k figures) and tests/test_retrieva
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from captioner.atomic_write import atomic_path
 from captioner.retrieval.likelihood import PhotoBatch, Scorer, query_tokens
 
 
@@ -30,10 +30,9 @@ class PhotoSet:
     def save(self, path: str | Path) -> None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, grids=self.grids, meta=np.array(json.dumps(
-            {"names": self.names, "paths": self.paths, "candidates": self.candidates})))
-        os.replace(tmp, path)
+        with atomic_path(path, suffix=".tmp.npz") as tmp:
+            np.savez(tmp, grids=self.grids, meta=np.array(json.dumps(
+                {"names": self.names, "paths": self.paths, "candidates": self.candidates})))
 
     @classmethod
     def load(cls, path: str | Path) -> PhotoSet:

@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from captioner.atomic_write import atomic_path
+
 FILE_NAME = "query_projection.safetensors"
 
 
@@ -90,11 +92,10 @@ def save_projection(path: str | Path, projection: QueryProjection, metadata: dic
     from safetensors.torch import save_file
 
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file({"words": torch.from_numpy(np.ascontiguousarray(projection.words)).half(),
-               "basis": torch.from_numpy(np.ascontiguousarray(projection.basis)).half()}, str(tmp),
-              metadata={"model_name": projection.model_name, **(metadata or {})})
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        save_file({"words": torch.from_numpy(np.ascontiguousarray(projection.words)).half(),
+                   "basis": torch.from_numpy(np.ascontiguousarray(projection.basis)).half()}, str(tmp),
+                  metadata={"model_name": projection.model_name, **(metadata or {})})
 
 
 _LOADED: dict = {}

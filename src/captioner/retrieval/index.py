@@ -12,7 +12,6 @@ stored image is encoded again.
 """
 from __future__ import annotations
 
-import os
 import re
 import sys
 import weakref
@@ -23,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from captioner.atomic_write import atomic_path
 from captioner.retrieval.likelihood import Scorer
 from captioner.retrieval.prior import photo_priors
 
@@ -129,10 +129,9 @@ def _read_cache(path: Path, generic_captions: int) -> PhotoIndex | None:
 def _write_cache(path: Path, index: PhotoIndex, generic_captions: int) -> None:
     try:
         path.parent.mkdir(exist_ok=True)
-        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
-        np.savez(tmp, ids=index.ids, pooled=np.asarray(index.pooled, dtype=np.float16), prior=index.prior,
-                 generic_captions=np.array(generic_captions))
-        os.replace(tmp, path)
+        with atomic_path(path, suffix=".tmp.npz") as tmp:
+            np.savez(tmp, ids=index.ids, pooled=np.asarray(index.pooled, dtype=np.float16), prior=index.prior,
+                     generic_captions=np.array(generic_captions))
     except OSError:  # a read-only gallery: the index is simply computed again next time
         pass
 

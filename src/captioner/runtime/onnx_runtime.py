@@ -36,11 +36,12 @@ import inspect
 import os
 import re
 import threading
-import uuid
 import warnings
 from pathlib import Path
 
 import torch
+
+from captioner.atomic_write import atomic_path
 
 # Before anything can import onnxruntime (see the module docstring): ONNX Runtime reads it once.
 os.environ["ORT_DISABLE_TELEMETRY"] = "1"
@@ -260,14 +261,9 @@ def _export(make, path: Path) -> None:
     onto `path` in one step: a reader, or another exporter racing for the same file, sees either the
     old file or a complete new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:12]}.tmp")
-    try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")  # tracer warnings about shape arithmetic
-            make(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp, warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # tracer warnings about shape arithmetic
+        make(tmp)
 
 
 def _twin(name: str, key_fn, make, open_):

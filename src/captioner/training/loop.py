@@ -25,6 +25,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
+from captioner.atomic_write import atomic_path
 from captioner.data.dataset import CaptionDataset
 from captioner.data.features import FeatureCache
 from captioner.decoding.search import decode
@@ -198,9 +199,8 @@ def _checkpoint(job: Job, run: Run, state: dict) -> dict:
 
 
 def _save_atomic(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, str(tmp))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, str(tmp))
 
 
 def _resume(job: Job, run: Run, path: Path) -> dict:

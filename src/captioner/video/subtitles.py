@@ -2,12 +2,11 @@
 (webvtt-py) or SRT (srt) files written to a temporary file and moved into place (never half-written)."""
 from __future__ import annotations
 
-import contextlib
 import datetime
 import os
-import tempfile
 from pathlib import Path
 
+from captioner.atomic_write import AtomicFile
 from captioner.errors import CaptionerError
 
 SUBTITLE_SUFFIXES = {".vtt", ".srt"}
@@ -57,21 +56,11 @@ def write_subtitles(path: str | os.PathLike, segments) -> None:
     folder = path.parent if str(path.parent) else Path(".")
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+        out = AtomicFile(path, "w", fsync=True, encoding="utf-8", newline="\n")
     except OSError as exc:
         raise CaptionerError(f"--out {path}: cannot write it ({exc.strerror or exc})") from None
     try:
-        os.fchmod(fd, 0o644)  # as an ordinary new file, not mkstemp's 0600
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+        with out as f:
             f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
         raise CaptionerError(f"--out {path}: could not write it ({exc.strerror or exc}); nothing was written") from None
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
