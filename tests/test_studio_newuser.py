@@ -214,3 +214,45 @@ def test_confidence_badges_say_only_what_the_calibration_can(studio, browser, tw
     assert nu.EDITED in item.locator(".pv-saved-caption").inner_text()
     assert not [b for b in page.evaluate(GREEN_JS, "#item-view .pv-conf") if b["green"]]
     assert item.locator(".pv-knows").is_visible()
+
+
+# ---------------------------------------------------------------- 4. Undo after Delete, where the user looks
+def thumbs(page) -> list[str]:
+    return page.locator("#gallery-grid .thumbnail-item .caption-label").all_inner_texts()
+
+
+@pytest.mark.parametrize("width", nu.WIDTHS)
+def test_delete_shows_undo_in_view_and_keeps_the_list(studio, browser, width):
+    url, ids = studio
+    page = new_page(browser, url, width)
+    page.on("dialog", lambda d: d.accept())
+    gallery(page)
+    search(page, "beach", len(nu.DOG_CAPTIONS))
+    open_item(page, 3)
+    page.click("#delete-button")
+    page.wait_for_function("() => document.querySelectorAll('#gallery-grid .thumbnail-item').length === 11")
+    toast = page.locator("#gallery-toast")
+    toast.get_by_text("Deleted").wait_for()
+    assert in_view(page, "#gallery-toast") and in_view(page, "#gallery-undo"), box(page, "#gallery-toast")
+    assert "matching “beach”" in page.inner_text("#page-line")  # still the search the user was in
+    page.click("#gallery-undo")
+    page.wait_for_function("() => document.querySelectorAll('#gallery-grid .thumbnail-item').length === 12")
+    toast.get_by_text("is back").wait_for()
+    assert in_view(page, "#gallery-toast")
+    # from a "More like this" list: the list stays (without the item), and Undo puts it back in its place
+    open_item(page, 0)
+    page.click("#more-like-this")
+    page.wait_for_function("() => /most like item/.test(document.querySelector('#page-line').textContent)")
+    before = thumbs(page)
+    assert len(before) >= 3
+    open_item(page, 1)
+    page.click("#delete-button")
+    page.wait_for_function("(n) => document.querySelectorAll('#gallery-grid .thumbnail-item').length === n",
+                           arg=len(before) - 1)
+    assert "most like item" in page.inner_text("#page-line")
+    assert thumbs(page) == before[:1] + before[2:]
+    assert in_view(page, "#gallery-undo")
+    page.click("#gallery-undo")
+    page.wait_for_function("(n) => document.querySelectorAll('#gallery-grid .thumbnail-item').length === n",
+                           arg=len(before))
+    assert thumbs(page) == before and "most like item" in page.inner_text("#page-line")

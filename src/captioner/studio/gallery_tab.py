@@ -116,6 +116,16 @@ if (!window.captionerModal) {
   document.addEventListener('mousedown', (e) => { if (isOpen() && e.target === modal()) { api.close(); } });
 }
 """
+#: After a delete or its Undo (``gallery_msg`` given): the message row, with its Undo button, becomes a toast at
+#: the bottom of the window for a while (the row itself is far below the grid, out of view).
+TOAST_JS = """(msg) => {
+  clearTimeout(window.captionerToastTimer);
+  if (!msg) { return []; }
+  document.body.classList.add('gallery-toast-open');
+  const undo = /Deleted/.test(msg);
+  window.captionerToastTimer = setTimeout(() => document.body.classList.remove('gallery-toast-open'), undo ? 15000 : 5000);
+  return [];
+}"""
 #: After an item is opened (its details are in): show the modal.
 OPEN_ITEM_JS = "() => { if (window.captionerModal) { window.captionerModal.open(); } return []; }"
 #: Close the modal (the Close button; after a delete, a restore, "more like this", another view).
@@ -655,6 +665,40 @@ class GalleryTab:
             return f"↩️ Item #{deleted_id} is back.", gr.Button(visible=False), None
         return f"Item #{deleted_id} is no longer in the trash.", gr.Button(visible=False), None
 
+    def after_delete(self, query, page_no, view, page, deleted_id):
+        """After a delete: the list the user was in, without the item.  A by-meaning or "more like this" list
+        keeps its order (it is not searched again: that would go back to the search before it); it remembers
+        where the item was, for Undo.  A word search or the listing is run again, on the same page."""
+        if isinstance(page, dict) and page.get("mode") in ("meaning", "similar"):
+            items = [it for it in page.get("items") or [] if isinstance(it, dict)]
+            at = next((i for i, it in enumerate(items) if it.get("id") == deleted_id), None)
+            if at is None:
+                return gr.skip(), page
+            kept = dict(page, items=items[:at] + items[at + 1:], total=max(0, int(page.get("total") or 0) - 1),
+                        removed={"index": at, "entry": items[at]})
+            return gr.skip(), kept
+        return self.search(query, page_no, view)
+
+    def undo_in_list(self, deleted_id, page):
+        """Undo (`undo`); the session's list keeps what it needs to put the item back in its place."""
+        message, button, last = self.undo(deleted_id)
+        back = isinstance(page, dict) and isinstance(page.get("removed"), dict) and "back" in message
+        if isinstance(page, dict) and page.get("removed") and not back:
+            page = {k: v for k, v in page.items() if k != "removed"}
+        return message, button, last, page
+
+    def after_undo(self, query, page_no, view, page):
+        """After Undo: a by-meaning or "more like this" list gets the item back in its place; any other list
+        is searched again."""
+        removed = page.get("removed") if isinstance(page, dict) else None
+        if isinstance(removed, dict) and page.get("mode") in ("meaning", "similar"):
+            items = list(page.get("items") or [])
+            at = min(int_value(removed.get("index"), 0, len(items), len(items)), len(items))
+            items.insert(at, removed.get("entry"))
+            back = {k: v for k, v in page.items() if k != "removed"}
+            return gr.skip(), dict(back, items=items, total=int(page.get("total") or 0) + 1)
+        return self.search(query, page_no, view)
+
     def restore(self, item_id):
         """Trash view: take the item on display out of the trash."""
         if item_id is None:
@@ -836,7 +880,8 @@ class GalleryTab:
                                   elem_id="gallery-grid", interactive=False, buttons=[], scale=3, min_width=300)
                 matches = gr.HTML("", elem_id="search-matches", js_on_load=MATCHES_JS, visible=False,
                                   scale=2, min_width=260, max_height=720)
-            with gr.Row(equal_height=True):
+            # after a delete (or its undo) this row is a toast at the bottom of the window (TOAST_JS)
+            with gr.Row(equal_height=True, elem_id="gallery-toast"):
                 gallery_msg = gr.Markdown("", elem_id="gallery-message")
                 undo_btn = gr.Button("Undo", size="sm", scale=0, min_width=90, visible=False,
                                      elem_id="gallery-undo")
@@ -975,11 +1020,18 @@ class GalleryTab:
                              js="(id, code) => { const ok = confirm('Delete this item? (It goes to the trash: "
                                 "Undo brings it back.)'); if (ok && window.captionerModal) "
                                 "{ window.captionerModal.close(); } return [id, ok ? code : '']; }")
-        then_search(deleted)
+        # the list the user was in, without the item; the message and Undo as a toast where the user looks
+        then_show(deleted.then(user_errors(self.after_delete), [query, page_no, view, grid_page, last_deleted],
+                               [search_json, grid_page], api_visibility="private", show_progress="hidden"))
+        deleted.then(None, [gallery_msg], None, js=TOAST_JS, queue=False, show_progress="hidden")
         deleted.then(self.hide_player, [selected], [item_player, item_seek], api_visibility="private",
                      queue=False, show_progress="hidden")
-        then_search(undo_btn.click(user_errors(self.undo), [last_deleted], [gallery_msg, undo_btn, last_deleted],
-                                   api_visibility="private", show_progress="hidden"))
+        undone = undo_btn.click(user_errors(self.undo_in_list), [last_deleted, grid_page],
+                                [gallery_msg, undo_btn, last_deleted, grid_page],
+                                api_visibility="private", show_progress="hidden")
+        then_show(undone.then(user_errors(self.after_undo), [query, page_no, view, grid_page],
+                              [search_json, grid_page], api_visibility="private", show_progress="hidden"))
+        undone.then(None, [gallery_msg], None, js=TOAST_JS, queue=False, show_progress="hidden")
         restored = restore_btn.click(user_errors(self.restore), [selected], [gallery_msg, selected, details],
                                      api_visibility="private", show_progress="hidden")
         restored.then(lambda: gr.Button(visible=False), None, [restore_btn], api_visibility="private",

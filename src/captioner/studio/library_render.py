@@ -79,6 +79,15 @@ body.item-modal-open { overflow: hidden; }
   #gallery-results > * { min-width: 0 !important; width: 100%; }
 }
 #gallery-undo { max-width: 120px; }
+/* the delete's message and Undo, as a toast at the bottom of the window (gallery_tab.TOAST_JS) */
+body.gallery-toast-open #gallery-toast { position: fixed; left: 50%; bottom: 24px; transform: translateX(-50%);
+  z-index: 1200; width: max-content; max-width: calc(100vw - 24px); margin: 0; padding: 8px 10px 8px 16px;
+  flex-wrap: nowrap; align-items: center; gap: 12px; border-radius: 10px; background: #18181b;
+  box-shadow: 0 8px 28px rgba(0, 0, 0, 0.35); }
+body.gallery-toast-open #gallery-toast #gallery-message, body.gallery-toast-open #gallery-toast #gallery-message * {
+  color: #fafafa; background: transparent; }
+body.gallery-toast-open #gallery-toast #gallery-undo { background: #fde68a; color: #18181b; border-color: #fde68a;
+  font-weight: 700; }
 """
 
 #: Under the search box: what the box understands (Markdown).
