@@ -7,6 +7,7 @@ The public API::
     captioner = Captioner.load()                       # the shipped model (or load_model(DIR))
     result = captioner.caption("dog.jpg")              # a CaptionResult: .caption, .candidates
     result = captioner.caption("dog.jpg", DecodingConfig(beam_size=3))
+    video = captioner.caption_video("trip.mp4")        # a VideoResult: .segments (start, end, caption)
 
 Names are imported on first use, so `import captioner` stays light (no torch, no Gradio).
 """
@@ -30,10 +31,11 @@ _EXPORTS = {
     "Gallery": "captioner.storage",
     "load_model": "captioner.model.folder",
     "CaptionerError": "captioner.errors",
+    "VideoResult": "captioner.video.segments",
 }
 
-__all__ = ["Candidate", "CaptionResult", "Captioner", "CaptionerError", "DecodingConfig", "Gallery", "load_model",
-           "__version__"]
+__all__ = ["Candidate", "CaptionResult", "Captioner", "CaptionerError", "DecodingConfig", "Gallery", "VideoResult",
+           "load_model", "__version__"]
 
 if TYPE_CHECKING:
     from captioner.decoding.candidate import Candidate
@@ -42,6 +44,7 @@ if TYPE_CHECKING:
     from captioner.model.folder import load_model
     from captioner.pipeline import Captioner, CaptionResult
     from captioner.storage import Gallery
+    from captioner.video.segments import VideoResult
 
 
 def __getattr__(name: str) -> Any:

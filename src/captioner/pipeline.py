@@ -31,6 +31,7 @@ from captioner.model.folder import CaptionModel, default_model_dir, load_model
 from captioner.runtime import onnx_runtime
 from captioner.runtime.fused_decoder import InferenceDecoder
 from captioner.tags.tag import Tag
+from captioner.video.segments import VideoResult
 
 
 @dataclass
@@ -277,7 +278,7 @@ class Captioner:
 
     def caption_video(self, path: str | os.PathLike, decoding: DecodingConfig | None = None, *,
                       max_shot: float = 10.0, name: str | None = None, progress=None,
-                      frame_size: int | None = None, **changes):
+                      frame_size: int | None = None, **changes) -> VideoResult:
         """A video file: shots detected (PySceneDetect), shots longer than `max_shot` seconds split, the
         sharpest of a few frames near the middle of each segment captioned like a photo, consecutive
         equal captions merged. Returns a `captioner.video.VideoResult` (`segments`, or `error` when the

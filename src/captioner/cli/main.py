@@ -7,7 +7,6 @@ import sys
 from captioner.cli import caption, evaluate, find, gallery, imagine, studio, train
 from captioner.cli.common import DATA_ENV, default_data
 from captioner.errors import CaptionerError
-from captioner.storage.errors import GalleryError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,7 +26,7 @@ def main(argv=None) -> int:
             return 2
     try:
         return args.func(args)
-    except (CaptionerError, GalleryError) as exc:  # the two families of errors a user can cause
+    except CaptionerError as exc:  # an error a user can cause (GalleryError is one too)
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except MemoryError:

@@ -1,7 +1,8 @@
 """The one error type of the storage package."""
+from captioner.errors import CaptionerError
 
 
-class GalleryError(Exception):
+class GalleryError(CaptionerError):
     """A problem the user can act on: bad input, missing item, unreadable gallery."""
 
 
