@@ -1,11 +1,11 @@
 """Benchmark the captioning engine: latency, folder throughput, a tutorial-style reference loop,
 peak memory, and fast-path experiments.
 
-    python benchmarks/bench_caption.py                           # the shipped model (src/captioner/weights)
-    python benchmarks/bench_caption.py --model runs/lite2-224/best --json bench.json
-    python benchmarks/bench_caption.py --model DIR --experiments all
-    python benchmarks/bench_caption.py --model DIR --images 20 --memory-images 50 --runs 3   # quick check
-    python benchmarks/bench_caption.py --device cuda --json bench_gpu.json                    # on a GPU
+    python -m benchmarks.bench_caption                           # the shipped model (src/captioner/weights)
+    python -m benchmarks.bench_caption --model runs/lite2-224/best --json bench.json
+    python -m benchmarks.bench_caption --model DIR --experiments all
+    python -m benchmarks.bench_caption --model DIR --images 20 --memory-images 50 --runs 3   # quick check
+    python -m benchmarks.bench_caption --device cuda --json bench_gpu.json                    # on a GPU
 
 Sections (all in one process, same weights, same photos):
 
@@ -50,7 +50,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -59,12 +58,12 @@ from pathlib import Path
 
 import torch
 from PIL import Image
+from tests.oracles.photos import FLICKR, make_photo, real_photos, synthetic_photos  # the test oracles
+from tests.oracles.reference_loop import reference_caption, reference_loop
+
+from benchmarks._stats import BUSY_LOAD, load_average, peak_rss, percentile
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))  # the test oracles: reference loop, photo generators
-
-from oracles.photos import FLICKR, make_photo, real_photos, synthetic_photos  # noqa: E402
-from oracles.reference_loop import reference_caption, reference_loop  # noqa: E402
 
 BEAMS = (1, 3, 5)
 BATCH_SIZES = (1, 8, 32)
@@ -84,19 +83,8 @@ def now() -> float:
     return time.perf_counter()
 
 
-def pct(values, q: float) -> float:
-    """Percentile by linear interpolation (q in 0..100)."""
-    v = sorted(values)
-    if not v:
-        return float("nan")
-    pos = (len(v) - 1) * q / 100.0
-    lo = int(pos)
-    hi = min(lo + 1, len(v) - 1)
-    return v[lo] + (v[hi] - v[lo]) * (pos - lo)
-
-
 def stats_ms(seconds) -> dict:
-    return {"median_ms": 1000 * statistics.median(seconds), "p90_ms": 1000 * pct(seconds, 90),
+    return {"median_ms": 1000 * statistics.median(seconds), "p90_ms": 1000 * percentile(seconds, 90),
             "min_ms": 1000 * min(seconds), "n": len(seconds)}
 
 
@@ -109,10 +97,7 @@ def machine_info(device: str = "cpu") -> dict:
                 break
     except OSError:
         pass
-    try:
-        load = os.getloadavg()
-    except OSError:
-        load = (float("nan"),) * 3
+    load = load_average()
     try:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:
@@ -235,7 +220,7 @@ def section_latency(rep: Report, cap, groups: dict, runs: int, beams=BEAMS) -> d
 def section_grounding(rep: Report, cap, sets: dict, rounds: int) -> dict:
     """Beam-3 single-photo latency with the model's decoding (grounded when its `tag_bonus` > 0) against
     the same decoding with `tag_bonus` 0 (release 0.1.0's decoding on this engine), alternating photo by
-    photo and order by order so machine noise hits both alike (issue 13's budget: within 10%)."""
+    photo and order by order so machine noise hits both alike (the budget: within 10%)."""
     grounded = cap.decoding_for(beam_size=3)
     rep.section(f"1b. grounded decoding's cost: beam-3 single photo, {rounds} rounds, median ms")
     if grounded.tag_bonus <= 0 or cap.tagger is None:
@@ -366,21 +351,11 @@ def section_reference(rep: Report, cap, paths, beam: int, engine: dict, engine_c
 
 
 # ====================================================================== 4. memory
-# A child's ru_maxrss starts from the RSS high-water mark of the process that spawned it (Linux
-# carries it across fork/vfork + exec), so a child of this big benchmark process would report at
-# least the benchmark's own peak. A small Python launcher in between reports the real figure.
-_PEAK_LAUNCHER = ("import resource, subprocess, sys; rc = subprocess.call(sys.argv[2:], stdout=subprocess.DEVNULL); "
-                  "open(sys.argv[1], 'w').write('%d %d' % (resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, rc))")
-
-
 def run_peak_rss(cmd: list, stderr_file: Path) -> tuple[int, float]:
-    """Run `cmd`; return its exit code and peak resident memory in MB."""
-    report = stderr_file.with_suffix(".peak")
+    """Run `cmd`; return its exit code and peak resident memory in MB (its standard error to `stderr_file`)."""
     with open(stderr_file, "wb") as err:
-        subprocess.run([sys.executable, "-c", _PEAK_LAUNCHER, str(report), *cmd], stdout=subprocess.DEVNULL,
-                       stderr=err, check=False)
-    kib, rc = (int(x) for x in report.read_text().split())
-    return rc, kib / 1024  # ru_maxrss is in KiB on Linux
+        rc, _, peak_mb = peak_rss(cmd, stderr_file.with_suffix(".peak"), stderr=err)
+    return rc, peak_mb
 
 
 def section_memory(rep: Report, model_dir: Path, photos, n: int, big_every: int, tmp: Path,
@@ -800,7 +775,7 @@ def main(argv=None) -> int:
         rep.line(f"GPU      {info['gpu']} ({info['gpu_memory_gib']} GiB, compute capability {info['gpu_capability']}), "
                  f"CUDA {info['cuda']}, cuDNN {info['cudnn']}: engine and reference loop on the GPU")
     rep.line(f"load     {info['loadavg']} (1/5/15 min) at {info['date_utc']} UTC")
-    if info["loadavg"][0] > 0.5:
+    if info["loadavg"][0] > BUSY_LOAD:
         rep.line(f"WARNING  load average {info['loadavg'][0]}: other processes are using the CPU; "
                  "timings below are distorted (run on an idle machine for real figures)")
     cap = Captioner.load(args.model, device=args.device)

@@ -1,7 +1,7 @@
 """Benchmark the gallery: search latency at scale and the cost of one save.
 
-    python benchmarks/bench_gallery.py              # 100,000 items
-    python benchmarks/bench_gallery.py --items 10000 --saves 100
+    python -m benchmarks.bench_gallery              # 100,000 items
+    python -m benchmarks.bench_gallery --items 10000 --saves 100
 
 Builds a gallery in a temporary folder: the bulk rows are inserted directly
 (plain SQL, one transaction, all pointing at one tiny shared image, FTS kept
@@ -21,16 +21,15 @@ import argparse
 import json
 import random
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the test oracles: photo generators
+from tests.oracles.photos import noise_photo_bytes, tiny_png_bytes  # the test oracles: photo generators
 
-import captioner.storage.gallery as gallery_mod  # noqa: E402
-from captioner.storage import Gallery, GalleryError, migrations, schema  # noqa: E402
-from oracles.photos import noise_photo_bytes, tiny_png_bytes  # noqa: E402
+import captioner.storage.gallery as gallery_mod
+from benchmarks._stats import percentile
+from captioner.storage import Gallery, GalleryError, migrations, schema
 
 ADJ = ["red", "small", "large", "young", "old", "white", "black", "wooden", "busy", "green",
        "yellow", "brown", "tall", "empty", "crowded", "blue", "striped", "dirty", "shiny", "wet"]
@@ -124,8 +123,8 @@ def timed(fn, log: list):
 
 
 def pct(values: list[float], q: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
+    """The q-quantile (q in 0..1)."""
+    return percentile(values, 100 * q)
 
 
 def main() -> None:

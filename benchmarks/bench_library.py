@@ -1,13 +1,13 @@
-"""Issue 15's speed targets (find by description, more like this, bulk import), with the targets printed
+"""The library's speed targets (find by description, more like this, bulk import), with the targets printed
 beside the figures.
 
-    python benchmarks/bench_library.py            # find over 10,000 and 100,000 items, more like this, import 200 photos
-    python benchmarks/bench_library.py --quick    # find over 10,000, more like this over 10,000, import 64 photos
+    python -m benchmarks.bench_library            # find over 10,000 and 100,000 items, more like this, import 200 photos
+    python -m benchmarks.bench_library --quick    # find over 10,000, more like this over 10,000, import 64 photos
 
 Time: the first run builds the benchmark galleries under --work (10,000 items: 15-60 s; 100,000 items:
 12.5 GB of disk, 11 minutes at load 7, a few minutes idle); later runs reuse them and take 1-3 minutes
 (--quick: about 1 minute). Delete --work afterwards to get the disk back.
-    python benchmarks/bench_library.py --sections similar --sqlite-vec   # the sqlite-vec comparison (slow: minutes)
+    python -m benchmarks.bench_library --sections similar --sqlite-vec   # the sqlite-vec comparison (slow: minutes)
 
 **The galleries are made of repeated Flickr8k items.** Each benchmark gallery of N items holds the 2,000
 Flickr8k validation and test photos' real encoder grids (float16), captions and beam candidates, cycled
@@ -39,22 +39,20 @@ import json
 import os
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from tests.oracles.photos import FLICKR as FLICKR8K
+
+from benchmarks._stats import load_average
+from captioner.retrieval.evaluation import PhotoSet
+from captioner.retrieval.index import pool
+from captioner.retrieval.more_like_this import nearest
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-
-from captioner.retrieval.evaluation import PhotoSet  # noqa: E402
-from captioner.retrieval.index import pool  # noqa: E402
-from captioner.retrieval.more_like_this import nearest  # noqa: E402
-
-FLICKR8K = ROOT.parent / "shared" / "data" / "flickr8k"
 QUERIES = ["a dog catching a frisbee", "kids playing at the beach", "a man riding a bike on a dirt road",
            "two women sitting on a bench", "a climber on a rock wall", "a brown dog swimming",
            "people walking down a busy city street", "a boy jumping into a pool", "a little girl in a pink dress",
@@ -63,7 +61,7 @@ TARGETS = {"find 10000": 1.0, "find 100000": 5.0, "similar 100000": 0.1, "import
 
 
 def load() -> str:
-    return f"load {os.getloadavg()[0]:.1f}"
+    return f"load {load_average()[0]:.1f}"
 
 
 def photo_sets() -> list[PhotoSet]:
@@ -100,8 +98,7 @@ def build_gallery(folder: Path, n: int, sets: list[PhotoSet], model_name: str):
         return Gallery(folder)
     if folder.exists():
         shutil.rmtree(folder)
-    sys.path.insert(0, str(ROOT / "tests"))
-    from oracles.photos import tiny_png_bytes
+    from tests.oracles.photos import tiny_png_bytes
 
     g = Gallery(folder)
     encoded = gallery_mod._encode_image(tiny_png_bytes(), "tiny.png")
@@ -270,7 +267,7 @@ def bench_import(captioner, n: int) -> dict:
 
 
 def summary(out: dict) -> None:
-    print("\n| target (issue 15) | measured | load |\n| --- | --- | --- |")
+    print("\n| target | measured | load |\n| --- | --- | --- |")
     for res in out.get("find", []):
         key = f"find {res['items']}"
         goal = TARGETS.get(key)

@@ -1,9 +1,9 @@
 """Benchmark `captioner caption --ray` (a local Ray instance) against the plain `captioner caption`,
 side by side in one run, on the same photos and settings.
 
-    python benchmarks/bench_ray.py                               # 300 photos, Ray with 1 and 2 workers
-    python benchmarks/bench_ray.py --images 1000 --small 50 --json bench_ray.json
-    python benchmarks/bench_ray.py --workers 1 2 4 --rounds 2     # more workers, each run twice
+    python -m benchmarks.bench_ray                               # 300 photos, Ray with 1 and 2 workers
+    python -m benchmarks.bench_ray --images 1000 --small 50 --json bench_ray.json
+    python -m benchmarks.bench_ray --workers 1 2 4 --rounds 2     # more workers, each run twice
 
 Each command runs as a subprocess, as a user runs it (`python -m captioner caption PHOTOS --out ...`),
 twice: on `--images` photos and on the first `--small` of them. Printed per command:
@@ -39,10 +39,11 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))  # the photo generators
+from tests.oracles.photos import real_photos, synthetic_photos  # the photo generators
 
-from oracles.photos import real_photos, synthetic_photos  # noqa: E402
+from benchmarks._stats import load_average
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_command(args: list[str]) -> dict:
@@ -81,7 +82,6 @@ def run_command(args: list[str]) -> dict:
 
 def best_captions(out: Path) -> dict[str, str]:
     if out.is_dir():
-        sys.path.insert(0, str(ROOT / "src"))
         from captioner.scale.results_store import read_results
 
         rows = read_results(str(out))
@@ -108,7 +108,7 @@ def main() -> None:
     import ray
 
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; python "
-          f"{platform.python_version()}, ray {ray.__version__}; load average {os.getloadavg()[0]:.1f} at start")
+          f"{platform.python_version()}, ray {ray.__version__}; load average {load_average()[0]:.1f} at start")
     print(f"photos: {len(photos)} ({'Flickr8k' if 'flickr8k' in photos[0] else 'generated'}), small run "
           f"{args.small}; beam: the model's; batch {args.batch_size}; Ray shard size {args.shard_size}")
     commands = {"plain": lambda out: ["--out", str(out / "captions.jsonl")]}
@@ -126,7 +126,7 @@ def main() -> None:
                 out.mkdir(parents=True)
                 r = run_command(["caption", *photos[:size], "--batch-size", str(args.batch_size), *extra(out)])
                 print(f"  {name:<16} {size:>5} photos: {r['wall_s']:7.1f} s wall, {r['cpu_s']:7.1f} s CPU "
-                      f"(load average {os.getloadavg()[0]:.1f})", flush=True)
+                      f"(load average {load_average()[0]:.1f})", flush=True)
                 best = results[name].get(size)
                 if best is None or r["wall_s"] < best["wall_s"]:
                     results[name][size] = r
@@ -169,7 +169,7 @@ def main() -> None:
     best_cpu = max((t["ratio_cpu"] for t in rays.values()), default=0.0)
     print(f"\ntarget: Ray's throughput >= 0.80x the plain command's: marginal wall-clock best {best_ray:.2f}x "
           f"({'met' if best_ray >= 0.8 else 'NOT met'}), CPU per photo best {best_cpu:.2f}x "
-          f"({'met' if best_cpu >= 0.8 else 'NOT met'}); load average {os.getloadavg()[0]:.1f} at the end")
+          f"({'met' if best_cpu >= 0.8 else 'NOT met'}); load average {load_average()[0]:.1f} at the end")
     if args.json:
         Path(args.json).write_text(json.dumps({"photos": n, "small": small, "batch_size": args.batch_size,
                                                "shard_size": args.shard_size, "table": table}, indent=2))

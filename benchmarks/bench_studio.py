@@ -1,9 +1,9 @@
 """Benchmark the studio's overhead: caption round trip through the app vs the engine alone, and what
 the user waits for in Chromium, this checkout beside an earlier one.
 
-    python benchmarks/bench_studio.py                       # the shipped default model
-    python benchmarks/bench_studio.py --model DIR --runs 10 --beam 3 --photo dog.jpg
-    python benchmarks/bench_studio.py --browser-only --before 474102e --browser-runs 5   # Chromium only
+    python -m benchmarks.bench_studio                       # the shipped default model
+    python -m benchmarks.bench_studio --model DIR --runs 10 --beam 3 --photo dog.jpg
+    python -m benchmarks.bench_studio --browser-only --before 474102e --browser-runs 5   # Chromium only
 
 In Chromium (Playwright, /usr/bin/chromium), for this checkout ("after") and for the studio of the git
 revision ``--before`` (default 474102e, the last one with the server-drawn attention GIFs; its ``src``
@@ -59,12 +59,12 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))  # the test oracles: photo generators
-sys.path.insert(0, str(ROOT / "src"))  # this checkout's code, whatever else is installed
+from tests.oracles.photos import FLICKR as FLICKR_DIR  # the test oracles: photo generators
+from tests.oracles.photos import mandelbrot_photo
 
-from oracles.photos import FLICKR as FLICKR_DIR  # noqa: E402
-from oracles.photos import mandelbrot_photo  # noqa: E402
+from benchmarks._stats import load_text
+
+ROOT = Path(__file__).resolve().parents[1]
 
 FLICKR = FLICKR_DIR / "images" / "1000268201_693b08cb0e.jpg"
 TARGET = 1.5
@@ -132,11 +132,6 @@ class RawHttp:
                         raise RuntimeError(line[:300])
                     return
         raise RuntimeError("the event stream ended without a result")
-
-
-def load() -> str:
-    """The load average now, as "1.02 / 0.98 / 1.10" (1, 5, 15 minutes)."""
-    return " / ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def summary(times: list[float]) -> str:
@@ -474,7 +469,7 @@ def browser_bench(args, model: Path, tmp: Path) -> int:
     studios = [("after", ROOT / "src")]
     if args.before:
         studios.insert(0, ("before", extract_revision(args.before, tmp / "before")))
-    load_at_start = load()
+    load_at_start = load_text()
     engine = Captioner.load(model)
     pool = ThreadPoolExecutor(1)
 
@@ -506,7 +501,7 @@ def browser_bench(args, model: Path, tmp: Path) -> int:
         return f"{statistics.median(xs):6.2f} s" if xs else "     —  "
 
     label = {"before": f"before ({args.before})", "after": "after (this checkout)"}
-    print(f"\nload average (1/5/15 min) at the start {load_at_start}, at the end {load()}  "
+    print(f"\nload average (1/5/15 min) at the start {load_at_start}, at the end {load_text()}  "
           f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {os.cpu_count()} CPUs)")
     print(f"\nIn Chromium: {photos[0].name} and {photos[1].name} in turn, one per Caption click, medians of "
           f"{args.browser_runs} clicks; then switching between the two; the CPU may be shared with other work: "

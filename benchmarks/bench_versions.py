@@ -3,7 +3,7 @@ virtualenv with release 0.1.0), alternating process by process so that machine n
 
     python -m venv --system-site-packages /tmp/venv010 && git worktree add /tmp/v010 ab2242d
     /tmp/venv010/bin/pip install --no-deps /tmp/v010
-    python benchmarks/bench_versions.py --other /tmp/venv010/bin/python --rounds 4
+    python -m benchmarks.bench_versions --other /tmp/venv010/bin/python --rounds 4
 
 Each process loads the default model, then measures beam-3 throughput over 96 Flickr8k photos at
 batch 1 and 32 (best of 3) and the median single-photo latency over 30 photos. The medians over the
@@ -17,7 +17,8 @@ import json
 import statistics
 import subprocess
 import sys
-from pathlib import Path
+
+from tests.oracles.photos import FLICKR
 
 PROBE = r'''
 import glob, json, statistics, sys, time
@@ -55,8 +56,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--other", required=True, help="the other install's Python (e.g. /tmp/venv010/bin/python)")
     p.add_argument("--rounds", type=int, default=4)
-    p.add_argument("--photos", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "flickr8k" /
-                                           "images"))
+    p.add_argument("--photos", default=str(FLICKR / "images"))
     a = p.parse_args()
     runs: dict[str, list[dict]] = {"other": [], "this": []}
     for r in range(a.rounds):

@@ -1,9 +1,9 @@
-"""Benchmark video captioning (issue 14): end-to-end speed as a multiple of real time and peak memory of
+"""Benchmark video captioning: end-to-end speed as a multiple of real time and peak memory of
 `captioner caption clip.mp4`, and seconds per minute of video at 480p, 1080p and 4K.
 
-    python benchmarks/bench_video.py                         # the shipped model, default decoding
-    python benchmarks/bench_video.py --json bench_video.json
-    python benchmarks/bench_video.py --seconds 20 --k4-seconds 6   # quick check
+    python -m benchmarks.bench_video                         # the shipped model, default decoding
+    python -m benchmarks.bench_video --json bench_video.json
+    python -m benchmarks.bench_video --seconds 20 --k4-seconds 6   # quick check
 
 The clips are generated (H.264, libx264 `veryfast`, crf 23, 25 fps, its default keyframe interval of
 250 frames plus its scene-cut keyframes): `--shots` shots of equal length, each a different synthetic
@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,10 +31,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from benchmarks._stats import busy_warning, load_average, peak_rss
+
 ROOT = Path(__file__).resolve().parents[1]
 FPS = 25
-_PEAK_LAUNCHER = ("import resource, subprocess, sys; rc = subprocess.call(sys.argv[2:], stdout=subprocess.DEVNULL); "
-                  "open(sys.argv[1], 'w').write('%d %d' % (resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, rc))")
 
 
 def shot_picture(n: int, w: int, h: int, rng: np.random.Generator) -> Image.Image:
@@ -88,12 +87,7 @@ def make_clip(path: Path, w: int, h: int, seconds: float, shots: int, seed: int 
 
 def run_peak(cmd: list[str], tmp: Path) -> tuple[int, float, float]:
     """Exit code, wall seconds and peak RSS (MB) of `cmd`."""
-    report = tmp / "peak.txt"
-    t = time.perf_counter()
-    subprocess.run([sys.executable, "-c", _PEAK_LAUNCHER, str(report), *cmd], check=False)
-    wall = time.perf_counter() - t
-    kib, rc = (int(x) for x in report.read_text().split())
-    return rc, wall, kib / 1024
+    return peak_rss(cmd, tmp / "peak.txt")
 
 
 def cuts_found(found: list[float], true: list[float], tol: float = 0.2) -> int:
@@ -118,10 +112,9 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="bench-video-"))
     clips = Path(args.clips) if args.clips else tmp
     clips.mkdir(parents=True, exist_ok=True)
-    out: dict = {"machine": {"cpus": os.cpu_count(), "loadavg": [round(x, 2) for x in os.getloadavg()],
+    out: dict = {"machine": {"cpus": os.cpu_count(), "loadavg": [round(x, 2) for x in load_average()],
                              "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}}
-    print(f"load average {out['machine']['loadavg']} on {os.cpu_count()} CPUs"
-          + ("  WARNING: other processes are using the CPU" if out["machine"]["loadavg"][0] > 0.5 else ""))
+    print(f"load average {out['machine']['loadavg']} on {os.cpu_count()} CPUs  {busy_warning()}".rstrip())
 
     specs = {"480p": (854, 480, args.seconds, args.shots), "1080p": (1920, 1080, args.seconds, args.shots),
              "4K": (3840, 2160, args.k4_seconds, max(2, round(args.shots * args.k4_seconds / args.seconds)))}

@@ -20,18 +20,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
+import issue13_data as data
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import issue13_data as data  # noqa: E402
-
-from captioner.confidence.calibration import FEATURES, ConfidenceScorer, candidate_features, isotonic_fit  # noqa: E402
-from captioner.evaluation.cider import CiderD  # noqa: E402
-from captioner.model.vocab import tokenize  # noqa: E402
-from captioner.tags.tag import Tag  # noqa: E402
-from captioner.tags.tagger import TagConfig  # noqa: E402
+from captioner.confidence.calibration import FEATURES, ConfidenceScorer, candidate_features, isotonic_fit
+from captioner.evaluation.cider import CiderD
+from captioner.model.vocab import tokenize
+from captioner.tags.tag import Tag
+from captioner.tags.tagger import TagConfig
 
 WEIGHTS = data.ROOT / "src" / "captioner" / "weights"
 

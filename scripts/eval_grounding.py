@@ -16,13 +16,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import issue13_data as data  # noqa: E402
+import issue13_data as data
 
-from captioner.evaluation.metrics import score_captions  # noqa: E402
-from captioner.model.vocab import tokenize  # noqa: E402
+from captioner.evaluation.metrics import score_captions
+from captioner.model.vocab import tokenize
 
 COCO80 = """bicycle car motorcycle airplane bus train truck boat traffic light fire hydrant stop sign parking meter bench
 bird cat dog horse sheep cow elephant bear zebra giraffe backpack umbrella handbag tie suitcase frisbee skis snowboard

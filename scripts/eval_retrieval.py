@@ -24,21 +24,20 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-
-from captioner.atomic_write import atomic_path, write_atomic  # noqa: E402
-from captioner.retrieval.config import FindConfig  # noqa: E402
-from captioner.retrieval.evaluation import (  # noqa: E402
+from captioner.atomic_write import atomic_path, write_atomic
+from captioner.retrieval.config import FindConfig
+from captioner.retrieval.evaluation import (
     cached_photo_set,
     fulltext_rankings,
     rank_of,
     recall_at,
 )
-from captioner.retrieval.index import pool  # noqa: E402
-from captioner.retrieval.likelihood import Scorer, query_tokens  # noqa: E402
-from captioner.retrieval.prior import GENERIC_CAPTIONS  # noqa: E402
-from captioner.retrieval.search import fulltext_bonus  # noqa: E402
+from captioner.retrieval.index import pool
+from captioner.retrieval.likelihood import Scorer, query_tokens
+from captioner.retrieval.prior import GENERIC_CAPTIONS
+from captioner.retrieval.search import fulltext_bonus
+
+ROOT = Path(__file__).resolve().parents[1]
 
 PRIOR_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5)
 GENERIC_COUNTS = (8, 16, 24)  # the shipped FindConfig keeps 8: the prior costs that many sequences per photo

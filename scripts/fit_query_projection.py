@@ -21,11 +21,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+from captioner.atomic_write import atomic_path
+from captioner.retrieval.index import pool
 
-from captioner.atomic_write import atomic_path  # noqa: E402
-from captioner.retrieval.index import pool  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def train_pooled(captioner, ds, cache: Path, limit: int | None, batch: int = 32) -> tuple[list[str], np.ndarray]:
@@ -90,8 +89,7 @@ def main(argv=None) -> int:
     out = Path(args.out) if args.out else Path(args.model or default_model_dir()) / FILE_NAME
     val = PhotoSet.load(work / "val.npz")  # made by scripts/eval_retrieval.py --split val
     val_pooled = pool(val.grids)
-    sys.path.insert(0, str(ROOT / "scripts"))
-    from eval_retrieval import split_queries
+    from eval_retrieval import split_queries  # this script's neighbour (python puts scripts/ on the path)
 
     queries, _ = split_queries(ds, "val")
 

@@ -15,13 +15,11 @@ import json
 import sys
 import time
 from collections import Counter
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import issue13_data as data  # noqa: E402
+import issue13_data as data
 
-from captioner.model.vocab import tokenize  # noqa: E402
-from captioner.tags.reliability import RELIABILITY_FILE, TagReliability  # noqa: E402
+from captioner.model.vocab import tokenize
+from captioner.tags.reliability import RELIABILITY_FILE, TagReliability
 
 WEIGHTS = data.ROOT / "src" / "captioner" / "weights"
 CACHE = data.CACHE / "train_words.json"  # {photo id: {tag word: probability >= 0.05}}

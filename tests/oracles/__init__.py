@@ -5,6 +5,7 @@ benchmarks) check the engine against.
   nothing from `captioner.decoding`), an oracle for the engine's decoding;
 * `photos`: photo-like JPEGs and other test images, made on the fly.
 
-Tests import these as ``from oracles.reference_loop import ...`` (pytest puts tests/ on sys.path);
-the benchmarks put tests/ on sys.path themselves. Nothing here imports from benchmarks/.
+Tests import these as ``from oracles.reference_loop import ...`` (pytest puts tests/ on sys.path); the
+benchmarks, run from the checkout as ``python -m benchmarks.bench_NAME``, as ``from tests.oracles.photos import
+...``. Nothing here imports from benchmarks/.
 """
