@@ -87,17 +87,19 @@ def folder_extras(folder: str | Path) -> dict:
     None when the folder lacks it): the confidence calibration, the new words, the tag reliability; and
     the sentence bank's source (the bank loads on first use)."""
     from captioner.bank.runtime import BankSource
+    from captioner.support.head import SupportHead
     from captioner.tags.new_words import NewWords
     from captioner.tags.reliability import TagReliability
 
     return {"scorer": ConfidenceScorer.load(folder), "new_words": NewWords.load(folder),
-            "tag_reliability": TagReliability.load(folder), "bank": BankSource(folder)}
+            "tag_reliability": TagReliability.load(folder), "bank": BankSource(folder),
+            "support_head": SupportHead.load(folder)}
 
 
 class Captioner:
     def __init__(self, model: CaptionModel, device: str | torch.device = "cpu", workers: int = 2,
                  onnx: bool | None = None, scorer: ConfidenceScorer | None = None, new_words=None,
-                 tag_reliability=None, bank=None):
+                 tag_reliability=None, bank=None, support_head=None):
         """`onnx`: run the encoder through ONNX Runtime (CPU only; None: when available). `scorer`:
         the model folder's confidence calibration (`Captioner.load` finds it; None: no confidence).
         `new_words`: the model folder's `captioner.tags.new_words.NewWords` (grounded decoding may
@@ -105,7 +107,9 @@ class Captioner:
         `tag_reliability`: the model folder's `captioner.tags.reliability.TagReliability` (which tag words
         may steer with `DecodingConfig.tag_reliable`; None: every tag). `bank`: the model folder's
         `captioner.bank.runtime.BankSource` (human sentences that may replace a caption when
-        `DecodingConfig.bank_shortlist` > 0; None: captions are always generated)."""
+        `DecodingConfig.bank_shortlist` > 0; None: captions are always generated). `support_head`: the
+        model folder's `captioner.support.head.SupportHead` (evidence for and against object words, used
+        with `DecodingConfig.support_penalty`; None: no penalty)."""
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.encoder = model.encoder.to(memory_format=torch.channels_last)
@@ -124,6 +128,7 @@ class Captioner:
         self.new_words = new_words
         self.tag_reliability = tag_reliability
         self.bank = bank
+        self.support_head, self._support = support_head, None
 
     @classmethod
     def load(cls, model_dir: str | Path | None = None, device: str = "cpu") -> Captioner:
@@ -197,6 +202,17 @@ class Captioner:
             self._tagger_loaded = True
         return self._tagger
 
+    @property
+    def support(self):
+        """The `captioner.support.penalty.SupportEvidence` of the model folder's support head and the
+        tagger (None without a head), made on first use."""
+        if self._support is None and self.support_head is not None:
+            from captioner.support.penalty import SupportEvidence
+
+            tagger = self.tagger
+            self._support = SupportEvidence(self.support_head, tagger.labels if tagger is not None else None)
+        return self._support
+
     @torch.inference_mode()
     def decode(self, features: torch.Tensor, decoding: DecodingConfig | None = None,
                word_probs: torch.Tensor | None = None) -> list[list[Candidate]]:
@@ -207,12 +223,14 @@ class Captioner:
         `decoding.tag_reliable`, only the tag words people name often enough steer (`tag_reliability`).
         `word_probs` (B, W): the tagger's word probabilities, when already computed."""
         decoding = decoding or self.decoding
-        if decoding.tag_bonus <= 0 or self.tagger is None:
+        penalised = decoding.support_penalty > 0 and self.support is not None
+        if (decoding.tag_bonus <= 0 or self.tagger is None) and not penalised:
             return decode(self.fast_decoder, features, self.model.vocab, decoding)
         from captioner.tags.grounding import decode_with_tags
 
         return decode_with_tags(self.tagger, self.fast_decoder, features, self.model.vocab, decoding,
-                                self.new_words, word_probs, self.tag_reliability)
+                                self.new_words, word_probs, self.tag_reliability,
+                                self.support if penalised else None)
 
     def caption_prepared(self, items: list[_Prepared], decoding: DecodingConfig,
                          keep_features: bool = False) -> list[CaptionResult]:

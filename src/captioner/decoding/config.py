@@ -53,6 +53,16 @@ class DecodingConfig:
     bank_margin: float = field(default=0.0, metadata={
         "help": "sentence bank: the best bank sentence replaces the generated caption when its score beats "
                 "the caption's by more than this", "range": (-5.0, 5.0)})
+    # object words the photo does not support (captioner.support)
+    support_penalty: float = field(default=0.0, metadata={
+        "help": "lower an object word (person, dog, snow, shirt ...) by this times the log of how far the photo's "
+                "evidence for it falls below support_min (the model folder's support_head.safetensors and the "
+                "ImageNet classifier; 0: off)", "range": (0.0, 20.0)})
+    support_min: float = field(default=0.1, metadata={
+        "help": "object words whose evidence is at least this probable are not lowered", "range": (0.0, 1.0)})
+    no_echo: int = field(default=0, metadata={
+        "help": "1: no word right after itself and none on both sides of 'and'/'or' ('white and white'); 0: off",
+        "range": (0, 1)})
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -7,12 +7,16 @@ emitted so far (R, t) and the step t, and returns the log-probabilities with for
 
 - `<pad>`, `<start>` and `<unk>` are never emitted (`BanTokens`);
 - `<end>` is not the first word (`NoEndFirst`);
-- with `no_repeat_ngram` n > 0, no n-gram appears twice in a caption (`NoRepeatNgram`).
+- with `no_repeat_ngram` n > 0, no n-gram appears twice in a caption (`NoRepeatNgram`);
+- with `no_echo`, no word right after itself ("a kitchen kitchen") and none on both sides of `and` /
+  `or` ("a white and white dog") (`NoEcho`).
 
 `TagBonus` (grounded decoding, `DecodingConfig.tag_bonus`) is not a rule but a steer: it adds a
 per-image bonus to the words of the objects the image's tags name. It needs to know which image
 each row belongs to, so it is applied by the searches after the rules (`apply_steer`), and the
-candidates' scores stay the model's own log-probabilities.
+candidates' scores stay the model's own log-probabilities. It may also carry a support penalty
+(`captioner.support.penalty`): a per-image negative term on the object words the photo does not
+support, kept in every row (plain and steered) and never lifted by naming a tag.
 """
 from __future__ import annotations
 
@@ -79,12 +83,38 @@ class NoRepeatNgram:
         return logp if ban is None else logp.masked_fill(ban, float("-inf"))
 
 
-def decoding_rules(vocab: Vocab, no_repeat_ngram: int = 0) -> list[LogitProcessor]:
+class NoEcho:
+    """No word right after itself, and none on both sides of `and` / `or` (`X and X`)."""
+
+    def __init__(self, vocab: Vocab):
+        self.joins = torch.tensor([vocab.stoi[w] for w in ("and", "or") if w in vocab.stoi], dtype=torch.long)
+        self.end_id = vocab.end_id
+
+    def __call__(self, logp, seqs, step):
+        if seqs.shape[1] == 0:
+            return logp
+        if self.joins.device != seqs.device:
+            self.joins = self.joins.to(seqs.device)
+        rows = torch.arange(len(seqs), device=seqs.device)
+        last = seqs[:, -1]
+        logp = logp.clone()
+        logp[rows, last] = torch.where(last == self.end_id, logp[rows, last], torch.full_like(logp[rows, 0], float("-inf")))
+        if seqs.shape[1] >= 2:
+            joined = torch.isin(last, self.joins)
+            if bool(joined.any()):
+                r = rows[joined]
+                logp[r, seqs[joined, -2]] = float("-inf")
+        return logp
+
+
+def decoding_rules(vocab: Vocab, no_repeat_ngram: int = 0, no_echo: int = 0) -> list[LogitProcessor]:
     """The rules every decoder obeys, in order."""
     rules: list[LogitProcessor] = [BanTokens([vocab.pad_id, vocab.start_id, vocab.unk_id], len(vocab)),
                                    NoEndFirst(vocab.end_id)]
     if no_repeat_ngram > 0:
         rules.append(NoRepeatNgram(no_repeat_ngram, len(vocab), vocab.end_id))
+    if no_echo:
+        rules.append(NoEcho(vocab))
     return rules
 
 
@@ -104,9 +134,14 @@ class TagBonus:
     its tag is named. Only the few columns with a bonus are touched at each step, so the cost per
     step does not grow with the vocabulary."""
 
-    def __init__(self, bonus: torch.Tensor, groups: torch.Tensor, new_from: int | None = None):
-        """`new_from`: the first id of the words appended to the vocabulary at decode time (None: none)."""
-        self.bonus, self.groups, self.new_from = bonus, groups.long(), new_from
+    def __init__(self, bonus: torch.Tensor, groups: torch.Tensor, new_from: int | None = None,
+                 penalty: torch.Tensor | None = None):
+        """`new_from`: the first id of the words appended to the vocabulary at decode time (None: none).
+        `penalty` (B, V), 0 or negative: the support penalty (`captioner.support.penalty`), already in
+        `bonus`; kept by `plain` and never lifted by naming a tag."""
+        self.bonus, self.groups, self.new_from, self.penalty = bonus, groups.long(), new_from, penalty
+        # the tag bonus alone, without the penalty (bans stay -inf)
+        self.tag_only = bonus if penalty is None else bonus - penalty.masked_fill(torch.isinf(bonus), 0.0)
         self.cols = (bonus != 0).any(0).nonzero().squeeze(1)  # (K,) the words any image steers
         self.col_bonus = bonus[:, self.cols]  # (B, K)
         self.col_groups = self.groups[self.cols]  # (K,)
@@ -126,27 +161,28 @@ class TagBonus:
             named = (self.groups[seqs].unsqueeze(2) == self.col_groups.view(1, 1, -1)).any(1)  # (R, K)
             named &= self.col_groups.view(1, -1) >= 0
             self.named = named
-            bonus = bonus.masked_fill(named & (bonus > float("-inf")), 0.0)
+            bonus = bonus.masked_fill(named & (bonus > 0), 0.0)
         out = logp.clone()
         out[:, self.cols] += bonus
         return out
 
     def steers(self, image: int) -> bool:
         """Whether `image` has a tag that gets a bonus."""
-        return bool((self.col_bonus[image] > 0).any())
+        return bool((self.tag_only[image] > 0).any())
 
     def misses(self, image: int, ids: list[int]) -> bool:
         """Whether `image` has steering tags and a caption of it (word ids) names none of them."""
-        wanted = set(self.groups[self.bonus[image] > 0].tolist()) - {-1}
+        wanted = set(self.groups[self.tag_only[image] > 0].tolist()) - {-1}
         return bool(wanted) and not wanted & set(self.groups[ids].tolist())
 
     def subset(self, images: list[int]) -> TagBonus:
-        return TagBonus(self.bonus[images], self.groups, self.new_from)
+        return TagBonus(self.bonus[images], self.groups, self.new_from,
+                        None if self.penalty is None else self.penalty[images])
 
     def plain(self) -> torch.Tensor:
-        """(B, V) bonus rows that steer nothing: 0, with the appended words this steer bans or rewards
-        banned (-inf)."""
-        out = torch.zeros_like(self.bonus)
+        """(B, V) bonus rows that steer nothing: 0 (or the support penalty), with the appended words this
+        steer bans or rewards banned (-inf)."""
+        out = torch.zeros_like(self.bonus) if self.penalty is None else self.penalty.clone()
         if self.new_from is not None:
             used = (self.bonus[:, self.new_from :] != 0).any(0)
             out[:, self.new_from :] = out[:, self.new_from :].masked_fill(used, float("-inf"))
@@ -165,7 +201,8 @@ class SideBySide(TagBonus):
 
     def __init__(self, steer: TagBonus, tagged: list[int], end_id: int):
         P = len(steer.bonus)
-        super().__init__(torch.cat([steer.plain(), steer.bonus[tagged]]), steer.groups, steer.new_from)
+        penalty = None if steer.penalty is None else torch.cat([steer.penalty, steer.penalty[tagged]])
+        super().__init__(torch.cat([steer.plain(), steer.bonus[tagged]]), steer.groups, steer.new_from, penalty)
         self.n_plain, self.end_id = P, end_id
         self.twin = torch.full((P + len(tagged),), -1, dtype=torch.long)  # steered image -> its plain image
         self.twin[P:] = torch.tensor(tagged, dtype=torch.long)

@@ -14,6 +14,8 @@ costs one search over more rows instead of two searches (on Flickr8k about a thi
 """
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 
 from captioner.decoding.processors import SideBySide, TagBonus
@@ -54,14 +56,21 @@ def word_groups(m: torch.Tensor) -> torch.Tensor:
     return torch.where(has, m.argmax(0), torch.full_like(has, -1, dtype=torch.long))
 
 
-def tag_bonus(tagger, word_probs: torch.Tensor, vocab, decoding, new_from: int | None = None) -> TagBonus | None:
+def tag_bonus(tagger, word_probs: torch.Tensor, vocab, decoding, new_from: int | None = None,
+              penalty=None) -> TagBonus | None:
     """The `TagBonus` of a batch (`word_probs` (B, W) from `ObjectTagger.word_probabilities`), or
     None when grounded decoding is off (`decoding.tag_bonus` 0). `new_from`: where the words that
     `captioner.tags.new_words` appended to `vocab` start; such a word is banned (-inf) for every photo
     that does not have it as a confident tag, when another photo of the batch has it (a word no photo
-    has is left to the decoder, which does not compute it: `ExtendedStepDecoder`'s `active`)."""
+    has is left to the decoder, which does not compute it: `ExtendedStepDecoder`'s `active`).
+    `penalty`: a function of the vocabulary giving the support penalty ((B, V) or None,
+    `captioner.support.penalty`), added to the bonus; with it the steer exists even without tags."""
+    pen = penalty(vocab) if penalty is not None else None
     if tagger is None or word_probs is None or decoding.tag_bonus <= 0:
-        return None
+        if pen is None:
+            return None
+        groups = vocabulary_words(tagger, vocab)[2] if tagger is not None else torch.full((len(vocab),), -1)
+        return TagBonus(pen, groups, penalty=pen)
     labels, words, groups = vocabulary_words(tagger, vocab)
     probs = word_probs.float() * (word_probs >= decoding.tag_min)
     share = torch.zeros(len(probs), len(vocab)).index_add_(1, words, probs[:, labels]).clamp(max=1.0)
@@ -71,27 +80,32 @@ def tag_bonus(tagger, word_probs: torch.Tensor, vocab, decoding, new_from: int |
         # are never computed (`grounded_search` gives `ExtendedStepDecoder` the active ones)
         new = share[:, new_from:]
         bonus[:, new_from:] = bonus[:, new_from:].masked_fill((new <= 0) & (new > 0).any(0), float("-inf"))
-    return TagBonus(bonus, groups, new_from=new_from if new_from is not None and new_from < len(vocab) else None)
+    if pen is not None:
+        bonus = bonus + pen
+    return TagBonus(bonus, groups, new_from=new_from if new_from is not None and new_from < len(vocab) else None,
+                    penalty=pen)
 
 
-def grounded_search(tagger, word_probs: torch.Tensor, decoder, vocab, decoding, new_words=None):
+def grounded_search(tagger, word_probs: torch.Tensor, decoder, vocab, decoding, new_words=None, penalty=None):
     """What grounded decoding searches with for a batch: (step decoder, vocabulary, `TagBonus` or None).
 
     With `new_words` (`captioner.tags.new_words.NewWords`) and a photo of the batch confidently
     tagged with one of them, the decoder and vocabulary are the extended view; otherwise the model's
     own (so a batch without such a tag decodes exactly as without new words). The steer is None when
-    grounding is off or no photo of the batch has a confident tag to steer with."""
+    grounding is off or no photo of the batch has a confident tag to steer with (and there is no support
+    `penalty`, see `tag_bonus`)."""
     extended = extended_vocabulary(new_words, vocab) if new_words is not None else None
     if extended is not None:
         ext_vocab, new = extended
-        steer = tag_bonus(tagger, word_probs, ext_vocab, decoding, new_from=len(vocab))
+        steer = tag_bonus(tagger, word_probs, ext_vocab, decoding, new_from=len(vocab), penalty=penalty)
         usable = (steer.bonus[:, len(vocab):] > 0).any(0) if steer is not None else None
         if usable is not None and bool(usable.any()):
             from captioner.tags.new_words import ExtendedStepDecoder
 
-            return ExtendedStepDecoder(decoder, vocab, new, usable.nonzero().squeeze(1).tolist()), ext_vocab, steer
-    steer = tag_bonus(tagger, word_probs, vocab, decoding)
-    steers = steer is not None and any(steer.steers(b) for b in range(len(steer.bonus)))
+            return (ExtendedStepDecoder(decoder, vocab, new, usable.nonzero().squeeze(1).tolist(),
+                                        bool(decoding.no_echo)), ext_vocab, steer)
+    steer = tag_bonus(tagger, word_probs, vocab, decoding, penalty=penalty)
+    steers = steer is not None and (steer.penalty is not None or any(steer.steers(b) for b in range(len(steer.bonus))))
     return decoder, vocab, steer if steers else None
 
 
@@ -144,18 +158,26 @@ def unsure(best, decoding) -> bool:
 
 
 def decode_with_tags(tagger, decoder, features: torch.Tensor, vocab, decoding, new_words=None,
-                     word_probs: torch.Tensor | None = None, reliability=None):
+                     word_probs: torch.Tensor | None = None, reliability=None, support=None):
     """Beam search on encoder grids, grounded when `decoding.tag_bonus` > 0 and there is a `tagger`
     (`grounded_search`, then `grounded_decode`), plain otherwise. `word_probs` (B, W): the tagger's
     word probabilities, when already computed. `reliability` (`captioner.tags.reliability.TagReliability`):
-    with `decoding.tag_reliable` > 0, the tag words people name less often than that do not steer."""
+    with `decoding.tag_reliable` > 0, the tag words people name less often than that do not steer.
+    `support` (`captioner.support.penalty.SupportEvidence`): with `decoding.support_penalty` > 0, object
+    words the photo does not support are lowered in every search (plain and steered)."""
     from captioner.decoding.search import decode
 
-    if decoding.tag_bonus <= 0 or tagger is None:
+    penalty = None
+    if support is not None and decoding.support_penalty > 0:
+        if word_probs is None and tagger is not None:
+            word_probs = tagger.word_probabilities(features)
+        penalty = partial(support.penalty, support.presence(features, word_probs),
+                          strength=decoding.support_penalty, minimum=decoding.support_min)
+    if (decoding.tag_bonus <= 0 or tagger is None) and penalty is None:
         return decode(decoder, features, vocab, decoding)
-    if word_probs is None:
+    if word_probs is None and tagger is not None:
         word_probs = tagger.word_probabilities(features)
-    if decoding.tag_reliable > 0 and reliability is not None:
+    if decoding.tag_reliable > 0 and reliability is not None and tagger is not None:
         word_probs = word_probs * reliability.mask(tagger.labels, decoding.tag_reliable)
-    decoder, vocab, steer = grounded_search(tagger, word_probs, decoder, vocab, decoding, new_words)
+    decoder, vocab, steer = grounded_search(tagger, word_probs, decoder, vocab, decoding, new_words, penalty)
     return grounded_decode(decoder, features, vocab, decoding, steer)

@@ -74,10 +74,12 @@ def extend_vocab(vocab: Vocab, new: NewWords) -> Vocab:
 class ExtendedStepDecoder:
     """A `StepDecoder` over `extend_vocab`'s ids, wrapping one over the model's own vocabulary."""
 
-    def __init__(self, decoder, vocab: Vocab, new: NewWords, active: list[int] | None = None):
+    def __init__(self, decoder, vocab: Vocab, new: NewWords, active: list[int] | None = None, no_echo: bool = False):
         """`active`: the new words (indexes into `new.words`) that may be generated in this search; the
         others get -inf without being computed (grounded decoding bans every new word that is no
-        confident tag of a photo of the batch, so the captions are the same; default: all)."""
+        confident tag of a photo of the batch, so the captions are the same; default: all). `no_echo`
+        (`DecodingConfig.no_echo`): no new word right after one of its own proxies ("a coffee espresso",
+        "a kitchen microwave") or after another new word: it would stand where its proxy fits, not itself."""
         self.decoder, self.base_size = decoder, len(vocab)
         width = max(len(p) for p in new.proxies)
         ids = [[vocab.stoi[p] for p in ps] + [vocab.stoi[ps[0]]] * (width - len(ps)) for ps in new.proxies]
@@ -91,6 +93,11 @@ class ExtendedStepDecoder:
         vowel = torch.tensor([new.words[i][0] in "aeiou" for i in self.active.tolist()], dtype=torch.bool)
         self.article_ban = {vocab.stoi[a]: ban for a, ban in (("a", vowel), ("an", ~vowel))
                             if a in vocab.stoi and bool(ban.any())}
+        after = torch.zeros(self.vocab_size, len(self.active), dtype=torch.bool)
+        for j, k in enumerate(self.active.tolist()):
+            after[[vocab.stoi[p] for p in new.proxies[k]], j] = True
+        after[self.base_size :] = True
+        self.after_ban = after if no_echo else None
 
     def flatten(self, features):
         return self.decoder.flatten(features)
@@ -106,9 +113,12 @@ class ExtendedStepDecoder:
             self.input_ids, self.active = self.input_ids.to(words.device), self.active.to(words.device)
             self.active_proxies = self.active_proxies.to(words.device)
             self.article_ban = {a: ban.to(words.device) for a, ban in self.article_ban.items()}
+            self.after_ban = None if self.after_ban is None else self.after_ban.to(words.device)
         logp, h, c, alpha = self.decoder.step(features, projected, self.input_ids[words], h, c)
         # each active new word as likely as its likeliest proxy; the others -inf
         likely = logp[:, self.active_proxies].amax(-1)  # (R, A)
+        if self.after_ban is not None:
+            likely = likely.masked_fill(self.after_ban[words], float("-inf"))
         for article, ban in self.article_ban.items():
             after = words == article
             if bool(after.any()):
