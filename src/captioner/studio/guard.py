@@ -201,7 +201,6 @@ class EventPolicy:
         m = EVENT_ROUTE.match(route)
         if m is None:
             return False
-        name = m.group(3) or m.group(5)
         try:
             data = json.loads(body or b"null")
         except (ValueError, UnicodeDecodeError):
@@ -209,9 +208,14 @@ class EventPolicy:
         if not isinstance(data, dict):
             return False
         fn_index = data.get("fn_index")
-        if fn_index is not None:  # Gradio runs the body's fn_index whatever the path's name
-            return type(fn_index) is int and fn_index in self.fn_indexes
-        return name is not None and name in self.api_names  # queue/join needs an fn_index
+        if fn_index is not None and not (type(fn_index) is int and fn_index in self.fn_indexes):
+            return False
+        if m.group(1):  # queue/join runs the body's fn_index
+            return fn_index is not None
+        if m.group(2):  # run/NAME, api/NAME: the body's fn_index if there is one, else NAME
+            name = m.group(3)
+            return name in self.api_names or (name == "predict" and fn_index is not None)
+        return m.group(5) in self.api_names  # call/NAME, call/v2/NAME: NAME whatever the body says
 
 
 class Access:
