@@ -936,7 +936,8 @@ def test_events_other_than_the_api_need_the_page_in_process(app_parts):
                        # a public fn_index in the body of a route that runs the event named in its path
                        ("/gradio_api/call/empty_trash_confirmed", {"fn_index": fns["search"]}),
                        ("/gradio_api/call/v2/empty_trash_confirmed", {"fn_index": fns["search"]}),
-                       ("/gradio_api/run/empty_trash_confirmed", {})]:
+                       ("/gradio_api/run/empty_trash_confirmed", {}),
+                       ("/gradio_api/run/upload", {"fn_index": empty}), ("/gradio_api/call/upload", {})]:
         r = http.post(path, json={"data": [True], "session_hash": "abc", **body})
         assert r.status_code == 403 and "/caption" in r.text, (path, body)
     assert http.post("/gradio_api/queue/join", content=b"[1,", headers={"Content-Type": "application/json"}

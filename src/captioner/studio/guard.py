@@ -357,7 +357,8 @@ class StudioGuard:
             if limit is not None and int(length) > limit:
                 await _refuse(scope, receive, send, 413, _too_large(limit))
                 return
-        if self.events is not None and not page_ok and path.startswith(API_PREFIX) and not is_upload:
+        gradio_upload = path.rstrip("/") == API_PREFIX + UPLOAD_PATH.strip("/")  # not run/upload: an event
+        if self.events is not None and not page_ok and path.startswith(API_PREFIX) and not gradio_upload:
             # Only the public API's events run without the page: read the (small) body to see which one.
             try:
                 body = await _read_body(receive, limit)
