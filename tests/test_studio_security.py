@@ -1131,3 +1131,26 @@ def test_no_run_history_goes_to_a_hub_bucket(tiny_model_dir, tmp_path, photo):
     finally:
         studio.stop()
         hub.close()
+
+
+def test_the_token_link_redirects_on_this_site_only():
+    from captioner.studio.guard import Access
+
+    app, client = guarded(access=Access(token="a-token-for-the-redirect"))
+    client.follow_redirects = False
+    r = client.get("http://127.0.0.1:7860//evil.example/x?token=a-token-for-the-redirect&view=1")
+    assert r.status_code == 303 and r.headers["location"] == "/evil.example/x?view=1"
+    assert client.get("http://127.0.0.1:7860/").status_code == 200 and app.calls  # the cookie it set
+
+
+def test_page_cookies_are_signed_per_studio_process():
+    from captioner.studio.guard import PageTokens
+
+    a, b = PageTokens(), PageTokens()
+    token = a.issue()
+    assert a.valid(token) and not b.valid(token) and a.cookie_name != b.cookie_name  # a new studio: new ones
+    nonce, signature = token.split(".")
+    for bad in [None, "", nonce, f"{nonce}.", f".{signature}", f"{nonce}x.{signature}", f"{nonce}.{signature}.x",
+                f"{nonce}.{'0' * 32}", "../../x.y"]:
+        assert not a.valid(bad), bad
+    assert "HttpOnly" in a.set_cookie() and "SameSite=Strict" in a.set_cookie()

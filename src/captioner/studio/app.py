@@ -352,8 +352,9 @@ def _drop_run_history_routes(app) -> int:
     return dropped
 
 
-def serve(app, sock: socket.socket, url: str, *, inbrowser: bool = False, quiet: bool = False) -> None:
-    """Serve ``app`` on the bound socket until Ctrl+C / SIGTERM (blocks)."""
+def serve(app, sock: socket.socket, url: str, *, inbrowser: bool = False, quiet: bool = False,
+          note: str = "") -> None:
+    """Serve ``app`` on the bound socket until Ctrl+C / SIGTERM (blocks); ``note``: a line printed after the address."""
     import uvicorn
 
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=3,
@@ -365,6 +366,8 @@ def serve(app, sock: socket.socket, url: str, *, inbrowser: bool = False, quiet:
             if server.started:
                 if not quiet:
                     print(f"Captioner studio: {url}  (Ctrl+C stops it)", flush=True)
+                    if note:
+                        print(note, flush=True)
                 if inbrowser:
                     import webbrowser
                     webbrowser.open(url)
@@ -414,11 +417,15 @@ def launch(model_dir: str | os.PathLike | None = None, gallery_dir: str | os.Pat
     shown = "127.0.0.1" if bind in ("0.0.0.0", "::") else bind
     shown = f"[{shown}]" if ":" in shown else shown
     url = f"http://{shown}:{sock.getsockname()[1]}/"
+    note = ""
     if access is not None and access.token:
         url += f"?token={access.token}"  # printed once; stored nowhere
         quiet = False
+    if listen:
+        note = ("From another computer, use this computer's address instead of 127.0.0.1"
+                + (" (the token is needed there too)." if access is not None and access.token else "."))
     try:
-        serve(app, sock, url, inbrowser=inbrowser, quiet=quiet)
+        serve(app, sock, url, inbrowser=inbrowser, quiet=quiet, note=note)
     finally:
         reaper.stop()
         sock.close()
