@@ -73,9 +73,8 @@ def fill_gallery(folder: Path, clip: Path) -> dict:
             ids[f"dog{i}"] = g.save(photo(i), f"000000{39769 + i:06d}.jpg", caption,
                                     candidates=candidates([caption, "a dog in the water"], [0.44, 0.39]),
                                     confidence=0.44, beam_size=2, tags=[{"label": "dog", "score": 0.9}])
-        ids["edited"] = g.save(photo(20), "walk.jpg", EDITED_CANDIDATES[0],
-                               candidates=candidates(EDITED_CANDIDATES, [0.27, 0.38]), confidence=0.27, beam_size=2)
-        g.update_caption(ids["edited"], EDITED)
+        ids["edited"] = g.save(photo(20), "walk.jpg", EDITED,  # saved with the user's edit, as the studio does
+                               candidates=candidates(EDITED_CANDIDATES, [0.27, 0.38]), beam_size=2)
         ids["fruit"] = g.save(photo(21), "painting.jpg", FRUIT, candidates=candidates(FRUIT_CANDIDATES, [0.3, 0.2]),
                               confidence=0.3, beam_size=2)
         ids["tagged"] = g.save(photo(22), "sofa.jpg", TAGGED, candidates=candidates([TAGGED]),

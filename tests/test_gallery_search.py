@@ -270,3 +270,24 @@ def test_search_pages_and_totals(g):
     assert sorted(i for p in pages for i in ids(p)) == made and ids(pages[3]) == []
     assert g.search("dog", 9, 2, sort="saved_at").total == 5
     assert g.search("zebra", 3).total == 0
+
+
+# ------------------------------------------------------------------ what the user saved (the studio's default)
+def test_saved_only_search_ignores_unpicked_candidates(g):
+    walk = put(g, "two dogs walking on a road", "two dogs walking on the grass")  # an unpicked one says grass
+    fruit = put(g, "a bowl of fruit on a table", "a dog is eating fruit")
+    sofa = put(g, "an animal on a sofa", tags=[{"label": "dog", "score": 0.6}])
+    named = put(g, "a field", name="dog_walk.jpg")
+    # everything, as the library always searched
+    assert sorted(ids(g.search("dog"))) == sorted([walk, fruit, sofa, named])
+    # what the user saved: the fruit bowl's unpicked candidate is not searched, NOT looks where the search looks
+    saved = g.search("dog", candidates=False)
+    assert sorted(ids(saved)) == sorted([walk, sofa, named])
+    assert {i["id"]: i["matched_in"] for i in saved.items} == {walk: "caption", sofa: "tags", named: "name"}
+    assert walk not in ids(g.search("dogs NOT grass"))  # the library's default: the candidates too
+    assert sorted(ids(g.search("dogs NOT grass", candidates=False))) == sorted([walk, sofa, named])
+    # asked for: the candidates too ("candidates:" in the text, or the flag)
+    wide = g.search("candidates: dog", candidates=False)
+    assert fruit in ids(wide) and {i["id"]: i["matched_in"] for i in wide.items}[fruit] == "candidates"
+    assert walk not in ids(g.search("candidates: dogs NOT grass", candidates=False))
+    assert parse_search("Candidates:  dog").candidates and not parse_search("dog").candidates

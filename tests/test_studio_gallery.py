@@ -85,10 +85,10 @@ def grid(studio, query="", view=None, page=1):
 
 def view(studio, **changes):
     base = dict(meaning=False, sort=gallery_tab.DEFAULT_SORT, model=gallery_tab.ALL_MODELS,
-                kind="Photos and videos", saved_from="", saved_to="", which=gallery_tab.VIEWS[0])
+                kind="Photos and videos", saved_from="", saved_to="", which=gallery_tab.VIEWS[0], candidates=False)
     base.update(changes)
     v, page = studio.library.set_view(base["meaning"], base["sort"], base["model"], base["kind"], base["saved_from"],
-                                      base["saved_to"], base["which"])
+                                      base["saved_to"], base["which"], base["candidates"])
     assert page == 1
     return v
 
@@ -110,10 +110,13 @@ def test_search_operators_highlight_and_where_it_matched(studio, items):
     assert matches.visible is True
     assert "<mark>dog</mark>" in matches.value and "<mark>lake</mark>" in matches.value
     assert "matched in the saved caption" in matches.value and 'data-index="0"' in matches.value
-    # an unchosen candidate matches, below the saved captions, and says so
-    found, page, out = grid(studio, "animal")
-    assert [it["id"] for it in found["items"]] == [dog_lake]
-    assert "matched in another candidate" in out[6].value
+    # an unchosen candidate is not searched unless asked (the box, or "candidates:"); then it matches and says so
+    assert grid(studio, "animal")[0]["items"] == []
+    for found, _page, out in (grid(studio, "candidates: animal"),
+                             grid(studio, "animal", view(studio, candidates=True))):
+        assert [it["id"] for it in found["items"]] == [dog_lake]
+        assert "matched in a candidate you did not pick" in out[6].value
+        assert out[0].value[0]["caption"].startswith("[in an unpicked candidate] ")
     # tags are searched
     found, _, out = grid(studio, "retriever")
     assert [it["id"] for it in found["items"]] == [dog_lake] and "matched in the tags (retriever)" in out[6].value
@@ -253,7 +256,8 @@ def test_item_details_draw_attention_in_the_browser_player(studio, items, tmp_pa
     # the GIF, on request only: the session's item, a checked candidate index
     gif = studio.library.animation(items[0], SimpleNamespace(_data={"candidate": 0}))
     path = Path(gif.value["path"])
-    assert gif.visible is True and path.read_bytes()[:6] == b"GIF89a" and path.name.startswith("photo0")
+    # (the File stays hidden: the page downloads it and links it beside the player's button)
+    assert gif.visible == "hidden" and path.read_bytes()[:6] == b"GIF89a" and path.name.startswith("photo0")
     for junk in ({"candidate": 7}, {"candidate": "../x"}, {"candidate": None}, {}, None):
         with pytest.raises(gr.Error, match="candidates"):
             studio.library.animation(items[0], SimpleNamespace(_data=junk))

@@ -256,3 +256,34 @@ def test_delete_shows_undo_in_view_and_keeps_the_list(studio, browser, width):
     page.wait_for_function("(n) => document.querySelectorAll('#gallery-grid .thumbnail-item').length === n",
                            arg=len(before))
     assert thumbs(page) == before and "most like item" in page.inner_text("#page-line")
+
+
+# ---------------------------------------------------------------- 5. a word search looks in what the user saved
+@pytest.mark.parametrize("width", nu.WIDTHS)
+def test_word_search_looks_in_what_was_saved_and_says_why(studio, browser, width):
+    url, ids = studio
+    page = new_page(browser, url, width)
+    gallery(page)
+    # the edited item: its saved caption has dogs and no grass; an unpicked candidate says grass
+    search(page, "dogs NOT grass", len(nu.DOG_CAPTIONS) + 2)  # the beach dogs, the edited walk, the tagged sofa
+    labels = thumbs(page)
+    assert nu.EDITED in labels
+    # "dog": not the fruit bowl (only an unpicked candidate says dog); each thumbnail says why when its caption
+    # does not: the sofa by its tag
+    search(page, "dog", len(nu.DOG_CAPTIONS) + 2)
+    labels = thumbs(page)
+    assert not [t for t in labels if nu.FRUIT in t]
+    assert f"[tag: dog] {nu.TAGGED}" in labels
+    # asked for: the unpicked candidates too (the box, or "candidates:"), and the thumbnail says so
+    page.locator("#search-candidates input").check()
+    page.wait_for_function("(n) => document.querySelectorAll('#gallery-grid .thumbnail-item').length === n",
+                           arg=len(nu.DOG_CAPTIONS) + 3)
+    assert f"[in an unpicked candidate] {nu.FRUIT}" in thumbs(page)
+    page.locator("#search-candidates input").uncheck()
+    search(page, "candidates: dog", len(nu.DOG_CAPTIONS) + 3)
+    assert f"[in an unpicked candidate] {nu.FRUIT}" in thumbs(page)
+    search(page, "candidates: dogs NOT grass", len(nu.DOG_CAPTIONS) + 2)  # the walk out (a candidate says grass), the fruit in
+    assert nu.EDITED not in thumbs(page)
+    # the reason label is on the thumbnail itself, inside its box
+    label = page.locator("#gallery-grid .thumbnail-item .caption-label", has_text="unpicked candidate").first
+    assert label.is_visible()

@@ -11,6 +11,7 @@ A ``*`` right after a word asks for a prefix search (``"do"*`` finds "dog").
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from dataclasses import dataclass
 from typing import Any
@@ -147,10 +148,18 @@ class SearchQuery:
     highlight_fts: str
     plain: bool
     words: tuple[str, ...]
+    #: The text began with ``candidates:``: the beam candidates the user did not pick are searched too.
+    candidates: bool = False
 
     def in_column(self, column: str, fts: str | None = None) -> str:
         """The search (or ``fts``), restricted to one column of the index."""
         return f"{column} : ({self.fts if fts is None else fts})"
+
+    def in_columns(self, columns, fts: str | None = None) -> str:
+        """The search (or ``fts``), restricted to ``columns`` of the index: its ``NOT`` too looks only there
+        (``dogs NOT grass`` keeps an item whose saved caption has dogs and no grass, whatever its other
+        candidates say)."""
+        return f"{{{' '.join(columns)}}} : ({self.fts if fts is None else fts})"
 
 
 # tokens: (kind, value); kind in WORD, PHRASE, AND, OR, NOT, LP, RP
@@ -309,13 +318,22 @@ def _compile(node: Any, text: str, positives: list[str]) -> str:
     return fts
 
 
+#: A search text starting with this also looks in the beam candidates the user did not pick.
+CANDIDATES_PREFIX = re.compile(r"\s*candidates\s*:\s*", re.IGNORECASE)
+
+
 def parse_search(text: str) -> SearchQuery | None:
     """Parse what a user typed into a :class:`SearchQuery`; None for a blank text.
+
+    A leading ``candidates:`` asks to search the unpicked beam candidates too (``SearchQuery.candidates``).
 
     Raises :class:`QuerySyntaxError` (a GalleryError) when the text has no searchable word
     (``%``, ``*``, a lone ``AND``, punctuation) or only words to leave out (``NOT dog``).
     """
     text = "" if text is None else str(text)
+    wide = CANDIDATES_PREFIX.match(text)
+    if wide:
+        text = text[wide.end():]
     if not text.strip():
         return None
     shown = " ".join(text.split())[:80]
@@ -329,7 +347,8 @@ def parse_search(text: str) -> SearchQuery | None:
     plain = not parser.operators
     found = [v[0] for v in _leaves(tree) if v]
     return SearchQuery(text=text, fts=fts, any_fts=" OR ".join(positives),
-                       highlight_fts=" OR ".join(positives), plain=plain, words=tuple(found))
+                       highlight_fts=" OR ".join(positives), plain=plain, words=tuple(found),
+                       candidates=bool(wide))
 
 
 def _leaves(node: Any) -> list[tuple[str, ...]]:

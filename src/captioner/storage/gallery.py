@@ -110,6 +110,9 @@ MAX_TAGS = 50
 #: attention maps, so reading it from the row would walk their overflow pages.
 _LIVE = f"{{id}} NOT IN (SELECT id FROM {TABLE} WHERE deleted_at IS NOT NULL)"
 _MARK_START, _MARK_END = "\x02", "\x03"
+#: What a search looks in unless asked for the unpicked candidates too: what the user saved.
+SAVED_COLUMNS = ("caption", "original_name", "tag_text")
+SAVED_SEGMENT_COLUMNS = ("caption", "tag_text")
 #: The per-connection in-memory search index of one page's items, for highlights.
 PAGE_FTS = "page_fts"  # highlight() markers, swapped for <mark> after escaping
 _EXTENSIONS = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "GIF": "gif",
@@ -1024,19 +1027,22 @@ class Gallery:
             return f" AND {fts}.rank MATCH '{weights}'" if ranked else ""
 
         items = extra(FTS_TABLE, f"{FTS_TABLE}.rowid", [("qc", 0)])
-        segments = extra(SEGMENTS_FTS_TABLE, f"{SEGMENTS_FTS_TABLE}.rowid", [("qc", 0)])
+        segments = extra(SEGMENTS_FTS_TABLE, f"{SEGMENTS_FTS_TABLE}.rowid", [("qsc", 0)])
         return f"""SELECT {FTS_TABLE}.rowid AS hit{items}
                    FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH :q{rank(FTS_TABLE, BM25_WEIGHTS)}
                    UNION ALL
                    SELECT s.item_id AS hit{segments}
                    FROM {SEGMENTS_FTS_TABLE} JOIN {SEGMENTS_TABLE} AS s ON s.id = {SEGMENTS_FTS_TABLE}.rowid
-                   WHERE {SEGMENTS_FTS_TABLE} MATCH :q{rank(SEGMENTS_FTS_TABLE, SEGMENTS_BM25_WEIGHTS)}"""
+                   WHERE {SEGMENTS_FTS_TABLE} MATCH :qs{rank(SEGMENTS_FTS_TABLE, SEGMENTS_BM25_WEIGHTS)}"""
 
     def search(self, query: str, page: int = 1, per_page: int = 24, *, sort: str = "relevance",
                descending: bool = True, model: str | None = None, kind: str | None = None,
                saved_from: Any = None, saved_to: Any = None, min_confidence: float | None = None,
-               max_confidence: float | None = None) -> Page:
+               max_confidence: float | None = None, candidates: bool = True) -> Page:
         """Full-text search over captions, tags, other beam candidates and file names (live items only).
+        ``candidates=False`` searches only what the user saved (caption, tags, file name: the studio's
+        default), unless the query starts with ``candidates:``; ``NOT`` then leaves out only what those say
+        (an unpicked candidate's "grass" does not hide an item whose saved caption has none).
 
         The search language (:func:`.fts_query.parse_search`): plain words must all occur;
         ``AND``, ``OR``, ``NOT`` (or ``-word``), ``"quoted phrases"``, ``( )`` and ``word*`` (prefix)
@@ -1072,7 +1078,11 @@ class Gallery:
         live = _LIVE.format(id="best.hit")
         for match_all in ((True, False) if parsed.plain else (True,)):
             fts = parsed.fts if match_all else parsed.any_fts
-            q = {**params, "q": fts, "qc": parsed.in_column("caption", fts)}
+            wide = candidates is True or parsed.candidates
+            q = {**params, "q": fts if wide else parsed.in_columns(SAVED_COLUMNS, fts),
+                 "qs": fts if wide else parsed.in_columns(SAVED_SEGMENT_COLUMNS, fts),
+                 "qc": parsed.in_column("caption", fts)}
+            q["qsc"] = q["qc"]
             page_args = {**q, "limit": per_page, "offset": (page - 1) * per_page}
             count_sql = (f"SELECT count(*) FROM (SELECT DISTINCT hit FROM ({self._hits_sql()})) "
                          f"AS best{join} WHERE {live}{where}")
@@ -1107,8 +1117,8 @@ class Gallery:
                 tiers = dict(found)
                 for item in items:
                     item["matched_in"] = tiers[item["id"]]
-                self._add_highlights(items, parsed)
-                self._add_matched_segments(items, fts, parsed)
+                self._add_highlights(items, parsed, wide)
+                self._add_matched_segments(items, q["qs"], parsed, wide)
             except sqlite3.OperationalError as exc:
                 if "fts5" in str(exc) or "syntax" in str(exc):  # should not happen: words are quoted
                     raise GalleryError(f"The search '{' '.join(text.split())[:80]}' could not be read: "
@@ -1141,7 +1151,7 @@ class Gallery:
         db.execute(f"DELETE FROM temp.{PAGE_FTS}")
         return {row[0]: list(row[1:]) for row in found}
 
-    def _add_highlights(self, items: list[dict], parsed: SearchQuery) -> None:
+    def _add_highlights(self, items: list[dict], parsed: SearchQuery, wide: bool = True) -> None:
         """Each item's ``highlight`` (its caption as HTML, matching words in <mark>) and ``matched_in``
         (the item's tier from the search, made a name; "tier 1" named by where the words are)."""
         marked = self._marked_columns([item["id"] for item in items], parsed.highlight_fts) if items else {}
@@ -1153,17 +1163,19 @@ class Gallery:
                 item["matched_in"] = "caption"
                 continue
             found = [name for name in ("tag_text", "original_name", "alternatives", "caption")
-                     if cols[by_column[name]] and _MARK_START in cols[by_column[name]]]
-            # a video item found through its segments' candidates has no mark on its own columns
-            item["matched_in"] = MATCHED_IN[found[0]] if found else "candidates"
+                     if cols[by_column[name]] and _MARK_START in cols[by_column[name]]
+                     and (wide or name != "alternatives")]
+            # a video item found through its segments' candidates (or tags) has no mark on its own columns
+            item["matched_in"] = MATCHED_IN[found[0]] if found else ("candidates" if wide else "segments")
 
-    def _add_matched_segments(self, items: list[dict], fts: str, parsed: SearchQuery) -> None:
+    def _add_matched_segments(self, items: list[dict], fts: str, parsed: SearchQuery, wide: bool = True) -> None:
         """Give each video item of a search page its ``matched_segments`` (idx, start, end, caption),
         best first: those matching the search, else (words spread over segments) those with any word."""
         videos = {item["id"]: item for item in items if item.get("kind") == "video"}
         for item in videos.values():
             item["matched_segments"] = []
-        for expression in dict.fromkeys((fts, parsed.highlight_fts)):
+        any_word = parsed.highlight_fts if wide else parsed.in_columns(SAVED_SEGMENT_COLUMNS, parsed.highlight_fts)
+        for expression in dict.fromkeys((fts, any_word)):
             wanted = [item_id for item_id, item in videos.items() if not item["matched_segments"]]
             if not wanted:
                 return

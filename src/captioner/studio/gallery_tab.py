@@ -203,7 +203,7 @@ def _field(obj: Any, *names: str, default=None):
 def default_view() -> dict:
     """What the session's grid shows: the search mode, the sort and filters, the trash or not."""
     return {"meaning": False, "sort": DEFAULT_SORT, "model": None, "kind": None, "saved_from": None,
-            "saved_to": None, "trash": False}
+            "saved_to": None, "trash": False, "candidates": False}
 
 
 def _day(text: Any, what: str) -> str | None:
@@ -252,12 +252,15 @@ class GalleryTab:
             value = view.get(key)
             out[key] = value if isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value) else None
         out["trash"] = view.get("trash") is True
+        out["candidates"] = view.get("candidates") is True
         return out
 
-    def set_view(self, meaning, sort, model, kind, saved_from, saved_to, which):
-        """The sort/filter/trash controls changed: the session's new view (checked), and page 1."""
+    def set_view(self, meaning, sort, model, kind, saved_from, saved_to, which, candidates=False):
+        """The sort/filter/trash controls changed: the session's new view (checked), and page 1.
+        ``candidates``: a word search looks in the beam candidates the user did not pick too."""
         view = default_view()
         view["meaning"] = meaning is True and self.can_find
+        view["candidates"] = candidates is True
         view["sort"] = sort if sort in SORTS else DEFAULT_SORT
         view["kind"] = KINDS.get(kind) if isinstance(kind, str) else None
         known = self.studio.gallery.models()
@@ -301,7 +304,8 @@ class GalleryTab:
                 filters = self._filters(view)
                 if text.strip():
                     result = self._paged(lambda p: self.studio.gallery.search(
-                        text, p, PER_PAGE, sort=sort, descending=descending, **filters), page_no)
+                        text, p, PER_PAGE, sort=sort, descending=descending, candidates=view["candidates"],
+                        **filters), page_no)
                 else:
                     result = self._paged(lambda p: self.studio.gallery.browse(
                         p, PER_PAGE, sort="saved_at" if sort == "relevance" else sort, descending=descending,
@@ -421,7 +425,8 @@ class GalleryTab:
         for item in page.get("items", []):
             thumb = self._thumb(item)
             if thumb:
-                shown.append((thumb, render.grid_label(item)))
+                shown.append((thumb, render.grid_label(item, str(page.get("query") or "")
+                                                         if page.get("mode") == "words" else "")))
                 ids.append(item["id"])
                 entries.append(item)
         line = page_line(page)
@@ -851,6 +856,8 @@ class GalleryTab:
                                        elem_id="search-button")
             meaning = gr.Checkbox(value=False, label="By meaning: describe the photo in your own words",
                                   elem_id="meaning-toggle", visible=self.can_find, container=False)
+            with_candidates = gr.Checkbox(value=False, container=False, elem_id="search-candidates",
+                                          label="Also search the candidates I did not pick")
             gr.Markdown(library_render.SEARCH_HELP, elem_id="search-help")
             with gr.Accordion("Sort and filter", open=False, elem_id="gallery-filters"):
                 with gr.Row():
@@ -971,8 +978,9 @@ class GalleryTab:
                            show_progress="hidden")
         then_search(prev_btn.click(None, [page_no], [page_no], js="(p) => Math.max(1, (p || 1) - 1)"))
         then_search(next_btn.click(None, [page_no], [page_no], js="(p) => (p || 1) + 1"))
-        view_inputs = [meaning, sort, model, kind, saved_from, saved_to, which]
-        then_search(gr.on([meaning.input, sort.input, model.input, kind.input, which.input, saved_from.submit,
+        view_inputs = [meaning, sort, model, kind, saved_from, saved_to, which, with_candidates]
+        then_search(gr.on([meaning.input, sort.input, model.input, kind.input, which.input, with_candidates.input,
+                           saved_from.submit,
                            saved_to.submit, saved_from.blur, saved_to.blur],
                           user_errors(self.set_view), view_inputs, [view, page_no], api_visibility="private",
                           show_progress="hidden", trigger_mode="always_last"))
@@ -1110,6 +1118,8 @@ def grid_item(it: dict) -> dict:
     if it.get("matched_in") == "tags":  # which tags it has: the caption may not say why it matched
         kept["tag_labels"] = [str(t["label"]) for t in it.get("tags") or []
                               if isinstance(t, dict) and t.get("label")][:6]
+    if it.get("matched_in") == "name":  # nor when its file name matched
+        kept["name"] = str(it.get("original_name") or "")[:80]
     if it.get("kind") == "video":  # and the matched shots, no more
         kept["kind"] = "video"
         kept["matched_segments"] = [{"idx": m.get("idx"), "start": m.get("start"), "end": m.get("end"),

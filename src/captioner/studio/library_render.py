@@ -92,6 +92,8 @@ body.gallery-toast-open #gallery-toast #gallery-undo { background: #fde68a; colo
 
 #: Under the search box: what the box understands (Markdown).
 SEARCH_HELP = (
+    "Searches what you saved: captions, tags, file names (the candidates you did not pick only when "
+    "ticked above, or with `candidates:` first). "
     "Plain words find items with **all** of them: `dog grass`. "
     "`dog OR cat` either · `dog NOT lake` leaves lakes out · `\"red ball\"` the exact phrase · "
     "`bicyc*` a prefix · `(dog OR cat) AND grass` groups. "
@@ -103,7 +105,7 @@ SEARCH_HELP = (
 LOW_CONFIDENCE = 0.35
 #: What `matched_in` names, as the user reads it.
 MATCHED_IN_WORDS = {"caption": "the saved caption", "tags": "the tags", "name": "the file name",
-                    "candidates": "another candidate", "segments": "a shot", "shots": "a shot"}
+                    "candidates": "a candidate you did not pick", "segments": "a shot", "shots": "a shot"}
 
 _MARK = re.compile(r"(</?mark>)")
 

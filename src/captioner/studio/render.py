@@ -9,6 +9,7 @@ import base64
 import html
 import io
 import os
+import re
 from typing import Any
 
 from PIL import Image
@@ -85,15 +86,42 @@ def _clock(seconds: Any) -> str:
     return f"{h}:{m:02d}:{s:02d}.{t}" if h else f"{m}:{s:02d}.{t}"
 
 
-def grid_label(item: dict) -> str:
+def _matching_tag(labels: list, query: str) -> str:
+    """The tag a word search found (the first whose words begin like a word of ``query``), else the first."""
+    words = [w[:4] for w in re.findall(r"\w+", query.lower()) if w not in ("and", "or", "not", "candidates")]
+    labels = [str(t) for t in labels if t]
+    for label in labels:
+        if any(part.startswith(w) or w.startswith(part[:4]) for part in re.findall(r"\w+", label.lower())
+               for w in words):
+            return label
+    return labels[0] if labels else ""
+
+
+def match_reason(item: dict, query: str = "") -> str:
+    """Why a word search found the item when its caption does not say it, in a few words for its thumbnail
+    ("tag: dog", "file name: dog.jpg", "in an unpicked candidate"), or ''."""
+    where = item.get("matched_in")
+    if where == "tags":
+        tag = _matching_tag(item.get("tag_labels") or [], query)
+        return f"tag: {tag}" if tag else "in tags"
+    if where == "name":
+        return f"file name: {item['name']}" if item.get("name") else "in file name"
+    if where == "candidates":
+        return "in an unpicked candidate"
+    return ""
+
+
+def grid_label(item: dict, query: str = "") -> str:
     """The label under an item in the gallery grid: its caption; for a video found by a search, the best
-    matched shot's caption and times ("a dog runs · 0:03.2–0:07.9")."""
+    matched shot's caption and times ("a dog runs · 0:03.2–0:07.9"); for a photo found by a word search,
+    why first ("tag: dog · a cat on a sofa": the caption alone may not say)."""
     caption = item.get("caption") or ""
     matched = (item.get("matched_segments") or []) if item.get("kind") == "video" else []
     if isinstance(matched, list) and matched and isinstance(matched[0], dict):
         seg = matched[0]
         return f"{seg.get('caption') or caption} · {_clock(seg.get('start'))}–{_clock(seg.get('end'))}"
-    return caption
+    reason = match_reason(item, query)
+    return f"[{reason}] {caption}" if reason else caption
 
 
 def empty(message: str) -> str:
