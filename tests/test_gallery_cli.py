@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from captioner.storage import Gallery, migrations
+from captioner.storage import Gallery, GalleryError, migrations
 from test_gallery import add, make_image
-from test_gallery_migrations import FIXTURE, damage_search_index, raw
+from test_gallery_migrations import FIXTURE, damage_search_index, raw, user_version
 
 
 def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -48,10 +50,10 @@ def test_check_and_repair(folder):
     assert "3 problem(s) found" in bad.stdout
     assert orphan.exists()  # check changes nothing
     fixed = run("repair", "--gallery", str(folder))
-    assert "removed 1 orphaned image file(s); rebuilt the search index" in fixed.stdout
+    assert "moved 1 orphaned file(s) to " in fixed.stdout and "rebuilt the search index" in fixed.stdout
     assert fixed.returncode == 1 and fixed.stdout.count("still wrong") == 1  # it cannot bring a picture back
     assert "still wrong: missing image file: item 2" in fixed.stdout
-    assert not orphan.exists()
+    assert not orphan.exists() and len(list((folder / "quarantine").rglob(orphan.name))) == 1  # moved, not deleted
     g = Gallery(folder)
     assert g.integrity_check() == "ok" and [i["id"] for i in g.search("beach").items] == [1]
     assert g.count() == 3
@@ -214,3 +216,213 @@ def test_edit_history_delete_trash_restore_empty(folder, cli):
     g = Gallery(folder)
     assert g.trash().total == 0 and [i["id"] for i in g.browse().items] == [3, 2]
     assert g.integrity_check() == "ok" and g.orphan_images() == []
+
+
+# ------------------------------------------------------------------ never lose a photo (issue: fault run)
+def media(folder: Path) -> list[Path]:
+    return sorted(p for sub in ("images", "videos") for p in (folder / sub).rglob("*") if p.is_file())
+
+
+def one_error_line(result: Result) -> str:
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in result.stderr, result.stderr
+    return lines[0]
+
+
+def test_an_emptied_database_is_refused_and_nothing_is_deleted_or_created(folder, cli):
+    photos = media(folder)
+    (folder / "gallery.db").write_bytes(b"")  # `truncate -s 0 gallery.db`
+    for action in (["check"], ["repair"], ["list"], ["search", "dog"]):
+        result = cli(*action, "--gallery", str(folder))
+        assert result.returncode == 2 and result.stdout == "", (action, result.stdout)
+        line = one_error_line(result)
+        assert "gallery.db is empty (0 bytes)" in line and "restore-db" in line, line
+    with pytest.raises(GalleryError, match="is empty"):
+        Gallery(folder)  # the studio opens it this way
+    assert (folder / "gallery.db").stat().st_size == 0  # the evidence is kept
+    assert media(folder) == photos
+
+
+def test_a_foreign_sqlite_file_is_not_turned_into_a_gallery(folder, cli):
+    import sqlite3
+
+    db = folder / "gallery.db"
+    db.unlink()
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        conn.execute("CREATE TABLE notes (body TEXT)")
+        conn.execute("INSERT INTO notes VALUES ('keep me')")
+        conn.commit()
+    before = db.read_bytes()
+    result = cli("check", "--gallery", str(folder))
+    assert result.returncode == 2 and "not a gallery" in one_error_line(result) and "notes" in result.stderr
+    with pytest.raises(GalleryError, match="not a gallery"):
+        Gallery(folder)
+    assert db.read_bytes() == before and len(media(folder)) == 3
+
+
+def test_no_database_is_created_beside_photos_or_in_a_folder_in_use(folder, tmp_path):
+    photos = media(folder)
+    (folder / "gallery.db").unlink()
+    with pytest.raises(GalleryError, match=r"holds 3 photo and video file\(s\) but no gallery.db"):
+        Gallery(folder)
+    assert not (folder / "gallery.db").exists() and media(folder) == photos
+    pictures = tmp_path / "Pictures"
+    pictures.mkdir()
+    (pictures / "holiday.jpg").write_bytes(make_image(1))
+    with pytest.raises(GalleryError, match="only in an empty or new folder"):
+        Gallery(pictures)
+    assert sorted(p.name for p in pictures.iterdir()) == ["holiday.jpg"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    Gallery(empty).close()  # an empty or new folder is fine
+    assert (empty / "gallery.db").is_file()
+
+
+def orphan_rows(folder: Path, keep: int) -> None:
+    """Delete the rows of every item but the first ``keep`` (what a damaged or wrong database looks like)."""
+    with raw(folder) as conn:
+        conn.execute("DELETE FROM items WHERE id > ?", [keep])
+
+
+def test_repair_quarantines_orphans_and_purge_empties_the_quarantine(folder, cli):
+    orphan = folder / "images" / "ab" / ("ab" + "0" * 62 + ".png")
+    orphan.parent.mkdir()
+    orphan.write_bytes(make_image(9))
+    fixed = cli("repair", "--gallery", str(folder))
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    assert "moved 1 orphaned file(s) to" in fixed.stdout and "quarantine" in fixed.stdout
+    assert not orphan.exists()
+    kept = [p for p in (folder / "quarantine").rglob("*") if p.is_file()]
+    assert len(kept) == 1 and kept[0].read_bytes() == make_image(9)
+    assert kept[0].relative_to(folder / "quarantine").parts[1:] == ("images", "ab", orphan.name)
+    assert "1 file(s) in the quarantine" in cli("check", "--gallery", str(folder)).stdout
+    purged = cli("repair", "--purge", "--gallery", str(folder))
+    assert purged.returncode == 0 and "deleted 1 file(s) from the quarantine" in purged.stdout
+    assert not [p for p in (folder / "quarantine").rglob("*") if p.is_file()]
+    assert Gallery(folder).count() == 3 and len(media(folder)) == 3
+
+
+def test_repair_refuses_when_too_many_files_would_be_orphaned(tmp_path, cli):
+    g = Gallery(tmp_path / "gallery")
+    for seed in range(30):
+        add(g, f"photo number {seed}", seed)
+    g.close()
+    folder = g.folder
+    photos = media(folder)
+    orphan_rows(folder, 5)  # the database lost 25 of its 30 rows
+    refused = cli("repair", "--gallery", str(folder))
+    assert refused.returncode == 2 and refused.stdout == ""
+    line = one_error_line(refused)
+    assert "25 of the 30" in line and "--force" in line and "restore-db" in line, line
+    assert media(folder) == photos and not (folder / "quarantine").exists()
+    forced = cli("repair", "--force", "--gallery", str(folder))
+    assert forced.returncode == 0 and "moved 25 orphaned file(s)" in forced.stdout
+    assert len([p for p in (folder / "quarantine").rglob("*") if p.is_file()]) == 25  # none deleted
+
+
+def test_backup_is_a_consistent_copy_while_the_gallery_is_in_use(folder, cli, tmp_path):
+    import sqlite3
+
+    live = Gallery(folder)
+    add(live, "a fourth photo", 4)
+    with live._write():  # another writer is in the middle of a transaction
+        result = cli("backup", str(tmp_path / "copy.db"), "--gallery", str(folder))
+    assert result.returncode == 0 and "4 items" in result.stdout, result.stdout + result.stderr
+    with contextlib.closing(sqlite3.connect(tmp_path / "copy.db")) as conn:
+        assert conn.execute("SELECT count(*) FROM items").fetchone()[0] == 4
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    again = cli("backup", str(tmp_path / "copy.db"), "--gallery", str(folder))
+    assert again.returncode == 2 and "already exists" in one_error_line(again)  # never overwrites
+    live.close()
+
+
+def test_restore_db_brings_back_an_emptied_gallery(folder, cli, tmp_path):
+    assert cli("backup", str(tmp_path / "copy.db"), "--gallery", str(folder)).returncode == 0
+    (folder / "gallery.db").write_bytes(b"")
+    restored = cli("restore-db", str(tmp_path / "copy.db"), "--gallery", str(folder))
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    assert "restored" in restored.stdout and "3 items" in restored.stdout
+    assert cli("check", "--gallery", str(folder)).returncode == 0
+    not_a_gallery = tmp_path / "notes.db"
+    not_a_gallery.write_bytes(b"not sqlite at all" * 100)
+    refused = cli("restore-db", str(not_a_gallery), "--gallery", str(folder))
+    assert refused.returncode == 2 and "is not a gallery database" in one_error_line(refused)
+    assert Gallery(folder).count() == 3
+
+
+def test_a_migration_keeps_a_copy_of_the_database_beside_it(tmp_path):
+    folder = tmp_path / "gallery"
+    shutil.copytree(FIXTURE, folder)
+    original = (folder / "gallery.db").read_bytes()
+    Gallery(folder).close()
+    assert user_version(folder) == migrations.LATEST
+    copies = sorted(folder.glob("gallery.db.v1*.bak"))
+    assert [p.name for p in copies] == ["gallery.db.v1.bak"]
+    with contextlib.closing(__import__("sqlite3").connect(copies[0])) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 0  # as release 0.1.0 left it
+        assert conn.execute("SELECT count(*) FROM items").fetchone()[0] == \
+            __import__("sqlite3").connect(f"{(FIXTURE / 'gallery.db').resolve().as_uri()}?immutable=1",
+                                          uri=True).execute("SELECT count(*) FROM items").fetchone()[0]
+    assert len(original) > 0
+    Gallery(folder).close()
+    assert sorted(folder.glob("gallery.db.v*.bak")) == copies  # no migration, no new copy
+
+
+# ------------------------------------------------------------------ export never replaces what is not a file
+@pytest.mark.parametrize("fmt", ["json", "csv", "html-alt"])
+@pytest.mark.parametrize("kind", ["fifo", "symlink", "device"])
+def test_export_refuses_targets_that_are_not_regular_files(folder, cli, tmp_path, kind, fmt):
+    target = tmp_path / f"out.{fmt}"
+    outside = tmp_path / "outside.txt"
+    outside.write_text("precious")
+    if kind == "fifo":
+        os.mkfifo(target)
+    elif kind == "symlink":
+        target.symlink_to(outside)
+    else:
+        if os.geteuid() != 0:
+            pytest.skip("making a device node needs root")
+        os.mknod(target, 0o600 | stat.S_IFCHR, os.makedev(1, 7))  # /dev/full's numbers
+    result = cli("export", str(target), "--format", fmt, "--gallery", str(folder))
+    assert result.returncode == 2 and "not a regular file" in one_error_line(result), result.stderr
+    mode = os.lstat(target).st_mode
+    assert {"fifo": stat.S_ISFIFO, "symlink": stat.S_ISLNK, "device": stat.S_ISCHR}[kind](mode)
+    assert outside.read_text() == "precious"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temp file left
+
+
+def test_export_replaces_a_regular_file_through_a_temporary_file(folder, cli, tmp_path, monkeypatch):
+    target = tmp_path / "out.json"
+    target.write_text("old export")
+    renames = []
+    real = os.replace
+    monkeypatch.setattr(os, "replace", lambda a, b: (renames.append((Path(a).parent, Path(b))), real(a, b)))
+    assert cli("export", str(target), "--gallery", str(folder)).returncode == 0
+    assert renames == [(tmp_path, target)] and len(json.loads(target.read_text())) == 3
+
+
+# ------------------------------------------------------------------ a killed import leaves no temp files
+KILLED_SAVE = """
+import os, signal, sys
+from captioner.storage import Gallery
+real = os.replace
+def die(src, dst):
+    if os.path.basename(src).startswith(".tmp-"):
+        os.kill(os.getpid(), signal.SIGKILL)  # killed between writing the picture and moving it into place
+    return real(src, dst)
+os.replace = die
+Gallery(sys.argv[1]).save(sys.argv[2], "photo.png", "a photo")
+"""
+
+
+def test_temporary_files_of_a_killed_import_go_on_the_next_open(folder, tmp_path):
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(make_image(42))
+    killed = subprocess.run([sys.executable, "-c", KILLED_SAVE, str(folder), str(photo)], capture_output=True)
+    assert killed.returncode == -9, killed.stderr
+    leftovers = list((folder / "images").rglob(".tmp-*"))
+    assert len(leftovers) == 1
+    g = Gallery(folder)
+    assert not list((folder / "images").rglob(".tmp-*"))  # gone at once, not after an hour
+    assert g.orphan_images() == [] and g.count() == 3
+    g.close()

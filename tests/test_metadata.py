@@ -221,13 +221,51 @@ def test_read_only_photo_is_refused(tmp_path):
     assert photo.read_bytes() == original and not backup_path(photo).exists()
 
 
-def test_symlink_is_followed_and_kept(tmp_path):
-    real = tmp_path / "real.jpg"
-    real.write_bytes(photo_bytes("JPEG"))
-    link = tmp_path / "link.jpg"
+def test_embed_refuses_a_symlink_and_changes_nothing_where_it_points(tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    real = elsewhere / "real.jpg"
+    original = photo_bytes("JPEG")
+    real.write_bytes(original)
+    album = tmp_path / "album"
+    album.mkdir()
+    link = album / "link.jpg"
     link.symlink_to(real)
-    write_caption(link, "a dog", mode="embed", backup=False)
-    assert link.is_symlink() and read_caption(real)["xmp"] == "a dog"
+    with pytest.raises(MetadataError, match="symbolic link"):
+        write_caption(link, "a dog", mode="embed")
+    assert link.is_symlink() and real.read_bytes() == original
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["real.jpg"]  # no .bak written beside the target
+    assert write_caption(link, "a dog", mode="sidecar") == album / "link.jpg.xmp"  # a sidecar beside the link is fine
+    assert real.read_bytes() == original
+
+
+def test_embed_refuses_a_hard_link_rather_than_split_it(tmp_path):
+    photo = tmp_path / "a.jpg"
+    original = photo_bytes("JPEG")
+    photo.write_bytes(original)
+    twin = tmp_path / "same-photo.jpg"
+    os.link(photo, twin)
+    with pytest.raises(MetadataError, match="hard link"):
+        write_caption(photo, "a dog", mode="embed")
+    assert os.stat(photo).st_ino == os.stat(twin).st_ino and photo.read_bytes() == original
+    assert not backup_path(photo).exists()
+
+
+def test_an_unrelated_backup_name_is_never_overwritten_nor_taken_for_the_backup(tmp_path):
+    photo = tmp_path / "photo.jpg"
+    original = photo_bytes("JPEG")
+    photo.write_bytes(original)
+    backup_path(photo).write_bytes(b"someone else's file")
+    write_caption(photo, "a dog", mode="embed")
+    assert backup_path(photo).read_bytes() == b"someone else's file"  # untouched
+    assert (tmp_path / "photo.jpg.1.bak").read_bytes() == original  # the original, at the first free name
+    captioned = photo.read_bytes()
+    write_caption(photo, "a cat", mode="embed")
+    assert (tmp_path / "photo.jpg.2.bak").read_bytes() == captioned  # the version it replaced, kept too
+    write_caption(photo, "a cat", mode="embed")  # (a run that changes nothing new)
+    write_caption(photo, "a cat", mode="embed")  # these very bytes are backed up already: no new copy
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.jpg", "photo.jpg.1.bak", "photo.jpg.2.bak",
+                                                          "photo.jpg.3.bak", "photo.jpg.bak"]
 
 
 def test_captions_are_cleaned_and_empty_ones_refused(tmp_path):

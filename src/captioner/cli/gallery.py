@@ -1,4 +1,4 @@
-"""`captioner gallery`: check, repair, search and export a gallery from the command line."""
+"""`captioner gallery`: check, repair, back up, search and export a gallery from the command line."""
 from __future__ import annotations
 
 import argparse
@@ -25,6 +25,13 @@ def open_gallery(args) -> Gallery:
     if folder.exists() and not folder.is_dir():
         raise CaptionerError(f"'{folder}' is a file, not a gallery folder")
     if not (folder / DB_NAME).is_file():
+        if folder.is_dir() and not (folder / DB_NAME).exists():
+            from captioner.storage.opening import check_new_folder
+
+            try:
+                check_new_folder(folder, DB_NAME)  # photos without their database: say how to recover
+            except GalleryError as exc:
+                raise CaptionerError(f"There is no gallery at '{folder}': {exc}") from exc
         raise CaptionerError(f"There is no gallery at '{folder}' (no {DB_NAME} there): "
                              "pass --gallery DIR, the folder the studio saves to")
     try:
@@ -68,29 +75,77 @@ def _summary(gallery: Gallery) -> str:
 
 
 def check(gallery: Gallery, args) -> int:
+    from captioner.storage.quarantine import quarantined
+
     print(_summary(gallery))
     problems = find_problems(gallery)
     for line in problems:
         print(line)
+    waiting = len(quarantined(gallery.folder))
+    if waiting:
+        print(f"(note: {waiting} file(s) in the quarantine, {gallery.folder / 'quarantine'}; "
+              "`captioner gallery repair --purge` deletes them)")
     if not problems:
         print("all is well")
         return 0
-    print(f"{len(problems)} problem(s) found; `captioner gallery repair` removes orphaned files "
-          "and rebuilds the search index")
+    print(f"{len(problems)} problem(s) found; `captioner gallery repair` moves orphaned files to the "
+          "quarantine and rebuilds the search index")
     return 1
 
 
 def repair(gallery: Gallery, args) -> int:
+    """Orphaned files go to the quarantine (refused when too many would, see storage.quarantine);
+    --purge only empties the quarantine."""
+    from captioner.storage import quarantine
+
+    if args.purge:
+        count = quarantine.purge(gallery.folder)
+        print(f"deleted {count} file(s) from the quarantine ({gallery.folder / quarantine.QUARANTINE_DIR})")
+        return 0
+    report = quarantine.quarantine_orphans(gallery, force=args.force)  # refuses before printing anything
     print(_summary(gallery))
-    removed = gallery.remove_orphan_images()
-    for path in removed:
-        print(f"removed orphaned image file: {path}")
+    for path in report.deleted_temp:
+        print(f"deleted a temporary file left by an interrupted save: {path}")
+    for path in report.moved:
+        print(f"moved orphaned file to the quarantine: {path}")
     gallery.rebuild_search_index()
-    print(f"removed {len(removed)} orphaned image file(s); rebuilt the search index")
+    where = f" to {report.folder}" if report.folder else " to the quarantine"
+    print(f"moved {len(report.moved)} orphaned file(s){where} (`captioner gallery repair --purge` deletes them); "
+          "rebuilt the search index")
     problems = find_problems(gallery)
     for line in problems:
         print(f"still wrong: {line}")
     return 1 if problems else 0
+
+
+# ------------------------------------------------------------------ backup / restore-db
+def backup(gallery: Gallery, args) -> int:
+    from captioner.storage.backup import backup as copy
+
+    path = copy(gallery, args.dest)
+    print(f"backed up the database of {gallery.folder} ({gallery.count()} items) to {path}; the picture files "
+          f"are in {gallery.images_dir} (and videos/): copy those folders too for a complete backup")
+    return 0
+
+
+def restore_db(args) -> int:
+    """`restore-db BACKUP`: works where opening refuses (an emptied or lost gallery.db)."""
+    from captioner.storage import Gallery, GalleryError, default_gallery_dir
+    from captioner.storage.backup import describe_backup, restore
+    from captioner.storage.gallery import DB_NAME
+
+    folder = Path(args.gallery).expanduser() if args.gallery else default_gallery_dir()
+    try:
+        describe_backup(Path(args.backup).expanduser())
+        saved = restore(folder, args.backup, DB_NAME)
+        with Gallery(folder) as gallery:  # migrates an older backup (keeping a copy of it)
+            print(f"restored {gallery.db_path} from {args.backup}: {gallery.count()} items")
+    except GalleryError as exc:
+        raise CaptionerError(str(exc)) from exc
+    if saved:
+        print(f"the database it replaced was saved as {saved}")
+    print("run `captioner gallery check` to see photos added since the backup (orphaned files)")
+    return 0
 
 
 # ------------------------------------------------------------------ search / export
@@ -274,7 +329,18 @@ def register(sub) -> None:
         return p
 
     action("check", check, "check the database, the search index and the image files (exit 1 on problems)")
-    action("repair", repair, "remove orphaned image files and rebuild the search index")
+    rp = action("repair", repair, "move orphaned image files to the gallery's quarantine folder and rebuild the "
+                "search index (refused when more than 20 files, or a tenth of them, would move)")
+    rp.add_argument("--force", action="store_true", help="move the orphaned files even when there are many")
+    rp.add_argument("--purge", action="store_true", help="only delete the files in the quarantine, for good")
+    bk = action("backup", backup, "copy the gallery's database to a new file, consistently, even while the studio "
+                "runs (the images/ and videos/ folders are not copied)")
+    bk.add_argument("dest", metavar="DEST", help="a new file name (or a folder: gallery-DATE.db in it)")
+    rd = actions.add_parser("restore-db", parents=[common], help="put a database backup back in place (the current "
+                            "one is saved beside it first)", description="Replace the gallery's database with a "
+                            "backup (from `gallery backup`, or gallery.db.v*.bak kept before a migration).")
+    rd.add_argument("backup", metavar="BACKUP")
+    rd.set_defaults(func=restore_db)
     s = action("search", search, "print matching items: id, caption and file name, one per line "
                "(videos: one line per matching segment, with its times)")
     s.add_argument("query", metavar="QUERY", help="words to find (empty: every item, newest first): all of the "

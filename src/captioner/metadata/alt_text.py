@@ -31,9 +31,13 @@ def html_alt_snippet(src: str, alt: str, width: int | None = None, height: int |
 def write_html_alt(gallery: Gallery, path: str | os.PathLike) -> tuple[Path, int]:
     """Write every live photo of `gallery` as one ``<img>`` line into `path` (atomically, UTF-8);
     return the path and the number of lines."""
-    path = Path(path).expanduser()
-    if path.is_dir():
-        raise MetadataError(f"{path}: is a folder; give a file name such as alt-text.html")
+    from captioner.storage.errors import GalleryError
+    from captioner.storage.targets import check_target
+
+    try:
+        path = check_target(path, "alt-text.html")  # a new name or a regular file: never a link, FIFO or device
+    except GalleryError as exc:
+        raise MetadataError(str(exc)) from None
     folder = path.absolute().parent
     count = 0
     try:

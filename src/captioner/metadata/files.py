@@ -9,11 +9,17 @@
   cannot write them).
 
 A file about to change is first copied to ``NAME.bak`` (``photo.jpg.bak``, ``photo.jpg.xmp.bak``)
-unless ``backup=False``; an existing backup is kept as it is, because it holds the file as it was
-before the first caption was written. Every file is written to a temporary file in the same folder,
-flushed to disk and renamed over the old one, so a crash leaves the old file or the new one, never half
-of one. The file's permission bits are kept; a symbolic link is followed (the file it points to is
-updated and the link stays).
+unless ``backup=False``. A backup name that exists is never overwritten and never taken for the backup:
+when ``photo.jpg.bak`` holds other bytes (an earlier version, or a file that is not ours), the copy goes to
+the first free name of ``photo.jpg.1.bak``, ``photo.jpg.2.bak``...; when one of those already holds these
+very bytes, no new copy is made. Every file is written to a temporary file in the same folder, flushed to
+disk and renamed over the old one, so a crash leaves the old file or the new one, never half of one. The
+file's permission bits are kept.
+
+Links (``embed``): a symbolic link is refused (writing would change a file elsewhere, perhaps outside the
+folder given, and leave its backup there); a file with several hard links is refused too (the rename
+would give this name a changed copy and leave the other names as they were). Write a sidecar instead, or
+give the file itself. A sidecar is written beside the name given, never through a link.
 """
 from __future__ import annotations
 
@@ -59,6 +65,7 @@ def write_caption(path: str | os.PathLike, caption: str, mode: str = "sidecar", 
         existing = _read_existing(target)
         new = exiv2.sidecar_with_caption(existing, caption, str(target))
     else:
+        _check_not_linked(Path(path), name)
         target, existing = photo, _read_bytes(photo, name)
         new = exiv2.embed_caption(existing, caption, name)
     _check_writable(target)
@@ -131,6 +138,18 @@ def _read_existing(path: Path) -> bytes | None:
     return _read_bytes(path, str(path))
 
 
+def _check_not_linked(path: Path, name: str) -> None:
+    """Refuse (for embed) a symbolic link and a file with other hard links."""
+    if path.is_symlink():
+        raise MetadataError(f"{name}: is a symbolic link (to {os.readlink(path)}); embedding would change that "
+                            "file instead, so nothing was written: give the file itself, or write a sidecar")
+    links = os.stat(path).st_nlink
+    if links > 1:
+        raise MetadataError(f"{name}: the file has {links} hard links (other names for the same data); embedding "
+                            "would give this name a changed copy and leave the others as they were, so nothing "
+                            "was written: write a sidecar, or make it a separate copy first")
+
+
 def _check_writable(target: Path) -> None:
     folder = target.parent
     if target.exists() and (not os.access(target, os.W_OK) or not os.stat(target).st_mode & 0o222):
@@ -140,13 +159,28 @@ def _check_writable(target: Path) -> None:
         raise MetadataError(f"{target}: the folder {folder} is not writable; nothing was written")
 
 
-def _keep_backup(target: Path) -> None:
-    """Copy `target` to ``target.bak`` unless a backup is already there (it holds the oldest version)."""
-    backup = backup_path(target)
-    if backup.exists() or backup.is_symlink():
-        if not backup.is_file():
-            raise MetadataError(f"{backup}: is in the way of the backup (not a regular file); move it away")
-        return
+MAX_BACKUPS = 1000
+
+
+def backup_names(target: Path):
+    """``photo.jpg.bak``, then ``photo.jpg.1.bak``, ``photo.jpg.2.bak``... (at most MAX_BACKUPS)."""
+    yield backup_path(target)
+    for n in range(1, MAX_BACKUPS):
+        yield target.with_name(f"{target.name}.{n}{BACKUP_SUFFIX}")
+
+
+def _same_bytes(a: Path, b: Path) -> bool:
+    try:
+        if not b.is_file() or b.is_symlink() or a.stat().st_size != b.stat().st_size:
+            return False
+        return a.read_bytes() == b.read_bytes()
+    except OSError:
+        return False
+
+
+def _keep_backup(target: Path) -> Path:
+    """Copy `target` to the first free backup name (see the module docstring); return the backup holding
+    its bytes (an existing one when it already does). Never overwrites a file."""
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as out, open(target, "rb") as src:
@@ -154,11 +188,20 @@ def _keep_backup(target: Path) -> None:
             out.flush()
             os.fsync(out.fileno())
         shutil.copystat(target, tmp)  # the backup keeps the original's times and permissions
-        os.link(tmp, backup)  # fails rather than overwrite a backup that appeared meanwhile
-    except FileExistsError:
-        pass
+        for backup in backup_names(target):
+            if os.path.lexists(backup):
+                if _same_bytes(target, backup):
+                    return backup  # these bytes are backed up already
+                continue  # another version, or not ours: never overwritten
+            try:
+                os.link(tmp, backup)  # fails rather than overwrite a file that appeared meanwhile
+                return backup
+            except FileExistsError:
+                continue
+        raise MetadataError(f"{target}: {MAX_BACKUPS} backup names are taken ({target.name}.bak, "
+                            f"{target.name}.1.bak ...); nothing was written: remove old backups")
     except OSError as exc:
-        raise MetadataError(f"{target}: could not write the backup {backup.name} ({exc.strerror or exc}); "
+        raise MetadataError(f"{target}: could not write a backup ({exc.strerror or exc}); "
                             "nothing was written") from None
     finally:
         with contextlib.suppress(OSError):

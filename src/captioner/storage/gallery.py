@@ -63,7 +63,7 @@ from typing import Any
 import sqlite_utils
 from PIL import Image
 
-from . import migrations
+from . import backup, migrations, opening, tempfiles
 from .errors import DuplicateItemError, GalleryError
 from .fts_query import SearchQuery, parse_search
 from .schema import (
@@ -83,6 +83,7 @@ from .schema import (
     SEGMENTS_TABLE,
     TABLE,
 )
+from .targets import check_target
 
 __all__ = ["DuplicateItemError", "Gallery", "GalleryError", "Page", "default_gallery_dir"]
 
@@ -99,8 +100,8 @@ BUSY_TIMEOUT_S = 60.0
 MAX_PER_PAGE = 1000
 #: Pages past this are empty anyway; the cap keeps OFFSET within SQLite's 64-bit integers.
 MAX_PAGE = 10**9
-#: Temporary image files older than this are assumed abandoned by a crash.
-STALE_TEMP_S = 3600
+#: Temporary image files older than this are assumed abandoned by a crash (see :mod:`.tempfiles`).
+STALE_TEMP_S = tempfiles.STALE_TEMP_S
 #: The ways :meth:`Gallery.browse` and :meth:`Gallery.search` can sort (search also: "relevance").
 SORTS = ("saved_at", "caption", "confidence")
 KINDS = ("photo", "video")
@@ -540,8 +541,9 @@ class Gallery:
             if self.read_only:
                 self._open_read_only()
             else:
-                self.images_dir.mkdir(parents=True, exist_ok=True)
+                self._prepare_folder()
                 self._init_schema()
+                tempfiles.remove_abandoned(self.images_dir, self.videos_dir)  # left by killed processes
         except (OSError, sqlite3.Error, GalleryError) as exc:
             self.close()
             raise GalleryError(f"Could not open the gallery at '{self.folder}': {exc}") from exc
@@ -551,6 +553,7 @@ class Gallery:
             raise GalleryError("it is not a folder")
         if not self.db_path.is_file():
             raise GalleryError(f"the folder is read-only and holds no {DB_NAME}")
+        opening.check_database(self.db.conn, self.db_path, TABLE)
         version = migrations.stored_version(self.db)
         migrations.check_supported(version)
         if version < migrations.LATEST:
@@ -610,14 +613,28 @@ class Gallery:
             db.rollback()
             raise
 
+    def _prepare_folder(self) -> None:
+        """Refuse a folder that is not a gallery (see :mod:`.opening`); make a new one's database."""
+        if not os.path.lexists(self.db_path):
+            opening.check_new_folder(self.folder, DB_NAME)
+            self.folder.mkdir(parents=True, exist_ok=True)
+            opening.create_database(self.db_path, lambda conn: migrations.migrate(sqlite_utils.Database(conn)))
+        else:
+            opening.check_database(self.db.conn, self.db_path, TABLE)
+        self.images_dir.mkdir(exist_ok=True)
+
     def _init_schema(self) -> None:
-        """Refuse a gallery from a newer captioner, switch to WAL, run pending migrations."""
+        """Refuse a gallery from a newer captioner, switch to WAL, run pending migrations (keeping a copy
+        of the database as it was beside it: gallery.db.vN.bak, see :mod:`.backup`)."""
         version = migrations.stored_version(self.db)
         migrations.check_supported(version)
         self._enable_wal()
         if version < migrations.LATEST:
             with self._write() as db:  # the lock makes migrating safe when processes race
-                migrations.migrate(db)  # looks at the version again, under the lock
+                current = migrations.stored_version(db)  # again, under the lock
+                if 0 < current < migrations.LATEST:
+                    backup.before_migration(self.db_path, current)
+                migrations.migrate(db)
 
     def _enable_wal(self) -> None:
         for attempt in range(50):  # switching to WAL needs a moment without other users
@@ -680,7 +697,7 @@ class Gallery:
         if target.exists() and not force:
             return  # same content already stored
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
+        fd, tmp = tempfile.mkstemp(prefix=tempfiles.temp_prefix(), dir=target.parent)
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(encoded.data)
@@ -761,12 +778,21 @@ class Gallery:
             "model_name": None if model_name is None else str(model_name), "saved_at": _utc_now(), "attention": attention,
             "tags": tags_text, "tag_text": tag_text, "confidence": confidence,
         }
+        new_file = not (self.images_dir / rel).exists()
         try:
             self._write_image(encoded, rel)
         except OSError as exc:
             raise GalleryError(f"Could not write the image '{label}' into the gallery: "
                                f"{exc}; the gallery was not changed") from exc
-        return self._insert_row(encoded, rel, record, grid)
+        try:
+            return self._insert_row(encoded, rel, record, grid)
+        except DuplicateItemError:
+            raise
+        except BaseException:
+            if new_file:  # no image file without a row (e.g. the disk filled up before the row)
+                with contextlib.suppress(Exception):
+                    self._remove_unused_files([(rel, None)])
+            raise
 
     def save_video(self, video: Any, original_name: str | None, segments: list[dict], *, poster: Any = None,
                    model_name: str | None = None, beam_size: int | None = None, width: int | None = None,
@@ -879,7 +905,7 @@ class Gallery:
             source = io.BytesIO(bytes(video))
         self.videos_dir.mkdir(parents=True, exist_ok=True)
         digest, size, head = hashlib.sha256(), 0, b""
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=self.videos_dir)
+        fd, tmp = tempfile.mkstemp(prefix=tempfiles.temp_prefix(), dir=self.videos_dir)
         try:
             with source, os.fdopen(fd, "wb") as fh:
                 while chunk := source.read(_COPY_CHUNK):
@@ -1396,7 +1422,7 @@ class Gallery:
         fmt = (fmt or "").lower()
         if fmt not in ("json", "csv"):
             raise GalleryError(f"Unknown export format '{fmt}': use 'json' or 'csv'")
-        path = Path(path).expanduser()
+        path = check_target(path, f"export.{fmt}")  # a new name or a regular file, nothing else
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=".export-", dir=path.parent)
@@ -1502,8 +1528,8 @@ class Gallery:
         for path in [*sorted(self.images_dir.glob("*/*")), *sorted(self.videos_dir.glob("*/*")), *videos_tmp]:
             if not path.is_file():
                 continue
-            if path.name.startswith(".tmp-"):
-                if now - path.stat().st_mtime < STALE_TEMP_S:
+            if path.name.startswith(tempfiles.TEMP_PREFIX):
+                if not tempfiles.is_abandoned(path, now):
                     continue  # perhaps another process is writing it right now
             elif path.relative_to(self.folder).as_posix() in used:
                 continue
