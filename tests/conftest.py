@@ -65,6 +65,15 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def shipped_captioner():
+    """The model shipped in the package (src/captioner/weights/), loaded once for the whole session. Tests read
+    it and never change it: other settings go in as arguments or `decoding.replace(...)`."""
+    from captioner.pipeline import Captioner
+
+    return Captioner.load()
+
+
+@pytest.fixture(scope="session")
 def flickr8k_dir() -> Path:
     if not (FLICKR8K / "Flickr8k.token.txt").exists():
         pytest.skip(f"the Flickr8k data set is not present at {FLICKR8K} (set $CAPTIONER_DATA to its folder)")

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from captioner import Captioner
 from captioner.data import load_dataset
 
 FIXTURE = Path(__file__).parent / "fixtures" / "flickr8k_test_captions_0.1.0.json"
@@ -18,12 +17,12 @@ FIXTURE = Path(__file__).parent / "fixtures" / "flickr8k_test_captions_0.1.0.jso
 
 @pytest.mark.slow
 @pytest.mark.parametrize("beam", [5, 1])
-def test_best_captions_of_the_test_split_are_unchanged(flickr8k_dir, beam):
+def test_best_captions_of_the_test_split_are_unchanged(flickr8k_dir, beam, shipped_captioner):
     expected = json.loads(FIXTURE.read_text())[f"beam_{beam}"]
     ds = load_dataset(str(flickr8k_dir))
     ids = ds.split("test")
     assert sorted(ids) == sorted(expected)
-    captioner = Captioner.load()
+    captioner = shipped_captioner
     got = {i: r.caption for i, r in zip(ids, captioner.caption_many([ds.image_path(i) for i in ids], beam_size=beam,
                                                                     batch_size=50, tag_bonus=0.0))}
     changed = [i for i in ids if got[i] != expected[i]]
@@ -31,11 +30,11 @@ def test_best_captions_of_the_test_split_are_unchanged(flickr8k_dir, beam):
 
 
 @pytest.mark.slow
-def test_grounded_decoding_changes_only_captions_that_miss_their_tags(flickr8k_dir):
+def test_grounded_decoding_changes_only_captions_that_miss_their_tags(flickr8k_dir, shipped_captioner):
     expected = json.loads(FIXTURE.read_text())["beam_5"]
     ds = load_dataset(str(flickr8k_dir))
     ids = ds.split("test")
-    captioner = Captioner.load()
+    captioner = shipped_captioner
     cfg = captioner.decoding.replace(tag_bonus=8.0, tag_min=0.5)
     words = set(captioner.model.vocab.itos) | set(captioner.new_words.words)
     changed = names_one = 0

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image, ImageDraw
 from skimage import data as skdata  # scikit-image ([test]) ships the sample photos
 
@@ -22,15 +21,9 @@ from captioner.confidence.calibration import (
 )
 from captioner.confidence.checks import image_warnings
 from captioner.model.folder import DEFAULT_MODEL_DIR
-from captioner.pipeline import Captioner
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = Path(skdata.__file__).parent
-
-
-@pytest.fixture(scope="module")
-def captioner():
-    return Captioner.load()
 
 
 def screenshot() -> Image.Image:
@@ -70,13 +63,13 @@ def test_confidence_is_a_probability_monotone_in_the_model_score():
     assert np.all(np.diff(p) >= -1e-12) and p[-1] > p[0]
 
 
-def test_confidence_of_photos_and_of_degenerate_images(captioner):
-    photo = captioner.caption(SAMPLES / "motorcycle_left.png")
+def test_confidence_of_photos_and_of_degenerate_images(shipped_captioner):
+    photo = shipped_captioner.caption(SAMPLES / "motorcycle_left.png")
     assert 0.0 <= photo.confidence <= 1.0
     assert photo.confidence == photo.candidates[0].confidence
     assert all(c.confidence is not None and 0 <= c.confidence <= 1 for c in photo.candidates)
     for img in (Image.new("RGB", (1, 1)), Image.new("RGB", (400, 300), "white")):
-        r = captioner.caption(img)
+        r = shipped_captioner.caption(img)
         assert r.warnings and r.confidence <= WARNING_CAP < photo.confidence
         d = r.to_dict()
         assert d["confidence"] == round(r.confidence, 4) and d["warnings"] == r.warnings

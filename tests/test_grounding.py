@@ -20,20 +20,15 @@ SAMPLES = Path(skdata.__file__).parent
 
 
 @pytest.fixture(scope="module")
-def captioner():
-    return Captioner.load()
-
-
-@pytest.fixture(scope="module")
-def grids(captioner):
+def grids(shipped_captioner):
     photos = ["chelsea.png", "coffee.png", "camera.png", "motorcycle_left.png"]
-    return captioner.encode(torch.stack([captioner.prepare(str(SAMPLES / p)).tensor for p in photos]))
+    return shipped_captioner.encode(torch.stack([shipped_captioner.prepare(str(SAMPLES / p)).tensor for p in photos]))
 
 
 @torch.inference_mode()
-def model_logprob(captioner, grid, ids) -> float:
+def model_logprob(shipped_captioner, grid, ids) -> float:
     """The model's summed log-probability of `ids` (teacher forcing, no bonus)."""
-    dec, vocab = captioner.fast_decoder, captioner.model.vocab
+    dec, vocab = shipped_captioner.fast_decoder, shipped_captioner.model.vocab
     feats = dec.flatten(grid.unsqueeze(0))
     proj = dec.project(feats)
     h, c = dec.init_state(feats)
@@ -45,42 +40,42 @@ def model_logprob(captioner, grid, ids) -> float:
     return total
 
 
-def test_the_shipped_model_grounds_and_a_zero_bonus_changes_nothing(captioner, grids):
+def test_the_shipped_model_grounds_and_a_zero_bonus_changes_nothing(shipped_captioner, grids):
     assert DecodingConfig().tag_bonus == 0  # a model folder without grounding settings decodes as before
-    shipped = captioner.decoding  # the settings chosen on Flickr8k val (weights/README.md)
+    shipped = shipped_captioner.decoding  # the settings chosen on Flickr8k val (weights/README.md)
     assert (shipped.tag_bonus, shipped.tag_min, shipped.tag_unsure, shipped.tag_reliable) == (8.0, 0.5, -0.84, 0.3)
-    vocab = captioner.model.vocab
+    vocab = shipped_captioner.model.vocab
     zero = TagBonus(torch.zeros(len(grids), len(vocab)), torch.full((len(vocab),), -1))
     for beam in (1, 3):
-        cfg = captioner.decoding.replace(beam_size=beam, tag_bonus=0.0)
-        plain = decode(captioner.fast_decoder, grids, vocab, cfg)
-        steered = decode(captioner.fast_decoder, grids, vocab, cfg, zero)
+        cfg = shipped_captioner.decoding.replace(beam_size=beam, tag_bonus=0.0)
+        plain = decode(shipped_captioner.fast_decoder, grids, vocab, cfg)
+        steered = decode(shipped_captioner.fast_decoder, grids, vocab, cfg, zero)
         for a, b in zip(plain, steered):
             assert [c.tokens for c in a] == [c.tokens for c in b]
             assert [c.score for c in a] == pytest.approx([c.score for c in b], abs=1e-5)
-    off = captioner.decoding.replace(tag_bonus=0.0)
-    via_pipeline = captioner.decode(grids, off)
-    assert [c[0].tokens for c in via_pipeline] == [c[0].tokens for c in decode(captioner.fast_decoder, grids, vocab,
+    off = shipped_captioner.decoding.replace(tag_bonus=0.0)
+    via_pipeline = shipped_captioner.decode(grids, off)
+    assert [c[0].tokens for c in via_pipeline] == [c[0].tokens for c in decode(shipped_captioner.fast_decoder, grids, vocab,
                                                                                  off)]
 
 
-def test_grounding_names_the_tagged_object_and_keeps_the_models_score(captioner, grids):
-    plain = captioner.caption(SAMPLES / "chelsea.png", tag_bonus=0.0)
+def test_grounding_names_the_tagged_object_and_keeps_the_models_score(shipped_captioner, grids):
+    plain = shipped_captioner.caption(SAMPLES / "chelsea.png", tag_bonus=0.0)
     assert plain.tags[0].label == "cat" and "cat" not in plain.candidates[0].tokens  # the ungrounded model misses it
-    grounded = captioner.caption(SAMPLES / "chelsea.png", tag_bonus=8.0, tag_min=0.5)
+    grounded = shipped_captioner.caption(SAMPLES / "chelsea.png", tag_bonus=8.0, tag_min=0.5)
     assert "cat" in grounded.candidates[0].tokens
     for cand in grounded.candidates:
-        assert cand.score == pytest.approx(model_logprob(captioner, grids[0], cand.ids), abs=1e-3)
+        assert cand.score == pytest.approx(model_logprob(shipped_captioner, grids[0], cand.ids), abs=1e-3)
 
 
-def test_a_tag_is_named_once(captioner):
-    r = captioner.caption(SAMPLES / "chelsea.png", tag_bonus=20.0)
+def test_a_tag_is_named_once(shipped_captioner):
+    r = shipped_captioner.caption(SAMPLES / "chelsea.png", tag_bonus=20.0)
     for c in r.candidates:
         assert sum(t in ("cat", "cats") for t in c.tokens) <= 1, c.tokens
 
 
-def test_tag_words_the_vocabulary_lacks_do_not_steer(captioner):
-    vocab = captioner.model.vocab
+def test_tag_words_the_vocabulary_lacks_do_not_steer(shipped_captioner):
+    vocab = shipped_captioner.model.vocab
     labels = ["dog", "broccoli", "giraffe", "teddy bear", "bus"]
     m = label_to_vocab(labels, vocab)
     assert m[0, vocab.stoi["dog"]] == 1 and m[0, vocab.stoi["dogs"]] == 1
@@ -97,8 +92,8 @@ def test_grounding_settings_are_checked():
     assert DecodingConfig.from_dict({"beam_size": 5}).tag_bonus == 0.0  # older decoding.json files load
 
 
-def test_only_photos_whose_caption_misses_their_tags_take_the_steered_caption(captioner, grids):
-    vocab = captioner.model.vocab
+def test_only_photos_whose_caption_misses_their_tags_take_the_steered_caption(shipped_captioner, grids):
+    vocab = shipped_captioner.model.vocab
     V = len(vocab)
     groups = torch.full((V,), -1)
     groups[vocab.stoi["cat"]] = groups[vocab.stoi["cats"]] = 0
@@ -111,31 +106,31 @@ def test_only_photos_whose_caption_misses_their_tags_take_the_steered_caption(ca
     assert steer.steers(0) and not steer.steers(1)
     assert steer.subset([0]).bonus.shape == (1, V)
     # a photo whose caption already names its confident tag keeps its caption with grounding on
-    plain = captioner.decode(grids[:1], captioner.decoding.replace(tag_bonus=0.0))
-    labels = captioner.tagger.labels
+    plain = shipped_captioner.decode(grids[:1], shipped_captioner.decoding.replace(tag_bonus=0.0))
+    labels = shipped_captioner.tagger.labels
     own = next(t for t in plain[0][0].tokens if t in labels and t in vocab.stoi)  # e.g. "shirt"
-    cfg = captioner.decoding.replace(tag_bonus=8.0, tag_min=0.5)
+    cfg = shipped_captioner.decoding.replace(tag_bonus=8.0, tag_min=0.5)
     probs = torch.zeros(1, len(labels))
     probs[0, labels.index(own)] = 0.9  # tag a word the caption already names
-    assert [c.tokens for c in captioner.decode(grids[:1], cfg, probs)[0]] == [c.tokens for c in plain[0]]
+    assert [c.tokens for c in shipped_captioner.decode(grids[:1], cfg, probs)[0]] == [c.tokens for c in plain[0]]
     probs[0, labels.index("cat")] = 0.9  # and one it does not: still named, so the caption stays
-    assert [c.tokens for c in captioner.decode(grids[:1], cfg, probs)[0]] == [c.tokens for c in plain[0]]
+    assert [c.tokens for c in shipped_captioner.decode(grids[:1], cfg, probs)[0]] == [c.tokens for c in plain[0]]
 
 
-def test_grounded_batch_equals_the_plain_and_steered_searches_it_runs_side_by_side(captioner, grids):
+def test_grounded_batch_equals_the_plain_and_steered_searches_it_runs_side_by_side(shipped_captioner, grids):
     """One batched search gives each tagged photo's plain captions (kept when they name a tag) or its
     steered ones, exactly as two separate searches would, and untagged photos their plain captions."""
-    vocab, labels = captioner.model.vocab, captioner.tagger.labels
-    cfg = captioner.decoding.replace(tag_bonus=8.0, tag_min=0.5)
+    vocab, labels = shipped_captioner.model.vocab, shipped_captioner.tagger.labels
+    cfg = shipped_captioner.decoding.replace(tag_bonus=8.0, tag_min=0.5)
     probs = torch.zeros(len(grids), len(labels))
     probs[0, labels.index("cat")] = 0.9  # chelsea: the plain caption misses the cat
     probs[2, labels.index("camera")] = 0.9
-    together = captioner.decode(grids, cfg, probs)
-    plain = decode(captioner.fast_decoder, grids, vocab, cfg.replace(tag_bonus=0.0))
-    steer = tag_bonus(captioner.tagger, probs, vocab, cfg)
+    together = shipped_captioner.decode(grids, cfg, probs)
+    plain = decode(shipped_captioner.fast_decoder, grids, vocab, cfg.replace(tag_bonus=0.0))
+    steer = tag_bonus(shipped_captioner.tagger, probs, vocab, cfg)
     for b in range(len(grids)):
         if steer.steers(b) and steer.misses(b, plain[b][0].ids):
-            expected = decode(captioner.fast_decoder, grids[b : b + 1], vocab, cfg, steer.subset([b]))[0]
+            expected = decode(shipped_captioner.fast_decoder, grids[b : b + 1], vocab, cfg, steer.subset([b]))[0]
         else:
             expected = plain[b]
         assert [c.tokens for c in together[b]] == [c.tokens for c in expected], b
@@ -143,41 +138,41 @@ def test_grounded_batch_equals_the_plain_and_steered_searches_it_runs_side_by_si
     assert "cat" in together[0][0].tokens and together[1][0].tokens == plain[1][0].tokens
 
 
-def test_a_caption_the_model_is_sure_of_keeps_its_words_however_its_tags_differ(captioner, grids):
+def test_a_caption_the_model_is_sure_of_keeps_its_words_however_its_tags_differ(shipped_captioner, grids):
     """`tag_unsure`: a plain caption that misses its tags gives way to the steered one only when its mean
     log-probability per word is below the setting; above it, the plain captions stay."""
-    labels = captioner.tagger.labels
-    cfg = captioner.decoding.replace(tag_bonus=8.0, tag_min=0.5)
+    labels = shipped_captioner.tagger.labels
+    cfg = shipped_captioner.decoding.replace(tag_bonus=8.0, tag_min=0.5)
     probs = torch.zeros(1, len(labels))
     probs[0, labels.index("cat")] = 0.9  # chelsea: the plain caption misses the cat
-    plain = captioner.decode(grids[:1], cfg.replace(tag_bonus=0.0))[0]
-    steered = captioner.decode(grids[:1], cfg, probs)[0]
+    plain = shipped_captioner.decode(grids[:1], cfg.replace(tag_bonus=0.0))[0]
+    steered = shipped_captioner.decode(grids[:1], cfg, probs)[0]
     assert "cat" in steered[0].tokens and "cat" not in plain[0].tokens
     own = plain[0].normalized_score
-    sure = captioner.decode(grids[:1], cfg.replace(tag_unsure=own - 0.01), probs)[0]  # surer than the setting
+    sure = shipped_captioner.decode(grids[:1], cfg.replace(tag_unsure=own - 0.01), probs)[0]  # surer than the setting
     assert [c.tokens for c in sure] == [c.tokens for c in plain]
-    unsure = captioner.decode(grids[:1], cfg.replace(tag_unsure=min(own + 0.01, -0.001)), probs)[0]
+    unsure = shipped_captioner.decode(grids[:1], cfg.replace(tag_unsure=min(own + 0.01, -0.001)), probs)[0]
     assert [c.tokens for c in unsure] == [c.tokens for c in steered]
     with pytest.raises(ConfigError):
         DecodingConfig(tag_unsure=0.5)
 
 
-def test_a_tag_word_people_rarely_say_does_not_steer(captioner, grids):
+def test_a_tag_word_people_rarely_say_does_not_steer(shipped_captioner, grids):
     """`tag_reliable`: only tag words that Flickr8k train captions name often enough when the tagger sees them
     steer (`tag_reliability.json`); the others stay tags."""
     from captioner.tags.reliability import TagReliability
 
-    table = captioner.tag_reliability
+    table = shipped_captioner.tag_reliability
     assert table is not None and table.share("dog") > 0.9 and table.share("gymnast") < 0.3
     assert TagReliability({}, prior=0.5).share("zebra") == 0.5  # a word train never showed counts as the prior
-    labels = captioner.tagger.labels
-    cfg = captioner.decoding.replace(tag_bonus=8.0, tag_min=0.5, tag_unsure=0.0, tag_reliable=0.3)
+    labels = shipped_captioner.tagger.labels
+    cfg = shipped_captioner.decoding.replace(tag_bonus=8.0, tag_min=0.5, tag_unsure=0.0, tag_reliable=0.3)
     probs = torch.zeros(1, len(labels))
     probs[0, labels.index("cat")] = 0.9  # chelsea: the plain caption misses the cat
-    plain = captioner.decode(grids[:1], cfg.replace(tag_bonus=0.0))[0]
-    assert "cat" in captioner.decode(grids[:1], cfg, probs)[0][0].tokens  # cat is a word people say
+    plain = shipped_captioner.decode(grids[:1], cfg.replace(tag_bonus=0.0))[0]
+    assert "cat" in shipped_captioner.decode(grids[:1], cfg, probs)[0][0].tokens  # cat is a word people say
     rare = TagReliability({"cat": (100, 5)}, prior=0.5)  # a table where people named the cat 5 times in 100
-    bare = Captioner(captioner.model, new_words=captioner.new_words, tag_reliability=rare)
+    bare = Captioner(shipped_captioner.model, new_words=shipped_captioner.new_words, tag_reliability=rare)
     assert [c.tokens for c in bare.decode(grids[:1], cfg, probs)[0]] == [c.tokens for c in plain]
     assert [c.tokens for c in bare.decode(grids[:1], cfg.replace(tag_reliable=0.0), probs)[0]] != [c.tokens for c in plain]
 

@@ -21,24 +21,19 @@ SAMPLES = Path(skdata.__file__).parent
 
 
 @pytest.fixture(scope="module")
-def captioner():
-    return Captioner.load()
-
-
-@pytest.fixture(scope="module")
-def grids(captioner):
+def grids(shipped_captioner):
     photos = ["chelsea.png", "coffee.png", "camera.png", "motorcycle_left.png"]
-    return captioner.encode(torch.stack([captioner.prepare(str(SAMPLES / p)).tensor for p in photos]))
+    return shipped_captioner.encode(torch.stack([shipped_captioner.prepare(str(SAMPLES / p)).tensor for p in photos]))
 
 
-def test_the_shipped_table_is_current_and_lists_only_new_tag_words(captioner):
+def test_the_shipped_table_is_current_and_lists_only_new_tag_words(shipped_captioner):
     done = subprocess.run([sys.executable, str(ROOT / "scripts" / "build_new_words.py"), "--check"],
                           capture_output=True, text=True, env={"PYTHONPATH": str(ROOT / "src")})
     assert done.returncode == 0, done.stdout + done.stderr
-    new = captioner.new_words
+    new = shipped_captioner.new_words
     assert new is not None and {"zebra", "broccoli", "banana", "sink", "clock"} <= set(new.words)
     labels = {w for ws in class_words() for w in ws}
-    vocab = captioner.model.vocab
+    vocab = shipped_captioner.model.vocab
     for word, proxies in zip(new.words, new.proxies):
         assert word in labels and word not in vocab.stoi
         assert all(p in vocab.stoi for p in proxies)
@@ -55,8 +50,8 @@ def test_a_missing_or_broken_table_means_no_new_words(tmp_path):
 
 
 @torch.inference_mode()
-def test_a_new_word_is_as_likely_as_its_likeliest_proxy_and_feeds_back_as_its_first(captioner, grids):
-    vocab, dec = captioner.model.vocab, captioner.fast_decoder
+def test_a_new_word_is_as_likely_as_its_likeliest_proxy_and_feeds_back_as_its_first(shipped_captioner, grids):
+    vocab, dec = shipped_captioner.model.vocab, shipped_captioner.fast_decoder
     new = NewWords(("zebra", "broccoli"), (("animal", "dog", "horse"), ("food",)))
     ext_vocab = extend_vocab(vocab, new)
     assert len(ext_vocab) == len(vocab) + 2 and ext_vocab.itos[len(vocab)] == "zebra"
@@ -75,8 +70,8 @@ def test_a_new_word_is_as_likely_as_its_likeliest_proxy_and_feeds_back_as_its_fi
 
 
 @torch.inference_mode()
-def test_only_the_active_new_words_are_computed_the_others_are_never_generated(captioner, grids):
-    vocab, dec = captioner.model.vocab, captioner.fast_decoder
+def test_only_the_active_new_words_are_computed_the_others_are_never_generated(shipped_captioner, grids):
+    vocab, dec = shipped_captioner.model.vocab, shipped_captioner.fast_decoder
     new = NewWords(("zebra", "broccoli", "owl"), (("animal", "dog", "horse"), ("food",), ("bird",)))
     every = ExtendedStepDecoder(dec, vocab, new)
     only = ExtendedStepDecoder(dec, vocab, new, active=[1])  # a batch tagged with broccoli only
@@ -92,38 +87,38 @@ def test_only_the_active_new_words_are_computed_the_others_are_never_generated(c
     assert part[1, V + 1] == float("-inf")  # "an broccoli": the article rule holds for the active words too
 
 
-def test_photos_without_a_new_word_tag_decode_as_without_new_words(captioner, grids):
-    cfg = captioner.decoding.replace(tag_bonus=8.0, tag_min=0.5)
-    probs = captioner.tagger.word_probabilities(grids).clone()
-    new_labels = [captioner.tagger.labels.index(w) for w in captioner.new_words.words]
+def test_photos_without_a_new_word_tag_decode_as_without_new_words(shipped_captioner, grids):
+    cfg = shipped_captioner.decoding.replace(tag_bonus=8.0, tag_min=0.5)
+    probs = shipped_captioner.tagger.word_probabilities(grids).clone()
+    new_labels = [shipped_captioner.tagger.labels.index(w) for w in shipped_captioner.new_words.words]
     probs[:, new_labels] = 0.0  # e.g. coffee.png's `espresso` tag
-    with_new = captioner.decode(grids, cfg, probs)
-    bare = Captioner(captioner.model, new_words=None, tag_reliability=captioner.tag_reliability)
+    with_new = shipped_captioner.decode(grids, cfg, probs)
+    bare = Captioner(shipped_captioner.model, new_words=None, tag_reliability=shipped_captioner.tag_reliability)
     without = bare.decode(grids, cfg, probs)
     assert [c[0].tokens for c in with_new] == [c[0].tokens for c in without]
-    vocab = set(captioner.model.vocab.itos)
+    vocab = set(shipped_captioner.model.vocab.itos)
     assert all(t in vocab for cands in with_new for c in cands for t in c.tokens)
-    off = captioner.decode(grids, captioner.decoding.replace(tag_bonus=0.0))  # grounding off: no new words
+    off = shipped_captioner.decode(grids, shipped_captioner.decoding.replace(tag_bonus=0.0))  # grounding off: no new words
     assert all(t in vocab for cands in off for c in cands for t in c.tokens)
 
 
-def test_a_confident_new_word_tag_is_named_once(captioner, grids):
-    labels = captioner.tagger.labels
+def test_a_confident_new_word_tag_is_named_once(shipped_captioner, grids):
+    labels = shipped_captioner.tagger.labels
     probs = torch.zeros(2, len(labels))
     probs[0, labels.index("zebra")] = 0.9  # a made-up tag on the cat photo
     probs[1, labels.index("zebra")] = 0.3  # below tag_min: not generated
-    cfg = captioner.decoding.replace(tag_bonus=20.0, tag_min=0.5)
-    out = captioner.decode(grids[:2], cfg, probs)
+    cfg = shipped_captioner.decoding.replace(tag_bonus=20.0, tag_min=0.5)
+    out = shipped_captioner.decode(grids[:2], cfg, probs)
     assert "zebra" in out[0][0].tokens and "zebra" in out[0][0].caption
     assert all(c.tokens.count("zebra") <= 1 for c in out[0])
     assert all("zebra" not in c.tokens for c in out[1])
-    result = captioner.caption(SAMPLES / "coffee.png", tag_bonus=8.0)
+    result = shipped_captioner.caption(SAMPLES / "coffee.png", tag_bonus=8.0)
     assert result.to_dict()["candidates"][0]["caption"] == result.caption  # JSON-ready with any new word
 
 
 @torch.inference_mode()
-def test_a_new_word_never_follows_the_wrong_article(captioner, grids):
-    vocab, dec = captioner.model.vocab, captioner.fast_decoder
+def test_a_new_word_never_follows_the_wrong_article(shipped_captioner, grids):
+    vocab, dec = shipped_captioner.model.vocab, shipped_captioner.fast_decoder
     new = NewWords(("zebra", "owl"), (("animal", "dog"), ("bird",)))
     ext = ExtendedStepDecoder(dec, vocab, new)
     feats = dec.flatten(grids[:1].expand(3, -1, -1, -1))

@@ -121,13 +121,6 @@ def test_query_projection_round_trip_and_refusals(tmp_path):
 
 # ------------------------------------------------------------------ a small real gallery
 @pytest.fixture(scope="module")
-def captioner():
-    from captioner import Captioner
-
-    return Captioner.load()
-
-
-@pytest.fixture(scope="module")
 def photo_folder(flickr8k_dir, tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("photos")
     for name in PHOTOS.values():
@@ -136,19 +129,19 @@ def photo_folder(flickr8k_dir, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def gallery_dir(photo_folder, captioner, tmp_path_factory):
+def gallery_dir(photo_folder, shipped_captioner, tmp_path_factory):
     """The ten photos imported (with features), then a near-duplicate of the boat saved without them."""
     from captioner.retrieval import import_folders
     from captioner.storage import Gallery
 
     folder = tmp_path_factory.mktemp("gallery")
     with Gallery(folder) as g:
-        report = import_folders(g, captioner, [photo_folder])
+        report = import_folders(g, shipped_captioner, [photo_folder])
         assert len(report.added) == len(PHOTOS) and not report.failed
         with Image.open(photo_folder / PHOTOS["boat"]) as img:
             buf = io.BytesIO()
             img.resize((216, 216)).save(buf, format="JPEG", quality=80)
-        result = captioner.caption(buf.getvalue())
+        result = shipped_captioner.caption(buf.getvalue())
         g.save(buf.getvalue(), "boat-copy.jpg", result.caption)  # no features: find back-fills them
     return folder
 
@@ -163,7 +156,7 @@ def item_ids(folder) -> dict[str, int]:
     return out
 
 
-def test_found_by_a_description_sharing_no_word_with_its_caption(gallery_dir, captioner):
+def test_found_by_a_description_sharing_no_word_with_its_caption(gallery_dir, shipped_captioner):
     from captioner.retrieval import find
     from captioner.retrieval.search import fulltext_hits
     from captioner.storage import Gallery
@@ -174,16 +167,16 @@ def test_found_by_a_description_sharing_no_word_with_its_caption(gallery_dir, ca
         caption = g.get(ids["race_car"])["caption"]
         assert not set(tokenize(query)) & set(tokenize(caption)), caption
         assert ids["race_car"] not in fulltext_hits(g, query, 100)  # full text alone cannot find it
-        assert g.ids_without_features(captioner.name) == [ids["boat_copy"]]
-        matches = find(g, captioner, query, top=3)
-        assert g.ids_without_features(captioner.name) == []  # back-filled on demand
+        assert g.ids_without_features(shipped_captioner.name) == [ids["boat_copy"]]
+        matches = find(g, shipped_captioner, query, top=3)
+        assert g.ids_without_features(shipped_captioner.name) == []  # back-filled on demand
     assert matches[0].item_id == ids["race_car"]
     assert matches[0].likelihood is not None and matches[0].fulltext_rank is None
     assert [m.score for m in matches] == sorted((m.score for m in matches), reverse=True)
     assert matches.unknown_words == []
 
 
-def test_first_stage_shortlists_a_big_gallery_by_meaning(gallery_dir, captioner):
+def test_first_stage_shortlists_a_big_gallery_by_meaning(gallery_dir, shipped_captioner):
     """With a shortlist smaller than the gallery and no full-text hit, the shipped first stage (words ->
     pooled features) still brings the photo described into the few photos scored."""
     from captioner.retrieval import FindConfig, find
@@ -194,39 +187,39 @@ def test_first_stage_shortlists_a_big_gallery_by_meaning(gallery_dir, captioner)
 
     ids = item_ids(gallery_dir)
     cfg = FindConfig(shortlist=3, shortlist_fulltext=0)
-    assert projection_for(captioner) is not None  # shipped beside the weights
+    assert projection_for(shipped_captioner) is not None  # shipped beside the weights
     with Gallery(gallery_dir) as g:
-        index = photo_index(g, captioner, priors=False)
-        cheap = first_stage_scores(captioner, index, "two dogs playing in the snow", cfg)
+        index = photo_index(g, shipped_captioner, priors=False)
+        cheap = first_stage_scores(shipped_captioner, index, "two dogs playing in the snow", cfg)
         assert index.ids[int(np.argmax(cheap))] == ids["snow_dogs"]
-        matches = find(g, captioner, "vehicle speeding around circuit", top=3, config=cfg, index=index)
+        matches = find(g, shipped_captioner, "vehicle speeding around circuit", top=3, config=cfg, index=index)
         assert matches.scored == 3
         assert matches[0].item_id == ids["race_car"]
         timings: dict = {}
-        off = find(g, captioner, "vehicle speeding around circuit", top=3, index=index, timings=timings,
+        off = find(g, shipped_captioner, "vehicle speeding around circuit", top=3, index=index, timings=timings,
                    config=FindConfig(shortlist=3, first_stage=False))
         assert off.scored == 3 and {"fulltext", "shortlist", "read_grids", "score"} <= set(timings)
 
 
-def test_unknown_words_are_reported_and_left_to_full_text(gallery_dir, captioner):
+def test_unknown_words_are_reported_and_left_to_full_text(gallery_dir, shipped_captioner):
     from captioner.retrieval import find
     from captioner.storage import Gallery
 
     ids = item_ids(gallery_dir)
     with Gallery(gallery_dir) as g:
-        matches = find(g, captioner, "a boat on the zorblax", top=3)
+        matches = find(g, shipped_captioner, "a boat on the zorblax", top=3)
     assert matches.unknown_words == ["zorblax"]
     assert {matches[0].item_id, matches[1].item_id} == {ids["boat"], ids["boat_copy"]}
     assert matches.to_dict()["unknown_words"] == ["zorblax"]
 
 
-def test_similar_gives_the_item_then_its_near_duplicate(gallery_dir, captioner):
+def test_similar_gives_the_item_then_its_near_duplicate(gallery_dir, shipped_captioner):
     from captioner.retrieval import similar
     from captioner.storage import Gallery, GalleryError
 
     ids = item_ids(gallery_dir)
     with Gallery(gallery_dir) as g:
-        matches = similar(g, ids["boat"], top=4, captioner=captioner)
+        matches = similar(g, ids["boat"], top=4, captioner=shipped_captioner)
         assert [m.item_id for m in matches[:2]] == [ids["boat"], ids["boat_copy"]]
         assert matches[0].score == pytest.approx(1.0, abs=2e-3)  # float16 scan
         assert matches[1].score > 0.75 > 0.6 > matches[2].score
@@ -234,12 +227,12 @@ def test_similar_gives_the_item_then_its_near_duplicate(gallery_dir, captioner):
             similar(g, 999)
 
 
-def test_prompt_likelihood_prefers_the_fitting_text(photo_folder, captioner):
+def test_prompt_likelihood_prefers_the_fitting_text(photo_folder, shipped_captioner):
     from captioner.retrieval import prompt_likelihood
 
     photo = photo_folder / PHOTOS["snow_dogs"]
-    fits = prompt_likelihood(captioner, photo, "two dogs play in the snow")
-    other = prompt_likelihood(captioner, photo, "a man sits on a bench in a city")
+    fits = prompt_likelihood(shipped_captioner, photo, "two dogs play in the snow")
+    other = prompt_likelihood(shipped_captioner, photo, "a man sits on a bench in a city")
     assert fits > other + 1.0
     assert -6 < fits < 0
 
@@ -293,7 +286,7 @@ N_QUERIES = 30  # a fixed random subset of the 1,000 test queries, against all 1
 
 
 @pytest.mark.slow
-def test_likelihood_beats_full_text_on_flickr8k_test(flickr8k_dir, captioner, tmp_path):
+def test_likelihood_beats_full_text_on_flickr8k_test(flickr8k_dir, shipped_captioner, tmp_path):
     """recall@5 of find-by-description (the shipped FindConfig: first-stage shortlist, likelihood, prior,
     full-text fusion) >= 1.5x the gallery's full-text search over the model's own captions.
     scripts/eval_retrieval.py measures all 1,000 queries."""
@@ -312,21 +305,21 @@ def test_likelihood_beats_full_text_on_flickr8k_test(flickr8k_dir, captioner, tm
     order = list(range(len(test_ids)))
     random.Random(1).shuffle(order)  # scripts/eval_retrieval.py scores the queries in this order too
     chosen = order[:N_QUERIES]
-    photo_set = build_photo_set(captioner, [ds.image_path(i) for i in test_ids], batch_size=32)
+    photo_set = build_photo_set(shipped_captioner, [ds.image_path(i) for i in test_ids], batch_size=32)
     fts = fulltext_rankings(photo_set, [queries[q] for q in chosen], top=100, folder=tmp_path)
     cfg = FindConfig()
-    scorer = Scorer(captioner.model.decoder)
+    scorer = Scorer(shipped_captioner.model.decoder)
     photos = scorer.photos(photo_set.grids)
-    prior = photo_priors(scorer, photos, captioner.model.vocab, cfg.generic_captions) if cfg.prior_weight else \
+    prior = photo_priors(scorer, photos, shipped_captioner.model.vocab, cfg.generic_captions) if cfg.prior_weight else \
         np.zeros(len(photos), np.float32)
     index = PhotoIndex(np.arange(len(photos)), pool(photo_set.grids), prior)
-    projection = projection_for(captioner) if cfg.first_stage else None
+    projection = projection_for(shipped_captioner) if cfg.first_stage else None
     ours, theirs = [], []
     for q, hits in zip(chosen, fts):  # as `find` does it: shortlist, likelihood, prior, full-text bonus
         cheap = None if projection is None else \
-            projection.scores(projection.query_vector(captioner.model.vocab, queries[q]), index.pooled_half)
+            projection.scores(projection.query_vector(shipped_captioner.model.vocab, queries[q]), index.pooled_half)
         rows = shortlist(index, hits, cfg.shortlist, cheap, cfg.shortlist_fulltext if cheap is not None else None)
-        tokens = query_tokens(captioner.model.vocab, queries[q])
+        tokens = query_tokens(shipped_captioner.model.vocab, queries[q])
         prune = (cfg.prune_after, cfg.prune_keep) if cfg.prune_keep else None
         score = np.full(len(photos), -np.inf, np.float32)
         score[rows] = scorer.text_likelihood(photos[torch.from_numpy(rows)], tokens, prune=prune) \

@@ -4,7 +4,6 @@ from __future__ import annotations
 from captioner.data import load_dataset
 from captioner.evaluation.metrics import score_captions
 from captioner.model.folder import DEFAULT_MODEL_DIR
-from captioner.pipeline import Captioner
 
 
 def test_weights_folder_is_complete_and_small():
@@ -13,10 +12,10 @@ def test_weights_folder_is_complete_and_small():
     assert sum(p.stat().st_size for p in DEFAULT_MODEL_DIR.rglob("*") if p.is_file()) < 50 * 2**20
 
 
-def test_shipped_model_captions_flickr8k_test_images(flickr8k_dir):
+def test_shipped_model_captions_flickr8k_test_images(flickr8k_dir, shipped_captioner):
     ds = load_dataset(flickr8k_dir)
     ids = ds.split("test")[:40]
-    captioner = Captioner.load()  # the default: weights/
+    captioner = shipped_captioner  # the default: weights/
     results = list(captioner.caption_many([ds.image_path(i) for i in ids], beam_size=3, batch_size=20))
     assert all(r.error is None for r in results)
     n = captioner.decoding.no_repeat_ngram

@@ -107,14 +107,11 @@ def test_player_data_is_small_at_beam_10(studio, photos):
 
 @pytest.mark.slow
 @pytest.mark.skipif(not FLICKR_IMAGES.is_dir(), reason="needs the Flickr8k photos")
-def test_player_data_of_the_shipped_model_at_beam_10_is_under_50_kb(tmp_path):
-    from captioner.pipeline import Captioner, default_model_dir
+def test_player_data_of_the_shipped_model_at_beam_10_is_under_50_kb(tmp_path, shipped_captioner):
     from captioner.storage import Gallery
     from captioner.studio.app import Studio
 
-    if not (default_model_dir() / "config.json").is_file():
-        pytest.skip("the shipped model is not installed")
-    studio = Studio(Captioner.load(default_model_dir()), Gallery(tmp_path / "g"))
+    studio = Studio(shipped_captioner, Gallery(tmp_path / "g"))
     studio.upload_dir = None
     photo = sorted(FLICKR_IMAGES.glob("*.jpg"))[0]
     _, state = studio.photos.caption([str(photo)], 10, 20)

@@ -22,11 +22,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = Path(skdata.__file__).parent
 
 
-@pytest.fixture(scope="module")
-def captioner():
-    return Captioner.load()
-
-
 def test_class_map_covers_every_class_with_plain_words():
     table = class_table()
     assert [c["index"] for c in table] == list(range(1000))
@@ -46,7 +41,7 @@ def test_class_map_file_is_what_the_script_builds():
     assert p.returncode == 0, p.stdout + p.stderr
 
 
-def test_grid_mean_is_the_classifiers_global_average_pooling(captioner):
+def test_grid_mean_is_the_classifiers_global_average_pooling(shipped_captioner):
     """The encoder keeps the trunk's native 7x7 map, so the tagger's grid mean is exactly the
     avg-pooling the classifier was trained on: the full EfficientNet gives the same logits."""
     from efficientnet_lite_pytorch import EfficientNet
@@ -57,18 +52,18 @@ def test_grid_mean_is_the_classifiers_global_average_pooling(captioner):
     net.load_state_dict(_load_state_dict(_lite2_file()))
     net.eval()
     img = Image.open(SAMPLES / "chelsea.png").convert("RGB")
-    x = captioner.prepare(img).tensor.unsqueeze(0)
+    x = shipped_captioner.prepare(img).tensor.unsqueeze(0)
     with torch.inference_mode():
         full = torch.softmax(net(x), -1)
-        grid = captioner.model.encoder(x)
-    ours = captioner.tagger.class_probabilities(grid)
+        grid = shipped_captioner.model.encoder(x)
+    ours = shipped_captioner.tagger.class_probabilities(grid)
     assert torch.allclose(ours, full, atol=1e-4)
 
 
 @pytest.mark.parametrize("photo, word", [("chelsea.png", "cat"), ("coffee.png", "coffee"),
                                          ("motorcycle_left.png", "scooter")])
-def test_tags_of_a_known_photo_name_its_object(captioner, photo, word):
-    r = captioner.caption(SAMPLES / photo, beam_size=1)
+def test_tags_of_a_known_photo_name_its_object(shipped_captioner, photo, word):
+    r = shipped_captioner.caption(SAMPLES / photo, beam_size=1)
     labels = [t.label for t in r.tags]
     assert word in labels, labels
     assert all(0.0 < t.score <= 1.0 for t in r.tags)
@@ -93,31 +88,31 @@ def test_tag_threshold_and_merging_by_word():
     assert tagger.tags(torch.zeros(1, 4), TagConfig(top_k=0))[0] == []
 
 
-def test_backbone_without_a_classifier_gives_no_tags(captioner, monkeypatch):
+def test_backbone_without_a_classifier_gives_no_tags(shipped_captioner, monkeypatch):
     from captioner.model import backbones
 
     spec = backbones.get_backbone("efficientnet-lite2")
     monkeypatch.setitem(backbones.BACKBONES, "efficientnet-lite2", type(spec)(**{**spec.__dict__, "classifier": None}))
     assert ObjectTagger.for_backbone("efficientnet-lite2") is None
-    cap = Captioner(captioner.model, scorer=captioner.scorer)
+    cap = Captioner(shipped_captioner.model, scorer=shipped_captioner.scorer)
     r = cap.caption(SAMPLES / "chelsea.png", beam_size=1)
     assert r.tags == [] and r.caption
 
 
-def test_keep_features_returns_the_grid(captioner):
-    r = captioner.caption(SAMPLES / "coffee.png", beam_size=1, keep_features=True)
+def test_keep_features_returns_the_grid(shipped_captioner):
+    r = shipped_captioner.caption(SAMPLES / "coffee.png", beam_size=1, keep_features=True)
     assert r.features.dtype == np.float16 and r.features.shape == (49, 1280)
-    grid = captioner.encode(captioner.prepare(str(SAMPLES / "coffee.png")).tensor.unsqueeze(0))
+    grid = shipped_captioner.encode(shipped_captioner.prepare(str(SAMPLES / "coffee.png")).tensor.unsqueeze(0))
     assert np.allclose(r.features, grid.reshape(49, 1280).numpy(), atol=2e-2, rtol=1e-2)
     assert "features" not in r.to_dict()
-    assert captioner.caption(SAMPLES / "coffee.png", beam_size=1).features is None
+    assert shipped_captioner.caption(SAMPLES / "coffee.png", beam_size=1).features is None
 
 
-def test_batched_results_equal_one_by_one(captioner):
+def test_batched_results_equal_one_by_one(shipped_captioner):
     photos = [SAMPLES / f for f in ("chelsea.png", "coffee.png", "rocket.jpg")] + [Image.new("RGB", (1, 1))]
-    batched = list(captioner.caption_many(photos, beam_size=3, batch_size=4))
+    batched = list(shipped_captioner.caption_many(photos, beam_size=3, batch_size=4))
     for photo, b in zip(photos, batched):
-        one = captioner.caption(photo, beam_size=3)
+        one = shipped_captioner.caption(photo, beam_size=3)
         assert one.caption == b.caption
         assert [t.label for t in one.tags] == [t.label for t in b.tags]
         assert [t.score for t in one.tags] == pytest.approx([t.score for t in b.tags], abs=1e-5)
