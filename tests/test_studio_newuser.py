@@ -287,3 +287,34 @@ def test_word_search_looks_in_what_was_saved_and_says_why(studio, browser, width
     # the reason label is on the thumbnail itself, inside its box
     label = page.locator("#gallery-grid .thumbnail-item .caption-label", has_text="unpicked candidate").first
     assert label.is_visible()
+
+
+# ---------------------------------------------------------------- 7. every text meets WCAG AA, in both themes
+CONTRAST_JS = (Path(__file__).parent / "contrast.js").read_text()
+
+
+def low_contrast(page) -> list[dict]:
+    page.mouse.move(1, 1)  # no hover state
+    page.wait_for_timeout(300)
+    return page.evaluate(CONTRAST_JS)
+
+
+@pytest.mark.parametrize("theme", ["light", "dark"])
+@pytest.mark.parametrize("width", nu.WIDTHS)
+def test_every_text_meets_wcag_aa_contrast(studio, browser, two_photos, width, theme):
+    url, ids = studio
+    page = new_page(browser, url, width, theme)
+    page.locator("#caption-button").wait_for()
+    assert page.evaluate("document.body.classList.contains('dark')") is (theme == "dark")
+    bad = {"start": low_contrast(page)}
+    caption_photos(page, two_photos[:1])
+    bad["caption results"] = low_contrast(page)
+    gallery(page)
+    search(page, "dog", len(nu.DOG_CAPTIONS) + 2)
+    page.locator("#search-matches mark").first.wait_for()  # the found words, highlighted
+    bad["search"] = low_contrast(page)
+    open_item(page, 0)
+    page.locator("#item-view .pv-card").first.wait_for()
+    bad["item window"] = low_contrast(page)
+    bad = {where: found for where, found in bad.items() if found}
+    assert not bad, bad

@@ -22,6 +22,16 @@ FRAME_SIZE = 224
 MS_PER_FRAME = 800
 
 CSS = """
+/* Colours that meet WCAG AA (4.5:1 for text) in both themes; Gradio's defaults did not: white on its orange
+   buttons 2.8:1, its grey hints (#bbbbc2) 1.9:1 on white.  (tests/contrast.js checks every text on the page.) */
+:root body, :root body.dark { --button-primary-background-fill: #c2410c; --button-primary-background-fill-hover: #9a3412;
+  --button-primary-text-color: #ffffff; --button-primary-text-color-hover: #ffffff;
+  --button-primary-border-color: #c2410c; --button-primary-border-color-hover: #9a3412;
+  --button-cancel-background-fill: #b91c1c; --button-cancel-background-fill-hover: #991b1b;
+  --button-cancel-text-color: #ffffff; --button-cancel-text-color-hover: #ffffff;
+  --button-cancel-border-color: #b91c1c; --button-cancel-border-color-hover: #991b1b;
+  --studio-accent-fill: #c2410c; }
+body:not(.dark) { --body-text-color-subdued: #52525b; --block-info-text-color: #52525b; --color-accent: #c2410c; }
 .studio-title h1 { margin: 0; font-size: 1.6rem; }
 .studio-title p { margin: 0.2rem 0 0; opacity: 0.75; }
 .studio-empty { padding: 28px; text-align: center; opacity: 0.7; border: 1px dashed var(--border-color-primary, #d4d4d8);
