@@ -15,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from captioner.atomic_write import atomic_path
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
 SHARED = Path(os.environ.get("CAPTIONER_SHARED_DATA", ROOT.parent / "shared" / "data"))
 CACHE = ROOT / "runs" / "issue13"
 #: how grounded decoding works, part of a steered pass's cache key; bump it whenever the grounded search
@@ -80,8 +81,8 @@ def grids(name: str, cap=None) -> tuple[list[str], np.ndarray]:
         print(f"{name}: encoded {s + len(prepared)}/{len(paths)}", file=sys.stderr, flush=True)
     folder.mkdir(parents=True, exist_ok=True)
     arr = np.concatenate(out)
-    np.save(folder / "grids.tmp.npy", arr)
-    os.replace(folder / "grids.tmp.npy", folder / "grids.npy")
+    with atomic_path(folder / "grids.npy", suffix=".tmp.npy") as tmp:
+        np.save(tmp, arr)
     (folder / "ids.json").write_text(json.dumps(ids))
     return ids, arr
 
