@@ -18,13 +18,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import issue13_data as data  # noqa: E402
+import issue13_data as data
 
-from captioner.evaluation.hallucination import check_caption, hallucination_scores  # noqa: E402
-from captioner.evaluation.metrics import score_captions  # noqa: E402
+from captioner.evaluation.hallucination import check_caption, hallucination_scores
+from captioner.evaluation.metrics import score_captions
 
 SETS = ("val", "test", "coco")
 

@@ -14,14 +14,11 @@ import argparse
 import json
 import os
 import sys
-from pathlib import Path
 
+import issue13_data as data
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import issue13_data as data  # noqa: E402
-
-from captioner.evaluation.hallucination import named_concepts  # noqa: E402
+from captioner.evaluation.hallucination import named_concepts
 
 CACHE = data.ROOT / "runs" / "hallucination"
 WEIGHTS = data.ROOT / "src" / "captioner" / "weights"

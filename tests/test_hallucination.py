@@ -32,6 +32,7 @@ def test_two_word_names_are_one_mention():
     assert [(m.word, m.concept) for m in found] == [("hot dog", "hot dog"), ("teddy bear", "toy"), ("t shirt", "top")]
     assert not any(m.concept == "dog" for m in found)
     assert [m.concept for m in mentions("two hot dogs near fire hydrants")] == ["hot dog", "sign"]
+    assert [m.concept for m in mentions("a girl in a pink bathing suit")] == ["person", "swimwear"]
 
 
 def test_unsupported_people_and_furniture_on_a_food_photo():

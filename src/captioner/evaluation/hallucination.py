@@ -181,7 +181,8 @@ _PHRASES: dict[tuple[str, str], str] = {
     ("german", "shepherd"): "dog", ("polar", "bear"): "bear", ("tennis", "racket"): "racket",
     ("t", "shirt"): "top", ("tank", "top"): "top", ("swimming", "pool"): "water", ("guinea", "pig"): "small animal",
     ("baseball", "bat"): "ball", ("dirt", "bike"): "motorcycle", ("stuffed", "animal"): "toy",
-    ("sea", "lion"): "fish",
+    ("sea", "lion"): "fish", ("bathing", "suit"): "swimwear", ("wet", "suit"): "swimwear",
+    ("swim", "suit"): "swimwear", ("swimming", "trunk"): "swimwear",
 }
 #: general concepts and the concepts they cover (a general word is supported by any of them)
 _COVERS: dict[str, tuple[str, ...]] = {
