@@ -243,12 +243,12 @@ def test_caption_save_and_find_in_the_browser(studio_url, photos, tmp_path):
             save_all = view.locator(".pv-save-all")
             expect(save_all).to_have_text("Save all (3)")
             save_all.click()
-            expect(page.locator("#save-message")).to_contain_text("Saved 3 of 3")
-            expect(page.locator("#save-message")).to_contain_text("(edited)")
+            expect(page.locator("#photos-view .pv-save-msg")).to_contain_text("Saved 3 of 3")
+            expect(page.locator("#photos-view .pv-save-msg")).to_contain_text("(edited)")
             expect(view.locator(".pv-flag.ok")).to_have_count(3)
             expect(save_all).to_be_disabled()
             view.locator(".pv-save").click()  # the same photo and caption again: refused by the gallery
-            expect(page.locator("#save-message")).to_contain_text("already")
+            expect(page.locator("#photos-view .pv-save-msg")).to_contain_text("already")
 
             # ---- Add to the list: a panorama joins the three photos (their edits and saves kept)
             page.locator("#photo-files input[type=file]").set_input_files([str(panorama)])
@@ -359,7 +359,7 @@ def test_phone_screen_shows_the_results_and_nothing_overflows(studio_url, photos
             expect(page.locator("#caption-status")).to_contain_text("Captioned 1 of 1 photo")
             _text_box(page).fill("a photo captioned on a phone")  # (the other test may have saved its caption)
             view.locator(".pv-save").click()
-            expect(page.locator("#save-message")).to_contain_text(f"for {photos[2].name} as gallery item #")
+            expect(page.locator("#photos-view .pv-save-msg")).to_contain_text(f"for {photos[2].name} as gallery item #")
             # a token the server did not give (or one that expired): refused, and the Gradio event captions it
             page.locator("#photo-files input[type=file]").set_input_files(str(photos[1]))
             expect(page.locator("#photo-files tbody tr")).to_have_count(1)

@@ -387,7 +387,8 @@ def test_import_a_folder(studio, items, tmp_path):
     notes.write_text("hello")
     message = studio.library.import_folder(files + [str(broken), str(notes)], progress=lambda *a, **k: None)
     assert "Imported **2** photos" in message and "1 could not be read" in message and "broken.jpg" in message
-    assert "1 file that are not photos ignored" in message or "not photos" in message
+    assert "1 file that is not a photo ignored" in message
+    assert "2 files that are not photos ignored" in gallery_tab.import_message({"saved": ["a.jpg"]}, 2)
     assert str(uploads) not in message and str(studio.library.imports) not in message  # names, not paths
     assert studio.gallery.count() == 6
     # again: the same photos are skipped

@@ -318,3 +318,75 @@ def test_every_text_meets_wcag_aa_contrast(studio, browser, two_photos, width, t
     bad["item window"] = low_contrast(page)
     bad = {where: found for where, found in bad.items() if found}
     assert not bad, bad
+
+
+# ---------------------------------------------------------------- 9. the GIF: small, where its button is
+@pytest.mark.parametrize("width", nu.WIDTHS)
+def test_gif_is_small_and_offered_beside_its_button(studio, browser, two_photos, width):
+    import io
+
+    from PIL import Image
+
+    url, ids = studio
+    page = new_page(browser, url, width)
+    caption_photos(page, two_photos[:1])
+    view = page.locator("#photos-view")
+    button = view.locator(".pv-gif")
+    button.scroll_into_view_if_needed()
+    with page.expect_download() as download:
+        button.click()
+    data = Path(download.value.path()).read_bytes()
+    assert download.value.suggested_filename.endswith(".gif") and data[:6] == b"GIF89a"
+    with Image.open(io.BytesIO(data)) as gif:
+        assert max(gif.size) <= 256 and gif.n_frames >= 2
+    assert len(data) < 150_000, len(data)
+    link = view.locator(".pv-gif-link")
+    link.wait_for()
+    assert in_view(page, "#photos-view .pv-gif-link") and in_view(page, "#photos-view .pv-gif")
+    assert abs(box(page, "#photos-view .pv-gif-link")["y"] - box(page, "#photos-view .pv-gif")["y"]) < 60
+    assert link.get_attribute("download").endswith(".gif") and "KB" in link.inner_text()
+    assert not page.locator("#animation-file").is_visible()  # no file box far below
+
+
+# ---------------------------------------------------------------- 10. small things
+STEM_END_VISIBLE_JS = """() => [...document.querySelectorAll('#photo-files td.filename .stem')].map((s) => {
+    const text = s.firstChild, range = document.createRange(), box = s.getBoundingClientRect();
+    range.setStart(text, text.length - 1); range.setEnd(text, text.length);
+    const r = range.getBoundingClientRect();
+    return {name: s.textContent, cut: s.scrollWidth > s.clientWidth + 1,
+            lastVisible: r.left >= box.left - 1 && r.right <= box.right + 1};
+})"""
+
+
+@pytest.mark.parametrize("width", nu.WIDTHS)
+def test_small_things(studio, browser, width, tmp_path):
+    url, ids = studio
+    two_photos = []  # photos of this test alone (saved below: the same photo twice is refused)
+    for i, name in enumerate(("000000174482.jpg", "000000174485.jpg")):
+        nu.photo(60 + width % 7 + 3 * i, (320, 240)).save(tmp_path / name, quality=90)
+        two_photos.append(tmp_path / name)
+    page = new_page(browser, url, width)
+    page.locator("#caption-status").wait_for()
+    # the hint names the box, wherever it is (above on a phone, on the left on a desktop)
+    hint = page.inner_text("#caption-status")
+    assert "left" not in hint and "Photos" in hint
+    # the upload list shows the end of each name (COCO names differ only there)
+    page.locator("#photo-files input[type=file]").set_input_files([str(p) for p in two_photos])
+    page.wait_for_function("document.querySelectorAll('#photo-files tbody tr').length === 2")
+    stems = page.evaluate(STEM_END_VISIBLE_JS)
+    assert [s["name"] for s in stems] == [p.stem for p in two_photos]
+    assert all(s["lastVisible"] for s in stems), stems
+    # one save message, once
+    page.click("#caption-button")
+    page.locator("#photos-view .pv-card").first.wait_for()
+    page.locator("#photos-view .pv-save").click()
+    page.locator("#photos-view .pv-save-msg", has_text="as gallery item #").wait_for()
+    page.wait_for_timeout(1500)
+    body = page.inner_text("body")
+    assert body.count("as gallery item #") == 1, body
+    assert page.locator(".toast-body").count() == 0
+    page.locator("#photos-view .pv-save").click()  # the same again: refused, said once
+    page.locator("#photos-view .pv-save-msg", has_text="already").wait_for()
+    page.wait_for_timeout(1500)
+    assert page.inner_text("body").lower().count("already") == 1
+    assert page.locator(".toast-body").count() == 0

@@ -1072,7 +1072,8 @@ def import_message(report: dict, ignored: int = 0) -> str:
     if failed:
         parts.append(f"{len(failed)} could not be read")
     if ignored:
-        parts.append(f"{ignored} file{'s' if ignored != 1 else ''} that are not photos ignored")
+        parts.append("1 file that is not a photo ignored" if ignored == 1
+                     else f"{ignored} files that are not photos ignored")
     lines = [" · ".join(parts) + "."]
     for entry in failed[:20]:
         if isinstance(entry, (list, tuple)) and len(entry) == 2:

@@ -503,19 +503,10 @@ class PhotosTab:
         return {"results": results, "saved": saved, "message": message}
 
     def save_all(self, state: dict | None, evt: gr.EventData):
-        """The player's Save / Save all (its event data carries the choices); (result JSON, message)."""
+        """The player's Save / Save all (its event data carries the choices): the result JSON, which the
+        player shows under its Save buttons, once (no second message below it, no toast)."""
         data = getattr(evt, "_data", None)
-        result = self.save_choices(data.get("choices") if isinstance(data, dict) else None, state)
-        lines = [result.get("message", "")] if result.get("results") else []
-        for r in result.get("results", []):
-            lines.append(f"- ✅ {html.escape(r['message'])}" if r["id"] is not None
-                         else f"- ⚠️ {html.escape(r['error'])}")
-        if result.get("error"):
-            lines.append(f"⚠️ {html.escape(result['error'])}")
-        failed = [r["error"] for r in result.get("results", []) if r["id"] is None]
-        if failed:
-            gr.Warning("Not saved: " + "; ".join(failed), duration=15)
-        return result, "\n".join(lines)
+        return self.save_choices(data.get("choices") if isinstance(data, dict) else None, state)
 
     # ------------------------------------------------------------------ the animation as a file
     def animation(self, state: dict | None, evt: gr.EventData):
@@ -570,11 +561,10 @@ class PhotosTab:
                     with gr.Accordion("Result as JSON", open=False):
                         result_json = gr.JSON(label="Result", elem_id="caption-json")
                 with gr.Column(scale=3, min_width=320):
-                    status = gr.Markdown("Drop photos on the left and press **Caption**.",
+                    status = gr.Markdown("Drop photos in the **Photos** box and press **Caption**.",
                                          elem_id="caption-status")
                     view = gr.HTML(None, html_template="<div class='pv-mount'></div>", js_on_load=player.player_js(),
                                    apply_default_css=False, elem_id="photos-view", min_height=120)
-                    save_msg = gr.Markdown("", elem_id="save-message")
                     anim_file = gr.File(label="Attention animation (GIF)", visible="hidden", interactive=False,
                                         elem_id="animation-file")
                     save_json = gr.JSON(label="Saved", visible=False)
@@ -620,7 +610,7 @@ class PhotosTab:
                 show_progress="hidden"))
         caption_api.click(user_errors(self.caption), [files, beam, max_len, add, session], [result_json, session],
                           api_name="caption", concurrency_id="engine", concurrency_limit=1)
-        view.submit(user_errors(self.save_all), [session], [save_json, save_msg], api_visibility="private",
+        view.submit(user_errors(self.save_all), [session], [save_json], api_visibility="private",
                     show_progress="minimal").then(
             None, [save_json], None, js=SAVED_JS, queue=False, show_progress="hidden")
         view.download(user_errors(self.animation), [session], [anim_file], api_visibility="private",

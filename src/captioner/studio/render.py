@@ -32,6 +32,9 @@ CSS = """
   --button-cancel-border-color: #b91c1c; --button-cancel-border-color-hover: #991b1b;
   --studio-accent-fill: #c2410c; }
 body:not(.dark) { --body-text-color-subdued: #52525b; --block-info-text-color: #52525b; --color-accent: #c2410c; }
+/* a file box's long names lose their start, not their end (Gradio cut the end: every COCO photo read
+   "000000….jpg") */
+.gradio-container td.filename .stem { direction: rtl; text-align: left; }
 .studio-title h1 { margin: 0; font-size: 1.6rem; }
 .studio-title p { margin: 0.2rem 0 0; opacity: 0.75; }
 .studio-empty { padding: 28px; text-align: center; opacity: 0.7; border: 1px dashed var(--border-color-primary, #d4d4d8);

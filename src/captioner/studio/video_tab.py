@@ -474,7 +474,7 @@ class VideoTab:
                     with gr.Accordion("Result as JSON", open=False):
                         result_json = gr.JSON(label="Result", elem_id="video-json")
                 with gr.Column(scale=3, min_width=480):
-                    status = gr.Markdown("Drop a video on the left and press **Caption**.", elem_id="video-status")
+                    status = gr.Markdown("Drop a video in the **Video** box and press **Caption**.", elem_id="video-status")
                     player = gr.Video(label="Video with its captions", interactive=False, elem_id="video-player")
                     shots = gr.Gallery(label="Shots (click one to jump to it)", columns=6, height="auto",
                                        fit_columns=False, allow_preview=False, object_fit="cover", interactive=False,

@@ -415,6 +415,7 @@
         lines.push((r.id !== null && r.id !== undefined ? "✅ " : "⚠️ ") + (r.message || r.error || ""));
       });
       if (result.error && !lines.length) { lines.push("⚠️ " + result.error); }
+      if ((result.results || []).length > 1 && result.message) { lines.unshift(result.message); }  // "Saved 3 of 3 photos."
       refreshTiles();
       if (msg) { msg.innerHTML = lines.map(esc).join("<br>"); }
     },
