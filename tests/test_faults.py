@@ -107,13 +107,13 @@ def test_a_full_disk_ends_with_one_line_and_the_file_resumes_cleanly(album, tiny
 def test_a_really_full_disk(album, tiny_model_dir, tmp_path):
     disk = tmp_path / "disk"
     disk.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8k", "tmpfs", str(disk)], capture_output=True).returncode:
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(disk)], capture_output=True).returncode:
         pytest.skip("cannot mount a tmpfs here")
     try:
-        (disk / "filler").write_bytes(b"x" * 4096)  # one 4 KB page left for the output
+        (disk / "filler").write_bytes(b"x" * 8192)  # two 4 KB pages left for the output
         out = disk / "c.jsonl"
         cmd = [sys.executable, "-m", "captioner", "caption", str(album), "--out", str(out), "--model",
-               str(tiny_model_dir), "--batch-size", "1", "--beam-size", "20"]  # about 3 KB a record
+               str(tiny_model_dir), "--batch-size", "1", "--beam-size", "20"]  # 4-5 KB a record
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
         assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
         assert "disk is full" in [line for line in p.stderr.splitlines() if line.startswith("error:")][0]
@@ -226,3 +226,105 @@ def test_an_absurd_page_number_is_an_empty_page(tmp_path):
     with Gallery(tmp_path / "g") as g:
         for page in (10**30, -5, "7"):
             assert g.search("dog", page=page).items == [] and g.browse(page=page).items == []
+
+
+# ---------------------------------------------------------------- 9. a full disk during `gallery add`
+@pytest.mark.parametrize("where", ["database", "image file"])
+def test_a_full_disk_during_gallery_add_is_one_line_exit_2_and_resumes(album, tiny_model_dir, tmp_path, capsys,
+                                                                       monkeypatch, where):
+    import sqlite3
+
+    from captioner.storage.gallery import Gallery
+
+    folder = tmp_path / "g"
+    method = "_insert_row" if where == "database" else "_write_image"
+    real = getattr(Gallery, method)
+    calls = {"n": 0}
+
+    def fills_up(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] >= 3:  # the third photo does not fit
+            if where == "database":
+                raise sqlite3.OperationalError("database or disk is full")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Gallery, method, fills_up)
+    argv = ["gallery", "add", str(album), "--gallery", str(folder), "--model", str(tiny_model_dir), "--quiet"]
+    code = cli.main(argv)
+    _, err = capsys.readouterr()
+    line = one_line_error(err)
+    assert code == 2 and "disk" in line and "full" in line and "run the same command again" in line, err
+    assert len(err.splitlines()) == 1  # it stops at once rather than failing every photo left, line by line
+    monkeypatch.undo()
+    with Gallery(folder) as g:
+        assert g.count() == 2 and g.orphan_images() == []  # no picture file without its row
+    assert cli.main(argv) == 0
+    out, _ = capsys.readouterr()
+    assert "added 4 photo(s)" in out and "2 already there" in out
+    with Gallery(folder) as g:
+        assert g.count() == 6 and g.integrity_check() == "ok"
+
+
+# ---------------------------------------------------------------- 10. --out suffixes, huge images, odd names, the bar
+@pytest.mark.parametrize("name", ["x.txt", "x.json", "captions"])
+def test_an_out_file_of_unknown_kind_is_refused(album, tiny_model_dir, tmp_path, capsys, name):
+    out = tmp_path / name
+    code, _, err = caption([album, "--out", out, "--model", tiny_model_dir], capsys)
+    assert code == 2 and ".jsonl" in one_line_error(err) and ".csv" in err
+    assert not out.exists()
+
+
+def test_a_89_to_100_megapixel_image_gives_one_line_of_ours(tiny_model_dir, tmp_path):
+    big = tmp_path / "big.jpg"
+    Image.new("L", (9500, 9500), 128).save(big, quality=20)  # 90 MP: over Pillow's bomb warning, under our 100 MP
+    p = subprocess.run([sys.executable, "-m", "captioner", "caption", str(big), "--model", str(tiny_model_dir)],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert "DecompressionBombWarning" not in p.stderr and "Image.open" not in p.stderr, p.stderr
+    lines = [line for line in p.stderr.splitlines() if "a very large image" in line]
+    assert len(lines) == 1 and lines[0].startswith("warning: ") and "big.jpg" in lines[0], p.stderr
+    assert "(9500x9500, 90 megapixels" in lines[0]
+    assert all(line.startswith("warning: ") for line in p.stderr.splitlines())  # (the other: a blank image)
+
+
+def test_the_gallery_reads_a_big_image_without_pillows_warning(tmp_path):
+    import warnings
+
+    from captioner.storage.gallery import Gallery
+
+    big = tmp_path / "big.png"
+    Image.new("1", (9500, 9500)).save(big)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with Gallery(tmp_path / "g") as g:
+            g.save(big, "big.png", "a big grey square")
+    assert not [w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)]
+
+
+def test_a_newline_in_a_file_name_cannot_forge_a_line(tiny_model_dir, tmp_path, capsys):
+    forged = tmp_path / "bad\nwarning: forged.jpg"
+    forged.write_bytes(b"not an image")
+    tiny = tmp_path / "tiny\nerror: forged.png"
+    Image.new("RGB", (8, 8), "red").save(tiny, format="PNG")
+    good = tmp_path / "good.jpg"
+    Image.new("RGB", (60, 40), "blue").save(good)
+    code, out, err = caption([forged, tiny, good, "--model", tiny_model_dir], capsys)
+    assert code == 1
+    for line in err.splitlines():
+        assert not line.startswith(("warning: forged", "error: forged")), err
+    assert [line for line in err.splitlines() if "forged.jpg" in line][0].startswith("error: ")
+    assert "'" + str(tiny).replace("\n", "\\n") + "'" in err  # quoted, its newline escaped
+    assert len(out.splitlines()) == 2  # the tiny photo's line and the good one's, one line each
+
+
+def test_error_lines_are_printed_above_the_progress_bar(album, tiny_model_dir, tmp_path, capsys):
+    folder = tmp_path / "photos"
+    shutil.copytree(album, folder)
+    (folder / "p2.jpg").write_bytes(b"broken")
+    code, _, err = caption([folder, "--out", tmp_path / "c.jsonl", "--model", tiny_model_dir, "--batch-size", "1"],
+                           capsys)
+    assert code == 1 and "captioning" in err
+    shown = [line.rsplit("\r", 1)[-1] for line in err.split("\n")]  # what a terminal shows on each line
+    errors = [line for line in shown if "p2.jpg" in line]
+    assert len(errors) == 1 and errors[0].startswith("error: "), err

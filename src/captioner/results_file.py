@@ -1,5 +1,6 @@
-"""Output files of `captioner caption --out FILE`: JSON Lines (.jsonl, any other suffix) or CSV (.csv),
-appended to and resumable.
+"""Output files of `captioner caption --out FILE`: JSON Lines (.jsonl) or CSV (.csv), appended to and
+resumable (a video's subtitles, .vtt / .srt, are written by `captioner.video.subtitles`; any other suffix is
+refused, so `--out x.txt` cannot silently hold JSON Lines).
 
 - Only complete records count as done: an incomplete last line (power loss, a full disk) is cut
   off before appending, so it can neither stay invalid forever nor mark its photo as done.
@@ -52,6 +53,21 @@ def check_output_path(path: str) -> None:
                               "file, or - for standard output")
     if not os.access(p, os.W_OK):
         raise OutputFileError(f"--out {path}: the file is not writable")
+
+
+#: What `caption --out` writes, by suffix (case aside); anything else is refused before any work.
+OUTPUT_SUFFIXES = {".jsonl": "JSON Lines", ".csv": "CSV", ".vtt": "WebVTT subtitles", ".srt": "SubRip subtitles"}
+
+
+def check_output_suffix(path: str) -> None:
+    """Refuse an --out name whose suffix does not say what is written (``x.txt``, ``x.json``, no suffix)."""
+    if path == "-":
+        return
+    suffix = Path(path).suffix.lower()
+    if suffix not in OUTPUT_SUFFIXES:
+        shown = f"'{suffix}'" if suffix else "no suffix"
+        raise OutputFileError(f"--out {path}: {shown} does not say what is written; name it .jsonl (JSON Lines), .csv, "
+                              ".vtt or .srt (a video's subtitles), or give - for JSON Lines on standard output")
 
 
 def _complete_bytes(path: Path) -> int:

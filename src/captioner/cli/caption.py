@@ -6,11 +6,12 @@ import os
 import sys
 from pathlib import Path
 
-from captioner.cli.common import add_model_arg
+from captioner.cli.common import add_model_arg, one_line, say, show_image_warnings
 from captioner.cli.dataclass_args import add_dataclass_args, config_from_args
 from captioner.decoding.config import DecodingConfig
 from captioner.errors import ConfigError
-from captioner.results_file import ResultsFile, check_output_path, read_done, read_done_videos
+from captioner.inputs.images import display_name
+from captioner.results_file import ResultsFile, check_output_path, check_output_suffix, read_done, read_done_videos
 
 MAX_BATCH = 1024
 
@@ -55,6 +56,8 @@ def cmd_caption(args) -> int:
     device = resolve_device(args.device)
     if args.out:
         check_output_path(args.out)
+        check_output_suffix(args.out)
+    show_image_warnings()
     subtitles = is_subtitle_path(args.out)
     if subtitles and len(args.paths) != 1:
         raise ConfigError(f"--out {args.out}: subtitles hold the captions of one video; give a single video "
@@ -101,6 +104,15 @@ def cmd_caption(args) -> int:
             sink.close()
 
 
+def _out(line: str, bar=None) -> None:
+    """A result line on stdout (above the progress bar when there is one)."""
+    if bar is not None:
+        bar.write(line, file=sys.stdout)
+        sys.stdout.flush()
+    else:
+        print(line, flush=True)
+
+
 def _caption_paths(captioner, paths: list[str], decoding, args, sink, several: bool | None = None) -> int:
     failed = unwritten = 0
     several = len(paths) > 1 if several is None else several
@@ -113,21 +125,22 @@ def _caption_paths(captioner, paths: list[str], decoding, args, sink, several: b
         for n, result in enumerate(captioner.caption_many(paths, decoding, batch_size=args.batch_size), 1):
             failed += result.error is not None
             if getattr(args, "write_metadata", None) and result.error is None:
-                unwritten += not _write_metadata(result, args)
+                unwritten += not _write_metadata(result, args, bar)
             if sink:
                 sink.write(result)
                 if n % args.batch_size == 0:
                     sink.commit()
                 if result.error and not sink.stdout:
-                    print(f"error: {result.error}", file=sys.stderr)
+                    say(f"error: {result.error}", bar)
             elif args.json:
                 print(json.dumps(result.to_dict()), flush=True)
             elif result.error:
-                print(f"error: {result.error}", file=sys.stderr)
+                say(f"error: {result.error}", bar)
             else:
-                print(f"{result.image}\t{caption_line(result)}" if several else caption_line(result), flush=True)
+                name = display_name(result.image)
+                _out(f"{name}\t{one_line(caption_line(result))}" if several else one_line(caption_line(result)), bar)
                 for warning in result.warnings:
-                    print(f"warning: {result.image}: {warning}", file=sys.stderr)
+                    say(f"warning: {name}: {warning}", bar)
             if bar:
                 bar.update(1)
     finally:
@@ -149,7 +162,7 @@ def caption_line(result) -> str:
     return f"{result.caption}\t(confidence {result.confidence:.2f}{', LOW' if result.warnings else ''})"
 
 
-def _write_metadata(result, args) -> bool:
+def _write_metadata(result, args, bar=None) -> bool:
     """--write-metadata: the caption into the photo's XMP sidecar or the photo itself; a failure is one line."""
     from captioner.metadata import MetadataError, write_caption
 
@@ -157,7 +170,7 @@ def _write_metadata(result, args) -> bool:
         write_caption(result.image, result.caption, mode=args.write_metadata, backup=not args.no_backup)
         return True
     except MetadataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        say(f"error: {exc}", bar)
         return False
 
 
@@ -181,7 +194,7 @@ def _caption_videos(captioner, videos: list[str], decoding, args, sink, several:
         result = captioner.caption_video(video, decoding, max_shot=getattr(args, "max_shot", 10.0))
         failed += result.error is not None
         if result.error:
-            print(f"error: {result.error}", file=sys.stderr)
+            say(f"error: {result.error}")
         if is_subtitle_path(args.out):
             if not result.error:
                 write_subtitles(args.out, result.segments)
@@ -196,7 +209,7 @@ def _caption_videos(captioner, videos: list[str], decoding, args, sink, several:
         elif not result.error:
             for segment in result.segments:
                 line = segment_line(segment)
-                print(f"{video}\t{line}" if several else line, flush=True)
+                print(f"{display_name(video)}\t{line}" if several else line, flush=True)
     if failed:
         print(f"{failed} of {len(videos)} video(s) could not be captioned", file=sys.stderr)
     return 1 if failed else 0

@@ -1,7 +1,9 @@
-"""What several commands share: the --model and --data options."""
+"""What several commands share: the --model and --data options, and lines on stderr that stay lines
+(names quoted, printed above a progress bar, our warnings as one line each)."""
 from __future__ import annotations
 
 import os
+import sys
 
 #: the environment variable naming the dataset when --data is not given
 DATA_ENV = "CAPTIONER_DATA"
@@ -19,3 +21,44 @@ def default_data() -> str | None:
     return os.environ.get(DATA_ENV) or None
 
 
+def one_line(text: str) -> str:
+    """``text`` with newlines, carriage returns and other unprintable characters escaped (``\\n``), so a
+    file name inside it cannot break the line or forge another one."""
+    text = str(text)
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+
+
+def say(line: str, bar=None) -> None:
+    """Print one line on stderr, above the progress bar when there is one (tqdm.write clears the bar,
+    prints, and draws it again), never glued to it."""
+    if bar is not None:
+        bar.write(one_line(line), file=sys.stderr)
+    else:
+        print(one_line(line), file=sys.stderr, flush=True)
+
+
+def show_image_warnings() -> None:
+    """Our LargeImageWarning (an image over Pillow's ~89 MP bomb warning, within our limit) becomes one
+    ``warning: ...`` line on stderr per image, printed above a progress bar; other warnings are shown as
+    Python shows them."""
+    import warnings
+
+    from captioner.inputs.images import LargeImageWarning
+
+    warnings.simplefilter("always", LargeImageWarning)
+    shown = warnings.showwarning
+    if getattr(shown, "captioner_lines", False):
+        return
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, LargeImageWarning):
+            from tqdm import tqdm
+
+            tqdm.write(f"warning: {one_line(str(message))}", file=sys.stderr)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    show.captioner_lines = True
+    warnings.showwarning = show

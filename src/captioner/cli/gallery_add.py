@@ -26,6 +26,8 @@ def _open_or_create(args):
 def cmd_add(args) -> int:
     from tqdm import tqdm
 
+    from captioner.cli.common import say, show_image_warnings
+    from captioner.inputs.images import display_name
     from captioner.pipeline import Captioner
     from captioner.retrieval.importer import import_folders
     from captioner.storage import GalleryError
@@ -47,12 +49,15 @@ def cmd_add(args) -> int:
             bar.update(done - bar.n)
 
         def failure(path: str, reason: str) -> None:
-            bar.write(f"skipped {path}: {reason}", file=sys.stderr)
+            say(f"skipped {display_name(path)}: {reason}", bar)
 
-        report = import_folders(gallery, captioner, args.paths, progress=progress, on_failure=failure,
-                                batch_size=args.batch_size)
-        bar.close()
-    except GalleryError as exc:
+        show_image_warnings()
+        try:
+            report = import_folders(gallery, captioner, args.paths, progress=progress, on_failure=failure,
+                                    batch_size=args.batch_size)
+        finally:
+            bar.close()
+    except GalleryError as exc:  # a full disk (DiskFullError) too: one line, exit 2, resumable
         raise CaptionerError(str(exc)) from exc
     finally:
         gallery.close()

@@ -8,6 +8,7 @@ import errno
 import io
 import os
 import stat
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -25,8 +26,21 @@ IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".
 HEIF_READABLE = register_heif()  # everything that reads photos through this module reads HEIC too
 
 
+class LargeImageWarning(UserWarning):
+    """An image over Pillow's decompression-bomb warning size (about 89 MP) but within MAX_PIXELS: it is
+    decoded, and the command line says so in one line (Pillow's own two-line warning is kept quiet)."""
+
+
+def display_name(name: str) -> str:
+    """A file name fit for a one-line message: as it is, or (when it holds a newline, a tab, an escape
+    sequence or another unprintable character) quoted repr-style with those escaped, so a name cannot
+    break a line or forge one."""
+    name = str(name)
+    return name if name.isprintable() else repr(name)
+
+
 def _describe(source) -> str:
-    return str(source) if isinstance(source, (str, os.PathLike)) else "the uploaded image"
+    return display_name(os.fspath(source)) if isinstance(source, (str, os.PathLike)) else "the uploaded image"
 
 
 def check_image_path(path: Path, name: str) -> None:
@@ -72,13 +86,20 @@ def open_image(source, max_pixels: int = MAX_PIXELS, draft_size: int | None = No
             raise ImageError(f"{name}: the file is empty (0 bytes)")
         source = io.BytesIO(source)
     try:
-        with Image.open(source) as img:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # ours follows, in one line
+            img = Image.open(source)
+        with img:
             w, h = img.size
             if w * h > max_pixels:
                 raise ImageError(
                     f"{name}: the image is {w}x{h} pixels, more than the {max_pixels // 1_000_000} "
                     "megapixels this tool decodes; scale it down first"
                 )
+            if Image.MAX_IMAGE_PIXELS and w * h > Image.MAX_IMAGE_PIXELS:
+                warnings.warn(f"{name}: a very large image ({w}x{h}, {w * h / 1e6:.0f} megapixels, the limit is "
+                              f"{max_pixels // 1_000_000}); decoding it takes a lot of memory", LargeImageWarning,
+                              stacklevel=2)
             if draft_size and img.format == "JPEG":
                 img.draft("RGB", (draft_size, draft_size))
             img.load()

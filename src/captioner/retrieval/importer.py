@@ -4,7 +4,9 @@ encoder features (for find-by-description and more-like-this).
 Resumable by construction: each photo is stored as soon as it is captioned, and photos whose bytes
 (sha256) are already in the gallery are skipped before any work is done, so running the same import
 again adds nothing and an interrupted one continues where it stopped. A file that cannot be read or
-stored is reported (name and reason) and skipped; the others go on.
+stored is reported (name and reason) and skipped; the others go on. A full disk stops the import at once
+with a `DiskFullError` (the photos stored so far stay, no picture file is left without its row), since
+every photo after it would fail the same way: run it again once there is room.
 """
 from __future__ import annotations
 
@@ -55,7 +57,9 @@ def import_folders(gallery, captioner, paths: Iterable[str], *, progress: Import
     """Caption and store every photo under `paths` (folders searched recursively, files as given).
     `progress(done, total, file)` follows the work; `on_failure(file, reason)` hears of each bad file
     as it happens (they are all in the report's `failed` too)."""
-    from captioner.storage.errors import DuplicateItemError, GalleryError
+    import sqlite3
+
+    from captioner.storage.errors import DiskFullError, DuplicateItemError, GalleryError, is_disk_full
 
     files = expand_inputs([str(Path(p).expanduser()) for p in paths], IMAGE_EXTENSIONS)
     report = ImportReport()
@@ -92,7 +96,14 @@ def import_folders(gallery, captioner, paths: Iterable[str], *, progress: Import
                 report.added.append(item_id)
             except DuplicateItemError:
                 report.skipped.append(path)
-            except GalleryError as exc:
+            except (GalleryError, sqlite3.OperationalError, OSError) as exc:
+                if is_disk_full(exc):
+                    raise DiskFullError(
+                        f"The disk holding the gallery at '{gallery.folder}' is full: {len(report.added)} photo(s) "
+                        f"were added before it filled up, none half-written; free some space and run the same "
+                        f"command again (photos already in the gallery are skipped)") from exc
+                if not isinstance(exc, GalleryError):
+                    raise
                 reason = str(exc)
         if reason is not None:
             report.failed.append((path, reason))
