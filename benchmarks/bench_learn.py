@@ -84,7 +84,7 @@ def scores(captions: list[str], refs: list[list[str]]) -> dict:
     h = hallucination_scores(zip(captions, refs))
     return {"cider_user": round(cider(captions, [[r[0]] for r in refs]), 2),
             "cider_all_refs": round(cider(captions, refs), 2),
-            "chair_s": round(100 * h.chair_s, 2), "chair_i": round(100 * h.chair_i, 2)}
+            "chair_s": round(h.chair_s, 1), "chair_i": round(h.chair_i, 1), "mention_recall": round(h.recall, 1)}
 
 
 def simulate(args, cfg, work: Path) -> dict:

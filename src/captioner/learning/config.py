@@ -18,13 +18,13 @@ PARTS = {
 class LearnConfig:
     epochs: int = setting(12, "passes over the edits", lo=1, hi=1000)
     batch_size: int = setting(16, "edits per step", lo=1, hi=1024)
-    lr: float = setting(5e-4, "Adam learning rate", above=0, hi=1.0)
-    train: str = setting("decoder", "which decoder weights change: decoder (all), language (embedding, LSTM, "
+    lr: float = setting(2e-3, "Adam learning rate", above=0, hi=1.0)
+    train: str = setting("words", "which decoder weights change: decoder (all), language (embedding, LSTM, "
                          "output) or words (embedding and output only)", choices=tuple(PARTS))
     distill: float = setting(0.5, "weight of keeping the original model's own predictions (on the photos left "
                              "unedited, else on the edited photos' original captions): forgetting control",
                              lo=0, hi=100)
-    l2: float = setting(0.5, "weight of the pull toward the original weights (summed squared change): "
+    l2: float = setting(0.01, "weight of the pull toward the original weights (summed squared change): "
                         "forgetting control", lo=0, hi=1e6)
     held_out: float = setting(0.2, "share of the edits held out to measure the learned model, with at least "
                               "--min-held-out-edits edits", lo=0, hi=0.5)

@@ -86,6 +86,7 @@ class Learner:
         self.total_steps = self.steps_per_epoch * cfg.epochs
         self.step = 0
         self.losses: list[float] = []
+        self.parts: dict[str, float] = {}
 
     @property
     def checkpoint_path(self) -> Path:
@@ -101,7 +102,7 @@ class Learner:
     def _anchor_ids(self, step: int) -> np.ndarray:
         n = len(self.anchors)
         rng = np.random.default_rng([self.cfg.seed, 10_000_000 + step])
-        return rng.choice(n, size=min(n, self.cfg.batch_size), replace=False)
+        return rng.choice(n, size=min(n, max(4, self.cfg.batch_size // 2)), replace=False)
 
     def save_checkpoint(self) -> None:
         self.work.mkdir(parents=True, exist_ok=True)
@@ -133,15 +134,20 @@ class Learner:
         self.decoder.train()
         feats, caps, lengths = self.edits.batch(self._batch_ids(self.step), pad)
         logp, _ = self.decoder(feats, caps, lengths)
-        loss = ce_loss(logp, caps, pad)
+        loss = ce = ce_loss(logp, caps, pad)
+        self.parts = {"ce": float(ce.detach())}
         if cfg.distill > 0 and self.anchors is not None and len(self.anchors):
             feats, caps, lengths = self.anchors.batch(self._anchor_ids(self.step), pad)
             with torch.no_grad():
                 teacher_logp, _ = self.teacher(feats, caps, lengths)
             logp, _ = self.decoder(feats, caps, lengths)
-            loss = loss + cfg.distill * distillation_loss(logp, teacher_logp, caps, pad, self.n_old)
+            kd = distillation_loss(logp, teacher_logp, caps, pad, self.n_old)
+            loss = loss + cfg.distill * kd
+            self.parts["kd"] = float(kd.detach())
         if cfg.l2 > 0:
-            loss = loss + cfg.l2 * sum(((p - o) ** 2).sum() for p, o in zip(self.params, self.origin))
+            l2 = sum(((p - o) ** 2).sum() for p, o in zip(self.params, self.origin))
+            loss = loss + cfg.l2 * l2
+            self.parts["l2"] = float(l2.detach())
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.params, 5.0)
@@ -159,9 +165,9 @@ class Learner:
         bar = tqdm(total=self.total_steps, initial=self.step, desc="learning", unit="step", disable=not progress)
         try:
             while self.step < self.total_steps:
-                loss = self.train_step()
+                self.train_step()
                 bar.update(1)
-                bar.set_postfix({"loss": f"{loss:.3f}"}, refresh=False)
+                bar.set_postfix({k: f"{v:.3g}" for k, v in self.parts.items()}, refresh=False)
                 if self.step % self.cfg.checkpoint_every == 0 and self.step < self.total_steps:
                     self.save_checkpoint()
         except KeyboardInterrupt:

@@ -7,6 +7,7 @@ output row initialised sensibly before fine-tuning:
 - a word of the model folder's `new_words.json` (e.g. `zebra` <- `horse`, `cow`): the mean of its
   proxies' rows, and the output bias of its likeliest proxy, lowered by `NEW_WORD_BIAS_DROP` so the new
   word wins only where fine-tuning makes it;
+- a form of a known word (`bears`, `elephant's`, `puppies`): that word's rows, as a proxy;
 - any other word: the model's `<unk>` rows (where the training captions' rare words went), the
   embedding moved half-way toward the mean embedding of the words around it in the user's captions.
 """
@@ -33,6 +34,14 @@ def new_words_in(captions: list[str], vocab: Vocab, min_count: int = 1, limit: i
     return sorted(words, key=lambda w: (-counts[w], w))[:limit]
 
 
+def word_stem(word: str, vocab: Vocab) -> str | None:
+    """The known word `word` is a plural or possessive of (`bears` -> `bear`, `puppies` -> `puppy`)."""
+    for cut, add in (("'s", ""), ("s'", ""), ("ies", "y"), ("es", ""), ("s", "")):
+        if word.endswith(cut) and len(word) > len(cut) + 1 and word[: -len(cut)] + add in vocab.stoi:
+            return word[: -len(cut)] + add
+    return None
+
+
 def grow_decoder(decoder, vocab: Vocab, words: list[str], captions: list[str], proxies: dict[str, tuple[str, ...]]):
     """Append `words` to `decoder` (in place: embedding and output layer get new rows) and return the
     grown `Vocab` and how each word was initialised ({word: "proxies: a, b" | "<unk> + context"})."""
@@ -52,12 +61,15 @@ def grow_decoder(decoder, vocab: Vocab, words: list[str], captions: list[str], p
     new_emb, new_out, new_bias, how = [], [], [], {}
     for w in words:
         known = [p for p in proxies.get(w, ()) if p in vocab.stoi]
+        stem = word_stem(w, vocab)
+        if stem and not known:
+            known = [stem]
         if known:
             ids = torch.tensor([vocab.stoi[p] for p in known])
             new_emb.append(emb[ids].mean(0))
             new_out.append(out[ids].mean(0))
             new_bias.append(bias[ids].max() - NEW_WORD_BIAS_DROP)
-            how[w] = "proxies: " + ", ".join(known)
+            how[w] = f"form of: {stem}" if known == [stem] else "proxies: " + ", ".join(known)
         else:
             around = context[w]
             e = emb[unk].clone()
