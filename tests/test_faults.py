@@ -328,3 +328,35 @@ def test_error_lines_are_printed_above_the_progress_bar(album, tiny_model_dir, t
     shown = [line.rsplit("\r", 1)[-1] for line in err.split("\n")]  # what a terminal shows on each line
     errors = [line for line in shown if "p2.jpg" in line]
     assert len(errors) == 1 and errors[0].startswith("error: "), err
+
+
+@pytest.mark.skipif(sys.platform != "linux" or os.geteuid() != 0, reason="needs root to mount a small tmpfs")
+def test_gallery_add_on_a_really_full_disk(tiny_model_dir, tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(20):
+        Image.new("RGB", (64 + i, 48), (12 * i, 90, 200 - 9 * i)).save(photos / f"p{i:02d}.jpg")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(disk)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        cmd = [sys.executable, "-m", "captioner", "gallery", "add", str(photos), "--gallery", str(disk / "g"),
+               "--model", str(tiny_model_dir), "--quiet"]
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=300)  # each item ~70 KB with its features
+        assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
+        assert [line for line in p.stderr.splitlines()] == [one_line_error(p.stderr)]
+        assert "is full" in p.stderr and "run the same command again" in p.stderr
+        check = subprocess.run([sys.executable, "-m", "captioner", "gallery", "check", "--gallery", str(disk / "g")],
+                               capture_output=True, text=True, timeout=300)
+        assert check.returncode == 0 and "all is well" in check.stdout, check.stdout + check.stderr  # no orphan
+        shutil.copytree(disk / "g", tmp_path / "g")  # room again: resume the same gallery elsewhere
+    finally:
+        subprocess.run(["umount", str(disk)], capture_output=True)
+    cmd[cmd.index(str(disk / "g"))] = str(tmp_path / "g")
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "added" in again.stdout and "already there" in again.stdout, again.stderr
+    from captioner.storage.gallery import Gallery
+
+    with Gallery(tmp_path / "g") as g:
+        assert g.count() == 20 and g.integrity_check() == "ok" and g.orphan_images() == []

@@ -61,10 +61,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
 from PIL import Image
 
 from . import backup, migrations, opening, tempfiles
+from ._sqlite_utils import sqlite_utils
 from .errors import DuplicateItemError, GalleryError
 from .fts_query import SearchQuery, parse_search
 from .schema import (
@@ -550,7 +550,8 @@ class Gallery:
                 tempfiles.remove_abandoned(self.images_dir, self.videos_dir)  # left by killed processes
         except (OSError, sqlite3.Error, GalleryError) as exc:
             self.close()
-            raise GalleryError(f"Could not open the gallery at '{self.folder}': {exc}") from exc
+            note = "" if isinstance(exc, GalleryError) else opening.low_space_note(self.folder)
+            raise GalleryError(f"Could not open the gallery at '{self.folder}': {exc}{note}") from exc
 
     def _open_read_only(self) -> None:
         if not self.folder.is_dir():

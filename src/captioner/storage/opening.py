@@ -113,3 +113,22 @@ def create_database(db_path: Path, build: Callable[[sqlite3.Connection], None]) 
         for leftover in (tmp, tmp + "-wal", tmp + "-shm", tmp + "-journal"):
             with contextlib.suppress(OSError):
                 os.unlink(leftover)
+
+
+#: Under this much free space, a failure to open or write is probably the full disk.
+LOW_SPACE = 1 << 20
+
+
+def low_space_note(folder: Path) -> str:
+    """`` (the disk is full: 24 KB free)`` when the file system holding ``folder`` is (nearly) full, else ""."""
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        st = os.statvfs(probe)
+    except (OSError, AttributeError):  # no statvfs on Windows
+        return ""
+    free = st.f_bavail * st.f_frsize
+    if free >= LOW_SPACE:
+        return ""
+    return f" (the disk is full: {free // 1024} KB free; free some space and try again)"
