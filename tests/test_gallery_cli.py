@@ -334,6 +334,25 @@ def test_backup_is_a_consistent_copy_while_the_gallery_is_in_use(folder, cli, tm
     again = cli("backup", str(tmp_path / "copy.db"), "--gallery", str(folder))
     assert again.returncode == 2 and "already exists" in one_error_line(again)  # never overwrites
     live.close()
+    (tmp_path / "backups").mkdir()
+    into_folder = cli("backup", str(tmp_path / "backups"), "--gallery", str(folder))
+    assert into_folder.returncode == 0 and [p.name[:8] for p in (tmp_path / "backups").iterdir()] == ["gallery-"]
+
+
+def test_a_gallery_that_cannot_open_on_a_nearly_full_disk_says_so(folder, monkeypatch):
+    import sqlite3
+    from types import SimpleNamespace
+
+    from captioner.storage import opening
+
+    monkeypatch.setattr(opening.os, "statvfs", lambda _: SimpleNamespace(f_bavail=6, f_frsize=4096))
+
+    def no_room(self):
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(Gallery, "_enable_wal", no_room)
+    with pytest.raises(GalleryError, match=r"disk I/O error \(the disk is full: 24 KB free"):
+        Gallery(folder)
 
 
 def test_restore_db_brings_back_an_emptied_gallery(folder, cli, tmp_path):
