@@ -189,11 +189,6 @@ def test_studio_stays_local(tiny_model_dir, photo, traced_env, tmp_path):
 
 
 # ---------------------------------------------------------------------------- a local Ray (`caption --ray`)
-#: Ray (2.60) starts a dashboard process for its usage-stats module even without the dashboard, and that
-#: module asks the cloud metadata services which cloud it runs on once at start, whatever
-#: RAY_USAGE_STATS_ENABLED says: HTTP to 169.254.169.254 and a DNS lookup of metadata.google.internal.
-#: It is the one known exception (docs/security-studio-notes.md); anything else fails the test.
-RAY_METADATA_PROBES = {("169.254.169.254", 80)}
 _SPAWN = re.compile(r"^(\d+)\s+(?:<\.\.\. )?(?:clone3?|fork|vfork)\b.*= (\d+)$")
 _EXEC = re.compile(r'^(\d+)\s+execve\("[^"]*", \[(.*)\]')
 
@@ -226,24 +221,13 @@ def ray_dashboard_tasks(trace: str) -> set[int]:
     return seen
 
 
-def unexplained_ray_traffic(trace: str) -> list[str]:
-    dashboard = ray_dashboard_tasks(trace)
-    out = []
-    for line in network_findings(trace):
-        pid = int(_CALL.match(line).group(1))
-        addresses = [(a, int(p)) for p, a in _INET.findall(line)]
-        known = pid in dashboard and addresses and all(a in RAY_METADATA_PROBES or a[1] == 53 for a in addresses)
-        if not known:
-            out.append(line)
-    return out
-
-
 @pytest.mark.slow
 @needs_strace
 def test_a_local_ray_stays_on_loopback(traced_env, tmp_path):
     """`caption --ray`'s local Ray under strace: its processes talk over 127.0.0.1 (they used the address
-    routed towards 8.8.8.8, found by connecting a socket to 8.8.8.8:53) and nothing leaves the computer
-    but Ray's own cloud-metadata probe (`RAY_METADATA_PROBES`)."""
+    routed towards 8.8.8.8, found by connecting a socket to 8.8.8.8:53) and nothing leaves the computer, not
+    even Ray's own cloud-metadata probe from its dashboard process (169.254.169.254, metadata.google.internal),
+    which now goes to a closed loopback port (`scale.job.proxy_trap`)."""
     pytest.importorskip("ray")
     trace = tmp_path / "ray.strace"
     env = {k: v for k, v in traced_env.items() if not k.startswith("RAY_")}
@@ -253,5 +237,5 @@ def test_a_local_ray_stays_on_loopback(traced_env, tmp_path):
     assert "NODES ['127.0.0.1'] WORKER 0" in run.stdout, run.stdout
     text = trace.read_text(errors="replace")
     assert ray_dashboard_tasks(text), "no Ray dashboard process in the trace"
-    unexplained = unexplained_ray_traffic(text)
-    assert not unexplained, "network traffic off this computer:\n" + "\n".join(unexplained[:20])
+    off_computer = network_findings(text)
+    assert not off_computer, "network traffic off this computer:\n" + "\n".join(off_computer[:20])

@@ -98,6 +98,7 @@ class FakeRay:
         from captioner.scale.job import LOCAL_RAY_ENV
 
         self.calls.append((kwargs, {name: os.environ.get(name) for name in LOCAL_RAY_ENV}))
+        self.proxies_at_start = {name: os.environ.get(name) for name in ("http_proxy", "HTTPS_PROXY", "no_proxy")}
 
     def cluster_resources(self):
         return {"CPU": 4.0, "memory": 16 * 2**30}
@@ -110,6 +111,24 @@ def _unset(monkeypatch, *names):
     for name in names:  # set first, so that monkeypatch removes what `connect` sets afterwards
         monkeypatch.setenv(name, "placeholder")
         monkeypatch.delenv(name)
+
+
+def test_a_local_ray_starts_with_its_metadata_probe_trapped_on_loopback(monkeypatch):
+    """Ray's dashboard process probes cloud metadata services whatever its usage-stats setting: while a local
+    Ray starts, proxied HTTP goes to a closed loopback port (loopback itself exempt); the workers and this
+    process get the user's own proxy settings back."""
+    from captioner.scale.job import PROXY_TRAP, connect
+
+    monkeypatch.setenv("https_proxy", "http://proxy.example:3128")
+    monkeypatch.delenv("http_proxy", raising=False)
+    monkeypatch.delenv("HTTP_PROXY", raising=False)
+    ray = FakeRay()
+    connect(ray, None, RayJobConfig(workers=1))
+    assert ray.proxies_at_start == {"http_proxy": PROXY_TRAP, "HTTPS_PROXY": PROXY_TRAP,
+                                    "no_proxy": "127.0.0.1,localhost,::1"}
+    workers_env = ray.calls[0][0]["runtime_env"]["env_vars"]
+    assert workers_env["https_proxy"] == "http://proxy.example:3128" and workers_env["http_proxy"] == ""
+    assert os.environ["https_proxy"] == "http://proxy.example:3128" and "http_proxy" not in os.environ
 
 
 def test_a_local_ray_sends_no_usage_stats_and_binds_to_loopback(monkeypatch):

@@ -12,7 +12,8 @@ installed (`pip install "captioner[scale]"`); the model's files travel with the 
 
 A local instance stays on this computer (`LOCAL_RAY_ENV`): Ray's usage statistics are off (unless
 the user set ``RAY_USAGE_STATS_ENABLED`` himself) and its node address is 127.0.0.1, not the
-address Ray would otherwise find by routing towards a public DNS server.  Joining a cluster
+address Ray would otherwise find by routing towards a public DNS server, and Ray's own
+cloud-metadata probe is sent to a closed loopback port (`proxy_trap`).  Joining a cluster
 changes nothing there: the cluster's own settings apply (see docs/security-studio-notes.md).
 """
 from __future__ import annotations
@@ -45,6 +46,14 @@ LOCAL_ADDRESSES = (None, "", "local")
 #: Windows and macOS, where it is the default: Ray then never looks for a routable address).
 LOCAL_RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 LOCAL_NODE_ADDRESS = "127.0.0.1"
+#: While a local Ray starts, HTTP made through `requests` goes to this closed loopback port: Ray's
+#: dashboard process asks the cloud metadata services which cloud it runs on (169.254.169.254,
+#: metadata.google.internal) whatever its usage-stats setting, and Ray has no switch for that probe.
+#: Through a proxy the name is not even looked up; the refused connection ends the probe ("unknown").
+#: Loopback itself bypasses it (`no_proxy`), and the workers get the user's own proxy settings back.
+PROXY_TRAP = "http://127.0.0.1:9"
+PROXY_NAMES = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY",
+               "no_proxy", "NO_PROXY")
 
 
 class RayMissingError(CaptionerError):
@@ -60,6 +69,31 @@ def local_ray_environment(environ=None) -> None:
     environ = os.environ if environ is None else environ
     for name, value in LOCAL_RAY_ENV.items():
         environ.setdefault(name, value)
+
+
+class proxy_trap:
+    """Within the block, every process started sends proxied HTTP to `PROXY_TRAP` (loopback excepted);
+    afterwards the environment is what it was. `user_proxies` are the values to give Ray's workers back
+    ("" for a variable that was unset: an empty proxy setting counts as none)."""
+
+    def __enter__(self):
+        self.saved = {name: os.environ.get(name) for name in PROXY_NAMES}
+        for name in PROXY_NAMES[:6]:
+            os.environ[name] = PROXY_TRAP
+        os.environ["no_proxy"] = os.environ["NO_PROXY"] = "127.0.0.1,localhost,::1"
+        return self
+
+    @property
+    def user_proxies(self) -> dict[str, str]:
+        return {name: value or "" for name, value in self.saved.items()}
+
+    def __exit__(self, *exc):
+        for name, value in self.saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        return False
 
 
 def require_ray(local: bool = False):
@@ -166,8 +200,10 @@ def connect(ray, address: str | None, cfg: RayJobConfig) -> tuple[bool, Layout]:
         # "local": a new instance of our own, even where `ray start` left one running ($RAY_ADDRESS too)
         local_ray_environment()
         _loopback_node(ray)
-        ray.init(address="local", num_cpus=local_cpus(first), num_gpus=gpus, include_dashboard=False,
-                 log_to_driver=False, logging_level=logging.WARNING, _node_ip_address=LOCAL_NODE_ADDRESS)
+        with proxy_trap() as trap:  # Ray's own cloud-metadata probe hits a closed loopback port
+            ray.init(address="local", num_cpus=local_cpus(first), num_gpus=gpus, include_dashboard=False,
+                     log_to_driver=False, logging_level=logging.WARNING, _node_ip_address=LOCAL_NODE_ADDRESS,
+                     runtime_env={"env_vars": trap.user_proxies})
         started = True
     elif not ray.is_initialized():
         try:
