@@ -8,10 +8,11 @@ from pathlib import Path
 from captioner.cli.common import DATA_ENV, DATA_HELP, add_model_arg
 from captioner.cli.dataclass_args import add_dataclass_args
 from captioner.decoding.config import DecodingConfig
-from captioner.evaluation.run import evaluate_model
 
 
 def cmd_evaluate(args) -> int:
+    from captioner.evaluation.run import evaluate_model
+
     changes = {f.name: getattr(args, f.name) for f in dataclasses.fields(DecodingConfig)}
     result = evaluate_model(args.model, args.data, args.split, image_dir=args.image_dir, cache_dir=args.cache,
                             limit=args.limit, use_java=False if args.no_java else None, **changes)

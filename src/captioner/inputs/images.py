@@ -10,13 +10,16 @@ import os
 import stat
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from captioner.errors import ImageError
 from captioner.inputs.heif import HEIF_EXTENSIONS, register_heif
+
+if TYPE_CHECKING:
+    import torch
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, not a grey image
 
@@ -159,6 +162,8 @@ def resize_square(img: Image.Image, size: int) -> Image.Image:
 
 def to_tensor(img: Image.Image, mean, std) -> torch.Tensor:
     """RGB image to a normalised float tensor (3, H, W)."""
+    import torch  # here: reading and sizing images needs no torch
+
     arr = torch.from_numpy(np.array(img, dtype=np.uint8, copy=True)).permute(2, 0, 1).float().div_(255.0)
     m = torch.tensor(mean, dtype=torch.float32)[:, None, None]
     s = torch.tensor(std, dtype=torch.float32)[:, None, None]

@@ -17,8 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import sqlite_utils
-
+from ._sqlite_utils import sqlite_utils
 from .errors import GalleryError
 from .schema import (
     FEATURES_TABLE_SQL,
