@@ -241,3 +241,83 @@ def test_exporters_racing_for_one_file_each_write_their_own_temporary_file(cache
     assert not errors and results == [payload] * 6, onnx_runtime.last_error
     assert len(temps) >= 1 and all(t.parent == cache for t in temps)
     assert sorted(p.name for p in cache.iterdir()) == ["race-k2.onnx"]
+
+
+# ---------------------------------------------------------------------------- the model folder's own runtime
+def _ids(cap: Captioner) -> list:
+    photos = [Image.new("RGB", (90, 70), (30 + 60 * i, 140, 60 + 40 * i)) for i in range(3)]
+    return [[c.ids for c in r.candidates] for r in cap.caption_many(photos, beam_size=3)]
+
+
+@pytest.fixture(scope="module")
+def runtime_folder(tmp_path_factory):
+    """A tiny model saved in half precision with its ONNX runtime."""
+    folder = tmp_path_factory.mktemp("with-runtime")
+    tiny_model(seed=3).save(folder, half=True, runtime=True)
+    return folder
+
+
+def test_a_folder_with_its_runtime_is_used_directly_and_gives_the_same_captions(runtime_folder, cache):
+    from captioner.runtime import checksums, folder_runtime
+
+    listed = checksums.read_checksums(runtime_folder)
+    assert set(listed["files"]) == {"encoder.onnx", "decoder_step.onnx", "decoder.safetensors"}
+    step = runtime_folder / folder_runtime.STEP_FILE
+    assert step.stat().st_size < 64_000  # reads its weights from decoder.safetensors (external data)
+    own = Captioner.load(runtime_folder)
+    assert own.onnx_encoder.path == runtime_folder / "encoder.onnx"
+    assert own.fast_decoder.path == step
+    assert not cache.exists() or not list(cache.glob("*.onnx"))  # nothing exported, no key computed
+    plain = Captioner(CaptionModel.load(runtime_folder), onnx=False)
+    assert _ids(own) == _ids(plain)
+
+
+def test_a_runtime_whose_weights_changed_is_not_used(runtime_folder, cache, tmp_path):
+    """decoder.safetensors replaced by other weights (e.g. a copy over the folder): the folder's step would
+    read them with a stale graph; checksums.json tells, and the per-machine export is used."""
+    import shutil
+
+    from captioner.runtime import folder_runtime
+
+    folder = tmp_path / "changed"
+    shutil.copytree(runtime_folder, folder)
+    tiny_model(seed=4).save(tmp_path / "other", half=True)
+    shutil.copy(tmp_path / "other" / "decoder.safetensors", folder / "decoder.safetensors")
+    monkey_warned = folder_runtime._warned
+    monkey_warned.discard((str(folder), folder_runtime.STEP_FILE))
+    with pytest.warns(RuntimeWarning, match="decoder.safetensors differ from checksums.json"):
+        cap = Captioner.load(folder)
+        step = cap.fast_decoder
+    assert cap.onnx_encoder.path == folder / "encoder.onnx"  # the encoder does not depend on it
+    assert step.path.parent == cache
+    assert _ids(cap) == _ids(Captioner(CaptionModel.load(folder), onnx=False))
+
+
+def test_weights_changed_in_memory_leave_the_folder_runtime(runtime_folder, cache):
+    cap = Captioner.load(runtime_folder)
+    with torch.no_grad():
+        cap.model.decoder.out.bias.add_(0.5)  # e.g. fine-tuning in this process
+    assert cap.fast_decoder.path.parent == cache
+    assert _ids(cap) == _ids(Captioner(cap.model, onnx=False))
+
+
+def test_saving_without_the_runtime_removes_a_stale_one(runtime_folder, tmp_path):
+    import shutil
+
+    folder = tmp_path / "resaved"
+    shutil.copytree(runtime_folder, folder)
+    tiny_model(seed=5).save(folder)
+    assert not [p.name for p in folder.iterdir() if p.name in ("encoder.onnx", "decoder_step.onnx", "checksums.json")]
+
+
+def test_the_shipped_folder_carries_its_runtime_and_stays_small():
+    from captioner.model.folder import shipped_model_dir
+    from captioner.runtime import checksums, folder_runtime
+
+    folder = shipped_model_dir()
+    listed = checksums.read_checksums(folder)
+    assert listed is not None, "run python scripts/ship_model.py --runtime-only"
+    assert checksums.mismatches(folder, list(listed["files"]), listed["files"]) == []
+    assert set(folder_runtime.RUNTIME_FILES) <= set(listed["files"])
+    total = sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
+    assert total < 50_000_000, f"the shipped folder holds {total / 1e6:.1f} MB"

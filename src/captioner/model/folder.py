@@ -3,7 +3,9 @@
 Folder layout: `config.json` (`ModelConfig`), `decoding.json` (`DecodingConfig`, the model's default
 decoding), `vocab.json`, `decoder.safetensors`, and `encoder.safetensors`
 only when the backbone was fine-tuned: the weights of its fine-tuned blocks, in float32 (the rest
-of the trunk is rebuilt from the backbone's own pretrained weights).
+of the trunk is rebuilt from the backbone's own pretrained weights). A folder may also carry its ONNX
+runtime, `encoder.onnx` and `decoder_step.onnx` with `checksums.json` (`save(..., runtime=True)`,
+`captioner.runtime.folder_runtime`), which CPU inference then uses directly.
 """
 from __future__ import annotations
 
@@ -68,6 +70,7 @@ class CaptionModel(nn.Module):
             raise ModelLoadError(f"the vocabulary has {len(vocab)} words but the config says {cfg.vocab_size}")
         self.cfg, self.vocab = cfg, vocab
         self.decoding = decoding or DecodingConfig()  # the model's default decoding
+        self.folder: Path | None = None  # the folder it was loaded from (`load`)
         self.spec = get_backbone(cfg.backbone)
         if encoder is None and with_encoder:
             encoder = Encoder(cfg.backbone, cfg.grid, pretrained=pretrained, fine_tune_blocks=cfg.fine_tune_blocks)
@@ -82,8 +85,10 @@ class CaptionModel(nn.Module):
     def std(self):
         return self.spec.std
 
-    def save(self, folder: str | Path, half: bool = False) -> None:
-        """Write the model folder. `half` stores weights as float16 (loaded back as float32)."""
+    def save(self, folder: str | Path, half: bool = False, runtime: bool = False) -> None:
+        """Write the model folder. `half` stores weights as float16 (loaded back as float32). `runtime`:
+        also its ONNX runtime (`encoder.onnx`, `decoder_step.onnx`, `checksums.json`; needs the encoder and
+        the onnx package; a few seconds), which loading it then uses instead of a per-machine export."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         self.cfg.save(folder / "config.json")
@@ -98,6 +103,13 @@ class CaptionModel(nn.Module):
         if self.cfg.fine_tune_blocks > 0:
             tuned = {k: v.detach().cpu().contiguous() for k, v in self.encoder.tuned_state().items()}
             save_file(tuned, str(folder / "encoder.safetensors"), metadata={"format": "pt"})
+        from captioner.runtime import folder_runtime
+
+        if runtime:
+            folder_runtime.write_runtime(self, folder)
+        else:  # files of an earlier save would no longer match these weights
+            for name in (*folder_runtime.RUNTIME_FILES, "checksums.json"):
+                (folder / name).unlink(missing_ok=True)
 
     @classmethod
     def load(cls, folder: str | Path, with_encoder: bool = True) -> CaptionModel:
@@ -124,6 +136,10 @@ class CaptionModel(nn.Module):
         if with_encoder and cfg.fine_tune_blocks > 0:
             _load_into(model.encoder.trunk, folder / "encoder.safetensors", only=set(model.encoder.tuned_state()))
         model.eval()
+        model.folder = folder
+        from captioner.runtime.folder_runtime import mark_loaded
+
+        mark_loaded(model, folder)  # its ONNX runtime, if it carries one, is used while the weights stay so
         return model
 
 

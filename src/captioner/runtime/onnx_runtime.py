@@ -23,6 +23,11 @@ telemetry off entirely: no uploader, events, device id or event store. `import_o
 only way this module imports it, also calls `onnxruntime.disable_telemetry_events()` before any
 session is created (that API alone would leave the start-up event and the device id).
 
+A model folder may carry its own files (`encoder.onnx`, `decoder_step.onnx`, with `checksums.json`:
+`captioner.runtime.folder_runtime`); they are used first, with no key to compute and no export, and
+the cache is only the fallback for folders without them. Starting up imports onnxruntime, never
+`onnx` (0.6 s, with ml_dtypes): only an export needs it.
+
 `onnx_encoder_for` / `onnx_step_decoder_for` return None, and the caller keeps PyTorch, when
 onnxruntime is not installed, when `CAPTIONER_ONNX=0`, or when the export fails (the reason is kept
 in `last_error`).
@@ -42,6 +47,7 @@ from pathlib import Path
 import torch
 
 from captioner.atomic_write import atomic_path
+from captioner.runtime import folder_runtime
 
 # Before anything can import onnxruntime (see the module docstring): ONNX Runtime reads it once.
 os.environ["ORT_DISABLE_TELEMETRY"] = "1"
@@ -108,16 +114,22 @@ def _setting(value) -> str | None:
 def _hash_tensor(h, name: str, t: torch.Tensor) -> None:
     t = t.detach().cpu().contiguous()
     h.update(f"{name}:{t.dtype}:{tuple(t.shape)}:".encode())
-    h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    h.update(t.reshape(-1).view(torch.uint8).numpy())  # the tensor's own memory: no copy
+
+
+@functools.cache
+def _onnx_version() -> str:
+    """The installed onnx package's version, read from its metadata (importing onnx takes 0.6 s)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("onnx")
+    except metadata.PackageNotFoundError:
+        return "-"
 
 
 def _versions() -> str:
-    try:
-        import onnx
-
-        onnx_version = onnx.__version__
-    except ImportError:
-        onnx_version = "-"
+    onnx_version = _onnx_version()
     return f"format={CACHE_FORMAT} opset={OPSET} torch={torch.__version__} onnx={onnx_version}"
 
 
@@ -248,11 +260,9 @@ def _unavailable() -> str | None:
     if os.environ.get("CAPTIONER_ONNX", "1") == "0":
         return "disabled by CAPTIONER_ONNX=0"
     try:
-        import onnx  # noqa: F401  (the exporter needs it)
-
-        import_onnxruntime()
+        import_onnxruntime()  # not `onnx` (0.6 s, with ml_dtypes): only an export needs it (`_export`)
     except ImportError:
-        return "onnx and onnxruntime are not installed (pip install onnx onnxruntime)"
+        return "onnxruntime is not installed (pip install onnxruntime)"
     return None
 
 
@@ -260,19 +270,32 @@ def _export(make, path: Path) -> None:
     """`make(tmp)` into a temporary file of this exporter's own (process and thread), then move it
     onto `path` in one step: a reader, or another exporter racing for the same file, sees either the
     old file or a complete new one."""
+    try:
+        import onnx  # noqa: F401  (torch's exporter needs it)
+    except ImportError:
+        raise RuntimeError("onnx is not installed (pip install onnx): the ONNX export needs it") from None
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp, warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # tracer warnings about shape arithmetic
         make(tmp)
 
 
-def _twin(name: str, key_fn, make, open_):
-    """Export with `make(path)` unless the file for this key (`key_fn()`, run only when ONNX Runtime
-    is available) exists, then `open_(path)`. A cached file that cannot be opened (corrupt,
-    truncated) is exported again, once. None (and `last_error`) when ONNX Runtime is unavailable or
-    anything fails; a failure is not retried in this process."""
+def _twin(name: str, key_fn, make, open_, folder_file=None):
+    """`open_(path)` of the model folder's own file (`folder_file()`, see
+    `captioner.runtime.folder_runtime`) when there is one; else export with `make(path)` unless the
+    cached file for this key (`key_fn()`, run only when ONNX Runtime is available) exists, then
+    `open_(path)`. A cached file that cannot be opened (corrupt, truncated) is exported again, once.
+    None (and `last_error`) when ONNX Runtime is unavailable or anything fails; a failure is not
+    retried in this process."""
     global last_error
     reason = _unavailable()
+    own = None if reason or folder_file is None else folder_file()
+    if own is not None:
+        try:
+            return open_(own)
+        except Exception as exc:  # a damaged folder file: the per-machine cache below
+            warnings.warn(f"the model folder's {own} cannot be opened ({type(exc).__name__}: {exc}); "
+                          "using the per-machine export", RuntimeWarning, stacklevel=3)
     key = None if reason else f"{name}-{key_fn()}"
     reason = reason or _failed.get(key)
     if reason:
@@ -309,7 +332,9 @@ def onnx_encoder_for(encoder: torch.nn.Module, input_size: int, threads: int | N
     """An ONNX Runtime twin of `encoder` (exported on first use), or None when unavailable."""
     return _twin("encoder", lambda: encoder_key(encoder, input_size),
                  lambda path: export_encoder(encoder, input_size, path),
-                 lambda path: OnnxEncoder(path, threads or torch.get_num_threads()))
+                 lambda path: OnnxEncoder(path, threads or torch.get_num_threads()),
+                 lambda: folder_runtime.runtime_file(encoder, folder_runtime.ENCODER_FILE, input_size=input_size,
+                                                     grid=getattr(encoder, "grid", None)))
 
 
 class _StepModule(torch.nn.Module):
@@ -367,4 +392,6 @@ def export_step(fast, path: Path) -> None:
 def onnx_step_decoder_for(fast, threads: int | None = None):
     """An ONNX Runtime twin of `fast.step` (exported on first use per set of weights), or None."""
     return _twin("decoder-step", lambda: step_key(fast), lambda path: export_step(fast, path),
-                 lambda path: OnnxStepDecoder(fast, path, threads or torch.get_num_threads()))
+                 lambda path: OnnxStepDecoder(fast, path, threads or torch.get_num_threads()),
+                 lambda: folder_runtime.runtime_file(getattr(fast, "decoder", None), folder_runtime.STEP_FILE,
+                                                     vocab_size=fast.vocab_size))
