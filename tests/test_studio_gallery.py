@@ -12,6 +12,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import gradio as gr
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -416,16 +417,56 @@ def test_a_read_only_gallery_changes_nothing(captioner, items, studio):
 
 # ------------------------------------------------------------------ by meaning, more like this
 def test_find_by_meaning_ranks_items(studio, items):
+    from captioner.retrieval.config import FindConfig
+
     if not studio.library.can_find:
         pytest.skip("captioner.retrieval.find is not there yet")
     v = view(studio, meaning=True)
     assert v["meaning"] is True
     found, page, out = grid(studio, "a dog by a lake", v)
-    assert found["mode"] == "meaning" and found["items"]
-    assert all(isinstance(it.get("score"), (int, float)) for it in found["items"])
-    assert "ranked by how well they fit" in out[1] and "score " in out[6].value
+    assert found["mode"] == "meaning"
+    # only the items that fit well, each with its strength in words; else the page says nothing fits well
+    # (the tiny test model's likelihoods are random: either may happen)
+    cutoff = FindConfig().strength_cutoff
+    if found["items"]:
+        assert all(it["strength"] is None or it["strength"] >= cutoff for it in found["items"])
+        assert "fit “a dog by a lake” well, best first" in out[1] and " match (" in out[6].value
+    else:
+        assert "Nothing in the gallery fits “a dog by a lake” well" in out[1] and "% match" in out[1]
+    assert "score" not in out[1] and "score " not in (out[6].value or "")
     found, page, out = grid(studio, "a zzqxv dog", v)
-    assert "zzqxv" in json.dumps(found.get("unknown_words", [])) and "does not know" in out[6].value
+    assert "zzqxv" in json.dumps(found.get("unknown_words", []))
+
+
+def test_find_by_meaning_shows_a_readable_strength_and_cuts_off():
+    from captioner.retrieval.config import FindConfig
+    from captioner.retrieval.search import Match, match_strength
+
+    config = FindConfig()
+    at_cut = (np.log(config.strength_cutoff / (1 - config.strength_cutoff)) - config.strength_intercept) \
+        / config.strength_slope  # the likelihood at the cutoff
+    matches = [Match(1, "a.jpg", "a dog", -1.0, at_cut + 1.0, None, 0),
+               Match(2, "b.jpg", "a cat", -2.0, at_cut + 0.05, None, None),
+               Match(3, "c.jpg", "a bowl", -9.0, at_cut - 1.0, None, None),
+               Match(4, "d.jpg", "a dog", -9.5, None, None, 1)]  # not scored, found by its words
+    assert match_strength(at_cut + 1.0) > match_strength(at_cut + 0.05) >= config.strength_cutoff
+    assert match_strength(at_cut - 1.0) < config.strength_cutoff and match_strength(None) is None
+    items = [{"id": m.item_id, "caption": m.caption, "score": m.score, "image_hash": "0" * 64,
+              "image_path": "x.jpg"} for m in matches]
+    kept, closest = gallery_tab.GalleryTab._fitting(matches, items)
+    assert [it["id"] for it in kept] == [1, 2, 4] and closest is None
+    assert all("score" not in it for it in kept) and kept[2]["strength"] is None
+    page = gallery_tab.grid_page_of({"query": "a dog", "total": 3, "items": kept, "mode": "meaning"})
+    html = library_render.match_list(page["items"], page)
+    assert "strong match (" in html or "fair match (" in html
+    assert "matched by its words" in html and "-1.0" not in html
+    assert "3** items fit “a dog” well" in gallery_tab.page_line(page)
+    # nothing fits well: the page says so
+    kept, closest = gallery_tab.GalleryTab._fitting(matches[2:3], items[2:3])
+    assert kept == [] and 0 < closest < config.strength_cutoff
+    line = gallery_tab.page_line(gallery_tab.grid_page_of({"query": "food on a plate", "items": [],
+                                                           "mode": "meaning", "closest": closest}))
+    assert line.startswith("Nothing in the gallery fits “food on a plate” well")
 
 
 def test_more_like_this(studio, items):

@@ -390,3 +390,30 @@ def test_small_things(studio, browser, width, tmp_path):
     page.wait_for_timeout(1500)
     assert page.inner_text("body").lower().count("already") == 1
     assert page.locator(".toast-body").count() == 0
+
+
+# ---------------------------------------------------------------- 6. by meaning: a readable strength, a cutoff
+@pytest.mark.parametrize("width", nu.WIDTHS)
+def test_by_meaning_shows_how_well_and_says_when_nothing_fits(studio, browser, width):
+    import re
+
+    url, ids = studio
+    page = new_page(browser, url, width)
+    gallery(page)
+    page.locator("#meaning-toggle input").check()
+    page.fill("#search-box textarea", "food on a plate")
+    page.click("#search-button")
+    page.wait_for_function("() => /well/.test(document.querySelector('#page-line').textContent)")
+    line = page.inner_text("#page-line")
+    shown = page.locator("#gallery-grid .thumbnail-item").count()
+    raw = re.compile(r"-\d+\.\d{2,}")  # a log-probability like -4.824
+    if line.startswith("Nothing"):  # (the tiny test model's likelihoods are random: either may happen)
+        assert re.search(r"the closest is a \d+% match", line) and shown == 0
+        assert not page.locator("#search-matches").is_visible()
+    else:
+        assert re.search(r"\d+\*?\*? items? fits? “food on a plate” well", line) or "well, best first" in line
+        rows = page.locator("#search-matches li").all_inner_texts()
+        assert rows and len(rows) == shown
+        assert all(re.search(r"(strong|fair) match \(\d+%\)|matched by its words", r) for r in rows), rows
+        assert not any(raw.search(r) for r in rows), rows
+    assert not raw.search(line)

@@ -9,6 +9,11 @@ from dataclasses import dataclass, field, fields
 
 from captioner.errors import ConfigError
 
+#: (slope, intercept, cutoff) of the match strength, from scripts/choose_find_threshold.py (300 validation
+#: captions, each against its own photo and 20 others: AUC 0.780; the cutoff 0.55, a likelihood of -3.29 nats
+#: per word, keeps 67% of the own photos and drops 77% of the others).
+STRENGTH = (1.0026, 3.5007, 0.55)
+
 
 @dataclass(frozen=True)
 class FindConfig:
@@ -37,6 +42,12 @@ class FindConfig:
         "help": "... and only the best PRUNE_KEEP of them to the end (0: every photo to the end; faster, but "
                 "3 words and 150 photos lost a quarter of recall@10 on validation photos)"})
     generic_captions: int = field(default=8, metadata={"cli": False})
+    #: The match strength the studio shows: 1 / (1 + exp(-(slope * likelihood + intercept))), and the cutoff
+    #: under which a photo is not shown ("nothing matches well"); chosen on Flickr8k's validation photos by
+    #: scripts/choose_find_threshold.py (a caption against its own photo and 20 others).
+    strength_slope: float = field(default=STRENGTH[0], metadata={"cli": False})
+    strength_intercept: float = field(default=STRENGTH[1], metadata={"cli": False})
+    strength_cutoff: float = field(default=STRENGTH[2], metadata={"cli": False})
 
     def __post_init__(self):
         for f in fields(self):

@@ -71,6 +71,18 @@ def fulltext_hits(gallery, query: str, n: int) -> list[int]:
     return [item["id"] for item in page.items] if page.total else []
 
 
+def match_strength(likelihood: float | None, config: FindConfig | None = None) -> float | None:
+    """How well a description fits a photo, 0-1, from its likelihood (mean log-probability per word): the
+    chance, fitted on Flickr8k validation photos, that the photo is the one the description was written for
+    rather than another (the two equally likely); None when the photo was not scored.  Under
+    `FindConfig.strength_cutoff` the photo does not fit well."""
+    config = config or FindConfig()
+    if likelihood is None or not np.isfinite(likelihood):
+        return None
+    z = config.strength_slope * float(likelihood) + config.strength_intercept
+    return float(1.0 / (1.0 + np.exp(-np.clip(z, -50, 50))))
+
+
 def fulltext_bonus(rank: int) -> float:
     return 1.0 / np.log2(2.0 + rank)
 

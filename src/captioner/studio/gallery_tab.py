@@ -346,9 +346,41 @@ class GalleryTab:
         for m in matches if isinstance(matches, list) else []:
             unknown.extend(str(w) for w in _field(m, "unknown_words", "unknown", default=[]) or [])
         unknown.extend(str(w) for w in getattr(matches, "unknown_words", None) or [])
-        return {"query": text, "total": len(items), "page": 1, "pages": 1, "per_page": PER_PAGE,
-                "match_all": True, "items": items, "mode": "meaning",
-                "unknown_words": list(dict.fromkeys(unknown))}
+        items, closest = self._fitting(matches, items)
+        found = {"query": text, "total": len(items), "page": 1, "pages": 1, "per_page": PER_PAGE,
+                 "match_all": True, "items": items, "mode": "meaning",
+                 "unknown_words": list(dict.fromkeys(unknown))}
+        if closest is not None:
+            found["closest"] = closest
+        return found
+
+    @staticmethod
+    def _fitting(matches, items: list[dict]) -> tuple[list[dict], float | None]:
+        """The by-meaning items that fit well: each scored one gets its match ``strength`` (0-1, see
+        `captioner.retrieval.search.match_strength`) and is kept from the cutoff on; one the model could not
+        score but whose words match (full text) is kept as a word match.  Also the best strength left out
+        when nothing is kept (None otherwise): the page says that nothing fits well."""
+        from captioner.retrieval.config import FindConfig
+        from captioner.retrieval.search import match_strength
+
+        config = FindConfig()
+        by_id = {_field(m, "item_id", "id"): m for m in list(matches or [])}
+        kept, best_out = [], None
+        for item in items:
+            m = by_id.get(item["id"])
+            strength = match_strength(_field(m, "likelihood"), config) if m is not None else None
+            item.pop("score", None)  # raw log-probabilities mean nothing to a reader
+            if strength is None:
+                if m is not None and _field(m, "fulltext_rank") is not None:
+                    item["strength"] = None
+                    kept.append(item)
+                continue
+            if strength >= config.strength_cutoff:
+                item["strength"] = round(strength, 3)
+                kept.append(item)
+            else:
+                best_out = strength if best_out is None else max(best_out, strength)
+        return kept, (round(best_out, 3) if not kept and best_out is not None else None)
 
     def _matched_items(self, matches) -> tuple[list[dict], list[str]]:
         """The gallery's items for ranked matches (``item_id`` + ``score``), in order, each with its score."""
@@ -1099,8 +1131,12 @@ def page_line(page: dict) -> str:
         return (f"**{total}** item{'s' if total != 1 else ''} most like item #{page.get('similar_to')}, "
                 "most similar first" if total else "No other item to compare with.")
     if mode == "meaning":
-        return (f"**{total}** item{'s' if total != 1 else ''} ranked by how well they fit “{shown}”, best first"
-                if total else f"No item to rank for “{shown}”.")
+        if total:
+            return f"**{total}** item{'s' if total != 1 else ''} fit “{shown}” well, best first"
+        if page.get("closest") is not None:
+            return (f"Nothing in the gallery fits “{shown}” well: the closest is a {page['closest']:.0%} match "
+                    f"(items under {cutoff_text()} are not shown). Try other words, or a word search.")
+        return f"No item to rank for “{shown}”."
     if total == 0:
         return (f"No saved caption matches “{shown}”." if query.strip()
                 else "Nothing to show: caption a photo and save it, or change the filters.")
@@ -1111,9 +1147,16 @@ def page_line(page: dict) -> str:
     return line
 
 
+def cutoff_text() -> str:
+    """The by-meaning cutoff as the page says it ("50%")."""
+    from captioner.retrieval.config import FindConfig
+
+    return f"{FindConfig().strength_cutoff:.0%}"
+
+
 def grid_item(it: dict) -> dict:
     kept = {"id": it["id"], "caption": it["caption"], "image_hash": it["image_hash"], "image_path": it["image_path"]}
-    for key in ("highlight", "matched_in", "score"):  # a search's, for the list of matches
+    for key in ("highlight", "matched_in", "score", "strength"):  # a search's, for the list of matches
         if it.get(key) is not None:
             kept[key] = it[key]
     if it.get("matched_in") == "tags":  # which tags it has: the caption may not say why it matched
@@ -1136,8 +1179,8 @@ def grid_page_of(found: dict | None) -> dict:
     page = {"query": found.get("query", ""), "total": found.get("total", 0), "page": found.get("page", 1),
             "pages": found.get("pages", 1), "match_all": found.get("match_all", True),
             "mode": found.get("mode", "words"), "items": [grid_item(it) for it in found.get("items", [])]}
-    for key in ("error", "unknown_words", "similar_to"):
-        if found.get(key):
+    for key in ("error", "unknown_words", "similar_to", "closest"):
+        if found.get(key) is not None and found.get(key) != []:
             page[key] = found[key]
     return page
 

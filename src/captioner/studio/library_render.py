@@ -99,8 +99,8 @@ SEARCH_HELP = (
     "Plain words find items with **all** of them: `dog grass`. "
     "`dog OR cat` either · `dog NOT lake` leaves lakes out · `\"red ball\"` the exact phrase · "
     "`bicyc*` a prefix · `(dog OR cat) AND grass` groups. "
-    "Word forms match (`child` finds *children*). **By meaning** ranks every item by how well your "
-    "description fits it, in the captioner's own judgement."
+    "Word forms match (`child` finds *children*). **By meaning** shows the items your description fits "
+    "well, in the captioner's own judgement (best first, with how well), or says that none does."
 )
 
 #: A confidence under this is flagged as low in the details.
@@ -165,6 +165,15 @@ def score_text(score: Any) -> str:
     return f"{value:.3f}" if math.isfinite(value) else ""
 
 
+def strength_text(strength: Any) -> str:
+    """A by-meaning match's strength in words: "strong match (86%)", "fair match (62%)"; "matched by its words"
+    for an item the model could not score (escaped)."""
+    if not isinstance(strength, (int, float)) or isinstance(strength, bool) or not math.isfinite(strength):
+        return "matched by its words (the model could not score it)"
+    word = "strong" if strength >= 0.8 else "fair"
+    return esc(f"{word} match ({strength:.0%})")
+
+
 def match_list(entries: list[dict], page: dict) -> str:
     """The search's matches beside the grid, in the grid's order.
 
@@ -187,8 +196,10 @@ def match_list(entries: list[dict], page: dict) -> str:
             labels = [str(t) for t in entry.get("tag_labels") or [] if t]
             meta.append(where + (f" ({esc(', '.join(labels))})" if labels else ""))
         score = score_text(entry.get("score"))
-        if score and mode in ("meaning", "similar"):
-            meta.append(("similarity " if mode == "similar" else "score ") + score)
+        if score and mode == "similar":
+            meta.append("similarity " + score)
+        if mode == "meaning":
+            meta.append(strength_text(entry.get("strength")))
         meta_html = f'<span class="match-meta">{" · ".join(meta)}</span>' if meta else ""
         rows.append(f'<li data-index="{i}" tabindex="0" title="Open this item">'
                     f'<span class="match-caption">{caption}</span>{meta_html}</li>')
