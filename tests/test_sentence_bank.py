@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from captioner.bank.build import bank_tokens, read_corpus, sayable
-from captioner.bank.runtime import BankSource, SentenceBank, load_for, with_bank
+from captioner.bank.runtime import BankSource, SentenceBank, load_for, mean_deficit, with_bank
 from captioner.bank.scoring import SentenceScorer, sentence_likelihood
 from captioner.bank.store import BANK_FILE, BankData, load_bank, save_bank
 from captioner.decoding.candidate import Candidate
@@ -119,6 +119,26 @@ def test_choice_follows_the_margin(banked_model):
     kept = bank.choose(model.decoder, grids, [gen], decoding.replace(bank_margin=5.0))[0]
     assert not kept.chosen  # the generated caption stays unless the bank beats it by the margin
     assert with_bank(bank, model.decoder, grids, [[gen]], decoding.replace(bank_shortlist=0))[0] == [gen]
+    # a caption the model is sure of (mean log-probability -5 per token, not below -6) never consults the bank
+    assert bank.choose(model.decoder, grids, [gen], decoding.replace(bank_unsure=-6.0)) == [None]
+    assert bank.choose(model.decoder, grids, [gen], decoding.replace(bank_unsure=-4.0))[0].chosen
+
+
+def test_support_deficit_lowers_sentences_naming_unsupported_objects(banked_model):
+    folder, model = banked_model
+    bank = load_for(folder, model)
+    grids = torch.randn(1, 2, 2, bank.projection.feature_dim)
+    decoding = model.decoding.replace(bank_shortlist=5, bank_margin=-5.0, bank_support=20.0)
+    plain = bank.choose(model.decoder, grids, [None], decoding.replace(bank_support=0.0))[0]
+    deficit = torch.zeros(1, len(model.vocab))
+    objects = [w for w in plain.tokens if w in ("dog", "cat", "man", "ball", "grass")]
+    deficit[0, [model.vocab.stoi[w] for w in objects]] = 10.0  # no evidence for the likeliest sentence's objects
+    picked = bank.choose(model.decoder, grids, [None], decoding, deficit)[0]
+    assert objects and picked.index != plain.index and not set(objects) <= set(picked.tokens)
+    rows = bank.tokens[:2]
+    np.testing.assert_allclose(mean_deficit(deficit[0], rows),
+                               [10.0 * torch.isin(rows[i], deficit[0].nonzero()[:, 0]).sum().item()
+                                / ((rows[i] != 0).sum().item() + 1) for i in range(2)])
 
 
 def test_pipeline_says_where_each_caption_came_from(banked_model):

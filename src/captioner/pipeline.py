@@ -245,7 +245,8 @@ class Captioner:
             if decoding.bank_shortlist > 0 and self.bank is not None:
                 from captioner.bank.runtime import with_bank
 
-                cands = with_bank(self.bank.for_model(self.model), self.model.decoder, feats, cands, decoding)
+                cands = with_bank(self.bank.for_model(self.model), self.model.decoder, feats, cands, decoding,
+                                  self.support, word_probs)
         results = []
         n = 0
         for p in items:

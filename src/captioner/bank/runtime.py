@@ -8,9 +8,13 @@ replace the generated caption.
 2. Re-score the shortlist with the captioner's teacher-forced likelihood (`scoring.sentence_likelihood`,
    one batch per photo), minus `bank_prior` times the sentence's likelihood under the mean photo (what the
    captioner would say of any photo: "a man ...", "a dog ..."), plus `bank_evidence` times its
-   first-stage score.
+   first-stage score, minus `bank_support` times the mean per token of the support deficit of its object
+   words (`captioner.support`: `log(support_min / p)` for a word whose concept's presence p is below
+   `support_min`; the same evidence the search's `support_penalty` uses).
 3. Choose: the best sentence replaces the generated caption when its score, so computed, exceeds the
-   generated caption's own by more than `bank_margin`.
+   generated caption's own by more than `bank_margin`. Only photos whose generated caption the model is
+   unsure of (mean log-probability per token below `bank_unsure`; 0: all) consult the bank at all, so a
+   photo described confidently costs nothing more.
 """
 from __future__ import annotations
 
@@ -106,17 +110,26 @@ class SentenceBank:
         return torch.tensor([words or [self.vocab.unk_id]])
 
     @torch.inference_mode()
-    def choose(self, decoder, grids: torch.Tensor, generated: list, decoding) -> list[BankPick | None]:
-        """For each photo (grids (B, ...), `generated`: its best generated `Candidate` or None), the bank's pick."""
+    def choose(self, decoder, grids: torch.Tensor, generated: list, decoding,
+               deficit: torch.Tensor | None = None) -> list[BankPick | None]:
+        """For each photo (grids (B, ...), `generated`: its best generated `Candidate` or None), the bank's pick.
+        `deficit` (B, V): each vocabulary word's support deficit for the photo (`support_deficit`; None: none)."""
         k = decoding.bank_shortlist
         if k <= 0 or len(grids) == 0:
             return [None] * len(grids)
         scorer = self.scorer(decoder)
         grids = grids.reshape(grids.shape[0], -1, grids.shape[-1]).float()
+        asked = [gen is None or not decoding.bank_unsure or gen.normalized_score < decoding.bank_unsure
+                 for gen in generated]
+        if not any(asked):
+            return [None] * len(grids)
         index, first = self.shortlist(grids, k)
         picks = []
         for b in range(len(grids)):
             gen = generated[b]
+            if not asked[b]:
+                picks.append(None)
+                continue
             rows = self.tokens[index[b]]
             gen_row = None if gen is None else self.generated_tokens(gen.ids)
             if gen_row is not None:  # the generated caption's first stage and prior, in the same batches
@@ -126,6 +139,8 @@ class SentenceBank:
             ll = sentence_likelihood(scorer, grids[b], rows, self.vocab.start_id, self.vocab.end_id)
             score = (ll - decoding.bank_prior * self.prior[index[b].numpy()]
                      + decoding.bank_evidence * first[b].numpy())
+            if deficit is not None and decoding.bank_support > 0:
+                score = score - decoding.bank_support * mean_deficit(deficit[b], rows)
             best = int(np.argmax(score))
             gen_score = -np.inf
             if gen is not None:
@@ -136,12 +151,28 @@ class SentenceBank:
                 gen_first = float(self.photo_vectors(grids[b : b + 1])[0] @ self.text_vectors(gen_row)[0])
                 gen_score = (gen.normalized_score - decoding.bank_prior * gen_prior
                              + decoding.bank_evidence * gen_first)
+                if deficit is not None and decoding.bank_support > 0:
+                    gen_score -= decoding.bank_support * float(mean_deficit(deficit[b], gen_row)[0])
             i = int(index[b, best])
             words = self.data.words(i, self.vocab)
             picks.append(BankPick(i, words, [self.vocab.stoi[w] for w in words] + [self.vocab.end_id],
                                   float(ll[best]), float(score[best]), float(gen_score),
                                   bool(score[best] > gen_score + decoding.bank_margin)))
         return picks
+
+
+def mean_deficit(deficit: torch.Tensor, rows: torch.Tensor) -> np.ndarray:
+    """(R,): each 0-padded token row's summed word deficit (`deficit` (V,)) over its words and `<end>`."""
+    d = deficit.float().clone()
+    d[0] = 0.0  # <pad>
+    return (d[rows].sum(dim=1) / ((rows != 0).sum(dim=1) + 1)).numpy()
+
+
+def support_deficit(support, presence: torch.Tensor, vocab, minimum: float) -> torch.Tensor | None:
+    """(B, V) >= 0: `log(minimum / p)` for each object word whose concept's presence p is below `minimum`
+    (`support`: a `captioner.support.penalty.SupportEvidence`; presence (B, K) from its `presence`)."""
+    penalty = support.penalty(presence, vocab, 1.0, minimum)
+    return None if penalty is None else -penalty
 
 
 def bank_candidate(bank: SentenceBank, decoder, grid: torch.Tensor, pick: BankPick) -> Candidate:
@@ -156,12 +187,16 @@ def bank_candidate(bank: SentenceBank, decoder, grid: torch.Tensor, pick: BankPi
 
 
 def with_bank(bank: SentenceBank | None, decoder, grids: torch.Tensor, candidates: list[list[Candidate]],
-              decoding) -> list[list[Candidate]]:
+              decoding, support=None, word_probs: torch.Tensor | None = None) -> list[list[Candidate]]:
     """Each photo's candidates, with the bank's sentence first where the choice prefers it (the generated
-    captions follow it); unchanged when the bank is off (`bank_shortlist` 0) or missing."""
+    captions follow it); unchanged when the bank is off (`bank_shortlist` 0) or missing. `support`: the
+    model folder's `SupportEvidence` (with `bank_support` > 0; `word_probs`: the tagger's, when computed)."""
     if bank is None or decoding.bank_shortlist <= 0 or not candidates:
         return candidates
-    picks = bank.choose(decoder, grids, [cs[0] if cs else None for cs in candidates], decoding)
+    deficit = None
+    if support is not None and decoding.bank_support > 0:
+        deficit = support_deficit(support, support.presence(grids, word_probs), bank.vocab, decoding.support_min)
+    picks = bank.choose(decoder, grids, [cs[0] if cs else None for cs in candidates], decoding, deficit)
     return [[bank_candidate(bank, decoder, grids[b], p), *cs] if p is not None and p.chosen else cs
             for b, (p, cs) in enumerate(zip(picks, candidates))]
 

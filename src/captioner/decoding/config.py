@@ -53,6 +53,13 @@ class DecodingConfig:
     bank_margin: float = field(default=0.0, metadata={
         "help": "sentence bank: the best bank sentence replaces the generated caption when its score beats "
                 "the caption's by more than this", "range": (-5.0, 5.0)})
+    bank_support: float = field(default=0.0, metadata={
+        "help": "sentence bank: lower a sentence's (and the generated caption's) score by this times the mean per "
+                "word of log(support_min / p) over its object words whose evidence p is below support_min",
+        "range": (0.0, 20.0)})
+    bank_unsure: float = field(default=0.0, metadata={
+        "help": "sentence bank: consulted only for a photo whose generated caption's mean log-probability per word "
+                "is below this (the model is unsure of it; 0: every photo)", "range": (-20.0, 0.0)})
     # object words the photo does not support (captioner.support)
     support_penalty: float = field(default=0.0, metadata={
         "help": "lower an object word (person, dog, snow, shirt ...) by this times the log of how far the photo's "
