@@ -22,6 +22,9 @@ if TYPE_CHECKING:
     import torch
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, not a grey image
+# Pillow's two-line DecompressionBombWarning (over ~89 MP) is replaced by one LargeImageWarning line of ours
+# (open_image); set here too because warnings.catch_warnings, used around each open, is not thread-safe.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 #: Largest image (in pixels) we agree to decode: about 100 megapixels, e.g. 12000 x 8000.
 MAX_PIXELS = 100_000_000
