@@ -80,7 +80,7 @@ def runtime_file(module, name: str, **expect) -> Path | None:
 def encoder_settings(model) -> dict:
     cfg = model.cfg
     return {"backbone": cfg.backbone, "grid": cfg.grid, "input_size": cfg.input_size,
-            "fine_tune_blocks": cfg.fine_tune_blocks}
+            "fine_tune_blocks": cfg.fine_tune_blocks, "mean": list(model.mean), "std": list(model.std)}
 
 
 def write_runtime(model, folder: str | os.PathLike) -> list[str]:

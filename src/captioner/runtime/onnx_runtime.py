@@ -40,7 +40,6 @@ import hashlib
 import inspect
 import os
 import re
-import threading
 import warnings
 from pathlib import Path
 
@@ -48,6 +47,7 @@ import torch
 
 from captioner.atomic_write import atomic_path
 from captioner.runtime import folder_runtime
+from captioner.runtime.ort_session import import_onnxruntime, session
 
 # Before anything can import onnxruntime (see the module docstring): ONNX Runtime reads it once.
 os.environ["ORT_DISABLE_TELEMETRY"] = "1"
@@ -59,24 +59,6 @@ CACHE_FORMAT = 2
 
 last_error: str | None = None
 _failed: dict[str, str] = {}
-_ort_lock = threading.Lock()
-_telemetry_off = False
-
-
-def import_onnxruntime():
-    """`import onnxruntime`, with its telemetry turned off (see the module docstring)."""
-    global _telemetry_off
-    os.environ["ORT_DISABLE_TELEMETRY"] = "1"
-    import onnxruntime as ort
-
-    if not _telemetry_off:
-        with _ort_lock:
-            if not _telemetry_off:
-                disable = getattr(ort, "disable_telemetry_events", None)
-                if disable is not None:
-                    disable()
-                _telemetry_off = True
-    return ort
 
 
 def cache_dir() -> Path:
@@ -243,16 +225,8 @@ def export_encoder(encoder: torch.nn.Module, input_size: int, path: Path) -> Non
 
 
 def _session(path: Path, threads: int):
-    """An ONNX Runtime CPU session whose idle threads do not spin-wait: between its runs PyTorch's beam
-    bookkeeping (and the decoder step after an encode) needs the same cores; with spinning one photo at
-    beam 3 took 159 ms instead of 55 ms on a 2-core CPU beside another busy process (benchmarks/README.md)."""
-    ort = import_onnxruntime()
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = max(1, threads)
-    opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    """An ONNX Runtime CPU session (`captioner.runtime.ort_session.session`: no spin-waiting threads)."""
+    return session(path, max(1, threads))
 
 
 def _unavailable() -> str | None:
