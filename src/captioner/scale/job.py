@@ -14,7 +14,7 @@ A local instance stays on this computer (`LOCAL_RAY_ENV`): Ray's usage statistic
 the user set ``RAY_USAGE_STATS_ENABLED`` himself) and its node address is 127.0.0.1, not the
 address Ray would otherwise find by routing towards a public DNS server, and Ray's own
 cloud-metadata probe is sent to a closed loopback port (`proxy_trap`).  Joining a cluster
-changes nothing there: the cluster's own settings apply (see docs/security-studio-notes.md).
+changes nothing there: the cluster's own settings apply (see docs/security.md).
 """
 from __future__ import annotations
 
