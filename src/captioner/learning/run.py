@@ -164,9 +164,12 @@ def learn(edits: list[Edit], out: str | Path, cfg: LearnConfig | None = None, *,
 
     fingerprint = _fingerprint(base.cfg.name, train + anchor_edits, cfg)
     learner = Learner(decoder, base.decoder, vocab, len(base.vocab), edit_pairs, anchor_pairs, cfg, work, fingerprint)
+    stale = learner.checkpoint_path.is_file()
     resumed = learner.step if learner.resume() else 0
     if resumed:
         log(f"resumed from step {resumed} of {learner.total_steps} ({work / 'checkpoint.pt'})")
+    elif stale:
+        log(f"{learner.checkpoint_path} was made from other edits or settings: starting over")
     try:
         learner.run(progress)
     except KeyboardInterrupt:
