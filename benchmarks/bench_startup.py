@@ -12,6 +12,8 @@ file cache and the per-machine ONNX export cache.
 - `import torch`: `python -c "import torch"`, the yardstick.
 - `import onnxruntime, numpy, PIL`: what inference without PyTorch needs at the least.
 - `captioner --help`.
+- `LeanCaptioner` (`captioner.runtime.lean`): the same photo captioned with the model folder's ONNX files
+  and numpy only, plain decoding (the model's beam and rules; no grounding, support penalty or bank).
 - `captioner caption photo.jpg`: one photo (scikit-image's `chelsea`, 451 x 300, saved as JPEG), the shipped
   model, its default decoding.
 - `captioner find "a cat ..."`: over a synthetic gallery of --items items (default 10,000), built once under
@@ -41,6 +43,10 @@ from benchmarks._stats import load_text, peak_rss
 ROOT = Path(__file__).resolve().parents[1]
 SKIMAGE_PHOTOS = ["chelsea", "astronaut", "coffee", "rocket", "immunohistochemistry", "hubble_deep_field"]
 QUERY = "a cat sitting on a couch"
+#: torch-free captioning (captioner.runtime.lean): the model's decoding without grounding, penalty or bank
+LEAN = ("import sys; from captioner.runtime.lean import LeanCaptioner; "
+        "print(LeanCaptioner(sys.argv[2] or None).caption(sys.argv[1], tag_bonus=0, support_penalty=0, "
+        "bank_shortlist=0)[0].caption)")
 
 
 def captioner_command() -> list[str]:
@@ -113,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default=None, help="model folder (default: the shipped one)")
     p.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "captioner-bench-startup"),
                    help="where the photo and the gallery are kept between runs")
-    p.add_argument("--skip", nargs="*", default=[], choices=["studio", "find", "torch"], help="sections to skip")
+    p.add_argument("--skip", nargs="*", default=[], choices=["studio", "find", "torch", "lean"], help="sections to skip")
     p.add_argument("--json", metavar="FILE", help="write the figures as JSON")
     args = p.parse_args(argv)
     work = Path(args.work)
@@ -128,6 +134,9 @@ def main(argv: list[str] | None = None) -> int:
         sys.executable, "-c", "import onnxruntime, numpy, PIL.Image"]
     commands["captioner --help"] = [*cap, "--help"]
     commands["captioner caption photo.jpg"] = [*cap, "caption", str(photo), *model]
+    if "lean" not in args.skip:
+        commands["LeanCaptioner, plain decoding (no torch)"] = [sys.executable, "-c", LEAN, str(photo),
+                                                                 args.model or ""]
     if args.items and "find" not in args.skip:
         gallery = work / f"gallery-{args.items}"
         print(f"gallery of {args.items:,} items in {gallery} ...", flush=True)
