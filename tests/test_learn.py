@@ -153,3 +153,23 @@ def test_cli_bad_captions_file_is_one_line(tmp_path, capsys):
     assert main(["learn", "--captions", str(bad), "--out", str(tmp_path / "m")]) == 2
     err = capsys.readouterr().err.strip()
     assert err == f"error: --captions {bad}, line 2: not JSON (expected {{\"image\": path, \"caption\": text}})"
+
+
+def test_ctrl_c_keeps_the_progress_and_the_same_call_resumes(tiny_model_dir, tmp_path, monkeypatch):
+    from captioner.learning.finetune import Learner
+
+    real_step = Learner.train_step
+
+    def interrupted(self):
+        if self.step == 7:
+            raise KeyboardInterrupt
+        return real_step(self)
+
+    out, lines = tmp_path / "learned", []
+    monkeypatch.setattr(Learner, "train_step", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        learn(edits(), out, LearnConfig(**FAST), base_dir=tiny_model_dir, progress=False, log=lines.append)
+    assert lines[-1].startswith("interrupted at step 7 of 120") and (out / ".learning" / "checkpoint.pt").is_file()
+    monkeypatch.setattr(Learner, "train_step", real_step)
+    learn(edits(), out, LearnConfig(**FAST), base_dir=tiny_model_dir, progress=False, log=lines.append)
+    assert "resumed from step 7 of 120" in lines[-1] and (out / "config.json").is_file()
