@@ -27,7 +27,7 @@ from pathlib import Path
 
 from tests.oracles.photos import noise_photo_bytes, tiny_png_bytes  # the test oracles: photo generators
 
-import captioner.storage.gallery as gallery_mod
+import captioner.storage.files as gallery_files
 from benchmarks._stats import percentile
 from captioner.storage import Gallery, GalleryError, migrations, schema
 
@@ -90,7 +90,7 @@ def candidates(rng: random.Random, text: str, attention_n: int = 0) -> list[dict
 
 def build(g: Gallery, n: int, rng: random.Random) -> float:
     """Insert n rows straight into SQLite (one transaction) sharing one image file."""
-    encoded = gallery_mod._encode_image(tiny_png_bytes(), "tiny.png")
+    encoded = gallery_files.encode_image(tiny_png_bytes(), "tiny.png")
     digest, rel = g._image_file(encoded)
     g._write_image(encoded, rel)
     start = time.perf_counter()
@@ -195,7 +195,7 @@ def main() -> None:
 
         photos = [noise_photo_bytes(i) for i in range(args.saves)]  # 640x480 JPEGs, different bytes each
         encode_log, write_log, insert_log, save_log = [], [], [], []
-        gallery_mod._encode_image = timed(gallery_mod._encode_image, encode_log)
+        gallery_files.encode_image = timed(gallery_files.encode_image, encode_log)
         g._write_image = timed(g._write_image, write_log)
         g._insert_row = timed(g._insert_row, insert_log)
         for i, data in enumerate(photos):

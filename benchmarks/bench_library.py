@@ -87,7 +87,7 @@ def build_gallery(folder: Path, n: int, sets: list[PhotoSet], model_name: str):
     """A gallery of n items: the photo sets' real grids and captions cycled, rows inserted straight into
     SQLite (one transaction), and its pooled-vector cache written from the same grids. Reused when
     `folder` already holds a finished one of n items."""
-    import captioner.storage.gallery as gallery_mod
+    import captioner.storage.files as gallery_files
     from captioner.retrieval.config import FindConfig
     from captioner.retrieval.index import PhotoIndex, _write_cache, cache_path
     from captioner.storage import Gallery
@@ -101,7 +101,7 @@ def build_gallery(folder: Path, n: int, sets: list[PhotoSet], model_name: str):
     from tests.oracles.photos import tiny_png_bytes
 
     g = Gallery(folder)
-    encoded = gallery_mod._encode_image(tiny_png_bytes(), "tiny.png")
+    encoded = gallery_files.encode_image(tiny_png_bytes(), "tiny.png")
     digest, rel = g._image_file(encoded)
     g._write_image(encoded, rel)
     grids = np.concatenate([s.grids for s in sets])
