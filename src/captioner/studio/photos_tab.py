@@ -217,7 +217,8 @@ class PhotosTab:
                            "candidates": [{"index": j, **c.to_dict()} for j, c in enumerate(candidates)]})
             entries.append({"key": uuid.uuid4().hex[:12], "name": name, "path": path, "width": width,
                             "height": height, "error": error, "candidates": candidates, "beam_size": beam,
-                            "tags": tags, "confidence": confidence, "warnings": warnings, "saved": None})
+                            "tags": tags, "confidence": confidence, "warnings": warnings, "saved": None,
+                            "result": None if error else res})
         ok = len(paths) - len(failures)
         message = (f"Captioned {ok} of {len(paths)} photo{'s' if len(paths) != 1 else ''} "
                    f"(the engine took {seconds:.1f} s; beam {beam}, up to {max_len} words).")
@@ -455,14 +456,9 @@ class PhotosTab:
             return {"id": None, "photo": idx, "error": f"{entry['name']}: the caption is too long (at most "
                                                       f"{MAX_CAPTION_CHARS} characters)."}
         edited = text != cands[j].caption
-        confidence = None if edited else getattr(cands[j], "confidence", None)
         try:
-            item_id = self.studio.gallery.save(
-                entry["path"], entry["name"], text,
-                candidates=[c.to_dict(with_attention=True) for c in cands],
-                beam_size=entry.get("beam_size") or state.get("beam_size"), model_name=self.studio.model_name,
-                width=entry["width"], height=entry["height"], tags=entry.get("tags") or None,
-                confidence=confidence)
+            item_id = self.studio.gallery.save_result(entry["path"], entry["result"], name=entry["name"],
+                                                      model=self.studio.model_name, choice=j, caption=text)
         except GalleryError as exc:
             return {"id": None, "photo": idx, "error": readable_error(str(exc), entry["path"], entry["name"])}
         entry["saved"] = {"id": item_id, "caption": text}
