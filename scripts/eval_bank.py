@@ -38,21 +38,29 @@ from captioner.model.folder import default_model_dir  # noqa: E402
 CACHE = data.ROOT / "runs" / "bank"
 
 
+BASE: str | None = None  # --base: a decoding.json for the generated captions (default: the model's)
+
+
 def default_decoding(cap):
-    """The shipped decoding with the bank off (the generated captions the bank competes with)."""
-    return cap.decoding.replace(bank_shortlist=0) if hasattr(cap.decoding, "bank_shortlist") else cap.decoding
+    """The decoding with the bank off whose captions the bank competes with: the model's, or `--base`'s."""
+    from captioner.decoding.config import DecodingConfig
+
+    base = DecodingConfig.load(BASE) if BASE else cap.decoding
+    return base.replace(bank_shortlist=0)
 
 
-def bank_cache(name: str, cap, bank, kmax: int, limit: int = 0) -> dict:
+def bank_cache(name: str, cap, bank, kmax: int, limit: int = 0, only_unsure: float = 0.0) -> dict:
     """Per photo: shortlist indices, first-stage scores, likelihoods; the generated caption's tokens, score,
-    first stage and prior. Cached by set, kmax, bank file and decoding."""
+    first stage and prior. Cached by set, kmax, bank file and decoding. `only_unsure` < 0: photos whose
+    generated caption scores at least this per token are not scored (-inf: they never take a bank sentence,
+    as with `bank_unsure` at that value or above)."""
     decoding = default_decoding(cap)
     records = data.decode_pass(name, decoding, cap)
     records = records[:limit] if limit else records
     bank_hash = hashlib.sha256((Path(default_model_dir()) / BANK_FILE).read_bytes()).hexdigest()[:8]
     settings = {k: v for k, v in decoding.to_dict().items() if not k.startswith("bank_")}  # the generated captions'
     dec_hash = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
-    path = CACHE / name / f"cache-k{kmax}-n{len(records)}-{bank_hash}-{dec_hash}.npz"
+    path = CACHE / name / f"cache-k{kmax}-n{len(records)}-{bank_hash}-{dec_hash}{f'-u{only_unsure}' if only_unsure else ''}.npz"
     if path.is_file():
         z = np.load(path, allow_pickle=False)
         out = {k: z[k] for k in z.files}
@@ -68,7 +76,7 @@ def bank_cache(name: str, cap, bank, kmax: int, limit: int = 0) -> dict:
     ll = np.zeros((n, kmax), np.float32)
     gen_norm, gen_first, gen_prior = (np.zeros(n, np.float32) for _ in range(3))
     done = 0  # a cache of the set's first photos is extended, not recomputed
-    for old in path.parent.glob(f"cache-k{kmax}-n*-{bank_hash}-{dec_hash}.npz"):
+    for old in path.parent.glob(f"cache-k{kmax}-n*-{bank_hash}-{dec_hash}.npz") if not only_unsure else ():
         m = int(old.name.split("-")[2][1:])
         if done < m < n:
             z = np.load(old)
@@ -84,9 +92,12 @@ def bank_cache(name: str, cap, bank, kmax: int, limit: int = 0) -> dict:
         for j in range(len(g)):
             i = s + j
             index[i], first[i] = idx[j].numpy(), fs[j].numpy()
-            ll[i] = sentence_likelihood(scorer, g[j], bank.tokens[idx[j]], vocab.start_id, vocab.end_id)
             cand = records[i]["candidates"][0]
             gen_norm[i] = cand["score"] / cand["n_ids"]
+            if only_unsure and gen_norm[i] >= only_unsure:
+                ll[i] = -np.inf
+                continue
+            ll[i] = sentence_likelihood(scorer, g[j], bank.tokens[idx[j]], vocab.start_id, vocab.end_id)
             row = bank.generated_tokens([vocab.stoi.get(w, vocab.unk_id) for w in cand["tokens"]])
             gen_first[i] = float(photo_vec[j] @ bank.text_vectors(row)[0])
             gen_prior[i] = sentence_likelihood(scorer, bank.mean_grid, row, vocab.start_id, vocab.end_id)[0]
@@ -166,7 +177,7 @@ def latency(cap, settings: dict, n: int) -> dict:
     import time
 
     paths = [p for name in ("test", "coco") for p in data.load_set(name)[1][:n]]
-    base = cap.decoding.replace(beam_size=3)
+    base = default_decoding(cap).replace(beam_size=3)
     banked = base.replace(**settings)
     cap.caption(str(paths[0]), banked)  # loads the bank, the tagger and the ONNX sessions
     times = {"default": [], "bank": []}
@@ -196,6 +207,9 @@ def main(argv=None) -> None:
     ap.add_argument("--margin", default="0")
     ap.add_argument("--support", default="0", help="bank_support values")
     ap.add_argument("--unsure", default="0", help="bank_unsure values")
+    ap.add_argument("--only-unsure", type=float, default=0.0,
+                    help="score only photos whose generated caption is below this per token (a cheaper cache for "
+                         "settings with bank_unsure at most this)")
     ap.add_argument("--support-min", type=float, default=None, help="support_min (default: the model's)")
     ap.add_argument("--broken", action="store_true", help="count broken sentences (spaCy; slower)")
     ap.add_argument("--show", type=int, default=0, help="print this many photos whose caption the bank replaced")
@@ -203,9 +217,12 @@ def main(argv=None) -> None:
     ap.add_argument("--latency", type=int, default=0,
                     help="time single photos (this many Flickr8k test and coco-dev photos) at beam 3, the default "
                          "decoding against the first bank setting given, side by side, and stop")
+    ap.add_argument("--base", help="a decoding.json whose captions the bank competes with (default: the model's)")
     args = ap.parse_args(argv)
+    global BASE
+    BASE = args.base
 
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)  # latency too: both decodings alike, on a shared machine
     cap = data.captioner()
     if args.latency:
         settings = {"bank_shortlist": int(args.shortlist.split(",")[0]), "bank_prior": floats(args.prior)[0],
@@ -216,7 +233,7 @@ def main(argv=None) -> None:
     bank = load_for(default_model_dir(), cap.model)
     if bank is None:
         raise SystemExit(f"no usable {BANK_FILE} beside the weights: run scripts/build_sentence_bank.py")
-    c = bank_cache(args.set, cap, bank, args.kmax, args.limit)
+    c = bank_cache(args.set, cap, bank, args.kmax, args.limit, args.only_unsure)
     ids, _, refs = data.load_set(args.set)
     ids = ids[: len(c["ll"])]
     generated = {r["id"]: " ".join(r["candidates"][0]["tokens"]) for r in c["records"][: len(ids)]}
