@@ -854,12 +854,7 @@ class GalleryTab:
                 failed.append((name, str(result.error or "no caption").replace(str(staged[i]), name)))
             else:
                 try:
-                    self.studio.gallery.save(
-                        str(staged[i]), name, result.candidates[0].caption,
-                        candidates=[c.to_dict(with_attention=True) for c in result.candidates],
-                        beam_size=result.beam_size, model_name=self.studio.model_name,
-                        width=result.width, height=result.height, tags=result.tags,
-                        confidence=result.confidence, features=result.features)
+                    self.studio.gallery.save_result(str(staged[i]), result, name=name, model=self.studio.model_name)
                     saved.append(name)
                 except DuplicateItemError:
                     skipped.append(name)
