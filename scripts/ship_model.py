@@ -35,7 +35,7 @@ def main() -> None:
                    help="only (re)write --dst's ONNX runtime and checksums.json from its own weights")
     a = p.parse_args()
     if a.runtime_only:
-        from captioner.runtime.folder_runtime import write_runtime
+        from captioner.runtime.folder_export import write_runtime
 
         written = write_runtime(CaptionModel.load(a.dst), a.dst)
         print(f"wrote {', '.join(written)} in {a.dst}")

@@ -38,3 +38,36 @@ def test_grounded_decoding_is_refused_not_silently_ignored(shipped_captioner, gr
     with pytest.raises(ValueError, match="PyTorch path"):
         decode(NumpyStepDecoder(shipped_captioner.model.folder), grids.numpy(), shipped_captioner.model.vocab, cfg)
 
+
+def test_the_numpy_tagger_gives_the_pytorch_tags(shipped_captioner, grids):
+    import numpy as np
+
+    from captioner.runtime.numpy_tagger import NumpyTagger
+
+    mine, theirs = NumpyTagger.for_backbone(shipped_captioner.cfg.backbone), shipped_captioner.tagger
+    assert mine.labels == theirs.labels
+    want = theirs.word_probabilities(grids).numpy()
+    got = mine.word_probabilities(grids.numpy())
+    assert np.abs(got - want).max() < 1e-5
+    assert [[(t.label, round(t.score, 4)) for t in r] for r in mine.tags(grids.numpy())] == \
+        [[(t.label, round(t.score, 4)) for t in r] for r in theirs.tags(grids)]
+    assert any(mine.tags(grids.numpy()))  # some photo has a tag: the comparison says something
+
+
+@pytest.mark.parametrize("zip_format", [True, False])
+def test_torch_weights_files_are_read_without_torch(tmp_path, zip_format):
+    import collections
+
+    import numpy as np
+
+    from captioner.runtime.torch_pickle import load
+
+    base = torch.arange(24, dtype=torch.float32).reshape(4, 6)
+    state = collections.OrderedDict(w=base, t=base.t(), h=torch.ones(3, dtype=torch.float16) / 3,
+                                    i=torch.tensor([1, 2], dtype=torch.long), s=base[1:, 2:])
+    path = tmp_path / "w.pth"
+    torch.save(state, path, _use_new_zipfile_serialization=zip_format)
+    got = load(path)
+    assert list(got) == list(state)
+    for k, v in state.items():
+        assert got[k].dtype == v.numpy().dtype and np.array_equal(got[k], v.numpy()), k

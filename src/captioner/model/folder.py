@@ -103,12 +103,14 @@ class CaptionModel(nn.Module):
         if self.cfg.fine_tune_blocks > 0:
             tuned = {k: v.detach().cpu().contiguous() for k, v in self.encoder.tuned_state().items()}
             save_file(tuned, str(folder / "encoder.safetensors"), metadata={"format": "pt"})
-        from captioner.runtime import folder_runtime
+        from captioner.runtime.folder_runtime import RUNTIME_FILES
 
         if runtime:
-            folder_runtime.write_runtime(self, folder)
+            from captioner.runtime.folder_export import write_runtime
+
+            write_runtime(self, folder)
         else:  # files of an earlier save would no longer match these weights
-            for name in (*folder_runtime.RUNTIME_FILES, "checksums.json"):
+            for name in (*RUNTIME_FILES, "checksums.json"):
                 (folder / name).unlink(missing_ok=True)
 
     @classmethod

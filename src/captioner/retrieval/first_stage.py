@@ -102,12 +102,14 @@ _LOADED: dict = {}
 
 
 def projection_for(captioner) -> QueryProjection | None:
-    """The first-stage projection fitted for this captioner's model (found beside the shipped weights), or None."""
+    """The first-stage projection fitted for this captioner's model (found in the folder it was loaded from, else
+    beside the default model), or None."""
     from captioner.model.folder import default_model_dir
 
     key = (id(captioner.model), captioner.name)
     if key not in _LOADED:
         dim = captioner.model.decoder.init_h.weight.shape[1]
-        _LOADED[key] = QueryProjection.load(Path(default_model_dir()) / FILE_NAME, vocab_size=len(captioner.model.vocab),
+        folder = getattr(captioner.model, "folder", None) or default_model_dir()
+        _LOADED[key] = QueryProjection.load(Path(folder) / FILE_NAME, vocab_size=len(captioner.model.vocab),
                                             feature_dim=dim, model_name=captioner.name)
     return _LOADED[key]
