@@ -397,3 +397,51 @@ def test_delete_between_image_write_and_insert_keeps_file(g, monkeypatch):
     assert g.get(first) is None
     assert second != first  # ids are never reused
     assert Path(g.get(second)["image_path"]).read_bytes() == picture
+
+
+# ------------------------------------------------------------------ a whole CaptionResult
+def test_save_result_keeps_caption_candidates_tags_confidence_and_is_found_by_search(g):
+    import numpy as np
+    import torch
+
+    from captioner.decoding.candidate import Candidate
+    from captioner.pipeline import CaptionResult
+    from captioner.tags import Tag
+
+    def candidate(text: str, score: float, confidence: float, source: str = "generated") -> Candidate:
+        words = text.split()
+        return Candidate(words, list(range(len(words))), score, torch.full((len(words), 2, 2), 0.25),
+                         confidence, source)
+
+    result = CaptionResult("dog.png", [candidate("a dog on the grass", -2.0, 0.81),
+                                       candidate("a brown puppy runs", -2.5, 0.4, "bank")],
+                           width=32, height=24, beam_size=3, tags=[Tag("dog", 0.9), Tag("lawn", 0.6)],
+                           confidence=0.81, features=np.full((4, 8), 0.5, np.float16))
+    item_id = g.save_result(make_image(7), result, name="dog.png", model="test-model")
+    item = g.get(item_id)
+    assert item["caption"] == "a dog on the grass" and item["confidence"] == pytest.approx(0.81)
+    assert [c["caption"] for c in item["candidates"]] == ["a dog on the grass", "a brown puppy runs"]
+    assert [c["source"] for c in item["candidates"]] == ["generated", "bank"]
+    assert [c["confidence"] for c in item["candidates"]] == [0.81, 0.4]
+    assert len(item["candidates"][0]["attention"]) == 5  # one map per word
+    assert item["tags"] == [{"label": "dog", "score": pytest.approx(0.9)}, {"label": "lawn", "score": pytest.approx(0.6)}]
+    assert (item["beam_size"], item["model_name"], item["original_name"]) == (3, "test-model", "dog.png")
+    assert (item["width"], item["height"]) == (32, 24)
+    ids, grids = g.features([item_id], model_name="test-model")
+    assert ids == [item_id] and grids.shape == (1, 4, 8)
+    assert [i["id"] for i in g.search("grass").items] == [item_id]
+    assert [(i["id"], i["matched_in"]) for i in g.search("lawn").items] == [(item_id, "tags")]
+    assert [(i["id"], i["matched_in"]) for i in g.search("puppy").items] == [(item_id, "candidates")]
+
+    # another candidate chosen keeps its own confidence; the user's own text keeps none
+    chosen = g.save_result(make_image(7), result, name="dog.png", choice=1)
+    assert (g.get(chosen)["caption"], g.get(chosen)["confidence"]) == ("a brown puppy runs", 0.4)
+    edited = g.save_result(make_image(7), result, name="dog.png", choice=1, caption="my dog Rex")
+    assert (g.get(edited)["caption"], g.get(edited)["confidence"]) == ("my dog Rex", None)
+    assert [i["id"] for i in g.search("Rex").items] == [edited]
+
+    with pytest.raises(GalleryError, match="no candidate 2"):
+        g.save_result(make_image(8), result, choice=2)
+    with pytest.raises(GalleryError, match="not a picture"):
+        g.save_result(make_image(8), CaptionResult("x.png", error="x.png: not a picture"))
+    assert g.count() == 3

@@ -87,12 +87,7 @@ def import_folders(gallery, captioner, paths: Iterable[str], *, progress: Import
                 reason = reason[len(path) + 2 :]
         else:
             try:
-                item_id = gallery.save(
-                    path, Path(path).name, result.candidates[0].caption,
-                    candidates=[c.to_dict(with_attention=True) for c in result.candidates],
-                    beam_size=result.beam_size, model_name=captioner.name, width=result.width,
-                    height=result.height, tags=result.tags, confidence=result.confidence,
-                    features=result.features)
+                item_id = gallery.save_result(path, result, name=Path(path).name, model=captioner.name)
                 report.added.append(item_id)
             except DuplicateItemError:
                 report.skipped.append(path)
