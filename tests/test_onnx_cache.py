@@ -321,3 +321,21 @@ def test_the_shipped_folder_carries_its_runtime_and_stays_small():
     assert set(folder_runtime.RUNTIME_FILES) <= set(listed["files"])
     total = sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
     assert total < 50_000_000, f"the shipped folder holds {total / 1e6:.1f} MB"
+
+
+def test_a_folder_with_new_weights_and_the_old_encoder_keeps_the_encoder_silently(runtime_folder, cache, tmp_path):
+    """What `captioner learn` writes: new decoder weights, the base model's encoder.onnx and checksums.json
+    carried over, no decoder_step.onnx: the encoder file is used, the step is exported, nothing warns."""
+    import shutil
+    import warnings
+
+    folder = tmp_path / "learned"
+    shutil.copytree(runtime_folder, folder)
+    tiny_model(seed=6).save(tmp_path / "other", half=True)
+    shutil.copy(tmp_path / "other" / "decoder.safetensors", folder / "decoder.safetensors")
+    (folder / "decoder_step.onnx").unlink()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        cap = Captioner.load(folder)
+        assert cap.onnx_encoder.path == folder / "encoder.onnx"
+        assert cap.fast_decoder.path.parent == cache

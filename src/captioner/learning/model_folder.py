@@ -18,7 +18,8 @@ MODELS_DIR = "models"
 LEARNED_FILE = "learned.json"
 #: files of a model folder that a learned model writes itself (or that describe only the base model)
 OWN_FILES = {"config.json", "vocab.json", "decoding.json", "decoder.safetensors", "README.md", LEARNED_FILE,
-             "metrics_test.json", "training_log.csv", "examples.json", "__init__.py"}
+             "metrics_test.json", "training_log.csv", "examples.json", "__init__.py",
+             "decoder_step.onnx"}  # reads the base's decoder weights; encoder.onnx and checksums.json still hold
 OWN_SUFFIXES = (".png", ".pyc")
 
 

@@ -64,8 +64,8 @@ def runtime_file(module, name: str, **expect) -> Path | None:
     entry = (listed or {}).get("runtime", {}).get(name)
     if not isinstance(entry, dict):
         return None
-    if any(entry.get(k) != v for k, v in expect.items()):
-        return None
+    if any(entry.get(k) != v for k, v in expect.items()) or not (folder / name).is_file():
+        return None  # made for other settings, or not carried (e.g. a learned model keeps only the encoder's)
     bad = mismatches(folder, [name, *entry.get("needs", [])], listed["files"])
     if bad:
         if (str(folder), name) not in _warned:
