@@ -33,11 +33,13 @@ def test_numpy_search_gives_the_pytorch_captions(shipped_captioner, grids, beam)
         assert g[0].attention.shape == tuple(r[0].attention.shape)
 
 
-def test_grounded_decoding_is_refused_not_silently_ignored(shipped_captioner, grids):
-    cfg = shipped_captioner.decoding.replace(tag_bonus=8.0)
-    with pytest.raises(ValueError, match="PyTorch path"):
-        decode(NumpyStepDecoder(shipped_captioner.model.folder), grids.numpy(), shipped_captioner.model.vocab, cfg)
+def test_what_is_not_ported_is_refused_not_silently_ignored(shipped_captioner, grids):
+    from captioner.runtime.numpy_grounding import decode_with_tags
 
+    cfg = shipped_captioner.decoding.replace(support_penalty=2.0)
+    with pytest.raises(ValueError, match="PyTorch path"):
+        decode_with_tags(None, NumpyStepDecoder(shipped_captioner.model.folder), grids.numpy(),
+                         shipped_captioner.model.vocab, cfg)
 
 def test_the_numpy_tagger_gives_the_pytorch_tags(shipped_captioner, grids):
     import numpy as np
@@ -71,3 +73,35 @@ def test_torch_weights_files_are_read_without_torch(tmp_path, zip_format):
     assert list(got) == list(state)
     for k, v in state.items():
         assert got[k].dtype == v.numpy().dtype and np.array_equal(got[k], v.numpy()), k
+
+
+@pytest.fixture(scope="module")
+def tagged_grids(shipped_captioner):
+    """Photos the tagger is confident about (a cat twice, coffee, a rocket), and two it is not."""
+    data = pytest.importorskip("skimage.data")
+    from PIL import Image
+
+    photos = [Image.fromarray(getattr(data, n)()).convert("RGB")
+              for n in ("chelsea", "astronaut", "coffee", "rocket", "cat", "hubble_deep_field")]
+    return shipped_captioner.encode(torch.stack([shipped_captioner.prepare(p).tensor for p in photos]))
+
+
+@pytest.mark.parametrize("beam", [1, 3, 10])
+@pytest.mark.parametrize("tag_unsure", [0.0, -0.84])
+def test_numpy_grounded_decoding_gives_the_pytorch_captions(shipped_captioner, tagged_grids, beam, tag_unsure):
+    from captioner.runtime.numpy_grounding import decode_with_tags
+    from captioner.runtime.numpy_tagger import NumpyTagger
+    from captioner.tags.grounding import decode_with_tags as torch_decode_with_tags
+
+    cap = shipped_captioner
+    cfg = cap.decoding.replace(beam_size=beam, support_penalty=0.0, tag_unsure=tag_unsure)
+    assert cfg.tag_bonus > 0 and cfg.tag_reliable > 0  # grounding and the reliability mask are on
+    tagger = NumpyTagger.for_backbone(cap.cfg.backbone)
+    assert sum(bool(r) for r in tagger.tags(tagged_grids.numpy())) >= 4
+    ref = torch_decode_with_tags(cap.tagger, cap.fast_decoder, tagged_grids, cap.model.vocab, cfg, None, None,
+                                 cap.tag_reliability, None)
+    got = decode_with_tags(tagger, NumpyStepDecoder(cap.model.folder), tagged_grids.numpy(), cap.model.vocab, cfg,
+                           reliability=cap.tag_reliability)
+    for r, g in zip(ref, got):
+        assert [c.ids for c in g] == [c.ids for c in r]
+        assert max(abs(a.score - b.score) for a, b in zip(r, g)) < 1e-4

@@ -19,7 +19,7 @@ import numpy as np
 from captioner.errors import ModelLoadError
 from captioner.runtime.checksums import mismatches, read_checksums
 from captioner.runtime.folder_runtime import ENCODER_FILE, STEP_FILE
-from captioner.runtime.numpy_search import NumpyStepDecoder, decode
+from captioner.runtime.numpy_search import NumpyStepDecoder, decode, supported
 
 
 def model_dir(folder: str | os.PathLike | None = None) -> Path:
@@ -64,5 +64,10 @@ class LeanCaptioner:
         return self.encoder.run(["features"], {"image": batch})[0]
 
     def caption(self, image, **changes) -> list:
-        """Candidates for one photo (a path), best first, decoded with the model's decoding and `changes`."""
-        return decode(self.decoder, self.encode([image]), self.vocab, self.decoding.replace(**changes))[0]
+        """Candidates for one photo (a path), best first, decoded with the model's decoding and `changes`
+        (plain decoding only: see `captioner.runtime.numpy_search.supported`)."""
+        cfg = self.decoding.replace(**changes)
+        if not supported(cfg):
+            raise ValueError("grounded decoding, the support penalty and the sentence bank need the PyTorch path "
+                             "(tag_bonus=0, support_penalty=0, bank_shortlist=0 here)")
+        return decode(self.decoder, self.encode([image]), self.vocab, cfg)[0]

@@ -5,9 +5,10 @@ importing torch (the first part of inference without PyTorch).
 state) from `decoder.safetensors` with numpy, and runs each step through the folder's
 `decoder_step.onnx` (`captioner.runtime.folder_runtime`). `decode` mirrors
 `captioner.decoding.search.decode` (same loop, same rules: banned tokens, no `<end>` first, no repeated
-n-gram, no echo; same ordering by `score / length ** length_penalty`) for plain decoding. Not yet here:
-grounded decoding (tag bonus, side-by-side search, new words), the support penalty, the sentence bank,
-tags and confidence; `supported(cfg)` says whether a `DecodingConfig` needs only what is here.
+n-gram, no echo; same ordering by `score / length ** length_penalty`), with grounded decoding's steer
+(`captioner.runtime.numpy_grounding`). Not yet here: words added at decode time, the support penalty, the
+sentence bank and confidence; `supported(cfg)` says whether a `DecodingConfig` needs none of grounding,
+penalty or bank.
 tests/test_numpy_search.py compares it with the PyTorch path.
 
 Importing this module imports neither torch nor onnx.
@@ -114,7 +115,7 @@ def _candidate(vocab, ids: list[int], score: float, alpha: np.ndarray, ended: bo
 
 
 # ---------------------------------------------------------------------------- searches (decoding.search)
-def greedy_decode(decoder: NumpyStepDecoder, features: np.ndarray, vocab, cfg) -> list:
+def greedy_decode(decoder: NumpyStepDecoder, features: np.ndarray, vocab, cfg, steer=None) -> list:
     feats = decoder.flatten(features)
     proj, grid = decoder.project(feats), int(round(feats.shape[1] ** 0.5))
     B = feats.shape[0]
@@ -127,7 +128,7 @@ def greedy_decode(decoder: NumpyStepDecoder, features: np.ndarray, vocab, cfg) -
     for t in range(cfg.max_len):
         logp, h, c, alpha = decoder.step(feats, proj, words, h, c)
         logp = rules(logp, seqs, t)
-        words = logp.argmax(axis=1)
+        words = (logp if steer is None else steer(logp, seqs, t, np.arange(B))).argmax(axis=1)
         best = logp[np.arange(B), words]
         scores += np.where(done, np.float32(0), best)
         seqs = np.concatenate([seqs, words[:, None]], axis=1)
@@ -144,7 +145,7 @@ def greedy_decode(decoder: NumpyStepDecoder, features: np.ndarray, vocab, cfg) -
     return out
 
 
-def beam_search(decoder: NumpyStepDecoder, features: np.ndarray, vocab, cfg) -> list[list]:
+def beam_search(decoder: NumpyStepDecoder, features: np.ndarray, vocab, cfg, steer=None) -> list[list]:
     feats = decoder.flatten(features)
     proj, grid = decoder.project(feats), int(round(feats.shape[1] ** 0.5))
     B, P, _ = feats.shape
@@ -154,6 +155,8 @@ def beam_search(decoder: NumpyStepDecoder, features: np.ndarray, vocab, cfg) -> 
     h, c = decoder.init_state(feats)
     img_of = np.arange(B)
     scores = np.zeros(B, dtype=np.float32)
+    model_scores = scores.copy() if steer is not None else None  # the model's own log-probs (steered search)
+    ranked: dict[int, float] = {}  # id(candidate) -> steered score (steered search only)
     seqs = np.zeros((B, 0), dtype=np.int64)
     alphas = np.zeros((B, 0, P), dtype=np.float32)
     words = np.full(B, vocab.start_id, dtype=np.int64)
@@ -165,6 +168,9 @@ def beam_search(decoder: NumpyStepDecoder, features: np.ndarray, vocab, cfg) -> 
             row_feats, row_proj, rows_of = feats[img_of], proj[img_of], img_of
         logp, h, c, alpha = decoder.step(row_feats, row_proj, words, h, c)
         logp = rules(logp, seqs, t)
+        model_logp = logp
+        if steer is not None:
+            logp = steer(logp, seqs, t, img_of)
         total = scores[:, None] + logp
         R = total.shape[0]
         counts = np.bincount(img_of, minlength=B)
@@ -191,7 +197,11 @@ def beam_search(decoder: NumpyStepDecoder, features: np.ndarray, vocab, cfg) -> 
                 if w == vocab.end_id or t == max_len - 1:
                     ids = [*seqs[row].tolist(), w]
                     al = np.concatenate([alphas[row], alpha[row: row + 1]])
-                    finished[b].append(_candidate(vocab, ids, s, al, w == vocab.end_id, grid))
+                    own = s if steer is None else float(model_scores[row] + model_logp[row, w])
+                    cand = _candidate(vocab, ids, own, al, w == vocab.end_id, grid)
+                    finished[b].append(cand)
+                    if steer is not None:
+                        ranked[id(cand)] = s
                     slots[b] -= 1
                 else:
                     new_rows.append(row)
@@ -203,19 +213,23 @@ def beam_search(decoder: NumpyStepDecoder, features: np.ndarray, vocab, cfg) -> 
             break
         rows = np.array(new_rows)
         words = np.array(new_words, dtype=np.int64)
+        if steer is not None:
+            model_scores = model_scores[rows] + model_logp[rows, words]
         scores = np.array(new_scores, dtype=np.float32)
         img_of = np.array(new_img)
         seqs = np.concatenate([seqs[rows], words[:, None]], axis=1)
         alphas = np.concatenate([alphas[rows], alpha[rows][:, None]], axis=1)
         h, c = h[rows], c[rows]
-    return [sorted(f, key=lambda cd: rank_key(cd.score, len(cd.ids), cfg.length_penalty), reverse=True)
-            for f in finished]
+    def order(cd) -> float:  # the model's ranking, plus the tag bonus the caption collected
+        return rank_key(cd.score, len(cd.ids), cfg.length_penalty) + (ranked[id(cd)] - cd.score if ranked else 0.0)
+
+    return [sorted(f, key=order, reverse=True) for f in finished]
 
 
-def decode(decoder: NumpyStepDecoder, features: np.ndarray, vocab, cfg) -> list[list]:
-    """Candidates for each image, best first (plain decoding: see `supported`)."""
-    if not supported(cfg):
-        raise ValueError("grounded decoding, the support penalty and the sentence bank need the PyTorch path")
+def decode(decoder: NumpyStepDecoder, features: np.ndarray, vocab, cfg, steer=None) -> list[list]:
+    """Candidates for each image, best first; `steer`: grounded decoding's bonus
+    (`captioner.runtime.numpy_grounding`). Only the search: grounding, the support penalty and the sentence
+    bank are the caller's (`supported` says whether a config needs none of them)."""
     if cfg.beam_size <= 1:
-        return [[c] for c in greedy_decode(decoder, features, vocab, cfg)]
-    return beam_search(decoder, features, vocab, cfg)
+        return [[c] for c in greedy_decode(decoder, features, vocab, cfg, steer)]
+    return beam_search(decoder, features, vocab, cfg, steer)
