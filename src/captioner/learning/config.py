@@ -21,10 +21,10 @@ class LearnConfig:
     lr: float = setting(2e-3, "Adam learning rate", above=0, hi=1.0)
     train: str = setting("words", "which decoder weights change: decoder (all), language (embedding, LSTM, "
                          "output) or words (embedding and output only)", choices=tuple(PARTS))
-    distill: float = setting(0.5, "weight of keeping the original model's own predictions (on the photos left "
+    distill: float = setting(1.0, "weight of keeping the original model's own predictions (on the photos left "
                              "unedited, else on the edited photos' original captions): forgetting control",
                              lo=0, hi=100)
-    l2: float = setting(0.01, "weight of the pull toward the original weights (summed squared change): "
+    l2: float = setting(0.05, "weight of the pull toward the original weights (summed squared change): "
                         "forgetting control", lo=0, hi=1e6)
     held_out: float = setting(0.2, "share of the edits held out to measure the learned model, with at least "
                               "--min-held-out-edits edits", lo=0, hi=0.5)
