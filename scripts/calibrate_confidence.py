@@ -24,7 +24,7 @@ import sys
 import issue13_data as data
 import numpy as np
 
-from captioner.confidence.calibration import FEATURES, ConfidenceScorer, candidate_features, isotonic_fit
+from captioner.confidence.calibration import ALL_FEATURES, ConfidenceScorer, candidate_features, isotonic_fit
 from captioner.evaluation.cider import CiderD
 from captioner.model.vocab import tokenize
 from captioner.tags.tag import Tag
@@ -66,12 +66,28 @@ def human_threshold(refs: dict[str, list[str]], quantile: float = 0.25) -> tuple
                                                 "human_loo_cider_q25": float(np.quantile(vals, 0.25))}
 
 
-def features(records: list[dict]) -> np.ndarray:
+def presence_of(name: str, cap) -> dict[str, dict[str, float]] | None:
+    """Each photo's support evidence (`captioner.support`) by id, from the cached grids (None without a
+    support head)."""
+    import torch
+
+    if cap.support is None:
+        return None
+    ids, grids = data.grids(name, cap)
+    out = {}
+    for s in range(0, len(ids), 200):
+        feats = torch.from_numpy(np.array(grids[s : s + 200]))
+        rows = cap.support.presence(feats, cap.tagger.word_probabilities(feats)).tolist()
+        out.update({i: dict(zip(cap.support.names, row)) for i, row in zip(ids[s : s + 200], rows)})
+    return out
+
+
+def features(records: list[dict], presence: dict | None = None, names: tuple = ALL_FEATURES) -> np.ndarray:
     out = []
     for r in records:
         cands = [_Cand(c) for c in r["candidates"]]
-        out.append(candidate_features(cands, 0, tags_of(r["words"])))
-    return np.array(out, dtype=float)
+        out.append(candidate_features(cands, 0, tags_of(r["words"]), presence[r["id"]] if presence else None))
+    return np.array(out, dtype=float)[:, [ALL_FEATURES.index(f) for f in names]]
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0, iters: int = 50):
@@ -92,8 +108,9 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0, iters: int = 50)
     return ConfidenceScorer(mean.tolist(), scale.tolist(), w[:-1].tolist(), float(w[-1]))
 
 
-def fit(x: np.ndarray, y: np.ndarray, isotonic: bool = True) -> ConfidenceScorer:
+def fit(x: np.ndarray, y: np.ndarray, isotonic: bool = True, names: tuple = ALL_FEATURES) -> ConfidenceScorer:
     s = fit_logistic(x, y)
+    s.features = tuple(names)
     if isotonic:
         s.iso_x, s.iso_y = isotonic_fit(s.raw(x), y)
     return s
@@ -119,14 +136,14 @@ def reliability(p: np.ndarray, y: np.ndarray, bins: int = 10) -> dict:
             "bins [lo, n, mean confidence, acceptable rate]": table}
 
 
-def cross_validated(x, y, folds: int = 5, seed: int = 0, isotonic: bool = True) -> np.ndarray:
+def cross_validated(x, y, folds: int = 5, seed: int = 0, isotonic: bool = True, names=ALL_FEATURES) -> np.ndarray:
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(y))
     out = np.zeros(len(y))
     for k in range(folds):
         test = order[k::folds]
         train = np.setdiff1d(order, test)
-        out[test] = fit(x[train], y[train], isotonic).probability(x[test])
+        out[test] = fit(x[train], y[train], isotonic, names).probability(x[test])
     return out
 
 
@@ -137,38 +154,42 @@ def main() -> int:
     ap.add_argument("--low", type=float, default=0.3, help="flag captions below this confidence")
     ap.add_argument("--isotonic", action="store_true", help="an isotonic map after the logistic model (on val it "
                                                             "lowered ECE 0.038 -> 0.032 but raised Brier: off)")
+    ap.add_argument("--features", default=",".join(ALL_FEATURES), help="comma-separated, of: " + ", ".join(ALL_FEATURES))
     args = ap.parse_args()
+    names = tuple(args.features.split(","))
+    if not set(names) <= set(ALL_FEATURES):
+        raise SystemExit(f"unknown features {sorted(set(names) - set(ALL_FEATURES))}")
     cap = data.captioner()
     decoding = cap.decoding
     _, _, val_refs = data.load_set("val")
     threshold, human = human_threshold(val_refs, args.quantile)
     report: dict = {"acceptable": f"per-image CIDEr-D >= {threshold:.4f} (the {args.quantile:.0%} quantile of human "
                                   "captions' leave-one-out CIDEr-D on Flickr8k val)", "threshold": threshold, **human,
-                    "features": list(FEATURES), "decoding": decoding.to_dict()}
+                    "features": list(names), "decoding": decoding.to_dict()}
     val = data.decode_pass("val", decoding, cap)
     cider_val, _ = per_image_cider(val, val_refs)
-    x, y = features(val), (cider_val >= threshold).astype(float)
-    report["val_cv_logistic_only"] = reliability(cross_validated(x, y, isotonic=False), y)
-    report["val_cv_logistic_isotonic"] = reliability(cross_validated(x, y), y)
-    cv = cross_validated(x, y, isotonic=args.isotonic)
+    x, y = features(val, presence_of("val", cap), names), (cider_val >= threshold).astype(float)
+    report["val_cv_logistic_only"] = reliability(cross_validated(x, y, isotonic=False, names=names), y)
+    report["val_cv_logistic_isotonic"] = reliability(cross_validated(x, y, names=names), y)
+    cv = cross_validated(x, y, isotonic=args.isotonic, names=names)
     report["val_cv_flagged_low"] = {"share": round(float((cv < args.low).mean()), 4),
                                     "acceptable_among_flagged": round(float(y[cv < args.low].mean()), 4),
                                     "acceptable_among_rest": round(float(y[cv >= args.low].mean()), 4)}
-    scorer = fit(x, y, isotonic=args.isotonic)
+    scorer = fit(x, y, isotonic=args.isotonic, names=names)
     scorer.low = args.low
     scorer.about = {"fitted_on": "Flickr8k val (1000 images), default decoding of the shipped model",
                     "model": "logistic on standardised features" + (" + isotonic" if args.isotonic else ""),
                     "acceptable": report["acceptable"], "threshold": threshold, "low": args.low,
                     "made_by": "scripts/calibrate_confidence.py"}
-    report["coef (standardised)"] = dict(zip(FEATURES, [round(c, 4) for c in scorer.coef]))
+    report["coef (standardised)"] = dict(zip(names, [round(c, 4) for c in scorer.coef]))
     for name in ("test", "coco"):
         recs = data.decode_pass(name, decoding, cap)
         _, _, refs = data.load_set(name)
         cider, _ = per_image_cider(recs, refs)
         yy = (cider >= threshold).astype(float)
-        report[name] = reliability(scorer.probability(features(recs)), yy)
+        p = scorer.probability(features(recs, presence_of(name, cap), names))
+        report[name] = reliability(p, yy)
         report[name]["mean_cider_d"] = round(float(cider.mean()), 4)
-        p = scorer.probability(features(recs))
         report[name]["flagged_low"] = round(float((p < args.low).mean()), 4)
         report[name]["acceptable_among_flagged"] = round(float(yy[p < args.low].mean()), 4) if (p < args.low).any() else None
     report["val_flagged_low"] = round(float((scorer.probability(x) < args.low).mean()), 4)

@@ -1,4 +1,5 @@
-"""With grounded decoding off (`--tag-bonus 0`), the best captions of the 1,000 Flickr8k test photos are those
+"""With grounded decoding, the support penalty and the echo rule off (`--tag-bonus 0 --support-penalty 0
+--no-echo 0`), the best captions of the 1,000 Flickr8k test photos are those
 release 0.1.0 gave (recorded in tests/fixtures/flickr8k_test_captions_0.1.0.json by `captioner evaluate
 --predictions` at commit ab2242d). With grounded decoding on (the shipped decoding, issue 13) only photos
 whose 0.1.0 caption names none of their confident tags that steer (`tag_reliable`) change, and most of those
@@ -24,7 +25,8 @@ def test_best_captions_of_the_test_split_are_unchanged(flickr8k_dir, beam, shipp
     assert sorted(ids) == sorted(expected)
     captioner = shipped_captioner
     got = {i: r.caption for i, r in zip(ids, captioner.caption_many([ds.image_path(i) for i in ids], beam_size=beam,
-                                                                    batch_size=50, tag_bonus=0.0))}
+                                                                    batch_size=50, tag_bonus=0.0, support_penalty=0.0,
+                                                                    no_echo=0))}
     changed = [i for i in ids if got[i] != expected[i]]
     assert not changed, f"{len(changed)} of {len(ids)} changed, e.g. {changed[0]}: {got[changed[0]]!r} vs {expected[changed[0]]!r}"
 
@@ -35,7 +37,7 @@ def test_grounded_decoding_changes_only_captions_that_miss_their_tags(flickr8k_d
     ds = load_dataset(str(flickr8k_dir))
     ids = ds.split("test")
     captioner = shipped_captioner
-    cfg = captioner.decoding.replace(tag_bonus=8.0, tag_min=0.5)
+    cfg = captioner.decoding.replace(tag_bonus=8.0, tag_min=0.5, support_penalty=0.0, no_echo=0)  # grounding alone
     words = set(captioner.model.vocab.itos) | set(captioner.new_words.words)
     changed = names_one = 0
     labels = captioner.tagger.labels

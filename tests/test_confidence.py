@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image, ImageDraw
 from skimage import data as skdata  # scikit-image ([test]) ships the sample photos
 
@@ -124,9 +125,28 @@ def test_features_of_a_candidate():
 
     cands = [C("a cat sits on a mat".split(), -1.0), C("a dog".split(), -1.5)]
     f = dict(zip(FEATURES, candidate_features(cands, 0, [Tag("cat", 0.9), Tag("bear", 0.05)])))
-    assert f == {"mean_logprob": -1.0, "margin": 0.5, "length": 6.0, "tag_top": 0.9, "tag_named": 0.9}
+    assert f == {"mean_logprob": -1.0, "margin": 0.5, "length": 6.0, "tag_top": 0.9, "tag_named": 0.9,
+                 "support_min": 1.0, "support_low": 0.0}  # no support evidence: nothing counts against it
     g = dict(zip(FEATURES, candidate_features(cands, 1, [Tag("cat", 0.9)])))
     assert g["margin"] == -0.5 and g["tag_named"] == 0.0
+    # how well the photo supports the objects named: the lowest presence, and how many are under 0.2
+    presence = {"cat": 0.9, "dog": 0.05, "person": 0.1}
+    h = dict(zip(FEATURES, candidate_features([C("a man and his dog on a mat".split(), -1.0)], 0, [], presence)))
+    assert h["support_min"] == 0.05 and h["support_low"] == 2.0
+    k = dict(zip(FEATURES, candidate_features(cands, 0, [], presence)))
+    assert k["support_min"] == 0.9 and k["support_low"] == 0.0
+
+
+def test_a_calibration_of_the_first_five_features_still_loads(tmp_path):
+    from captioner.confidence.calibration import ALL_FEATURES
+
+    old = ConfidenceScorer([0.0] * 5, [1.0] * 5, [1.0, 0, 0, 0, 0], 0.0, features=ALL_FEATURES[:5])
+    old.save(tmp_path)
+    back = ConfidenceScorer.load(tmp_path)
+    assert back.features == ALL_FEATURES[:5]
+    x = np.zeros((1, len(ALL_FEATURES)))
+    x[0, 0] = 2.0  # all seven features in, the five it knows used
+    assert back.probability(x)[0] == pytest.approx(1 / (1 + np.exp(-2.0)))
 
 
 def test_cli_json_and_text_output(tmp_path):

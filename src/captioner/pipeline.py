@@ -235,13 +235,15 @@ class Captioner:
     def caption_prepared(self, items: list[_Prepared], decoding: DecodingConfig,
                          keep_features: bool = False) -> list[CaptionResult]:
         ok = [p for p in items if p.error is None]
-        cands, tags, feats = [], [], None
+        cands, tags, feats, support, presence = [], [], None, None, None
         if ok:
             feats = self.encode(torch.stack([p.tensor for p in ok]))
             tagger = self.tagger
             word_probs = tagger.word_probabilities(feats) if tagger is not None else None
             tags = tagger.tags_from_word_probabilities(word_probs) if tagger is not None else [[] for _ in ok]
             cands = self.decode(feats, decoding, word_probs)
+            support = self.support if self.scorer is not None else None  # the confidence reads the evidence
+            presence = support.presence(feats, word_probs).tolist() if support is not None else None
             if decoding.bank_shortlist > 0 and self.bank is not None:
                 from captioner.bank.runtime import with_bank
 
@@ -259,7 +261,7 @@ class Captioner:
                 grid = feats[n]
                 result.features = grid.reshape(-1, grid.shape[-1]).float().cpu().numpy().astype(np.float16)
             if self.scorer is not None:
-                self.scorer.score(result)
+                self.scorer.score(result, dict(zip(support.names, presence[n])) if presence is not None else None)
             results.append(result)
             n += 1
         return results

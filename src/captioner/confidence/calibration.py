@@ -2,9 +2,11 @@
 human references at least the threshold stored with the calibration), from the model's own scores.
 
 Features of a candidate (`candidate_features`): its mean log-probability per token, its margin over
-the best other candidate, the length in words, the tagger's top word probability, and the probability
-of the most likely tag that the caption names. A logistic model on these (fitted on Flickr8k
-validation by `scripts/calibrate_confidence.py`, stored as `confidence.json` in the model folder) and
+the best other candidate, the length in words, the tagger's top word probability, the probability
+of the most likely tag that the caption names, and how well the photo supports the objects the caption
+names (`captioner.support`: the lowest presence among its object concepts, and how many are under 0.2).
+A calibration names the features it uses, so a file fitted on the first five still loads. A logistic
+model on these (fitted on Flickr8k validation by `scripts/calibrate_confidence.py`, stored as `confidence.json` in the model folder) and
 an isotonic map of its output give the confidence. Inputs the calibration data never held (tiny,
 blank, elongated, screenshot-like images: see `checks`) are capped at `WARNING_CAP`: the model's
 scores on them are meaningless, and no validation photo can say how meaningless.
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +24,10 @@ import numpy as np
 #: the confidence of a caption for an image with an input warning is at most this
 WARNING_CAP = 0.05
 CALIBRATION_FILE = "confidence.json"
-FEATURES = ("mean_logprob", "margin", "length", "tag_top", "tag_named")
+ALL_FEATURES = ("mean_logprob", "margin", "length", "tag_top", "tag_named", "support_min", "support_low")
+FEATURES = ALL_FEATURES
+#: below this presence an object the caption names counts as poorly supported (`support_low`)
+LOW_SUPPORT = 0.2
 
 
 def _named(label: str, tokens: set[str]) -> bool:
@@ -32,8 +38,21 @@ def _named(label: str, tokens: set[str]) -> bool:
     return False
 
 
-def candidate_features(candidates: list, index: int, tags: list) -> list[float]:
-    """The features of `candidates[index]` (see the module docstring); `tags`: the image's `Tag`s."""
+def support_features(tokens: list[str], presence: Mapping[str, float] | None) -> tuple[float, float]:
+    """(lowest presence among the object concepts the caption names that have evidence (1.0: none),
+    how many of them are under `LOW_SUPPORT`); `presence`: concept -> probability (None: no evidence)."""
+    if not presence:
+        return 1.0, 0.0
+    from captioner.evaluation.hallucination import mentions
+
+    values = [presence[c] for c in dict.fromkeys(m.concept for m in mentions(tokens)) if c in presence]
+    return (min(values) if values else 1.0), float(sum(v < LOW_SUPPORT for v in values))
+
+
+def candidate_features(candidates: list, index: int, tags: list,
+                       presence: Mapping[str, float] | None = None) -> list[float]:
+    """The features of `candidates[index]` (see the module docstring); `tags`: the image's `Tag`s;
+    `presence`: the photo's support evidence per concept (`SupportEvidence.presence`, by name)."""
     cand = candidates[index]
     norm = cand.normalized_score
     others = [c.normalized_score for j, c in enumerate(candidates) if j != index]
@@ -41,7 +60,9 @@ def candidate_features(candidates: list, index: int, tags: list) -> list[float]:
     tokens = set(cand.tokens)
     tag_top = max((t.score for t in tags), default=0.0)
     tag_named = max((t.score for t in tags if _named(t.label, tokens)), default=0.0)
-    return [float(norm), float(max(min(margin, 5.0), -5.0)), float(len(cand.tokens)), float(tag_top), float(tag_named)]
+    low_min, n_low = support_features(cand.tokens, presence)
+    return [float(norm), float(max(min(margin, 5.0), -5.0)), float(len(cand.tokens)), float(tag_top), float(tag_named),
+            float(low_min), n_low]
 
 
 def isotonic_fit(x: np.ndarray, y: np.ndarray, bins: int = 20) -> tuple[list[float], list[float]]:
@@ -81,11 +102,12 @@ class ConfidenceScorer:
     # ------------------------------------------------------------------ io
     @classmethod
     def from_dict(cls, d: dict) -> ConfidenceScorer:
-        if tuple(d.get("features", ())) != FEATURES:
-            raise ValueError(f"confidence calibration for features {d.get('features')}, expected {list(FEATURES)}")
+        names = tuple(d.get("features", ()))
+        if not names or not set(names) <= set(ALL_FEATURES) or len(d["coef"]) != len(names):
+            raise ValueError(f"confidence calibration for features {d.get('features')}, known: {list(ALL_FEATURES)}")
         return cls(list(d["mean"]), list(d["scale"]), list(d["coef"]), float(d["intercept"]),
                    list(d.get("iso_x", [])), list(d.get("iso_y", [])), float(d.get("low", 0.3)),
-                   FEATURES, dict(d.get("about", {})))
+                   names, dict(d.get("about", {})))
 
     def to_dict(self) -> dict:
         return {"features": list(self.features), "mean": self.mean, "scale": self.scale, "coef": self.coef,
@@ -104,9 +126,17 @@ class ConfidenceScorer:
         Path(folder, CALIBRATION_FILE).write_text(json.dumps(self.to_dict(), indent=1) + "\n")
 
     # ------------------------------------------------------------------ scoring
+    def columns(self, x: np.ndarray) -> np.ndarray:
+        """`x` (n, all features, `ALL_FEATURES`) -> the columns this calibration uses (as given when `x`
+        already has only those)."""
+        x = np.asarray(x, float)
+        if x.shape[-1] == len(self.features):
+            return x
+        return x[..., [ALL_FEATURES.index(f) for f in self.features]]
+
     def raw(self, x: np.ndarray) -> np.ndarray:
         """(n, features) -> the logistic model's probability, before the isotonic map."""
-        z = (np.asarray(x, float) - np.asarray(self.mean)) / np.asarray(self.scale)
+        z = (self.columns(x) - np.asarray(self.mean)) / np.asarray(self.scale)
         logit = z @ np.asarray(self.coef) + self.intercept
         return 1.0 / (1.0 + np.exp(-np.clip(logit, -30, 30)))
 
@@ -116,13 +146,14 @@ class ConfidenceScorer:
             p = np.interp(p, self.iso_x, self.iso_y)
         return np.clip(p, 0.0, 1.0)
 
-    def score(self, result) -> None:
+    def score(self, result, presence: Mapping[str, float] | None = None) -> None:
         """Set `confidence` on each candidate of a `CaptionResult` and on the result (its best
-        candidate's); cap it when the image has an input warning; add a low-confidence warning."""
+        candidate's); cap it when the image has an input warning; add a low-confidence warning.
+        `presence`: the photo's support evidence per concept (None: no evidence)."""
         cands = result.candidates
         if not cands:
             return
-        x = np.array([candidate_features(cands, i, result.tags) for i in range(len(cands))])
+        x = np.array([candidate_features(cands, i, result.tags, presence) for i in range(len(cands))])
         probs = self.probability(x)
         if result.warnings:
             probs = np.minimum(probs, WARNING_CAP)

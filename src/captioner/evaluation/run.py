@@ -46,9 +46,9 @@ def evaluate_model(model_dir, data, split, decoding: DecodingConfig | None = Non
                 else:  # grounded decoding (`--tag-bonus`): the same search the pipeline runs, on the cache
                     from captioner.tags.grounding import decode_with_tags
 
-                    tagger, new_words, reliability = grounding
+                    tagger, new_words, reliability, support = grounding
                     out = decode_with_tags(tagger, model.decoder, feats, model.vocab, decoding, new_words,
-                                           reliability=reliability)
+                                           reliability=reliability, support=support)
             decode_s += time.perf_counter() - t
             for i, cands in zip(chunk, out):
                 preds[i] = cands[0].caption
@@ -67,11 +67,20 @@ def evaluate_model(model_dir, data, split, decoding: DecodingConfig | None = Non
 
 
 def _cached_grounding(model, decoding, extras: dict):
-    """(tagger, new words, tag reliability) for grounded decoding on cached features, or None when it is
-    off or the backbone has no classifier; `extras`: the model folder's (`folder_extras`)."""
-    if decoding.tag_bonus <= 0:
+    """(tagger, new words, tag reliability, support evidence) for grounded decoding or the support penalty
+    on cached features, or None when both are off or the backbone has no classifier; `extras`: the model
+    folder's (`folder_extras`)."""
+    head = extras.get("support_head") if decoding.support_penalty > 0 else None
+    if decoding.tag_bonus <= 0 and head is None:
         return None
     from captioner.tags.tagger import ObjectTagger
 
     tagger = ObjectTagger.for_backbone(model.cfg.backbone)
-    return None if tagger is None else (tagger, extras["new_words"], extras["tag_reliability"])
+    if tagger is None:
+        return None
+    support = None
+    if head is not None:
+        from captioner.support.penalty import SupportEvidence
+
+        support = SupportEvidence(head, tagger.labels)
+    return tagger, extras["new_words"], extras["tag_reliability"], support
