@@ -36,7 +36,7 @@ def test_numpy_search_gives_the_pytorch_captions(shipped_captioner, grids, beam)
 def test_what_is_not_ported_is_refused_not_silently_ignored(shipped_captioner, grids):
     from captioner.runtime.numpy_grounding import decode_with_tags
 
-    cfg = shipped_captioner.decoding.replace(support_penalty=2.0)
+    cfg = shipped_captioner.decoding.replace(bank_shortlist=50)
     with pytest.raises(ValueError, match="PyTorch path"):
         decode_with_tags(None, NumpyStepDecoder(shipped_captioner.model.folder), grids.numpy(),
                          shipped_captioner.model.vocab, cfg)
@@ -88,20 +88,25 @@ def tagged_grids(shipped_captioner):
 
 @pytest.mark.parametrize("beam", [1, 3, 10])
 @pytest.mark.parametrize("tag_unsure", [0.0, -0.84])
-def test_numpy_grounded_decoding_gives_the_pytorch_captions(shipped_captioner, tagged_grids, beam, tag_unsure):
+@pytest.mark.parametrize("support_penalty", [0.0, 2.0])
+def test_numpy_grounded_decoding_gives_the_pytorch_captions(shipped_captioner, tagged_grids, beam, tag_unsure,
+                                                            support_penalty):
     from captioner.runtime.numpy_grounding import decode_with_tags
+    from captioner.runtime.numpy_support import NumpySupport
     from captioner.runtime.numpy_tagger import NumpyTagger
     from captioner.tags.grounding import decode_with_tags as torch_decode_with_tags
 
     cap = shipped_captioner
-    cfg = cap.decoding.replace(beam_size=beam, support_penalty=0.0, tag_unsure=tag_unsure)
+    cfg = cap.decoding.replace(beam_size=beam, support_penalty=support_penalty, tag_unsure=tag_unsure)
     assert cfg.tag_bonus > 0 and cfg.tag_reliable > 0  # grounding and the reliability mask are on
     tagger = NumpyTagger.for_backbone(cap.cfg.backbone)
+    support = NumpySupport.load(cap.model.folder, tagger.labels)
+    assert support is not None and support.names == cap.support.names
     assert sum(bool(r) for r in tagger.tags(tagged_grids.numpy())) >= 4
     ref = torch_decode_with_tags(cap.tagger, cap.fast_decoder, tagged_grids, cap.model.vocab, cfg, None, None,
-                                 cap.tag_reliability, None)
+                                 cap.tag_reliability, cap.support)
     got = decode_with_tags(tagger, NumpyStepDecoder(cap.model.folder), tagged_grids.numpy(), cap.model.vocab, cfg,
-                           reliability=cap.tag_reliability)
+                           reliability=cap.tag_reliability, support=support)
     for r, g in zip(ref, got):
         assert [c.ids for c in g] == [c.ids for c in r]
         assert max(abs(a.score - b.score) for a, b in zip(r, g)) < 1e-4

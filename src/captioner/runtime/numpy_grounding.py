@@ -1,8 +1,8 @@
 """Grounded decoding in numpy (`captioner.tags.grounding` and the steers of `captioner.decoding.processors`):
 a photo's confident tags become a bonus on their words, each tagged photo is searched side by side without
 and with it, and keeps the plain captions unless their best names none of its tags and the model is unsure of
-it. Mirrors the PyTorch code step for step. Not here yet: words added at decode time (`new_words`) and the
-support penalty (`support_penalty`); `decode_with_tags` refuses them.
+it; with the support penalty (`captioner.runtime.numpy_support`) in every search. Mirrors the PyTorch code
+step for step. Not here yet: words added at decode time (`new_words`) and the sentence bank.
 
 Importing this module imports neither torch nor onnx.
 """
@@ -34,11 +34,11 @@ def word_groups(m: np.ndarray) -> np.ndarray:
 
 
 class TagBonus:
-    """`captioner.decoding.processors.TagBonus` (without the support penalty and new words)."""
+    """`captioner.decoding.processors.TagBonus` (without new words)."""
 
-    def __init__(self, bonus: np.ndarray, groups: np.ndarray):
-        self.bonus, self.groups = bonus, groups
-        self.tag_only = bonus
+    def __init__(self, bonus: np.ndarray, groups: np.ndarray, penalty: np.ndarray | None = None):
+        self.bonus, self.groups, self.penalty = bonus, groups, penalty
+        self.tag_only = bonus if penalty is None else bonus - np.where(np.isinf(bonus), np.float32(0), penalty)
         self.cols = np.nonzero((bonus != 0).any(0))[0]
         self.col_bonus = bonus[:, self.cols]
         self.col_groups = groups[self.cols]
@@ -66,10 +66,10 @@ class TagBonus:
         return bool(wanted) and not wanted & set(self.groups[ids].tolist())
 
     def subset(self, images: list[int]) -> TagBonus:
-        return TagBonus(self.bonus[images], self.groups)
+        return TagBonus(self.bonus[images], self.groups, None if self.penalty is None else self.penalty[images])
 
     def plain(self) -> np.ndarray:
-        return np.zeros_like(self.bonus)
+        return np.zeros_like(self.bonus) if self.penalty is None else self.penalty.copy()
 
 
 class SideBySide(TagBonus):
@@ -77,7 +77,8 @@ class SideBySide(TagBonus):
 
     def __init__(self, steer: TagBonus, tagged: list[int], end_id: int):
         P = len(steer.bonus)
-        super().__init__(np.concatenate([steer.plain(), steer.bonus[tagged]]), steer.groups)
+        penalty = None if steer.penalty is None else np.concatenate([steer.penalty, steer.penalty[tagged]])
+        super().__init__(np.concatenate([steer.plain(), steer.bonus[tagged]]), steer.groups, penalty)
         self.n_plain, self.end_id = P, end_id
         self.twin = np.full(P + len(tagged), -1, dtype=np.int64)
         self.twin[P:] = tagged
@@ -102,9 +103,13 @@ class SideBySide(TagBonus):
         return out
 
 
-def tag_bonus(labels: list[str], word_probs: np.ndarray, vocab, decoding) -> TagBonus | None:
-    if word_probs is None or decoding.tag_bonus <= 0:
-        return None
+def tag_bonus(labels: list[str] | None, word_probs: np.ndarray, vocab, decoding, penalty=None) -> TagBonus | None:
+    pen = penalty(vocab) if penalty is not None else None
+    if labels is None or word_probs is None or decoding.tag_bonus <= 0:
+        if pen is None:
+            return None
+        groups = word_groups(label_to_vocab(labels, vocab)) if labels is not None else np.full(len(vocab), -1)
+        return TagBonus(pen, groups, penalty=pen)
     m = label_to_vocab(labels, vocab)
     lab, words = np.nonzero(m)
     probs = word_probs.astype(np.float32) * (word_probs >= decoding.tag_min)
@@ -112,7 +117,10 @@ def tag_bonus(labels: list[str], word_probs: np.ndarray, vocab, decoding) -> Tag
     for e in range(len(lab)):  # index_add_, in the same order
         share[:, words[e]] += probs[:, lab[e]]
     share = np.minimum(share, np.float32(1.0))
-    return TagBonus(np.float32(decoding.tag_bonus) * share, word_groups(m))
+    bonus = np.float32(decoding.tag_bonus) * share
+    if pen is not None:
+        bonus = bonus + pen
+    return TagBonus(bonus, word_groups(m), penalty=pen)
 
 
 def unsure(best, decoding) -> bool:
@@ -139,19 +147,28 @@ def grounded_decode(decoder, features: np.ndarray, vocab, decoding, steer: TagBo
     return plain
 
 
-def decode_with_tags(tagger, decoder, features: np.ndarray, vocab, decoding, word_probs=None, reliability=None):
-    """`captioner.tags.grounding.decode_with_tags` without new words and the support penalty. `tagger`: a
+def decode_with_tags(tagger, decoder, features: np.ndarray, vocab, decoding, word_probs=None, reliability=None,
+                     support=None):
+    """`captioner.tags.grounding.decode_with_tags` without new words. `tagger`: a
     `captioner.runtime.numpy_tagger.NumpyTagger`; `reliability`: anything with `share(word)` (the model
-    folder's tag reliability)."""
-    if decoding.support_penalty > 0 or decoding.bank_shortlist > 0:
-        raise ValueError("the support penalty and the sentence bank need the PyTorch path")
-    if decoding.tag_bonus <= 0 or tagger is None:
+    folder's tag reliability); `support`: a `captioner.runtime.numpy_support.NumpySupport`."""
+    if decoding.bank_shortlist > 0:
+        raise ValueError("the sentence bank needs the PyTorch path")
+    penalty = None
+    if support is not None and decoding.support_penalty > 0:
+        if word_probs is None and tagger is not None:
+            word_probs = tagger.word_probabilities(features)
+        presence = support.presence(features, word_probs)
+
+        def penalty(v):
+            return support.penalty(presence, v, decoding.support_penalty, decoding.support_min)
+    if (decoding.tag_bonus <= 0 or tagger is None) and penalty is None:
         return decode(decoder, features, vocab, decoding)
-    if word_probs is None:
+    if word_probs is None and tagger is not None:
         word_probs = tagger.word_probabilities(features)
-    if decoding.tag_reliable > 0 and reliability is not None:
+    if decoding.tag_reliable > 0 and reliability is not None and tagger is not None:
         mask = np.array([float(reliability.share(w) >= decoding.tag_reliable) for w in tagger.labels], np.float32)
         word_probs = word_probs * mask
-    steer = tag_bonus(tagger.labels, word_probs, vocab, decoding)
-    steers = steer is not None and any(steer.steers(b) for b in range(len(steer.bonus)))
+    steer = tag_bonus(tagger.labels if tagger is not None else None, word_probs, vocab, decoding, penalty)
+    steers = steer is not None and (steer.penalty is not None or any(steer.steers(b) for b in range(len(steer.bonus))))
     return grounded_decode(decoder, features, vocab, decoding, steer if steers else None)
