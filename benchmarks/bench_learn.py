@@ -161,7 +161,10 @@ def timing(args, cfg, work: Path) -> dict:
                 item = gallery.save(str(paths[i]), ids[i], "a photo", model_name=name, features=grids[i])
                 gallery.update_caption(item, refs[ids[i]][0])
     out = gdir / "models" / "timed"
-    flags = [f"--{k.replace('_', '-')}={v}" for k, v in cfg.fingerprint_fields().items() if not isinstance(v, bool)]
+    from dataclasses import asdict
+
+    flags = [f"--{k.replace('_', '-')}={v}" if not isinstance(v, bool) else f"--{'' if v else 'no-'}{k.replace('_', '-')}"
+             for k, v in asdict(cfg).items()]
     cmd = [sys.executable, "-m", "captioner", "learn", "--gallery", str(gdir), "--out", str(out), "--quiet",
            "--json", *flags]
     start = load()
@@ -195,14 +198,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(args.work or tmp)
         work.mkdir(parents=True, exist_ok=True)
-        result = {"settings": cfg.fingerprint_fields(), "load_start": load()}
+        result = {"settings": cfg.fingerprint_fields(), "threads": cfg.threads, "load_start": load()}
         if "simulate" in parts:
             result["simulate"] = simulate(args, cfg, work)
             print(json.dumps({k: v for k, v in result["simulate"].items() if k != "examples"}), flush=True)
-        if "forget" in parts:
-            result["forget"] = forget(args, work)
-        if "time" in parts:
+        if "time" in parts:  # before `forget`: the peak memory of child processes then is the learn command's
             result["time"] = timing(args, cfg, work)
+        if "forget" in parts:  # its Java tokenizer is a child process too
+            result["forget"] = forget(args, work)
         result["load_end"] = load()
     print(json.dumps(result, indent=1))
     if args.json:
