@@ -120,3 +120,15 @@ def test_racing_writers_each_write_a_whole_file_and_readers_see_only_whole_files
     assert seen and all(data in payloads for data in seen)
     assert target.read_bytes() in payloads
     assert os.listdir(tmp_path) == ["shared.bin"]
+
+
+@pytest.mark.parametrize("hard_links", [True, False])
+def test_exclusive_never_replaces_a_file_that_is_there(tmp_path, monkeypatch, hard_links):
+    if not hard_links:  # a file system without them: the new file is renamed into place instead
+        monkeypatch.setattr(os, "link", lambda *_: (_ for _ in ()).throw(PermissionError("no hard links")))
+    target = tmp_path / "gallery.db"
+    with atomic_path(target, exclusive=True, fsync=True) as tmp:
+        tmp.write_bytes(b"first")
+    with pytest.raises(FileExistsError), atomic_path(target, exclusive=True) as tmp:
+        tmp.write_bytes(b"second")
+    assert target.read_bytes() == b"first" and os.listdir(tmp_path) == ["gallery.db"]

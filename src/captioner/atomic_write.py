@@ -3,7 +3,8 @@ never a part.
 
 The new content goes to a hidden temporary file beside the target (``.NAME.PID-RANDOM.tmp``: its own for each
 writer, so writers racing for one file each write a complete one), which ``os.replace`` then moves onto the
-target in one step. With ``fsync=True`` the file's bytes and then the folder's entry are forced to disk, so the
+target in one step (or, with ``exclusive=True``, is linked there only if nothing is there yet: a new file never
+replaces one). With ``fsync=True`` the file's bytes and then the folder's entry are forced to disk, so the
 new file also survives a power cut; without it a crash may lose the new file but never leaves a torn one.
 
 * ``atomic_path(path)``: a temporary path to hand to a library that writes by name (``torch.save``,
@@ -15,6 +16,7 @@ new file also survives a power cut; without it a crash may lose the new file but
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import uuid
 from collections.abc import Iterator
@@ -39,16 +41,34 @@ def fsync_folder(folder: str | os.PathLike) -> None:
         os.close(fd)
 
 
-def _commit(tmp: Path, path: Path, fsync: bool) -> None:
-    os.replace(tmp, path)
+def _commit(tmp: Path, path: Path, fsync: bool, exclusive: bool = False) -> None:
+    if exclusive:
+        _link(tmp, path)
+    else:
+        os.replace(tmp, path)
     if fsync:
         fsync_folder(path.parent)
 
 
+def _link(tmp: Path, path: Path) -> None:
+    """Put `tmp` at `path` unless something is there (FileExistsError): a hard link, which never replaces
+    a file; a rename where the file system has no hard links."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise
+    except OSError:
+        if os.path.lexists(path):
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(path)) from None
+        os.replace(tmp, path)
+
+
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, *, fsync: bool = False, suffix: str = ".tmp") -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, *, fsync: bool = False, suffix: str = ".tmp",
+                exclusive: bool = False) -> Iterator[Path]:
     """``with atomic_path(p) as tmp: save(obj, tmp)``: whatever the block writes at `tmp` is moved onto `p`
-    when it ends without an error; on an error `p` is untouched and `tmp` is removed."""
+    when it ends without an error; on an error `p` is untouched and `tmp` is removed.  ``exclusive``: a
+    file already at `p` is kept and FileExistsError raised (the new one is removed)."""
     path = Path(path)
     tmp = temp_path(path, suffix)
     try:
@@ -56,7 +76,7 @@ def atomic_path(path: str | os.PathLike, *, fsync: bool = False, suffix: str = "
         if fsync:
             with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())
-        _commit(tmp, path, fsync)
+        _commit(tmp, path, fsync, exclusive)
     finally:
         tmp.unlink(missing_ok=True)
 

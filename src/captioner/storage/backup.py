@@ -2,8 +2,8 @@
 and ``captioner gallery restore-db``.
 
 Copies are made with SQLite's online backup API, so they are consistent even while the studio or an
-import writes to the gallery, and written to a temporary file that is linked into place: a backup
-never overwrites a file, and a failed one leaves nothing behind.  They hold the database only: the
+import writes to the gallery, and written to a temporary file that is linked into place
+(:mod:`captioner.atomic_write`): a backup never overwrites a file, and a failed one leaves nothing behind.  They hold the database only: the
 picture and video files under ``images/`` and ``videos/`` are named by their content and never change,
 so copying those folders beside the database (any time) completes a backup.
 """
@@ -13,9 +13,10 @@ import contextlib
 import os
 import shutil
 import sqlite3
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
+
+from captioner.atomic_write import atomic_path
 
 from . import migrations
 from .errors import GalleryError
@@ -31,37 +32,26 @@ def free_name(folder: Path, stem: str, suffix: str = ".bak") -> Path:
     raise GalleryError(f"{folder}: too many backups named {stem}*{suffix}; remove old ones")
 
 
-def _link_into_place(tmp: str, dest: Path) -> None:
-    """Hard-link ``tmp`` to ``dest`` (never replacing a file there)."""
-    try:
-        os.link(tmp, dest)
-    except FileExistsError:
-        raise GalleryError(f"'{dest}' already exists: a backup never overwrites a file; give a new name") from None
-    except OSError:  # no hard links on this file system
-        if os.path.lexists(dest):
-            raise GalleryError(f"'{dest}' already exists: a backup never overwrites a file; give a new name") \
-                from None
-        os.replace(tmp, dest)
+def _remove_sidecars(db_file: Path) -> None:
+    """The journal and WAL files SQLite may leave beside a database it wrote."""
+    for suffix in ("-journal", "-wal", "-shm"):
+        with contextlib.suppress(OSError):
+            os.unlink(f"{db_file}{suffix}")
 
 
 def copy_database(source: sqlite3.Connection, dest: Path) -> None:
-    """A consistent copy of ``source``'s database at the new file ``dest`` (online backup API, fsynced)."""
+    """A consistent copy of ``source``'s database at the new file ``dest`` (online backup API, fsynced);
+    it never replaces a file there."""
     dest = Path(dest)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    os.close(fd)
     try:
-        target = sqlite3.connect(tmp)
-        try:
-            source.backup(target)
-        finally:
-            target.close()
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        _link_into_place(tmp, dest)
-    finally:
-        for leftover in (tmp, tmp + "-journal", tmp + "-wal", tmp + "-shm"):
-            with contextlib.suppress(OSError):
-                os.unlink(leftover)
+        with atomic_path(dest, fsync=True, exclusive=True) as tmp:
+            try:
+                with contextlib.closing(sqlite3.connect(tmp)) as target:
+                    source.backup(target)
+            finally:
+                _remove_sidecars(tmp)
+    except FileExistsError:
+        raise GalleryError(f"'{dest}' already exists: a backup never overwrites a file; give a new name") from None
 
 
 def backup(gallery, dest: str | os.PathLike) -> Path:
@@ -142,16 +132,13 @@ def restore(folder: Path, backup_file: str | os.PathLike, db_name: str) -> Path 
                 dest.execute("SELECT count(*) FROM sqlite_master").fetchone()  # fails if it is not SQLite
                 src.backup(dest)
         except sqlite3.DatabaseError:
-            fd, tmp = tempfile.mkstemp(prefix=f".{db_name}.", suffix=".tmp", dir=folder)
-            os.close(fd)
-            try:
-                with contextlib.closing(sqlite3.connect(tmp)) as fresh:
-                    src.backup(fresh)
+            with atomic_path(db_path) as tmp:
+                try:
+                    with contextlib.closing(sqlite3.connect(tmp)) as fresh:
+                        src.backup(fresh)
+                finally:
+                    _remove_sidecars(tmp)
                 for stale in (f"{db_path}-wal", f"{db_path}-shm"):
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(stale)
-                os.replace(tmp, db_path)
-            finally:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
     return saved

@@ -18,15 +18,17 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
+
+from captioner.atomic_write import atomic_path
 
 from .errors import GalleryError
 
 #: Files a new gallery folder may already hold (made by file managers).
 IGNORED_NAMES = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})
-#: Prefix of a database being built (see :func:`create_database`).
+#: Prefix of a database being built by earlier releases (now ``.gallery.db.PID-RANDOM.db``, see
+#: :func:`create_database`).
 NEW_DB_PREFIX = ".gallery-new-"
 MEDIA_DIRS = ("images", "videos")
 RECOVER = ("restore a backup with `captioner gallery restore-db BACKUP --gallery DIR` (copies made before "
@@ -42,8 +44,9 @@ def count_media(folder: Path) -> int:
     return count
 
 
-def _leftover(name: str) -> bool:
-    return name in IGNORED_NAMES or name.startswith(NEW_DB_PREFIX)
+def _leftover(name: str, db_name: str) -> bool:
+    """A file manager's file, or a database a killed process was building (see :func:`create_database`)."""
+    return name in IGNORED_NAMES or name.startswith((NEW_DB_PREFIX, f".{db_name}."))
 
 
 def check_new_folder(folder: Path, db_name: str) -> None:
@@ -57,7 +60,7 @@ def check_new_folder(folder: Path, db_name: str) -> None:
         raise GalleryError(f"the folder holds {media} photo and video file(s) but no {db_name}: its database "
                            f"is missing, and a new one would see every photo as orphaned. Nothing was created; "
                            f"{RECOVER}, or move the photos elsewhere")
-    others = sorted(e.name for e in os.scandir(folder) if not _leftover(e.name)
+    others = sorted(e.name for e in os.scandir(folder) if not _leftover(e.name, db_name)
                     and not (e.name in MEDIA_DIRS and e.is_dir(follow_symlinks=False)))
     if others:
         shown = ", ".join(repr(n) for n in others[:3]) + (", ..." if len(others) > 3 else "")
@@ -87,32 +90,26 @@ def check_database(conn: sqlite3.Connection, db_path: Path, table: str) -> None:
 def create_database(db_path: Path, build: Callable[[sqlite3.Connection], None]) -> None:
     """Make ``db_path`` with ``build(conn)`` (run in one transaction), in WAL mode, all at once.
 
-    The database is built in a temporary file in the same folder and hard-linked to ``db_path``, which
-    never replaces one that appeared meanwhile (another process made it first: that one is kept)."""
-    fd, tmp = tempfile.mkstemp(prefix=NEW_DB_PREFIX, suffix=".db", dir=db_path.parent)
-    os.close(fd)
+    The database is built in a temporary file in the same folder and linked to ``db_path`` (see
+    :mod:`captioner.atomic_write`), which never replaces one that appeared meanwhile (another process made
+    it first: that one is kept)."""
     try:
-        conn = sqlite3.connect(tmp, isolation_level=None)
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            build(conn)
-            conn.execute("COMMIT")
-            conn.execute("PRAGMA journal_mode=WAL")
-        finally:
-            conn.close()
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        try:
-            os.link(tmp, db_path)
-        except FileExistsError:
-            pass  # another process made the gallery at the same moment
-        except OSError:  # a file system without hard links
-            if not db_path.exists():
-                os.replace(tmp, db_path)
-    finally:
-        for leftover in (tmp, tmp + "-wal", tmp + "-shm", tmp + "-journal"):
-            with contextlib.suppress(OSError):
-                os.unlink(leftover)
+        with atomic_path(db_path, fsync=True, exclusive=True, suffix=".db") as tmp:
+            try:
+                conn = sqlite3.connect(tmp, isolation_level=None)
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    build(conn)
+                    conn.execute("COMMIT")
+                    conn.execute("PRAGMA journal_mode=WAL")
+                finally:
+                    conn.close()
+            finally:
+                for leftover in (f"{tmp}-wal", f"{tmp}-shm", f"{tmp}-journal"):
+                    with contextlib.suppress(OSError):
+                        os.unlink(leftover)
+    except FileExistsError:
+        pass  # another process made the gallery at the same moment
 
 
 #: Under this much free space, a failure to open or write is probably the full disk.
