@@ -110,3 +110,37 @@ def test_numpy_grounded_decoding_gives_the_pytorch_captions(shipped_captioner, t
     for r, g in zip(ref, got):
         assert [c.ids for c in g] == [c.ids for c in r]
         assert max(abs(a.score - b.score) for a, b in zip(r, g)) < 1e-4
+
+
+@pytest.mark.parametrize("beam", [1, 5])
+@pytest.mark.parametrize("inject_zebra", [False, True])
+def test_numpy_decoding_with_new_words_gives_the_pytorch_captions(shipped_captioner, beam, inject_zebra):
+    """The shipped decoding whole (grounding, tag reliability, support penalty, new words: `espresso` and `tripod`
+    are new words the tagger sees here; `zebra` is made up on the cat photo, as in tests/test_new_words.py)."""
+    from pathlib import Path
+
+    data = pytest.importorskip("skimage.data")
+    from captioner.runtime.numpy_grounding import decode_with_tags
+    from captioner.runtime.numpy_new_words import load_new_words
+    from captioner.runtime.numpy_support import NumpySupport
+    from captioner.runtime.numpy_tagger import NumpyTagger
+    from captioner.tags.grounding import decode_with_tags as torch_decode_with_tags
+
+    cap = shipped_captioner
+    samples = Path(data.__file__).parent
+    grids = cap.encode(torch.stack([cap.prepare(str(samples / p)).tensor
+                                    for p in ("chelsea.png", "coffee.png", "camera.png", "motorcycle_left.png")]))
+    probs = cap.tagger.word_probabilities(grids).clone()
+    if inject_zebra:
+        probs[0, cap.tagger.labels.index("zebra")] = 0.9
+    cfg = cap.decoding.replace(beam_size=beam)
+    tagger = NumpyTagger.for_backbone(cap.cfg.backbone)
+    ref = torch_decode_with_tags(cap.tagger, cap.fast_decoder, grids, cap.model.vocab, cfg, cap.new_words, probs,
+                                 cap.tag_reliability, cap.support)
+    got = decode_with_tags(tagger, NumpyStepDecoder(cap.model.folder), grids.numpy(), cap.model.vocab, cfg,
+                           probs.numpy(), cap.tag_reliability, NumpySupport.load(cap.model.folder, tagger.labels),
+                           load_new_words(cap.model.folder))
+    assert any(len(c.ids) and max(c.ids) >= len(cap.model.vocab) for r in got for c in r)  # a new word was generated
+    for r, g in zip(ref, got):
+        assert [c.ids for c in g] == [c.ids for c in r]
+        assert max(abs(a.score - b.score) for a, b in zip(r, g)) < 1e-4

@@ -2,7 +2,8 @@
 a photo's confident tags become a bonus on their words, each tagged photo is searched side by side without
 and with it, and keeps the plain captions unless their best names none of its tags and the model is unsure of
 it; with the support penalty (`captioner.runtime.numpy_support`) in every search. Mirrors the PyTorch code
-step for step. Not here yet: words added at decode time (`new_words`) and the sentence bank.
+step for step, with words added at decode time (`captioner.runtime.numpy_new_words`). Not here yet: the
+sentence bank.
 
 Importing this module imports neither torch nor onnx.
 """
@@ -36,8 +37,9 @@ def word_groups(m: np.ndarray) -> np.ndarray:
 class TagBonus:
     """`captioner.decoding.processors.TagBonus` (without new words)."""
 
-    def __init__(self, bonus: np.ndarray, groups: np.ndarray, penalty: np.ndarray | None = None):
-        self.bonus, self.groups, self.penalty = bonus, groups, penalty
+    def __init__(self, bonus: np.ndarray, groups: np.ndarray, new_from: int | None = None,
+                 penalty: np.ndarray | None = None):
+        self.bonus, self.groups, self.new_from, self.penalty = bonus, groups, new_from, penalty
         self.tag_only = bonus if penalty is None else bonus - np.where(np.isinf(bonus), np.float32(0), penalty)
         self.cols = np.nonzero((bonus != 0).any(0))[0]
         self.col_bonus = bonus[:, self.cols]
@@ -66,10 +68,15 @@ class TagBonus:
         return bool(wanted) and not wanted & set(self.groups[ids].tolist())
 
     def subset(self, images: list[int]) -> TagBonus:
-        return TagBonus(self.bonus[images], self.groups, None if self.penalty is None else self.penalty[images])
+        return TagBonus(self.bonus[images], self.groups, self.new_from,
+                        None if self.penalty is None else self.penalty[images])
 
     def plain(self) -> np.ndarray:
-        return np.zeros_like(self.bonus) if self.penalty is None else self.penalty.copy()
+        out = np.zeros_like(self.bonus) if self.penalty is None else self.penalty.copy()
+        if self.new_from is not None:
+            used = (self.bonus[:, self.new_from:] != 0).any(0)
+            out[:, self.new_from:] = np.where(used, NEG_INF, out[:, self.new_from:])
+        return out
 
 
 class SideBySide(TagBonus):
@@ -78,7 +85,7 @@ class SideBySide(TagBonus):
     def __init__(self, steer: TagBonus, tagged: list[int], end_id: int):
         P = len(steer.bonus)
         penalty = None if steer.penalty is None else np.concatenate([steer.penalty, steer.penalty[tagged]])
-        super().__init__(np.concatenate([steer.plain(), steer.bonus[tagged]]), steer.groups, penalty)
+        super().__init__(np.concatenate([steer.plain(), steer.bonus[tagged]]), steer.groups, steer.new_from, penalty)
         self.n_plain, self.end_id = P, end_id
         self.twin = np.full(P + len(tagged), -1, dtype=np.int64)
         self.twin[P:] = tagged
@@ -103,7 +110,8 @@ class SideBySide(TagBonus):
         return out
 
 
-def tag_bonus(labels: list[str] | None, word_probs: np.ndarray, vocab, decoding, penalty=None) -> TagBonus | None:
+def tag_bonus(labels: list[str] | None, word_probs: np.ndarray, vocab, decoding, new_from: int | None = None,
+              penalty=None) -> TagBonus | None:
     pen = penalty(vocab) if penalty is not None else None
     if labels is None or word_probs is None or decoding.tag_bonus <= 0:
         if pen is None:
@@ -118,9 +126,13 @@ def tag_bonus(labels: list[str] | None, word_probs: np.ndarray, vocab, decoding,
         share[:, words[e]] += probs[:, lab[e]]
     share = np.minimum(share, np.float32(1.0))
     bonus = np.float32(decoding.tag_bonus) * share
+    if new_from is not None and new_from < len(vocab):
+        new = share[:, new_from:]  # new words no photo is tagged with are never computed (`active`)
+        bonus[:, new_from:] = np.where((new <= 0) & (new > 0).any(0), NEG_INF, bonus[:, new_from:])
     if pen is not None:
         bonus = bonus + pen
-    return TagBonus(bonus, word_groups(m), penalty=pen)
+    return TagBonus(bonus, word_groups(m), new_from if new_from is not None and new_from < len(vocab) else None,
+                    penalty=pen)
 
 
 def unsure(best, decoding) -> bool:
@@ -147,9 +159,27 @@ def grounded_decode(decoder, features: np.ndarray, vocab, decoding, steer: TagBo
     return plain
 
 
+def grounded_search(labels, word_probs, decoder, vocab, decoding, new_words=None, penalty=None):
+    """`captioner.tags.grounding.grounded_search`: (step decoder, vocabulary, steer or None)."""
+    from captioner.runtime import numpy_new_words as nw
+
+    new = nw.usable(new_words, vocab) if new_words else []
+    if new:
+        ext_vocab = nw.extend_vocab(vocab, new)
+        steer = tag_bonus(labels, word_probs, ext_vocab, decoding, new_from=len(vocab), penalty=penalty)
+        active = (steer.bonus[:, len(vocab):] > 0).any(0) if steer is not None else None
+        if active is not None and active.any():
+            return (nw.ExtendedStepDecoder(decoder, vocab, new, np.nonzero(active)[0].tolist(), bool(decoding.no_echo)),
+                    ext_vocab, steer)
+    steer = tag_bonus(labels, word_probs, vocab, decoding, penalty=penalty)
+    steers = steer is not None and (steer.penalty is not None or any(steer.steers(b) for b in range(len(steer.bonus))))
+    return decoder, vocab, steer if steers else None
+
+
 def decode_with_tags(tagger, decoder, features: np.ndarray, vocab, decoding, word_probs=None, reliability=None,
-                     support=None):
-    """`captioner.tags.grounding.decode_with_tags` without new words. `tagger`: a
+                     support=None, new_words=None):
+    """`captioner.tags.grounding.decode_with_tags`. `new_words`: (word, proxies) pairs
+    (`captioner.runtime.numpy_new_words.load_new_words`). `tagger`: a
     `captioner.runtime.numpy_tagger.NumpyTagger`; `reliability`: anything with `share(word)` (the model
     folder's tag reliability); `support`: a `captioner.runtime.numpy_support.NumpySupport`."""
     if decoding.bank_shortlist > 0:
@@ -169,6 +199,6 @@ def decode_with_tags(tagger, decoder, features: np.ndarray, vocab, decoding, wor
     if decoding.tag_reliable > 0 and reliability is not None and tagger is not None:
         mask = np.array([float(reliability.share(w) >= decoding.tag_reliable) for w in tagger.labels], np.float32)
         word_probs = word_probs * mask
-    steer = tag_bonus(tagger.labels if tagger is not None else None, word_probs, vocab, decoding, penalty)
-    steers = steer is not None and (steer.penalty is not None or any(steer.steers(b) for b in range(len(steer.bonus))))
-    return grounded_decode(decoder, features, vocab, decoding, steer if steers else None)
+    labels = tagger.labels if tagger is not None else None
+    decoder, vocab, steer = grounded_search(labels, word_probs, decoder, vocab, decoding, new_words, penalty)
+    return grounded_decode(decoder, features, vocab, decoding, steer)
