@@ -10,7 +10,6 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from . import backup, migrations, opening
 from ._sqlite_utils import sqlite_utils
@@ -81,12 +80,6 @@ class ConnectionMixin:
         if db is not None:
             db.close()
             self._local.db = None
-
-    def __enter__(self) -> ConnectionMixin:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
 
     def _check_writable(self) -> None:
         if self.read_only:

@@ -57,6 +57,7 @@ import sqlite3
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 from . import opening, tempfiles
 from .connection import BUSY_TIMEOUT_S, DB_NAME, ConnectionMixin, cannot_write
@@ -128,3 +129,8 @@ class Gallery(ConnectionMixin, FilesMixin, ItemsMixin, SavingMixin, QueriesMixin
             note = "" if isinstance(exc, GalleryError) else opening.low_space_note(self.folder)
             raise GalleryError(f"Could not open the gallery at '{self.folder}': {exc}{note}") from exc
 
+    def __enter__(self) -> Gallery:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
