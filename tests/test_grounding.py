@@ -1,6 +1,7 @@
 """Grounded decoding (issue 13): confident object tags steer beam search toward naming the object
 (`DecodingConfig.tag_bonus`): off in a bare `DecodingConfig`, on in the shipped model's decoding.json;
-the candidates' scores stay the model's own."""
+the candidates' scores stay the model's own. Grounding is tested alone here: the shipped support penalty and
+echo rule (tests/test_support.py) are turned off in each setting."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -47,29 +48,29 @@ def test_the_shipped_model_grounds_and_a_zero_bonus_changes_nothing(shipped_capt
     vocab = shipped_captioner.model.vocab
     zero = TagBonus(torch.zeros(len(grids), len(vocab)), torch.full((len(vocab),), -1))
     for beam in (1, 3):
-        cfg = shipped_captioner.decoding.replace(beam_size=beam, tag_bonus=0.0)
+        cfg = shipped_captioner.decoding.replace(support_penalty=0.0, no_echo=0, beam_size=beam, tag_bonus=0.0)
         plain = decode(shipped_captioner.fast_decoder, grids, vocab, cfg)
         steered = decode(shipped_captioner.fast_decoder, grids, vocab, cfg, zero)
         for a, b in zip(plain, steered):
             assert [c.tokens for c in a] == [c.tokens for c in b]
             assert [c.score for c in a] == pytest.approx([c.score for c in b], abs=1e-5)
-    off = shipped_captioner.decoding.replace(tag_bonus=0.0)
+    off = shipped_captioner.decoding.replace(support_penalty=0.0, no_echo=0, tag_bonus=0.0)
     via_pipeline = shipped_captioner.decode(grids, off)
     assert [c[0].tokens for c in via_pipeline] == [c[0].tokens for c in decode(shipped_captioner.fast_decoder, grids, vocab,
                                                                                  off)]
 
 
 def test_grounding_names_the_tagged_object_and_keeps_the_models_score(shipped_captioner, grids):
-    plain = shipped_captioner.caption(SAMPLES / "chelsea.png", tag_bonus=0.0)
+    plain = shipped_captioner.caption(SAMPLES / "chelsea.png", support_penalty=0.0, no_echo=0, tag_bonus=0.0)
     assert plain.tags[0].label == "cat" and "cat" not in plain.candidates[0].tokens  # the ungrounded model misses it
-    grounded = shipped_captioner.caption(SAMPLES / "chelsea.png", tag_bonus=8.0, tag_min=0.5)
+    grounded = shipped_captioner.caption(SAMPLES / "chelsea.png", support_penalty=0.0, no_echo=0, tag_bonus=8.0, tag_min=0.5)
     assert "cat" in grounded.candidates[0].tokens
     for cand in grounded.candidates:
         assert cand.score == pytest.approx(model_logprob(shipped_captioner, grids[0], cand.ids), abs=1e-3)
 
 
 def test_a_tag_is_named_once(shipped_captioner):
-    r = shipped_captioner.caption(SAMPLES / "chelsea.png", tag_bonus=20.0)
+    r = shipped_captioner.caption(SAMPLES / "chelsea.png", support_penalty=0.0, no_echo=0, tag_bonus=20.0)
     for c in r.candidates:
         assert sum(t in ("cat", "cats") for t in c.tokens) <= 1, c.tokens
 
@@ -106,10 +107,10 @@ def test_only_photos_whose_caption_misses_their_tags_take_the_steered_caption(sh
     assert steer.steers(0) and not steer.steers(1)
     assert steer.subset([0]).bonus.shape == (1, V)
     # a photo whose caption already names its confident tag keeps its caption with grounding on
-    plain = shipped_captioner.decode(grids[:1], shipped_captioner.decoding.replace(tag_bonus=0.0))
+    plain = shipped_captioner.decode(grids[:1], shipped_captioner.decoding.replace(support_penalty=0.0, no_echo=0, tag_bonus=0.0))
     labels = shipped_captioner.tagger.labels
     own = next(t for t in plain[0][0].tokens if t in labels and t in vocab.stoi)  # e.g. "shirt"
-    cfg = shipped_captioner.decoding.replace(tag_bonus=8.0, tag_min=0.5)
+    cfg = shipped_captioner.decoding.replace(support_penalty=0.0, no_echo=0, tag_bonus=8.0, tag_min=0.5)
     probs = torch.zeros(1, len(labels))
     probs[0, labels.index(own)] = 0.9  # tag a word the caption already names
     assert [c.tokens for c in shipped_captioner.decode(grids[:1], cfg, probs)[0]] == [c.tokens for c in plain[0]]
@@ -121,7 +122,7 @@ def test_grounded_batch_equals_the_plain_and_steered_searches_it_runs_side_by_si
     """One batched search gives each tagged photo's plain captions (kept when they name a tag) or its
     steered ones, exactly as two separate searches would, and untagged photos their plain captions."""
     vocab, labels = shipped_captioner.model.vocab, shipped_captioner.tagger.labels
-    cfg = shipped_captioner.decoding.replace(tag_bonus=8.0, tag_min=0.5)
+    cfg = shipped_captioner.decoding.replace(support_penalty=0.0, no_echo=0, tag_bonus=8.0, tag_min=0.5)
     probs = torch.zeros(len(grids), len(labels))
     probs[0, labels.index("cat")] = 0.9  # chelsea: the plain caption misses the cat
     probs[2, labels.index("camera")] = 0.9
@@ -142,7 +143,7 @@ def test_a_caption_the_model_is_sure_of_keeps_its_words_however_its_tags_differ(
     """`tag_unsure`: a plain caption that misses its tags gives way to the steered one only when its mean
     log-probability per word is below the setting; above it, the plain captions stay."""
     labels = shipped_captioner.tagger.labels
-    cfg = shipped_captioner.decoding.replace(tag_bonus=8.0, tag_min=0.5)
+    cfg = shipped_captioner.decoding.replace(support_penalty=0.0, no_echo=0, tag_bonus=8.0, tag_min=0.5)
     probs = torch.zeros(1, len(labels))
     probs[0, labels.index("cat")] = 0.9  # chelsea: the plain caption misses the cat
     plain = shipped_captioner.decode(grids[:1], cfg.replace(tag_bonus=0.0))[0]
@@ -166,7 +167,7 @@ def test_a_tag_word_people_rarely_say_does_not_steer(shipped_captioner, grids):
     assert table is not None and table.share("dog") > 0.9 and table.share("gymnast") < 0.3
     assert TagReliability({}, prior=0.5).share("zebra") == 0.5  # a word train never showed counts as the prior
     labels = shipped_captioner.tagger.labels
-    cfg = shipped_captioner.decoding.replace(tag_bonus=8.0, tag_min=0.5, tag_unsure=0.0, tag_reliable=0.3)
+    cfg = shipped_captioner.decoding.replace(support_penalty=0.0, no_echo=0, tag_bonus=8.0, tag_min=0.5, tag_unsure=0.0, tag_reliable=0.3)
     probs = torch.zeros(1, len(labels))
     probs[0, labels.index("cat")] = 0.9  # chelsea: the plain caption misses the cat
     plain = shipped_captioner.decode(grids[:1], cfg.replace(tag_bonus=0.0))[0]
