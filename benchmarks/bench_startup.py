@@ -13,7 +13,7 @@ file cache and the per-machine ONNX export cache.
 - `import onnxruntime, numpy, PIL`: what inference without PyTorch needs at the least.
 - `captioner --help`.
 - `LeanCaptioner` (`captioner.runtime.lean`): the same photo captioned with the model folder's ONNX files
-  and numpy only, plain decoding (the model's beam and rules; no grounding, support penalty or bank).
+  and numpy only, with the model's decoding (grounding, support penalty, new words), tags and confidence.
 - `captioner caption photo.jpg`: one photo (scikit-image's `chelsea`, 451 x 300, saved as JPEG), the shipped
   model, its default decoding.
 - `captioner find "a cat ..."`: over a synthetic gallery of --items items (default 10,000), built once under
@@ -43,10 +43,9 @@ from benchmarks._stats import load_text, peak_rss
 ROOT = Path(__file__).resolve().parents[1]
 SKIMAGE_PHOTOS = ["chelsea", "astronaut", "coffee", "rocket", "immunohistochemistry", "hubble_deep_field"]
 QUERY = "a cat sitting on a couch"
-#: torch-free captioning (captioner.runtime.lean): the model's decoding without grounding, penalty or bank
+#: torch-free captioning (captioner.runtime.lean): the model's decoding, tags, confidence (no sentence bank)
 LEAN = ("import sys; from captioner.runtime.lean import LeanCaptioner; "
-        "print(LeanCaptioner(sys.argv[2] or None).caption(sys.argv[1], tag_bonus=0, support_penalty=0, "
-        "bank_shortlist=0)[0].caption)")
+        "r = LeanCaptioner(sys.argv[2] or None).caption(sys.argv[1]); print(r.caption, r.confidence)")
 
 
 def captioner_command() -> list[str]:
@@ -135,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     commands["captioner --help"] = [*cap, "--help"]
     commands["captioner caption photo.jpg"] = [*cap, "caption", str(photo), *model]
     if "lean" not in args.skip:
-        commands["LeanCaptioner, plain decoding (no torch)"] = [sys.executable, "-c", LEAN, str(photo),
+        commands["LeanCaptioner photo.jpg (no torch)"] = [sys.executable, "-c", LEAN, str(photo),
                                                                  args.model or ""]
     if args.items and "find" not in args.skip:
         gallery = work / f"gallery-{args.items}"

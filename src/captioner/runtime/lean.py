@@ -1,11 +1,12 @@
 """Captions without torch: a model folder's ONNX runtime (`encoder.onnx`, `decoder_step.onnx`) with numpy
 preprocessing, the numpy tagger, and numpy beam search with the model's whole decoding: grounding, tag
 reliability, the support penalty, new words (`captioner.runtime.numpy_search`, `numpy_grounding`,
-`numpy_support`, `numpy_new_words`). Not here yet: the sentence bank (refused when a decoding turns it on),
-the calibrated confidence and the warnings of `captioner.pipeline.Captioner`, which does all of these.
+`numpy_support`, `numpy_new_words`), then the calibrated confidence and the warnings as
+`captioner.pipeline.Captioner.caption_prepared` gives them. Not here yet: the sentence bank (refused when a
+decoding turns it on), video, batches.
 
     from captioner.runtime.lean import LeanCaptioner
-    candidates, tags = LeanCaptioner().caption("dog.jpg")
+    result = LeanCaptioner().caption("dog.jpg")   # .caption, .candidates, .tags, .confidence, .warnings
 
 Importing this module imports neither torch nor onnx.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
@@ -56,6 +58,23 @@ class Reliability:
         return (named + self.strength * self.prior) / (seen + self.strength)
 
 
+@dataclass
+class LeanResult:
+    """What `captioner.pipeline.CaptionResult` holds for one photo (what the confidence scorer reads)."""
+
+    image: str
+    candidates: list
+    tags: list
+    warnings: list[str] = field(default_factory=list)
+    width: int | None = None
+    height: int | None = None
+    confidence: float | None = None
+
+    @property
+    def caption(self) -> str | None:
+        return self.candidates[0].caption if self.candidates else None
+
+
 class LeanCaptioner:
     def __init__(self, folder: str | os.PathLike | None = None, threads: int = 0):
         from captioner.model.config import load_configs
@@ -82,24 +101,31 @@ class LeanCaptioner:
         self.support = NumpySupport.load(self.folder, self.tagger.labels if self.tagger else None)
         self.reliability = Reliability.load(self.folder)
         self.new_words = load_new_words(self.folder)
+        from captioner.confidence.calibration import ConfidenceScorer
 
-    def encode(self, images: list) -> np.ndarray:
-        from captioner.inputs.images import open_image, resize_square
+        self.scorer = ConfidenceScorer.load(self.folder)
 
-        size = self.cfg.input_size
-        batch = np.stack([to_array(resize_square(open_image(p, draft_size=size), size), self.mean, self.std)
-                          for p in images])
-        return self.encoder.run(["features"], {"image": batch})[0]
-
-    def caption(self, image, **changes) -> tuple[list, list]:
-        """(candidates best first, tags) for one photo (a path), decoded with the model's decoding and
-        `changes` (field changes, e.g. beam_size=3)."""
+    def caption(self, image, **changes) -> LeanResult:
+        """One photo (a path), decoded with the model's decoding and `changes` (field changes, e.g. beam_size=3)."""
+        from captioner.confidence.checks import image_warnings, tag_warnings
+        from captioner.inputs.images import open_image, original_size, resize_square
         from captioner.runtime.numpy_grounding import decode_with_tags
 
         cfg = self.decoding.replace(**changes)
-        grids = self.encode([image])
+        size = self.cfg.input_size
+        img = open_image(image, draft_size=size)
+        width_height = original_size(img)
+        warned = image_warnings(img, width_height)
+        batch = to_array(resize_square(img, size), self.mean, self.std)[None]
+        grids = self.encoder.run(["features"], {"image": batch})[0]
         word_probs = self.tagger.word_probabilities(grids) if self.tagger is not None else None
-        tags = self.tagger.tags(grids) if self.tagger is not None else [[]]
+        tags = self.tagger.tags(grids)[0] if self.tagger is not None else []
         cands = decode_with_tags(self.tagger, self.decoder, grids, self.vocab, cfg, word_probs, self.reliability,
-                                 self.support, self.new_words)
-        return cands[0], tags[0]
+                                 self.support, self.new_words)[0]
+        result = LeanResult(str(image), cands, tags, list(warned) + tag_warnings(tags, warned), *width_height)
+        if self.scorer is not None:
+            presence = None
+            if self.support is not None:
+                presence = dict(zip(self.support.names, self.support.presence(grids, word_probs)[0].tolist()))
+            self.scorer.score(result, presence)
+        return result
