@@ -386,7 +386,8 @@ def test_sessions_keep_no_pictures_and_few_photos(local_studio, photo, monkeypat
     studio.photos.show_results(state)
     for entry in state["photos"]:  # no pictures: they are drawn when shown
         assert set(entry) == {"key", "name", "path", "width", "height", "error", "candidates", "beam_size",
-                              "tags", "confidence", "warnings", "saved"}
+                              "tags", "confidence", "warnings", "saved", "result"}
+        assert entry["result"].candidates is entry["candidates"] and entry["result"].features is None
         for cand in entry["candidates"]:
             assert cand.attention.untyped_storage().nbytes() == cand.attention.numel() * cand.attention.element_size()
 

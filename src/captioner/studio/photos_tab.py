@@ -18,6 +18,7 @@ queued ``/caption``.
 """
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 import logging
@@ -218,7 +219,10 @@ class PhotosTab:
             entries.append({"key": uuid.uuid4().hex[:12], "name": name, "path": path, "width": width,
                             "height": height, "error": error, "candidates": candidates, "beam_size": beam,
                             "tags": tags, "confidence": confidence, "warnings": warnings, "saved": None,
-                            "result": None if error else res})
+                            # the result for Gallery.save_result, holding the candidates' own small maps
+                            # (not views of the batch's attention tensor) and no encoder features
+                            "result": None if error else dataclasses.replace(res, candidates=candidates,
+                                                                             features=None)})
         ok = len(paths) - len(failures)
         message = (f"Captioned {ok} of {len(paths)} photo{'s' if len(paths) != 1 else ''} "
                    f"(the engine took {seconds:.1f} s; beam {beam}, up to {max_len} words).")
