@@ -21,7 +21,7 @@
    `captioner learn --gallery` in a fresh process, timed, with its peak memory (max RSS). Target:
    at most 10 minutes on the 2-core CPU, memory under 2 GB.
 
-Encoder grids come from runs/issue13/{coco,val}/grids.npy (scripts/issue13_data.py makes them once).
+Encoder grids come from runs/eval-cache/{coco,val}/grids.npy (scripts/eval_cache.py makes them once).
 The machine is shared: the load average is printed with every timing.
 """
 from __future__ import annotations
@@ -49,7 +49,7 @@ def load() -> str:
 
 
 def coco():
-    from issue13_data import grids, load_set
+    from eval_cache import grids, load_set
 
     ids, paths, refs = load_set("coco")
     gid, arr = grids("coco")
@@ -125,7 +125,7 @@ def simulate(args, cfg, work: Path) -> dict:
 
 
 def forget(args, work: Path) -> dict:
-    from issue13_data import grids, load_set
+    from eval_cache import grids, load_set
 
     from captioner.evaluation.metrics import score_captions
 

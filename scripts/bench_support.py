@@ -13,7 +13,7 @@ import statistics
 import sys
 import time
 
-import issue13_data as data
+import eval_cache as data
 from eval_hallucination import parse_changes
 
 

@@ -5,7 +5,7 @@ quartile of what the human captions themselves score, each against the other ref
 image (leave-one-out, validation split). So a caption is acceptable when it agrees with the
 references at least as well as three quarters of the human captions do.
 
-Steps (each cached under runs/issue13/, see issue13_data.py):
+Steps (each cached under runs/eval-cache/, see eval_cache.py):
   1. encoder grids and the default decoding pass of val (and of test / coco for the report);
   2. features per caption (captioner.confidence.calibration.candidate_features);
   3. 5-fold cross-validated logistic + isotonic on val: ECE, Brier, AUC of the out-of-fold predictions;
@@ -21,7 +21,7 @@ import argparse
 import json
 import sys
 
-import issue13_data as data
+import eval_cache as data
 import numpy as np
 
 from captioner.confidence.calibration import ALL_FEATURES, ConfidenceScorer, candidate_features, isotonic_fit

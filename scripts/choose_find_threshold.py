@@ -8,10 +8,10 @@ the caption anyway, so the figures are on the safe side).  A logistic fit of mat
 likelihood, with the two kinds weighed equally, gives the strength: strength = 1 / (1 + exp(-(a * lik + b))).
 The cutoff is the strength at which the fit's balanced accuracy is best on these pairs.
 
-    python scripts/choose_find_threshold.py [--photos 300] [--others 20] [--grids runs/issue13/val]
+    python scripts/choose_find_threshold.py [--photos 300] [--others 20] [--grids runs/eval-cache/val]
 
 `--grids`: a folder with the shipped model's encoder grids of the validation photos (`grids.npy`,
-`ids.json`, as scripts/issue13_data.py keeps them); without it they are computed here (slow).
+`ids.json`, as scripts/eval_cache.py keeps them); without it they are computed here (slow).
 Prints the JSON for `FindConfig` (strength_slope, strength_intercept, strength_cutoff) and the figures.
 """
 from __future__ import annotations
@@ -61,7 +61,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default=os.environ.get("CAPTIONER_DATA", str(ROOT.parent / "shared" / "data"))
                         + "/flickr8k")
-    parser.add_argument("--grids", default=str(ROOT / "runs" / "issue13" / "val"))
+    parser.add_argument("--grids", default=str(ROOT / "runs" / "eval-cache" / "val"))
     parser.add_argument("--photos", type=int, default=300, help="validation photos (queries) sampled")
     parser.add_argument("--others", type=int, default=20, help="other photos each query is scored against")
     args = parser.parse_args()

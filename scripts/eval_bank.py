@@ -1,6 +1,6 @@
 """The sentence bank (issue 28): settings chosen on Flickr8k val, checked on coco-dev, Flickr8k test once
 per candidate to ship. Every expensive pass is cached under runs/bank/<set>/ (encoder grids and the
-default decoding come from scripts/issue13_data.py's cache).
+default decoding come from scripts/eval_cache.py's cache).
 
 For each photo the cache holds the `--kmax` bank sentences the first stage ranks highest, their
 first-stage scores and teacher-forced likelihoods, and the generated caption's own first-stage score and
@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import issue13_data as data  # noqa: E402
+import eval_cache as data  # noqa: E402
 
 from captioner.bank.runtime import load_for  # noqa: E402
 from captioner.bank.scoring import sentence_likelihood  # noqa: E402

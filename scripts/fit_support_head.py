@@ -15,7 +15,7 @@ import json
 import os
 import sys
 
-import issue13_data as data
+import eval_cache as data
 import numpy as np
 
 from captioner.evaluation.hallucination import named_concepts
@@ -28,7 +28,7 @@ MIN_POSITIVES = 40  # concepts named for fewer train photos get no head
 def pooled(name: str, cap=None, limit: int | None = None) -> tuple[list[str], np.ndarray]:
     """(ids, (n, C) pooled grids) of `train` (encoded here, cached and resumed in chunks, in a fixed
     random order so that a partial cache is a random sample; `limit`: stop after that many) or of a
-    set `issue13_data` caches."""
+    set `eval_cache` caches."""
     if name != "train":
         ids, grids = data.grids(name, cap)
         return ids, np.asarray(grids).mean(axis=(1, 2)).astype(np.float32)

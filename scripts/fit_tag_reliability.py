@@ -16,7 +16,7 @@ import sys
 import time
 from collections import Counter
 
-import issue13_data as data
+import eval_cache as data
 
 from captioner.model.vocab import tokenize
 from captioner.tags.reliability import RELIABILITY_FILE, TagReliability

@@ -1,8 +1,9 @@
-"""Shared by the issue-13 scripts (calibrate_confidence.py, eval_grounding.py): the evaluation sets,
-a cache of encoder grids per set, and cached decoding passes, so a re-run never captions twice.
+"""Shared by the evaluation scripts (calibrate_confidence.py, eval_grounding.py, eval_hallucination.py, ...):
+the evaluation sets, a cache of encoder grids per set, and cached decoding passes, so a re-run never
+captions twice.
 
 Sets: `val` / `test` (Flickr8k's official splits, ../shared/data/flickr8k) and `coco` (the 106 COCO
-photos of ../shared/data/coco-dev: a generalisation check, never tuned on). Cache: runs/issue13/<set>/
+photos of ../shared/data/coco-dev: a generalisation check, never tuned on). Cache: runs/eval-cache/<set>/
 (`grids.npy` float32 (n, N, N, C), `ids.json`, `pass-<key>.jsonl` one line per image).
 """
 from __future__ import annotations
@@ -19,7 +20,7 @@ from captioner.atomic_write import atomic_path
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("CAPTIONER_SHARED_DATA", ROOT.parent / "shared" / "data"))
-CACHE = ROOT / "runs" / "issue13"
+CACHE = ROOT / "runs" / "eval-cache"
 #: how grounded decoding works, part of a steered pass's cache key; bump it whenever the grounded search
 #: changes. "" was the first version (a second decode of the photos whose caption missed their tag),
 #: "single-pass" / "single-pass-any" steered every tagged photo in one search (dropped: worse on val),
@@ -30,7 +31,7 @@ CACHE = ROOT / "runs" / "issue13"
 GROUNDING = "side-by-side-any"
 #: the decoding settings there were when passes were first cached; later ones enter a pass's key only
 #: when they differ from their default
-ISSUE13_FIELDS = {"beam_size", "max_len", "length_penalty", "no_repeat_ngram", "tag_bonus", "tag_min", "tag_unsure",
+ORIGINAL_FIELDS = {"beam_size", "max_len", "length_penalty", "no_repeat_ngram", "tag_bonus", "tag_min", "tag_unsure",
                   "tag_reliable"}
 
 
@@ -96,7 +97,7 @@ def decode_pass(name: str, decoding, cap=None, tag: str = "") -> list[dict]:
 
     settings = decoding.to_dict()
     defaults = type(decoding)().to_dict()
-    for k in [k for k in settings if k not in ISSUE13_FIELDS and settings[k] == defaults[k]]:
+    for k in [k for k in settings if k not in ORIGINAL_FIELDS and settings[k] == defaults[k]]:
         settings.pop(k)  # a setting added later, left at its default, keeps the passes made before it
     if not settings.get("tag_bonus"):  # grounding off: tag_min changes nothing (and older passes lack both)
         settings.pop("tag_bonus", None)
