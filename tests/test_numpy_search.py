@@ -41,6 +41,33 @@ def test_what_is_not_ported_is_refused_not_silently_ignored(shipped_captioner, g
         decode_with_tags(None, NumpyStepDecoder(shipped_captioner.model.folder), grids.numpy(),
                          shipped_captioner.model.vocab, cfg)
 
+def test_the_lean_captioner_gives_the_same_caption_without_importing_torch(shipped_captioner, tmp_path):
+    """The shipped decoding whole (no sentence bank in it), the photo's tags, confidence and warnings too, in a
+    process without torch."""
+    import json
+    import subprocess
+    import sys
+
+    data = pytest.importorskip("skimage.data")
+    from pathlib import Path
+
+    photo = str(Path(data.__file__).parent / "coffee.png")  # new-word tags (espresso): grounded, extended
+    assert shipped_captioner.decoding.bank_shortlist == 0
+    code = ("import json, sys; from captioner.runtime.lean import LeanCaptioner; "
+            "r = LeanCaptioner().caption(sys.argv[1]); "
+            "print(json.dumps({'ids': [c.ids for c in r.candidates], 'score': r.candidates[0].score, "
+            "'tags': [t.label for t in r.tags], 'confidence': r.confidence, 'warnings': r.warnings, "
+            "'loaded': [m for m in ('torch', 'onnx', 'gradio') if m in sys.modules]}))")
+    out = subprocess.run([sys.executable, "-c", code, photo], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["loaded"] == []
+    want = shipped_captioner.caption(photo)
+    assert got["ids"] == [c.ids for c in want.candidates] and abs(got["score"] - want.candidates[0].score) < 1e-4
+    assert got["tags"] == [t.label for t in want.tags]
+    assert want.confidence is not None and abs(got["confidence"] - want.confidence) < 1e-3
+    assert got["warnings"] == want.warnings
+
 def test_the_numpy_tagger_gives_the_pytorch_tags(shipped_captioner, grids):
     import numpy as np
 

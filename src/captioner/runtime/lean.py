@@ -39,6 +39,24 @@ def to_array(img, mean, std) -> np.ndarray:
     return (arr - m) / s
 
 
+def read_configs(folder: Path, encoder_entry: dict):
+    """The folder's `ModelConfig` and `DecodingConfig`. `captioner.model.config.load_configs` checks the backbone
+    against the backbone registry, which imports torch; here the backbone, grid and input size must be those
+    the folder's encoder.onnx was written for (checked then), and decoding.json is required (a folder
+    with an ONNX runtime is written by this version)."""
+    from captioner.decoding.config import DecodingConfig
+    from captioner.model.config import ModelConfig
+
+    try:
+        cfg = ModelConfig(**json.loads((folder / "config.json").read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError) as exc:
+        raise ModelLoadError(f"{folder}: cannot read config.json ({exc})") from None
+    made_for = {k: encoder_entry.get(k) for k in ("backbone", "grid", "input_size", "fine_tune_blocks")}
+    if {k: getattr(cfg, k) for k in made_for} != made_for:
+        raise ModelLoadError(f"{folder}: config.json does not match the encoder.onnx beside it ({made_for})")
+    return cfg, DecodingConfig.load(folder / "decoding.json")
+
+
 class Reliability:
     """`captioner.tags.reliability.TagReliability.share` from the folder's `tag_reliability.json`."""
 
@@ -77,7 +95,6 @@ class LeanResult:
 
 class LeanCaptioner:
     def __init__(self, folder: str | os.PathLike | None = None, threads: int = 0):
-        from captioner.model.config import load_configs
         from captioner.model.vocab import Vocab
         from captioner.runtime.numpy_new_words import load_new_words
         from captioner.runtime.numpy_support import NumpySupport
@@ -92,7 +109,7 @@ class LeanCaptioner:
         bad = mismatches(self.folder, [ENCODER_FILE, STEP_FILE, "decoder.safetensors"], listed["files"])
         if bad:
             raise ModelLoadError(f"{self.folder}: {', '.join(bad)} differ from checksums.json")
-        self.cfg, self.decoding = load_configs(self.folder)
+        self.cfg, self.decoding = read_configs(self.folder, entry)
         self.vocab = Vocab.load(self.folder / "vocab.json")
         self.mean, self.std = entry["mean"], entry["std"]
         self.encoder = session(self.folder / ENCODER_FILE, threads)
