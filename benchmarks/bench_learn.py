@@ -1,8 +1,8 @@
-"""Issue 24's targets for `captioner learn` (learning from the user's edited captions).
+"""The targets for `captioner learn` (learning from the user's edited captions).
 
-    python benchmarks/bench_learn.py                    # all three parts
-    python benchmarks/bench_learn.py --parts simulate   # only the user simulation (five folds)
-    python benchmarks/bench_learn.py --forget-images 300 --folds-forget 1
+    python -m benchmarks.bench_learn                    # all three parts
+    python -m benchmarks.bench_learn --parts simulate   # only the user simulation (five folds)
+    python -m benchmarks.bench_learn --forget-images 300 --folds-forget 1
 
 1. **simulate**: the 106 coco-dev photos play a user's gallery, their first reference caption the user's
    edit. Five folds (photo i in fold i mod 5): `learn` on the other four fifths (exactly what
@@ -38,18 +38,14 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks._stats import load_text
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "scripts"))
 SHARED = Path(os.environ.get("CAPTIONER_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
 
-def load() -> str:
-    return "load " + " ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
 def coco():
-    from eval_cache import grids, load_set
+    from scripts.eval_cache import grids, load_set
 
     ids, paths, refs = load_set("coco")
     gid, arr = grids("coco")
@@ -104,7 +100,7 @@ def simulate(args, cfg, work: Path) -> dict:
         try:
             report = learn(edits, out, cfg, source="coco-dev simulation", progress=False, log=lambda s: None)
             caps = captions_of(out, grids[test])
-            info = {"fold": k, "seconds": round(time.time() - t0, 1), "load": load(),
+            info = {"fold": k, "seconds": round(time.time() - t0, 1), "load": load_text(),
                     "own_held_out": report.held_out.to_dict() if report.held_out else None,
                     "new_words": len(report.new_words)}
         except LearnRefused as exc:  # the user keeps the shipped model
@@ -125,7 +121,7 @@ def simulate(args, cfg, work: Path) -> dict:
 
 
 def forget(args, work: Path) -> dict:
-    from eval_cache import grids, load_set
+    from scripts.eval_cache import grids, load_set
 
     from captioner.evaluation.metrics import score_captions
 
@@ -143,7 +139,7 @@ def forget(args, work: Path) -> dict:
         caps = captions_of(folder, g)
         s = score_captions(dict(zip(keys, caps)), refs, metrics=("bleu4", "cider"))
         out[name] = {"bleu4": round(s["bleu4"], 2), "cider": round(s["cider"], 2), "images": m,
-                     "seconds": round(time.time() - t0, 1), "load": load()}
+                     "seconds": round(time.time() - t0, 1), "load": load_text()}
         print(name, json.dumps(out[name]), flush=True)
     return out
 
@@ -167,7 +163,7 @@ def timing(args, cfg, work: Path) -> dict:
              for k, v in asdict(cfg).items()]
     cmd = [sys.executable, "-m", "captioner", "learn", "--gallery", str(gdir), "--out", str(out), "--quiet",
            "--json", *flags]
-    start = load()
+    start = load_text()
     t0 = time.time()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     seconds = time.time() - t0
@@ -175,7 +171,7 @@ def timing(args, cfg, work: Path) -> dict:
     if proc.returncode != 0:
         print(proc.stderr[-2000:], file=sys.stderr)
     result = {"edits": args.time_edits, "seconds": round(seconds, 1), "max_rss_mb": round(rss_mb),
-              "returncode": proc.returncode, "load_start": start, "load_end": load(),
+              "returncode": proc.returncode, "load_start": start, "load_end": load_text(),
               "report": json.loads(proc.stdout) if proc.returncode == 0 else proc.stderr.strip().splitlines()[-1:]}
     print(json.dumps(result), flush=True)
     return result
@@ -198,7 +194,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(args.work or tmp)
         work.mkdir(parents=True, exist_ok=True)
-        result = {"settings": cfg.fingerprint_fields(), "threads": cfg.threads, "load_start": load()}
+        result = {"settings": cfg.fingerprint_fields(), "threads": cfg.threads, "load_start": load_text()}
         if "simulate" in parts:
             result["simulate"] = simulate(args, cfg, work)
             print(json.dumps({k: v for k, v in result["simulate"].items() if k != "examples"}), flush=True)
@@ -206,7 +202,7 @@ def main() -> None:
             result["time"] = timing(args, cfg, work)
         if "forget" in parts:  # its Java tokenizer is a child process too
             result["forget"] = forget(args, work)
-        result["load_end"] = load()
+        result["load_end"] = load_text()
     print(json.dumps(result, indent=1))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1) + "\n")

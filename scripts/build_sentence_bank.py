@@ -20,13 +20,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-SHARED = Path(os.environ.get("CAPTIONER_SHARED_DATA", ROOT.parent / "shared" / "data"))
+from captioner.bank.build import bank_tokens, read_corpus
+from captioner.bank.scoring import SentenceScorer, sentence_likelihood
+from captioner.bank.store import BANK_FILE, BankData, save_bank
 
-from captioner.bank.build import bank_tokens, read_corpus  # noqa: E402
-from captioner.bank.scoring import SentenceScorer, sentence_likelihood  # noqa: E402
-from captioner.bank.store import BANK_FILE, BankData, save_bank  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("CAPTIONER_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
 CORPORA = (("coco", "coco_val2017_captions.tsv"), ("flickr30k", "flickr30k_captions.tsv"))
 

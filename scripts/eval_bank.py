@@ -23,17 +23,15 @@ import json
 import sys
 from pathlib import Path
 
+import eval_cache as data
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import eval_cache as data  # noqa: E402
-
-from captioner.bank.runtime import load_for  # noqa: E402
-from captioner.bank.scoring import sentence_likelihood  # noqa: E402
-from captioner.bank.store import BANK_FILE  # noqa: E402
-from captioner.evaluation.metrics import score_captions  # noqa: E402
-from captioner.model.folder import default_model_dir  # noqa: E402
+from captioner.bank.runtime import load_for
+from captioner.bank.scoring import sentence_likelihood
+from captioner.bank.store import BANK_FILE
+from captioner.evaluation.metrics import score_captions
+from captioner.model.folder import default_model_dir
 
 CACHE = data.ROOT / "runs" / "bank"
 

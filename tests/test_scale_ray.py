@@ -24,9 +24,7 @@ from captioner.errors import ConfigError
 from captioner.scale.config import RayJobConfig
 from captioner.scale.job import Layout, plan_layout
 from captioner.scale.results_store import part_files, read_results, scan, write_shard
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from oracles.photos import make_photo, mandelbrot_photo, real_photos, tiny_png_bytes  # noqa: E402
+from oracles.photos import make_photo, mandelbrot_photo, real_photos, tiny_png_bytes
 
 HAS_RAY = all(importlib.util.find_spec(m) is not None for m in ("ray", "pyarrow"))
 needs_ray = pytest.mark.skipif(not HAS_RAY, reason='Ray Data is an optional extra: pip install -e ".[scale]"')
