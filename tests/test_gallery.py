@@ -12,6 +12,7 @@ import threading
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -111,7 +112,6 @@ def test_pages_leave_out_attention_maps(g):
 
 
 def test_numpy_attention_is_stored_as_lists(g):
-    np = pytest.importorskip("numpy")
     cands = [{"caption": "a cat", "tokens": ["a", "cat"], "score": np.float32(-1.0),
               "normalized_score": -0.5, "attention": np.full((2, 3, 3), 0.5)}]
     item = g.get(g.save(make_image(3), "c.png", "a cat", cands))

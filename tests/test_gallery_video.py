@@ -14,6 +14,7 @@ import threading
 from fractions import Fraction
 from pathlib import Path
 
+import av
 import pytest
 from PIL import Image
 
@@ -413,7 +414,6 @@ def test_threads_save_and_delete_videos_at_once(tmp_path):
 
 # ------------------------------------------------------------------ a real video, the CLI
 def write_video(path: Path, frames: int = 6) -> Path:
-    av = pytest.importorskip("av")
     with av.open(str(path), "w") as c:
         s = c.add_stream("mpeg4", rate=5)
         s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"

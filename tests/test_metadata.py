@@ -11,6 +11,7 @@ import subprocess
 import xml.etree.ElementTree as ET
 
 import numpy as np
+import pillow_heif
 import pytest
 from PIL import Image
 
@@ -160,7 +161,6 @@ def test_embed_keeps_the_other_exif(tmp_path):
 
 
 def test_heic_gif_bmp_embedding_is_refused_in_one_line_and_the_file_is_untouched(tmp_path):
-    pillow_heif = pytest.importorskip("pillow_heif")
     pillow_heif.register_heif_opener()
     for fmt, ext in (("HEIF", "heic"), ("GIF", "gif"), ("BMP", "bmp")):
         photo = tmp_path / f"p.{ext}"

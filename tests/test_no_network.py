@@ -161,7 +161,8 @@ def _stop(proc: subprocess.Popen) -> None:
 @pytest.mark.slow
 @needs_strace
 def test_studio_stays_local(tiny_model_dir, photo, traced_env, tmp_path):
-    gradio_client = pytest.importorskip("gradio_client")
+    import gradio_client
+
     port = _free_port()
     trace, log_path = tmp_path / "studio.strace", tmp_path / "studio.log"
     with open(log_path, "wb") as log:
@@ -222,13 +223,13 @@ def ray_dashboard_tasks(trace: str) -> set[int]:
 
 
 @pytest.mark.slow
+@pytest.mark.extras("scale")
 @needs_strace
 def test_a_local_ray_stays_on_loopback(traced_env, tmp_path):
     """`caption --ray`'s local Ray under strace: its processes talk over 127.0.0.1 (they used the address
     routed towards 8.8.8.8, found by connecting a socket to 8.8.8.8:53) and nothing leaves the computer, not
     even Ray's own cloud-metadata probe from its dashboard process (169.254.169.254, metadata.google.internal),
     which now goes to a closed loopback port (`scale.job.proxy_trap`)."""
-    pytest.importorskip("ray")
     trace = tmp_path / "ray.strace"
     env = {k: v for k, v in traced_env.items() if not k.startswith("RAY_")}
     run = subprocess.run(["strace", "-f", "-qq", "-s", "256", "-e", "trace=network,process", "-o", str(trace),

@@ -1,12 +1,12 @@
 """`captioner caption --ray`: the Ray Data job (captioner.scale) against the plain command.
 
 The job tests run on one local Ray instance (2 CPUs) shared by the module; they need the optional
-extra (`pip install -e ".[scale]"`) and are skipped with that reason without it. The tests of the
+extra (`pip install -e ".[scale]"`), are marked `extras("scale")` and are skipped with that reason
+without it (failed with --require-extras). The tests of the
 settings, the output folder and the missing-Ray message run without Ray.
 """
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import os
@@ -25,9 +25,6 @@ from captioner.scale.config import RayJobConfig
 from captioner.scale.job import Layout, plan_layout
 from captioner.scale.results_store import part_files, read_results, scan, write_shard
 from oracles.photos import make_photo, mandelbrot_photo, real_photos, tiny_png_bytes
-
-HAS_RAY = all(importlib.util.find_spec(m) is not None for m in ("ray", "pyarrow"))
-needs_ray = pytest.mark.skipif(not HAS_RAY, reason='Ray Data is an optional extra: pip install -e ".[scale]"')
 
 
 # ---------------------------------------------------------------------------------------- no Ray needed
@@ -157,7 +154,7 @@ def test_a_local_ray_sends_no_usage_stats_and_binds_to_loopback(monkeypatch):
     assert env == {"RAY_USAGE_STATS_ENABLED": None, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": None}
 
 
-@needs_ray
+@pytest.mark.extras("scale")
 @pytest.mark.slow
 def test_a_real_local_ray_runs_on_loopback_without_usage_stats(tmp_path):
     """The same with Ray itself, in a fresh process (Ray imported first, as `caption --ray` does): the node's
@@ -228,7 +225,7 @@ def _caption_help() -> str:
     return sub.choices["caption"].format_help()
 
 
-@pytest.mark.parametrize("fmt", ["jsonl", pytest.param("parquet", marks=needs_ray)])
+@pytest.mark.parametrize("fmt", ["jsonl", pytest.param("parquet", marks=pytest.mark.extras("scale"))])
 def test_output_folder_keeps_one_row_per_photo(tmp_path, fmt):
     """A success is never replaced by a later error; a later error replaces an earlier one; temporary files
     of a killed writer are not read."""
@@ -248,11 +245,12 @@ def test_output_folder_keeps_one_row_per_photo(tmp_path, fmt):
     assert len(part_files(str(tmp_path))) == 2
 
 
+@pytest.mark.extras("scale")
 def test_remote_sources_are_listed_and_read_through_fsspec(tmp_path):
     """A filesystem pyarrow does not know (fsspec's memory://) lists and reads like a folder; errors name
     the URI."""
-    fsspec = pytest.importorskip("fsspec")
-    pytest.importorskip("pyarrow")
+    import fsspec
+
     from captioner.scale.sources import list_photos
     from captioner.scale.stages import decode_shard
 
@@ -272,8 +270,6 @@ def test_remote_sources_are_listed_and_read_through_fsspec(tmp_path):
 # ---------------------------------------------------------------------------------------- the Ray job
 @pytest.fixture(scope="module")
 def ray_local():
-    if not HAS_RAY:
-        pytest.skip('Ray Data is an optional extra: pip install -e ".[scale]"')
     import ray
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
@@ -323,7 +319,7 @@ def _raw_rows(out_dir: Path) -> list[dict]:
     return rows
 
 
-@needs_ray
+@pytest.mark.extras("scale")
 @pytest.mark.slow
 def test_ray_job_matches_the_plain_command_and_a_rerun_adds_nothing(ray_local, forty_photos, cli_rows, tmp_path,
                                                                     capsys):
@@ -369,7 +365,7 @@ def _worker_pids() -> set[int]:
     return pids
 
 
-@needs_ray
+@pytest.mark.extras("scale")
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the worker processes through /proc")
 def test_a_killed_worker_is_redone_without_duplicates(ray_local, forty_photos, cli_rows, tmp_path, monkeypatch):

@@ -23,8 +23,6 @@ TIMEOUT_MS = 90_000
 def studio(tiny_model_dir, tmp_path_factory):
     if not Path(nu.CHROMIUM).exists():
         pytest.skip(f"{nu.CHROMIUM} is not installed (apt-get install chromium)")
-    pytest.importorskip("playwright.sync_api")
-    pytest.importorskip("av")
     folder = tmp_path_factory.mktemp("newuser")
     model = nu.calibrated_model(tiny_model_dir, folder)
     ids = nu.fill_gallery(folder / "gallery", nu.write_clip(folder / "four shots.mp4"))

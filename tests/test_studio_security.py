@@ -243,7 +243,8 @@ def test_cancelled_delete_keeps_the_item_in_the_browser(server, photo):
     the item id is server-side state, so the page's "null" answer never reached the handler)."""
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} is not installed")
-    sync_api = pytest.importorskip("playwright.sync_api")
+    from playwright import sync_api
+
     from captioner.storage import Gallery
 
     with Gallery(server.gallery) as g:
