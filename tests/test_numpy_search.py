@@ -47,9 +47,9 @@ def test_the_lean_captioner_gives_the_same_caption_without_importing_torch(shipp
     import json
     import subprocess
     import sys
-
-    data = pytest.importorskip("skimage.data")
     from pathlib import Path
+
+    from skimage import data
 
     photo = str(Path(data.__file__).parent / "coffee.png")  # new-word tags (espresso): grounded, extended
     assert shipped_captioner.decoding.bank_shortlist == 0
@@ -105,8 +105,8 @@ def test_torch_weights_files_are_read_without_torch(tmp_path, zip_format):
 @pytest.fixture(scope="module")
 def tagged_grids(shipped_captioner):
     """Photos the tagger is confident about (a cat twice, coffee, a rocket), and two it is not."""
-    data = pytest.importorskip("skimage.data")
     from PIL import Image
+    from skimage import data
 
     photos = [Image.fromarray(getattr(data, n)()).convert("RGB")
               for n in ("chelsea", "astronaut", "coffee", "rocket", "cat", "hubble_deep_field")]
@@ -146,7 +146,8 @@ def test_numpy_decoding_with_new_words_gives_the_pytorch_captions(shipped_captio
     are new words the tagger sees here; `zebra` is made up on the cat photo, as in tests/test_new_words.py)."""
     from pathlib import Path
 
-    data = pytest.importorskip("skimage.data")
+    from skimage import data
+
     from captioner.runtime.numpy_grounding import decode_with_tags
     from captioner.runtime.numpy_new_words import load_new_words
     from captioner.runtime.numpy_support import NumpySupport
