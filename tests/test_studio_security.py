@@ -31,8 +31,9 @@ import pytest
 from PIL import Image
 
 from captioner.studio.guard import HostPolicy, StudioGuard, same_origin, split_host
+from oracles.photos import FLICKR
 
-FLICKR_IMAGES = Path(__file__).resolve().parents[2] / "shared" / "data" / "flickr8k" / "images"
+FLICKR_IMAGES = FLICKR / "images"
 STARTUP_TIMEOUT_S = 180
 
 
