@@ -1,4 +1,4 @@
-"""Single-photo latency at beam 3 of a decoding against today's, side by side (issue 23's budget: within
+"""Single-photo latency at beam 3 of a decoding against today's, side by side (the support penalty's budget: within
 10%), in the style of `benchmarks/bench_caption.py` section 1b: the two decodings alternate photo by photo
 and order by order, so machine noise hits both alike; medians over every photo and round.
 

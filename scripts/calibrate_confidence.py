@@ -1,4 +1,4 @@
-"""Fit the caption confidence (issue 13) on Flickr8k validation and report its reliability.
+"""Fit the caption confidence on Flickr8k validation and report its reliability.
 
 "Acceptable" caption: its per-image CIDEr-D against the image's references is at least the lower
 quartile of what the human captions themselves score, each against the other references of its

@@ -1,4 +1,4 @@
-"""The sentence bank (issue 28): settings chosen on Flickr8k val, checked on coco-dev, Flickr8k test once
+"""The sentence bank: settings chosen on Flickr8k val, checked on coco-dev, Flickr8k test once
 per candidate to ship. Every expensive pass is cached under runs/bank/<set>/ (encoder grids and the
 default decoding come from scripts/eval_cache.py's cache).
 
@@ -12,7 +12,7 @@ arithmetic as `SentenceBank.choose` (tests/test_sentence_bank.py checks they agr
     python scripts/eval_bank.py --set val --show 10 --shortlist 25 --prior 0.5 --evidence 2 --margin 0
 
 Measures: BLEU-4 and CIDEr (COCO tools, as `captioner evaluate`), CHAIR-s and broken sentences (the
-hallucination issue's `captioner.evaluation.hallucination` / `broken`), the share of captions from the bank.
+`captioner.evaluation.hallucination` / `broken`), the share of captions from the bank.
 """
 from __future__ import annotations
 

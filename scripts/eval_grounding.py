@@ -1,4 +1,4 @@
-"""Grounded decoding and object tags (issue 13): settings chosen on Flickr8k val, measured on
+"""Grounded decoding and object tags: settings chosen on Flickr8k val, measured on
 coco-dev and (once, for what ships) Flickr8k test. Every pass is cached (eval_cache.py).
 
 Measures per set and setting: BLEU-4 and CIDEr (COCO tools, as `captioner evaluate`), object

@@ -1,4 +1,4 @@
-"""Object hallucination and broken sentences (issue 23), beside BLEU-4 and CIDEr, for a decoding setting
+"""Object hallucination and broken sentences, beside BLEU-4 and CIDEr, for a decoding setting
 on Flickr8k val / test and coco-dev.
 
 Per set: BLEU-4 and CIDEr (COCO caption tools, as `captioner evaluate`), CHAIR-s, CHAIR-i and mention

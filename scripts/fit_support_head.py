@@ -1,4 +1,4 @@
-"""Fit the word-presence head (issue 23): for each object concept of `captioner.evaluation.hallucination`,
+"""Fit the word-presence head: for each object concept of `captioner.evaluation.hallucination`,
 a logistic regression on the photo's pooled encoder features (the mean of the 7 x 7 grid, 1280 values)
 that predicts whether the photo's captions name the concept. Trained on the Flickr8k **train** split
 with labels from its 5 captions (a concept is present when at least one caption names it or a synonym);

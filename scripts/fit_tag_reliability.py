@@ -1,4 +1,4 @@
-"""Fit the tag words' reliability for grounded decoding on Flickr8k train (issue 13) and save it as
+"""Fit the tag words' reliability for grounded decoding on Flickr8k train and save it as
 `tag_reliability.json` beside the shipped weights (`captioner.tags.reliability`).
 
 For every tag word: the training photos where the backbone's classifier gives it at least `--tag-min`
