@@ -18,7 +18,7 @@ from PIL import Image
 
 from captioner.pipeline import Captioner
 from captioner.storage import Gallery
-from captioner.studio import gallery_tab, library_render
+from captioner.studio import gallery_import, gallery_search, gallery_tab, library_render
 from captioner.studio.app import Studio
 
 CAPTIONS = ["a dog runs by the lake", "a dog plays on the grass", "two children play on the beach",
@@ -85,8 +85,8 @@ def grid(studio, query="", view=None, page=1):
 
 
 def view(studio, **changes):
-    base = dict(meaning=False, sort=gallery_tab.DEFAULT_SORT, model=gallery_tab.ALL_MODELS,
-                kind="Photos and videos", saved_from="", saved_to="", which=gallery_tab.VIEWS[0], candidates=False)
+    base = dict(meaning=False, sort=gallery_search.DEFAULT_SORT, model=gallery_search.ALL_MODELS,
+                kind="Photos and videos", saved_from="", saved_to="", which=gallery_search.VIEWS[0], candidates=False)
     base.update(changes)
     v, page = studio.library.set_view(base["meaning"], base["sort"], base["model"], base["kind"], base["saved_from"],
                                       base["saved_to"], base["which"], base["candidates"])
@@ -187,7 +187,7 @@ def test_sort_and_filter(studio, items):
                                                 for c in studio.library.model_choices().choices}
     # a view the session never made (junk) is the default view
     for junk in (None, "x", {"trash": "yes", "sort": "DROP", "kind": "../x", "saved_from": "1; --"}):
-        assert studio.library.clean_view(junk) == gallery_tab.default_view()
+        assert studio.library.clean_view(junk) == gallery_search.default_view()
 
 
 # ------------------------------------------------------------------ edit, history
@@ -284,8 +284,8 @@ def test_delete_undo_trash_restore_and_empty(studio, items):
     trash = view(studio, which="Trash")
     found, page, out = grid(studio, "", trash)
     assert [it["id"] for it in found["items"]] == [cat, dog_lake] and "in the trash" in out[1]
-    assert gallery_tab.trash_controls(trash).visible is True
-    assert gallery_tab.trash_controls(view(studio)).visible is False
+    assert gallery_search.trash_controls(trash).visible is True
+    assert gallery_search.trash_controls(view(studio)).visible is False
     details, selected, actions, *_ = studio.library.open_item(out[3], page, pick(1))
     assert selected == dog_lake and actions.visible is False and "In the trash since" in details
     assert studio.library.item_tools(selected)[2].visible is True  # Restore
@@ -389,7 +389,7 @@ def test_import_a_folder(studio, items, tmp_path):
     message = studio.library.import_folder(files + [str(broken), str(notes)], progress=lambda *a, **k: None)
     assert "Imported **2** photos" in message and "1 could not be read" in message and "broken.jpg" in message
     assert "1 file that is not a photo ignored" in message
-    assert "2 files that are not photos ignored" in gallery_tab.import_message({"saved": ["a.jpg"]}, 2)
+    assert "2 files that are not photos ignored" in gallery_import.import_message({"saved": ["a.jpg"]}, 2)
     assert str(uploads) not in message and str(studio.library.imports) not in message  # names, not paths
     assert studio.gallery.count() == 6
     # again: the same photos are skipped
@@ -419,8 +419,6 @@ def test_a_read_only_gallery_changes_nothing(captioner, items, studio):
 def test_find_by_meaning_ranks_items(studio, items):
     from captioner.retrieval.config import FindConfig
 
-    if not studio.library.can_find:
-        pytest.skip("captioner.retrieval.find is not there yet")
     v = view(studio, meaning=True)
     assert v["meaning"] is True
     found, page, out = grid(studio, "a dog by a lake", v)
@@ -456,22 +454,20 @@ def test_find_by_meaning_shows_a_readable_strength_and_cuts_off():
     kept, closest = gallery_tab.GalleryTab._fitting(matches, items)
     assert [it["id"] for it in kept] == [1, 2, 4] and closest is None
     assert all("score" not in it for it in kept) and kept[2]["strength"] is None
-    page = gallery_tab.grid_page_of({"query": "a dog", "total": 3, "items": kept, "mode": "meaning"})
+    page = gallery_search.grid_page_of({"query": "a dog", "total": 3, "items": kept, "mode": "meaning"})
     html = library_render.match_list(page["items"], page)
     assert "strong match (" in html or "fair match (" in html
     assert "matched by its words" in html and "-1.0" not in html
-    assert "3** items fit “a dog” well" in gallery_tab.page_line(page)
+    assert "3** items fit “a dog” well" in gallery_search.page_line(page)
     # nothing fits well: the page says so
     kept, closest = gallery_tab.GalleryTab._fitting(matches[2:3], items[2:3])
     assert kept == [] and 0 < closest < config.strength_cutoff
-    line = gallery_tab.page_line(gallery_tab.grid_page_of({"query": "food on a plate", "items": [],
+    line = gallery_search.page_line(gallery_search.grid_page_of({"query": "food on a plate", "items": [],
                                                            "mode": "meaning", "closest": closest}))
     assert line.startswith("Nothing in the gallery fits “food on a plate” well")
 
 
 def test_more_like_this(studio, items):
-    if not studio.library.can_find_similar:
-        pytest.skip("captioner.retrieval.similar is not there yet")
     page = studio.library.similar(items[0])
     assert page["mode"] == "similar" and items[0] not in [it["id"] for it in page["items"]]
     out = studio.library.show_grid(page)
