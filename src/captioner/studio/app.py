@@ -104,10 +104,7 @@ import gradio as gr  # noqa: E402
 
 from captioner.errors import CaptionerError  # noqa: E402
 from captioner.storage import Gallery, GalleryError, default_gallery_dir  # noqa: E402
-from captioner.studio import (
-    render,  # noqa: E402
-    sessions,  # noqa: E402
-)
+from captioner.studio import gradio_private, render, sessions  # noqa: E402
 from captioner.studio.gallery_tab import GalleryTab  # noqa: E402
 from captioner.studio.guard import Access, EventPolicy, HostPolicy, StudioGuard  # noqa: E402
 from captioner.studio.imagine_tab import build_imagine_tab  # noqa: E402
@@ -149,7 +146,7 @@ class Studio:
         self.default_len = decoding.max_len
         self.max_len_limit = max(50, self.default_len)
         self.default_beam = min(decoding.beam_size, MAX_BEAM)
-        self.read_only = gallery_is_read_only(gallery) if read_only is None else read_only
+        self.read_only = gallery.read_only if read_only is None else read_only
         #: Photos must be files Gradio received (None: any path, for Python callers and tests).
         #: Gradio checks this too, but only in an app made by ``launch()``; the studio checks it itself.
         self.upload_dir: Path | None = upload_folder()
@@ -209,22 +206,9 @@ class Studio:
                 heavy += self.video.build(self)
                 heavy += self.library.build()
                 heavy += build_imagine_tab(self, self.t2i_model)
-            self._heavy_ids = [c._id for c in heavy]
+            self._heavy_ids = [gradio_private.component_id(c) for c in heavy]
         self.demo = demo
         return demo
-
-
-def gallery_is_read_only(gallery: Gallery) -> bool:
-    """Whether the gallery cannot be written to (its own ``read_only`` if it has one, else a file-system check)."""
-    flag = getattr(gallery, "read_only", None)
-    if isinstance(flag, bool):
-        return flag
-    folder = Path(gallery.folder)
-    targets = [folder, Path(getattr(gallery, "images_dir", folder / "images"))]
-    db = Path(getattr(gallery, "db_path", folder / "gallery.db"))
-    if db.exists():
-        targets.append(db)
-    return not all(os.access(t, os.W_OK) for t in targets)
 
 
 def build_app(captioner, gallery: Gallery) -> gr.Blocks:

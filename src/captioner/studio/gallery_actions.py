@@ -21,7 +21,7 @@ import gradio as gr
 
 from captioner.inputs.images import open_image
 from captioner.storage import GalleryError
-from captioner.studio import library_render, player, render
+from captioner.studio import gradio_private, library_render, player, render
 from captioner.studio.gallery_search import best_match, page_entry
 from captioner.studio.photos_tab import animation_gif
 from captioner.studio.values import MAX_CAPTION_CHARS, SHA256_HEX, index_in, int_value
@@ -115,8 +115,7 @@ class GalleryActions:
         """The attention player's "Animation (GIF)" for the photo on display: the GIF of candidate
         ``evt``'s index, drawn on the server only now (`photos_tab.animation_gif`); a File update.
         The item is the session's (``item_id``), its photo the gallery's own file."""
-        data = getattr(evt, "_data", None)
-        data = data if isinstance(data, dict) else {}
+        data = gradio_private.event_data(evt)
         item = self.studio.gallery.get(item_id, include_trash=True) if item_id is not None else None
         if item is None or item.get("kind") == "video":
             raise gr.Error("Open a photo first.", print_exception=False)

@@ -40,7 +40,7 @@ import gradio as gr
 from captioner.inputs.images import open_image
 from captioner.inputs.sources import InputItem
 from captioner.storage import GalleryError
-from captioner.studio import player, render
+from captioner.studio import gradio_private, player, render
 from captioner.studio.values import (
     MAX_BEAM,
     MAX_CAPTION_CHARS,
@@ -327,13 +327,12 @@ class PhotosTab:
         session's list, as `caption_page` does; returns ``{"view": the player's data, "status"}``.
         Raises `NotStaged` when the token names no photo of a live session."""
         session_hash, paths = self._take_staged(token)
-        holder = getattr(self.studio.demo, "state_holder", None)
-        if self._session is None or holder is None or session_hash not in holder:
+        session = gradio_private.live_session(self.studio.demo, session_hash)
+        if self._session is None or session is None:
             raise NotStaged("the session is gone")
-        values = holder[session_hash]
         state, status, view, _ = self.caption_page(paths, beam_size, max_length, add is True,
-                                                   values[self._session._id])
-        values[self._session._id] = state
+                                                   gradio_private.state_value(session, self._session))
+        gradio_private.set_state_value(session, self._session, state)
         return {"view": view, "status": status}
 
     def add_routes(self, app) -> None:
@@ -505,15 +504,13 @@ class PhotosTab:
     def save_all(self, state: dict | None, evt: gr.EventData):
         """The player's Save / Save all (its event data carries the choices): the result JSON, which the
         player shows under its Save buttons, once (no second message below it, no toast)."""
-        data = getattr(evt, "_data", None)
-        return self.save_choices(data.get("choices") if isinstance(data, dict) else None, state)
+        return self.save_choices(gradio_private.event_data(evt).get("choices"), state)
 
     # ------------------------------------------------------------------ the animation as a file
     def animation(self, state: dict | None, evt: gr.EventData):
         """The player's "Animation (GIF)": the selected candidate's animation drawn on the server
         (`captioner.viz.attention`) into the studio's own temporary folder; a File update."""
-        data = getattr(evt, "_data", None)
-        data = data if isinstance(data, dict) else {}
+        data = gradio_private.event_data(evt)
         photos = session_photos(state)
         i = index_in(data.get("photo"), len(photos))
         if i is None or photos[i]["error"]:

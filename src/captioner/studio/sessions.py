@@ -16,8 +16,8 @@ The studio keeps one more thing per session, outside Gradio: `Confirmations`, th
 that let a destructive event (emptying the trash, deleting an item) run only after the page asked
 for it and the user said yes in that page.
 
-`forget_values` and `Reaper` use Gradio's session store (``Blocks.state_holder``), which is not a public API;
-`supported` says whether this Gradio has the attributes they need (a test checks it, so an
+`forget_values` and `Reaper` use Gradio's session store (`gradio_private.session_store`), which is not a public
+API; `supported` says whether this Gradio has the attributes they need (a test checks it, so an
 upgrade that changes them is noticed), and without them both do nothing.
 """
 from __future__ import annotations
@@ -33,6 +33,8 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterable
 
+from captioner.studio import gradio_private
+
 log = logging.getLogger("captioner.studio")
 
 #: Idle time after which a session's caption result and page are dropped (seconds).
@@ -46,7 +48,7 @@ CONFIRM_TTL_S = 10 * 60
 
 
 def _holder(blocks):
-    return getattr(blocks, "state_holder", None)
+    return gradio_private.session_store(blocks)
 
 
 def supported(blocks) -> bool:

@@ -38,7 +38,7 @@ from typing import Any
 import gradio as gr
 from PIL import Image
 
-from captioner.studio import render
+from captioner.studio import gradio_private, render
 from captioner.studio.player import candidate_data, photo_data, player_js, tags_data
 from captioner.studio.values import (
     MAX_BEAM,
@@ -334,8 +334,7 @@ class VideoTab:
         """The player's "Animation (GIF)" for the selected shot's frame; a File update."""
         from captioner.studio.photos_tab import animation_gif
 
-        data = getattr(evt, "_data", None)
-        data = data if isinstance(data, dict) else {}
+        data = gradio_private.event_data(evt)
         segs = _segments(state)
         i = index_in(data.get("photo"), len(segs))
         img = _image(segs[i].get("frame")) if i is not None else None
