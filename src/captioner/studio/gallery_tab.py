@@ -22,6 +22,7 @@ from types import SimpleNamespace
 import gradio as gr
 
 from captioner.studio import library_render, player, render
+from captioner.studio.assets import asset
 from captioner.studio.gallery_actions import EXPORT_FORMATS, GalleryActions
 from captioner.studio.gallery_import import GalleryImport
 from captioner.studio.gallery_search import (
@@ -42,66 +43,10 @@ from captioner.studio.video_tab import GALLERY_SEEK_JS, ITEM_SHOTS_JS
 #: focus into it (its Close button) and remembers what had it; ``close`` (the Close button, Escape, a click
 #: on the dimmed page around it) pauses the item's video and attention player and gives the focus back.
 #: Tab and Shift+Tab stay inside while it is open.
-ITEM_MODAL_JS = """
-if (!window.captionerModal) {
-  const modal = () => document.getElementById('item-modal');
-  const panel = () => document.getElementById('item-panel');
-  const isOpen = () => document.body.classList.contains('item-modal-open');
-  const focusables = () => Array.from((panel() || document.body).querySelectorAll(
-      'button, [href], input, textarea, select, video[controls], [tabindex]:not([tabindex="-1"])'))
-    .filter((el) => !el.disabled && el.getClientRects().length && getComputedStyle(el).visibility !== 'hidden');
-  const api = window.captionerModal = {
-    opener: null,
-    isOpen,
-    open() {
-      const m = modal(), p = panel();
-      if (!m || !p) { return; }
-      if (!isOpen()) { api.opener = document.activeElement; }
-      document.body.classList.add('item-modal-open');
-      m.setAttribute('role', 'dialog');
-      m.setAttribute('aria-modal', 'true');
-      m.setAttribute('aria-labelledby', 'item-modal-title');
-      p.setAttribute('tabindex', '-1');
-      p.scrollTop = 0;
-      const close = document.querySelector('#item-close');
-      (close || p).focus({preventScroll: true});
-      m.dataset.opened = String((Number(m.dataset.opened) || 0) + 1);
-    },
-    close() {
-      if (!isOpen()) { return; }
-      document.body.classList.remove('item-modal-open');
-      document.querySelectorAll('#item-modal video').forEach((v) => v.pause());
-      const view = (window.captionerPlayers || {}).item;
-      if (view && view.stop) { view.stop(); }
-      const back = api.opener;
-      api.opener = null;
-      if (back && back.isConnected && back.focus) { back.focus({preventScroll: true}); }
-    },
-  };
-  document.addEventListener('keydown', (e) => {
-    if (!isOpen()) { return; }
-    if (e.key === 'Escape') { e.preventDefault(); e.stopPropagation(); api.close(); return; }
-    if (e.key !== 'Tab') { return; }
-    const list = focusables();
-    if (!list.length) { return; }
-    const first = list[0], last = list[list.length - 1], now = document.activeElement;
-    if (!panel().contains(now)) { (e.shiftKey ? last : first).focus(); e.preventDefault(); }
-    else if (e.shiftKey && now === first) { last.focus(); e.preventDefault(); }
-    else if (!e.shiftKey && now === last) { first.focus(); e.preventDefault(); }
-  }, true);
-  document.addEventListener('mousedown', (e) => { if (isOpen() && e.target === modal()) { api.close(); } });
-}
-"""
+ITEM_MODAL_JS = asset("gallery_modal.js")
 #: After a delete or its Undo (``gallery_msg`` given): the message row, with its Undo button, becomes a toast at
 #: the bottom of the window for a while (the row itself is far below the grid, out of view).
-TOAST_JS = """(msg) => {
-  clearTimeout(window.captionerToastTimer);
-  if (!msg) { return []; }
-  document.body.classList.add('gallery-toast-open');
-  const undo = /Deleted/.test(msg);
-  window.captionerToastTimer = setTimeout(() => document.body.classList.remove('gallery-toast-open'), undo ? 15000 : 5000);
-  return [];
-}"""
+TOAST_JS = asset("gallery_toast.js")
 #: After an item is opened (its details are in): show the modal.
 OPEN_ITEM_JS = "() => { if (window.captionerModal) { window.captionerModal.open(); } return []; }"
 #: Close the modal (the Close button; after a delete, a restore, "more like this", another view).
@@ -109,40 +54,10 @@ CLOSE_ITEM_JS = "() => { if (window.captionerModal) { window.captionerModal.clos
 
 #: Copy the caption of the item on display (the details carry it in ``data-caption``); says so in the
 #: item's message line (and in the button's ``data-copied``).
-COPY_JS = """async () => {
-  const box = document.querySelector('#item-details [data-caption]');
-  const text = box ? box.dataset.caption : '';
-  const button = document.querySelector('#copy-caption');
-  const said = (ok) => {
-    if (button) { button.dataset.copied = ok ? 'yes' : 'no'; }
-    return ok ? '📋 Caption copied to the clipboard.' : '⚠️ The browser did not let the page copy: select the caption and copy it.';
-  };
-  if (!text) { return said(false); }
-  if (navigator.clipboard && window.isSecureContext) {
-    try { await navigator.clipboard.writeText(text); return said(true); } catch (e) { /* fall back below */ }
-  }
-  const area = document.createElement('textarea');
-  area.value = text; area.setAttribute('readonly', ''); area.style.position = 'fixed'; area.style.opacity = '0';
-  document.body.appendChild(area); area.select();
-  let ok = false;
-  try { ok = document.execCommand('copy'); } catch (e) { ok = false; }
-  area.remove();
-  return said(ok);
-}"""
+COPY_JS = asset("gallery_copy_caption.js")
 
 #: The list of matches beside the grid: a click (or Enter) on one opens that item in the grid.
-MATCHES_JS = """
-const open = (e) => {
-  const row = e.target.closest ? e.target.closest('li[data-index]') : null;
-  if (!row || !element.contains(row)) { return; }
-  if (e.type === 'keydown' && e.key !== 'Enter' && e.key !== ' ') { return; }
-  const thumbs = document.querySelectorAll('#gallery-grid .thumbnail-item');
-  const thumb = thumbs[Number(row.dataset.index)];
-  if (thumb) { thumb.click(); if (e.type === 'keydown') { e.preventDefault(); } }
-};
-element.addEventListener('click', open);
-element.addEventListener('keydown', open);
-"""
+MATCHES_JS = asset("gallery_matches.js")
 
 
 

@@ -40,7 +40,7 @@ CSS = """
 .item-extras .in-trash { padding: 6px 10px; border-radius: 8px; background: #fef3c7; color: #92400e; }
 #item-panel { scroll-margin-top: 8px; }
 /* The item details are a modal: a fixed overlay over the page (full screen on a phone), scrollable inside.
-   Closed unless the page's body has .item-modal-open (set by the modal's script, ITEM_MODAL_JS). */
+   Closed unless the page's body has .item-modal-open (set by the modal's script, static/gallery_modal.js). */
 body:not(.item-modal-open) #item-modal { display: none !important; }
 body.item-modal-open { overflow: hidden; }
 #item-modal { position: fixed; inset: 0; z-index: 1000; margin: 0; padding: 24px; box-sizing: border-box;
@@ -81,7 +81,7 @@ body.item-modal-open { overflow: hidden; }
   #gallery-results > * { min-width: 0 !important; width: 100%; }
 }
 #gallery-undo { max-width: 120px; }
-/* the delete's message and Undo, as a toast at the bottom of the window (gallery_tab.TOAST_JS) */
+/* the delete's message and Undo, as a toast at the bottom of the window (static/gallery_toast.js) */
 body.gallery-toast-open #gallery-toast { position: fixed; left: 50%; bottom: 24px; transform: translateX(-50%);
   z-index: 1200; width: max-content; max-width: calc(100vw - 24px); margin: 0; padding: 8px 10px 8px 16px;
   flex-wrap: nowrap; align-items: center; gap: 12px; border-radius: 10px; background: #18181b;

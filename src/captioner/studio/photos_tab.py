@@ -41,6 +41,7 @@ from captioner.inputs.images import open_image
 from captioner.inputs.sources import InputItem
 from captioner.storage import GalleryError
 from captioner.studio import gradio_private, player, render
+from captioner.studio.assets import asset
 from captioner.studio.values import (
     MAX_BEAM,
     MAX_CAPTION_CHARS,
@@ -622,20 +623,13 @@ class PhotosTab:
 #: The Caption button: one photo by the direct route (the attention player's ``captionerCaptionNow``,
 #: false when it cannot: no token for this photo, or the route refused), else without the queue (or
 #: none: the event says what to do); several through the queue (with a progress bar).
-DISPATCH_JS = """async (files, beam, maxLen, add) => {
-    const list = Array.isArray(files) ? files : (files ? [files] : []);
-    if (list.length === 1 && window.captionerCaptionNow && await window.captionerCaptionNow(list[0], beam, maxLen, add)) { return []; }
-    const b = document.querySelector(list.length > 1 ? '#caption-queued' : '#caption-now'); if (b) { b.click(); } return []; }"""
+DISPATCH_JS = asset("caption_dispatch.js")
 
 #: The file box changed: its token is void until the server's `stage` answers (`STAGED_JS`).
-STAGING_JS = """() => { const s = window.captionerStage = window.captionerStage || {token: "", paths: [], waiting: 0, seq: 0};
-    s.token = ""; s.paths = []; s.waiting += 1; s.seq = (s.seq || 0) + 1; return []; }"""
+STAGING_JS = asset("caption_staging.js")
 
 #: The server's answer to `stage`: the token of the photo in the file box, and its path as the page knows it.
-STAGED_JS = """(answer) => { const s = window.captionerStage = window.captionerStage || {token: "", paths: [], waiting: 0, seq: 0};
-    let v = {}; try { v = JSON.parse(answer || "{}") || {}; } catch (e) { v = {}; }
-    s.token = typeof v.token === "string" ? v.token : ""; s.paths = Array.isArray(v.paths) ? v.paths : [];
-    s.waiting = Math.max(0, s.waiting - 1); return []; }"""
+STAGED_JS = asset("caption_staged.js")
 
 #: After a save from the player: tell it which photos were saved (and the messages).
 SAVED_JS = """(r) => { const p = (window.captionerPlayers || {}).photos; if (p && r) { p.saved(r); } return []; }"""

@@ -12,13 +12,12 @@ from __future__ import annotations
 import base64
 import io
 import math
-from functools import cache
-from importlib import resources
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
+from captioner.studio.assets import asset
 from captioner.viz.attention import candidate_words_and_maps
 
 #: Longer side of the photo sent to the player (pixels).
@@ -111,34 +110,17 @@ def tags_data(tags: Any) -> list[dict]:
     return out
 
 
-@cache
-def _asset(name: str) -> str:
-    return resources.files("captioner.studio").joinpath("static", name).read_text(encoding="utf-8")
-
-
 def player_js() -> str:
     """The player's code, for ``gr.HTML(js_on_load=...)`` (it gets ``element``, ``props``, ``trigger``, ``watch``)."""
-    return _asset("attention_player.js")
+    return asset("attention_player.js")
 
 
 def player_css() -> str:
-    return _asset("attention_player.css")
+    return asset("attention_player.css")
 
 
 def gif_offer_js(view_id: str) -> str:
     """For ``File.change(js=...)``: the GIF the server drew (the File's value) is downloaded at once and a
     link to it shows beside the player's "Animation (GIF)" button (the File itself stays hidden: it
     would sit far below, out of view)."""
-    return """(file) => {
-  const view = document.querySelector('#VIEW_ID'), button = view ? view.querySelector('.pv-gif') : null;
-  if (view) { view.querySelectorAll('.pv-gif-link').forEach((a) => a.remove()); }
-  if (!file || !file.url || !button) { return []; }
-  const name = file.orig_name || 'attention.gif', kb = file.size ? ' (' + Math.max(1, Math.round(file.size / 1024)) + ' KB)' : '';
-  const a = document.createElement('a');
-  a.className = 'pv-gif-link'; a.href = file.url; a.download = name; a.textContent = '⤓ ' + name + kb;
-  a.title = 'The animation as a GIF file (downloaded; click to download it again)';
-  button.textContent = '⤓ Animation (GIF)';
-  button.insertAdjacentElement('afterend', a);
-  a.click();
-  return [];
-}""".replace("VIEW_ID", view_id)
+    return asset("gif_offer.js").replace("VIEW_ID", view_id)

@@ -39,6 +39,7 @@ import gradio as gr
 from PIL import Image
 
 from captioner.studio import gradio_private, render
+from captioner.studio.assets import asset
 from captioner.studio.player import candidate_data, photo_data, player_js, tags_data
 from captioner.studio.values import (
     MAX_BEAM,
@@ -69,55 +70,16 @@ SUBTITLE_TTL_S = 24 * 3600
 #: ``/caption_video`` and ``/save_video`` are callable by gradio_client but not (yet) listed on the studio's API page.
 API_VISIBILITY = "undocumented"
 
-SEEK_JS = """(t) => {
-  const v = document.querySelector('#video-player video');
-  if (v && t !== null && t !== undefined && isFinite(t)) { v.currentTime = Number(t) + 0.001; }
-  return [];
-}"""
+SEEK_JS = asset("video_seek.js")
 
 #: The Gallery tab: after an item is opened, start its player at the search's best matched shot.  The value
 #: is {"t": seconds, "file": the served file's name}; the player's <video> may be replaced when its value
 #: changes, so wait (up to 5 s) for the one playing that file, and seek once it knows its length.
-GALLERY_SEEK_JS = """(s) => {
-  if (!s || s.t === null || s.t === undefined || !isFinite(s.t)) { return []; }
-  const t = Number(s.t) + 0.001, name = String(s.file || '');
-  let tries = 50;
-  const seek = () => {
-    const v = document.querySelector('#item-player video');
-    const src = v ? decodeURIComponent(v.currentSrc || v.src || '') : '';
-    if ((!v || !src || (name && !src.endsWith(name))) && tries-- > 0) { setTimeout(seek, 100); return; }
-    if (!v) { return; }
-    if (v.readyState >= 1) { v.currentTime = t; }
-    else { v.addEventListener('loadedmetadata', () => { v.currentTime = t; }, {once: true}); }
-  };
-  seek();
-  return [];
-}"""
+GALLERY_SEEK_JS = asset("gallery_seek.js")
 
 #: The Gallery tab's item details (``js_on_load``): a click (or Enter) on a video's shot seeks its player there,
 #: plays it, marks the row and brings the player into view.
-ITEM_SHOTS_JS = """
-const go = (e) => {
-  const row = e.target.closest ? e.target.closest('tr[data-start]') : null;
-  if (!row || !element.contains(row)) { return; }
-  if (e.type === 'keydown' && e.key !== 'Enter' && e.key !== ' ') { return; }
-  const v = document.querySelector('#item-player video'), t = Number(row.dataset.start);
-  if (!v || !isFinite(t)) { return; }
-  v.currentTime = t + 0.001;
-  element.querySelectorAll('tr.playing').forEach((r) => r.classList.remove('playing'));
-  row.classList.add('playing');
-  const box = document.querySelector('#item-player');  // the player in view: what changed is seen
-  const head = document.querySelector('#item-modal-head'), panel = document.querySelector('#item-panel');
-  if (box && panel) {
-    const top = box.getBoundingClientRect().top - (head ? head.getBoundingClientRect().bottom : 0);
-    if (top < 0 || box.getBoundingClientRect().bottom > window.innerHeight) { panel.scrollTop += top - 4; }
-  }
-  const played = v.play(); if (played && played.catch) { played.catch(() => {}); }
-  if (e.type === 'keydown') { e.preventDefault(); }
-};
-element.addEventListener('click', go);
-element.addEventListener('keydown', go);
-"""
+ITEM_SHOTS_JS = asset("gallery_item_shots.js")
 
 clock = render._clock
 
