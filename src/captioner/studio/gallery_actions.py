@@ -9,10 +9,6 @@ from __future__ import annotations
 
 import html
 import logging
-import os
-import re
-import shutil
-import time
 import uuid
 from datetime import datetime
 from pathlib import Path
@@ -21,7 +17,7 @@ import gradio as gr
 
 from captioner.inputs.images import open_image
 from captioner.storage import GalleryError
-from captioner.studio import gradio_private, library_render, player, render
+from captioner.studio import files, gradio_private, library_render, player, render
 from captioner.studio.gallery_search import best_match, page_entry
 from captioner.studio.photos_tab import animation_gif
 from captioner.studio.values import MAX_CAPTION_CHARS, SHA256_HEX, index_in, int_value
@@ -29,8 +25,6 @@ from captioner.studio.values import MAX_CAPTION_CHARS, SHA256_HEX, index_in, int
 log = logging.getLogger("captioner.studio")
 
 EXPORT_FORMATS = ("json", "csv")
-#: Characters kept in the name of a downloaded or imported file.
-SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 class GalleryActions:
@@ -186,37 +180,18 @@ class GalleryActions:
             data = photo_with_caption(original, item["caption"], item.get("original_name") or source.name)
         except MetadataError:  # a format that cannot hold it (GIF, BMP, HEIC): the photo and an XMP sidecar
             data, sidecar = original, xmp_sidecar(item["caption"])
-        stem = SAFE_NAME.sub("-", Path(item.get("original_name") or "photo").stem).strip("-.")[:60] or "photo"
         folder = self.downloads / uuid.uuid4().hex
         folder.mkdir(parents=True, exist_ok=True)
-        target = folder / f"{stem}-captioned{source.suffix.lower()}"
-        files = [self._write(target, data)]
+        target = folder / files.download_name(item.get("original_name"), source.suffix.lower())
+        written = [files.write_download(target, data)]
         if sidecar is not None:
-            files.append(self._write(target.with_name(target.name + ".xmp"), sidecar))
-        self._prune(self.downloads)
+            written.append(files.write_download(target.with_name(target.name + ".xmp"), sidecar))
+        files.prune(self.downloads)
         if sidecar is not None:
-            return (gr.File(value=files, visible=True),
+            return (gr.File(value=written, visible=True),
                     f"⬇️ {html.escape(target.suffix.upper()[1:])} files cannot hold a caption: it is in "
-                    f"{html.escape(Path(files[1]).name)} beside the photo (photo managers read it).")
-        return gr.File(value=files, visible=True), f"⬇️ {html.escape(target.name)} has the caption in its metadata."
-
-    @staticmethod
-    def _write(target: Path, data: bytes) -> str:
-        tmp = target.with_name(target.name + ".part")
-        tmp.write_bytes(data)
-        os.replace(tmp, target)
-        return str(target)
-
-    @staticmethod
-    def _prune(folder: Path, keep_s: float = 3600) -> None:
-        """Remove download folders older than an hour (the browser has them by then)."""
-        now = time.time()
-        for sub in folder.iterdir() if folder.is_dir() else []:
-            try:
-                if sub.is_dir() and now - sub.stat().st_mtime > keep_s:
-                    shutil.rmtree(sub, ignore_errors=True)
-            except OSError:
-                pass
+                    f"{html.escape(Path(written[1]).name)} beside the photo (photo managers read it).")
+        return gr.File(value=written, visible=True), f"⬇️ {html.escape(target.name)} has the caption in its metadata."
 
     # ------------------------------------------------------------------ delete, undo, trash
     @staticmethod

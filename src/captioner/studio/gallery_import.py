@@ -5,7 +5,6 @@ the studio's own (under safe names), captioned and saved by `captioner.retrieval
 from __future__ import annotations
 
 import html
-import logging
 import os
 import shutil
 import uuid
@@ -13,10 +12,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from captioner.studio.gallery_actions import SAFE_NAME
-from captioner.studio.values import file_paths, is_inside
-
-log = logging.getLogger("captioner.studio")
+from captioner.studio.files import stage, uploads
 
 #: Most files one folder import takes.
 MAX_IMPORT_FILES = 2000
@@ -28,21 +24,13 @@ class GalleryImport:
     the folder where uploads are staged)."""
 
     # ------------------------------------------------------------------ import a folder
-    def _uploads(self, files) -> list[str]:
-        paths = file_paths(files)
-        if self.studio.upload_dir is not None:
-            for path in paths:
-                if not is_inside(path, self.studio.upload_dir):
-                    log.warning("studio: refused an import file that is not an upload: %s", path)
-                    raise gr.Error("Only folders uploaded to the studio can be imported.", print_exception=False)
-        return paths
-
     def import_folder(self, files, progress=gr.Progress()):
         """Caption and save every photo of an uploaded folder: duplicates (the same photo already in the
         gallery) skipped, files that are not photos or cannot be read reported, the others saved."""
         if self.studio.read_only:
             return f"⚠️ {html.escape(self.studio.read_only_message())}"
-        paths = self._uploads(files)
+        paths = uploads(files, self.studio.upload_dir, "an import file",
+                        "Only folders uploaded to the studio can be imported.")
         if not paths:
             return "Choose a folder first."
         if len(paths) > MAX_IMPORT_FILES:
@@ -54,31 +42,11 @@ class GalleryImport:
             return f"⚠️ No photos in that folder ({ignored} other file{'s' if ignored != 1 else ''})."
         folder = self.imports / uuid.uuid4().hex
         try:
-            staged = self._stage(photos, folder)
+            staged = stage(photos, folder)
             report = self._import_staged(folder, len(staged), progress)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         return import_message(report, ignored)
-
-    @staticmethod
-    def _stage(paths: list[str], folder: Path) -> list[Path]:
-        """The uploads in one folder of the studio's own, under their own names (hard links where possible)."""
-        folder.mkdir(parents=True, exist_ok=True)
-        staged, used = [], set()
-        for path in paths:
-            name = SAFE_NAME.sub("_", Path(path).name).strip("._") or "photo"
-            stem, suffix, n = Path(name).stem, Path(name).suffix, 1
-            while name.lower() in used:
-                n += 1
-                name = f"{stem}-{n}{suffix}"
-            used.add(name.lower())
-            target = folder / name
-            try:
-                os.link(path, target)
-            except OSError:
-                shutil.copyfile(path, target)
-            staged.append(target)
-        return staged
 
     def _import_staged(self, folder: Path, total: int, progress) -> dict:
         """{"saved": [item ids], "skipped": [files], "failed": [(file, reason)]}: the photos of the staging

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import html
 import logging
-import os
 import re
-import threading
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import gradio as gr
 
 from captioner.storage import GalleryError
-from captioner.studio import library_render, render
+from captioner.studio import files, library_render, render
 from captioner.studio.values import SHA256_HEX, int_value
 
 if TYPE_CHECKING:
@@ -250,17 +248,8 @@ class GallerySearch:
         if not SHA256_HEX.fullmatch(digest) or source is None:
             log.warning("studio: no thumbnail for item %s: not a gallery image", item.get("id"))
             return None
-        target = self.studio.thumbs / f"{digest}.jpg"
-        if target.exists():
-            return str(target)
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            img = render.load_photo(source, THUMB_SIZE // 2)
-            img.thumbnail((THUMB_SIZE, THUMB_SIZE))
-            tmp = target.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
-            img.save(tmp, format="JPEG", quality=85)
-            os.replace(tmp, target)
-            return str(target)
+            return files.thumbnail(source, self.studio.thumbs / f"{digest}.jpg", THUMB_SIZE)
         except Exception as exc:  # noqa: BLE001 - a missing image file: leave the item out of the grid
             log.warning("studio: no thumbnail for item %s: %s", item.get("id"), exc)
             return None

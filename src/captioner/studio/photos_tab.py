@@ -42,15 +42,14 @@ from captioner.inputs.sources import InputItem
 from captioner.storage import GalleryError
 from captioner.studio import gradio_private, player, render
 from captioner.studio.assets import asset
+from captioner.studio.files import uploads
 from captioner.studio.values import (
     MAX_BEAM,
     MAX_CAPTION_CHARS,
     MAX_PHOTOS,
     SESSION_TTL_S,
-    file_paths,
     index_in,
     int_value,
-    is_inside,
     is_whole_number,
     own_attention,
     readable_error,
@@ -162,13 +161,8 @@ class PhotosTab:
 
     def _uploads(self, files) -> list[str]:
         """The paths of the File value, each one an upload (a `gr.Error` otherwise)."""
-        paths = file_paths(files)
-        if self.studio.upload_dir is not None:
-            for path in paths:
-                if not is_inside(path, self.studio.upload_dir):
-                    log.warning("studio: refused a photo that is not an upload: %s", path)
-                    raise gr.Error("Only photos uploaded to the studio can be captioned.", print_exception=False)
-        return paths
+        return uploads(files, self.studio.upload_dir, "a photo",
+                       "Only photos uploaded to the studio can be captioned.")
 
 
     def caption(self, files, beam_size, max_length, add=False, state=None, progress=gr.Progress()):

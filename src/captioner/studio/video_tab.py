@@ -38,17 +38,15 @@ from typing import Any
 import gradio as gr
 from PIL import Image
 
-from captioner.studio import gradio_private, render
+from captioner.studio import files, gradio_private, render
 from captioner.studio.assets import asset
 from captioner.studio.player import candidate_data, photo_data, player_js, tags_data
 from captioner.studio.values import (
     MAX_BEAM,
     SESSION_TTL_S,
     SHA256_HEX,
-    file_paths,
     index_in,
     int_value,
-    is_inside,
     own_attention,
     readable_error,
     save_error,
@@ -160,16 +158,9 @@ class VideoTab:
     # ------------------------------------------------------------------ captioning
     def _upload(self, file) -> str | None:
         """The path of the File value, which must be an upload (a `gr.Error` otherwise)."""
-
-        paths = file_paths(file)
-        if not paths:
-            return None
-        path = paths[0]
-        folder = self.studio.upload_dir
-        if folder is not None and not is_inside(path, folder):
-            log.warning("studio: refused a video that is not an upload: %s", path)
-            raise gr.Error("Only videos uploaded to the studio can be captioned.", print_exception=False)
-        return path
+        paths = files.uploads(file, self.studio.upload_dir, "a video",
+                              "Only videos uploaded to the studio can be captioned.")
+        return paths[0] if paths else None
 
     def _write_vtt(self, segments) -> str:
         from captioner.video.subtitles import write_subtitles
