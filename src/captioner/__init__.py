@@ -4,9 +4,9 @@ The public API::
 
     from captioner import Captioner, DecodingConfig, Gallery
 
-    captioner = Captioner.load()                       # the shipped model (or load_model(DIR))
+    captioner = Captioner.from_pretrained()            # the shipped model, or from_pretrained(DIR): every file
     result = captioner.caption("dog.jpg")              # a CaptionResult: .caption, .candidates
-    result = captioner.caption("dog.jpg", DecodingConfig(beam_size=3))
+    result = captioner.caption("dog.jpg", DecodingConfig(beam_size=3))  # beam 3, the model's other settings
     video = captioner.caption_video("trip.mp4")        # a VideoResult: .segments (start, end, caption)
 
 Names are imported on first use, so `import captioner` stays light (no torch, no Gradio).

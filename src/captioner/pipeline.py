@@ -131,16 +131,22 @@ class Captioner:
         self.support_head, self._support = support_head, None
 
     @classmethod
-    def load(cls, model_dir: str | Path | None = None, device: str = "cpu") -> Captioner:
+    def from_pretrained(cls, model_dir: str | Path | None = None, device: str = "cpu") -> Captioner:
+        """The one way in: a model folder (default: $CAPTIONER_MODEL, else the shipped model) with every optional
+        file it has (`folder_extras`: confidence, new words, tag reliability, sentence bank, support head) and
+        its ONNX runtime when it carries one. `load` is the same function."""
         return cls(load_model(model_dir), device, **folder_extras(model_dir or default_model_dir()))
+
+    load = from_pretrained
 
     @property
     def name(self) -> str:
         return self.cfg.name
 
     def decoding_for(self, decoding: DecodingConfig | None = None, **changes) -> DecodingConfig:
-        """`decoding` (default: the model's), with the given fields changed (None leaves a field)."""
-        return (decoding or self.decoding).replace(**changes)
+        """The model's decoding with the fields `decoding`'s caller set laid over it (`DecodingConfig.over`:
+        `DecodingConfig(beam_size=3)` keeps the model's other settings), then `changes` (None leaves a field)."""
+        return (self.decoding if decoding is None else decoding.over(self.decoding)).replace(**changes)
 
     # ------------------------------------------------------------------ preprocessing
     def prepare(self, item: InputItem | Any) -> _Prepared:
@@ -222,7 +228,7 @@ class Captioner:
         words the vocabulary lacks (`new_words`) may then be generated for photos tagged with them; with
         `decoding.tag_reliable`, only the tag words people name often enough steer (`tag_reliability`).
         `word_probs` (B, W): the tagger's word probabilities, when already computed."""
-        decoding = decoding or self.decoding
+        decoding = self.decoding_for(decoding)
         penalised = decoding.support_penalty > 0 and self.support is not None
         if (decoding.tag_bonus <= 0 or self.tagger is None) and not penalised:
             return decode(self.fast_decoder, features, self.model.vocab, decoding)

@@ -4,6 +4,7 @@ from the model's and changes only what the user asks for.
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -16,6 +17,21 @@ MAX_CAPTION_LEN = 100
 MAX_NGRAM = 10
 
 
+def _remember_given(cls):
+    """Wrap the dataclass's `__init__` so that each config knows the fields its caller set (`given`)."""
+    init = cls.__init__
+    names = [f.name for f in fields(cls)]
+
+    @functools.wraps(init)
+    def __init__(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        object.__setattr__(self, "_given", frozenset(names[: len(args)]) | frozenset(kwargs))
+
+    cls.__init__ = __init__
+    return cls
+
+
+@_remember_given
 @dataclass(frozen=True)
 class DecodingConfig:
     beam_size: int = field(default=3, metadata={
@@ -90,7 +106,24 @@ class DecodingConfig:
         unknown = set(changes) - {f.name for f in fields(self)}
         if unknown:
             raise ConfigError(f"decoding: unknown settings {sorted(unknown)}")
-        return replace(self, **changes) if changes else self
+        if not changes:
+            return self
+        new = replace(self, **changes)
+        object.__setattr__(new, "_given", self.given | frozenset(changes))
+        return new
+
+    @property
+    def given(self) -> frozenset:
+        """The fields this config's caller set: its constructor's arguments (also one equal to the default),
+        the fields `replace` changed, the keys of a decoding.json (`from_dict`)."""
+        return getattr(self, "_given", frozenset(f.name for f in fields(self)))
+
+    def over(self, base: DecodingConfig) -> DecodingConfig:
+        """`base` (a model's decoding) with the fields this config's caller set (`given`) taken from this one,
+        as Hugging Face's GenerationConfig merges: `DecodingConfig(beam_size=3).over(model.decoding)` keeps the
+        model's grounding, length penalty and n-gram rule. A config made from the model's (`replace`) is
+        passed whole."""
+        return base.replace(**{name: getattr(self, name) for name in self.given})
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -24,7 +24,7 @@ def evaluate_model(model_dir, data, split, decoding: DecodingConfig | None = Non
     ids = ds.split(split)[: limit or None]
     model = load_model(model_dir)
     cfg = model.cfg
-    decoding = (decoding or model.decoding).replace(**changes)
+    decoding = (model.decoding if decoding is None else decoding.over(model.decoding)).replace(**changes)
     cache = None
     if cache_dir:
         cache = open_feature_cache(cache_dir, cfg.backbone, cfg.input_size, cfg.grid,
