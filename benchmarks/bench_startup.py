@@ -20,7 +20,7 @@ file cache and the per-machine ONNX export cache.
   --work: the grids and captions of a handful of scikit-image photos (captioned by the model), cycled,
   written straight into SQLite with `benchmarks.bench_library.build_gallery` (which also writes the
   pooled-vector cache), so only the command is timed.
-- studio: `captioner studio` (`python -m captioner.studio.app`) start until its first page is served.
+- studio: `captioner studio` (`python -m captioner.studio`) start until its first page is served.
 """
 from __future__ import annotations
 
@@ -87,7 +87,7 @@ def free_port() -> int:
 def studio_first_page(model: str | None, gallery: Path, log: Path) -> float:
     """Seconds from starting the studio to its first page served."""
     port = free_port()
-    cmd = [sys.executable, "-m", "captioner.studio.app", "--gallery", str(gallery), "--port", str(port)]
+    cmd = [sys.executable, "-m", "captioner.studio", "--gallery", str(gallery), "--port", str(port)]
     if model:
         cmd += ["--model", model]
     env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False")

@@ -27,7 +27,7 @@ has the attention player, e.g. ``--before fb153ef``, is timed the same way as th
 * the payload of one result at beam 10: the candidate cards' HTML (before) or the player's data
   (after), in bytes.
 
-Starts the studio (``python -m captioner.studio.app``) on a free local port with a temporary
+Starts the studio (``python -m captioner.studio``) on a free local port with a temporary
 gallery, and loads the same model in this process. Then, alternating so both see the same
 machine load, it times
 
@@ -86,7 +86,7 @@ def start_studio(model: Path, gallery: Path, log_path: Path) -> tuple[subprocess
     port = free_port()
     env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1")
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "captioner.studio.app", "--model", str(model),
+        proc = subprocess.Popen([sys.executable, "-m", "captioner.studio", "--model", str(model),
                                  "--gallery", str(gallery), "--port", str(port)],
                                 stdout=log, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}/"

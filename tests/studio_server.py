@@ -1,4 +1,4 @@
-"""Starting and stopping a real studio server (``python -m captioner.studio.app``) for the tests."""
+"""Starting and stopping a real studio server (``python -m captioner.studio``) for the tests."""
 from __future__ import annotations
 
 import os
@@ -19,11 +19,11 @@ def free_port() -> int:
 
 
 def start_studio(model_dir: Path, gallery_dir: Path, log_path: Path, extra: list[str] = ()):
-    """Start ``python -m captioner.studio.app`` and wait until it answers; return (process, url)."""
+    """Start ``python -m captioner.studio`` and wait until it answers; return (process, url)."""
     port = free_port()
     env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     log = open(log_path, "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "captioner.studio.app", "--model", str(model_dir),
+    proc = subprocess.Popen([sys.executable, "-m", "captioner.studio", "--model", str(model_dir),
                              "--gallery", str(gallery_dir), "--port", str(port), *extra],
                             stdout=log, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}/"

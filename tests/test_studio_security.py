@@ -45,7 +45,7 @@ def free_port() -> int:
 
 
 class StudioProcess:
-    """``python -m captioner.studio.app`` with its own temp folders (TMPDIR, GRADIO_TEMP_DIR)."""
+    """``python -m captioner.studio`` with its own temp folders (TMPDIR, GRADIO_TEMP_DIR)."""
 
     def __init__(self, model_dir: Path, folder: Path, extra: list[str] = (), prefix: list[str] = (),
                  gallery: Path | None = None, env: dict | None = None):
@@ -60,7 +60,7 @@ class StudioProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1",
                    TMPDIR=str(self.tmp), GRADIO_TEMP_DIR=str(self.uploads), **(env or {}))
-        self.cmd = [*prefix, sys.executable, "-m", "captioner.studio.app", "--model", str(model_dir),
+        self.cmd = [*prefix, sys.executable, "-m", "captioner.studio", "--model", str(model_dir),
                     "--gallery", str(self.gallery), "--port", str(self.port), *extra]
         self.proc = subprocess.Popen(self.cmd, stdout=open(self.log, "wb"), stderr=subprocess.STDOUT, env=env)
 

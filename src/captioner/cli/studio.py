@@ -20,7 +20,7 @@ def _megabytes(text: str) -> float:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The studio's options (shared by ``captioner studio`` and ``python -m captioner.studio.app``)."""
+    """The studio's options (shared by ``captioner studio`` and ``python -m captioner.studio``)."""
     add_model_arg(p)
     p.add_argument("--gallery", metavar="DIR", help="gallery folder (default: your data directory)")
     p.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1)")

@@ -7,7 +7,7 @@ values they all receive.
 
 Start it with ``captioner studio`` or, without the CLI::
 
-    python -m captioner.studio.app --model DIR --gallery DIR --port 7860 [--listen]
+    python -m captioner.studio --model DIR --gallery DIR --port 7860 [--listen]
 
 It listens on 127.0.0.1 only unless ``--listen`` (then 0.0.0.0, and a login is required: a random
 access token printed at start, ``--token`` or ``--auth user:password``; see `access_policy`); it
@@ -82,14 +82,12 @@ same client session, so use one ``Client`` for both::
 """
 from __future__ import annotations
 
-import argparse
 import errno
 import html
 import logging
 import os
 import secrets
 import socket
-import sys
 import tempfile
 import threading
 import time
@@ -414,15 +412,3 @@ def launch(model_dir: str | os.PathLike | None = None, gallery_dir: str | os.Pat
         reaper.stop()
         sock.close()
 
-
-def main(argv: list[str] | None = None) -> int:
-    from captioner.cli.studio import add_arguments, run
-
-    parser = argparse.ArgumentParser(prog="python -m captioner.studio.app",
-                                     description="Run the captioner studio (a local web app).")
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())
