@@ -93,7 +93,8 @@ def test_photos_without_a_new_word_tag_decode_as_without_new_words(shipped_capti
     new_labels = [shipped_captioner.tagger.labels.index(w) for w in shipped_captioner.new_words.words]
     probs[:, new_labels] = 0.0  # e.g. coffee.png's `espresso` tag
     with_new = shipped_captioner.decode(grids, cfg, probs)
-    bare = Captioner(shipped_captioner.model, new_words=None, tag_reliability=shipped_captioner.tag_reliability)
+    bare = Captioner(shipped_captioner.model, new_words=None, tag_reliability=shipped_captioner.tag_reliability,
+                     support_head=shipped_captioner.support_head)  # the same decoding, only the new words left out
     without = bare.decode(grids, cfg, probs)
     assert [c[0].tokens for c in with_new] == [c[0].tokens for c in without]
     vocab = set(shipped_captioner.model.vocab.itos)
