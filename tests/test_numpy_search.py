@@ -172,3 +172,26 @@ def test_numpy_decoding_with_new_words_gives_the_pytorch_captions(shipped_captio
     for r, g in zip(ref, got):
         assert [c.ids for c in g] == [c.ids for c in r]
         assert max(abs(a.score - b.score) for a, b in zip(r, g)) < 1e-4
+
+
+def test_torch_weights_reader_never_runs_code_from_the_file(tmp_path):
+    """The legacy format's header and key list are unpickled as restrictively as the tensors: a file whose
+    header would call os.system is refused, and nothing runs."""
+    import pickle
+
+    from captioner.runtime.torch_pickle import load
+
+    marker = tmp_path / "ran"
+
+    class Evil:
+        def __reduce__(self):
+            import os
+            return os.system, (f"touch {marker}",)
+
+    path = tmp_path / "evil.pth"
+    with open(path, "wb") as fh:
+        pickle.dump(Evil(), fh)  # where the magic number should be
+        pickle.dump({}, fh)
+    with pytest.raises(pickle.UnpicklingError, match="refused"):
+        load(path)
+    assert not marker.exists()

@@ -29,6 +29,9 @@ class _Tensor:
 
     def array(self, data: dict) -> np.ndarray:
         flat = data[self.storage]
+        last = self.offset + sum((n - 1) * st for n, st in zip(self.size, self.stride) if n > 0)
+        if self.offset < 0 or any(st < 0 for st in self.stride) or (all(self.size) and last >= len(flat)):
+            raise pickle.UnpicklingError("a tensor reaches outside its storage: refused")
         if not self.size:
             return flat[self.offset].copy()
         item = flat.itemsize
@@ -82,11 +85,11 @@ def load(path: str | Path) -> dict[str, np.ndarray]:
                     for key, (dtype, numel) in storages.items()}
         return _resolve(obj, data)
     with open(path, "rb") as fh:
-        for _ in range(3):  # magic number, protocol version, system info
-            pickle.load(fh)
+        for _ in range(3):  # magic number, protocol version, system info: plain values, read as restricted too
+            _Unpickler(fh, {}).load()
         obj = _Unpickler(fh, storages).load()
         data = {}
-        for key in pickle.load(fh):
+        for key in _Unpickler(fh, {}).load():
             (numel,) = struct.unpack("<q", fh.read(8))
             dtype = storages[key][0]
             data[key] = np.frombuffer(fh.read(numel * dtype.itemsize), dtype=dtype)
