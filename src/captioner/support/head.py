@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from captioner.tags.tagger import pooled_features
+
 HEAD_FILE = "support_head.safetensors"
 
 
@@ -64,11 +66,5 @@ class SupportHead:
     @torch.inference_mode()
     def probabilities(self, grid: torch.Tensor | np.ndarray) -> torch.Tensor:
         """(B, N, N, C), (B, N*N, C) or (B, C) features -> (B, K) presence probabilities."""
-        x = torch.as_tensor(grid).detach().float().cpu()
-        if x.dim() == 4:
-            x = x.mean(dim=(1, 2))
-        elif x.dim() == 3:
-            x = x.mean(dim=1)
-        if x.dim() != 2 or x.shape[1] != self.channels:
-            raise ValueError(f"expected features with {self.channels} channels, got {tuple(x.shape)}")
+        x = pooled_features(grid, self.channels)
         return torch.sigmoid(torch.addmm(self._b, x, self._w.t()))

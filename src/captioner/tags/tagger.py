@@ -18,6 +18,19 @@ from captioner.tags.classes import N_CLASSES, class_words
 from captioner.tags.tag import Tag
 
 
+def pooled_features(grid: torch.Tensor | np.ndarray, channels: int) -> torch.Tensor:
+    """(B, N, N, C), (B, N*N, C) or (B, C) encoder features -> (B, C) float32, mean-pooled over the grid;
+    a ValueError when C is not `channels` (the heads on pooled features share this)."""
+    x = torch.as_tensor(grid).detach().float().cpu()
+    if x.dim() == 4:
+        x = x.mean(dim=(1, 2))
+    elif x.dim() == 3:
+        x = x.mean(dim=1)
+    if x.dim() != 2 or x.shape[1] != channels:
+        raise ValueError(f"expected features with {channels} channels, got {tuple(x.shape)}")
+    return x
+
+
 @dataclass(frozen=True)
 class TagConfig:
     """Which words become tags: each word's probability is the sum of its classes' probabilities."""
@@ -74,13 +87,7 @@ class ObjectTagger:
     @torch.inference_mode()
     def class_probabilities(self, grid: torch.Tensor | np.ndarray) -> torch.Tensor:
         """(B, N, N, C), (B, N*N, C) or (B, C) pooled features -> (B, 1000) softmax probabilities."""
-        x = torch.as_tensor(grid).detach().float().cpu()
-        if x.dim() == 4:
-            x = x.mean(dim=(1, 2))
-        elif x.dim() == 3:
-            x = x.mean(dim=1)
-        if x.dim() != 2 or x.shape[1] != self.channels:
-            raise ValueError(f"expected features with {self.channels} channels, got {tuple(x.shape)}")
+        x = pooled_features(grid, self.channels)
         return torch.softmax(torch.addmm(self.bias, x, self.weight.t()), dim=-1)
 
     @torch.inference_mode()
