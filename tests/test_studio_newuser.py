@@ -142,8 +142,10 @@ def test_item_window_keeps_actions_and_the_saved_caption_first(studio, browser, 
     page.locator("#item-view .pv-card").first.wait_for()
     for button in ("#save-caption", "#more-like-this", "#delete-button"):
         assert in_view(page, button), (button, box(page, button))
-    # the saved (edited) caption is the first caption in the window, above the player's candidates
-    assert page.input_value("#caption-edit textarea") == nu.EDITED
+    # the saved (edited) caption is the first caption in the window, above the player's candidates; it comes
+    # in the event that follows the opening (item_tools), so it is waited for, a few seconds at most
+    page.wait_for_function("(t) => document.querySelector('#caption-edit textarea').value === t",
+                           arg=nu.EDITED, timeout=15_000)
     assert box(page, "#caption-edit")["y"] < box(page, "#item-view .pv-cards")["y"]
     # scrolled to the end, the actions are still in view (a sticky head)
     page.evaluate("() => { const p = document.querySelector('#item-panel'); p.scrollTop = p.scrollHeight; }")
