@@ -52,3 +52,33 @@ def test_a_sessions_state_values_can_be_read_and_written_outside_an_event():
     gradio_private.set_state_value(session, state, {"photos": [1]})
     assert gradio_private.state_value(gradio_private.live_session(demo, "abc"), state) == {"photos": [1]}
     assert "abc" in store and gradio_private.live_session(demo, "other") is None
+
+
+def test_the_session_store_internals_the_reaper_uses():
+    with gr.Blocks() as demo:
+        gr.State({"photos": []})
+    gradio_private.set_session_capacity(demo, 7)
+    gr.mount_gradio_app(FastAPI(), demo, path="/")
+    store = gradio_private.session_store(demo)
+    assert store.capacity == 7  # Gradio's StateHolder took the capacity given before mounting
+    assert gradio_private.store_supported(store)
+    store["s1"]
+    store["s2"]
+    used = gradio_private.last_used(store)
+    assert set(used) >= {"s1", "s2"} and gradio_private.session_last_used(store, "s1") == used["s1"]
+    assert gradio_private.stored_config_values(store, "s1") is not None  # Gradio keeps config values per session
+    gradio_private.delete_session_state(store, "s1")
+    with gradio_private.store_lock(store):
+        gradio_private.forget_session(store, "s1")
+    assert "s1" not in gradio_private.last_used(store) and gradio_private.live_session(demo, "s1") is None
+    assert gradio_private.live_session(demo, "s2") is not None
+
+
+def test_mark_launched_and_the_upload_folder(monkeypatch, tmp_path):
+    with gr.Blocks() as demo:
+        gr.Textbox()
+    assert not demo.has_launched
+    gradio_private.mark_launched(demo)
+    assert demo.has_launched
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "uploads"))
+    assert gradio_private.upload_folder() == (tmp_path / "uploads").resolve()

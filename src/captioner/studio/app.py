@@ -302,7 +302,7 @@ def make_app(demo: gr.Blocks, hosts: HostPolicy, max_upload_mb: float = DEFAULT_
     app.add_middleware(StudioGuard, hosts=hosts, max_body_bytes=MAX_BODY_BYTES,
                        max_upload_bytes=max_upload * MAX_PHOTOS + (1 << 20), events=api_events(demo),
                        access=access)
-    demo.state_session_capacity = sessions.MAX_SESSIONS  # read when the app is made (StateHolder)
+    gradio_private.set_session_capacity(demo, sessions.MAX_SESSIONS)  # read when the app is made (StateHolder)
     if studio is not None and studio.demo is demo:
         studio.photos.add_routes(app)  # before Gradio is mounted at /, so that it is matched first
     # run_history=False: Gradio records no run (it would upload runs, photos included, to a Hugging
@@ -313,7 +313,7 @@ def make_app(demo: gr.Blocks, hosts: HostPolicy, max_upload_mb: float = DEFAULT_
     _drop_run_history_routes(app)
     # Gradio checks that file inputs are its own uploads only in an app it "launched"; a mounted
     # one is not, so say it is (the studio's handlers check their photos as well).
-    demo.has_launched = True
+    gradio_private.mark_launched(demo)
     return app
 
 

@@ -53,10 +53,7 @@ def _holder(blocks):
 
 def supported(blocks) -> bool:
     """Whether ``blocks`` (launched or mounted) has the session store this module works with."""
-    holder = _holder(blocks)
-    return (holder is not None and isinstance(getattr(holder, "session_data", None), dict)
-            and isinstance(getattr(holder, "time_last_used", None), dict) and hasattr(holder, "lock")
-            and hasattr(holder, "delete_state"))
+    return gradio_private.store_supported(_holder(blocks))
 
 
 def forget_values(blocks, session_hash: str | None, component_ids: Iterable[int]) -> int:
@@ -68,9 +65,8 @@ def forget_values(blocks, session_hash: str | None, component_ids: Iterable[int]
     if not session_hash or holder is None:
         return 0
     try:
-        session = holder.session_data.get(session_hash)
-        values = getattr(session, "config_values", None)
-        if not isinstance(values, dict):
+        values = gradio_private.stored_config_values(holder, session_hash)
+        if values is None:
             return 0
         cleared = 0
         for cid in component_ids:
@@ -90,19 +86,18 @@ def drop_idle(blocks, ttl_s: float) -> int:
         return 0
     holder = _holder(blocks)
     cutoff = datetime.datetime.now() - datetime.timedelta(seconds=ttl_s)
-    idle = [sid for sid, last in list(holder.time_last_used.items()) if last < cutoff]
+    idle = [sid for sid, last in gradio_private.last_used(holder).items() if last < cutoff]
     dropped = 0
     for sid in idle:
         try:
-            holder.delete_state(sid)
+            gradio_private.delete_session_state(holder, sid)
         except Exception:  # noqa: BLE001
             log.debug("studio: delete_state(%s) failed", sid, exc_info=True)
-        with holder.lock:
-            last = holder.time_last_used.get(sid)
+        with gradio_private.store_lock(holder):
+            last = gradio_private.session_last_used(holder, sid)
             if last is not None and last >= cutoff:  # used again meanwhile
                 continue
-            holder.session_data.pop(sid, None)
-            holder.time_last_used.pop(sid, None)
+            gradio_private.forget_session(holder, sid)
         dropped += 1
     return dropped
 

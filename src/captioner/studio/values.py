@@ -10,7 +10,6 @@ import html
 import logging
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -75,12 +74,9 @@ def file_paths(files: Any) -> list[str]:
 
 def upload_folder() -> Path:
     """Where Gradio stores uploads (``GRADIO_TEMP_DIR``, else <temp>/gradio)."""
-    try:
-        from gradio.utils import get_upload_folder
-        folder = get_upload_folder()
-    except Exception:  # noqa: BLE001 - an older or newer Gradio: the documented default
-        folder = os.environ.get("GRADIO_TEMP_DIR") or str(Path(tempfile.gettempdir()) / "gradio")
-    return Path(folder).resolve()
+    from captioner.studio import gradio_private
+
+    return gradio_private.upload_folder()
 
 
 def is_inside(path: str, folder: Path) -> bool:
