@@ -1,7 +1,9 @@
 """Command-line flags generated from config dataclasses, so a default is written once (in the dataclass).
 
-A field `beam_size` becomes `--beam-size`, typed from the field's annotation, with the field's
-`metadata["help"]` as its help. `model_default=True` makes every flag default to None ("the model's
+A field `beam_size` becomes `--beam-size`, typed from the field's annotation, with the help, the
+allowed range and the choices of its `captioner.settings.setting` metadata (the same metadata the
+config checks its values against, so a flag out of range is refused by the config it makes, with
+one line and exit code 2). `model_default=True` makes every flag default to None ("the model's
 value"), for settings a model folder carries (its `DecodingConfig`); `config_from_args` then changes
 only the fields the user gave.
 """
@@ -10,6 +12,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from typing import Any
+
+from captioner.settings import allowed
 
 _TYPES = {"int": int, "float": float, "str": str, "bool": bool, int: int, float: float, str: str, bool: bool}
 
@@ -22,6 +26,8 @@ def add_dataclass_args(parser: argparse.ArgumentParser | Any, cls, *, only: list
         flag = "--" + prefix + f.name.replace("_", "-")
         kind = _TYPES.get(f.type, str)
         help_text = f.metadata.get("help", "")
+        limits = "" if f.metadata.get("choices") or kind in (bool, str) else allowed(f.metadata, kind)
+        limits = f"{limits}; " if limits and limits != "a whole number" else ""
         default = None if model_default else f.default
         shown = "the model's" if model_default else f"{f.default!r}" if f.default != "" else "none"
         choices = f.metadata.get("choices")
@@ -31,7 +37,7 @@ def add_dataclass_args(parser: argparse.ArgumentParser | Any, cls, *, only: list
         else:
             parser.add_argument(flag, dest=prefix.replace("-", "_") + f.name, type=kind, default=default,
                                 choices=choices, metavar=None if choices else f.name.split("_")[-1].upper(),
-                                help=f"{help_text} (default: {shown})".strip())
+                                help=f"{help_text} ({limits}default: {shown})".strip())
 
 
 def config_from_args(cls, args: argparse.Namespace, base=None, prefix: str = ""):

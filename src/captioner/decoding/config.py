@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import functools
 import json
-import math
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 from captioner.errors import ConfigError
+from captioner.settings import Settings, setting
 
 MAX_BEAM_SIZE = 20
 MAX_CAPTION_LEN = 100
@@ -33,72 +33,55 @@ def _remember_given(cls):
 
 @_remember_given
 @dataclass(frozen=True)
-class DecodingConfig:
-    beam_size: int = field(default=3, metadata={
-        "help": f"beams to keep, 1 to {MAX_BEAM_SIZE}; 1 is greedy decoding", "range": (1, MAX_BEAM_SIZE)})
-    max_len: int = field(default=30, metadata={
-        "help": f"maximum words per caption, 1 to {MAX_CAPTION_LEN}", "range": (1, MAX_CAPTION_LEN)})
-    length_penalty: float = field(default=0.0, metadata={
-        "help": "candidates are ranked by score / length ** length_penalty (0: summed log-probability)",
-        "range": (0.0, 5.0)})
-    no_repeat_ngram: int = field(default=0, metadata={
-        "help": "never repeat an n-gram of this many words within a caption (0: off)", "range": (0, MAX_NGRAM)})
-    tag_bonus: float = field(default=0.0, metadata={
-        "help": "grounded decoding: add this times a tag's probability to the log-probability of the tag's word "
-                "(objects the backbone's ImageNet classifier sees; 0: off)", "range": (0.0, 20.0)})
-    tag_min: float = field(default=0.3, metadata={
-        "help": "grounded decoding: only tags at least this probable steer the caption", "range": (0.0, 1.0)})
-    tag_unsure: float = field(default=0.0, metadata={
-        "help": "grounded decoding: a caption that names none of the photo's tags gives way to the steered one only "
-                "when its mean log-probability per word is below this (the model is unsure of it; 0: always)",
-        "range": (-20.0, 0.0)})
-    tag_reliable: float = field(default=0.0, metadata={
-        "help": "grounded decoding: only tag words that people name in at least this share of the training photos "
-                "the tagger sees them in steer (the model folder's tag_reliability.json; 0: every tag)",
-        "range": (0.0, 1.0)})
+class DecodingConfig(Settings):
+    beam_size: int = setting(3, "beams to keep; 1 is greedy decoding", lo=1, hi=MAX_BEAM_SIZE)
+    max_len: int = setting(30, "maximum words per caption", lo=1, hi=MAX_CAPTION_LEN)
+    length_penalty: float = setting(
+        0.0, "candidates are ranked by score / length ** length_penalty (0: summed log-probability)", lo=0.0, hi=5.0)
+    no_repeat_ngram: int = setting(
+        0, "never repeat an n-gram of this many words within a caption (0: off)", lo=0, hi=MAX_NGRAM)
+    tag_bonus: float = setting(
+        0.0, "grounded decoding: add this times a tag's probability to the log-probability of the tag's word "
+        "(objects the backbone's ImageNet classifier sees; 0: off)", lo=0.0, hi=20.0)
+    tag_min: float = setting(
+        0.3, "grounded decoding: only tags at least this probable steer the caption", lo=0.0, hi=1.0)
+    tag_unsure: float = setting(
+        0.0, "grounded decoding: a caption that names none of the photo's tags gives way to the steered one only "
+        "when its mean log-probability per word is below this (the model is unsure of it; 0: always)",
+        lo=-20.0, hi=0.0)
+    tag_reliable: float = setting(
+        0.0, "grounded decoding: only tag words that people name in at least this share of the training photos "
+        "the tagger sees them in steer (the model folder's tag_reliability.json; 0: every tag)", lo=0.0, hi=1.0)
     # the sentence bank (captioner.bank): human sentences that may replace the generated caption
-    bank_shortlist: int = field(default=0, metadata={
-        "help": "sentence bank: re-score this many bank sentences per photo, shortlisted by the first-stage "
-                "projection, with the captioner's likelihood (0: off)", "range": (0, 500)})
-    bank_prior: float = field(default=0.0, metadata={
-        "help": "sentence bank: subtract this times a sentence's likelihood under the mean photo (what the "
-                "captioner says of any photo)", "range": (0.0, 2.0)})
-    bank_evidence: float = field(default=0.0, metadata={
-        "help": "sentence bank: add this times a sentence's first-stage score (how well its words fit the "
-                "photo's features)", "range": (0.0, 100.0)})
-    bank_margin: float = field(default=0.0, metadata={
-        "help": "sentence bank: the best bank sentence replaces the generated caption when its score beats "
-                "the caption's by more than this", "range": (-5.0, 5.0)})
-    bank_support: float = field(default=0.0, metadata={
-        "help": "sentence bank: lower a sentence's (and the generated caption's) score by this times the mean per "
-                "word of log(support_min / p) over its object words whose evidence p is below support_min",
-        "range": (0.0, 20.0)})
-    bank_unsure: float = field(default=0.0, metadata={
-        "help": "sentence bank: consulted only for a photo whose generated caption's mean log-probability per word "
-                "is below this (the model is unsure of it; 0: every photo)", "range": (-20.0, 0.0)})
+    bank_shortlist: int = setting(
+        0, "sentence bank: re-score this many bank sentences per photo, shortlisted by the first-stage "
+        "projection, with the captioner's likelihood (0: off)", lo=0, hi=500)
+    bank_prior: float = setting(
+        0.0, "sentence bank: subtract this times a sentence's likelihood under the mean photo (what the "
+        "captioner says of any photo)", lo=0.0, hi=2.0)
+    bank_evidence: float = setting(
+        0.0, "sentence bank: add this times a sentence's first-stage score (how well its words fit the "
+        "photo's features)", lo=0.0, hi=100.0)
+    bank_margin: float = setting(
+        0.0, "sentence bank: the best bank sentence replaces the generated caption when its score beats "
+        "the caption's by more than this", lo=-5.0, hi=5.0)
+    bank_support: float = setting(
+        0.0, "sentence bank: lower a sentence's (and the generated caption's) score by this times the mean per "
+        "word of log(support_min / p) over its object words whose evidence p is below support_min",
+        lo=0.0, hi=20.0)
+    bank_unsure: float = setting(
+        0.0, "sentence bank: consulted only for a photo whose generated caption's mean log-probability per word "
+        "is below this (the model is unsure of it; 0: every photo)", lo=-20.0, hi=0.0)
     # object words the photo does not support (captioner.support)
-    support_penalty: float = field(default=0.0, metadata={
-        "help": "lower an object word (person, dog, snow, shirt ...) by this times the log of how far the photo's "
-                "evidence for it falls below support_min (the model folder's support_head.safetensors and the "
-                "ImageNet classifier; 0: off)", "range": (0.0, 20.0)})
-    support_min: float = field(default=0.1, metadata={
-        "help": "object words whose evidence is at least this probable are not lowered", "range": (0.0, 1.0)})
-    no_echo: int = field(default=0, metadata={
-        "help": "1: no word right after itself and none on both sides of 'and'/'or' ('white and white'); 0: off",
-        "range": (0, 1)})
-
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            lo, hi = f.metadata["range"]
-            kind = float if f.type in ("float", float) else int
-            ok_type = isinstance(value, (int, float)) if kind is float else isinstance(value, int)
-            if isinstance(value, bool) or not ok_type or (kind is float and not math.isfinite(value)):
-                raise ConfigError(f"decoding: {f.name} (--{f.name.replace('_', '-')}) must be a"
-                                  f"{'' if kind is float else ' whole'} number, not {value!r}")
-            if not lo <= value <= hi:
-                raise ConfigError(f"decoding: {f.name} (--{f.name.replace('_', '-')}) must be between {lo} and {hi}, "
-                                  f"not {value}")
+    support_penalty: float = setting(
+        0.0, "lower an object word (person, dog, snow, shirt ...) by this times the log of how far the photo's "
+        "evidence for it falls below support_min (the model folder's support_head.safetensors and the "
+        "ImageNet classifier; 0: off)", lo=0.0, hi=20.0)
+    support_min: float = setting(
+        0.1, "object words whose evidence is at least this probable are not lowered", lo=0.0, hi=1.0)
+    no_echo: int = setting(
+        0, "1: no word right after itself and none on both sides of 'and'/'or' ('white and white'); 0: off",
+        lo=0, hi=1)
 
     def replace(self, **changes) -> DecodingConfig:
         """A copy with the given fields changed; None means "keep this one" (unset CLI flags)."""
@@ -133,15 +116,7 @@ class DecodingConfig:
 
     @classmethod
     def from_dict(cls, data: dict, where: str = "decoding") -> DecodingConfig:
-        if not isinstance(data, dict):
-            raise ConfigError(f"{where}: expected a JSON object")
-        unknown = set(data) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ConfigError(f"{where}: unknown decoding settings {sorted(unknown)} (made by a newer captioner?)")
-        try:
-            return cls(**data)
-        except ConfigError as exc:
-            raise ConfigError(f"{where}: {exc}") from None
+        return super().from_dict(data, where, "decoding settings")
 
     @classmethod
     def load(cls, path: str | Path) -> DecodingConfig:
