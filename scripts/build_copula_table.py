@@ -1,0 +1,41 @@
+"""Write `src/captioner/decoding/copula_table.py`: how often each word follows `is` / `are` in the Flickr8k
+train captions (`captioner.decoding.copula.count_followers`), the data the `no_bare_noun` rule reads.
+
+    python scripts/build_copula_table.py            # ../shared/data/flickr8k
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from captioner.data.flickr8k import read_flickr8k
+from captioner.decoding.copula import COPULAS, count_followers
+from captioner.model.vocab import tokenize
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "src" / "captioner" / "decoding" / "copula_table.py"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default=os.environ.get("CAPTIONER_DATA", str(ROOT.parent / "shared" / "data" / "flickr8k")))
+    ap.add_argument("--out", default=str(OUT))
+    args = ap.parse_args()
+    ds = read_flickr8k(args.data)
+    ids = ds.split("train")
+    counts = count_followers(tokenize(c) for i in ids for c in ds.captions[i])
+    lines = ['"""How often each word follows a copula (' + " / ".join(COPULAS) + f") in the {len(ids)} Flickr8k train photos'",
+             "captions: the data `captioner.decoding.copula` learns the `no_bare_noun` rule from. Written by",
+             '`scripts/build_copula_table.py`; do not edit by hand."""', "",
+             "FOLLOWERS: dict[str, int] = {"]
+    lines += [f"    {w!r}: {n}," for w, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
+    lines.append("}")
+    Path(args.out).write_text("\n".join(lines) + "\n")
+    print(f"{args.out}: {len(counts)} words", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
