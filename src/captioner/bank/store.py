@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from captioner.atomic_write import atomic_path
+
 BANK_FILE = "sentence_bank.safetensors"
 
 
@@ -42,14 +44,13 @@ def save_bank(path: str | Path, bank: BankData) -> None:
     from safetensors.torch import save_file
 
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file({"tokens": torch.from_numpy(np.ascontiguousarray(bank.tokens, dtype=np.int16)),
-               "source": torch.from_numpy(np.ascontiguousarray(bank.source, dtype=np.uint8)),
-               "prior": torch.from_numpy(np.ascontiguousarray(bank.prior, dtype=np.float32)).half(),
-               "mean_grid": torch.from_numpy(np.ascontiguousarray(bank.mean_grid, dtype=np.float32)).half()},
-              str(tmp), metadata={"model_name": bank.model_name, "vocab_size": str(bank.vocab_size),
-                                  "sources": ",".join(bank.sources)})
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        save_file({"tokens": torch.from_numpy(np.ascontiguousarray(bank.tokens, dtype=np.int16)),
+                   "source": torch.from_numpy(np.ascontiguousarray(bank.source, dtype=np.uint8)),
+                   "prior": torch.from_numpy(np.ascontiguousarray(bank.prior, dtype=np.float32)).half(),
+                   "mean_grid": torch.from_numpy(np.ascontiguousarray(bank.mean_grid, dtype=np.float32)).half()},
+                  str(tmp), metadata={"model_name": bank.model_name, "vocab_size": str(bank.vocab_size),
+                                      "sources": ",".join(bank.sources)})
 
 
 def load_bank(path: str | Path, *, vocab_size: int | None = None, model_name: str | None = None) -> BankData | None:

@@ -7,14 +7,13 @@ are left out.
 """
 from __future__ import annotations
 
-import contextlib
 import html
 import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
+from captioner.atomic_write import AtomicFile
 from captioner.metadata.errors import MetadataError
 
 if TYPE_CHECKING:
@@ -42,22 +41,15 @@ def write_html_alt(gallery: Gallery, path: str | os.PathLike) -> tuple[Path, int
     count = 0
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".export-", suffix=".tmp", dir=folder)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-                fh.write('<!-- photos with their captions as alt text (captioner gallery export --format html-alt) -->\n')
-                for item in gallery.iter_items():
-                    if item.get("deleted_at"):
-                        continue
-                    src = Path(os.path.relpath(Path(item["image_path"]).absolute(), folder)).as_posix()
-                    fh.write(html_alt_snippet(src, item.get("caption") or "", item.get("width"), item.get("height")))
-                    fh.write("\n")
-                    count += 1
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        with AtomicFile(path, "w", encoding="utf-8", newline="\n") as fh:
+            fh.write('<!-- photos with their captions as alt text (captioner gallery export --format html-alt) -->\n')
+            for item in gallery.iter_items():
+                if item.get("deleted_at"):
+                    continue
+                src = Path(os.path.relpath(Path(item["image_path"]).absolute(), folder)).as_posix()
+                fh.write(html_alt_snippet(src, item.get("caption") or "", item.get("width"), item.get("height")))
+                fh.write("\n")
+                count += 1
     except OSError as exc:
         raise MetadataError(f"Could not write the alt-text file '{path}': {exc.strerror or exc}") from None
     return path, count

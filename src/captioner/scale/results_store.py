@@ -14,9 +14,9 @@ from __future__ import annotations
 import json
 import os
 import re
-import uuid
 from pathlib import Path
 
+from captioner.atomic_write import write_atomic
 from captioner.errors import CaptionerError
 from captioner.scale.sources import _split, is_uri
 
@@ -51,16 +51,7 @@ def write_shard(out_dir: str, run_id: str, shard: int, records: list[dict], fmt:
         with fs.open_output_stream(f"{root.rstrip('/')}/{name}") as f:  # object stores: one PUT, whole or nothing
             f.write(data)
         return name
-    folder = Path(out_dir)
-    tmp = folder / f".{name}.{uuid.uuid4().hex}.tmp"
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, folder / name)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_atomic(Path(out_dir) / name, data, fsync=True)
     return name
 
 
