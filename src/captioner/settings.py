@@ -114,9 +114,11 @@ class Settings:
 
     @classmethod
     def flag(cls, name: str) -> str:
-        """The setting's name as the user sets it: its flag, or its field name when it has none."""
+        """The setting's name as the user sets it: its flag, or ``Class.field`` when it has none."""
         f = cls.__dataclass_fields__[name]
-        return name if f.metadata.get("cli") is False else "--" + cls.flag_prefix + name.replace("_", "-")
+        if f.metadata.get("cli") is False:
+            return f"{cls.__name__}.{name}"
+        return "--" + cls.flag_prefix + name.replace("_", "-")
 
     @classmethod
     def bounds(cls, name: str) -> Bounds:

@@ -13,7 +13,7 @@ from captioner.imagine.config import T2I_MODEL_ENV, ImagineConfig
 def cmd_imagine(args) -> int:
     from captioner.imagine.t2i import ImagineError, missing_packages, model_folder, require_packages
 
-    config = config_from_args(ImagineConfig, args).check()
+    config = config_from_args(ImagineConfig, args)  # checked when made
     if missing_packages():
         require_packages()  # raises ImagineError naming the pip command (exit 2)
     model_folder(args.t2i_model)  # a wrong folder or --out is reported before anything heavy loads

@@ -15,7 +15,8 @@ from captioner.cli.common import DATA_HELP
 from captioner.cli.dataclass_args import add_dataclass_args, config_from_args
 from captioner.errors import CaptionerError, ConfigError, DataError
 from captioner.model.config import ModelConfig
-from captioner.training.config import RunConfig, SCSTConfig, TrainConfig, max_threads
+from captioner.settings import max_threads
+from captioner.training.config import RunConfig, SCSTConfig, TrainConfig
 
 RUN_FIELDS = tuple(f.name for f in fields(RunConfig))
 
@@ -71,7 +72,8 @@ def cmd_prepare(args) -> int:
     if args.model:
         model_folder_config(args.model, "--model")
     else:
-        ModelConfig(backbone=args.backbone, input_size=args.input_size, grid=args.grid).validate("captioner prepare")
+        ModelConfig(backbone=args.backbone, input_size=args.input_size, grid=args.grid).check_backbone(
+            "captioner prepare")
         check_range("--before-blocks", args.before_blocks, 0, 16)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -108,8 +110,8 @@ def cmd_train(args) -> int:
     from captioner.device import resolve_device
     from captioner.training.cross_entropy import train
 
-    tcfg = config_from_args(TrainConfig, args).validate()
-    mcfg = config_from_args(ModelConfig, args).validate("captioner train")
+    tcfg = config_from_args(TrainConfig, args)
+    mcfg = config_from_args(ModelConfig, args).check_backbone("captioner train")
     resolve_device(tcfg.device)
     arch = mcfg
     if args.init_from:  # its architecture is the model's; only --fine-tune-blocks applies
@@ -142,7 +144,7 @@ def cmd_scst(args) -> int:
     from captioner.device import resolve_device
     from captioner.training.scst import scst_train
 
-    cfg = config_from_args(SCSTConfig, args).validate()
+    cfg = config_from_args(SCSTConfig, args)
     resolve_device(cfg.device)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ConfigError("captioner scst runs in one process: start it without torchrun")

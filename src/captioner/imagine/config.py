@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
-from captioner.errors import ConfigError
+from captioner.settings import Settings, setting
 
 #: The environment variable naming the user's text-to-image model folder (instead of --t2i-model).
 T2I_MODEL_ENV = "CAPTIONER_T2I_MODEL"
@@ -18,27 +18,15 @@ MANY_STEP_DEFAULTS = (25, 7.5)
 
 
 @dataclass(frozen=True)
-class ImagineConfig:
-    n: int = field(default=1, metadata={"help": f"images to generate, 1 to {MAX_IMAGES}"})
-    steps: int = field(default=0, metadata={"help": "denoising steps (0: the model's usual: 1 for a turbo/LCM/"
-                                                    "lightning folder, else 25)"})
-    guidance: float = field(default=-1.0, metadata={"help": "classifier-free guidance scale (-1: the model's usual: "
-                                                           "0 for a turbo/LCM/lightning folder, else 7.5)"})
-    size: int = field(default=0, metadata={"help": "image width and height in pixels, a multiple of 8 "
-                                                   "(0: the model's own, e.g. 512)"})
-    seed: int = field(default=0, metadata={"help": "random seed; image i uses seed + i"})
-
-    def check(self) -> ImagineConfig:
-        if not 1 <= self.n <= MAX_IMAGES:
-            raise ConfigError(f"--n must be between 1 and {MAX_IMAGES}, not {self.n}")
-        if not 0 <= self.steps <= MAX_STEPS:
-            raise ConfigError(f"--steps must be between 1 and {MAX_STEPS} (0 for the model's usual), not {self.steps}")
-        if self.guidance != -1.0 and not 0.0 <= self.guidance <= 50.0:
-            raise ConfigError(f"--guidance must be between 0 and 50 (-1 for the model's usual), not {self.guidance}")
-        if self.size and (self.size % 8 or not 64 <= self.size <= 2048):
-            raise ConfigError(f"--size must be a multiple of 8 between 64 and 2048 (0 for the model's own), "
-                              f"not {self.size}")
-        return self
+class ImagineConfig(Settings):
+    n: int = setting(1, "images to generate", lo=1, hi=MAX_IMAGES)
+    steps: int = setting(0, "denoising steps (0: the model's usual: 1 for a turbo/LCM/lightning folder, else 25)",
+                         lo=1, hi=MAX_STEPS, special={0: "the model's usual"})
+    guidance: float = setting(-1.0, "classifier-free guidance scale (-1: the model's usual: 0 for a turbo/LCM/"
+                              "lightning folder, else 7.5)", lo=0.0, hi=50.0, special={-1: "the model's usual"})
+    size: int = setting(0, "image width and height in pixels (0: the model's own, e.g. 512)", lo=64, hi=2048,
+                        step=8, special={0: "the model's own"})
+    seed: int = setting(0, "random seed; image i uses seed + i")
 
     def for_model(self, folder: str | os.PathLike) -> ImagineConfig:
         """Steps and guidance filled in for this model folder where the config leaves them open."""

@@ -94,7 +94,7 @@ class TextToImage:
         """`config.n` PIL images for `prompt`; image i from seed `config.seed + i` (reproducible one by one)."""
         import torch
 
-        config = config.check().for_model(self.folder)
+        config = config.for_model(self.folder)
         prompt = " ".join(str(prompt).split())
         if not prompt:
             raise ImagineError("the prompt is empty: describe the image to generate")

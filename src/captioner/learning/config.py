@@ -1,10 +1,10 @@
-"""`LearnConfig`: the settings of `captioner learn`, each with its CLI help and range (the flags are
-generated from it, cli/learn.py)."""
+"""`LearnConfig`: the settings of `captioner learn`, each with its CLI help and range (checked when the
+config is made, captioner.settings; the flags are generated from it, cli/learn.py)."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from captioner.training.config import RunConfig, setting
+from captioner.settings import Settings, setting
 
 #: what `train` may name: which decoder weights fine-tuning changes (the rest stay the original's)
 PARTS = {
@@ -15,7 +15,7 @@ PARTS = {
 
 
 @dataclass
-class LearnConfig:
+class LearnConfig(Settings):
     epochs: int = setting(12, "passes over the edits", lo=1, hi=1000)
     batch_size: int = setting(16, "edits per step", lo=1, hi=1024)
     lr: float = setting(2e-3, "Adam learning rate", above=0, hi=1.0)
@@ -34,11 +34,6 @@ class LearnConfig:
     checkpoint_every: int = setting(20, "save progress every N steps (a killed run resumes from there)", lo=1)
     seed: int = setting(0, "random seed (held-out choice, batch order, dropout)", lo=0)
     threads: int = setting(0, "CPU threads for torch (0: torch's default)", lo=0, hi=1024)
-
-    def validate(self) -> LearnConfig:
-        """One line naming the flag for a value of the wrong type or out of range (`ConfigError`)."""
-        RunConfig.validate(self)  # the same field-metadata checks as the training configs
-        return self
 
     def fingerprint_fields(self) -> dict:
         """The settings a resumed run must share with the one it continues."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from captioner.errors import ConfigError
+from captioner.settings import Settings, setting
 from captioner.tags.classes import N_CLASSES, class_words
 from captioner.tags.tag import Tag
 
@@ -32,17 +32,11 @@ def pooled_features(grid: torch.Tensor | np.ndarray, channels: int) -> torch.Ten
 
 
 @dataclass(frozen=True)
-class TagConfig:
+class TagConfig(Settings):
     """Which words become tags: each word's probability is the sum of its classes' probabilities."""
 
-    threshold: float = 0.2  # a word needs at least this probability (0..1)
-    top_k: int = 5  # at most this many tags, highest first
-
-    def __post_init__(self):
-        if not 0.0 <= self.threshold <= 1.0:
-            raise ConfigError(f"tag threshold must be between 0 and 1, not {self.threshold}")
-        if self.top_k < 0:
-            raise ConfigError(f"tag top_k must be at least 0, not {self.top_k}")
+    threshold: float = setting(0.2, "a word needs at least this probability", lo=0.0, hi=1.0, cli=False)
+    top_k: int = setting(5, "at most this many tags, highest first", lo=0, cli=False)
 
 
 class ObjectTagger:

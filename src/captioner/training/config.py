@@ -1,32 +1,19 @@
 """The settings of training runs: `TrainConfig` (`captioner train`) and `SCSTConfig` (`captioner scst`),
 both a `RunConfig` (what the loop itself needs). Each field carries its CLI help and its range, so
-the command-line flags, their defaults and the checks are generated from here (cli/train.py).
+the command-line flags, their defaults and the checks are generated from here (captioner.settings,
+cli/train.py).
 """
 from __future__ import annotations
 
-import math
-import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 
 from captioner.decoding.config import MAX_BEAM_SIZE, MAX_CAPTION_LEN
 from captioner.errors import ConfigError
-
-
-def setting(default, help: str, *, lo=None, hi=None, above=None, choices=None):
-    """A config field with its CLI help and the range `RunConfig.validate` checks: `lo`/`hi` inclusive
-    bounds (`hi` may be a callable), `above` an exclusive lower bound, `choices` the allowed values."""
-    meta = {"help": help, "lo": lo, "hi": hi, "above": above}
-    if choices:
-        meta["choices"] = list(choices)
-    return field(default=default, metadata=meta)
-
-
-def max_threads() -> int:
-    return 4 * (os.cpu_count() or 1)
+from captioner.settings import Settings, max_threads, setting
 
 
 @dataclass
-class RunConfig:
+class RunConfig(Settings):
     """Settings every training run has (the loop's); `TrainConfig` and `SCSTConfig` add their own."""
 
     grad_clip: float = setting(5.0, "clip the gradients' total norm to this", above=0)
@@ -36,36 +23,6 @@ class RunConfig:
     threads: int = setting(0, "CPU threads for torch (0: torch's default)", lo=0, hi=max_threads)
     device: str = setting("auto", "auto, cpu, cuda or cuda:N")
 
-    def validate(self):
-        """Raise `ConfigError` (one line naming the flag) for a value of the wrong type or out of range."""
-        for f in fields(self):
-            value, m, flag = getattr(self, f.name), f.metadata, "--" + f.name.replace("_", "-")
-            kind = {"int": int, "float": float, "bool": bool}.get(f.type if isinstance(f.type, str) else f.type.__name__, str)
-            if kind is bool:
-                if not isinstance(value, bool):
-                    raise ConfigError(f"{flag} must be true or false, not {value!r}")
-                continue
-            if kind is str:
-                if not isinstance(value, str):
-                    raise ConfigError(f"{flag} must be text, not {value!r}")
-            elif isinstance(value, bool) or not isinstance(value, int if kind is int else (int, float)):
-                raise ConfigError(f"{flag} must be a{' whole' if kind is int else ''} number, not {value!r}")
-            elif not math.isfinite(value):
-                raise ConfigError(f"{flag} must be a finite number, not {value}")
-            if m.get("choices") and value not in m["choices"]:
-                raise ConfigError(f"{flag} must be one of {', '.join(map(str, m['choices']))}, not {value!r}")
-            lo, above = m.get("lo"), m.get("above")
-            hi = m["hi"]() if callable(m.get("hi")) else m.get("hi")
-            low_ok = (lo is None or value >= lo) and (above is None or value > above)
-            if not low_ok or (hi is not None and value > hi):
-                low = f"at least {lo}" if lo is not None else f"greater than {above}" if above is not None else ""
-                if hi is not None and lo is not None:
-                    want = f"between {lo} and {hi}"
-                else:
-                    want = " and ".join(w for w in (low, f"at most {hi}" if hi is not None else "") if w)
-                raise ConfigError(f"{flag} must be {want}, not {value}")
-        return self
-
 
 @dataclass
 class TrainConfig(RunConfig):
@@ -74,7 +31,7 @@ class TrainConfig(RunConfig):
     lr: float = setting(4e-4, "learning rate of the decoder", above=0)
     encoder_lr: float = setting(1e-4, "learning rate of the backbone's fine-tuned blocks", above=0)
     attention_reg: float = setting(1.0, "doubly stochastic attention regularisation weight", lo=0)
-    label_smoothing: float = setting(0.0, "label smoothing of the cross-entropy, 0 to 1", lo=0, hi=1)
+    label_smoothing: float = setting(0.0, "label smoothing of the cross-entropy", lo=0, hi=1)
     min_word_freq: int = setting(5, "words seen fewer times in the training captions become <unk>", lo=1)
     max_caption_len: int = setting(30, "longest caption trained on (and the model's decoding max_len)",
                                    lo=1, hi=MAX_CAPTION_LEN)
