@@ -6,7 +6,6 @@ The flags of the learning itself are generated from `LearnConfig` (cli/dataclass
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
 from pathlib import Path
 
 from captioner.cli.common import add_model_arg
@@ -17,36 +16,17 @@ from captioner.learning.config import LearnConfig
 
 def default_out(gallery: Path) -> Path:
     """GALLERY/models/: an unfinished run's folder (so a rerun resumes it), else a new dated one."""
-    from captioner.learning.model_folder import MODELS_DIR
-    from captioner.learning.run import WORK_DIR
+    from captioner.learning.model_folder import new_model_dir
 
-    root = gallery.expanduser() / MODELS_DIR
-    if root.is_dir():
-        unfinished = sorted(p for p in root.iterdir() if (p / WORK_DIR / "checkpoint.pt").is_file()
-                            and not (p / "config.json").exists())
-        if unfinished:
-            return unfinished[-1]
-    return root / datetime.now(timezone.utc).strftime("learned-%Y%m%d-%H%M%S")
+    return new_model_dir(gallery)
 
 
 def cmd_list(args) -> int:
-    from captioner.learning.model_folder import list_models
+    from captioner.cli.models import print_models
 
     if not args.gallery:
         raise ConfigError("--list needs --gallery DIR")
-    models = list_models(args.gallery)
-    if args.json:
-        print(json.dumps(models, indent=2))
-        return 0
-    if not models:
-        print(f"no learned models in {Path(args.gallery) / 'models'} (the shipped model is used unless --model names one)")
-        return 0
-    for m in models:
-        held = m["held_out"]
-        figures = (f"held-out CIDEr-D {held['cider_before']:.1f} -> {held['cider_after']:.1f}" if held
-                   else "not measured")
-        print(f"{m['path']}\t{m['name']}\t{m['date'] or '?'}\t{m['edits'] or '?'} edits\t{figures}")
-    return 0
+    return print_models(Path(args.gallery).expanduser(), args.json)
 
 
 def cmd_learn(args) -> int:

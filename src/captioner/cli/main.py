@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from captioner.cli import caption, evaluate, find, gallery, imagine, learn, studio, train
+from captioner.cli import caption, evaluate, find, gallery, imagine, learn, models, studio, train
 from captioner.cli.common import DATA_ENV, default_data
 from captioner.errors import CaptionerError
 
@@ -12,7 +12,7 @@ from captioner.errors import CaptionerError
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="captioner", description="Offline image captioning (Show, Attend and Tell).")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (caption, train, evaluate, studio, gallery, imagine, find, learn):
+    for module in (caption, train, evaluate, studio, gallery, imagine, find, learn, models):
         module.register(sub)
     return p
 

@@ -10,15 +10,17 @@ from typing import TYPE_CHECKING, Any
 # Names are imported on first use: `captioner.learning.config` alone (what the CLI's parser needs) loads no torch.
 _EXPORTS = {"LearnConfig": "config", "Edit": "edits", "edits_from_gallery": "edits", "edits_from_jsonl": "edits",
             "open_gallery": "edits", "list_models": "model_folder", "LearnRefused": "run", "LearnReport": "run",
-            "learn": "run"}
+            "learn": "run", "LearnJob": "background", "count_edits": "background",
+            "model_choice": "model_folder"}
 
-__all__ = ["Edit", "LearnConfig", "LearnRefused", "LearnReport", "edits_from_gallery", "edits_from_jsonl",
-           "learn", "list_models", "open_gallery"]
+__all__ = ["Edit", "LearnConfig", "LearnJob", "LearnRefused", "LearnReport", "count_edits", "edits_from_gallery",
+           "edits_from_jsonl", "learn", "list_models", "model_choice", "open_gallery"]
 
 if TYPE_CHECKING:
+    from captioner.learning.background import LearnJob, count_edits
     from captioner.learning.config import LearnConfig
     from captioner.learning.edits import Edit, edits_from_gallery, edits_from_jsonl, open_gallery
-    from captioner.learning.model_folder import list_models
+    from captioner.learning.model_folder import list_models, model_choice
     from captioner.learning.run import LearnRefused, LearnReport, learn
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from captioner.atomic_write import atomic_path
 from captioner.errors import DataError
 from captioner.model.vocab import Vocab, tokenize
 
@@ -144,9 +145,8 @@ def encode_missing(edits: list[Edit], encode, cache: Path | None = None, progres
             progress("encoding photos without stored features", min(s + 16, len(todo)), len(todo))
     if todo and cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(cache.name + ".tmp.npz")
-        np.savez(tmp, **stored)
-        tmp.replace(cache)
+        with atomic_path(cache, suffix=".npz") as tmp:
+            np.savez(tmp, **stored)
     return errors
 
 

@@ -13,13 +13,14 @@ killed or interrupted resumes from its last checkpoint when started again with t
 from __future__ import annotations
 
 import copy
-import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from captioner.atomic_write import atomic_path
 from captioner.errors import CaptionerError
 from captioner.learning.config import PARTS, LearnConfig
 from captioner.model.vocab import Vocab
@@ -109,9 +110,8 @@ class Learner:
         ck = {"fingerprint": self.fingerprint, "step": self.step, "decoder": self.decoder.state_dict(),
               "optimizer": self.optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
               "losses": self.losses}
-        tmp = self.checkpoint_path.with_name("checkpoint.pt.tmp")
-        torch.save(ck, str(tmp))
-        os.replace(tmp, self.checkpoint_path)
+        with atomic_path(self.checkpoint_path) as tmp:
+            torch.save(ck, str(tmp))
 
     def resume(self) -> bool:
         """Continue from the work folder's checkpoint when it was made by the same edits and settings."""
@@ -157,16 +157,21 @@ class Learner:
         self.losses.append(value)
         return value
 
-    def run(self, progress: bool = True) -> None:
+    def run(self, progress: bool | Callable[[int, int], None] = True) -> None:
         """Train to `total_steps`, checkpointing every `checkpoint_every` steps; on Ctrl-C the progress is
-        saved before the interrupt goes on."""
+        saved before the interrupt goes on. `progress`: a bar on stderr (True), none (False), or a function
+        called with (step, total steps) after each step (the studio's progress)."""
         from tqdm import tqdm
 
-        bar = tqdm(total=self.total_steps, initial=self.step, desc="learning", unit="step", disable=not progress)
+        on_step = progress if callable(progress) else None
+        bar = tqdm(total=self.total_steps, initial=self.step, desc="learning", unit="step",
+                   disable=on_step is not None or not progress)
         try:
             while self.step < self.total_steps:
                 self.train_step()
                 bar.update(1)
+                if on_step is not None:
+                    on_step(self.step, self.total_steps)
                 bar.set_postfix({k: f"{v:.3g}" for k, v in self.parts.items()}, refresh=False)
                 if self.step % self.cfg.checkpoint_every == 0 and self.step < self.total_steps:
                     self.save_checkpoint()

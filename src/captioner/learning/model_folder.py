@@ -4,14 +4,19 @@ calibration, new words, tag reliability, retrieval's query projection, ...), a m
 and learned.json (where it came from and its held-out figures). `Captioner.load(folder)` and
 `--model folder` load it like any other.
 
-Learned models of a gallery live in its `models/` folder; `list_models` lists them.
+Learned models of a gallery live in its `models/` folder; `list_models` lists them, `new_model_dir` names
+the folder of the next one and `model_choice` maps a listed model's name back to its folder (the studio's
+model picker: the browser sends a name, never a path).
 """
 from __future__ import annotations
 
 import json
 import shutil
+from datetime import datetime, timezone
 from pathlib import Path
 
+from captioner.atomic_write import write_atomic
+from captioner.errors import CaptionerError
 from captioner.model.folder import CaptionModel
 
 MODELS_DIR = "models"
@@ -57,8 +62,8 @@ def write_model_folder(model: CaptionModel, base: Path, out: Path, info: dict) -
     model.save(staging)
     for p in carried_files(base):
         shutil.copy2(p, staging / p.name)
-    (staging / LEARNED_FILE).write_text(json.dumps(info, indent=2) + "\n")
-    (staging / "README.md").write_text(model_card(info))
+    write_atomic(staging / LEARNED_FILE, json.dumps(info, indent=2) + "\n")
+    write_atomic(staging / "README.md", model_card(info))
     names = sorted(p.name for p in staging.iterdir() if p.name != "config.json") + ["config.json"]
     for name in names:
         (staging / name).replace(out / name)
@@ -73,9 +78,49 @@ def read_learned(folder: Path) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
+def new_model_dir(gallery: str | Path, unfinished_ok: bool = True) -> Path:
+    """GALLERY/models/: an unfinished run's folder (so a rerun resumes it; with `unfinished_ok`), else a new
+    dated one (`learned-YYYYMMDD-HHMMSS`, a suffix added when that name is taken)."""
+    from captioner.learning.run import WORK_DIR
+
+    root = Path(gallery).expanduser() / MODELS_DIR
+    if unfinished_ok and root.is_dir():
+        unfinished = sorted(p for p in root.iterdir() if (p / WORK_DIR / "checkpoint.pt").is_file()
+                            and not (p / "config.json").exists())
+        if unfinished:
+            return unfinished[-1]
+    stem = datetime.now(timezone.utc).strftime("learned-%Y%m%d-%H%M%S")
+    out, n = root / stem, 1
+    while out.exists():
+        n += 1
+        out = root / f"{stem}-{n}"
+    return out
+
+
+def model_choice(gallery: str | Path, name: str) -> Path:
+    """The folder of the learned model listed as `name` (its folder's name) in `gallery/models/`;
+    CaptionerError for any name `list_models` does not list (a path, `..`, a deleted model)."""
+    for m in list_models(gallery):
+        if m["id"] == name:
+            return Path(m["path"])
+    raise CaptionerError(f"no learned model called {str(name)[:80]!r} in this gallery "
+                         "(`captioner models` lists them)")
+
+
+def describe(m: dict) -> str:
+    """One line for a listed model: date, edits, held-out figures."""
+    held = m.get("held_out")
+    figures = (f"held-out CIDEr-D {held['cider_before']:.1f} -> {held['cider_after']:.1f} on {held['held_out_edits']} "
+               f"edits, captions changed on {100 * held['changed_share']:.0f}%" if held
+               else "not measured (too few edits to hold some out)")
+    date = (m.get("date") or "?").replace("T", " ").replace("Z", " UTC")
+    return f"learned {date} from {m.get('edits') or '?'} edits; {figures}"
+
+
 def list_models(gallery: str | Path) -> list[dict]:
-    """The model folders in `gallery/models/`, oldest first: {"path", "name", "date", "edits",
-    "held_out"} (None where a folder has no learned.json)."""
+    """The model folders in `gallery/models/`, oldest first: {"id" (the folder's name), "path", "name",
+    "date", "edits", "trained_on", "held_out", "new_words", "base_name"} (None where a folder has no
+    learned.json)."""
     root = Path(gallery).expanduser() / MODELS_DIR
     if not root.is_dir():
         return []
@@ -86,6 +131,8 @@ def list_models(gallery: str | Path) -> list[dict]:
             name = json.loads((folder / "config.json").read_text()).get("name")
         except (OSError, ValueError, AttributeError):
             name = None
-        out.append({"path": str(folder), "name": name, "date": info.get("date"), "edits": info.get("edits"),
-                    "held_out": info.get("held_out"), "new_words": info.get("new_words", [])})
+        out.append({"id": folder.name, "path": str(folder), "name": name, "date": info.get("date"),
+                    "edits": info.get("edits"), "trained_on": info.get("trained_on"),
+                    "held_out": info.get("held_out"), "new_words": info.get("new_words", []),
+                    "base_name": info.get("base_name")})
     return sorted(out, key=lambda m: (m["date"] or "", m["path"]))

@@ -118,10 +118,13 @@ def _own_captions(model: CaptionModel, grids: list[np.ndarray]) -> list[list[int
 
 
 def learn(edits: list[Edit], out: str | Path, cfg: LearnConfig | None = None, *, base_dir: str | Path | None = None,
-          anchors: list[Edit] | None = None, source: str = "", progress: bool = True, log=None) -> LearnReport:
+          anchors: list[Edit] | None = None, source: str = "", progress=True, log=None) -> LearnReport:
     """Fine-tune the model at `base_dir` (default: the current one) on `edits` and write the learned
     model folder `out`. `anchors`: photos the user left as captioned (distillation). Raises DataError for
-    too few usable edits and `LearnRefused` for a model worse on the held-out edits."""
+    too few usable edits and `LearnRefused` for a model worse on the held-out edits. `progress`: a bar on
+    stderr (True), none (False), or a function called with (stage, done, total), the stage one of
+    "encoding", "learning" and "checking"."""
+    on_progress = progress if callable(progress) else None
     t0 = time.time()
     cfg = (cfg or LearnConfig()).validate()
     log = log or (lambda line: print(line, file=sys.stderr))
@@ -137,7 +140,8 @@ def learn(edits: list[Edit], out: str | Path, cfg: LearnConfig | None = None, *,
     extras = folder_extras(base_dir)
     work = out / WORK_DIR
     left_out = []
-    errors = encode_missing(edits, image_encoder(base_dir), work / "features.npz")
+    errors = encode_missing(edits, image_encoder(base_dir), work / "features.npz",
+                            progress=(lambda _desc, done, total: on_progress("encoding", done, total)) if on_progress else None)
     left_out += [f"left out: {e}" for e in errors]
     for line in left_out:
         log(line)
@@ -171,7 +175,7 @@ def learn(edits: list[Edit], out: str | Path, cfg: LearnConfig | None = None, *,
     elif stale:
         log(f"{learner.checkpoint_path} was made from other edits or settings: starting over")
     try:
-        learner.run(progress)
+        learner.run((lambda step, total: on_progress("learning", step, total)) if on_progress else progress)
     except KeyboardInterrupt:
         log(f"interrupted at step {learner.step} of {learner.total_steps}; progress kept in {work}: run the same "
             "command again to continue")
@@ -183,6 +187,8 @@ def learn(edits: list[Edit], out: str | Path, cfg: LearnConfig | None = None, *,
     learned.decoder = decoder.eval()
     scores = None
     if held:
+        if on_progress:
+            on_progress("checking", 0, len(held))
         grids = [e.features for e in held]
         before = FeatureCaptioner(base, extras).captions(grids)
         after = FeatureCaptioner(learned, extras).captions(grids)

@@ -106,6 +106,7 @@ from captioner.studio import gradio_private, render, sessions  # noqa: E402
 from captioner.studio.gallery_tab import GalleryTab  # noqa: E402
 from captioner.studio.guard import Access, EventPolicy, HostPolicy, StudioGuard  # noqa: E402
 from captioner.studio.imagine_tab import build_imagine_tab  # noqa: E402
+from captioner.studio.learn_tab import LearnTab  # noqa: E402
 from captioner.studio.photos_tab import PhotosTab  # noqa: E402
 from captioner.studio.values import MAX_BEAM, MAX_PHOTOS, SESSION_TTL_S, upload_folder  # noqa: E402
 from captioner.studio.video_tab import VideoTab  # noqa: E402
@@ -136,7 +137,7 @@ class Studio:
     """
 
     def __init__(self, captioner, gallery: Gallery, *, read_only: bool | None = None,
-                 t2i_model: str | os.PathLike | None = None):
+                 t2i_model: str | os.PathLike | None = None, model_dir: str | os.PathLike | None = None):
         self.captioner = captioner
         self.gallery = gallery
         self.model_name = captioner.name
@@ -155,6 +156,9 @@ class Studio:
         self.photos = PhotosTab(self)
         self.video = VideoTab(self)
         self.library = GalleryTab(self)
+        #: The Models tab: learning from the gallery's edits (from ``model_dir``, the started model's folder:
+        #: None for the default one) and the model picker, which switches ``captioner`` and ``model_name``.
+        self.learning = LearnTab(self, model_dir)
         #: The user's own text-to-image model folder for the Imagine tab (None: $CAPTIONER_T2I_MODEL).
         self.t2i_model = t2i_model
         self.imagine = None  # the Imagine tab (`build_imagine_tab`), made by `build`
@@ -204,6 +208,7 @@ class Studio:
                 heavy += self.video.build(self)
                 heavy += self.library.build()
                 heavy += build_imagine_tab(self, self.t2i_model)
+                heavy += self.learning.build()
             self._heavy_ids = [gradio_private.component_id(c) for c in heavy]
         self.demo = demo
         return demo
@@ -384,7 +389,7 @@ def launch(model_dir: str | os.PathLike | None = None, gallery_dir: str | os.Pat
     try:
         captioner = Captioner.load(model_dir)
         gallery = open_gallery(gallery_dir)
-        studio = Studio(captioner, gallery, t2i_model=t2i_model)
+        studio = Studio(captioner, gallery, t2i_model=t2i_model, model_dir=model_dir)
         if studio.read_only:
             log.warning("studio: %s", studio.read_only_message())
         demo = studio.build()
