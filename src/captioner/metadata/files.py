@@ -30,6 +30,7 @@ import stat
 import tempfile
 from pathlib import Path
 
+from captioner.atomic_write import AtomicFile
 from captioner.errors import ImageError
 from captioner.metadata import exiv2
 from captioner.metadata.errors import MetadataError
@@ -209,36 +210,13 @@ def _keep_backup(target: Path) -> Path:
 
 
 def _replace_atomically(target: Path, data: bytes) -> None:
-    """Write `data` to a temporary file beside `target`, flush it, then rename it over `target`."""
+    """Write `data` to a temporary file beside `target` (with `target`'s permissions), force it to disk, then
+    rename it over `target`."""
     mode = stat.S_IMODE(os.stat(target).st_mode) if target.exists() else None
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
-        with os.fdopen(fd, "wb") as out:
+        with AtomicFile(target, "wb", fsync=True) as out:
             out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        if mode is not None:
-            os.chmod(tmp, mode)
-        else:
-            os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, target)
+            if mode is not None:
+                os.chmod(out.fileno(), mode)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
         raise MetadataError(f"{target}: could not be written ({exc.strerror or exc}); the file is unchanged") from None
-    _fsync_folder(target.parent)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _fsync_folder(folder: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
