@@ -21,6 +21,10 @@ from captioner.atomic_write import atomic_path
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("CAPTIONER_SHARED_DATA", ROOT.parent / "shared" / "data"))
 CACHE = ROOT / "runs" / "eval-cache"
+if not os.environ.get("CAPTIONER_LM_PRIOR") and (ROOT / "runs" / "lm-prior" / "lm_prior.npz").is_file() \
+        and not (ROOT / "src" / "captioner" / "weights" / "lm_prior.npz").is_file():
+    os.environ["CAPTIONER_LM_PRIOR"] = str(ROOT / "runs" / "lm-prior" / "lm_prior.npz")  # built, not shipped
+
 #: how grounded decoding works, part of a steered pass's cache key; bump it whenever the grounded search
 #: changes. "" was the first version (a second decode of the photos whose caption missed their tag),
 #: "single-pass" / "single-pass-any" steered every tagged photo in one search (dropped: worse on val),
@@ -116,6 +120,10 @@ def decode_pass(name: str, decoding, cap=None, tag: str = "") -> list[dict]:
     if settings.get("support_penalty"):  # the head the setting reads
         head = ROOT / "src" / "captioner" / "weights" / "support_head.safetensors"
         tag += hashlib.sha256(head.read_bytes()).hexdigest()[:8] if head.is_file() else ""
+    if settings.get("lm_weight") or settings.get("lm_swap"):  # the language-model prior the settings read
+        from captioner.decoding.lm_prior import default_path
+
+        tag += hashlib.sha256(default_path().read_bytes()).hexdigest()[:8] if default_path().is_file() else ""
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode() + tag.encode()).hexdigest()[:10]
     path = CACHE / name / f"pass-{key}.jsonl"
     done = []
