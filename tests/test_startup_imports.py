@@ -1,7 +1,8 @@
 """The `captioner` command imports only what the command it runs uses: `--help` and the gallery commands load
 no torch (1.2-1.9 s), no onnx (0.6 s with ml_dtypes), no Gradio and no pandas (which sqlite-utils would
-pull in); captioning a photo with the shipped model loads neither onnx nor Gradio and exports or hashes
-nothing (the model folder carries its ONNX runtime). Each command runs in a fresh interpreter."""
+pull in), and `caption --help` not even numpy or Pillow; captioning a photo and finding gallery photos by
+description with the shipped model load no torch, no onnx and no Gradio (ONNX Runtime and numpy do the work)
+and export nothing (the model folder carries its ONNX runtime). Each command runs in a fresh interpreter."""
 from __future__ import annotations
 
 import json
@@ -13,6 +14,7 @@ import pytest
 from oracles.photos import make_photo
 
 HEAVY = ("torch", "onnx", "gradio", "pandas", "ml_dtypes")
+LIGHT = ("numpy", "PIL", "onnxruntime")
 
 RUNNER = """
 import json, sys
@@ -21,24 +23,24 @@ try:
     rc = main(sys.argv[1:])
 except SystemExit as exc:  # --help
     rc = exc.code
-loaded = sorted(m for m in {heavy!r} if m in sys.modules)
+loaded = sorted(m for m in {heavy!r} + {light!r} if m in sys.modules)
 print("@@" + json.dumps({{"rc": rc, "loaded": loaded}}), file=sys.stderr)
 """
 
 
 def run_cli(*args: str, env=None) -> tuple[int, list[str], str]:
-    out = subprocess.run([sys.executable, "-c", RUNNER.format(heavy=HEAVY), *args], capture_output=True,
+    out = subprocess.run([sys.executable, "-c", RUNNER.format(heavy=HEAVY, light=LIGHT), *args], capture_output=True,
                          text=True, timeout=600, env=env)
     line = [x for x in out.stderr.splitlines() if x.startswith("@@")]
     assert line, out.stderr[-3000:]
     report = json.loads(line[-1][2:])
-    return report["rc"], report["loaded"], out.stdout
+    return report["rc"], [m for m in report["loaded"] if m in HEAVY], out.stdout, report["loaded"]
 
 
 @pytest.mark.parametrize("args", [["--help"], ["learn", "--help"], ["evaluate", "--help"], ["find", "--help"],
                                   ["studio", "--help"], ["train", "--help"]])
 def test_help_imports_nothing_heavy(args):
-    rc, loaded, out = run_cli(*args)
+    rc, loaded, out, _ = run_cli(*args)
     assert rc == 0 and "usage" in out
     assert loaded == [], f"`captioner {' '.join(args)}` imported {loaded}"
 
@@ -47,17 +49,46 @@ def test_gallery_commands_import_nothing_heavy(tmp_path):
     from captioner.storage import Gallery
 
     Gallery(tmp_path / "g").close()
-    rc, loaded, _ = run_cli("gallery", "list", "--gallery", str(tmp_path / "g"))
+    rc, loaded, _, _ = run_cli("gallery", "list", "--gallery", str(tmp_path / "g"))
     assert rc == 0
     assert loaded == [], f"`captioner gallery list` imported {loaded}"
 
 
-def test_captioning_with_the_shipped_model_imports_no_onnx_nor_gradio(tmp_path):
+def test_caption_help_imports_not_even_numpy_nor_pillow():
+    rc, _, out, everything = run_cli("caption", "--help")
+    assert rc == 0 and "--runtime" in out
+    assert everything == [], f"`captioner caption --help` imported {everything}"
+
+
+def test_captioning_a_photo_imports_no_torch_onnx_nor_gradio(tmp_path):
     import os
 
     photo = make_photo(tmp_path / "photo.jpg", 160, 120, seed=1)
     cache = tmp_path / "cache"
-    rc, loaded, out = run_cli("caption", str(photo), env=dict(os.environ, CAPTIONER_CACHE_DIR=str(cache)))
+    rc, loaded, out, everything = run_cli("caption", str(photo), env=dict(os.environ, CAPTIONER_CACHE_DIR=str(cache)))
     assert rc == 0 and out.strip()
-    assert not {"onnx", "ml_dtypes", "gradio", "pandas"} & set(loaded), loaded
+    assert loaded == [], f"`captioner caption photo.jpg` imported {loaded}"
+    assert "onnxruntime" in everything  # the torch-free runtime did the work
     assert not list(cache.rglob("*.onnx"))  # the shipped folder's own runtime: nothing exported
+
+
+def test_finding_gallery_photos_imports_no_torch_onnx_nor_gradio(tmp_path):
+    """`captioner find "..."` over a gallery: the likelihood in numpy; the photo saved without features is
+    encoded by the folder's ONNX encoder, and the --runtime torch ranking is the same."""
+    from captioner.storage import Gallery
+
+    with Gallery(tmp_path / "g") as g:
+        for seed, caption in enumerate(["a dog runs on the grass", "a red car on a road", "two people at a table"]):
+            photo = make_photo(tmp_path / f"p{seed}.jpg", 160, 120, seed=seed)
+            g.save(photo.read_bytes(), photo.name, caption)
+    argv = ("find", "a dog on the grass", "--gallery", str(tmp_path / "g"), "--json")
+    rc, loaded, out, _ = run_cli(*argv)
+    assert rc == 0, out
+    assert loaded == [], f"`captioner find` imported {loaded}"
+    got = json.loads(out)
+    assert got["scored"] == 3 and got["matches"][0]["likelihood"] is not None
+    rc, loaded, out, _ = run_cli(*argv, "--runtime", "torch")
+    assert rc == 0 and "torch" in loaded
+    want = json.loads(out)
+    assert [m["item_id"] for m in got["matches"]] == [m["item_id"] for m in want["matches"]]
+    assert max(abs(a["score"] - b["score"]) for a, b in zip(got["matches"], want["matches"])) <= 1e-4

@@ -96,12 +96,20 @@ def folder_extras(folder: str | Path) -> dict:
             "support_head": SupportHead.load(folder)}
 
 
+#: a `Captioner` argument left out: read from the model's folder (`CaptionModel.folder`) when it has one
+FROM_FOLDER: Any = type("FromFolder", (), {"__repr__": lambda self: "FROM_FOLDER"})()
+_EXTRAS = ("scorer", "new_words", "tag_reliability", "bank", "support_head")
+
+
 class Captioner:
     def __init__(self, model: CaptionModel, device: str | torch.device = "cpu", workers: int = 2,
-                 onnx: bool | None = None, scorer: ConfidenceScorer | None = None, new_words=None,
-                 tag_reliability=None, bank=None, support_head=None):
-        """`onnx`: run the encoder through ONNX Runtime (CPU only; None: when available). `scorer`:
-        the model folder's confidence calibration (`Captioner.load` finds it; None: no confidence).
+                 onnx: bool | None = None, scorer: ConfidenceScorer | None = FROM_FOLDER, new_words=FROM_FOLDER,
+                 tag_reliability=FROM_FOLDER, bank=FROM_FOLDER, support_head=FROM_FOLDER):
+        """`onnx`: run the encoder through ONNX Runtime (CPU only; None: when available). The model folder's
+        optional files: each one left out is read from the folder the model was loaded from
+        (`CaptionModel.folder`, set by `load_model`; `folder_extras`), so `Captioner(load_model(dir))` is
+        `Captioner.from_pretrained(dir)`; None leaves one out; a model built in memory (no folder) has none.
+        `scorer`: the model folder's confidence calibration (None: no confidence).
         `new_words`: the model folder's `captioner.tags.new_words.NewWords` (grounded decoding may
         generate them; `Captioner.load` finds them; None: the model's own vocabulary only).
         `tag_reliability`: the model folder's `captioner.tags.reliability.TagReliability` (which tag words
@@ -124,6 +132,12 @@ class Captioner:
         self.cfg = model.cfg
         self.decoding = model.decoding  # the model's default decoding
         self._tagger, self._tagger_loaded = None, False
+        given = {"scorer": scorer, "new_words": new_words, "tag_reliability": tag_reliability, "bank": bank,
+                 "support_head": support_head}
+        if any(v is FROM_FOLDER for v in given.values()):
+            found = folder_extras(model.folder) if getattr(model, "folder", None) is not None else {}
+            given = {k: found.get(k) if v is FROM_FOLDER else v for k, v in given.items()}
+        scorer, new_words, tag_reliability, bank, support_head = (given[k] for k in _EXTRAS)
         self.scorer = scorer
         self.new_words = new_words
         self.tag_reliability = tag_reliability
@@ -135,7 +149,7 @@ class Captioner:
         """The one way in: a model folder (default: $CAPTIONER_MODEL, else the shipped model) with every optional
         file it has (`folder_extras`: confidence, new words, tag reliability, sentence bank, support head) and
         its ONNX runtime when it carries one. `load` is the same function."""
-        return cls(load_model(model_dir), device, **folder_extras(model_dir or default_model_dir()))
+        return cls(load_model(model_dir), device)
 
     load = from_pretrained
 

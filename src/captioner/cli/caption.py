@@ -2,27 +2,26 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
 from captioner.cli.common import add_model_arg, one_line, say, show_image_warnings
 from captioner.cli.dataclass_args import add_dataclass_args, config_from_args
 from captioner.decoding.config import DecodingConfig
-from captioner.errors import ConfigError
-from captioner.inputs.images import display_name
+from captioner.errors import ConfigError, ModelLoadError
 from captioner.results_file import ResultsFile, check_output_path, check_output_suffix, read_done, read_done_videos
+from captioner.settings import max_threads
 
 MAX_BATCH = 1024
+RUNTIMES = ("onnx", "torch")
 
 
 def check_counts(args) -> None:
     """Numbers that would misbehave are refused before anything is loaded or written."""
     if args.batch_size < 1 or args.batch_size > MAX_BATCH:
         raise ConfigError(f"--batch-size must be between 1 and {MAX_BATCH}, not {args.batch_size}")
-    max_threads = 4 * (os.cpu_count() or 1)
-    if not 0 <= args.threads <= max_threads:
-        raise ConfigError(f"--threads must be between 1 and {max_threads} (4 x this machine's cores), or 0 for "
+    if not 0 <= args.threads <= max_threads():
+        raise ConfigError(f"--threads must be between 1 and {max_threads()} (4 x this machine's cores), or 0 for "
                           f"the default, not {args.threads}")
     DecodingConfig().replace(**{f: getattr(args, f) for f in DecodingConfig.__dataclass_fields__})  # ranges
     if getattr(args, "max_shot", None) is not None:
@@ -40,20 +39,58 @@ def expand_with_videos(paths: list[str]) -> list[str]:
     return expand_inputs(paths, IMAGE_EXTENSIONS | VIDEO_EXTENSIONS)
 
 
+def torch_reason(args, videos: list[str], decoding=None) -> str | None:
+    """Why this run needs the PyTorch path (None: the torch-free one does it all): --runtime torch, a device
+    other than the CPU, a video among the inputs, or the sentence bank turned on."""
+    if args.runtime == "torch":
+        return "--runtime torch"
+    if args.device != "cpu":
+        return f"--device {args.device}"
+    if videos:
+        return "videos"
+    if decoding is not None:
+        from captioner.runtime.lean import needs_torch
+
+        return needs_torch(decoding)
+    return None
+
+
+def load_captioner(args, videos: list[str]):
+    """The captioner for this run: `captioner.runtime.lean.LeanCaptioner` (ONNX Runtime and numpy, no torch)
+    when it can do everything asked and the model folder carries its ONNX runtime, else
+    `captioner.pipeline.Captioner` (PyTorch), which gives the same output; then the decoding asked for."""
+    if torch_reason(args, videos) is None:
+        from captioner.runtime.lean import LeanCaptioner
+
+        try:
+            lean = LeanCaptioner(args.model, threads=args.threads)
+        except ModelLoadError:  # no ONNX runtime in the folder (or a broken one): PyTorch says what is wrong
+            lean = None
+        if lean is not None:
+            decoding = config_from_args(DecodingConfig, args, base=lean.decoding)
+            if torch_reason(args, videos, decoding) is None:
+                return lean, decoding
+    import torch
+
+    from captioner.device import resolve_device
+    from captioner.pipeline import Captioner
+
+    device = resolve_device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    captioner = Captioner.load(args.model, device=device)
+    return captioner, config_from_args(DecodingConfig, args, base=captioner.decoding)
+
+
 def cmd_caption(args) -> int:
     check_counts(args)
     if getattr(args, "ray", None) is not None:  # a Ray Data job over a cluster (captioner.scale)
         from captioner.cli.caption_ray import cmd_caption_ray
 
         return cmd_caption_ray(args)
-    import torch
-
-    from captioner.device import resolve_device
-    from captioner.pipeline import Captioner
     from captioner.video.subtitles import is_subtitle_path
     from captioner.video.types import is_video_path
 
-    device = resolve_device(args.device)
     if args.out:
         check_output_path(args.out)
         check_output_suffix(args.out)
@@ -62,15 +99,12 @@ def cmd_caption(args) -> int:
     if subtitles and len(args.paths) != 1:
         raise ConfigError(f"--out {args.out}: subtitles hold the captions of one video; give a single video "
                           "(or write JSON Lines: --out captions.jsonl)")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    captioner = Captioner.load(args.model, device=device)
-    decoding = config_from_args(DecodingConfig, args, base=captioner.decoding)
     paths = expand_with_videos(args.paths)
+    videos = [p for p in paths if is_video_path(p)]
+    captioner, decoding = load_captioner(args, videos)
     if not paths:
         print("error: no image files given (the folders hold none)", file=sys.stderr)
         return 2
-    videos = [p for p in paths if is_video_path(p)]
     if subtitles:
         if len(paths) != 1 or not videos:
             raise ConfigError(f"--out {args.out}: subtitles hold the captions of one video; {args.paths[0]} is not "
@@ -114,6 +148,8 @@ def _out(line: str, bar=None) -> None:
 
 
 def _caption_paths(captioner, paths: list[str], decoding, args, sink, several: bool | None = None) -> int:
+    from captioner.inputs.images import display_name
+
     failed = unwritten = 0
     several = len(paths) > 1 if several is None else several
     bar = None
@@ -138,7 +174,7 @@ def _caption_paths(captioner, paths: list[str], decoding, args, sink, several: b
                 say(f"error: {result.error}", bar)
             else:
                 name = display_name(result.image)
-                _out(f"{name}\t{one_line(caption_line(result))}" if several else one_line(caption_line(result)), bar)
+                _out(f"{name}\t{caption_line(result)}" if several else caption_line(result), bar)
                 for warning in result.warnings:
                     say(f"warning: {name}: {warning}", bar)
             if bar:
@@ -157,9 +193,10 @@ def caption_line(result) -> str:
     """The text output for a photo: its caption, then (when the model is calibrated) a tab and its
     confidence, marked LOW when it has a warning (under the model's low-confidence threshold, or a tiny,
     blank, elongated or screenshot-like image; the warnings themselves go to stderr)."""
+    caption = one_line(result.caption)  # escaped, so a caption cannot break the line; the tab stays a tab
     if result.confidence is None:
-        return result.caption
-    return f"{result.caption}\t(confidence {result.confidence:.2f}{', LOW' if result.warnings else ''})"
+        return caption
+    return f"{caption}\t(confidence {result.confidence:.2f}{', LOW' if result.warnings else ''})"
 
 
 def _write_metadata(result, args, bar=None) -> bool:
@@ -187,6 +224,7 @@ class _Record:
 def _caption_videos(captioner, videos: list[str], decoding, args, sink, several: bool) -> int:
     """Each video: its segments printed (`start --> end  caption`), as JSON Lines, into the --out .jsonl
     (committed per video), or, for one video, into the --out .vtt/.srt."""
+    from captioner.inputs.images import display_name
     from captioner.video.subtitles import is_subtitle_path, segment_line, write_subtitles
 
     failed = 0
@@ -222,7 +260,11 @@ def register(sub) -> None:
                                    "--out writes JSON Lines (.jsonl) or CSV (.csv) and skips images already in it. "
                                    "Videos (.mp4 .mov .mkv .webm .avi, animated .gif) get one caption per shot: "
                                    "'start --> end  caption' lines, JSON objects per segment, or --out x.vtt / x.srt "
-                                   "subtitles for a single video.")
+                                   "subtitles for a single video. Photos are captioned on ONNX Runtime and numpy "
+                                   "(--runtime onnx, no PyTorch) when the model folder carries its ONNX runtime; "
+                                   "videos, the sentence bank (--bank-shortlist above 0), --device cuda or auto, "
+                                   "--ray and folders without an ONNX runtime take the PyTorch path, with the same "
+                                   "output.")
     c.add_argument("paths", nargs="+", metavar="PATH", help="image/video files and/or folders")
     add_dataclass_args(c, DecodingConfig, model_default=True)
     c.add_argument("--batch-size", type=int, default=8, help=f"images per batch, 1 to {MAX_BATCH} (default 8)")
@@ -239,8 +281,13 @@ def register(sub) -> None:
     c.add_argument("--no-backup", action="store_true", help="with --write-metadata: keep no .bak copy of changed files")
     c.add_argument("--max-shot", type=float, default=10.0, metavar="SECONDS",
                    help="videos: shots longer than this are split into equal parts, each captioned (default 10)")
-    c.add_argument("--threads", type=int, default=0, help="torch threads, up to 4 x the cores (default 0: all cores)")
-    c.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
+    c.add_argument("--threads", type=int, default=0, help="ONNX Runtime (or torch) threads, up to 4 x the cores "
+                                                          "(default 0: all cores)")
+    c.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu; cuda and auto run on PyTorch)")
+    c.add_argument("--runtime", choices=RUNTIMES, default="onnx",
+                   help="onnx: ONNX Runtime and numpy, without importing PyTorch (what it does not do yet falls "
+                        "back to torch by itself: videos, the sentence bank, --device cuda or auto, --ray, a model "
+                        "folder without its ONNX runtime); torch: the PyTorch reference path (default onnx)")
     add_model_arg(c)
     from captioner.cli.caption_ray import add_ray_args  # --ray [ADDRESS] and its --ray-* settings (no Ray import)
 

@@ -51,13 +51,29 @@ def cmd_find(args) -> int:
     return _run(lambda gallery, a: _find(gallery, a, config, queries), args)
 
 
-def _find(gallery, args, config, queries) -> int:
+def load_captioner(model: str | None, runtime: str = "onnx"):
+    """What find scores with: a `captioner.runtime.lean.LeanCaptioner` (numpy likelihood over the folder's
+    `decoder.safetensors`, ONNX encoder for photos saved without features; no torch), else, with
+    `--runtime torch` or for a model folder without its ONNX runtime, `captioner.pipeline.Captioner`."""
+    if runtime == "onnx":
+        from captioner.errors import ModelLoadError
+        from captioner.runtime.lean import LeanCaptioner
+
+        try:
+            return LeanCaptioner(model)
+        except ModelLoadError:  # no ONNX runtime in the folder (or a broken one): PyTorch says what is wrong
+            pass
     from captioner.pipeline import Captioner
+
+    return Captioner.load(model)
+
+
+def _find(gallery, args, config, queries) -> int:
     from captioner.retrieval.index import photo_index, stderr_progress
     from captioner.retrieval.more_like_this import similar
     from captioner.retrieval.search import find
 
-    captioner = Captioner.load(args.model)
+    captioner = load_captioner(args.model, getattr(args, "runtime", "onnx"))
     if args.like is not None:
         matches = similar(gallery, args.like, config.top, captioner=captioner)
         _print_matches(matches, args.json, {"like": args.like})
@@ -87,7 +103,9 @@ def register(sub) -> None:
     p = sub.add_parser("find", help="find gallery photos by description, or more like an item",
                        description="Rank the gallery's photos by how likely the captioner would describe each "
                                    "with DESCRIPTION (less each photo's general prior), fused with full-text "
-                                   "search; or, with --like ITEM_ID, by how close their features are.")
+                                   "search; or, with --like ITEM_ID, by how close their features are. Scored with "
+                                   "numpy, without PyTorch (--runtime onnx), when the model folder carries its ONNX "
+                                   "runtime; otherwise, or with --runtime torch, with PyTorch (the same ranking).")
     p.add_argument("query", nargs="?", metavar="DESCRIPTION", help="what the photo shows, in plain words")
     p.add_argument("--queries", metavar="FILE", help="one description per line (- for stdin); prints JSON Lines, "
                                                      "one line per description")
@@ -95,5 +113,8 @@ def register(sub) -> None:
     p.add_argument("--gallery", metavar="DIR", help="gallery folder (default: your data directory)")
     p.add_argument("--json", action="store_true", help="print JSON (ids, file names, scores)")
     add_model_arg(p)
+    p.add_argument("--runtime", choices=("onnx", "torch"), default="onnx",
+                   help="onnx: numpy and ONNX Runtime, without importing PyTorch (a model folder without its ONNX "
+                        "runtime falls back to torch by itself); torch: the PyTorch reference path (default onnx)")
     add_dataclass_args(p, FindConfig)
     p.set_defaults(func=cmd_find)

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from captioner.atomic_write import atomic_path
 
@@ -55,7 +54,9 @@ class QueryProjection:
     @staticmethod
     def scores(vector: np.ndarray, pooled) -> np.ndarray:
         """First-stage score of each photo (higher first): pooled (n, C) numpy or torch (e.g. float16)."""
-        if isinstance(pooled, torch.Tensor):
+        if type(pooled).__module__.startswith("torch"):
+            import torch
+
             with torch.inference_mode():
                 return (pooled @ torch.as_tensor(vector, dtype=pooled.dtype)).float().numpy()
         return np.asarray(pooled, dtype=np.float32) @ np.asarray(vector, dtype=np.float32)
@@ -63,14 +64,15 @@ class QueryProjection:
     @classmethod
     def load(cls, path: str | Path, *, vocab_size: int | None = None, feature_dim: int | None = None,
              model_name: str | None = None) -> QueryProjection | None:
-        """The projection in `path`, or None when it is missing, unreadable or made for another model."""
+        """The projection in `path`, or None when it is missing, unreadable or made for another model (read with
+        numpy: no torch)."""
         from safetensors import safe_open
 
         try:
-            with safe_open(str(path), framework="pt") as f:
+            with safe_open(str(path), framework="numpy") as f:
                 meta = f.metadata() or {}
-                words = f.get_tensor("words").float().numpy()
-                basis = f.get_tensor("basis").float().numpy()
+                words = f.get_tensor("words").astype(np.float32)
+                basis = f.get_tensor("basis").astype(np.float32)
         except Exception:  # noqa: BLE001 - missing or damaged: no first stage, find still works
             return None
         if words.ndim != 2 or basis.ndim != 2 or words.shape[1] != basis.shape[0]:
@@ -89,6 +91,7 @@ def _special_ids(vocab) -> tuple[int, ...]:
 
 
 def save_projection(path: str | Path, projection: QueryProjection, metadata: dict[str, str] | None = None) -> None:
+    import torch
     from safetensors.torch import save_file
 
     path = Path(path)
@@ -103,13 +106,21 @@ _LOADED: dict = {}
 
 def projection_for(captioner) -> QueryProjection | None:
     """The first-stage projection fitted for this captioner's model (found in the folder it was loaded from, else
-    beside the default model), or None."""
-    from captioner.model.folder import default_model_dir
-
-    key = (id(captioner.model), captioner.name)
+    beside the default model), or None. `captioner`: a `captioner.pipeline.Captioner` or a torch-free
+    `captioner.runtime.lean.LeanCaptioner` (its folder, vocabulary and `decoder.safetensors` header)."""
+    model = getattr(captioner, "model", None)
+    key = (id(model if model is not None else captioner), captioner.name)
     if key not in _LOADED:
-        dim = captioner.model.decoder.init_h.weight.shape[1]
-        folder = getattr(captioner.model, "folder", None) or default_model_dir()
-        _LOADED[key] = QueryProjection.load(Path(folder) / FILE_NAME, vocab_size=len(captioner.model.vocab),
-                                            feature_dim=dim, model_name=captioner.name)
+        if model is not None:
+            from captioner.model.folder import default_model_dir
+
+            dim, vocab = model.decoder.init_h.weight.shape[1], model.vocab
+            folder = getattr(model, "folder", None) or default_model_dir()
+        else:
+            from captioner.runtime.external_weights import SafetensorsFile
+
+            folder, vocab = Path(captioner.folder), captioner.vocab
+            dim = SafetensorsFile(folder / "decoder.safetensors").header["init_h.weight"]["shape"][1]
+        _LOADED[key] = QueryProjection.load(Path(folder) / FILE_NAME, vocab_size=len(vocab), feature_dim=dim,
+                                            model_name=captioner.name)
     return _LOADED[key]

@@ -18,13 +18,18 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from captioner.atomic_write import atomic_path
-from captioner.retrieval.likelihood import Scorer
 from captioner.retrieval.prior import photo_priors
+
+if TYPE_CHECKING:
+    import torch
+
+    from captioner.retrieval.likelihood import Scorer
+    from captioner.retrieval.numpy_likelihood import NumpyScorer
 
 CACHE_DIR = "cache"
 #: grids read from the gallery at a time when the cache is updated
@@ -52,7 +57,9 @@ class PhotoIndex:
     def pooled_half(self) -> torch.Tensor:
         """`pooled` as a float16 torch tensor (made once; no copy when `pooled` is float16 already): the
         scans read half the bytes, and torch's float16 matrix-vector product is about 3x numpy's float32
-        one on this CPU."""
+        one on this CPU. Imports torch: `half_products` uses it only where torch is loaded already."""
+        import torch
+
         half = getattr(self, "_half", None)
         if half is None or half.shape[0] != len(self.ids):
             half = self._half = torch.from_numpy(np.ascontiguousarray(self.pooled, dtype=np.float16))
@@ -61,6 +68,22 @@ class PhotoIndex:
     def rows(self, item_ids) -> np.ndarray:
         """Row numbers of these item ids (they must be in the index)."""
         return np.searchsorted(self.ids, np.asarray(item_ids, dtype=np.int64))
+
+
+def half_products(index: PhotoIndex, vectors) -> np.ndarray:
+    """`index.pooled` (float16) times `vectors` ((C,) or (C, k)), rounded to float16 as torch's float16 product
+    gives it (float32 out): with torch when the process has loaded it already (`PhotoIndex.pooled_half`), else
+    with numpy in float32 over row chunks, so that the torch-free `captioner find` loads no torch for it."""
+    if "torch" in sys.modules:
+        import torch
+
+        with torch.inference_mode():
+            return (index.pooled_half @ torch.as_tensor(np.asarray(vectors), dtype=torch.float16)).float().numpy()
+    v = np.asarray(vectors, dtype=np.float16).astype(np.float32)
+    out = np.empty((len(index), *v.shape[1:]), dtype=np.float32)
+    for s in range(0, len(index), 8192):
+        out[s : s + 8192] = np.asarray(index.pooled[s : s + 8192], dtype=np.float32) @ v
+    return out.astype(np.float16).astype(np.float32)
 
 
 def pool(grids: np.ndarray) -> np.ndarray:
@@ -102,14 +125,23 @@ def backfill_features(gallery, captioner, progress: Progress | None = None, batc
                 continue
             prepared.append((item_id, p))
         if prepared:
-            grids = captioner.encode(torch.stack([p.tensor for _, p in prepared]))
-            for (item_id, _), grid in zip(prepared, grids):
-                gallery.set_features(item_id, grid.reshape(-1, grid.shape[-1]).float().numpy(), captioner.name)
+            for (item_id, _), grid in zip(prepared, _encode(captioner, [p for _, p in prepared])):
+                gallery.set_features(item_id, grid.reshape(-1, grid.shape[-1]), captioner.name)
                 done += 1
         if progress:
             progress("computing features of photos saved without them", min(s + batch_size, len(missing)),
                      len(missing))
     return done
+
+
+def _encode(captioner, prepared) -> np.ndarray:
+    """The grids (float32 numpy) of prepared photos: `captioner.runtime.lean.LeanCaptioner`'s arrays through its
+    ONNX encoder, or `captioner.pipeline.Captioner`'s tensors through its own."""
+    if hasattr(prepared[0], "array"):
+        return captioner.encode(np.stack([p.array for p in prepared]))
+    import torch
+
+    return captioner.encode(torch.stack([p.tensor for p in prepared])).float().cpu().numpy()
 
 
 def _read_cache(path: Path, generic_captions: int) -> PhotoIndex | None:
@@ -174,7 +206,7 @@ def pooled_index(gallery, model_name: str, *, generic_captions: int = 8,
     return index
 
 
-def photo_index(gallery, captioner, *, generic_captions: int = 8, scorer: Scorer | None = None,
+def photo_index(gallery, captioner, *, generic_captions: int = 8, scorer: Scorer | NumpyScorer | None = None,
                 progress: Progress | None = None, backfill: bool = True, priors: bool = True) -> PhotoIndex:
     """The gallery's photo index for this captioner's model, brought up to date (see the module doc).
     `priors=False` leaves the priors of new photos NaN (not needed when the prior weight is 0)."""
@@ -189,7 +221,7 @@ def photo_index(gallery, captioner, *, generic_captions: int = 8, scorer: Scorer
         rows = todo[s : s + CHUNK]
         got, grids = gallery.features([int(i) for i in index.ids[rows]], model_name=captioner.name)
         if len(got):
-            index.prior[index.rows(got)] = photo_priors(scorer, scorer.photos(grids), captioner.model.vocab,
+            index.prior[index.rows(got)] = photo_priors(scorer, scorer.photos(grids), vocab_of(captioner),
                                                         generic_captions)
         if progress:
             progress("computing photo priors", min(s + CHUNK, len(todo)), len(todo))
@@ -200,9 +232,25 @@ def photo_index(gallery, captioner, *, generic_captions: int = 8, scorer: Scorer
 _SCORERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def scorer_for(captioner) -> Scorer:
-    """The captioner's `Scorer`, built once per captioner (its decoder's weights copied and laid out)."""
+def scorer_for(captioner) -> Scorer | NumpyScorer:
+    """The captioner's likelihood scorer, built once per captioner: a `captioner.pipeline.Captioner`'s `Scorer`
+    (its decoder's weights copied and laid out), or for a `captioner.runtime.lean.LeanCaptioner` (no `model`)
+    the `NumpyScorer` of its folder's `decoder.safetensors` (no torch)."""
     scorer = _SCORERS.get(captioner)
     if scorer is None:
-        scorer = _SCORERS[captioner] = Scorer(captioner.model.decoder)
+        if getattr(captioner, "model", None) is None:
+            from captioner.retrieval.numpy_likelihood import NumpyScorer
+
+            scorer = NumpyScorer.load(captioner.folder)
+        else:
+            from captioner.retrieval.likelihood import Scorer
+
+            scorer = Scorer(captioner.model.decoder)
+        _SCORERS[captioner] = scorer
     return scorer
+
+
+def vocab_of(captioner):
+    """The captioner's vocabulary (a `Captioner`'s model's, or a `LeanCaptioner`'s own)."""
+    model = getattr(captioner, "model", None)
+    return model.vocab if model is not None else captioner.vocab

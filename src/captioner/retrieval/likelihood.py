@@ -10,6 +10,9 @@ context's LSTM weights) is prepared once per photo (`PhotoBatch`) and reused for
 
 Words the vocabulary lacks are fed to the decoder as `<unk>` (as in training) but not scored: they
 are reported (`QueryTokens.unknown`) and left to full-text search.
+
+`captioner.retrieval.numpy_likelihood.NumpyScorer` is the same scorer in numpy (no torch), what `captioner find`
+runs on by default.
 """
 from __future__ import annotations
 
@@ -19,35 +22,9 @@ import numpy as np
 import torch
 
 from captioner.model.decoder import Decoder
-from captioner.model.vocab import Vocab, tokenize
+from captioner.retrieval.tokens import QueryTokens, query_tokens
 
-
-@dataclass(frozen=True)
-class QueryTokens:
-    """A description as the decoder reads it."""
-
-    text: str
-    ids: tuple[int, ...]        # <start> w1 .. wn <end>
-    scored: tuple[bool, ...]    # per predicted token (ids[1:]): counted in the score (False for <unk>)
-    unknown: tuple[str, ...]    # words the model does not know, in order, once each
-
-    @property
-    def n_scored(self) -> int:
-        return sum(self.scored)
-
-    @property
-    def usable(self) -> bool:
-        """At least one known word (a text of unknown words only scores nothing but `<end>`)."""
-        return self.n_scored > 1
-
-
-def query_tokens(vocab: Vocab, text: str, max_len: int = 30) -> QueryTokens:
-    """Tokenise `text` as training did (`Vocab.encode`), marking the words the model does not know."""
-    words = tokenize(text)[:max_len]
-    ids = tuple(vocab.encode(" ".join(words)))
-    unknown = tuple(dict.fromkeys(w for w in words if w not in vocab.stoi))
-    scored = tuple(i != vocab.unk_id for i in ids[1:])
-    return QueryTokens(text, ids, scored, unknown)
+__all__ = ["PhotoBatch", "QueryTokens", "Scorer", "query_tokens"]
 
 
 class Scorer:

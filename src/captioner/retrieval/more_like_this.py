@@ -7,9 +7,8 @@ SQLite file: the scan was several times faster, so no second index is kept).
 from __future__ import annotations
 
 import numpy as np
-import torch
 
-from captioner.retrieval.index import PhotoIndex, _features_model, backfill_features, pooled_index
+from captioner.retrieval.index import PhotoIndex, _features_model, backfill_features, half_products, pooled_index
 from captioner.retrieval.search import Match
 from captioner.storage.errors import GalleryError
 
@@ -17,11 +16,18 @@ from captioner.storage.errors import GalleryError
 def nearest(pooled, vector, top: int) -> tuple[np.ndarray, np.ndarray]:
     """Rows of the `top` unit vectors nearest to `vector` (cosine), best first, and their similarities.
     `pooled`: a numpy array or a torch tensor (e.g. float16, `PhotoIndex.pooled_half`)."""
-    if isinstance(pooled, torch.Tensor):
+    if type(pooled).__module__.startswith("torch"):
+        import torch
+
         with torch.inference_mode():
             sims = (pooled @ torch.as_tensor(vector, dtype=pooled.dtype)).float().numpy()
     else:
         sims = pooled @ np.asarray(vector, dtype=pooled.dtype)
+    return best_rows(sims, top)
+
+
+def best_rows(sims: np.ndarray, top: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of the `top` highest `sims`, best first (ties: lower row first), and their values."""
     top = min(top, len(sims))
     if top <= 0:
         return np.zeros(0, np.int64), np.zeros(0, np.float32)
@@ -49,7 +55,7 @@ def similar(gallery, item_id: int, top: int = 10, *, captioner=None, index: Phot
     if row >= len(index) or index.ids[row] != item["id"]:
         raise GalleryError(f"Item {item_id} has no stored features yet")
     # float16 scan for a few more than asked, then those re-scored exactly (float16 can swap near ties)
-    rows, _ = nearest(index.pooled_half, index.pooled_half[row], top + 32)
+    rows, _ = best_rows(half_products(index, index.pooled[row]), top + 32)
     exact, sims = nearest(index.pooled[rows].astype(np.float32), index.pooled[row].astype(np.float32), top)
     rows = rows[exact]
     matches = []

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from captioner.retrieval.likelihood import PhotoBatch, Scorer, query_tokens
+from captioner.retrieval.tokens import query_tokens
 
 GENERIC_CAPTIONS = (
     "the woman wearing glasses is painting the face of the blonde girl",
@@ -40,8 +40,9 @@ GENERIC_CAPTIONS = (
 )
 
 
-def photo_priors(scorer: Scorer, photos: PhotoBatch, vocab, n_captions: int = 8) -> np.ndarray:
-    """Each photo's mean length-normalised log-likelihood over the first `n_captions` generic captions: (n,)."""
+def photo_priors(scorer, photos, vocab, n_captions: int = 8) -> np.ndarray:
+    """Each photo's mean length-normalised log-likelihood over the first `n_captions` generic captions: (n,).
+    `scorer`: a `likelihood.Scorer` or a `numpy_likelihood.NumpyScorer`; `photos`: its prepared photos."""
     if len(photos) == 0:
         return np.zeros(0, np.float32)
     texts = GENERIC_CAPTIONS[:n_captions]

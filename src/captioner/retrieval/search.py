@@ -22,11 +22,10 @@ import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
-import torch
 
 from captioner.retrieval.config import FindConfig
-from captioner.retrieval.index import PhotoIndex, Progress, photo_index, scorer_for
-from captioner.retrieval.likelihood import query_tokens
+from captioner.retrieval.index import PhotoIndex, Progress, half_products, photo_index, scorer_for, vocab_of
+from captioner.retrieval.tokens import query_tokens
 
 
 @dataclass
@@ -112,8 +111,7 @@ def shortlist(index: PhotoIndex, hits: list[int], size: int, first_stage: np.nda
         return np.array(sorted(chosen), dtype=np.int64)
     seeds = hit_rows[:5]
     if seeds and len(chosen) < size:
-        with torch.inference_mode():
-            sims = (index.pooled_half @ index.pooled_half[seeds].T).float().numpy()  # (n, seeds)
+        sims = half_products(index, index.pooled[seeds].T)  # (n, seeds)
         orders = [np.argsort(-sims[:, j]) for j in range(len(seeds))]
         pos = 0
         while len(chosen) < size and pos < len(index):
@@ -140,7 +138,7 @@ def first_stage_scores(captioner, index: PhotoIndex, query: str, config: FindCon
     projection = projection_for(captioner)
     if projection is None or projection.feature_dim != index.pooled.shape[1]:
         return None
-    return projection.scores(projection.query_vector(captioner.model.vocab, query), index.pooled_half)
+    return half_products(index, projection.query_vector(vocab_of(captioner), query))
 
 
 def find(gallery, captioner, query: str, top: int = 10, config: FindConfig | None = None, *,
@@ -155,7 +153,7 @@ def find(gallery, captioner, query: str, top: int = 10, config: FindConfig | Non
     config = config or FindConfig()
     top = top if top is not None else config.top
     scorer = scorer_for(captioner)
-    vocab = captioner.model.vocab
+    vocab = vocab_of(captioner)
     tokens = query_tokens(vocab, query, captioner.decoding.max_len)
     if index is None:
         index = photo_index(gallery, captioner, generic_captions=config.generic_captions, scorer=scorer,

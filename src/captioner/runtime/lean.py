@@ -2,8 +2,9 @@
 preprocessing, the numpy tagger, and numpy beam search with the model's whole decoding: grounding, tag
 reliability, the support penalty, new words (`captioner.runtime.numpy_search`, `numpy_grounding`,
 `numpy_support`, `numpy_new_words`), then the calibrated confidence and the warnings as
-`captioner.pipeline.Captioner.caption_prepared` gives them. Not here yet: the sentence bank (refused when a
-decoding turns it on), video, batches.
+`captioner.pipeline.Captioner.caption_prepared` gives them, one photo or batches of them. Not here yet: the
+sentence bank (refused when a decoding turns it on) and video; `captioner caption` takes the PyTorch path for
+those (`captioner.cli.caption`).
 
     from captioner.runtime.lean import LeanCaptioner
     result = LeanCaptioner().caption("dog.jpg")   # .caption, .candidates, .tags, .confidence, .warnings
@@ -24,6 +25,16 @@ from captioner.errors import ModelLoadError
 from captioner.runtime.checksums import mismatches, read_checksums
 from captioner.runtime.folder_runtime import ENCODER_FILE, STEP_FILE
 from captioner.runtime.numpy_search import NumpyStepDecoder
+
+
+def needs_torch(decoding) -> str | None:
+    """What in a `DecodingConfig` only the PyTorch path does (None: nothing): the sentence bank, the careful
+    caption."""
+    if decoding.bank_shortlist > 0:
+        return "the sentence bank (bank_shortlist > 0)"
+    if getattr(decoding, "careful_penalty", 0) > 0:
+        return "the careful caption (careful_penalty > 0)"
+    return None
 
 
 def model_dir(folder: str | os.PathLike | None = None) -> Path:
@@ -78,30 +89,57 @@ class Reliability:
 
 @dataclass
 class LeanResult:
-    """What `captioner.pipeline.CaptionResult` holds for one photo (what the confidence scorer reads)."""
+    """`captioner.pipeline.CaptionResult` without torch: the captions of one photo, best first, or the reason it
+    could not be captioned (`error`); `to_dict` gives the same JSON."""
 
     image: str
-    candidates: list
-    tags: list
+    candidates: list = field(default_factory=list)
+    tags: list = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     width: int | None = None
     height: int | None = None
     confidence: float | None = None
+    error: str | None = None
+    beam_size: int | None = None
+    features: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def caption(self) -> str | None:
         return self.candidates[0].caption if self.candidates else None
 
+    def to_dict(self, with_attention: bool = False) -> dict:
+        return {"image": self.image, "candidates": [c.to_dict(with_attention) for c in self.candidates],
+                "error": self.error, "tags": [t.to_dict() for t in self.tags],
+                "confidence": None if self.confidence is None else round(float(self.confidence), 4),
+                "warnings": list(self.warnings)}
+
+
+@dataclass
+class Prepared:
+    """One input opened and preprocessed (`LeanCaptioner.prepare`): its (3, S, S) array, or its error."""
+
+    name: str
+    array: np.ndarray | None = None
+    size: tuple[int, int] | None = None
+    error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
 
 class LeanCaptioner:
-    def __init__(self, folder: str | os.PathLike | None = None, threads: int = 0):
+    """A model folder's captioner on ONNX Runtime and numpy: what `captioner.pipeline.Captioner` gives on a CPU
+    (`caption`, `caption_many`, `prepare`, `encode`, `decoding_for`), for folders that carry their ONNX runtime.
+    The encoder, decoder, tagger, support head and confidence load on first use, so a caller that only needs the
+    folder's configuration, vocabulary and weights (`captioner find`) pays for none of them."""
+
+    #: images per encoder call, as `Captioner.encode_chunk` (the same chunks give the same grids)
+    encode_chunk = 8
+
+    def __init__(self, folder: str | os.PathLike | None = None, threads: int = 0, workers: int = 2):
         from captioner.model.vocab import Vocab
-        from captioner.runtime.numpy_new_words import load_new_words
-        from captioner.runtime.numpy_support import NumpySupport
-        from captioner.runtime.numpy_tagger import NumpyTagger
-        from captioner.runtime.ort_session import session
 
         self.folder = model_dir(folder)
+        if not (self.folder / "config.json").is_file():
+            raise ModelLoadError(f"{self.folder} is not a model folder: config.json is missing")
         listed = read_checksums(self.folder)
         entry = (listed or {}).get("runtime", {}).get(ENCODER_FILE)
         if not entry:
@@ -110,39 +148,171 @@ class LeanCaptioner:
         if bad:
             raise ModelLoadError(f"{self.folder}: {', '.join(bad)} differ from checksums.json")
         self.cfg, self.decoding = read_configs(self.folder, entry)
-        self.vocab = Vocab.load(self.folder / "vocab.json")
+        try:
+            self.vocab = Vocab.load(self.folder / "vocab.json")
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ModelLoadError(f"{self.folder}: cannot read vocab.json ({exc})") from None
         self.mean, self.std = entry["mean"], entry["std"]
-        self.encoder = session(self.folder / ENCODER_FILE, threads)
-        self.decoder = NumpyStepDecoder(self.folder, threads)
-        self.tagger = NumpyTagger.for_backbone(self.cfg.backbone)
-        self.support = NumpySupport.load(self.folder, self.tagger.labels if self.tagger else None)
-        self.reliability = Reliability.load(self.folder)
-        self.new_words = load_new_words(self.folder)
+        self.threads, self.workers = threads, workers
+        self._loaded: dict = {}
+
+    @property
+    def name(self) -> str:
+        return self.cfg.name
+
+    def _part(self, key: str, make):
+        if key not in self._loaded:
+            self._loaded[key] = make()
+        return self._loaded[key]
+
+    @property
+    def encoder(self):
+        from captioner.runtime.ort_session import session
+
+        return self._part("encoder", lambda: session(self.folder / ENCODER_FILE, self.threads))
+
+    @property
+    def decoder(self) -> NumpyStepDecoder:
+        return self._part("decoder", lambda: NumpyStepDecoder(self.folder, self.threads))
+
+    @property
+    def tagger(self):
+        from captioner.runtime.numpy_tagger import NumpyTagger
+
+        return self._part("tagger", lambda: NumpyTagger.for_backbone(self.cfg.backbone))
+
+    @property
+    def support(self):
+        from captioner.runtime.numpy_support import NumpySupport
+
+        return self._part("support", lambda: NumpySupport.load(self.folder,
+                                                               self.tagger.labels if self.tagger else None))
+
+    @property
+    def reliability(self):
+        return self._part("reliability", lambda: Reliability.load(self.folder))
+
+    @property
+    def new_words(self):
+        from captioner.runtime.numpy_new_words import load_new_words
+
+        return self._part("new_words", lambda: load_new_words(self.folder))
+
+    @property
+    def scorer(self):
         from captioner.confidence.calibration import ConfidenceScorer
 
-        self.scorer = ConfidenceScorer.load(self.folder)
+        return self._part("scorer", lambda: ConfidenceScorer.load(self.folder))
 
-    def caption(self, image, **changes) -> LeanResult:
-        """One photo (a path), decoded with the model's decoding and `changes` (field changes, e.g. beam_size=3)."""
-        from captioner.confidence.checks import image_warnings, tag_warnings
+    def decoding_for(self, decoding=None, **changes):
+        """As `Captioner.decoding_for`: the fields `decoding`'s caller set laid over the model's decoding, then
+        `changes` (None leaves a field)."""
+        return (self.decoding if decoding is None else decoding.over(self.decoding)).replace(**changes)
+
+    # ------------------------------------------------------------------ preprocessing
+    def prepare(self, item) -> Prepared:
+        """As `Captioner.prepare`: open and preprocess one item; errors are captured, never raised."""
+        from PIL import Image
+
+        from captioner.confidence.checks import image_warnings
+        from captioner.errors import CaptionerError
         from captioner.inputs.images import open_image, original_size, resize_square
+        from captioner.inputs.sources import as_item
+
+        item = as_item(item)
+        label, source = item.name, item.source
+        try:
+            if isinstance(source, Image.Image):
+                img = source.convert("RGB")
+            elif isinstance(source, (str, os.PathLike, bytes)):
+                img = open_image(source, draft_size=self.cfg.input_size)
+            else:
+                return Prepared(label, error=f"{label}: cannot caption a {type(source).__name__} "
+                                             "(give a file path, image bytes or a PIL image)")
+            size = original_size(img)
+            warnings = image_warnings(img, size)
+            return Prepared(label, to_array(resize_square(img, self.cfg.input_size), self.mean, self.std), size,
+                            warnings=warnings)
+        except CaptionerError as exc:
+            return Prepared(label, error=str(exc))
+        except Exception as exc:  # never let one odd file stop a batch
+            return Prepared(label, error=f"{label}: could not be read ({type(exc).__name__}: {exc})")
+
+    # ------------------------------------------------------------------ model
+    def encode(self, batch: np.ndarray) -> np.ndarray:
+        """(B, 3, S, S) float32 -> (B, N, N, C) encoder grids, in chunks of `encode_chunk` as `Captioner.encode`."""
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        return np.concatenate([self.encoder.run(["features"], {"image": batch[s : s + self.encode_chunk]})[0]
+                               for s in range(0, len(batch), self.encode_chunk)])
+
+    def caption_prepared(self, items: list[Prepared], decoding, keep_features: bool = False) -> list[LeanResult]:
+        """As `Captioner.caption_prepared`: the prepared photos encoded and decoded together."""
+        from captioner.confidence.checks import tag_warnings
         from captioner.runtime.numpy_grounding import decode_with_tags
 
-        cfg = self.decoding.replace(**changes)
-        size = self.cfg.input_size
-        img = open_image(image, draft_size=size)
-        width_height = original_size(img)
-        warned = image_warnings(img, width_height)
-        batch = to_array(resize_square(img, size), self.mean, self.std)[None]
-        grids = self.encoder.run(["features"], {"image": batch})[0]
-        word_probs = self.tagger.word_probabilities(grids) if self.tagger is not None else None
-        tags = self.tagger.tags(grids)[0] if self.tagger is not None else []
-        cands = decode_with_tags(self.tagger, self.decoder, grids, self.vocab, cfg, word_probs, self.reliability,
-                                 self.support, self.new_words)[0]
-        result = LeanResult(str(image), cands, tags, list(warned) + tag_warnings(tags, warned), *width_height)
-        if self.scorer is not None:
-            presence = None
-            if self.support is not None:
-                presence = dict(zip(self.support.names, self.support.presence(grids, word_probs)[0].tolist()))
-            self.scorer.score(result, presence)
-        return result
+        if needs_torch(decoding):
+            raise ValueError(f"{needs_torch(decoding)} needs the PyTorch path")
+        ok = [p for p in items if p.error is None]
+        cands, tags, grids, presence = [], [], None, None
+        if ok:
+            grids = self.encode(np.stack([p.array for p in ok]))
+            tagger = self.tagger
+            word_probs = tagger.word_probabilities(grids) if tagger is not None else None
+            tags = tagger.tags(grids) if tagger is not None else [[] for _ in ok]
+            cands = decode_with_tags(tagger, self.decoder, grids, self.vocab, decoding, word_probs, self.reliability,
+                                     self.support, self.new_words)
+            if self.scorer is not None and self.support is not None:  # the confidence reads the evidence
+                presence = self.support.presence(grids, word_probs).tolist()
+        results, n = [], 0
+        for p in items:
+            if p.error is not None:
+                results.append(LeanResult(p.name, error=p.error, beam_size=decoding.beam_size))
+                continue
+            result = LeanResult(p.name, cands[n], tags[n], list(p.warnings) + tag_warnings(tags[n], p.warnings),
+                                p.size[0], p.size[1], beam_size=decoding.beam_size)
+            if keep_features:
+                result.features = grids[n].reshape(-1, grids.shape[-1]).astype(np.float16)
+            if self.scorer is not None:
+                self.scorer.score(result, dict(zip(self.support.names, presence[n])) if presence is not None else None)
+            results.append(result)
+            n += 1
+        return results
+
+    # ------------------------------------------------------------------ public entry points
+    def caption(self, source, decoding=None, *, name: str | None = None, keep_features: bool = False,
+                **changes) -> LeanResult:
+        """One photo (path, bytes, PIL image or `InputItem`) with the model's decoding, `decoding`'s fields laid
+        over it and `changes` (field changes, e.g. beam_size=3); a photo that cannot be read gives `error`."""
+        from captioner.inputs.sources import as_item
+
+        item = as_item(source, name=name)
+        return self.caption_prepared([self.prepare(item)], self.decoding_for(decoding, **changes),
+                                     keep_features=keep_features)[0]
+
+    def caption_many(self, sources, decoding=None, *, batch_size: int = 8, keep_features: bool = False,
+                     **changes):
+        """As `Captioner.caption_many`: many photos (paths, folders, bytes, PIL images), in order, in batches;
+        the next batch is read while this one is captioned."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        from captioner.errors import ConfigError
+        from captioner.inputs.sources import as_items
+
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(f"batch size must be a whole number of at least 1, not {batch_size!r}")
+        decoding = self.decoding_for(decoding, **changes)
+        if needs_torch(decoding):
+            raise ValueError(f"{needs_torch(decoding)} needs the PyTorch path")
+        items = as_items(sources)
+        batches = [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
+
+        def prepare_batch(batch):
+            return [self.prepare(item) for item in batch]
+
+        with ThreadPoolExecutor(self.workers) as pool:
+            futures = [pool.submit(prepare_batch, batches[0])] if batches else []
+            for n in range(len(batches)):
+                if n + 1 < len(batches):
+                    futures.append(pool.submit(prepare_batch, batches[n + 1]))
+                prepared, futures[n] = futures[n].result(), None
+                yield from self.caption_prepared(prepared, decoding, keep_features=keep_features)
