@@ -243,6 +243,9 @@ class Captioner:
         `decoding.tag_reliable`, only the tag words people name often enough steer (`tag_reliability`).
         `word_probs` (B, W): the tagger's word probabilities, when already computed."""
         decoding = self.decoding_for(decoding)
+        if decoding.careful_penalty > 0 and self.support is not None:  # the careful caption leads where triggered
+            from captioner.support.careful import careful_decode
+            return careful_decode(self.decode, features, decoding, self.support, self.tagger, word_probs)
         penalised = decoding.support_penalty > 0 and self.support is not None
         if (decoding.tag_bonus <= 0 or self.tagger is None) and not penalised:
             return decode(self.fast_decoder, features, self.model.vocab, decoding)

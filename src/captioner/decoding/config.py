@@ -82,6 +82,20 @@ class DecodingConfig(Settings):
     no_echo: int = setting(
         0, "1: no word right after itself and none on both sides of 'and'/'or' ('white and white'); 0: off",
         lo=0, hi=1)
+    # no bare noun after a copula (captioner.decoding.copula)
+    no_bare_noun: int = setting(
+        0, "n > 0: right after 'is' / 'are', no word that follows one fewer than n times in the training captions "
+        "('a girl is bubbles'; counts from Flickr8k train); 0: off", lo=0, hi=1000)
+    # the careful caption (captioner.support.careful)
+    careful_penalty: float = setting(
+        0.0, "careful caption: a photo whose caption the model is unsure of (careful_unsure) and that names an object "
+        "word with evidence below careful_min is searched again with support_penalty this and support_min "
+        "careful_min; that caption leads (source 'careful'; 0: off)", lo=0.0, hi=20.0)
+    careful_min: float = setting(
+        0.9, "careful caption: object words with evidence below this trigger it and are lowered in it", lo=0.0, hi=1.0)
+    careful_unsure: float = setting(
+        0.0, "careful caption: only for captions whose mean log-probability per word is below this (0: any)",
+        lo=-20.0, hi=0.0)
 
     def replace(self, **changes) -> DecodingConfig:
         """A copy with the given fields changed; None means "keep this one" (unset CLI flags)."""
