@@ -185,13 +185,18 @@ def timing(args, cfg, work: Path) -> dict:
     cmd = [sys.executable, "-m", "captioner", "learn", "--gallery", str(gdir), "--out", str(out), "--quiet",
            "--json", *flags]
     start = load_text()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.time()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     seconds = time.time() - t0
-    rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    rss_mb = usage.ru_maxrss / 1024
+    # CPU seconds of the command: on a machine loaded by other jobs, wall time overstates what it needs
+    cpu_s = (usage.ru_utime + usage.ru_stime) - (before.ru_utime + before.ru_stime)
     if proc.returncode != 0:
         print(proc.stderr[-2000:], file=sys.stderr)
-    result = {"edits": args.time_edits, "seconds": round(seconds, 1), "max_rss_mb": round(rss_mb),
+    result = {"edits": args.time_edits, "seconds": round(seconds, 1), "cpu_seconds": round(cpu_s, 1),
+              "max_rss_mb": round(rss_mb),
               "returncode": proc.returncode, "load_start": start, "load_end": load_text(),
               "report": json.loads(proc.stdout) if proc.returncode == 0 else proc.stderr.strip().splitlines()[-1:]}
     print(json.dumps(result), flush=True)

@@ -9,7 +9,9 @@ emitted so far (R, t) and the step t, and returns the log-probabilities with for
 - `<end>` is not the first word (`NoEndFirst`);
 - with `no_repeat_ngram` n > 0, no n-gram appears twice in a caption (`NoRepeatNgram`);
 - with `no_echo`, no word right after itself ("a kitchen kitchen") and none on both sides of `and` /
-  `or` ("a white and white dog") (`NoEcho`).
+  `or` ("a white and white dog") (`NoEcho`);
+- with `no_bare_noun` n > 0, no word seen after `is` / `are` fewer than n times in training right after
+  one ("a girl is bubbles") (`captioner.decoding.copula.NoBareNoun`).
 
 `TagBonus` (grounded decoding, `DecodingConfig.tag_bonus`) is not a rule but a steer: it adds a
 per-image bonus to the words of the objects the image's tags name. It needs to know which image
@@ -107,7 +109,8 @@ class NoEcho:
         return logp
 
 
-def decoding_rules(vocab: Vocab, no_repeat_ngram: int = 0, no_echo: int = 0) -> list[LogitProcessor]:
+def decoding_rules(vocab: Vocab, no_repeat_ngram: int = 0, no_echo: int = 0,
+                   no_bare_noun: int = 0) -> list[LogitProcessor]:
     """The rules every decoder obeys, in order."""
     rules: list[LogitProcessor] = [BanTokens([vocab.pad_id, vocab.start_id, vocab.unk_id], len(vocab)),
                                    NoEndFirst(vocab.end_id)]
@@ -115,6 +118,10 @@ def decoding_rules(vocab: Vocab, no_repeat_ngram: int = 0, no_echo: int = 0) -> 
         rules.append(NoRepeatNgram(no_repeat_ngram, len(vocab), vocab.end_id))
     if no_echo:
         rules.append(NoEcho(vocab))
+    if no_bare_noun > 0:
+        from captioner.decoding.copula import NoBareNoun
+
+        rules.append(NoBareNoun(vocab.itos, no_bare_noun))
     return rules
 
 
