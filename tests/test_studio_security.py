@@ -613,7 +613,7 @@ def test_direct_caption_takes_only_a_token_the_server_gave_this_page(direct, pho
     upload_path = _upload(direct, photo)
     token = _stage(direct, "page-a", [upload_path])
     assert token and photo.name not in token
-    body = {"token": token, "beam_size": 2, "max_length": 5, "add": False}
+    body = {"token": token, "beam_size": 2, "max_len": 5, "add": False}
     # not the studio's own page: another site, no Origin (a script, a form), another Host, not JSON, not POST
     for headers in ({"Origin": "http://evil.example"}, {"Origin": "null"}, {"Host": "evil.example"},
                     {"Origin": "http://127.0.0.1:7861"}):
@@ -650,7 +650,7 @@ def test_only_one_upload_is_staged_and_a_new_drop_voids_the_old_token(direct, ph
     first = _stage(direct, "page-b", [_upload(direct, photo)])
     second = _stage(direct, "page-b", [_upload(direct, photo)])
     assert first and second and first != second
-    body = {"beam_size": 1, "max_length": 4}
+    body = {"beam_size": 1, "max_len": 4}
     assert _post(direct, {**body, "token": first}).status_code == 403  # the file box changed since
     # a token is its own session's only: another page's session is not touched
     other = _stage(direct, "page-c", [_upload(direct, photo)])

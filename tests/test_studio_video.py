@@ -86,7 +86,7 @@ def test_caption_equals_the_engine(studio, clip, captioned):
     expected = studio.captioner.caption_video(clip, beam_size=3, max_len=8, name=clip.name)
     assert expected.error is None and len(expected.segments) == 2
     assert result["error"] is None and result["name"] == clip.name
-    assert result["beam_size"] == 3 and result["max_length"] == 8
+    assert result["beam_size"] == 3 and result["max_len"] == 8
     got = result["segments"]
     assert [(s["start"], s["end"], s["caption"]) for s in got] == \
         [(round(s.start, 3), round(s.end, 3), s.caption) for s in expected.segments]

@@ -5,18 +5,8 @@ import argparse
 import sys
 
 from captioner.cli.common import add_model_arg
-
-DEFAULT_MAX_UPLOAD_MB = 50  # = captioner.studio.app.DEFAULT_MAX_UPLOAD_MB (not imported: it loads Gradio)
-
-
-def _megabytes(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of megabytes: {text!r}") from None
-    if not 0 < value <= 1 << 20:
-        raise argparse.ArgumentTypeError(f"must be more than 0 (megabytes), not {text}")
-    return value
+from captioner.cli.dataclass_args import add_dataclass_args, config_from_args
+from captioner.studio.config import StudioConfig
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -39,8 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allowed-host", dest="allowed_hosts", action="append", default=[], metavar="NAME",
                    help="also answer requests addressed to this host name (repeatable; e.g. the "
                         "computer's name on your network with --listen)")
-    p.add_argument("--max-upload-mb", type=_megabytes, default=DEFAULT_MAX_UPLOAD_MB, metavar="N",
-                   help=f"largest photo file accepted, in MB (default {DEFAULT_MAX_UPLOAD_MB})")
+    add_dataclass_args(p, StudioConfig)  # --max-upload-mb
     p.add_argument("--open", action="store_true", help="open a browser tab")
     p.add_argument("--t2i-model", metavar="DIR", default=None,
                    help="your own text-to-image model folder (diffusers format) for the Imagine tab; "
@@ -53,12 +42,13 @@ def run(args) -> int:
     from captioner.storage import GalleryError
 
     try:
+        config = config_from_args(StudioConfig, args)  # one line and exit code 2 for a value out of range
         from captioner.studio.app import launch
 
         launch(model_dir=args.model, gallery_dir=args.gallery, host=args.host, port=args.port,
                listen=args.listen, inbrowser=getattr(args, "open", False),
                allowed_hosts=getattr(args, "allowed_hosts", ()),
-               max_upload_mb=getattr(args, "max_upload_mb", DEFAULT_MAX_UPLOAD_MB),
+               max_upload_mb=config.max_upload_mb,
                t2i_model=getattr(args, "t2i_model", None), token=getattr(args, "token", None),
                auth=getattr(args, "auth", None))
     except (CaptionerError, GalleryError) as exc:

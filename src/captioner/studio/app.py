@@ -51,10 +51,10 @@ same client session, so use one ``Client`` for both::
 
     client = Client("http://127.0.0.1:7860/", verbose=False, analytics_enabled=False)
 
-    # caption one or more photos: (files, beam size 1-10, maximum caption length in words[, add]);
+    # caption one or more photos: (files, beam size 1-20, maximum caption length in words 1-100[, add]);
     # add=True keeps the session's list and adds these photos to it (else they replace it)
     result = client.predict([handle_file("dog.jpg"), handle_file("cat.png")], 3, 20, api_name="/caption")
-    # -> {"model": "captioner", "beam_size": 3, "max_length": 20, "captioned": 2, "failed": 0,
+    # -> {"model": "captioner", "beam_size": 3, "max_len": 20, "captioned": 2, "failed": 0,
     #     "message": "...",
     #     "photos": [{"index": 0, "name": "dog.jpg", "width": 500, "height": 375, "error": None,
     #                 "tags": [{"label": "dog", "score": 0.97}], "confidence": 0.81, "warnings": [],
@@ -103,18 +103,17 @@ import gradio as gr  # noqa: E402
 from captioner.errors import CaptionerError  # noqa: E402
 from captioner.storage import Gallery, GalleryError, default_gallery_dir  # noqa: E402
 from captioner.studio import gradio_private, render, sessions  # noqa: E402
+from captioner.studio.config import DEFAULT_MAX_UPLOAD_MB, MAX_LEN  # noqa: E402
 from captioner.studio.gallery_tab import GalleryTab  # noqa: E402
 from captioner.studio.guard import Access, EventPolicy, HostPolicy, StudioGuard  # noqa: E402
 from captioner.studio.imagine_tab import build_imagine_tab  # noqa: E402
 from captioner.studio.learn_tab import LearnTab  # noqa: E402
 from captioner.studio.photos_tab import PhotosTab  # noqa: E402
-from captioner.studio.values import MAX_BEAM, MAX_PHOTOS, SESSION_TTL_S, upload_folder  # noqa: E402
+from captioner.studio.values import MAX_PHOTOS, SESSION_TTL_S, upload_folder  # noqa: E402
 from captioner.studio.video_tab import VideoTab  # noqa: E402
 
 log = logging.getLogger("captioner.studio")
 
-#: Largest uploaded file accepted (MB); ``--max-upload-mb`` changes it.
-DEFAULT_MAX_UPLOAD_MB = 50
 #: Largest request body other than an upload (JSON event data).
 MAX_BODY_BYTES = 4 << 20
 #: The events scripts may call (the HTTP API: the three documented here, and the Video and Imagine
@@ -143,8 +142,8 @@ class Studio:
         self.model_name = captioner.name
         decoding = captioner.decoding  # the model's default decoding
         self.default_len = decoding.max_len
-        self.max_len_limit = max(50, self.default_len)
-        self.default_beam = min(decoding.beam_size, MAX_BEAM)
+        self.max_len_limit = MAX_LEN  # the sliders' limits are DecodingConfig's (captioner.studio.config)
+        self.default_beam = decoding.beam_size
         self.read_only = gallery.read_only if read_only is None else read_only
         #: Photos must be files Gradio received (None: any path, for Python callers and tests).
         #: Gradio checks this too, but only in an app made by ``launch()``; the studio checks it itself.

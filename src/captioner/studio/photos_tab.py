@@ -42,9 +42,9 @@ from captioner.inputs.sources import InputItem
 from captioner.storage import GalleryError
 from captioner.studio import gradio_private, player, render
 from captioner.studio.assets import asset
+from captioner.studio.config import MAX_BEAM, MIN_BEAM, MIN_LEN
 from captioner.studio.files import uploads
 from captioner.studio.values import (
-    MAX_BEAM,
     MAX_CAPTION_CHARS,
     MAX_PHOTOS,
     SESSION_TTL_S,
@@ -165,7 +165,7 @@ class PhotosTab:
                        "Only photos uploaded to the studio can be captioned.")
 
 
-    def caption(self, files, beam_size, max_length, add=False, state=None, progress=gr.Progress()):
+    def caption(self, files, beam_size, max_len, add=False, state=None, progress=gr.Progress()):
         """API ``/caption``: caption the photos; returns (JSON result, session state).
 
         ``add``: keep the photos of the session's list (``state``) and add these after them (at most
@@ -175,11 +175,11 @@ class PhotosTab:
         the session's list (what ``/save`` takes).
         """
         paths = self._uploads(files)
-        beam = int_value(beam_size, 1, MAX_BEAM, self.studio.default_beam)
-        max_len = int_value(max_length, 1, self.studio.max_len_limit, self.studio.default_len)
+        beam = int_value(beam_size, MIN_BEAM, MAX_BEAM, self.studio.default_beam)
+        max_len = int_value(max_len, MIN_LEN, self.studio.max_len_limit, self.studio.default_len)
         kept = session_photos(state) if add is True else []
         nonce = (state.get("nonce", 0) if isinstance(state, dict) and isinstance(state.get("nonce"), int) else 0) + 1
-        base = {"model": self.studio.model_name, "beam_size": beam, "max_length": max_len}
+        base = {"model": self.studio.model_name, "beam_size": beam, "max_len": max_len}
         if not paths:  # the list on screen stays as it is
             message = "Add one or more photos first (drop them on the box, or click it to choose files)."
             gr.Warning(message)
@@ -236,21 +236,21 @@ class PhotosTab:
                  "selected": next((len(kept) + i for i, e in enumerate(entries) if not e["error"]), len(kept))}
         return ({**base, "captioned": ok, "failed": len(failures), "message": message, "photos": photos}, state)
 
-    def caption_page(self, files, beam_size, max_length, add=False, state=None):
+    def caption_page(self, files, beam_size, max_len, add=False, state=None):
         """The page's Caption for one photo, without the queue: `caption` and `show_results` in one
         answer (session state, status line, the player's data, the emptied file box)."""
         paths = self._uploads(files)
         with ThreadPoolExecutor(1) as pool:  # the picture to show is made while the engine works
             shown = {path: pool.submit(photo_shown_or_none, path) for path in paths[:1]}
             with self._engine:
-                result, state = self.caption(files, beam_size, max_length, add, state, progress=no_progress)
+                result, state = self.caption(files, beam_size, max_len, add, state, progress=no_progress)
             prepared = {path: future.result() for path, future in shown.items()}
         return self._page_answer(result, state, prepared)
 
-    def caption_page_queued(self, files, beam_size, max_length, add=False, state=None, progress=gr.Progress()):
+    def caption_page_queued(self, files, beam_size, max_len, add=False, state=None, progress=gr.Progress()):
         """The page's Caption for several photos: the same answer, through the queue (a progress bar)."""
         with self._engine:
-            result, state = self.caption(files, beam_size, max_length, add, state, progress=progress)
+            result, state = self.caption(files, beam_size, max_len, add, state, progress=progress)
         return self._page_answer(result, state)
 
     def _page_answer(self, result: dict, state, prepared: dict | None = None) -> tuple:
@@ -317,7 +317,7 @@ class PhotosTab:
             raise NotStaged("unknown or expired token")
         return staged[0], staged[1]
 
-    def caption_direct(self, token: Any, beam_size: Any, max_length: Any, add: Any) -> dict:
+    def caption_direct(self, token: Any, beam_size: Any, max_len: Any, add: Any) -> dict:
         """The direct route's work: caption the photo staged under ``token`` (see `stage`) into its
         session's list, as `caption_page` does; returns ``{"view": the player's data, "status"}``.
         Raises `NotStaged` when the token names no photo of a live session."""
@@ -325,7 +325,7 @@ class PhotosTab:
         session = gradio_private.live_session(self.studio.demo, session_hash)
         if self._session is None or session is None:
             raise NotStaged("the session is gone")
-        state, status, view, _ = self.caption_page(paths, beam_size, max_length, add is True,
+        state, status, view, _ = self.caption_page(paths, beam_size, max_len, add is True,
                                                    gradio_private.state_value(session, self._session))
         gradio_private.set_state_value(session, self._session, state)
         return {"view": view, "status": status}
@@ -333,7 +333,7 @@ class PhotosTab:
     def add_routes(self, app) -> None:
         """Serve `DIRECT_ROUTE` on ``app`` (the FastAPI app Gradio is mounted on, behind `StudioGuard`).
 
-        It answers only the studio's own page: a POST of JSON ``{"token", "beam_size", "max_length",
+        It answers only the studio's own page: a POST of JSON ``{"token", "beam_size", "max_len",
         "add"}`` with an ``Origin`` that is the studio's own (`guard.same_origin`; the guard refuses
         other origins before this), and a token that `stage` gave to a live session (used once).
         Nothing in the request names a file."""
@@ -355,11 +355,11 @@ class PhotosTab:
                 body = await request.json()
             except ValueError:
                 return refuse(400, "Send JSON.")
-            if not isinstance(body, dict) or not set(body) <= {"token", "beam_size", "max_length", "add"}:
-                return refuse(400, "Send {token, beam_size, max_length, add}.")
+            if not isinstance(body, dict) or not set(body) <= {"token", "beam_size", "max_len", "add"}:
+                return refuse(400, "Send {token, beam_size, max_len, add}.")
             try:
                 answer = await run_in_threadpool(self.caption_direct, body.get("token"), body.get("beam_size"),
-                                                 body.get("max_length"), body.get("add"))
+                                                 body.get("max_len"), body.get("add"))
             except NotStaged as exc:
                 log.info("studio: refused a direct Caption (%s)", exc)
                 return refuse(403, "This photo is not staged for this page: drop it again or reload the page.")
@@ -544,10 +544,10 @@ class PhotosTab:
                     add = gr.Checkbox(value=False, label="Add to the list",
                                       info="Keep the photos captioned before and add these (else they replace them)",
                                       elem_id="add-photos")
-                    beam = gr.Slider(1, MAX_BEAM, value=self.studio.default_beam, step=1, label="Beam size",
+                    beam = gr.Slider(MIN_BEAM, MAX_BEAM, value=self.studio.default_beam, step=1, label="Beam size",
                                      info="How many candidate captions to search for and show",
                                      elem_id="beam-size")
-                    max_len = gr.Slider(1, self.studio.max_len_limit, value=self.studio.default_len, step=1,
+                    max_len = gr.Slider(MIN_LEN, self.studio.max_len_limit, value=self.studio.default_len, step=1,
                                         label="Maximum caption length (words)", elem_id="max-length")
                     go = gr.Button("Caption", variant="primary", elem_id="caption-button")
                     with gr.Accordion("Result as JSON", open=False):

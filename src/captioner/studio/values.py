@@ -21,8 +21,6 @@ from captioner.studio import sessions
 
 log = logging.getLogger("captioner.studio")
 
-#: Largest beam the studio offers.
-MAX_BEAM = 10
 #: Most photos one /caption call takes (and so one session keeps).
 MAX_PHOTOS = 24
 #: Longest caption text /save stores.

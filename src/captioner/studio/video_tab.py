@@ -9,7 +9,7 @@ come from the session's copy of the result (a ``gr.State``), picked by index.
 API (gradio_client; callable, though not listed on the API page), with one ``Client`` per session::
 
     result = client.predict(handle_file("clip.mp4"), 3, 20, api_name="/caption_video")
-    # -> {"model": ..., "name": "clip.mp4", "beam_size": 3, "max_length": 20, "duration": 12.0,
+    # -> {"model": ..., "name": "clip.mp4", "beam_size": 3, "max_len": 20, "duration": 12.0,
     #     "error": None, "message": "...",
     #     "segments": [{"index": 0, "start": 0.0, "end": 3.0, "frame_time": 1.5,
     #                   "caption": "...", "candidates": [{"caption": ..., "score": ...}, ...]}, ...]}
@@ -40,9 +40,9 @@ from PIL import Image
 
 from captioner.studio import files, gradio_private, render
 from captioner.studio.assets import asset
+from captioner.studio.config import MAX_BEAM, MIN_BEAM, MIN_LEN
 from captioner.studio.player import candidate_data, photo_data, player_js, tags_data
 from captioner.studio.values import (
-    MAX_BEAM,
     SESSION_TTL_S,
     SHA256_HEX,
     index_in,
@@ -177,14 +177,14 @@ class VideoTab:
         write_subtitles(path, segments)
         return str(path)
 
-    def caption(self, file, beam_size, max_length, progress=gr.Progress()):
+    def caption(self, file, beam_size, max_len, progress=gr.Progress()):
         """API ``/caption_video``: caption one uploaded video; returns (JSON result, session state)."""
 
         studio = self.studio
         path = self._upload(file)
-        beam = int_value(beam_size, 1, MAX_BEAM, studio.default_beam)
-        max_len = int_value(max_length, 1, studio.max_len_limit, studio.default_len)
-        base = {"model": studio.model_name, "beam_size": beam, "max_length": max_len}
+        beam = int_value(beam_size, MIN_BEAM, MAX_BEAM, studio.default_beam)
+        max_len = int_value(max_len, MIN_LEN, studio.max_len_limit, studio.default_len)
+        base = {"model": studio.model_name, "beam_size": beam, "max_len": max_len}
         if path is None:
             message = "Add a video first (drop it on the box, or click it to choose a file)."
             gr.Warning(message)
@@ -418,9 +418,9 @@ class VideoTab:
                 with gr.Column(scale=1, min_width=300):
                     file = gr.File(label="Video", file_count="single", height=170, elem_id="video-file",
                                    file_types=[".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".gif"])
-                    beam = gr.Slider(1, MAX_BEAM, value=studio.default_beam, step=1, label="Beam size",
+                    beam = gr.Slider(MIN_BEAM, MAX_BEAM, value=studio.default_beam, step=1, label="Beam size",
                                      elem_id="video-beam-size")
-                    max_len = gr.Slider(1, studio.max_len_limit, value=studio.default_len, step=1,
+                    max_len = gr.Slider(MIN_LEN, studio.max_len_limit, value=studio.default_len, step=1,
                                         label="Maximum caption length (words)", elem_id="video-max-length")
                     go = gr.Button("Caption", variant="primary", elem_id="video-caption-button")
                     with gr.Accordion("Result as JSON", open=False):

@@ -438,7 +438,7 @@
       try {
         const res = await fetch(route, {method: "POST", credentials: "same-origin", cache: "no-store",
           headers: {"Content-Type": "application/json"},
-          body: JSON.stringify({token: token, beam_size: beam, max_length: maxLen, add: add === true})});
+          body: JSON.stringify({token: token, beam_size: beam, max_len: maxLen, add: add === true})});
         answer = res.ok ? await res.json() : null;
       } catch (e) { answer = null; }
       root.querySelectorAll(".pv-working").forEach((b) => b.remove());
