@@ -183,7 +183,7 @@ def test_list_and_search_sort_and_filter(folder, cli):
     (["search", "%"], "has no searchable word"),
     (["search", "NOT dog"], "NOT without a word"),
     (["list", "--saved-from", "yesterday"], "is not a date"),
-    (["list", "--min-confidence", "lots"], "confidence must be a number"),
+    (["list", "--min-confidence", "2"], "--min-confidence must be between 0 and 1, not 2.0"),
     (["edit", "99", "a new caption"], "There is no item 99"),
     (["edit", "1", "   "], "The new caption is empty"),
     (["history", "99"], "There is no item 99"),
@@ -192,6 +192,12 @@ def test_usage_errors_are_one_line_and_exit_2(folder, cli, argv, message):
     result = cli(*argv, "--gallery", str(folder))
     assert result.returncode == 2 and message in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and result.stdout == ""
+
+
+def test_a_confidence_that_is_not_a_number_is_refused_by_the_parser(folder, cli):
+    result = cli("list", "--min-confidence", "lots", "--gallery", str(folder))  # a number flag, as every other
+    assert result.returncode == 2 and "--min-confidence: invalid float value: 'lots'" in result.stderr, result.stderr
+    assert result.stdout == ""
 
 
 def test_edit_history_delete_trash_restore_empty(folder, cli):

@@ -21,12 +21,13 @@ from captioner.model.folder import DEFAULT_MODEL_DIR
 from captioner.retrieval.config import FindConfig
 from captioner.scale.config import RayJobConfig
 from captioner.settings import SettingError, Settings, allowed, max_threads, setting
+from captioner.storage.options import ListOptions
 from captioner.studio.config import DEFAULT_MAX_UPLOAD_MB, MAX_BEAM, MAX_LEN, StudioConfig
 from captioner.tags.tagger import TagConfig
 from captioner.training.config import RunConfig, SCSTConfig, TrainConfig
 
 CONFIGS = (DecodingConfig, ModelConfig, RunConfig, TrainConfig, SCSTConfig, LearnConfig, FindConfig, RayJobConfig,
-           ImagineConfig, TagConfig, StudioConfig)
+           ImagineConfig, TagConfig, StudioConfig, ListOptions)
 
 
 @pytest.mark.parametrize("cls", CONFIGS, ids=lambda c: c.__name__)
@@ -63,6 +64,9 @@ def test_every_config_is_a_settings_dataclass_whose_fields_carry_help_and_bounds
     (lambda: ImagineConfig(steps=201), "--steps must be 0 (the model's usual) or between 1 and 200, not 201"),
     (lambda: TagConfig(threshold=1.5), "TagConfig.threshold must be between 0 and 1, not 1.5"),
     (lambda: TagConfig(top_k=-1), "TagConfig.top_k must be at least 0, not -1"),
+    (lambda: ListOptions(min_confidence=1.5), "--min-confidence must be between 0 and 1, not 1.5"),
+    (lambda: ListOptions(max_confidence="0.5"), "--max-confidence must be a number, not '0.5'"),
+    (lambda: ListOptions(sort="size"), "--sort must be '' (the order of the command) or one of relevance"),
     (lambda: StudioConfig(max_upload_mb=0), "--max-upload-mb must be greater than 0 and at most 1048576, not 0"),
 ])
 def test_a_value_out_of_range_is_refused_when_the_config_is_made_naming_the_setting_and_its_range(make, message):
@@ -75,6 +79,8 @@ def test_a_value_out_of_range_is_refused_when_the_config_is_made_naming_the_sett
 def test_special_values_and_changes_keep_being_checked():
     assert ImagineConfig(steps=0, guidance=-1.0, size=0).size == 0  # "the model's own" values are allowed
     assert RayJobConfig(worker_gpus=-1).worker_gpus == -1
+    assert ListOptions().keywords()["min_confidence"] is None  # no filter: None, a number otherwise (not text)
+    assert ListOptions(min_confidence=0.5).keywords()["min_confidence"] == 0.5
     with pytest.raises(SettingError, match="--beam-size must be between 1 and 20, not 0"):
         DecodingConfig().replace(beam_size=0)
     cfg = TrainConfig()
@@ -100,8 +106,9 @@ def test_flags_take_help_bounds_and_choices_from_the_same_metadata():
 
 
 def _option(parser, command: str, flag: str):
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
-    return next(a for a in sub._actions if flag in a.option_strings)
+    for word in command.split():
+        parser = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[word]
+    return next(a for a in parser._actions if flag in a.option_strings)
 
 
 @pytest.mark.parametrize("command, flag, cls, name", [
@@ -109,7 +116,7 @@ def _option(parser, command: str, flag: str):
     ("train", "--epochs", TrainConfig, "epochs"), ("train", "--grid", ModelConfig, "grid"),
     ("scst", "--max-sample-len", SCSTConfig, "max_sample_len"), ("learn", "--held-out", LearnConfig, "held_out"),
     ("find", "--top", FindConfig, "top"), ("caption", "--ray-shard-size", RayJobConfig, "shard_size"),
-    ("imagine", "--size", ImagineConfig, "size"), ("studio", "--max-upload-mb", StudioConfig, "max_upload_mb"),
+    ("imagine", "--size", ImagineConfig, "size"), ("gallery list", "--min-confidence", ListOptions, "min_confidence"), ("studio", "--max-upload-mb", StudioConfig, "max_upload_mb"),
 ])
 def test_the_cli_help_shows_each_settings_bounds_from_its_metadata(command, flag, cls, name):
     action = _option(build_parser(), command, flag)

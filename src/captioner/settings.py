@@ -143,10 +143,19 @@ class Settings:
             raise ConfigError(f"{where}: {exc}") from None
 
 
+def field_kind(f: dataclasses.Field) -> tuple[type | None, bool]:
+    """(the field's type: int, float, bool, str or None for another, whether None is allowed: ``float | None``)."""
+    name = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
+    optional = isinstance(name, str) and name.endswith(" | None")
+    return _KINDS.get(name[: -len(" | None")] if optional else f.type), optional
+
+
 def check_value(f: dataclasses.Field, value: Any, label: str) -> None:
     """Check one field's value against its type and `setting` metadata (`SettingError`)."""
     meta = f.metadata
-    kind = _KINDS.get(f.type)
+    kind, optional = field_kind(f)
+    if optional and value is None:
+        return
     special = meta.get("special") or {}
     if type(value) in (int, float, str) and value in special:
         return

@@ -13,9 +13,7 @@ import argparse
 import dataclasses
 from typing import Any
 
-from captioner.settings import allowed
-
-_TYPES = {"int": int, "float": float, "str": str, "bool": bool, int: int, float: float, str: str, bool: bool}
+from captioner.settings import allowed, field_kind
 
 
 def add_dataclass_args(parser: argparse.ArgumentParser | Any, cls, *, only: list[str] | None = None,
@@ -24,12 +22,12 @@ def add_dataclass_args(parser: argparse.ArgumentParser | Any, cls, *, only: list
         if (only is not None and f.name not in only) or f.name in exclude or f.metadata.get("cli") is False:
             continue
         flag = "--" + prefix + f.name.replace("_", "-")
-        kind = _TYPES.get(f.type, str)
+        kind = field_kind(f)[0] or str
         help_text = f.metadata.get("help", "")
         limits = "" if f.metadata.get("choices") or kind in (bool, str) else allowed(f.metadata, kind)
         limits = f"{limits}; " if limits and limits != "a whole number" else ""
         default = None if model_default else f.default
-        shown = "the model's" if model_default else f"{f.default!r}" if f.default != "" else "none"
+        shown = "the model's" if model_default else f"{f.default!r}" if f.default not in ("", None) else "none"
         choices = f.metadata.get("choices")
         if kind is bool:
             parser.add_argument(flag, dest=prefix.replace("-", "_") + f.name, action=argparse.BooleanOptionalAction,
