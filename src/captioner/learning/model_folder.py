@@ -20,6 +20,8 @@ from captioner.errors import CaptionerError
 from captioner.model.folder import CaptionModel
 
 MODELS_DIR = "models"
+#: a run's work folder inside its model folder (checkpoint, encoded photos): removed when the model is written
+WORK_DIR = ".learning"
 LEARNED_FILE = "learned.json"
 #: files of a model folder that a learned model writes itself (or that describe only the base model)
 OWN_FILES = {"config.json", "vocab.json", "decoding.json", "decoder.safetensors", "README.md", LEARNED_FILE,
@@ -81,8 +83,6 @@ def read_learned(folder: Path) -> dict | None:
 def new_model_dir(gallery: str | Path, unfinished_ok: bool = True) -> Path:
     """GALLERY/models/: an unfinished run's folder (so a rerun resumes it; with `unfinished_ok`), else a new
     dated one (`learned-YYYYMMDD-HHMMSS`, a suffix added when that name is taken)."""
-    from captioner.learning.run import WORK_DIR
-
     root = Path(gallery).expanduser() / MODELS_DIR
     if unfinished_ok and root.is_dir():
         unfinished = sorted(p for p in root.iterdir() if (p / WORK_DIR / "checkpoint.pt").is_file()

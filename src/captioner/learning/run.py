@@ -27,11 +27,10 @@ from captioner.learning.config import LearnConfig
 from captioner.learning.edits import MIN_EDITS, Edit, encode_missing, usable_edits
 from captioner.learning.finetune import Learner, Pairs, frozen_copy
 from captioner.learning.heldout import FeatureCaptioner, HeldOutScores, held_out_scores, split_held_out
-from captioner.learning.model_folder import read_learned, write_model_folder
+from captioner.learning.model_folder import WORK_DIR, read_learned, write_model_folder
 from captioner.learning.vocab_growth import grow_decoder, new_words_in
 from captioner.model.folder import CaptionModel, default_model_dir, load_model
 
-WORK_DIR = ".learning"
 #: at most this many unedited photos are distillation anchors
 MAX_ANCHORS = 512
 
