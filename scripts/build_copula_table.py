@@ -1,5 +1,6 @@
 """Write `src/captioner/decoding/copula_table.py`: how often each word follows `is` / `are` in the Flickr8k
-train captions (`captioner.decoding.copula.count_followers`), the data the `no_bare_noun` rule reads.
+train captions (`captioner.decoding.copula.count_followers`), the data the `no_bare_noun` rule reads, and the
+share of each frequent word's uses that come right before one (`subject_shares`), which `no_bare_subject` reads.
 
     python scripts/build_copula_table.py            # ../shared/data/flickr8k
 """
@@ -11,7 +12,7 @@ import sys
 from pathlib import Path
 
 from captioner.data.flickr8k import read_flickr8k
-from captioner.decoding.copula import COPULAS, count_followers
+from captioner.decoding.copula import COPULAS, MIN_USES, count_followers, subject_shares
 from captioner.model.vocab import tokenize
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,15 +26,21 @@ def main() -> int:
     args = ap.parse_args()
     ds = read_flickr8k(args.data)
     ids = ds.split("train")
-    counts = count_followers(tokenize(c) for i in ids for c in ds.captions[i])
+    captions = [tokenize(c) for i in ids for c in ds.captions[i]]
+    counts = count_followers(captions)
+    shares = subject_shares(captions)
     lines = ['"""How often each word follows a copula (' + " / ".join(COPULAS) + f") in the {len(ids)} Flickr8k train photos'",
              "captions: the data `captioner.decoding.copula` learns the `no_bare_noun` rule from. Written by",
              '`scripts/build_copula_table.py`; do not edit by hand."""', "",
              "FOLLOWERS: dict[str, int] = {"]
     lines += [f"    {w!r}: {n}," for w, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
     lines.append("}")
+    lines += ["", f"#: of each word used at least {MIN_USES} times, the share of its uses right before a copula",
+              "SUBJECT_SHARES: dict[str, float] = {"]
+    lines += [f"    {w!r}: {v}," for w, v in sorted(shares.items())]
+    lines.append("}")
     Path(args.out).write_text("\n".join(lines) + "\n")
-    print(f"{args.out}: {len(counts)} words", file=sys.stderr)
+    print(f"{args.out}: {len(counts)} followers, {len(shares)} shares", file=sys.stderr)
     return 0
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from captioner.decoding.config import DecodingConfig
-from captioner.decoding.copula import NoBareNoun, copula_ban, count_followers, shipped_followers
+from captioner.decoding.copula import NoBareNoun, copula_ban, count_followers, shipped_followers, shipped_subject_shares
 from captioner.decoding.processors import decoding_rules
 from captioner.decoding.search import beam_search, greedy_decode
 from captioner.model.decoder import Decoder
@@ -110,3 +110,21 @@ def test_the_torch_free_search_gives_the_same_captions_with_the_rule(shipped_cap
     for r, g in zip(ref, got):
         assert [c.ids for c in g] == [c.ids for c in r]
         assert not any(_bare(c.ids, cap.model.vocab) for c in g)
+
+
+def test_no_copula_after_a_word_that_is_rarely_a_subject():
+    vocab = toy_vocab()
+    s = vocab.stoi
+    shares = {"dog": 0.25, "dogs": 0.2, "the": 0.0, "grass": 0.004}  # "kitchen" unjudged (too rare): allowed
+    rule = NoBareNoun(vocab.itos, 0, min_share=0.02, shares=shares)
+    seqs = torch.tensor([[s["a"], s["dog"]], [s["in"], s["the"]], [s["the"], s["grass"]], [s["a"], s["kitchen"]]])
+    out = rule(torch.zeros(4, len(vocab)), seqs, 2)
+    assert out[0].eq(0).all() and out[3].eq(0).all()  # "a dog is", "a kitchen is" (unjudged) stay
+    for row in (1, 2):
+        assert out[row, s["is"]] == INF and out[row, s["are"]] == INF and out[row, s["sitting"]] == 0
+    np_out = rule(np.zeros((4, len(vocab)), np.float32), seqs.numpy(), 2)
+    assert np.array_equal(np.isinf(np_out), torch.isinf(out).numpy())
+    assert not len(NoBareNoun(vocab.itos, 0, min_share=0.0, shares=shares).subjects)
+    table = shipped_subject_shares()
+    assert table["dog"] > 0.1 and table["brown"] < 0.02 and table["a"] == 0.0
+    assert DecodingConfig().no_bare_subject == 0.0

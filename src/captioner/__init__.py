@@ -13,9 +13,10 @@ Names are imported on first use, so `import captioner` stays light (no torch, no
 """
 from __future__ import annotations
 
-import importlib
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from captioner._lazy import lazy_exports
 
 # Nothing leaves this computer: ONNX Runtime reads this before it starts (no usage events, no device id).
 # Set here too, so it holds even when other code imports onnxruntime before captioner.runtime does.
@@ -24,14 +25,13 @@ os.environ["ORT_DISABLE_TELEMETRY"] = "1"
 __version__ = "0.2.0.dev0"
 
 _EXPORTS = {
-    "Captioner": "captioner.pipeline",
-    "CaptionResult": "captioner.pipeline",
-    "Candidate": "captioner.decoding.candidate",
-    "DecodingConfig": "captioner.decoding.config",
-    "Gallery": "captioner.storage",
-    "load_model": "captioner.model.folder",
-    "CaptionerError": "captioner.errors",
-    "VideoResult": "captioner.video.segments",
+    "captioner.pipeline": ("Captioner", "CaptionResult"),
+    "captioner.decoding.candidate": ("Candidate",),
+    "captioner.decoding.config": ("DecodingConfig",),
+    "captioner.storage": ("Gallery",),
+    "captioner.model.folder": ("load_model",),
+    "captioner.errors": ("CaptionerError",),
+    "captioner.video.segments": ("VideoResult",),
 }
 
 __all__ = ["Candidate", "CaptionResult", "Captioner", "CaptionerError", "DecodingConfig", "Gallery", "VideoResult",
@@ -47,10 +47,4 @@ if TYPE_CHECKING:
     from captioner.video.segments import VideoResult
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'captioner' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _EXPORTS)

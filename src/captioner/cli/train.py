@@ -162,12 +162,23 @@ def cmd_scst(args) -> int:
     return 0
 
 
+def _data_args(p) -> None:
+    """--data and --image-dir, as each command that reads a dataset takes them."""
+    p.add_argument("--data", required=True, help=DATA_HELP)
+    p.add_argument("--image-dir", help="image folder for a Karpathy JSON")
+
+
+def _run_folder_args(p) -> None:
+    """--out and --resume, as each training command takes them."""
+    p.add_argument("--out", required=True, metavar="DIR", help="run folder")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+
+
 def register(sub) -> None:
     d = sub.add_parser("prepare", help="compute the encoder feature cache for a dataset",
                        description="Encode every image of a dataset once with the frozen backbone and store the "
                                    "features (float16) for training. Interrupted runs resume.")
-    d.add_argument("--data", required=True, help=DATA_HELP)
-    d.add_argument("--image-dir", help="image folder for a Karpathy JSON")
+    _data_args(d)
     d.add_argument("--cache", required=True, metavar="DIR", help="folder for the features")
     d.add_argument("--backbone", default=ModelConfig.backbone, help=ModelConfig.__dataclass_fields__["backbone"].metadata["help"])
     d.add_argument("--input-size", type=int, default=224)
@@ -186,12 +197,10 @@ def register(sub) -> None:
                                    "teacher forcing; early stopping on validation BLEU-4 from beam search. Writes "
                                    "OUT/checkpoint.pt every epoch, OUT/log.csv, and the best model to OUT/best/. "
                                    "Use torchrun for several processes/GPUs.")
-    t.add_argument("--data", required=True, help=DATA_HELP)
-    t.add_argument("--image-dir", help="image folder for a Karpathy JSON")
+    _data_args(t)
     t.add_argument("--cache", metavar="DIR", help="feature cache from `captioner prepare` (with --fine-tune-blocks N: "
                                                    "one made with --before-blocks N)")
-    t.add_argument("--out", required=True, metavar="DIR", help="run folder")
-    t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    _run_folder_args(t)
     t.add_argument("--init-from", metavar="DIR", help="start from this model folder (e.g. to fine-tune the backbone)")
     add_dataclass_args(t.add_argument_group("model (with --init-from, only --fine-tune-blocks applies)"), ModelConfig)
     add_dataclass_args(t.add_argument_group("training"), TrainConfig, exclude=RUN_FIELDS)
@@ -203,12 +212,10 @@ def register(sub) -> None:
                                    "a mean-of-samples or greedy baseline, on cached features, starting from a model "
                                    "trained with `captioner train`. Keeps the model with the best validation CIDEr "
                                    "(beam search) in OUT/best/; checkpoints after every validation (--resume).")
-    r.add_argument("--data", required=True, help=DATA_HELP)
-    r.add_argument("--image-dir", help="image folder for a Karpathy JSON")
+    _data_args(r)
     r.add_argument("--cache", required=True, metavar="DIR", help="feature cache from `captioner prepare`")
     r.add_argument("--init-from", required=True, metavar="DIR", help="the model folder to start from")
-    r.add_argument("--out", required=True, metavar="DIR", help="run folder")
-    r.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    _run_folder_args(r)
     add_dataclass_args(r.add_argument_group("SCST"), SCSTConfig, exclude=RUN_FIELDS)
     add_dataclass_args(r.add_argument_group("run"), RunConfig)
     r.set_defaults(func=cmd_scst)

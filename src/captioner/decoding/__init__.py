@@ -5,19 +5,16 @@ not load torch.
 """
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from captioner._lazy import lazy_exports
 
 _EXPORTS = {
-    "Candidate": "captioner.decoding.candidate",
-    "DecodingConfig": "captioner.decoding.config",
-    "LogitProcessor": "captioner.decoding.processors",
-    "decoding_rules": "captioner.decoding.processors",
-    "beam_search": "captioner.decoding.search",
-    "decode": "captioner.decoding.search",
-    "greedy_decode": "captioner.decoding.search",
-    "rank_key": "captioner.decoding.search",
-    "StepDecoder": "captioner.decoding.step_decoder",
+    "captioner.decoding.candidate": ("Candidate",),
+    "captioner.decoding.config": ("DecodingConfig",),
+    "captioner.decoding.processors": ("LogitProcessor", "decoding_rules"),
+    "captioner.decoding.search": ("beam_search", "decode", "greedy_decode", "rank_key"),
+    "captioner.decoding.step_decoder": ("StepDecoder",),
 }
 
 __all__ = ["Candidate", "DecodingConfig", "LogitProcessor", "StepDecoder", "beam_search", "decode", "decoding_rules",
@@ -31,8 +28,4 @@ if TYPE_CHECKING:
     from captioner.decoding.step_decoder import StepDecoder
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'captioner.decoding' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

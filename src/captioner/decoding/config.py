@@ -86,6 +86,9 @@ class DecodingConfig(Settings):
     no_bare_noun: int = setting(
         0, "n > 0: right after 'is' / 'are', no word that follows one fewer than n times in the training captions "
         "('a girl is bubbles'; counts from Flickr8k train); 0: off", lo=0, hi=1000)
+    no_bare_subject: float = setting(
+        0.0, "s > 0: no 'is' / 'are' right after a word found right before one in less than this share of its uses "
+        "in the training captions ('a little brown is'; shares from Flickr8k train); 0: off", lo=0.0, hi=1.0)
     # the careful caption (captioner.support.careful)
     careful_penalty: float = setting(
         0.0, "careful caption: a photo whose caption the model is unsure of (careful_unsure) and that names an object "

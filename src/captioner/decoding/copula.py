@@ -6,7 +6,11 @@ training captions, how often each word comes right after a copula (`sitting` 455
 those counts for Flickr8k train (written by `scripts/build_copula_table.py`). With
 `DecodingConfig.no_bare_noun` n > 0, a word seen after a copula fewer than n times in training is not
 emitted right after one (`NoBareNoun`); words the table has never seen (those added at decode time by
-`captioner.tags.new_words`, all nouns) count 0.
+`captioner.tags.new_words`, all nouns) count 0. The mirror rule, `DecodingConfig.no_bare_subject` s > 0: no
+copula right after a word found right before one in less than a share s of its uses in training ("a little brown
+is jumping", "a black and white are": what is left when a search lowers the noun a caption was heading for);
+`subject_shares` gives the shares (`dog` 0.23, `man` 0.09, `black` 0.017, `a` 0); words used fewer than
+`MIN_USES` times and words the table has never seen are not judged.
 
 This module imports neither torch nor onnx: `NoBareNoun` is one processor for both decoding paths
 (`captioner.decoding.processors.decoding_rules` with torch tensors, `captioner.runtime.numpy_search.Rules`
@@ -23,6 +27,8 @@ import numpy as np
 COPULAS = ("is", "are")
 #: what `count_followers` counts for a copula at the end of a caption
 END = "<end>"
+#: `subject_shares` judges only words used at least this often (rarer and unseen words are never judged)
+MIN_USES = 50
 
 
 def count_followers(captions: Iterable[Sequence[str]], copulas: Sequence[str] = COPULAS) -> Counter:
@@ -38,11 +44,44 @@ def count_followers(captions: Iterable[Sequence[str]], copulas: Sequence[str] = 
     return out
 
 
+def subject_shares(captions: Iterable[Sequence[str]], copulas: Sequence[str] = COPULAS,
+                   min_uses: int | None = None) -> dict[str, float]:
+    """For each word used at least `min_uses` times (default `MIN_USES`), the share of its uses that come right
+    before one of `copulas` (`dog` 0.23, `man` 0.09, `black` 0.017, `a` 0)."""
+    min_uses = MIN_USES if min_uses is None else min_uses
+    before: Counter = Counter()
+    uses: Counter = Counter()
+    cop = set(copulas)
+    for toks in captions:
+        toks = list(toks)
+        uses.update(toks)
+        for a, b in zip(toks, toks[1:]):
+            if b in cop:
+                before[a] += 1
+    return {w: round(before[w] / n, 4) for w, n in uses.items() if n >= min_uses}
+
+
 def shipped_followers() -> dict[str, int]:
     """The Flickr8k train counts (`copula_table.FOLLOWERS`)."""
     from captioner.decoding.copula_table import FOLLOWERS
 
     return FOLLOWERS
+
+
+def shipped_subject_shares() -> dict[str, float]:
+    """The Flickr8k train shares (`copula_table.SUBJECT_SHARES`)."""
+    from captioner.decoding.copula_table import SUBJECT_SHARES
+
+    return SUBJECT_SHARES
+
+
+def subject_ban(itos: Sequence[str], min_share: float, shares: Mapping[str, float] | None = None) -> np.ndarray:
+    """Ids of the words after which no copula may come: those `shares` (default: the shipped table) judged and
+    found right before a copula in less than `min_share` of their uses ("a brown is", "a black and white are")."""
+    shares = shipped_subject_shares() if shares is None else shares
+    if min_share <= 0:
+        return np.zeros(0, dtype=np.int64)
+    return np.array([i for i, w in enumerate(itos) if w in shares and shares[w] < min_share], dtype=np.int64)
 
 
 def copula_ban(itos: Sequence[str], min_count: int, followers: Mapping[str, int] | None = None,
@@ -63,36 +102,45 @@ def copula_ban(itos: Sequence[str], min_count: int, followers: Mapping[str, int]
     return np.array(copulas, dtype=np.int64), np.array(banned, dtype=np.int64)
 
 
+def _ban_after(logp, seqs, after: np.ndarray, banned: np.ndarray, cache: dict):
+    """-inf on the `banned` columns of the rows whose last word is in `after`; numpy arrays or torch tensors."""
+    if seqs.shape[1] == 0 or not len(after) or not len(banned):
+        return logp
+    if isinstance(logp, np.ndarray):
+        rows = np.nonzero(np.isin(seqs[:, -1], after))[0]
+        if not len(rows):
+            return logp
+        out = logp.copy()
+        out[np.ix_(rows, banned)] = -np.inf
+        return out
+    import torch
+
+    key = (id(after), seqs.device)
+    if key not in cache:  # the id arrays as tensors, once per device
+        cache[key] = (torch.from_numpy(after).to(seqs.device), torch.from_numpy(banned).to(seqs.device))
+    after_t, banned_t = cache[key]
+    hit = torch.isin(seqs[:, -1], after_t)
+    if not bool(hit.any()):
+        return logp
+    rows = hit.nonzero().squeeze(1)
+    out = logp.clone()
+    out[rows.unsqueeze(1), banned_t.unsqueeze(0)] = float("-inf")
+    return out
+
+
 class NoBareNoun:
-    """Rows whose last word is a copula get -inf on the words `copula_ban` bans. Works on numpy arrays
-    (the torch-free path) and on torch tensors (the masks are moved to the tensors' device once)."""
+    """Rows whose last word is a copula get -inf on the words `copula_ban` bans (`min_count` > 0); with
+    `min_share` > 0, rows whose last word `subject_ban` names get -inf on the copulas. Works on numpy arrays
+    (the torch-free path) and on torch tensors (the id arrays are moved to the tensors' device once)."""
 
     def __init__(self, itos: Sequence[str], min_count: int, followers: Mapping[str, int] | None = None,
-                 end: str = END):
-        self.copulas, self.banned = copula_ban(itos, min_count, followers, end)
+                 end: str = END, min_share: float = 0.0, shares: Mapping[str, float] | None = None):
+        self.copulas, self.banned = copula_ban(itos, min_count, followers, end) if min_count > 0 else \
+            (np.array([i for i, w in enumerate(itos) if w in COPULAS], dtype=np.int64), np.zeros(0, dtype=np.int64))
+        self.subjects = subject_ban(itos, min_share, shares)
         self.vocab_size = len(itos)
-        self._torch = None  # (copulas, banned) as tensors on the last device seen
+        self._cache: dict = {}
 
     def __call__(self, logp, seqs, step):
-        if seqs.shape[1] == 0 or not len(self.copulas) or not len(self.banned):
-            return logp
-        if isinstance(logp, np.ndarray):
-            rows = np.nonzero(np.isin(seqs[:, -1], self.copulas))[0]
-            if not len(rows):
-                return logp
-            out = logp.copy()
-            out[np.ix_(rows, self.banned)] = -np.inf
-            return out
-        import torch
-
-        if self._torch is None or self._torch[0].device != seqs.device:
-            self._torch = (torch.from_numpy(self.copulas).to(seqs.device),
-                           torch.from_numpy(self.banned).to(seqs.device))
-        copulas, banned = self._torch
-        hit = torch.isin(seqs[:, -1], copulas)
-        if not bool(hit.any()):
-            return logp
-        rows = hit.nonzero().squeeze(1)
-        out = logp.clone()
-        out[rows.unsqueeze(1), banned.unsqueeze(0)] = float("-inf")
-        return out
+        logp = _ban_after(logp, seqs, self.copulas, self.banned, self._cache)
+        return _ban_after(logp, seqs, self.subjects, self.copulas, self._cache)

@@ -110,7 +110,7 @@ class NoEcho:
 
 
 def decoding_rules(vocab: Vocab, no_repeat_ngram: int = 0, no_echo: int = 0,
-                   no_bare_noun: int = 0) -> list[LogitProcessor]:
+                   no_bare_noun: int = 0, no_bare_subject: float = 0.0) -> list[LogitProcessor]:
     """The rules every decoder obeys, in order."""
     rules: list[LogitProcessor] = [BanTokens([vocab.pad_id, vocab.start_id, vocab.unk_id], len(vocab)),
                                    NoEndFirst(vocab.end_id)]
@@ -118,10 +118,10 @@ def decoding_rules(vocab: Vocab, no_repeat_ngram: int = 0, no_echo: int = 0,
         rules.append(NoRepeatNgram(no_repeat_ngram, len(vocab), vocab.end_id))
     if no_echo:
         rules.append(NoEcho(vocab))
-    if no_bare_noun > 0:
+    if no_bare_noun > 0 or no_bare_subject > 0:
         from captioner.decoding.copula import NoBareNoun
 
-        rules.append(NoBareNoun(vocab.itos, no_bare_noun))
+        rules.append(NoBareNoun(vocab.itos, no_bare_noun, min_share=no_bare_subject))
     return rules
 
 

@@ -37,7 +37,8 @@ def greedy_decode(decoder: StepDecoder, features: torch.Tensor, vocab: Vocab,
     B = feats.shape[0]
     h, c = decoder.init_state(feats)
     words = torch.full((B,), vocab.start_id, dtype=torch.long, device=feats.device)
-    rules = decoding_rules(vocab, cfg.no_repeat_ngram, cfg.no_echo, getattr(cfg, "no_bare_noun", 0))
+    rules = decoding_rules(vocab, cfg.no_repeat_ngram, cfg.no_echo, getattr(cfg, "no_bare_noun", 0),
+                           getattr(cfg, "no_bare_subject", 0.0))
     seqs = torch.zeros(B, 0, dtype=torch.long, device=feats.device)
     scores, alphas = torch.zeros(B, dtype=feats.dtype, device=feats.device), []
     done = torch.zeros(B, dtype=torch.bool, device=feats.device)
@@ -82,7 +83,8 @@ def beam_search(decoder: StepDecoder, features: torch.Tensor, vocab: Vocab,
     feats, proj, grid = _prepare(decoder, features)
     B, P, C = feats.shape
     k, max_len, dev = cfg.beam_size, cfg.max_len, feats.device
-    rules = decoding_rules(vocab, cfg.no_repeat_ngram, cfg.no_echo, getattr(cfg, "no_bare_noun", 0))
+    rules = decoding_rules(vocab, cfg.no_repeat_ngram, cfg.no_echo, getattr(cfg, "no_bare_noun", 0),
+                           getattr(cfg, "no_bare_subject", 0.0))
     V = len(vocab)
     h, c = decoder.init_state(feats)
     # Row r of the live batch belongs to image img_of[r]; start with one row per image.

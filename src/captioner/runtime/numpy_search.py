@@ -64,13 +64,15 @@ class NumpyStepDecoder:
 class Rules:
     """`captioner.decoding.processors.decoding_rules` on numpy arrays, applied in the same order."""
 
-    def __init__(self, vocab, no_repeat_ngram: int = 0, no_echo: int = 0, no_bare_noun: int = 0):
+    def __init__(self, vocab, no_repeat_ngram: int = 0, no_echo: int = 0, no_bare_noun: int = 0,
+                 no_bare_subject: float = 0.0):
         self.banned = np.array([vocab.pad_id, vocab.start_id, vocab.unk_id])
         self.end_id, self.n, self.echo = vocab.end_id, no_repeat_ngram, bool(no_echo)
         self.joins = np.array([vocab.stoi[w] for w in ("and", "or") if w in vocab.stoi], dtype=np.int64)
         from captioner.decoding.copula import NoBareNoun  # torch-free, the same rule as the PyTorch path's
 
-        self.copula = NoBareNoun(vocab.itos, no_bare_noun) if no_bare_noun > 0 else None
+        self.copula = NoBareNoun(vocab.itos, no_bare_noun, min_share=no_bare_subject) \
+            if no_bare_noun > 0 or no_bare_subject > 0 else None
 
     def __call__(self, logp: np.ndarray, seqs: np.ndarray, step: int) -> np.ndarray:
         logp = logp.copy()
@@ -126,7 +128,8 @@ def greedy_decode(decoder: NumpyStepDecoder, features: np.ndarray, vocab, cfg, s
     B = feats.shape[0]
     h, c = decoder.init_state(feats)
     words = np.full(B, vocab.start_id, dtype=np.int64)
-    rules = Rules(vocab, cfg.no_repeat_ngram, cfg.no_echo, getattr(cfg, "no_bare_noun", 0))
+    rules = Rules(vocab, cfg.no_repeat_ngram, cfg.no_echo, getattr(cfg, "no_bare_noun", 0),
+                  getattr(cfg, "no_bare_subject", 0.0))
     seqs = np.zeros((B, 0), dtype=np.int64)
     scores, alphas = np.zeros(B, dtype=np.float32), []
     done = np.zeros(B, dtype=bool)
@@ -155,7 +158,8 @@ def beam_search(decoder: NumpyStepDecoder, features: np.ndarray, vocab, cfg, ste
     proj, grid = decoder.project(feats), int(round(feats.shape[1] ** 0.5))
     B, P, _ = feats.shape
     k, max_len = cfg.beam_size, cfg.max_len
-    rules = Rules(vocab, cfg.no_repeat_ngram, cfg.no_echo, getattr(cfg, "no_bare_noun", 0))
+    rules = Rules(vocab, cfg.no_repeat_ngram, cfg.no_echo, getattr(cfg, "no_bare_noun", 0),
+                  getattr(cfg, "no_bare_subject", 0.0))
     V = decoder.vocab_size
     h, c = decoder.init_state(feats)
     img_of = np.arange(B)

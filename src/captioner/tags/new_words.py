@@ -15,15 +15,15 @@ words closest to it in meaning (its proxies, e.g. `zebra` <- `horse`). At decode
   photo with that word as a confident tag, where it gets the tag bonus like an in-vocabulary tag word.
 
 So a photo without such a tag is decoded exactly as before, and the extension costs nothing when
-grounded decoding is off.
+grounded decoding is off. Importing this module does not import torch: the PyTorch path and the numpy one
+(`captioner.runtime.lean`) use the same code.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
+from captioner.decoding.arrays import arrays_of
 from captioner.model.config import load_optional
 from captioner.model.vocab import Vocab
 
@@ -72,7 +72,8 @@ def extend_vocab(vocab: Vocab, new: NewWords) -> Vocab:
 
 
 class ExtendedStepDecoder:
-    """A `StepDecoder` over `extend_vocab`'s ids, wrapping one over the model's own vocabulary."""
+    """A `StepDecoder` over `extend_vocab`'s ids, wrapping one over the model's own vocabulary; on torch
+    tensors or numpy arrays, as the wrapped decoder gives (`captioner.decoding.arrays`)."""
 
     def __init__(self, decoder, vocab: Vocab, new: NewWords, active: list[int] | None = None, no_echo: bool = False):
         """`active`: the new words (indexes into `new.words`) that may be generated in this search; the
@@ -81,23 +82,37 @@ class ExtendedStepDecoder:
         (`DecodingConfig.no_echo`): no new word right after one of its own proxies ("a coffee espresso",
         "a kitchen microwave") or after another new word: it would stand where its proxy fits, not itself."""
         self.decoder, self.base_size = decoder, len(vocab)
-        width = max(len(p) for p in new.proxies)
-        ids = [[vocab.stoi[p] for p in ps] + [vocab.stoi[ps[0]]] * (width - len(ps)) for ps in new.proxies]
-        self.proxy_ids = torch.tensor(ids, dtype=torch.long)  # (K, width), padded with the first proxy
-        # the word fed back in after each id: itself, or a new word's first proxy
-        self.input_ids = torch.cat([torch.arange(self.base_size), self.proxy_ids[:, 0]])
         self.vocab_size = self.base_size + len(new.words)
-        self.active = torch.arange(len(new.words)) if active is None else torch.tensor(active, dtype=torch.long)
-        self.active_proxies = self.proxy_ids[self.active]  # (A, width)
+        width = max(len(p) for p in new.proxies)
+        # (K, width): each new word's proxies, padded with the first
+        self._proxy_ids = [[vocab.stoi[p] for p in ps] + [vocab.stoi[ps[0]]] * (width - len(ps)) for ps in new.proxies]
+        self._active = list(range(len(new.words))) if active is None else list(active)
         # English articles: no "a" before a new word that starts with a vowel, no "an" before one that does not
-        vowel = torch.tensor([new.words[i][0] in "aeiou" for i in self.active.tolist()], dtype=torch.bool)
-        self.article_ban = {vocab.stoi[a]: ban for a, ban in (("a", vowel), ("an", ~vowel))
-                            if a in vocab.stoi and bool(ban.any())}
-        after = torch.zeros(self.vocab_size, len(self.active), dtype=torch.bool)
-        for j, k in enumerate(self.active.tolist()):
-            after[[vocab.stoi[p] for p in new.proxies[k]], j] = True
-        after[self.base_size :] = True
-        self.after_ban = after if no_echo else None
+        vowel = [new.words[i][0] in "aeiou" for i in self._active]
+        self._article_ban = {vocab.stoi[a]: ban for a, ban in (("a", vowel), ("an", [not v for v in vowel]))
+                             if a in vocab.stoi and any(ban)}
+        # (word id, active index) pairs: each active new word's own proxies (with `no_echo`)
+        self._after = [(vocab.stoi[p], j) for j, k in enumerate(self._active) for p in new.proxies[k]] if no_echo else None
+        self._place = None  # (the array operations, the device) the arrays below were made for
+
+    def _arrays_for(self, words) -> None:
+        xp = arrays_of(words)
+        place = (xp, getattr(words, "device", None))
+        if place == self._place:
+            return
+        self._place = place
+        # the word fed back in after each id: itself, or a new word's first proxy
+        self.input_ids = xp.asarray(list(range(self.base_size)) + [p[0] for p in self._proxy_ids], words, "long")
+        self.active = xp.asarray(self._active, words, "long")
+        self.active_proxies = xp.asarray([self._proxy_ids[k] for k in self._active], words, "long")  # (A, width)
+        self.article_ban = {a: xp.asarray(ban, words, "bool") for a, ban in self._article_ban.items()}
+        self.after_ban = None
+        if self._after is not None:
+            after = xp.full((self.vocab_size, len(self._active)), False, words, "bool")
+            for row, j in self._after:
+                after[row, j] = True
+            after[self.base_size :] = True
+            self.after_ban = after
 
     def flatten(self, features):
         return self.decoder.flatten(features)
@@ -109,21 +124,18 @@ class ExtendedStepDecoder:
         return self.decoder.init_state(features)
 
     def step(self, features, projected, words, h, c):
-        if self.input_ids.device != words.device:
-            self.input_ids, self.active = self.input_ids.to(words.device), self.active.to(words.device)
-            self.active_proxies = self.active_proxies.to(words.device)
-            self.article_ban = {a: ban.to(words.device) for a, ban in self.article_ban.items()}
-            self.after_ban = None if self.after_ban is None else self.after_ban.to(words.device)
+        self._arrays_for(words)
+        xp = self._place[0]
         logp, h, c, alpha = self.decoder.step(features, projected, self.input_ids[words], h, c)
         # each active new word as likely as its likeliest proxy; the others -inf
-        likely = logp[:, self.active_proxies].amax(-1)  # (R, A)
+        likely = xp.amax(logp[:, self.active_proxies], -1)  # (R, A)
         if self.after_ban is not None:
-            likely = likely.masked_fill(self.after_ban[words], float("-inf"))
+            likely = xp.where(self.after_ban[words], float("-inf"), likely)
         for article, ban in self.article_ban.items():
             after = words == article
             if bool(after.any()):
-                likely = likely.masked_fill(after.unsqueeze(1) & ban.unsqueeze(0), float("-inf"))
-        out = logp.new_full((logp.shape[0], self.vocab_size), float("-inf"))
+                likely = xp.where(after[:, None] & ban[None, :], float("-inf"), likely)
+        out = xp.full((logp.shape[0], self.vocab_size), float("-inf"), logp, logp.dtype)
         out[:, : self.base_size] = logp
         out[:, self.base_size + self.active] = likely
         return out, h, c, alpha

@@ -1,0 +1,56 @@
+"""`captioner.decoding.arrays.Arrays` on torch tensors: the operations torch spells differently from numpy."""
+from __future__ import annotations
+
+import torch
+
+from captioner.decoding.arrays import Arrays
+
+
+class TorchArrays(Arrays):
+    lib = torch
+    kinds = {"long": torch.long, "bool": torch.bool, "float": torch.float32}
+    make = staticmethod(torch.tensor)
+
+    def _on(self, like) -> dict:
+        return {} if like is None else {"device": like.device}
+
+    def max(self, x):
+        return x.max(dim=1)
+
+    def topk(self, x, k: int):
+        return x.topk(k, dim=1)
+
+    def nonzero(self, x):
+        return x.nonzero(as_tuple=True)
+
+    def index_add(self, out, index, values):
+        return out.index_add_(1, index, values)
+
+    def copy(self, x):
+        return x.clone()
+
+    def equal(self, a, b) -> bool:
+        return a.shape == b.shape and torch.equal(a, b)
+
+    def to_long(self, x):
+        return x.long()
+
+    def to_float(self, x):
+        return x.float()
+
+    def follow(self, x, like, dtype: bool = False):
+        if x.device != like.device or (dtype and x.dtype != like.dtype):
+            return x.to(like.device, like.dtype) if dtype else x.to(like.device)
+        return x
+
+    def host(self, x):
+        return x.cpu()
+
+    def from_numpy(self, a, like):
+        return torch.from_numpy(a).to(like.device, like.dtype)
+
+    def to_numpy(self, x):
+        return x.cpu().numpy()
+
+
+TORCH = TorchArrays()
