@@ -13,12 +13,9 @@ emitted so far (R, t) and the step t, and returns the log-probabilities with for
 - with `no_bare_noun` n > 0, no word seen after `is` / `are` fewer than n times in training right after
   one ("a girl is bubbles") (`captioner.decoding.copula.NoBareNoun`).
 
-`TagBonus` (grounded decoding, `DecodingConfig.tag_bonus`) is not a rule but a steer: it adds a
-per-image bonus to the words of the objects the image's tags name. It needs to know which image
-each row belongs to, so it is applied by the searches after the rules (`apply_steer`), and the
-candidates' scores stay the model's own log-probabilities. It may also carry a support penalty
-(`captioner.support.penalty`): a per-image negative term on the object words the photo does not
-support, kept in every row (plain and steered) and never lifted by naming a tag.
+`TagBonus` and `SideBySide` (grounded decoding, `DecodingConfig.tag_bonus`) are not rules but a steer,
+applied by the searches after the rules; they live in the torch-free
+`captioner.decoding.steer`, shared with the numpy path, and are re-exported here.
 """
 from __future__ import annotations
 
@@ -26,7 +23,11 @@ from typing import Protocol
 
 import torch
 
+from captioner.decoding.steer import SideBySide, TagBonus
 from captioner.model.vocab import Vocab
+
+__all__ = ["BanTokens", "LogitProcessor", "NoEcho", "NoEndFirst", "NoRepeatNgram", "SideBySide", "TagBonus",
+           "apply_rules", "decoding_rules", "repeat_ban"]
 
 
 class LogitProcessor(Protocol):
@@ -129,114 +130,3 @@ def apply_rules(rules: list[LogitProcessor], logp: torch.Tensor, seqs: torch.Ten
     for rule in rules:
         logp = rule(logp, seqs, step)
     return logp
-
-
-class TagBonus:
-    """Grounded decoding: `bonus` (B, V) is added to the log-probabilities of each image's rows, for
-    words whose tag the row has not named yet. `groups` (V,): the tag each word belongs to (-1: none),
-    so `dog` and `dogs` are one tag: once either is emitted, neither gets the bonus again.
-
-    A bonus of -inf bans a word for that image (how words the vocabulary gains at decode time, see
-    `captioner.tags.new_words`, are kept to photos tagged with them); a banned word stays banned after
-    its tag is named. Only the few columns with a bonus are touched at each step, so the cost per
-    step does not grow with the vocabulary."""
-
-    def __init__(self, bonus: torch.Tensor, groups: torch.Tensor, new_from: int | None = None,
-                 penalty: torch.Tensor | None = None):
-        """`new_from`: the first id of the words appended to the vocabulary at decode time (None: none).
-        `penalty` (B, V), 0 or negative: the support penalty (`captioner.support.penalty`), already in
-        `bonus`; kept by `plain` and never lifted by naming a tag."""
-        self.bonus, self.groups, self.new_from, self.penalty = bonus, groups.long(), new_from, penalty
-        # the tag bonus alone, without the penalty (bans stay -inf)
-        self.tag_only = bonus if penalty is None else bonus - penalty.masked_fill(torch.isinf(bonus), 0.0)
-        self.cols = (bonus != 0).any(0).nonzero().squeeze(1)  # (K,) the words any image steers
-        self.col_bonus = bonus[:, self.cols]  # (B, K)
-        self.col_groups = self.groups[self.cols]  # (K,)
-        self.named: torch.Tensor | None = None  # (R, K) at the last step: the tags each row has named
-
-    def __call__(self, logp: torch.Tensor, seqs: torch.Tensor, step: int, img_of: torch.Tensor) -> torch.Tensor:
-        if self.cols.numel() == 0:
-            return logp
-        if self.col_bonus.device != logp.device or self.col_bonus.dtype != logp.dtype:
-            self.col_bonus = self.col_bonus.to(logp.device, logp.dtype)
-            self.cols, self.col_groups = self.cols.to(logp.device), self.col_groups.to(logp.device)
-            self.groups = self.groups.to(logp.device)
-        bonus = self.col_bonus[img_of]  # (R, K)
-        self.named = None
-        if seqs.shape[1]:
-            # a tag named earlier in the row (any of its words) earns no more bonus; -inf bans stay
-            named = (self.groups[seqs].unsqueeze(2) == self.col_groups.view(1, 1, -1)).any(1)  # (R, K)
-            named &= self.col_groups.view(1, -1) >= 0
-            self.named = named
-            bonus = bonus.masked_fill(named & (bonus > 0), 0.0)
-        out = logp.clone()
-        out[:, self.cols] += bonus
-        return out
-
-    def steers(self, image: int) -> bool:
-        """Whether `image` has a tag that gets a bonus."""
-        return bool((self.tag_only[image] > 0).any())
-
-    def misses(self, image: int, ids: list[int]) -> bool:
-        """Whether `image` has steering tags and a caption of it (word ids) names none of them."""
-        wanted = set(self.groups[self.tag_only[image] > 0].tolist()) - {-1}
-        return bool(wanted) and not wanted & set(self.groups[ids].tolist())
-
-    def subset(self, images: list[int]) -> TagBonus:
-        return TagBonus(self.bonus[images], self.groups, self.new_from,
-                        None if self.penalty is None else self.penalty[images])
-
-    def plain(self) -> torch.Tensor:
-        """(B, V) bonus rows that steer nothing: 0 (or the support penalty), with the appended words this
-        steer bans or rewards banned (-inf)."""
-        out = torch.zeros_like(self.bonus) if self.penalty is None else self.penalty.clone()
-        if self.new_from is not None:
-            used = (self.bonus[:, self.new_from :] != 0).any(0)
-            out[:, self.new_from :] = out[:, self.new_from :].masked_fill(used, float("-inf"))
-        return out
-
-
-class SideBySide(TagBonus):
-    """Grounded decoding's plain and steered searches of the same photos in one batch. Images
-    0..P-1 are the P photos searched without a bonus (`TagBonus.plain` rows); image P + i is photo
-    `tagged[i]` searched with its bonus. The steered twin of a photo stops (it may only end) once a
-    live beam of the plain search names one of the photo's tags: the plain caption will then most
-    likely name one; `stopped` lists the twins stopped, so the caller can search a photo whose plain
-    caption misses after all again alone (on 100 Flickr8k test photos this stopping rule did the least
-    work of three tried: 4,184 decoder rows against 4,356 for "every live beam names a tag", 4,587
-    for never stopping, and 3,232 with grounding off)."""
-
-    def __init__(self, steer: TagBonus, tagged: list[int], end_id: int):
-        P = len(steer.bonus)
-        penalty = None if steer.penalty is None else torch.cat([steer.penalty, steer.penalty[tagged]])
-        super().__init__(torch.cat([steer.plain(), steer.bonus[tagged]]), steer.groups, steer.new_from, penalty)
-        self.n_plain, self.end_id = P, end_id
-        self.twin = torch.full((P + len(tagged),), -1, dtype=torch.long)  # steered image -> its plain image
-        self.twin[P:] = torch.tensor(tagged, dtype=torch.long)
-        # (P, K): the steered columns of each plain image's twin (its tags' words)
-        self.wanted = torch.zeros(P, len(self.cols), dtype=torch.bool)
-        if tagged:
-            self.wanted[tagged] = self.col_bonus[P:] > 0
-        self.stopped: set[int] = set()
-
-    def __call__(self, logp: torch.Tensor, seqs: torch.Tensor, step: int, img_of: torch.Tensor) -> torch.Tensor:
-        out = super().__call__(logp, seqs, step, img_of)
-        if self.named is None:
-            return out
-        if self.wanted.device != logp.device:
-            self.wanted, self.twin = self.wanted.to(logp.device), self.twin.to(logp.device)
-        twin_of = self.twin[img_of]  # (R,) the plain image a steered row searches for; -1 for plain rows
-        plain = twin_of < 0
-        names = plain & (self.named & self.wanted[img_of.clamp(max=self.n_plain - 1)]).any(1)  # plain beams naming a tag
-        stop = ~plain & torch.isin(twin_of, img_of[names])  # rows of twins whose plain search names a tag
-        if bool(stop.any()):
-            self.stopped.update(img_of[stop].tolist())
-            end = out[stop, self.end_id]
-            out = out.masked_fill(stop.unsqueeze(1), float("-inf"))
-            out[stop, self.end_id] = torch.where(torch.isfinite(end), end, torch.zeros_like(end))
-        return out
-
-
-def apply_steer(steer: TagBonus | None, logp: torch.Tensor, seqs: torch.Tensor, step: int,
-                img_of: torch.Tensor) -> torch.Tensor:
-    return logp if steer is None else steer(logp, seqs, step, img_of)
