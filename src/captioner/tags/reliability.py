@@ -14,8 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
 from captioner.model.config import load_optional
 
 RELIABILITY_FILE = "tag_reliability.json"
@@ -27,7 +25,6 @@ class TagReliability:
     prior: float = 0.5
     strength: float = 5.0
     about: dict = field(default_factory=dict)
-    _masks: dict = field(default_factory=dict, init=False, repr=False, compare=False)  # see `mask`
 
     @classmethod
     def from_dict(cls, data: dict) -> TagReliability:
@@ -47,12 +44,3 @@ class TagReliability:
         """The smoothed share of photos with this confident tag whose captions name it."""
         seen, named = self.counts.get(word, (0, 0))
         return (named + self.strength * self.prior) / (seen + self.strength)
-
-    def mask(self, labels: list[str], minimum: float) -> torch.Tensor:
-        """(W,) 1.0 for the labels reliable enough to steer (`share` >= `minimum`), else 0.0; computed
-        once per label list and minimum."""
-        key = (id(labels), minimum)
-        hit = self._masks.get(key)
-        if hit is None or hit[0] is not labels:  # ids are reused once objects are freed
-            hit = self._masks[key] = (labels, torch.tensor([float(self.share(w) >= minimum) for w in labels]))
-        return hit[1]
