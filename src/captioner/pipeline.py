@@ -246,6 +246,9 @@ class Captioner:
         if decoding.careful_penalty > 0 and self.support is not None:  # the careful caption leads where triggered
             from captioner.support.careful import careful_decode
             return careful_decode(self.decode, features, decoding, self.support, self.tagger, word_probs)
+        if decoding.lm_unsure < 0 and (decoding.lm_weight > 0 or decoding.lm_swap > 0):  # the prior where unsure
+            from captioner.decoding.lm_prior import unsure_decode
+            return unsure_decode(self.decode, features, decoding, word_probs)
         penalised = decoding.support_penalty > 0 and self.support is not None
         if (decoding.tag_bonus <= 0 or self.tagger is None) and not penalised:
             return decode(self.fast_decoder, features, self.model.vocab, decoding)

@@ -27,6 +27,17 @@ def _prepare(decoder, features):
     return feats, decoder.project(feats), grid
 
 
+def _prior(cfg, vocab, xp):
+    """The language-model prior of `cfg` (`captioner.decoding.lm_prior`) as a function (logp, seqs) -> fused
+    log-probabilities, or None when it is off."""
+    from captioner.decoding.lm_prior import fusion_for
+
+    fusion = fusion_for(cfg, vocab)
+    if fusion is None:
+        return None
+    return lambda logp, seqs: logp + xp.from_numpy(fusion.term(xp.to_numpy(seqs)), logp)
+
+
 def _candidate(vocab, ids: list[int], score: float, alpha, ended: bool, grid: int, xp) -> Candidate:
     n_words = len(ids) - 1 if ended else len(ids)
     return Candidate(vocab.decode(ids), ids, float(score), xp.host(alpha[:n_words].reshape(n_words, grid, grid)))
@@ -44,13 +55,15 @@ def greedy_decode(decoder, features, vocab, cfg, rules: Rules, steer=None) -> li
     seqs = xp.full((B, 0), 0, feats, "long")
     scores, alphas = xp.full((B,), 0, feats, feats.dtype), []
     done = xp.full((B,), False, feats, "bool")
+    prior = _prior(cfg, vocab, xp)  # the language-model prior (None: off); the score stays the model's
     for t in range(cfg.max_len):
         logp, h, c, alpha = decoder.step(feats, proj, words, h, c)
         logp = rules(logp, seqs, t)
-        if steer is None:
+        if steer is None and prior is None:
             best, words = xp.max(logp)
         else:
-            words = xp.argmax(steer(logp, seqs, t, xp.arange(B, feats)))
+            fused = logp if prior is None else prior(logp, seqs)
+            words = xp.argmax(fused if steer is None else steer(fused, seqs, t, xp.arange(B, feats)))
             best = logp[xp.arange(B, feats), words]
         scores += xp.where(done, 0.0, best)
         seqs = xp.cat([seqs, words[:, None]], 1)
@@ -81,11 +94,14 @@ def beam_search(decoder, features, vocab, cfg, rules: Rules, steer=None) -> list
     xp = arrays_of(feats)
     B, P, _ = feats.shape
     k, max_len, V = cfg.beam_size, cfg.max_len, len(vocab)
-    steered = steer is not None  # search scores are not the model's own
+    prior = _prior(cfg, vocab, xp)  # the language-model prior (None: off)
+    steered = steer is not None or prior is not None  # search scores are not the model's own
     h, c = decoder.init_state(feats)
     img_of = xp.arange(B, feats)  # row r of the live batch belongs to image img_of[r]; one row per image first
     scores = xp.full((B,), 0, feats, feats.dtype)
     model_scores = xp.copy(scores) if steered else None  # the model's own log-probs (steered search)
+    fused_scores = xp.copy(scores) if prior is not None else None  # the model's with the prior
+    fused: dict[int, float] = {}  # id(candidate) -> its score with the prior, for ordering
     seqs = xp.full((B, 0), 0, feats, "long")
     alphas = xp.full((B, 0, P), 0, feats, feats.dtype)
     words = xp.full((B,), vocab.start_id, feats, "long")
@@ -99,6 +115,8 @@ def beam_search(decoder, features, vocab, cfg, rules: Rules, steer=None) -> list
         logp, h, c, alpha = decoder.step(row_feats, row_proj, words, h, c)
         logp = rules(logp, seqs, t)
         model_logp = logp
+        if prior is not None:
+            logp = fused_logp = prior(logp, seqs)
         if steer is not None:
             logp = steer(logp, seqs, t, img_of)
         total = scores[:, None] + logp  # (R, V)
@@ -128,6 +146,8 @@ def beam_search(decoder, features, vocab, cfg, rules: Rules, steer=None) -> list
                     finished[b].append(cand)
                     if steered:
                         ranked[id(cand)] = s
+                    if prior is not None:
+                        fused[id(cand)] = float(fused_scores[row] + fused_logp[row, w])
                     slots[b] -= 1
                 else:
                     new_rows.append(row)
@@ -141,14 +161,17 @@ def beam_search(decoder, features, vocab, cfg, rules: Rules, steer=None) -> list
         words = xp.asarray(new_words, feats, "long")
         if steered:
             model_scores = model_scores[rows] + model_logp[rows, words]
+        if prior is not None:
+            fused_scores = fused_scores[rows] + fused_logp[rows, words]
         scores = xp.asarray(new_scores, feats, feats.dtype)
         img_of = xp.asarray(new_img, feats, "long")
         seqs = xp.cat([seqs[rows], words[:, None]], 1)
         alphas = xp.cat([alphas[rows], alpha[rows][:, None]], 1)
         h, c = h[rows], c[rows]
 
-    def order(cd: Candidate) -> float:  # the model's ranking, plus the tag bonus the caption collected
-        return rank_key(cd.score, len(cd.ids), cfg.length_penalty) + (ranked[id(cd)] - cd.score if ranked else 0.0)
+    def order(cd: Candidate) -> float:  # the model's ranking (with the prior), plus the tag bonus the caption collected
+        base = fused.get(id(cd), cd.score)
+        return rank_key(base, len(cd.ids), cfg.length_penalty) + (ranked[id(cd)] - base if ranked else 0.0)
 
     return [sorted(f, key=order, reverse=True) for f in finished]
 

@@ -72,6 +72,18 @@ class DecodingConfig(Settings):
     bank_unsure: float = setting(
         0.0, "sentence bank: consulted only for a photo whose generated caption's mean log-probability per word "
         "is below this (the model is unsure of it; 0: every photo)", lo=-20.0, hi=0.0)
+    # the language-model prior (captioner.decoding.lm_prior): caption text's n-gram model fused into the search
+    lm_weight: float = setting(
+        0.0, "language-model prior: add this times log P(word | previous words) under an n-gram model of everyday "
+        "caption text (COCO, Flickr30k; the model folder's lm_prior.npz or $CAPTIONER_LM_PRIOR) to the search's "
+        "scores; captions keep the model's own score (0: off)", lo=0.0, hi=5.0)
+    lm_swap: float = setting(
+        0.0, "language-model prior: also subtract this times log P under an n-gram model of Flickr8k's training "
+        "captions (the decoder's own prior), so the everyday prior replaces it (0: off)", lo=0.0, hi=5.0)
+    lm_unsure: float = setting(
+        0.0, "language-model prior: only for a photo whose caption without the prior has a mean log-probability per "
+        "word below this (the model is unsure of it: searched again with the prior; 0: every photo)",
+        lo=-20.0, hi=0.0)
     # object words the photo does not support (captioner.support)
     support_penalty: float = setting(
         0.0, "lower an object word (person, dog, snow, shirt ...) by this times the log of how far the photo's "

@@ -4,8 +4,9 @@ the search as `logit += lm_weight * log P_prior(word | previous words)` (shallow
 `lm_swap * log P_own(word | ...)`, an n-gram model of Flickr8k's own training captions (the decoder's
 prior), so the everyday prior replaces rather than adds to it (`DecodingConfig.lm_weight`, `lm_swap`).
 
-Torch-free (numpy only): the PyTorch search (`captioner.decoding.processors.LMFusion`) and the numpy search
-(`captioner.runtime.numpy_search`) both call `Fusion.term`, so they add the same numbers.
+Torch-free (numpy only): the search loop written once for torch and numpy (`captioner.decoding.beams`) adds
+`Fusion.term`, so both paths add the same numbers; `unsure_decode` gates the prior by the model's confidence
+(`DecodingConfig.lm_unsure`).
 
 File (`lm_prior.npz`, `np.savez_compressed`, no pickles): `words` (the LM's vocabulary as UTF-8 bytes joined by
 newlines: the decoder's words, then any new words), and per model `<name>.order`, `<name>.p1` (V,) unigram
@@ -153,6 +154,21 @@ def fusion_for(cfg, vocab) -> Fusion | None:
     if hit is None or hit[0] is not vocab:
         hit = _loaded[fkey] = (vocab, Fusion(*_loaded["lm"], vocab.itos, weight, swap))
     return hit[1]
+
+
+def unsure_decode(decode, features, decoding, word_probs=None) -> list[list]:
+    """`DecodingConfig.lm_unsure`: candidates for each photo without the prior, and, for the photos whose best
+    caption's mean log-probability per word is below `lm_unsure` (the model is unsure: likely outside its
+    training world), with it. `decode(features, decoding, word_probs)`: the captioner's decoding (torch or numpy
+    arrays: only indexed by a list of photos)."""
+    plain = decode(features, decoding.replace(lm_weight=0.0, lm_swap=0.0, lm_unsure=0.0), word_probs)
+    unsure = [b for b, cands in enumerate(plain) if cands and cands[0].normalized_score < decoding.lm_unsure]
+    if unsure:
+        fused = decode(features[unsure], decoding.replace(lm_unsure=0.0),
+                       None if word_probs is None else word_probs[unsure])
+        for b, cands in zip(unsure, fused):
+            plain[b] = cands
+    return plain
 
 
 # ---------------------------------------------------------------------------- building (scripts/build_lm_prior.py)
