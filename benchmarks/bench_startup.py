@@ -15,11 +15,12 @@ file cache and the per-machine ONNX export cache.
 - `LeanCaptioner` (`captioner.runtime.lean`): the same photo captioned with the model folder's ONNX files
   and numpy only, with the model's decoding (grounding, support penalty, new words), tags and confidence.
 - `captioner caption photo.jpg`: one photo (scikit-image's `chelsea`, 451 x 300, saved as JPEG), the shipped
-  model, its default decoding.
+  model, its default decoding, on the torch-free runtime (the default); and the same with `--runtime torch`
+  (the PyTorch path, what the command ran on before).
 - `captioner find "a cat ..."`: over a synthetic gallery of --items items (default 10,000), built once under
   --work: the grids and captions of a handful of scikit-image photos (captioned by the model), cycled,
   written straight into SQLite with `benchmarks.bench_library.build_gallery` (which also writes the
-  pooled-vector cache), so only the command is timed.
+  pooled-vector cache), so only the command is timed; and the same with `--runtime torch`.
 - studio: `captioner studio` (`python -m captioner.studio`) start until its first page is served.
 """
 from __future__ import annotations
@@ -133,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.executable, "-c", "import onnxruntime, numpy, PIL.Image"]
     commands["captioner --help"] = [*cap, "--help"]
     commands["captioner caption photo.jpg"] = [*cap, "caption", str(photo), *model]
+    commands["captioner caption photo.jpg --runtime torch"] = [*cap, "caption", str(photo), *model, "--runtime", "torch"]
     if "lean" not in args.skip:
         commands["LeanCaptioner photo.jpg (no torch)"] = [sys.executable, "-c", LEAN, str(photo),
                                                                  args.model or ""]
@@ -142,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
         build_gallery(gallery, args.items, args.model, work)
         commands[f'captioner find "..." ({args.items:,} items)'] = [*cap, "find", QUERY, "--gallery", str(gallery),
                                                                     *model]
+        commands[f'captioner find "..." ({args.items:,} items) --runtime torch'] = [
+            *cap, "find", QUERY, "--gallery", str(gallery), *model, "--runtime", "torch"]
     print(f"{len(commands)} commands, {args.runs} rounds (+1 warm-up); {os.cpu_count()} cores; "
           f"load average {load_text()}", flush=True)
     figures = {name: {"wall": [], "rss": []} for name in commands}

@@ -262,7 +262,8 @@ def register(sub) -> None:
                                    "'start --> end  caption' lines, JSON objects per segment, or --out x.vtt / x.srt "
                                    "subtitles for a single video. Photos are captioned on ONNX Runtime and numpy "
                                    "(--runtime onnx, no PyTorch) when the model folder carries its ONNX runtime; "
-                                   "videos, the sentence bank (--bank-shortlist above 0), --device cuda or auto, "
+                                   "videos, the sentence bank (--bank-shortlist above 0), the careful caption, the "
+                                   "language-model prior, --device cuda or auto, "
                                    "--ray and folders without an ONNX runtime take the PyTorch path, with the same "
                                    "output.")
     c.add_argument("paths", nargs="+", metavar="PATH", help="image/video files and/or folders")
@@ -286,7 +287,8 @@ def register(sub) -> None:
     c.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu; cuda and auto run on PyTorch)")
     c.add_argument("--runtime", choices=RUNTIMES, default="onnx",
                    help="onnx: ONNX Runtime and numpy, without importing PyTorch (what it does not do yet falls "
-                        "back to torch by itself: videos, the sentence bank, --device cuda or auto, --ray, a model "
+                        "back to torch by itself: videos, the sentence bank, the careful caption, the language-model "
+                        "prior, --device cuda or auto, --ray, a model "
                         "folder without its ONNX runtime); torch: the PyTorch reference path (default onnx)")
     add_model_arg(c)
     from captioner.cli.caption_ray import add_ray_args  # --ray [ADDRESS] and its --ray-* settings (no Ray import)

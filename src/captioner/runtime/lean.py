@@ -29,11 +29,13 @@ from captioner.runtime.numpy_search import NumpyStepDecoder
 
 def needs_torch(decoding) -> str | None:
     """What in a `DecodingConfig` only the PyTorch path does (None: nothing): the sentence bank, the careful
-    caption."""
+    caption and the language-model prior (`captioner.pipeline.Captioner.decode`'s own steps, not ported yet)."""
     if decoding.bank_shortlist > 0:
         return "the sentence bank (bank_shortlist > 0)"
     if getattr(decoding, "careful_penalty", 0) > 0:
         return "the careful caption (careful_penalty > 0)"
+    if getattr(decoding, "lm_weight", 0) > 0 or getattr(decoding, "lm_swap", 0) > 0:
+        return "the language-model prior (lm_weight or lm_swap > 0)"
     return None
 
 
@@ -56,11 +58,12 @@ def read_configs(folder: Path, encoder_entry: dict):
     the folder's encoder.onnx was written for (checked then), and decoding.json is required (a folder
     with an ONNX runtime is written by this version)."""
     from captioner.decoding.config import DecodingConfig
+    from captioner.errors import CaptionerError
     from captioner.model.config import ModelConfig
 
     try:
         cfg = ModelConfig(**json.loads((folder / "config.json").read_text(encoding="utf-8")))
-    except (OSError, ValueError, TypeError) as exc:
+    except (OSError, ValueError, TypeError, CaptionerError) as exc:
         raise ModelLoadError(f"{folder}: cannot read config.json ({exc})") from None
     made_for = {k: encoder_entry.get(k) for k in ("backbone", "grid", "input_size", "fine_tune_blocks")}
     if {k: getattr(cfg, k) for k in made_for} != made_for:
