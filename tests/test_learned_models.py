@@ -147,3 +147,33 @@ def test_ray_workers_caption_with_a_learned_model(tiny_model_dir, tmp_path):
     rows = {r["image"]: r for r in read_results(str(tmp_path / "out"))}
     assert {p: rows[p]["candidates"][0]["caption"] for p in photos} == want
     assert want != base  # the learned model's captions, not the base model's
+
+
+@pytest.mark.slow
+def test_a_learned_model_gets_its_own_onnx_runtime_where_its_base_has_one(tiny_model_dir, tmp_path):
+    """The base's runtime names the base's decoder weights (checksums.json): the learned folder gets a
+    runtime of its own, used by `Captioner` (no stale-checksum warning) and by the torch-free
+    `LeanCaptioner`, which caption alike, new word included."""
+    import warnings
+
+    from captioner.model.folder import CaptionModel
+    from captioner.runtime.checksums import read_checksums
+    from captioner.runtime.lean import LeanCaptioner
+
+    base = tmp_path / "base"
+    CaptionModel.load(tiny_model_dir).save(base, runtime=True)
+    out = tmp_path / "learned"
+    learn(edits(), out, LearnConfig(**FAST), base_dir=base, progress=False)
+    listed = read_checksums(out)
+    assert listed["runtime"]["decoder_step.onnx"]["vocab_size"] == len(json.loads((out / "vocab.json").read_text())["itos"])
+    assert listed["files"]["decoder.safetensors"]["sha256"] == hashlib.sha256((out / "decoder.safetensors").read_bytes()).hexdigest()
+    photos = []
+    for i in range(3):
+        photos.append(tmp_path / f"p{i}.png")
+        Image.new("RGB", (90, 70), (30 + 60 * i, 140, 60 + 40 * i)).save(photos[-1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        cap = Captioner.load(out)
+        assert cap.fast_decoder.path == out / "decoder_step.onnx"
+        torch_captions = [cap.caption(str(p)).caption for p in photos]
+    assert [LeanCaptioner(out).caption(str(p)).caption for p in photos] == torch_captions

@@ -57,8 +57,8 @@ def register(sub) -> None:
                        description="List the default model and the models learned from a gallery's edited "
                                    "captions (GALLERY/models/): where each one is, from how many edits, when, and "
                                    "its held-out check (CIDEr-D against your own captions before and after). Use "
-                                   "one with --model PATH in caption, find, studio, gallery add, imagine and "
-                                   "learn; without --model the shipped model is used.")
+                                   "one with --model PATH in caption, evaluate, find, studio, gallery add, "
+                                   "imagine and learn; without --model the shipped model is used.")
     p.add_argument("--gallery", metavar="DIR", help="gallery folder (default: your data directory, where the "
                                                     "studio saves)")
     p.add_argument("--json", action="store_true", help="print the list as JSON")

@@ -25,8 +25,9 @@ WORK_DIR = ".learning"
 LEARNED_FILE = "learned.json"
 #: files of a model folder that a learned model writes itself (or that describe only the base model)
 OWN_FILES = {"config.json", "vocab.json", "decoding.json", "decoder.safetensors", "README.md", LEARNED_FILE,
-             "metrics_test.json", "training_log.csv", "examples.json", "__init__.py",
-             "decoder_step.onnx"}  # reads the base's decoder weights; encoder.onnx and checksums.json still hold
+             "metrics_test.json", "training_log.csv", "examples.json", "__init__.py"}
+#: the ONNX runtime's files: the learned model writes its own (`write_runtime`), never the base's
+RUNTIME_NAMES = {"encoder.onnx", "decoder_step.onnx", "checksums.json"}
 OWN_SUFFIXES = (".png", ".pyc")
 
 
@@ -51,19 +52,46 @@ def model_card(info: dict) -> str:
     else:
         lines += ["- not measured: fewer edits than needed to hold some out"]
     lines += ["", "Its encoder is the base model's: features stored for the base model serve it too. The "
-              "confidence calibration and the grounding files are the base model's, carried over (not refitted).", ""]
+              "confidence calibration and the grounding files are the base model's, carried over (not refitted). "
+              "Its ONNX runtime, where the base had one, is its own (written for its new decoder weights).", ""]
     return "\n".join(lines)
 
 
-def write_model_folder(model: CaptionModel, base: Path, out: Path, info: dict) -> None:
+def write_runtime(model: CaptionModel, base: Path, folder: Path, log=None) -> bool:
+    """Give the learned model its own ONNX runtime (`encoder.onnx`, `decoder_step.onnx` and `checksums.json`
+    for its new decoder weights; `captioner.runtime.folder_export`) when its base carries one, so it is
+    captioned without PyTorch as the base is. False (with one line to `log`) where it cannot be written:
+    the learned model then takes the PyTorch path."""
+    if not (base / "encoder.onnx").is_file():
+        return False
+    from captioner.model.folder import load_model
+    from captioner.runtime.folder_export import write_runtime as export
+
+    try:
+        model.encoder = load_model(base, with_encoder=True).encoder  # the base's encoder, unchanged
+        export(model, folder)
+        return True
+    except Exception as exc:  # noqa: BLE001 - the model is good without it: say so and go on
+        if log:
+            log(f"note: no ONNX runtime written for the learned model ({type(exc).__name__}: {exc}); it is "
+                "captioned with PyTorch")
+        return False
+    finally:
+        model.encoder = None
+
+
+def write_model_folder(model: CaptionModel, base: Path, out: Path, info: dict, log=None) -> None:
     """Write the learned model into `out`, the files staged in out/.staging and moved in with config.json
-    last (a folder with config.json is always complete)."""
+    last (a folder with config.json is always complete). The base's ONNX runtime is never carried over (its
+    checksums name the base's decoder weights): the learned model gets its own (`write_runtime`)."""
     staging = out / ".staging"
     if staging.exists():
         shutil.rmtree(staging)
     model.save(staging)
+    write_runtime(model, base, staging, log)
     for p in carried_files(base):
-        shutil.copy2(p, staging / p.name)
+        if p.name not in RUNTIME_NAMES:
+            shutil.copy2(p, staging / p.name)
     write_atomic(staging / LEARNED_FILE, json.dumps(info, indent=2) + "\n")
     write_atomic(staging / "README.md", model_card(info))
     names = sorted(p.name for p in staging.iterdir() if p.name != "config.json") + ["config.json"]

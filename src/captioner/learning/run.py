@@ -205,7 +205,7 @@ def learn(edits: list[Edit], out: str | Path, cfg: LearnConfig | None = None, *,
             "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "edits": len(edits),
             "trained_on": len(train), "new_words": words, "new_word_init": how, "steps": learner.total_steps,
             "settings": cfg.fingerprint_fields(), "held_out": scores.to_dict() if scores else None}
-    write_model_folder(learned, base_dir, out, info)
+    write_model_folder(learned, base_dir, out, info, log)
     shutil.rmtree(work, ignore_errors=True)
     return LearnReport(str(out), len(edits), len(train), words, learner.total_steps, time.time() - t0, scores,
                        resumed, left_out)
