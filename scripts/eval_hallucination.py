@@ -55,12 +55,30 @@ def score_set(name: str, captions: dict[str, str], broken: bool = True) -> dict:
         try:
             n, kinds = count_broken([captions[i] for i in ids], new_words_table())
             row["broken"], row["broken_kinds"] = n, dict(kinds)
+            row["subjectless"] = subjectless([captions[i] for i in ids])
         except SpacyMissing as exc:  # only the kinds a tagger is not needed for; say so in the row
             per = [text_problems(captions[i]) for i in ids]
             row["broken_text_only"] = sum(bool(k) for k in per)
             row["broken_kinds"] = dict(Counter(k for ks in per for k in ks))
             row["broken_note"] = f"copula_noun and new_word not counted: {exc}"
     return row
+
+
+#: part-of-speech tags that cannot end a subject: "a brown and white is sitting", "a little brown is jumping"
+_NOT_SUBJECT = {"JJ", "JJR", "JJS", "DT", "CC", "IN", "PRP$", "RB", "TO"}
+
+
+def subjectless(captions: list[str]) -> int:
+    """Captions with `is` / `are` right after a word spaCy tags as no noun (an adjective, article, conjunction,
+    preposition): the subject a search lowered and left out. Not one of `captioner.evaluation.broken`'s kinds;
+    needs spaCy."""
+    from captioner.evaluation.broken import load_tagger
+
+    n = 0
+    for doc in load_tagger().pipe(captions, batch_size=256):
+        toks = list(doc)
+        n += any(b.lower_ in ("is", "are") and a.tag_ in _NOT_SUBJECT for a, b in zip(toks, toks[1:]))
+    return n
 
 
 def broken_captions(captions: dict[str, str]) -> list[tuple[str, str, list[str]]]:
