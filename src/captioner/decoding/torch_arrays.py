@@ -1,9 +1,9 @@
-"""`captioner.decoding.arrays.Arrays` on torch tensors: the operations torch spells differently from numpy."""
+"""`captioner.decoding.array_ops.Arrays` on torch tensors: the operations torch spells differently from numpy."""
 from __future__ import annotations
 
 import torch
 
-from captioner.decoding.arrays import Arrays
+from captioner.decoding.array_ops import Arrays
 
 
 class TorchArrays(Arrays):
