@@ -46,7 +46,7 @@ def test_the_shipped_model_decodes_with_beam_5_everywhere():
     assert (DEFAULT_MODEL_DIR / "decoding.json").is_file()
     assert model.decoding == DecodingConfig(beam_size=5, max_len=30, length_penalty=0.75, no_repeat_ngram=2,
                                             tag_bonus=8.0, tag_min=0.5, tag_unsure=-0.84, tag_reliable=0.3,
-                                            support_penalty=2.0, support_min=0.3, no_echo=1)
+                                            support_penalty=2.0, support_min=0.3, no_echo=1, no_bare_noun=1)
 
 
 def test_an_old_model_folder_with_decoding_keys_in_config_json_still_loads(tiny_model_dir, tmp_path):
