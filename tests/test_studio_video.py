@@ -239,7 +239,7 @@ def test_video_tab_in_the_browser(tiny_model_dir, tmp_path, clip):
                 sync_api.expect.set_options(timeout=60_000)
                 page.goto(url)
                 page.get_by_role("tab", name="Video").click()
-                assert page.get_by_role("tab").all_inner_texts() == ["Caption", "Video", "Gallery", "Imagine"]
+                assert page.get_by_role("tab").all_inner_texts() == ["Caption", "Video", "Gallery", "Imagine", "Models"]
                 page.locator("#video-file input[type=file]").set_input_files(str(clip))
                 sync_api.expect(page.locator("#video-file")).to_contain_text("two shots")
                 page.click("#video-caption-button")
