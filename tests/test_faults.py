@@ -129,11 +129,11 @@ def test_a_really_full_disk(album, tiny_model_dir, tmp_path):
 
 # ---------------------------------------------------------------- 6 and 7. invalid numbers, refused before writing
 @pytest.mark.parametrize("flags, says", [
-    (["--max-len", "-5"], "max_len"), (["--max-len", "0"], "max_len"), (["--max-len", "101"], "max_len"),
-    (["--beam-size", "0"], "beam_size"), (["--beam-size", "-3"], "beam_size"), (["--beam-size", "1000"], "beam_size"),
+    (["--max-len", "-5"], "--max-len"), (["--max-len", "0"], "--max-len"), (["--max-len", "101"], "--max-len"),
+    (["--beam-size", "0"], "--beam-size"), (["--beam-size", "-3"], "--beam-size"), (["--beam-size", "1000"], "--beam-size"),
     (["--batch-size", "0"], "--batch-size"), (["--batch-size", "-4"], "--batch-size"),
     (["--threads", "256"], "--threads"), (["--threads", "100000"], "--threads"), (["--threads", "-1"], "--threads"),
-    (["--device", "foo"], "device"), (["--length-penalty", "nan"], "length_penalty"),
+    (["--device", "foo"], "device"), (["--length-penalty", "nan"], "--length-penalty"),
 ])
 def test_bad_numbers_are_refused_before_anything_is_written(album, tiny_model_dir, tmp_path, capsys, flags, says):
     out = tmp_path / "c.jsonl"
