@@ -186,7 +186,7 @@ def time_single(cap, paths, beam: int, runs: int) -> dict:
         t0 = now()
         item = cap.prepare(p)
         t1 = now()
-        feats = cap.encode(item.tensor.unsqueeze(0))
+        feats = cap.encode(item.pixels.unsqueeze(0))
         t2 = now()
         cands = cap.decode(feats, cap.decoding_for(beam_size=beam))
         t3 = now()
@@ -326,7 +326,7 @@ def section_reference(rep: Report, cap, paths, beam: int, engine: dict, engine_c
     for i in mism[:20]:
         p = paths[i]
         eng = cap.caption(p, beam_size=beam, tag_bonus=0.0)  # batch of one
-        same_input = reference_caption(model, cap.prepare(p).tensor, beam)
+        same_input = reference_caption(model, cap.prepare(p).pixels, beam)
         d = {"photo": str(p), "engine": engine_captions[bs][i], "reference": refs[i].caption,
              "reference_score": refs[i].score, "engine_alone": eng.caption,
              "engine_alone_score": eng.candidates[0].score if eng.candidates else None,
@@ -496,7 +496,7 @@ def section_experiments(rep: Report, cap, which, groups: dict, paths, runs: int,
              "(cap.encoder channels_last, cap.model.decoder); batching and threads time the engine's own encoder "
              "and decoder; onnx and fused_decoder put each engine fast path beside its PyTorch counterpart")
     items = [cap.prepare(p) for p in paths]
-    tensors = [it.tensor for it in items if it.error is None]
+    tensors = [it.pixels for it in items if it.error is None]
     base_feats = _encode_all(cap.encoder, tensors, batch_size)
     base_caps = _decode_all(model.decoder, base_feats, model, beam, batch_size)
     n = len(tensors)

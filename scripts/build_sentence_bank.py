@@ -39,7 +39,7 @@ def mean_grid(cap, n_photos: int) -> np.ndarray:
     total = None
     for s in range(0, n_photos, 16):
         prepared = [cap.prepare(str(ds.image_path(i))) for i in picked[s : s + 16]]
-        grids = cap.encode(torch.stack([p.tensor for p in prepared])).float()
+        grids = cap.encode(torch.stack([p.pixels for p in prepared])).float()
         grids = grids.reshape(len(prepared), -1, grids.shape[-1]).sum(dim=0)
         total = grids if total is None else total + grids
     return (total / n_photos).numpy()

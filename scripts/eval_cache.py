@@ -82,7 +82,7 @@ def grids(name: str, cap=None) -> tuple[list[str], np.ndarray]:
         bad = [p.error for p in prepared if p.error]
         if bad:
             raise SystemExit(bad[0])
-        out.append(cap.encode(torch.stack([p.tensor for p in prepared])).float().numpy())
+        out.append(cap.encode(torch.stack([p.pixels for p in prepared])).float().numpy())
         print(f"{name}: encoded {s + len(prepared)}/{len(paths)}", file=sys.stderr, flush=True)
     folder.mkdir(parents=True, exist_ok=True)
     arr = np.concatenate(out)

@@ -38,7 +38,7 @@ def train_pooled(captioner, ds, cache: Path, limit: int | None, batch: int = 32)
     t = time.time()
     for s in range(0, len(ids), batch):
         prepared = [captioner.prepare(str(ds.image_path(i))) for i in ids[s : s + batch]]
-        feats = captioner.encode(torch.stack([p.tensor for p in prepared]))
+        feats = captioner.encode(torch.stack([p.pixels for p in prepared]))
         out.append(pool(feats.flatten(1, 2).numpy()))
         if (s // batch) % 20 == 0:
             print(f"encoded {s + len(prepared)}/{len(ids)} train photos ({time.time() - t:.0f} s)", file=sys.stderr)

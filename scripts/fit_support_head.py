@@ -53,7 +53,7 @@ def pooled(name: str, cap=None, limit: int | None = None) -> tuple[list[str], np
                 bad = [p.error for p in prepared if p.error]
                 if bad:
                     raise SystemExit(bad[0])
-                part.append(cap.encode(torch.stack([p.tensor for p in prepared])).float().mean(dim=(1, 2)).numpy())
+                part.append(cap.encode(torch.stack([p.pixels for p in prepared])).float().mean(dim=(1, 2)).numpy())
             arr = np.concatenate(part).astype(np.float32)
             np.save(CACHE / f"train_pooled_{s:05d}.tmp.npy", arr)
             os.replace(CACHE / f"train_pooled_{s:05d}.tmp.npy", CACHE / f"train_pooled_{s:05d}.npy")

@@ -33,7 +33,7 @@ def train_word_probabilities(cap, ds) -> dict[str, dict[str, float]]:
     ids, out, t = list(ds.split("train")), {}, time.time()
     for s in range(0, len(ids), 32):
         prepared = [cap.prepare(str(ds.image_path(i))) for i in ids[s : s + 32]]
-        probs = cap.tagger.word_probabilities(cap.encode(torch.stack([p.tensor for p in prepared])))
+        probs = cap.tagger.word_probabilities(cap.encode(torch.stack([p.pixels for p in prepared])))
         for j, i in enumerate(ids[s : s + 32]):
             keep = (probs[j] >= 0.05).nonzero().squeeze(1).tolist()
             out[i] = {cap.tagger.labels[k]: round(float(probs[j, k]), 4) for k in keep}

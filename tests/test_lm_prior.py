@@ -38,7 +38,7 @@ def grids(shipped_captioner, tmp_path_factory):
     folder = tmp_path_factory.mktemp("lm-photos")
     photos = [make_photo(folder / f"p{i}.jpg", 200 + 60 * i, 150, seed=i) for i in range(3)]
     photos.append(mandelbrot_photo(folder / "m.jpg"))
-    return shipped_captioner.encode(torch.stack([shipped_captioner.prepare(p).tensor for p in photos]))
+    return shipped_captioner.encode(torch.stack([shipped_captioner.prepare(p).pixels for p in photos]))
 
 
 @pytest.mark.parametrize("order", [2, 3, 4])

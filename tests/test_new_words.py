@@ -23,7 +23,7 @@ SAMPLES = Path(skdata.__file__).parent
 @pytest.fixture(scope="module")
 def grids(shipped_captioner):
     photos = ["chelsea.png", "coffee.png", "camera.png", "motorcycle_left.png"]
-    return shipped_captioner.encode(torch.stack([shipped_captioner.prepare(str(SAMPLES / p)).tensor for p in photos]))
+    return shipped_captioner.encode(torch.stack([shipped_captioner.prepare(str(SAMPLES / p)).pixels for p in photos]))
 
 
 def test_the_shipped_table_is_current_and_lists_only_new_tag_words(shipped_captioner):

@@ -15,7 +15,7 @@ def grids(shipped_captioner, tmp_path_factory):
     photos = [make_photo(folder / f"p{i}.jpg", 200 + 60 * i, 150, seed=i) for i in range(3)]
     photos.append(mandelbrot_photo(folder / "m.jpg"))
     prepared = [shipped_captioner.prepare(p) for p in photos]
-    return shipped_captioner.encode(torch.stack([p.tensor for p in prepared]))
+    return shipped_captioner.encode(torch.stack([p.pixels for p in prepared]))
 
 
 @pytest.mark.parametrize("beam", [1, 3, 10])
@@ -110,7 +110,7 @@ def tagged_grids(shipped_captioner):
 
     photos = [Image.fromarray(getattr(data, n)()).convert("RGB")
               for n in ("chelsea", "astronaut", "coffee", "rocket", "cat", "hubble_deep_field")]
-    return shipped_captioner.encode(torch.stack([shipped_captioner.prepare(p).tensor for p in photos]))
+    return shipped_captioner.encode(torch.stack([shipped_captioner.prepare(p).pixels for p in photos]))
 
 
 @pytest.mark.parametrize("beam", [1, 3, 10])
@@ -156,7 +156,7 @@ def test_numpy_decoding_with_new_words_gives_the_pytorch_captions(shipped_captio
 
     cap = shipped_captioner
     samples = Path(data.__file__).parent
-    grids = cap.encode(torch.stack([cap.prepare(str(samples / p)).tensor
+    grids = cap.encode(torch.stack([cap.prepare(str(samples / p)).pixels
                                     for p in ("chelsea.png", "coffee.png", "camera.png", "motorcycle_left.png")]))
     probs = cap.tagger.word_probabilities(grids).clone()
     if inject_zebra:

@@ -64,7 +64,7 @@ def test_reference_loop_gives_the_engine_caption(tiny_model_dir, photos, one_thr
                 assert ref.ids == best.ids, where
                 assert ref.score == pytest.approx(best.score, abs=1e-4), where
                 # the same input tensor either way: the comparison is about decoding alone
-                assert reference_caption(cap.model, cap.prepare(p).tensor, beam_size=beam).ids == best.ids, where
+                assert reference_caption(cap.model, cap.prepare(p).pixels, beam_size=beam).ids == best.ids, where
                 for c in engine.candidates:
                     if c.ids[-1] == cap.model.vocab.end_id:
                         ended_lengths.add(len(c.ids))

@@ -30,7 +30,7 @@ def captioner():
 @pytest.fixture(scope="module")
 def grids(captioner):
     photos = ["chelsea.png", "coffee.png", "camera.png"]
-    return captioner.encode(torch.stack([captioner.prepare(str(SAMPLES / p)).tensor for p in photos]))
+    return captioner.encode(torch.stack([captioner.prepare(str(SAMPLES / p)).pixels for p in photos]))
 
 
 def head_against(names, channels: int, sure: float = -9.0) -> SupportHead:

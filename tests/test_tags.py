@@ -52,7 +52,7 @@ def test_grid_mean_is_the_classifiers_global_average_pooling(shipped_captioner):
     net.load_state_dict(_load_state_dict(_lite2_file()))
     net.eval()
     img = Image.open(SAMPLES / "chelsea.png").convert("RGB")
-    x = shipped_captioner.prepare(img).tensor.unsqueeze(0)
+    x = shipped_captioner.prepare(img).pixels.unsqueeze(0)
     with torch.inference_mode():
         full = torch.softmax(net(x), -1)
         grid = shipped_captioner.model.encoder(x)
@@ -102,7 +102,7 @@ def test_backbone_without_a_classifier_gives_no_tags(shipped_captioner, monkeypa
 def test_keep_features_returns_the_grid(shipped_captioner):
     r = shipped_captioner.caption(SAMPLES / "coffee.png", beam_size=1, keep_features=True)
     assert r.features.dtype == np.float16 and r.features.shape == (49, 1280)
-    grid = shipped_captioner.encode(shipped_captioner.prepare(str(SAMPLES / "coffee.png")).tensor.unsqueeze(0))
+    grid = shipped_captioner.encode(shipped_captioner.prepare(str(SAMPLES / "coffee.png")).pixels.unsqueeze(0))
     assert np.allclose(r.features, grid.reshape(49, 1280).numpy(), atol=2e-2, rtol=1e-2)
     assert "features" not in r.to_dict()
     assert shipped_captioner.caption(SAMPLES / "coffee.png", beam_size=1).features is None

@@ -9,71 +9,27 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 
 from captioner.confidence.calibration import ConfidenceScorer
-from captioner.confidence.checks import image_warnings, tag_warnings
+from captioner.confidence.checks import tag_warnings
 from captioner.decoding.candidate import Candidate
 from captioner.decoding.config import DecodingConfig
 from captioner.decoding.search import decode
 from captioner.device import resolve_device
-from captioner.errors import CaptionerError, ConfigError
-from captioner.inputs.images import open_image, original_size, resize_square, to_tensor
-from captioner.inputs.sources import InputItem, as_item, as_items
+from captioner.errors import CaptionerError
+from captioner.inputs.images import to_tensor
+from captioner.inputs.prepare import Prepared, prepare, prepared_batches
+from captioner.inputs.sources import InputItem, as_item
 from captioner.model.folder import CaptionModel, default_model_dir, load_model
+from captioner.result import CaptionResult
 from captioner.runtime import onnx_runtime
 from captioner.runtime.fused_decoder import InferenceDecoder
-from captioner.tags.tag import Tag
 from captioner.video.segments import VideoResult
-
-
-@dataclass
-class CaptionResult:
-    """Captions for one image, best first, or the reason it could not be captioned.
-
-    `tags`: the objects the backbone's ImageNet classifier sees, as plain words (empty when the
-    backbone has none); `confidence`: the calibrated chance (0..1) that the best caption is
-    acceptable (None when the model folder has no calibration); `warnings`: why a caption may be
-    unreliable (a tiny, blank, elongated or screenshot-like image; low confidence); `features`: the
-    encoder grid (N*N, C) as float16, only when asked for with `keep_features=True`."""
-
-    image: str
-    candidates: list[Candidate] = field(default_factory=list)
-    error: str | None = None
-    width: int | None = None
-    height: int | None = None
-    beam_size: int | None = None
-    tags: list[Tag] = field(default_factory=list)
-    confidence: float | None = None
-    warnings: list[str] = field(default_factory=list)
-    features: np.ndarray | None = field(default=None, repr=False)
-
-    @property
-    def caption(self) -> str | None:
-        return self.candidates[0].caption if self.candidates else None
-
-    def to_dict(self, with_attention: bool = False) -> dict:
-        return {"image": self.image, "candidates": [c.to_dict(with_attention) for c in self.candidates],
-                "error": self.error, "tags": [t.to_dict() for t in self.tags],
-                "confidence": None if self.confidence is None else round(float(self.confidence), 4),
-                "warnings": list(self.warnings)}
-
-
-@dataclass
-class _Prepared:
-    name: str
-    tensor: torch.Tensor | None = None
-    size: tuple[int, int] | None = None
-    error: str | None = None
-    warnings: list[str] = field(default_factory=list)
-
 
 __all__ = ["CaptionResult", "Captioner", "default_model_dir", "load_default_model"]
 
@@ -163,26 +119,9 @@ class Captioner:
         return (self.decoding if decoding is None else decoding.over(self.decoding)).replace(**changes)
 
     # ------------------------------------------------------------------ preprocessing
-    def prepare(self, item: InputItem | Any) -> _Prepared:
+    def prepare(self, item: InputItem | Any) -> Prepared:
         """Open and preprocess one item (or a bare source, see `as_item`); errors are captured, never raised."""
-        item = as_item(item)
-        label, source = item.name, item.source
-        try:
-            if isinstance(source, Image.Image):
-                img = source.convert("RGB")
-            elif isinstance(source, (str, os.PathLike, bytes)):
-                img = open_image(source, draft_size=self.cfg.input_size)
-            else:
-                return _Prepared(label, error=f"{label}: cannot caption a {type(source).__name__} "
-                                              "(give a file path, image bytes or a PIL image)")
-            size = original_size(img)
-            warnings = image_warnings(img, size)
-            tensor = to_tensor(resize_square(img, self.cfg.input_size), self.model.mean, self.model.std)
-            return _Prepared(label, tensor, size, warnings=warnings)
-        except CaptionerError as exc:
-            return _Prepared(label, error=str(exc))
-        except Exception as exc:  # never let one odd file stop a batch
-            return _Prepared(label, error=f"{label}: could not be read ({type(exc).__name__}: {exc})")
+        return prepare(item, self.cfg.input_size, lambda img: to_tensor(img, self.model.mean, self.model.std))
 
     # ------------------------------------------------------------------ model
     #: images per encoder call: the CNN runs faster per image in chunks of about 8 on a CPU, while
@@ -258,12 +197,12 @@ class Captioner:
                                 self.new_words, word_probs, self.tag_reliability,
                                 self.support if penalised else None)
 
-    def caption_prepared(self, items: list[_Prepared], decoding: DecodingConfig,
+    def caption_prepared(self, items: list[Prepared], decoding: DecodingConfig,
                          keep_features: bool = False) -> list[CaptionResult]:
         ok = [p for p in items if p.error is None]
         cands, tags, feats, support, presence = [], [], None, None, None
         if ok:
-            feats = self.encode(torch.stack([p.tensor for p in ok]))
+            feats = self.encode(torch.stack([p.pixels for p in ok]))
             tagger = self.tagger
             word_probs = tagger.word_probabilities(feats) if tagger is not None else None
             tags = tagger.tags_from_word_probabilities(word_probs) if tagger is not None else [[] for _ in ok]
@@ -306,22 +245,9 @@ class Captioner:
                      keep_features: bool = False, **changes) -> Iterator[CaptionResult]:
         """Many images (paths, folders, bytes, PIL images, `InputItem`s), in order, in batches;
         preprocessing of the next batch overlaps the model's work on this one."""
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ConfigError(f"batch size must be a whole number of at least 1, not {batch_size!r}")
         decoding = self.decoding_for(decoding, **changes)
-        items = as_items(sources)
-        batches = [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
-
-        def prepare_batch(batch):
-            return [self.prepare(item) for item in batch]
-
-        with ThreadPoolExecutor(self.workers) as pool:
-            futures = [pool.submit(prepare_batch, batches[0])] if batches else []
-            for n in range(len(batches)):
-                if n + 1 < len(batches):
-                    futures.append(pool.submit(prepare_batch, batches[n + 1]))
-                prepared, futures[n] = futures[n].result(), None  # drop finished batches: memory stays flat
-                yield from self.caption_prepared(prepared, decoding, keep_features=keep_features)
+        for prepared in prepared_batches(sources, self.prepare, batch_size, self.workers):
+            yield from self.caption_prepared(prepared, decoding, keep_features=keep_features)
 
     def caption_video(self, path: str | os.PathLike, decoding: DecodingConfig | None = None, *,
                       max_shot: float = 10.0, name: str | None = None, progress=None,

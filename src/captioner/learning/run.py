@@ -79,7 +79,7 @@ def image_encoder(base_dir: Path):
         cap = state["cap"]
         prepared = [cap.prepare(p) for p in paths]
         ok = [p for p in prepared if p.error is None]
-        grids = iter(cap.encode(torch.stack([p.tensor for p in ok])).float().numpy()) if ok else iter(())
+        grids = iter(cap.encode(torch.stack([p.pixels for p in ok])).float().numpy()) if ok else iter(())
         out = []
         for p in prepared:
             out.append(p.error if p.error else next(grids))

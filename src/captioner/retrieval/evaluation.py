@@ -51,7 +51,7 @@ def build_photo_set(captioner, paths: Sequence[str | Path], batch_size: int = 16
         bad = [p.error for p in prepared if p.error]
         if bad:
             raise ValueError(bad[0])
-        feats = captioner.encode(torch.stack([p.tensor for p in prepared]))
+        feats = captioner.encode(torch.stack([p.pixels for p in prepared]))
         for cands in captioner.decode(feats):
             candidates.append([c.caption for c in cands])
         grids.append(feats.flatten(1, 2).to(torch.float16).numpy())

@@ -137,11 +137,11 @@ def backfill_features(gallery, captioner, progress: Progress | None = None, batc
 def _encode(captioner, prepared) -> np.ndarray:
     """The grids (float32 numpy) of prepared photos: `captioner.runtime.lean.LeanCaptioner`'s arrays through its
     ONNX encoder, or `captioner.pipeline.Captioner`'s tensors through its own."""
-    if hasattr(prepared[0], "array"):
-        return captioner.encode(np.stack([p.array for p in prepared]))
+    if isinstance(prepared[0].pixels, np.ndarray):
+        return captioner.encode(np.stack([p.pixels for p in prepared]))
     import torch
 
-    return captioner.encode(torch.stack([p.tensor for p in prepared])).float().cpu().numpy()
+    return captioner.encode(torch.stack([p.pixels for p in prepared])).float().cpu().numpy()
 
 
 def _read_cache(path: Path, generic_captions: int) -> PhotoIndex | None:

@@ -19,7 +19,7 @@ def prompt_likelihood(captioner, image, text: str) -> float:
     prepared = captioner.prepare(image)
     if prepared.error:
         raise CaptionerError(prepared.error)
-    grid = captioner.encode(prepared.tensor.unsqueeze(0))
+    grid = captioner.encode(prepared.pixels.unsqueeze(0))
     scorer = scorer_for(captioner)
     with torch.inference_mode():
         return float(scorer.text_likelihood(scorer.photos(grid), tokens)[0])

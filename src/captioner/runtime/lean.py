@@ -15,16 +15,20 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from captioner.errors import ModelLoadError
+from captioner.result import CaptionResult
 from captioner.runtime.checksums import mismatches, read_checksums
 from captioner.runtime.folder_runtime import ENCODER_FILE, STEP_FILE
 from captioner.runtime.numpy_search import NumpyStepDecoder
+
+if TYPE_CHECKING:
+    from captioner.inputs.prepare import Prepared
 
 
 def needs_torch(decoding) -> str | None:
@@ -109,44 +113,6 @@ class _StepDecoder(NumpyStepDecoder):
     def project(self, feats: np.ndarray) -> np.ndarray:
         b, p, c = feats.shape
         return (feats.reshape(b * p, c) @ self.feat_w + self.feat_b).reshape(b, p, -1)
-
-
-@dataclass
-class LeanResult:
-    """`captioner.pipeline.CaptionResult` without torch: the captions of one photo, best first, or the reason it
-    could not be captioned (`error`); `to_dict` gives the same JSON."""
-
-    image: str
-    candidates: list = field(default_factory=list)
-    tags: list = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    width: int | None = None
-    height: int | None = None
-    confidence: float | None = None
-    error: str | None = None
-    beam_size: int | None = None
-    features: np.ndarray | None = field(default=None, repr=False)
-
-    @property
-    def caption(self) -> str | None:
-        return self.candidates[0].caption if self.candidates else None
-
-    def to_dict(self, with_attention: bool = False) -> dict:
-        return {"image": self.image, "candidates": [c.to_dict(with_attention) for c in self.candidates],
-                "error": self.error, "tags": [t.to_dict() for t in self.tags],
-                "confidence": None if self.confidence is None else round(float(self.confidence), 4),
-                "warnings": list(self.warnings)}
-
-
-@dataclass
-class Prepared:
-    """One input opened and preprocessed (`LeanCaptioner.prepare`): its (3, S, S) array, or its error."""
-
-    name: str
-    array: np.ndarray | None = None
-    size: tuple[int, int] | None = None
-    error: str | None = None
-    warnings: list[str] = field(default_factory=list)
 
 
 class LeanCaptioner:
@@ -236,31 +202,9 @@ class LeanCaptioner:
     # ------------------------------------------------------------------ preprocessing
     def prepare(self, item) -> Prepared:
         """As `Captioner.prepare`: open and preprocess one item; errors are captured, never raised."""
-        from PIL import Image
+        from captioner.inputs.prepare import prepare
 
-        from captioner.confidence.checks import image_warnings
-        from captioner.errors import CaptionerError
-        from captioner.inputs.images import open_image, original_size, resize_square
-        from captioner.inputs.sources import as_item
-
-        item = as_item(item)
-        label, source = item.name, item.source
-        try:
-            if isinstance(source, Image.Image):
-                img = source.convert("RGB")
-            elif isinstance(source, (str, os.PathLike, bytes)):
-                img = open_image(source, draft_size=self.cfg.input_size)
-            else:
-                return Prepared(label, error=f"{label}: cannot caption a {type(source).__name__} "
-                                             "(give a file path, image bytes or a PIL image)")
-            size = original_size(img)
-            warnings = image_warnings(img, size)
-            return Prepared(label, to_array(resize_square(img, self.cfg.input_size), self.mean, self.std), size,
-                            warnings=warnings)
-        except CaptionerError as exc:
-            return Prepared(label, error=str(exc))
-        except Exception as exc:  # never let one odd file stop a batch
-            return Prepared(label, error=f"{label}: could not be read ({type(exc).__name__}: {exc})")
+        return prepare(item, self.cfg.input_size, lambda img: to_array(img, self.mean, self.std))
 
     # ------------------------------------------------------------------ model
     def encode(self, batch: np.ndarray) -> np.ndarray:
@@ -269,7 +213,7 @@ class LeanCaptioner:
         return np.concatenate([self.encoder.run(["features"], {"image": batch[s : s + self.encode_chunk]})[0]
                                for s in range(0, len(batch), self.encode_chunk)])
 
-    def caption_prepared(self, items: list[Prepared], decoding, keep_features: bool = False) -> list[LeanResult]:
+    def caption_prepared(self, items: list[Prepared], decoding, keep_features: bool = False) -> list[CaptionResult]:
         """As `Captioner.caption_prepared`: the prepared photos encoded and decoded together."""
         from captioner.confidence.checks import tag_warnings
         from captioner.runtime.numpy_grounding import decode_with_tags
@@ -279,7 +223,7 @@ class LeanCaptioner:
         ok = [p for p in items if p.error is None]
         cands, tags, grids, presence = [], [], None, None
         if ok:
-            grids = self.encode(np.stack([p.array for p in ok]))
+            grids = self.encode(np.stack([p.pixels for p in ok]))
             tagger = self.tagger
             word_probs = tagger.word_probabilities(grids) if tagger is not None else None
             tags = _tags(tagger, word_probs) if tagger is not None else [[] for _ in ok]
@@ -290,10 +234,10 @@ class LeanCaptioner:
         results, n = [], 0
         for p in items:
             if p.error is not None:
-                results.append(LeanResult(p.name, error=p.error, beam_size=decoding.beam_size))
+                results.append(CaptionResult(p.name, error=p.error, beam_size=decoding.beam_size))
                 continue
-            result = LeanResult(p.name, cands[n], tags[n], list(p.warnings) + tag_warnings(tags[n], p.warnings),
-                                p.size[0], p.size[1], beam_size=decoding.beam_size)
+            result = CaptionResult(p.name, cands[n], width=p.size[0], height=p.size[1], beam_size=decoding.beam_size,
+                                   tags=tags[n], warnings=list(p.warnings) + tag_warnings(tags[n], p.warnings))
             if keep_features:
                 result.features = grids[n].reshape(-1, grids.shape[-1]).astype(np.float16)
             if self.scorer is not None:
@@ -304,7 +248,7 @@ class LeanCaptioner:
 
     # ------------------------------------------------------------------ public entry points
     def caption(self, source, decoding=None, *, name: str | None = None, keep_features: bool = False,
-                **changes) -> LeanResult:
+                **changes) -> CaptionResult:
         """One photo (path, bytes, PIL image or `InputItem`) with the model's decoding, `decoding`'s fields laid
         over it and `changes` (field changes, e.g. beam_size=3); a photo that cannot be read gives `error`."""
         from captioner.inputs.sources import as_item
@@ -317,26 +261,10 @@ class LeanCaptioner:
                      **changes):
         """As `Captioner.caption_many`: many photos (paths, folders, bytes, PIL images), in order, in batches;
         the next batch is read while this one is captioned."""
-        from concurrent.futures import ThreadPoolExecutor
+        from captioner.inputs.prepare import prepared_batches
 
-        from captioner.errors import ConfigError
-        from captioner.inputs.sources import as_items
-
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ConfigError(f"batch size must be a whole number of at least 1, not {batch_size!r}")
         decoding = self.decoding_for(decoding, **changes)
         if needs_torch(decoding):
             raise ValueError(f"{needs_torch(decoding)} needs the PyTorch path")
-        items = as_items(sources)
-        batches = [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
-
-        def prepare_batch(batch):
-            return [self.prepare(item) for item in batch]
-
-        with ThreadPoolExecutor(self.workers) as pool:
-            futures = [pool.submit(prepare_batch, batches[0])] if batches else []
-            for n in range(len(batches)):
-                if n + 1 < len(batches):
-                    futures.append(pool.submit(prepare_batch, batches[n + 1]))
-                prepared, futures[n] = futures[n].result(), None
-                yield from self.caption_prepared(prepared, decoding, keep_features=keep_features)
+        for prepared in prepared_batches(sources, self.prepare, batch_size, self.workers):
+            yield from self.caption_prepared(prepared, decoding, keep_features=keep_features)

@@ -123,7 +123,7 @@ class CaptionWorker:
         import torch
 
         from captioner.inputs.images import to_tensor
-        from captioner.pipeline import _Prepared
+        from captioner.inputs.prepare import Prepared
 
         size = int(row["input_size"])
         per_photo = size * size * 3
@@ -132,12 +132,12 @@ class CaptionWorker:
         prepared, offset = [], 0
         for name, error, w, h in zip(row["names"], row["errors"], row["widths"], row["heights"]):
             if error:
-                prepared.append(_Prepared(str(name), error=str(error)))
+                prepared.append(Prepared(str(name), error=str(error)))
                 continue
             arr = pixels[offset : offset + per_photo].reshape(size, size, 3)
             offset += per_photo
             tensor = to_tensor(Image.fromarray(arr, "RGB"), model.mean, model.std)
-            prepared.append(_Prepared(str(name), tensor, (int(w), int(h))))
+            prepared.append(Prepared(str(name), tensor, (int(w), int(h))))
         results = []
         with torch.inference_mode():
             for s in range(0, len(prepared), self.batch_size):
