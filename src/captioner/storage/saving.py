@@ -121,7 +121,7 @@ class SavingMixin:
 
     def save_result(self, image: Any, result: Any, *, name: str | None = None, model: str | None = None,
                     choice: int = 0, caption: str | None = None) -> int:
-        """Store a photo with its :class:`~captioner.pipeline.CaptionResult`; return the new item id.
+        """Store a photo with its :class:`~captioner.result.CaptionResult`; return the new item id.
 
         Keeps everything the result knows: the caption (candidate ``choice``, the best by default),
         every candidate (scores, confidences, sources and attention maps), the tags, the confidence,
