@@ -49,6 +49,12 @@ class Bounds(NamedTuple):
     hi: float | None
 
 
+def _hi(meta) -> float | None:
+    """A field's upper bound, read now when it is a callable (`max_threads`)."""
+    hi = meta.get("hi")
+    return hi() if callable(hi) else hi
+
+
 def _num(x) -> str:
     """A bound as people write it: 1 rather than 1.0."""
     return str(int(x)) if isinstance(x, float) and x.is_integer() else str(x)
@@ -64,7 +70,7 @@ def allowed(meta: dict, kind: type | None = None) -> str:
         want = "one of " + ", ".join(map(str, meta["choices"]))
     else:
         lo, above = meta.get("lo"), meta.get("above")
-        hi = meta["hi"]() if callable(meta.get("hi")) else meta.get("hi")
+        hi = _hi(meta)
         if lo is not None and hi is not None:
             want = f"between {_num(lo)} and {_num(hi)}"
         else:
@@ -124,7 +130,7 @@ class Settings:
     def bounds(cls, name: str) -> Bounds:
         """A numeric setting's inclusive range (the studio's slider limits)."""
         meta = cls.__dataclass_fields__[name].metadata
-        hi = meta["hi"]() if callable(meta.get("hi")) else meta.get("hi")
+        hi = _hi(meta)
         return Bounds(meta["lo"] if meta.get("lo") is not None else meta.get("above"), hi)
 
     @classmethod
@@ -176,7 +182,7 @@ def check_value(f: dataclasses.Field, value: Any, label: str) -> None:
         raise fail(allowed(meta, kind))
     if kind in (int, float):
         lo, above, step = meta.get("lo"), meta.get("above"), meta.get("step")
-        hi = meta["hi"]() if callable(meta.get("hi")) else meta.get("hi")
+        hi = _hi(meta)
         if ((lo is not None and value < lo) or (above is not None and value <= above)
                 or (hi is not None and value > hi) or (step and value % step)):
             raise fail(allowed(meta, kind))

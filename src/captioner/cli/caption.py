@@ -260,12 +260,8 @@ def register(sub) -> None:
                                    "--out writes JSON Lines (.jsonl) or CSV (.csv) and skips images already in it. "
                                    "Videos (.mp4 .mov .mkv .webm .avi, animated .gif) get one caption per shot: "
                                    "'start --> end  caption' lines, JSON objects per segment, or --out x.vtt / x.srt "
-                                   "subtitles for a single video. Photos are captioned on ONNX Runtime and numpy "
-                                   "(--runtime onnx, no PyTorch) when the model folder carries its ONNX runtime; "
-                                   "videos, the sentence bank (--bank-shortlist above 0), the careful caption, the "
-                                   "language-model prior, --device cuda or auto, "
-                                   "--ray and folders without an ONNX runtime take the PyTorch path, with the same "
-                                   "output.")
+                                   "subtitles for a single video. Photos are captioned without PyTorch where the model "
+                                   "folder allows it (see --runtime), with the same output.")
     c.add_argument("paths", nargs="+", metavar="PATH", help="image/video files and/or folders")
     add_dataclass_args(c, DecodingConfig, model_default=True)
     c.add_argument("--batch-size", type=int, default=8, help=f"images per batch, 1 to {MAX_BATCH} (default 8)")

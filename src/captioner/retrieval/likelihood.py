@@ -16,12 +16,11 @@ runs on by default.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 
 from captioner.model.decoder import Decoder
+from captioner.retrieval.numpy_likelihood import PhotoBatch
 from captioner.retrieval.tokens import QueryTokens, query_tokens
 
 __all__ = ["PhotoBatch", "QueryTokens", "Scorer", "query_tokens"]
@@ -130,19 +129,3 @@ class Scorer:
             lp = self.token_logprobs(photos[s : s + chunk], query)
             scores.append((lp * mask).sum(dim=1) / mask.sum())
         return torch.cat(scores).numpy() if scores else np.zeros(0, np.float32)
-
-
-@dataclass
-class PhotoBatch:
-    """What the scorer needs of each photo, computed once: its grid, the attention's projection of it, h0, c0."""
-
-    grids: torch.Tensor       # (n, P, C) float32
-    projected: torch.Tensor   # (n, P, A)
-    h0: torch.Tensor          # (n, H)
-    c0: torch.Tensor
-
-    def __len__(self) -> int:
-        return self.grids.shape[0]
-
-    def __getitem__(self, index) -> PhotoBatch:
-        return PhotoBatch(self.grids[index], self.projected[index], self.h0[index], self.c0[index])

@@ -1,7 +1,7 @@
 """`captioner.retrieval.likelihood.Scorer` in numpy: the teacher-forced likelihood of a description given
 photos' encoder grids, from a model folder's `decoder.safetensors`, without torch (what `captioner find`
 runs on by default). The same operations in the same order, in float32, as the PyTorch scorer (which
-tests/test_lean_cli.py compares it with); `PhotoArrays` is its `PhotoBatch`.
+tests/test_lean_cli.py compares it with). `PhotoBatch`, what both scorers keep of each photo, lives here.
 
 Importing this module imports neither torch nor onnx.
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -16,19 +17,20 @@ from captioner.retrieval.tokens import QueryTokens
 
 
 @dataclass
-class PhotoArrays:
-    """What the scorer needs of each photo, computed once: its grid, the attention's projection of it, h0, c0."""
+class PhotoBatch:
+    """What a scorer needs of each photo, computed once: its grid, the attention's projection of it, h0, c0
+    (numpy arrays for `NumpyScorer`, torch tensors for `captioner.retrieval.likelihood.Scorer`)."""
 
-    grids: np.ndarray       # (n, P, C) float32
-    projected: np.ndarray   # (n, P, A)
-    h0: np.ndarray          # (n, H)
-    c0: np.ndarray
+    grids: Any       # (n, P, C) float32
+    projected: Any   # (n, P, A)
+    h0: Any          # (n, H)
+    c0: Any
 
     def __len__(self) -> int:
         return self.grids.shape[0]
 
-    def __getitem__(self, index) -> PhotoArrays:
-        return PhotoArrays(self.grids[index], self.projected[index], self.h0[index], self.c0[index])
+    def __getitem__(self, index) -> PhotoBatch:
+        return PhotoBatch(self.grids[index], self.projected[index], self.h0[index], self.c0[index])
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -76,7 +78,7 @@ class NumpyScorer:
         return cls({k: f.array(k) for k in f.header})
 
     # ------------------------------------------------------------------ photos
-    def photos(self, grids) -> PhotoArrays:
+    def photos(self, grids) -> PhotoBatch:
         """Photos' encoder grids ((n, N*N, C) or (n, N, N, C), any float dtype) ready for scoring."""
         x = np.asarray(grids)
         if x.ndim == 4:
@@ -89,10 +91,10 @@ class NumpyScorer:
         mean = x.mean(axis=1)
         h0 = np.tanh(self.init_h_b + mean @ self.init_h_w)
         c0 = np.tanh(self.init_c_b + mean @ self.init_c_w)
-        return PhotoArrays(x, projected, h0, c0)
+        return PhotoBatch(x, projected, h0, c0)
 
     # ------------------------------------------------------------------ texts
-    def token_logprobs(self, photos: PhotoArrays, query: QueryTokens, prune: tuple[int, int] | None = None,
+    def token_logprobs(self, photos: PhotoBatch, query: QueryTokens, prune: tuple[int, int] | None = None,
                        bias: np.ndarray | None = None) -> np.ndarray:
         """log p(token_t | tokens_<t, photo) for every photo and predicted token: (n_photos, len(ids) - 1); with
         `prune=(after, keep)` as `Scorer.token_logprobs` (the dropped photos' later entries are NaN)."""
@@ -133,7 +135,7 @@ class NumpyScorer:
                 out[active, t] = step
         return out
 
-    def text_likelihood(self, photos: PhotoArrays, query: QueryTokens, chunk: int = 1024,
+    def text_likelihood(self, photos: PhotoBatch, query: QueryTokens, chunk: int = 1024,
                         prune: tuple[int, int] | None = None, bias=None) -> np.ndarray:
         """Mean log-probability per scored token (known words and `<end>`) of `query` for each photo: (n_photos,);
         with `prune` the photos dropped after the first words get -inf (as `Scorer.text_likelihood`)."""
