@@ -35,8 +35,7 @@ def main() -> int:
 
     photos = sorted(x for x in Path(a.folder).iterdir() if x.suffix.lower() in (".jpg", ".jpeg", ".png"))
     photos = photos[: a.limit] if a.limit else photos
-    ref, lean = Captioner.from_pretrained(a.model) if hasattr(Captioner, "from_pretrained") else Captioner.load(a.model), \
-        LeanCaptioner(a.model)
+    ref, lean = Captioner.from_pretrained(a.model), LeanCaptioner(a.model)
     settings = []
     for beam in a.beams:
         for g in (["on", "off"] if a.grounding == "both" else [a.grounding]):
