@@ -1,11 +1,12 @@
 """The few array operations the decoding code needs, for numpy arrays and torch tensors alike.
 
 The search loops (`captioner.decoding.beams`), grounded decoding's steer (`captioner.decoding.steer`,
-`captioner.tags.steering`) and the new words (`captioner.tags.new_words`) are written once over these
-operations: the PyTorch path runs them on tensors, the torch-free path (`captioner.runtime.lean`) on numpy
-arrays. `captioner.decoding.arrays.arrays_of(x)` picks the operations for an array: `NUMPY` (`Arrays`, here),
-or for a tensor `captioner.decoding.torch_arrays.TORCH`, which overrides the operations torch spells
-differently and is imported only then, so this module and the numpy path never import torch.
+`captioner.tags.steering`), the new words (`captioner.tags.new_words`) and find's likelihood scorer
+(`captioner.retrieval.likelihood_scorer`) are written once over these operations: the PyTorch path runs them
+on tensors, the torch-free path (`captioner.runtime.lean`) on numpy arrays.
+`captioner.decoding.arrays.arrays_of(x)` picks the operations for an array: `NUMPY` (`Arrays`, here), or for a
+tensor `captioner.decoding.torch_arrays.TORCH`, which overrides the operations torch spells differently and is
+imported only then, so this module and the numpy path never import torch.
 
 Each operation gives the same numbers on both (the tests compare the two paths caption by caption). A
 `like` argument is an existing array: new arrays go to its device; `kind` is "long", "bool", "float" (32-bit)
@@ -87,6 +88,31 @@ class Arrays:
         """A tuple of index arrays, one per dimension, where `x` is true."""
         return np.nonzero(x)
 
+    def sort(self, x):
+        """A 1-D array's values in ascending order."""
+        return np.sort(x)
+
+    def addmm(self, bias, a, b):
+        """`bias + a @ b` (torch fuses the sum into the product)."""
+        return bias + a @ b
+
+    def sigmoid(self, x):
+        return 1.0 / (1.0 + np.exp(-x))
+
+    def softmax(self, x):
+        """Each row's softmax."""
+        e = np.exp(x - x.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    def logsumexp(self, x):
+        """Each row's log(sum(exp(row))): (R,)."""
+        m = x.max(axis=1, keepdims=True)
+        return (m + np.log(np.exp(x - m).sum(axis=1, keepdims=True)))[:, 0]
+
+    def mix(self, weights, x):
+        """Each row's weighted sum: (n, P) weights over (n, P, C) rows -> (n, C)."""
+        return np.einsum("np,npc->nc", weights, x)
+
     def index_add(self, out, index, values):
         """`out[:, index[e]] += values[:, e]` for each e in order (torch's `index_add_` on dim 1), in place."""
         for e in range(len(index)):
@@ -95,6 +121,10 @@ class Arrays:
 
     def copy(self, x):
         return x.copy()
+
+    def contiguous(self, x):
+        """`x` laid out row-major (copied only when it is not)."""
+        return np.ascontiguousarray(x)
 
     def equal(self, a, b) -> bool:
         return np.array_equal(a, b)

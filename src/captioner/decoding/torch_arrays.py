@@ -20,6 +20,24 @@ class TorchArrays(Arrays):
     def topk(self, x, k: int):
         return x.topk(k, dim=1)
 
+    def sort(self, x):
+        return x.sort().values
+
+    def addmm(self, bias, a, b):
+        return torch.addmm(bias, a, b)
+
+    def sigmoid(self, x):
+        return torch.sigmoid(x)
+
+    def softmax(self, x):
+        return torch.softmax(x, dim=1)
+
+    def logsumexp(self, x):
+        return torch.logsumexp(x, dim=1)
+
+    def mix(self, weights, x):
+        return torch.bmm(weights.unsqueeze(1), x).squeeze(1)
+
     def nonzero(self, x):
         return x.nonzero(as_tuple=True)
 
@@ -28,6 +46,9 @@ class TorchArrays(Arrays):
 
     def copy(self, x):
         return x.clone()
+
+    def contiguous(self, x):
+        return x.contiguous()
 
     def equal(self, a, b) -> bool:
         return a.shape == b.shape and torch.equal(a, b)
