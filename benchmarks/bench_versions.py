@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -23,17 +24,26 @@ from tests.oracles.photos import FLICKR
 PROBE = r'''
 import glob, json, statistics, sys, time
 paths = sorted(glob.glob(sys.argv[1] + "/*.jpg"))[:96]
-try:
-    from captioner.core.pipeline import Captioner
-    old = True
-except ImportError:
-    from captioner.pipeline import Captioner
-    old = False
-cap = Captioner.load()
+runtime, model_decoding = sys.argv[2], sys.argv[3] == "model"
+changes = json.loads(sys.argv[4])
+if runtime == "lean":
+    from captioner.runtime.lean import LeanCaptioner
+    cap, old = LeanCaptioner(), False
+else:
+    try:
+        from captioner.core.pipeline import Captioner
+        old = True
+    except ImportError:
+        from captioner.pipeline import Captioner
+        old = False
+    cap = Captioner.load()
+beam = ({} if model_decoding else {"beam_size": 3}) | changes
 def many(ps, bs):
-    return list(cap.caption_many(ps, 3, batch_size=bs) if old else cap.caption_many(ps, beam_size=3, batch_size=bs))
+    if old:
+        return list(cap.caption_many(ps, 3, batch_size=bs))
+    return list(cap.caption_many(ps, batch_size=bs, **beam))
 many(paths[:8], 8)
-cap.caption(paths[0], beam_size=3)
+cap.caption(paths[0], **beam)
 out = {}
 for bs in (1, 32):
     rates = []
@@ -45,9 +55,10 @@ for bs in (1, 32):
 lat = []
 for p in paths[:30]:
     t = time.perf_counter()
-    cap.caption(p, beam_size=3)
+    cap.caption(p, **beam)
     lat.append((time.perf_counter() - t) * 1000)
 out["single_photo_ms"] = statistics.median(lat)
+out["captions"] = [r.caption for r in many(paths, 8)]
 print(json.dumps(out))
 '''
 
@@ -57,17 +68,34 @@ def main() -> int:
     p.add_argument("--other", required=True, help="the other install's Python (e.g. /tmp/venv010/bin/python)")
     p.add_argument("--rounds", type=int, default=4)
     p.add_argument("--photos", default=str(FLICKR / "images"))
+    p.add_argument("--runtime", choices=("torch", "lean"), default="torch",
+                   help="this checkout's engine: the PyTorch Captioner or the torch-free LeanCaptioner "
+                        "(the other install always runs its own Captioner)")
+    p.add_argument("--decoding", choices=("beam3", "model"), default="beam3",
+                   help="beam3: each install's caption_many(beam 3); model: each install's own shipped decoding")
+    p.add_argument("--this-change", action="append", default=[], metavar="FIELD=VALUE",
+                   help="a decoding field changed for this checkout only (e.g. support_penalty=0, to decode as the "
+                        "other install's shipped decoding does); repeatable")
     a = p.parse_args()
+    changes = {k: json.loads(v) for k, v in (c.split("=", 1) for c in a.this_change)}
     runs: dict[str, list[dict]] = {"other": [], "this": []}
+    other_env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # the other install's own package
     for r in range(a.rounds):
-        for name, python in (("other", a.other), ("this", sys.executable)):
-            res = subprocess.run([python, "-c", PROBE, a.photos], capture_output=True, text=True, cwd="/")
+        for name, python, runtime, change, env in (("other", a.other, "torch", {}, other_env),
+                                                    ("this", sys.executable, a.runtime, changes, None)):
+            res = subprocess.run([python, "-c", PROBE, a.photos, runtime, a.decoding, json.dumps(change)],
+                                 capture_output=True, text=True, cwd="/", env=env)
             if res.returncode:
                 print(res.stderr[-2000:], file=sys.stderr)
                 return 1
             runs[name].append(json.loads(res.stdout.strip().splitlines()[-1]))
-            print(f"round {r + 1} {name:5s} {runs[name][-1]}", flush=True)
-    print("\nmedian over rounds")
+            shown = {k: round(v, 2) for k, v in runs[name][-1].items() if k != "captions"}
+            print(f"round {r + 1} {name:5s} {shown}", flush=True)
+    same = sum(x == y for x, y in zip(runs["other"][0].pop("captions"), runs["this"][0].pop("captions")))
+    for r in runs["other"] + runs["this"]:
+        r.pop("captions", None)
+    print(f"\nsame best caption in both installs: {same}/96 (first round)")
+    print("median over rounds")
     for key in runs["this"][0]:
         o = statistics.median(x[key] for x in runs["other"])
         t = statistics.median(x[key] for x in runs["this"])

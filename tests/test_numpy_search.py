@@ -195,3 +195,24 @@ def test_torch_weights_reader_never_runs_code_from_the_file(tmp_path):
     with pytest.raises(pickle.UnpicklingError, match="refused"):
         load(path)
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_numpy_topk_is_a_stable_sort_of_the_row_and_agrees_with_torch(seed):
+    """The numpy top-k (a partition, then a stable sort of what is at or above the k-th value) keeps the
+    earlier entry on ties, as a stable sort of the whole row does, and gives torch.topk's values."""
+    import numpy as np
+
+    from captioner.decoding.array_ops import Arrays
+
+    rng = np.random.default_rng(seed)
+    for _ in range(50):
+        rows, n = int(rng.integers(1, 40)), int(rng.integers(1, 9000))
+        x = np.round(rng.normal(size=(rows, n)), int(rng.integers(0, 3))).astype(np.float32)  # many ties
+        x[rng.random((rows, n)) < 0.3] = -np.inf
+        k = min(int(rng.integers(1, 31)), n)
+        values, idx = Arrays().topk(x, k)
+        want = np.argsort(-x, axis=1, kind="stable")[:, :k]
+        assert np.array_equal(idx, want)
+        assert np.array_equal(values, np.take_along_axis(x, want, axis=1))
+        assert np.array_equal(values, torch.from_numpy(x).topk(k, dim=1).values.numpy())
