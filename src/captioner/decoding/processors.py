@@ -120,9 +120,9 @@ def decoding_rules(vocab: Vocab, no_repeat_ngram: int = 0, no_echo: int = 0,
     if no_echo:
         rules.append(NoEcho(vocab))
     if no_bare_noun > 0 or no_bare_subject > 0:
-        from captioner.decoding.copula import NoBareNoun
+        from captioner.decoding.copula import no_bare_noun_rule
 
-        rules.append(NoBareNoun(vocab.itos, no_bare_noun, min_share=no_bare_subject))
+        rules.append(no_bare_noun_rule(vocab.itos, no_bare_noun, no_bare_subject))
     return rules
 
 

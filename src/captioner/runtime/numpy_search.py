@@ -69,9 +69,9 @@ class Rules:
         self.banned = np.array([vocab.pad_id, vocab.start_id, vocab.unk_id])
         self.end_id, self.n, self.echo = vocab.end_id, no_repeat_ngram, bool(no_echo)
         self.joins = np.array([vocab.stoi[w] for w in ("and", "or") if w in vocab.stoi], dtype=np.int64)
-        from captioner.decoding.copula import NoBareNoun  # torch-free, the same rule as the PyTorch path's
+        from captioner.decoding.copula import no_bare_noun_rule  # torch-free, the PyTorch path's rule
 
-        self.copula = NoBareNoun(vocab.itos, no_bare_noun, min_share=no_bare_subject) \
+        self.copula = no_bare_noun_rule(vocab.itos, no_bare_noun, no_bare_subject) \
             if no_bare_noun > 0 or no_bare_subject > 0 else None
 
     def __call__(self, logp: np.ndarray, seqs: np.ndarray, step: int) -> np.ndarray:

@@ -20,6 +20,7 @@ GENERAL = ("animal", "vehicle", "food", "room")  # as captioner.support.penalty.
 class NumpySupport:
     def __init__(self, names: list[str], weight: np.ndarray, bias: np.ndarray, tagger_labels: list[str] | None):
         self.names = list(names)
+        self._cols: dict = {}
         self.weight_t = np.ascontiguousarray(np.asarray(weight, np.float32).T)
         self.bias = np.asarray(bias, np.float32)
         index = {c: k for k, c in enumerate(self.names)}
@@ -54,13 +55,21 @@ class NumpySupport:
             p = np.maximum(p, img)
         return p
 
+    def columns(self, vocab) -> tuple[np.ndarray, np.ndarray]:
+        """(vocabulary ids, concept ids) of the vocabulary's object words with a lowered concept, worked out once
+        per vocabulary (as `captioner.support.penalty.SupportEvidence.columns`; about 8 ms a caption before)."""
+        hit = self._cols.get(id(vocab))
+        if hit is None or hit[0] is not vocab:  # ids are reused once objects are freed
+            index = {c: k for k, c in enumerate(self.names) if c not in GENERAL}
+            pairs = [(v, index[c]) for v, w in enumerate(vocab.itos) if (c := concept_of(w)) in index]
+            hit = self._cols[id(vocab)] = (vocab, (np.array([p[0] for p in pairs], dtype=np.int64),
+                                                   np.array([p[1] for p in pairs], dtype=np.int64)))
+        return hit[1]
+
     def penalty(self, presence: np.ndarray, vocab, strength: float, minimum: float) -> np.ndarray | None:
         if strength <= 0 or minimum <= 0:
             return None
-        index = {c: k for k, c in enumerate(self.names) if c not in GENERAL}
-        pairs = [(v, index[c]) for v, w in enumerate(vocab.itos) if (c := concept_of(w)) in index]
-        vocab_ids = np.array([p[0] for p in pairs], dtype=np.int64)
-        concept_ids = np.array([p[1] for p in pairs], dtype=np.int64)
+        vocab_ids, concept_ids = self.columns(vocab)
         deficit = np.maximum(np.float32(math.log(minimum)) - np.log(np.maximum(presence, np.float32(1e-6))),
                              np.float32(0))
         if not (deficit[:, concept_ids] > 0).any():
