@@ -14,6 +14,9 @@ Steps (each cached under runs/eval-cache/, see eval_cache.py):
 
     python scripts/calibrate_confidence.py            # fit, save, report (JSON on stdout)
     python scripts/calibrate_confidence.py --no-save  # report only
+    python scripts/calibrate_confidence.py --no-save --head runs/support-head --sets coco
+        # a candidate support head (fit_support_head.py) for the evidence and the decoding; --keep-captions:
+        # for the evidence only, on the shipped decoding's captions
 """
 from __future__ import annotations
 
@@ -23,8 +26,9 @@ import sys
 
 import eval_cache as data
 import numpy as np
+from eval_hallucination import use_head
 
-from captioner.confidence.calibration import ALL_FEATURES, ConfidenceScorer, candidate_features, isotonic_fit
+from captioner.confidence.calibration import ALL_FEATURES, FEATURES, ConfidenceScorer, candidate_features, isotonic_fit
 from captioner.evaluation.cider import CiderD
 from captioner.model.vocab import tokenize
 from captioner.tags.tag import Tag
@@ -154,19 +158,32 @@ def main() -> int:
     ap.add_argument("--low", type=float, default=0.3, help="flag captions below this confidence")
     ap.add_argument("--isotonic", action="store_true", help="an isotonic map after the logistic model (on val it "
                                                             "lowered ECE 0.038 -> 0.032 but raised Brier: off)")
-    ap.add_argument("--features", default=",".join(ALL_FEATURES), help="comma-separated, of: " + ", ".join(ALL_FEATURES))
+    ap.add_argument("--head", default=None, metavar="DIR", help="the support head of this folder instead of the "
+                    "shipped one (the evidence, and the decoding unless --keep-captions)")
+    ap.add_argument("--keep-captions", action="store_true", help="with --head: the shipped head's captions")
+    ap.add_argument("--sets", default="test,coco", help="the sets reported beside val (comma-separated)")
+    ap.add_argument("--features", default=",".join(FEATURES), help="comma-separated, of: " + ", ".join(ALL_FEATURES))
     args = ap.parse_args()
     names = tuple(args.features.split(","))
     if not set(names) <= set(ALL_FEATURES):
         raise SystemExit(f"unknown features {sorted(set(names) - set(ALL_FEATURES))}")
     cap = data.captioner()
     decoding = cap.decoding
+    tag = ""
+    if args.head:
+        if args.keep_captions:
+            shipped = data.captioner()  # decodes with the shipped head; `cap` gives the evidence
+            use_head(cap, args.head)
+        else:
+            tag = use_head(cap, args.head)
+    dec = shipped if args.head and args.keep_captions else cap
     _, _, val_refs = data.load_set("val")
     threshold, human = human_threshold(val_refs, args.quantile)
-    report: dict = {"acceptable": f"per-image CIDEr-D >= {threshold:.4f} (the {args.quantile:.0%} quantile of human "
+    report: dict = {"head": args.head or "shipped", "captions": "shipped head" if args.keep_captions else "this head",
+                    "acceptable": f"per-image CIDEr-D >= {threshold:.4f} (the {args.quantile:.0%} quantile of human "
                                   "captions' leave-one-out CIDEr-D on Flickr8k val)", "threshold": threshold, **human,
                     "features": list(names), "decoding": decoding.to_dict()}
-    val = data.decode_pass("val", decoding, cap)
+    val = data.decode_pass("val", decoding, dec, tag)
     cider_val, _ = per_image_cider(val, val_refs)
     x, y = features(val, presence_of("val", cap), names), (cider_val >= threshold).astype(float)
     report["val_cv_logistic_only"] = reliability(cross_validated(x, y, isotonic=False, names=names), y)
@@ -182,8 +199,8 @@ def main() -> int:
                     "acceptable": report["acceptable"], "threshold": threshold, "low": args.low,
                     "made_by": "scripts/calibrate_confidence.py"}
     report["coef (standardised)"] = dict(zip(names, [round(c, 4) for c in scorer.coef]))
-    for name in ("test", "coco"):
-        recs = data.decode_pass(name, decoding, cap)
+    for name in [n for n in args.sets.split(",") if n]:
+        recs = data.decode_pass(name, decoding, dec, tag)
         _, _, refs = data.load_set(name)
         cider, _ = per_image_cider(recs, refs)
         yy = (cider >= threshold).astype(float)

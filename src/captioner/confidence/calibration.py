@@ -4,7 +4,9 @@ human references at least the threshold stored with the calibration), from the m
 Features of a candidate (`candidate_features`): its mean log-probability per token, its margin over
 the best other candidate, the length in words, the tagger's top word probability, the probability
 of the most likely tag that the caption names, and how well the photo supports the objects the caption
-names (`captioner.support`: the lowest presence among its object concepts, and how many are under 0.2).
+names (`captioner.support`: the lowest presence among its object concepts, and how many are under 0.2), and how
+much of the tags' mass lies on everyday objects (`scene_objects`: food, kitchenware, furniture, parked vehicles;
+`captioner.support.scene`), where a Flickr8k-trained caption is least at home.
 A calibration names the features it uses, so a file fitted on the first five still loads. A logistic
 model on these (fitted on Flickr8k validation by `scripts/calibrate_confidence.py`, stored as `confidence.json` in the model folder) and
 an isotonic map of its output give the confidence. Inputs the calibration data never held (tiny,
@@ -24,8 +26,10 @@ import numpy as np
 #: the confidence of a caption for an image with an input warning is at most this
 WARNING_CAP = 0.05
 CALIBRATION_FILE = "confidence.json"
-ALL_FEATURES = ("mean_logprob", "margin", "length", "tag_top", "tag_named", "support_min", "support_low")
-FEATURES = ALL_FEATURES
+ALL_FEATURES = ("mean_logprob", "margin", "length", "tag_top", "tag_named", "support_min", "support_low",
+                "scene_objects", "support_mean")
+#: the features `scripts/calibrate_confidence.py` fits by default
+FEATURES = ALL_FEATURES[:7]
 #: below this presence an object the caption names counts as poorly supported (`support_low`)
 LOW_SUPPORT = 0.2
 
@@ -38,15 +42,18 @@ def _named(label: str, tokens: set[str]) -> bool:
     return False
 
 
-def support_features(tokens: list[str], presence: Mapping[str, float] | None) -> tuple[float, float]:
+def support_features(tokens: list[str], presence: Mapping[str, float] | None) -> tuple[float, float, float]:
     """(lowest presence among the object concepts the caption names that have evidence (1.0: none),
-    how many of them are under `LOW_SUPPORT`); `presence`: concept -> probability (None: no evidence)."""
+    how many of them are under `LOW_SUPPORT`, their mean presence (1.0: none)); `presence`: concept ->
+    probability (None: no evidence)."""
     if not presence:
-        return 1.0, 0.0
+        return 1.0, 0.0, 1.0
     from captioner.evaluation.hallucination import mentions
 
     values = [presence[c] for c in dict.fromkeys(m.concept for m in mentions(tokens)) if c in presence]
-    return (min(values) if values else 1.0), float(sum(v < LOW_SUPPORT for v in values))
+    if not values:
+        return 1.0, 0.0, 1.0
+    return min(values), float(sum(v < LOW_SUPPORT for v in values)), float(sum(values) / len(values))
 
 
 def candidate_features(candidates: list, index: int, tags: list,
@@ -60,9 +67,11 @@ def candidate_features(candidates: list, index: int, tags: list,
     tokens = set(cand.tokens)
     tag_top = max((t.score for t in tags), default=0.0)
     tag_named = max((t.score for t in tags if _named(t.label, tokens)), default=0.0)
-    low_min, n_low = support_features(cand.tokens, presence)
+    low_min, n_low, mean_support = support_features(cand.tokens, presence)
+    from captioner.support.scene import tag_object_mass
+
     return [float(norm), float(max(min(margin, 5.0), -5.0)), float(len(cand.tokens)), float(tag_top), float(tag_named),
-            float(low_min), n_low]
+            float(low_min), n_low, tag_object_mass(tags), mean_support]
 
 
 def isotonic_fit(x: np.ndarray, y: np.ndarray, bins: int = 20) -> tuple[list[float], list[float]]:

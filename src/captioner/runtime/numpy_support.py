@@ -12,13 +12,15 @@ import numpy as np
 
 from captioner.evaluation.hallucination import concept_of
 from captioner.runtime.external_weights import SafetensorsFile
+from captioner.support.scene import SceneAgainst
 
 HEAD_FILE = "support_head.safetensors"
 GENERAL = ("animal", "vehicle", "food", "room")  # as captioner.support.penalty.GENERAL
 
 
 class NumpySupport:
-    def __init__(self, names: list[str], weight: np.ndarray, bias: np.ndarray, tagger_labels: list[str] | None):
+    def __init__(self, names: list[str], weight: np.ndarray, bias: np.ndarray, tagger_labels: list[str] | None,
+                 against: dict | None = None):
         self.names = list(names)
         self._cols: dict = {}
         self.weight_t = np.ascontiguousarray(np.asarray(weight, np.float32).T)
@@ -28,6 +30,7 @@ class NumpySupport:
                  if " " not in label and "-" not in label and (c := concept_of(label)) in index]
         self.label_ids = np.array([p[0] for p in pairs], dtype=np.int64)
         self.label_concepts = np.array([p[1] for p in pairs], dtype=np.int64)
+        self.scene = SceneAgainst(against, tagger_labels, self.names)  # as SupportEvidence
 
     @classmethod
     def load(cls, folder: str | Path, tagger_labels: list[str] | None) -> NumpySupport | None:
@@ -41,13 +44,15 @@ class NumpySupport:
             meta = json.loads(fh.read(n)).get("__metadata__", {})
         f = SafetensorsFile(path)
         return cls(json.loads(meta["names"]), f.array("weight").astype(np.float32), f.array("bias").astype(np.float32),
-                   tagger_labels)
+                   tagger_labels, json.loads(meta.get("about", "{}")).get("against"))
 
     def presence(self, features: np.ndarray, word_probs: np.ndarray | None = None) -> np.ndarray:
         x = np.asarray(features, np.float32)
         x = x.mean(axis=(1, 2)) if x.ndim == 4 else x.mean(axis=1) if x.ndim == 3 else x
         p = 1.0 / (1.0 + np.exp(-(x @ self.weight_t + self.bias)))
         p = p.astype(np.float32)
+        if word_probs is not None:
+            p = self.scene.apply(p, np.asarray(word_probs, np.float32))
         if word_probs is not None and len(self.label_ids):
             img = np.zeros_like(p)
             np.maximum.at(img, (slice(None), self.label_concepts),

@@ -8,7 +8,8 @@
 - the ImageNet classifier's word probabilities (`ObjectTagger.word_probabilities`, the summed mass of
   a word's classes: every dog breed counts for `dog`), for the concepts its words name.
 
-A concept's presence is the larger of the two (either may see it). `penalty` turns presence into a
+A concept's presence is the larger of the two (either may see it), after the head's presence of people, dogs and
+outdoor settings is lowered in an everyday object scene (`captioner.support.scene`, when the head's metadata asks). `penalty` turns presence into a
 (B, V) term for beam search: an object word whose concept's presence `p` is below
 `DecodingConfig.support_min` gets `-support_penalty * log(support_min / p)`; words of general concepts
 (`animal`, `food`, `room`: the careful way to say it) and words without a concept get none.
@@ -21,6 +22,7 @@ import torch
 
 from captioner.evaluation.hallucination import concept_of
 from captioner.support.head import SupportHead
+from captioner.support.scene import SceneAgainst
 
 #: concepts never lowered: naming the kind of thing is the careful choice
 GENERAL = ("animal", "vehicle", "food", "room")
@@ -39,11 +41,15 @@ class SupportEvidence:
         self.label_ids = torch.tensor([p[0] for p in pairs], dtype=torch.long)
         self.label_concepts = torch.tensor([p[1] for p in pairs], dtype=torch.long)
         self._cols: dict = {}
+        self.scene = SceneAgainst(head.about.get("against"), tagger_labels, self.names)
 
     def presence(self, features: torch.Tensor, word_probs: torch.Tensor | None = None) -> torch.Tensor:
         """(B, K) presence probability of each concept (`self.names`): the head's, or the ImageNet
-        words' (the largest of the concept's words) where that is larger."""
+        words' (the largest of the concept's words) where that is larger; the head's lowered first in an
+        everyday object scene (`captioner.support.scene`)."""
         p = self.head.probabilities(features)
+        if word_probs is not None:
+            p = self.scene.apply(p, word_probs.float())
         if word_probs is not None and len(self.label_ids):
             img = torch.zeros_like(p)
             img.scatter_reduce_(1, self.label_concepts.expand(len(p), -1), word_probs.float()[:, self.label_ids],
