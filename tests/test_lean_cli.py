@@ -92,12 +92,13 @@ def test_what_the_lean_path_lacks_goes_to_torch(tiny_model_dir, photo_dir, capsy
                               capsys)
     assert rc == rc_torch == 0 and got == want
     args = build_parser().parse_args(["caption", photo])
-    assert torch_reason(args, []) is None
-    assert torch_reason(args, [], DecodingConfig(bank_shortlist=5)) is not None
-    assert torch_reason(args, [], DecodingConfig(careful_penalty=1.0)) is not None
-    assert torch_reason(args, ["clip.mp4"]) == "videos"
-    assert torch_reason(build_parser().parse_args(["caption", photo, "--device", "cuda"]), []) == "--device cuda"
-    assert torch_reason(build_parser().parse_args(["caption", photo, "--runtime", "torch"]), []) == "--runtime torch"
+    assert torch_reason(args) is None
+    # ported: the sentence bank, the careful caption and the language-model prior (videos are no reason either)
+    assert torch_reason(args, DecodingConfig(bank_shortlist=5)) is None
+    assert torch_reason(args, DecodingConfig(careful_penalty=1.0)) is None
+    assert torch_reason(args, DecodingConfig(lm_weight=1.0, lm_swap=0.5, lm_unsure=-1.0)) is None
+    assert torch_reason(build_parser().parse_args(["caption", photo, "--device", "cuda"])) == "--device cuda"
+    assert torch_reason(build_parser().parse_args(["caption", photo, "--runtime", "torch"])) == "--runtime torch"
 
 
 # ------------------------------------------------------------------ find

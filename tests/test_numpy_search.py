@@ -33,14 +33,6 @@ def test_numpy_search_gives_the_pytorch_captions(shipped_captioner, grids, beam)
         assert g[0].attention.shape == tuple(r[0].attention.shape)
 
 
-def test_what_is_not_ported_is_refused_not_silently_ignored(shipped_captioner, grids):
-    from captioner.runtime.numpy_grounding import decode_with_tags
-
-    cfg = shipped_captioner.decoding.replace(bank_shortlist=50)
-    with pytest.raises(ValueError, match="PyTorch path"):
-        decode_with_tags(None, NumpyStepDecoder(shipped_captioner.model.folder), grids.numpy(),
-                         shipped_captioner.model.vocab, cfg)
-
 def test_the_lean_captioner_gives_the_same_caption_without_importing_torch(shipped_captioner, tmp_path):
     """The shipped decoding whole (no sentence bank in it), the photo's tags, confidence and warnings too, in a
     process without torch."""

@@ -180,14 +180,15 @@ class Captioner:
         with the tag bonus, run side by side in the same batched search (`captioner.tags.grounding`);
         words the vocabulary lacks (`new_words`) may then be generated for photos tagged with them; with
         `decoding.tag_reliable`, only the tag words people name often enough steer (`tag_reliability`).
-        `word_probs` (B, W): the tagger's word probabilities, when already computed."""
+        `word_probs` (B, W): the tagger's word probabilities, when already computed. The careful caption and the
+        prior gated by confidence come first (`captioner.decoding.stages`, shared with the torch-free path)."""
+        from captioner.decoding.stages import staged_decode
+
         decoding = self.decoding_for(decoding)
-        if decoding.careful_penalty > 0 and self.support is not None:  # the careful caption leads where triggered
-            from captioner.support.careful import careful_decode
-            return careful_decode(self.decode, features, decoding, self.support, self.tagger, word_probs)
-        if decoding.lm_unsure < 0 and (decoding.lm_weight > 0 or decoding.lm_swap > 0):  # the prior where unsure
-            from captioner.decoding.lm_prior import unsure_decode
-            return unsure_decode(self.decode, features, decoding, word_probs)
+        return staged_decode(self._search, features, decoding, word_probs, self)
+
+    def _search(self, features: torch.Tensor, decoding: DecodingConfig, word_probs=None) -> list[list[Candidate]]:
+        """The search of a whole `decoding`: plain, or grounded (`decode`'s last step)."""
         penalised = decoding.support_penalty > 0 and self.support is not None
         if (decoding.tag_bonus <= 0 or self.tagger is None) and not penalised:
             return decode(self.fast_decoder, features, self.model.vocab, decoding)

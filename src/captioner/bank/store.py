@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from captioner.atomic_write import atomic_path
 
@@ -41,30 +40,31 @@ class BankData:
 
 
 def save_bank(path: str | Path, bank: BankData) -> None:
-    from safetensors.torch import save_file
+    from safetensors.numpy import save_file
 
     path = Path(path)
     with atomic_path(path) as tmp:
-        save_file({"tokens": torch.from_numpy(np.ascontiguousarray(bank.tokens, dtype=np.int16)),
-                   "source": torch.from_numpy(np.ascontiguousarray(bank.source, dtype=np.uint8)),
-                   "prior": torch.from_numpy(np.ascontiguousarray(bank.prior, dtype=np.float32)).half(),
-                   "mean_grid": torch.from_numpy(np.ascontiguousarray(bank.mean_grid, dtype=np.float32)).half()},
+        save_file({"tokens": np.ascontiguousarray(bank.tokens, dtype=np.int16),
+                   "source": np.ascontiguousarray(bank.source, dtype=np.uint8),
+                   "prior": np.ascontiguousarray(bank.prior, dtype=np.float32).astype(np.float16),
+                   "mean_grid": np.ascontiguousarray(bank.mean_grid, dtype=np.float32).astype(np.float16)},
                   str(tmp), metadata={"model_name": bank.model_name, "vocab_size": str(bank.vocab_size),
                                       "sources": ",".join(bank.sources)})
 
 
 def load_bank(path: str | Path, *, vocab_size: int | None = None, model_name: str | None = None) -> BankData | None:
-    """The bank in `path`, or None when it is missing, unreadable or made for another model."""
+    """The bank in `path`, or None when it is missing, unreadable or made for another model (read with numpy: no
+    torch)."""
     from safetensors import safe_open
 
     try:
-        with safe_open(str(path), framework="pt") as f:
+        with safe_open(str(path), framework="numpy") as f:
             meta = f.metadata() or {}
             t = {k: f.get_tensor(k) for k in ("tokens", "source", "prior", "mean_grid")}
     except Exception:  # noqa: BLE001 - missing or damaged: no bank, captions are generated as before
         return None
-    bank = BankData(t["tokens"].numpy(), t["source"].numpy(), t["prior"].float().numpy(),
-                    t["mean_grid"].float().numpy(), tuple(meta.get("sources", "coco,flickr30k").split(",")),
+    bank = BankData(t["tokens"], t["source"], t["prior"].astype(np.float32),
+                    t["mean_grid"].astype(np.float32), tuple(meta.get("sources", "coco,flickr30k").split(",")),
                     meta.get("model_name", ""), int(meta.get("vocab_size", 0) or 0))
     if bank.tokens.ndim != 2 or len(bank.source) != len(bank) or len(bank.prior) != len(bank):
         return None

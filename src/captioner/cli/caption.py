@@ -39,15 +39,13 @@ def expand_with_videos(paths: list[str]) -> list[str]:
     return expand_inputs(paths, IMAGE_EXTENSIONS | VIDEO_EXTENSIONS)
 
 
-def torch_reason(args, videos: list[str], decoding=None) -> str | None:
-    """Why this run needs the PyTorch path (None: the torch-free one does it all): --runtime torch, a device
-    other than the CPU, a video among the inputs, or the sentence bank turned on."""
+def torch_reason(args, decoding=None) -> str | None:
+    """Why this run needs the PyTorch path (None: the torch-free one does it all, photos and videos): --runtime
+    torch, a device other than the CPU, or what `captioner.runtime.lean.needs_torch` names in the decoding."""
     if args.runtime == "torch":
         return "--runtime torch"
     if args.device != "cpu":
         return f"--device {args.device}"
-    if videos:
-        return "videos"
     if decoding is not None:
         from captioner.runtime.lean import needs_torch
 
@@ -55,11 +53,11 @@ def torch_reason(args, videos: list[str], decoding=None) -> str | None:
     return None
 
 
-def load_captioner(args, videos: list[str]):
+def load_captioner(args):
     """The captioner for this run: `captioner.runtime.lean.LeanCaptioner` (ONNX Runtime and numpy, no torch)
     when it can do everything asked and the model folder carries its ONNX runtime, else
     `captioner.pipeline.Captioner` (PyTorch), which gives the same output; then the decoding asked for."""
-    if torch_reason(args, videos) is None:
+    if torch_reason(args) is None:
         from captioner.runtime.lean import LeanCaptioner
 
         try:
@@ -68,7 +66,7 @@ def load_captioner(args, videos: list[str]):
             lean = None
         if lean is not None:
             decoding = config_from_args(DecodingConfig, args, base=lean.decoding)
-            if torch_reason(args, videos, decoding) is None:
+            if torch_reason(args, decoding) is None:
                 return lean, decoding
     import torch
 
@@ -101,7 +99,7 @@ def cmd_caption(args) -> int:
                           "(or write JSON Lines: --out captions.jsonl)")
     paths = expand_with_videos(args.paths)
     videos = [p for p in paths if is_video_path(p)]
-    captioner, decoding = load_captioner(args, videos)
+    captioner, decoding = load_captioner(args)
     if not paths:
         print("error: no image files given (the folders hold none)", file=sys.stderr)
         return 2
@@ -282,10 +280,9 @@ def register(sub) -> None:
                                                           "(default 0: all cores)")
     c.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu; cuda and auto run on PyTorch)")
     c.add_argument("--runtime", choices=RUNTIMES, default="onnx",
-                   help="onnx: ONNX Runtime and numpy, without importing PyTorch (what it does not do yet falls "
-                        "back to torch by itself: videos, the sentence bank, the careful caption, the language-model "
-                        "prior, --device cuda or auto, --ray, a model "
-                        "folder without its ONNX runtime); torch: the PyTorch reference path (default onnx)")
+                   help="onnx: ONNX Runtime and numpy, without importing PyTorch (a model folder without its ONNX "
+                        "runtime, --device cuda or auto, or --ray fall back to torch by themselves); torch: the "
+                        "PyTorch reference path (default onnx)")
     add_model_arg(c)
     from captioner.cli.caption_ray import add_ray_args  # --ray [ADDRESS] and its --ray-* settings (no Ray import)
 

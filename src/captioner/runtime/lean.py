@@ -1,13 +1,15 @@
 """Captions without torch: a model folder's ONNX runtime (`encoder.onnx`, `decoder_step.onnx`) with numpy
 preprocessing, the numpy tagger, and numpy beam search with the model's whole decoding: grounding, tag
 reliability, the support penalty, new words (`captioner.runtime.numpy_search`, `numpy_grounding`,
-`numpy_support`, `numpy_new_words`), then the calibrated confidence and the warnings as
-`captioner.pipeline.Captioner.caption_prepared` gives them, one photo or batches of them. Not here yet: the
-sentence bank (refused when a decoding turns it on) and video; `captioner caption` takes the PyTorch path for
-those (`captioner.cli.caption`).
+`numpy_support`, `numpy_new_words`), the careful caption and the language-model prior (`captioner.decoding.stages`,
+shared with the PyTorch path), the sentence bank (`captioner.bank.runtime` on numpy arrays, with the numpy
+likelihood scorer), then the calibrated confidence and the warnings as
+`captioner.pipeline.Captioner.caption_prepared` gives them, one photo or batches of them, and videos
+(`caption_video`, `captioner.video.segments`).
 
     from captioner.runtime.lean import LeanCaptioner
     result = LeanCaptioner().caption("dog.jpg")   # .caption, .candidates, .tags, .confidence, .warnings
+    video = LeanCaptioner().caption_video("trip.mp4")   # a VideoResult: .segments (start, end, caption)
 
 Importing this module imports neither torch nor onnx.
 """
@@ -32,14 +34,10 @@ if TYPE_CHECKING:
 
 
 def needs_torch(decoding) -> str | None:
-    """What in a `DecodingConfig` only the PyTorch path does (None: nothing): the sentence bank, the careful
-    caption and the language-model prior (`captioner.pipeline.Captioner.decode`'s own steps, not ported yet)."""
-    if decoding.bank_shortlist > 0:
-        return "the sentence bank (bank_shortlist > 0)"
-    if getattr(decoding, "careful_penalty", 0) > 0:
-        return "the careful caption (careful_penalty > 0)"
-    if getattr(decoding, "lm_weight", 0) > 0 or getattr(decoding, "lm_swap", 0) > 0:
-        return "the language-model prior (lm_weight or lm_swap > 0)"
+    """What in a `DecodingConfig` only the PyTorch path does (None: nothing). Every decoding setting runs here
+    now (grounding, new words, the support penalty, the careful caption, the language-model prior, the sentence
+    bank); `captioner.cli.caption.torch_reason` still asks, so a setting added to the PyTorch path alone is
+    named here until it is ported."""
     return None
 
 
@@ -189,6 +187,30 @@ class LeanCaptioner:
         return self._part("new_words", lambda: load_new_words(self.folder))
 
     @property
+    def likelihood(self):
+        """The teacher-forced likelihood scorer of `decoder.safetensors` on numpy arrays (the sentence bank's)."""
+        from captioner.retrieval.numpy_likelihood import NumpyScorer
+
+        return self._part("likelihood", lambda: NumpyScorer.load(self.folder))
+
+    @property
+    def bank(self):
+        """The folder's sentence bank on numpy arrays (`captioner.bank.runtime.SentenceBank`), or None."""
+
+        def load():
+            from captioner.bank.runtime import SentenceBank
+            from captioner.bank.store import BANK_FILE
+            from captioner.decoding.arrays import NUMPY
+            from captioner.runtime.external_weights import SafetensorsFile
+
+            if not (self.folder / BANK_FILE).is_file():
+                return None
+            dim = SafetensorsFile(self.folder / "decoder.safetensors").header["init_h.weight"]["shape"][1]
+            return SentenceBank.load(self.folder, self.vocab, self.cfg.name, dim, xp=NUMPY)
+
+        return self._part("bank", load)
+
+    @property
     def scorer(self):
         from captioner.confidence.calibration import ConfidenceScorer
 
@@ -213,13 +235,27 @@ class LeanCaptioner:
         return np.concatenate([self.encoder.run(["features"], {"image": batch[s : s + self.encode_chunk]})[0]
                                for s in range(0, len(batch), self.encode_chunk)])
 
+    def decode(self, features: np.ndarray, decoding=None, word_probs: np.ndarray | None = None) -> list[list]:
+        """As `Captioner.decode`: candidates for each encoder grid (best first) with the model's decoding and
+        `decoding`'s fields laid over it: the careful caption and the prior gated by confidence
+        (`captioner.decoding.stages`), the search plain or grounded (`_search`). `word_probs` (B, W): the
+        tagger's word probabilities, when already computed."""
+        from captioner.decoding.stages import staged_decode
+
+        decoding = self.decoding_for(decoding)
+        return staged_decode(self._search, features, decoding, word_probs, self)
+
+    def _search(self, features: np.ndarray, decoding, word_probs=None) -> list[list]:
+        """The search of a whole `decoding`: plain, or grounded (`captioner.tags.steering` on numpy arrays)."""
+        from captioner.runtime.numpy_grounding import decode_with_tags
+
+        return decode_with_tags(self.tagger, self.decoder, features, self.vocab, decoding, word_probs,
+                                self.reliability, self.support, self.new_words)
+
     def caption_prepared(self, items: list[Prepared], decoding, keep_features: bool = False) -> list[CaptionResult]:
         """As `Captioner.caption_prepared`: the prepared photos encoded and decoded together."""
         from captioner.confidence.checks import tag_warnings
-        from captioner.runtime.numpy_grounding import decode_with_tags
 
-        if needs_torch(decoding):
-            raise ValueError(f"{needs_torch(decoding)} needs the PyTorch path")
         ok = [p for p in items if p.error is None]
         cands, tags, grids, presence = [], [], None, None
         if ok:
@@ -227,10 +263,13 @@ class LeanCaptioner:
             tagger = self.tagger
             word_probs = tagger.word_probabilities(grids) if tagger is not None else None
             tags = _tags(tagger, word_probs) if tagger is not None else [[] for _ in ok]
-            cands = decode_with_tags(tagger, self.decoder, grids, self.vocab, decoding, word_probs, self.reliability,
-                                     self.support, self.new_words)
+            cands = self.decode(grids, decoding, word_probs)
             if self.scorer is not None and self.support is not None:  # the confidence reads the evidence
                 presence = self.support.presence(grids, word_probs).tolist()
+            if decoding.bank_shortlist > 0 and self.bank is not None:
+                from captioner.bank.runtime import with_bank
+
+                cands = with_bank(self.bank, self.likelihood, grids, cands, decoding, self.support, word_probs)
         results, n = [], 0
         for p in items:
             if p.error is not None:
@@ -264,7 +303,16 @@ class LeanCaptioner:
         from captioner.inputs.prepare import prepared_batches
 
         decoding = self.decoding_for(decoding, **changes)
-        if needs_torch(decoding):
-            raise ValueError(f"{needs_torch(decoding)} needs the PyTorch path")
         for prepared in prepared_batches(sources, self.prepare, batch_size, self.workers):
             yield from self.caption_prepared(prepared, decoding, keep_features=keep_features)
+
+    def caption_video(self, path: str | os.PathLike, decoding=None, *, max_shot: float = 10.0, name: str | None = None,
+                      progress=None, frame_size: int | None = None, **changes):
+        """As `Captioner.caption_video` (the same work, `captioner.video.segments.caption_video`, on this
+        captioner): shots detected, the sharpest frame near each segment's middle captioned like a photo, equal
+        neighbours merged; a `captioner.video.VideoResult` (`segments`, or `error`; never raised)."""
+        from captioner.video.segments import caption_video
+
+        decoding = self.decoding_for(decoding, **changes)
+        return caption_video(self, path, decoding, max_shot=max_shot, name=name, progress=progress,
+                             frame_size=frame_size)

@@ -2,7 +2,7 @@
 on torch tensors, written once) with the numpy search (`captioner.runtime.numpy_search.decode`): a photo's
 confident tags become a bonus on their words, each tagged photo is searched side by side without and with
 it, with the support penalty (`captioner.runtime.numpy_support`) and the words added at decode time
-(`captioner.tags.new_words`). Not here: the sentence bank.
+(`captioner.tags.new_words`).
 
 Importing this module imports neither torch nor onnx.
 """
@@ -19,8 +19,7 @@ def decode_with_tags(tagger, decoder, features: np.ndarray, vocab, decoding, wor
     """`captioner.tags.grounding.decode_with_tags` on numpy arrays. `new_words`: a
     `captioner.tags.new_words.NewWords` (`captioner.runtime.numpy_new_words.load_new_words`). `tagger`: a
     `captioner.runtime.numpy_tagger.NumpyTagger`; `reliability`: anything with `share(word)` (the model
-    folder's tag reliability); `support`: a `captioner.runtime.numpy_support.NumpySupport`."""
-    if decoding.bank_shortlist > 0:
-        raise ValueError("the sentence bank needs the PyTorch path")
+    folder's tag reliability); `support`: a `captioner.runtime.numpy_support.NumpySupport`. The sentence bank
+    comes after the search (`captioner.bank.runtime.with_bank`, as on the PyTorch path)."""
     return steering.decode_with_tags(decode, tagger, decoder, features, vocab, decoding, new_words, word_probs,
                                      reliability, support)
