@@ -92,3 +92,64 @@ def test_finding_gallery_photos_imports_no_torch_onnx_nor_gradio(tmp_path):
     want = json.loads(out)
     assert [m["item_id"] for m in got["matches"]] == [m["item_id"] for m in want["matches"]]
     assert max(abs(a["score"] - b["score"]) for a, b in zip(got["matches"], want["matches"])) <= 1e-4
+
+
+STUDIO_RUNNER = """
+import json, os, sys, threading, time, urllib.request
+port, gallery, beam, max_len, photos = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5:]
+from captioner.studio.app import launch
+
+heavy = {heavy!r}
+loaded = lambda: sorted(m for m in heavy if m in sys.modules)
+threading.Thread(target=launch, kwargs=dict(gallery_dir=gallery, port=port, quiet=True), daemon=True).start()
+url, deadline = f"http://127.0.0.1:{{port}}/", time.monotonic() + 300
+while True:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            if r.status == 200 and b"Captioner Studio" in r.read():
+                break
+    except OSError:
+        if time.monotonic() > deadline:
+            raise
+        time.sleep(0.2)
+report = {{"first_page": loaded()}}
+while any(t.name == "studio-warm-up" for t in threading.enumerate()):  # the engine warmed up too
+    time.sleep(0.1)
+report["warmed_up"] = loaded()
+from gradio_client import Client, handle_file
+
+client = Client(url, verbose=False, analytics_enabled=False, download_files=False)
+report["result"] = client.predict([handle_file(p) for p in photos], beam, max_len, api_name="/caption")
+report["captioned"] = loaded()
+print("@@" + json.dumps(report), flush=True)
+os._exit(0)
+"""
+
+
+@pytest.mark.slow
+def test_the_studio_starts_and_captions_without_torch_with_the_captions_of_pytorch(tmp_path, shipped_captioner,
+                                                                                    flickr8k_dir):
+    """`captioner studio` with the shipped model: its first page is served, the engine warmed up and photos
+    captioned through its /caption API with no torch, no onnx (nor diffusers) loaded, and the captions are
+    PyTorch's `Captioner`'s (scores within 1e-4)."""
+    from studio_server import free_port
+
+    photos = sorted((flickr8k_dir / "images").glob("*.jpg"))[:3]
+    decoding = shipped_captioner.decoding
+    heavy = ("torch", "onnx", "ml_dtypes", "diffusers", "transformers")
+    out = subprocess.run([sys.executable, "-c", STUDIO_RUNNER.format(heavy=heavy), str(free_port()),
+                          str(tmp_path / "gallery"), str(decoding.beam_size), str(decoding.max_len),
+                          *map(str, photos)], capture_output=True, text=True, timeout=600)
+    line = [x for x in out.stdout.splitlines() if x.startswith("@@")]
+    assert line, (out.stdout + out.stderr)[-3000:]
+    report = json.loads(line[-1][2:])
+    assert report["first_page"] == [], f"the studio's start imported {report['first_page']}"
+    assert report["warmed_up"] == [] and report["captioned"] == [], report
+    got = report["result"]["photos"]
+    assert [p["name"] for p in got] == [p.name for p in photos] and report["result"]["failed"] == 0
+    for photo, mine in zip(photos, got):
+        want = shipped_captioner.caption(photo, beam_size=decoding.beam_size, max_len=decoding.max_len)
+        best = mine["candidates"][0]
+        assert best["caption"] == want.caption, photo.name
+        assert abs(best["score"] - want.candidates[0].score) <= 1e-4
+        assert len(mine["candidates"]) == len(want.candidates)

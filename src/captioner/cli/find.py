@@ -51,29 +51,15 @@ def cmd_find(args) -> int:
     return _run(lambda gallery, a: _find(gallery, a, config, queries), args)
 
 
-def load_captioner(model: str | None, runtime: str = "onnx"):
-    """What find scores with: a `captioner.runtime.lean.LeanCaptioner` (numpy likelihood over the folder's
-    `decoder.safetensors`, ONNX encoder for photos saved without features; no torch), else, with
-    `--runtime torch` or for a model folder without its ONNX runtime, `captioner.pipeline.Captioner`."""
-    if runtime == "onnx":
-        from captioner.errors import ModelLoadError
-        from captioner.runtime.lean import LeanCaptioner
-
-        try:
-            return LeanCaptioner(model)
-        except ModelLoadError:  # no ONNX runtime in the folder (or a broken one): PyTorch says what is wrong
-            pass
-    from captioner.pipeline import Captioner
-
-    return Captioner.load(model)
-
-
 def _find(gallery, args, config, queries) -> int:
     from captioner.retrieval.index import photo_index, stderr_progress
     from captioner.retrieval.more_like_this import similar
     from captioner.retrieval.search import find
+    from captioner.runtime.choice import load_captioner
 
-    captioner = load_captioner(args.model, getattr(args, "runtime", "onnx"))
+    # numpy likelihood over the folder's decoder.safetensors, ONNX encoder for photos saved without features (no
+    # torch); PyTorch with --runtime torch or for a model folder without its ONNX runtime
+    captioner = load_captioner(args.model, runtime=getattr(args, "runtime", "onnx"))
     if args.like is not None:
         matches = similar(gallery, args.like, config.top, captioner=captioner)
         _print_matches(matches, args.json, {"like": args.like})

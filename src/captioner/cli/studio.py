@@ -29,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allowed-host", dest="allowed_hosts", action="append", default=[], metavar="NAME",
                    help="also answer requests addressed to this host name (repeatable; e.g. the "
                         "computer's name on your network with --listen)")
-    add_dataclass_args(p, StudioConfig)  # --max-upload-mb
+    add_dataclass_args(p, StudioConfig)  # --max-upload-mb, --runtime, --device
     p.add_argument("--open", action="store_true", help="open a browser tab")
     p.add_argument("--t2i-model", metavar="DIR", default=None,
                    help="your own text-to-image model folder (diffusers format) for the Imagine tab; "
@@ -50,7 +50,7 @@ def run(args) -> int:
                allowed_hosts=getattr(args, "allowed_hosts", ()),
                max_upload_mb=config.max_upload_mb,
                t2i_model=getattr(args, "t2i_model", None), token=getattr(args, "token", None),
-               auth=getattr(args, "auth", None))
+               auth=getattr(args, "auth", None), runtime=config.runtime, device=config.device)
     except (CaptionerError, GalleryError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -67,6 +67,7 @@ cmd_studio = run
 
 def register(sub) -> None:
     s = sub.add_parser("studio", help="open the caption studio (local web app)",
-                       description="Start the Gradio caption studio on http://127.0.0.1:PORT.")
+                       description="Start the Gradio caption studio on http://127.0.0.1:PORT. Photos are "
+                                   "captioned without PyTorch where the model folder allows it (see --runtime).")
     add_arguments(s)
     s.set_defaults(func=cmd_studio)

@@ -14,10 +14,13 @@ import json
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from captioner.atomic_write import write_atomic
 from captioner.errors import CaptionerError
-from captioner.model.folder import CaptionModel
+
+if TYPE_CHECKING:  # torch: the studio's model picker lists learned models without it
+    from captioner.model.folder import CaptionModel
 
 MODELS_DIR = "models"
 #: a run's work folder inside its model folder (checkpoint, encoded photos): removed when the model is written

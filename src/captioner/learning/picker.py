@@ -18,11 +18,14 @@ STARTED = "(started)"
 
 class ModelPicker:
     """The started `Captioner` and the gallery's learned models. `use(name)` returns the captioner for a
-    listed name (loaded once; one learned model is kept loaded at a time, beside the started one)."""
+    listed name (loaded once; one learned model is kept loaded at a time, beside the started one).
+    `load(folder)`: how a learned model is loaded (None: `Captioner.from_pretrained`; the studio passes its
+    runtime's, `captioner.runtime.choice.load_captioner`)."""
 
-    def __init__(self, gallery_folder: str | Path, started):
+    def __init__(self, gallery_folder: str | Path, started, load=None):
         self.gallery_folder = Path(gallery_folder)
         self.started = started
+        self.load = load
         self.current = STARTED
         self._loaded: tuple[str, object] | None = None
         self._lock = threading.Lock()
@@ -37,8 +40,10 @@ class ModelPicker:
     def use(self, name: str):
         """The captioner for the listed model `name` (STARTED: the started one), now the current one;
         CaptionerError for a name the gallery does not list."""
-        from captioner.pipeline import Captioner
+        if self.load is None:
+            from captioner.pipeline import Captioner
 
+            self.load = Captioner.from_pretrained
         name = str(name or "")
         with self._lock:
             if name == STARTED:
@@ -47,6 +52,6 @@ class ModelPicker:
             folder = model_choice(self.gallery_folder, name)  # raises for anything not listed
             if self._loaded is None or self._loaded[0] != name:
                 self._loaded = None  # the previous learned model goes before the next one loads
-                self._loaded = (name, Captioner.from_pretrained(folder))
+                self._loaded = (name, self.load(folder))
             self.current = name
             return self._loaded[1]

@@ -12,9 +12,11 @@ Start it with ``captioner studio`` or, without the CLI::
 It listens on 127.0.0.1 only unless ``--listen`` (then 0.0.0.0, and a login is required: a random
 access token printed at start, ``--token`` or ``--auth user:password``; see `access_policy`); it
 sends nothing anywhere: Gradio analytics and Gradio's run history (uploads of runs to a Hugging Face
-bucket) are off, and no share link is made. All the work is done by the pipeline
-(captioning), `captioner.viz` (attention pictures) and `captioner.storage` (the gallery); this
-module only wires them to widgets.
+bucket) are off, and no share link is made. All the work is done by the captioner
+(`captioner.runtime.lean.LeanCaptioner`, without PyTorch, unless ``--runtime torch``, a GPU ``--device`` or a
+model folder without its ONNX runtime asks for `captioner.pipeline.Captioner`; see `captioner.studio.engines`),
+`captioner.viz` (attention pictures) and `captioner.storage` (the gallery); this module only wires them to
+widgets.
 
 What the studio trusts
 ----------------------
@@ -104,6 +106,7 @@ from captioner.errors import CaptionerError  # noqa: E402
 from captioner.storage import Gallery, GalleryError, default_gallery_dir  # noqa: E402
 from captioner.studio import gradio_private, render, sessions  # noqa: E402
 from captioner.studio.config import DEFAULT_MAX_UPLOAD_MB, MAX_LEN  # noqa: E402
+from captioner.studio.engines import Engines  # noqa: E402
 from captioner.studio.gallery_tab import GalleryTab  # noqa: E402
 from captioner.studio.guard import Access, EventPolicy, HostPolicy, StudioGuard  # noqa: E402
 from captioner.studio.imagine_tab import build_imagine_tab  # noqa: E402
@@ -132,12 +135,16 @@ class Studio:
     """The studio: what its tabs share (the engine, the gallery, the limits) and the page around them.
 
     Each tab's events are methods of its own object: `photos` (`PhotosTab`), `video` (`VideoTab`),
-    `library` (`GalleryTab`).
+    `library` (`GalleryTab`).  ``captioner``: a `captioner.runtime.lean.LeanCaptioner` (torch-free) or a
+    `captioner.pipeline.Captioner`; ``engines``: the runtime learned models load on and PyTorch's twin for what
+    only PyTorch does (`captioner.studio.engines`; None: the runtime ``captioner`` runs on).
     """
 
     def __init__(self, captioner, gallery: Gallery, *, read_only: bool | None = None,
-                 t2i_model: str | os.PathLike | None = None, model_dir: str | os.PathLike | None = None):
+                 t2i_model: str | os.PathLike | None = None, model_dir: str | os.PathLike | None = None,
+                 engines: Engines | None = None):
         self.captioner = captioner
+        self.engines = engines if engines is not None else Engines.like(captioner)
         self.gallery = gallery
         self.model_name = captioner.name
         decoding = captioner.decoding  # the model's default decoding
@@ -361,11 +368,26 @@ def serve(app, sock: socket.socket, url: str, *, inbrowser: bool = False, quiet:
     server.run(sockets=[sock])
 
 
+def open_studio(model_dir: str | os.PathLike | None = None, gallery_dir: str | os.PathLike | None = None, *,
+                runtime: str = "onnx", device: str = "cpu", t2i_model: str | os.PathLike | None = None) -> Studio:
+    """The studio of model folder ``model_dir`` (None: the shipped model) and gallery ``gallery_dir``, its model
+    loaded on ``runtime`` ("onnx": without importing PyTorch where the folder allows it; "torch") and
+    ``device`` (`captioner.studio.engines`), before its page is built: what `launch` serves."""
+    engines = Engines(runtime, device)
+    captioner = engines.load(model_dir)
+    return Studio(captioner, open_gallery(gallery_dir), t2i_model=t2i_model, model_dir=model_dir, engines=engines)
+
+
 def launch(model_dir: str | os.PathLike | None = None, gallery_dir: str | os.PathLike | None = None,
            host: str = "127.0.0.1", port: int = 7860, listen: bool = False, *, inbrowser: bool = False,
            quiet: bool = False, allowed_hosts=(), max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
-           t2i_model: str | os.PathLike | None = None, token: str | None = None, auth: str | None = None):
+           t2i_model: str | os.PathLike | None = None, token: str | None = None, auth: str | None = None,
+           runtime: str = "onnx", device: str = "cpu"):
     """Load the model and the gallery, then serve the studio (blocks until stopped).
+
+    ``runtime``/``device``: what the model runs on (`open_studio`); the default captions without PyTorch,
+    which is imported only for what needs it (learning, the Imagine tab, videos the torch-free runtime does
+    not caption, ``runtime="torch"`` or a GPU ``device``).
 
     ``listen=True`` serves on every network interface (0.0.0.0) instead of ``host``; requests
     must then be addressed to a loopback name, an IP address or one of ``allowed_hosts``, and carry
@@ -374,8 +396,6 @@ def launch(model_dir: str | os.PathLike | None = None, gallery_dir: str | os.Pat
     Raises `CaptionerError` (`StudioStartError` for a taken port) / `GalleryError` with a
     readable message if the studio cannot start.
     """
-    from captioner.pipeline import Captioner
-
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("httpx", "httpcore", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -386,16 +406,15 @@ def launch(model_dir: str | os.PathLike | None = None, gallery_dir: str | os.Pat
     access = access_policy(listen, token, auth)
     sock = listen_socket(bind, port)  # first: a taken port is said at once, not after loading the model
     try:
-        captioner = Captioner.load(model_dir)
-        gallery = open_gallery(gallery_dir)
-        studio = Studio(captioner, gallery, t2i_model=t2i_model, model_dir=model_dir)
+        studio = open_studio(model_dir, gallery_dir, runtime=runtime, device=device, t2i_model=t2i_model)
         if studio.read_only:
             log.warning("studio: %s", studio.read_only_message())
         demo = studio.build()
         demo.queue(default_concurrency_limit=2)
         app = make_app(demo, hosts, max_upload_mb, studio, access)
         reaper = sessions.Reaper(demo).start()
-        # the first Caption should not pay PyTorch's first-call costs: warm the engine up meanwhile
+        # the first Caption should not pay the engine's first-call costs (its sessions, PyTorch's kernels): warm
+        # the engine up meanwhile
         threading.Thread(target=studio.photos.warm_up, name="studio-warm-up", daemon=True).start()
     except BaseException:
         sock.close()

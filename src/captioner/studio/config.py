@@ -8,12 +8,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from captioner.decoding.config import DecodingConfig
+from captioner.runtime.choice import RUNTIME_HELP, RUNTIMES
 from captioner.settings import Settings, setting
 
 
 @dataclass(frozen=True)
 class StudioConfig(Settings):
     max_upload_mb: float = setting(50.0, "largest photo file accepted, in MB", above=0, hi=1 << 20)
+    runtime: str = setting("onnx", RUNTIME_HELP + "; the Imagine tab, learning and anything the torch-free "
+                           "runtime does not do load PyTorch when first used", choices=RUNTIMES)
+    device: str = setting("cpu", "cpu, cuda or auto (cuda and auto run on PyTorch)")
 
 
 #: Largest uploaded file accepted (MB) when ``--max-upload-mb`` is not given.

@@ -51,7 +51,7 @@ class GalleryImport:
     def _import_staged(self, folder: Path, total: int, progress) -> dict:
         """{"saved": [item ids], "skipped": [files], "failed": [(file, reason)]}: the photos of the staging
         ``folder`` (``total`` of them) captioned and saved by `captioner.retrieval.importer.import_folders`."""
-        from captioner.retrieval.importer import import_folders  # loads torch: imported when first used
+        from captioner.retrieval.importer import import_folders  # imported when first used
 
         progress((0, total), desc="Importing", unit="photos")
 

@@ -158,7 +158,7 @@ class GallerySearch:
     def _find_by_meaning(self, text: str, progress=None) -> dict:
         """A by-meaning search: `captioner.retrieval.search.find` ranks the items by how well ``text`` fits
         them (items saved without features get them first: ``progress`` follows that).  The retrieval
-        modules are imported when first used: they load torch, which the studio's start does without."""
+        modules are imported when first used; with the torch-free captioner they score with numpy (no torch)."""
         from captioner.retrieval.search import find
 
         def follow(stage, done, total):
@@ -216,7 +216,7 @@ class GallerySearch:
 
     def similar(self, item_id):
         """"More like this": the items most like the one on display (``item_id`` is the session's)."""
-        from captioner.retrieval.more_like_this import similar  # loads torch: imported when first used
+        from captioner.retrieval.more_like_this import similar  # imported when first used
 
         if item_id is None:
             raise gr.Error("Open an item first.", print_exception=False)

@@ -75,6 +75,7 @@ class ImagineTab:
     def generate(self, prompt: Any, n: Any, steps: Any, seed: Any, progress=gr.Progress()):
         """Generate, caption back, score; returns (gallery items, results table HTML, result dict)."""
         from captioner.imagine import imagine
+        from captioner.studio.engines import torch_twin
 
         reason = self.unavailable()
         if reason:
@@ -93,7 +94,8 @@ class ImagineTab:
         def report(done: int, total: int) -> None:
             progress(done / (total + 1), desc=f"generated {done} of {total}")
 
-        items = imagine(prompt, t2i, self.studio.captioner, config, progress=report)
+        # the prompt's likelihood is PyTorch's (diffusers loads torch anyway): the captioner's PyTorch twin
+        items = imagine(prompt, t2i, torch_twin(self.studio.captioner), config, progress=report)
         progress(1.0, desc="captioned")
         gallery = [(item.image, item.match.caption or "") for item in items]
         result = {"prompt": prompt, "images": [{k: v for k, v in item.to_dict().items() if k not in ("file", "prompt")}

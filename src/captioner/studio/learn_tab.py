@@ -32,7 +32,8 @@ class LearnTab:
     def __init__(self, studio, model_dir=None):
         self.studio = studio
         self.job = LearnJob(studio.gallery, model_dir)
-        self.picker = ModelPicker(studio.gallery.folder, studio.captioner)
+        # a learned model loads on the studio's runtime (torch-free where its folder carries its ONNX runtime)
+        self.picker = ModelPicker(studio.gallery.folder, studio.captioner, load=studio.engines.load)
 
     # ------------------------------------------------------------------ handlers
     def edits_line(self) -> str:

@@ -114,7 +114,8 @@ class PhotosTab:
     # ------------------------------------------------------------------ captioning
     def warm_up(self) -> None:
         """Caption a small made-up picture at the default and the largest beam, so that the first photo a
-        user captions does not pay PyTorch's first-call costs (seconds on a small CPU)."""
+        user captions does not pay the engine's first-call costs (loading its parts; PyTorch's kernels: seconds
+        on a small CPU)."""
         import numpy as np
         from PIL import Image
 
@@ -153,7 +154,7 @@ class PhotosTab:
                 results.append(self.studio.captioner.caption(paths[i], beam_size=beam, max_len=max_len, name=names[i]))
             except Exception as exc:  # noqa: BLE001
                 log.exception("studio: captioning %s failed", names[i])
-                from captioner.pipeline import CaptionResult
+                from captioner.result import CaptionResult
                 results.append(CaptionResult(paths[i], error=f"{names[i]}: could not be captioned "
                                              f"({type(exc).__name__}: {exc})", beam_size=beam))
             progress((i + 1, len(paths)), desc=f"Captioned {names[i]}", unit="photos")

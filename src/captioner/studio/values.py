@@ -92,10 +92,13 @@ def readable_error(message: str, path: str, name: str) -> str:
 
 
 def own_attention(candidate):
-    """The candidate with an attention tensor of its own (not a view keeping a bigger buffer alive)."""
+    """The candidate with an attention array of its own (not a view keeping the batch's bigger buffer alive):
+    a torch tensor's clone, or a numpy view's copy (the torch-free engine's maps are views of its search's)."""
     attention = getattr(candidate, "attention", None)
     if attention is not None and hasattr(attention, "clone"):
         candidate.attention = attention.detach().clone()
+    elif getattr(attention, "base", None) is not None and hasattr(attention, "copy"):
+        candidate.attention = attention.copy()
     return candidate
 
 

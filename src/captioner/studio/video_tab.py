@@ -41,6 +41,7 @@ from PIL import Image
 from captioner.studio import files, gradio_private, render
 from captioner.studio.assets import asset
 from captioner.studio.config import MAX_BEAM, MIN_BEAM, MIN_LEN
+from captioner.studio.engines import video_engine
 from captioner.studio.player import candidate_data, photo_data, player_js, tags_data
 from captioner.studio.values import (
     SESSION_TTL_S,
@@ -206,8 +207,9 @@ class VideoTab:
 
         progress(0, desc=f"Opening {name}")
         start = time.perf_counter()
-        result = studio.captioner.caption_video(path, max_shot=MAX_SHOT, name=name, progress=report,
-                                                frame_size=FRAME_SIZE, beam_size=beam, max_len=max_len)
+        engine = video_engine(studio.captioner)  # PyTorch's twin where the captioner captions no videos
+        result = engine.caption_video(path, max_shot=MAX_SHOT, name=name, progress=report,
+                                      frame_size=FRAME_SIZE, beam_size=beam, max_len=max_len)
         seconds = time.perf_counter() - start
         if result.error is None and not result.segments:
             result.error = f"{name}: no shot could be captioned"
