@@ -223,3 +223,34 @@ def test_captioning_with_the_bank_imports_no_torch(banked, banked_folder, photos
     want = list(ref.caption_many(photos[:4], bank_shortlist=25, bank_margin=-0.5, bank_support=1.0))
     assert [[c["tokens"] for c in r["candidates"]] for r in got] == [[c.tokens for c in r.candidates] for r in want]
     assert [[c["source"] for c in r["candidates"]] for r in got] == [[c.source for c in r.candidates] for r in want]
+
+
+# ------------------------------------------------------------------ equal scores in the search
+def test_torch_topk_keeps_the_earlier_of_equal_values():
+    """The PyTorch path's top-k orders equal values as the numpy one does (the earlier first): torch.topk alone
+    orders them as it likes."""
+    import numpy as np
+    import torch
+
+    from captioner.decoding.array_ops import NUMPY
+    from captioner.decoding.torch_arrays import TORCH
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        rows, n = int(rng.integers(1, 20)), int(rng.integers(1, 3000))
+        x = np.round(rng.normal(size=(rows, n)), int(rng.integers(0, 3))).astype(np.float32)  # many ties
+        x[rng.random((rows, n)) < 0.3] = -np.inf
+        k = min(int(rng.integers(1, 25)), n)
+        values, idx = TORCH.topk(torch.from_numpy(x), k)
+        want_values, want_idx = NUMPY.topk(x, k)
+        assert np.array_equal(idx.numpy(), want_idx) and np.array_equal(values.numpy(), want_values)
+
+
+@pytest.mark.parametrize("photo", ["3591462960_86045906bd.jpg", "799486353_f665d7b0f0.jpg"])
+def test_equal_scores_in_the_beam_search_are_ordered_alike(shipped_captioner, lean, flickr8k_dir, photo):
+    """Beam 10 with grounding: a new word is exactly as likely as its proxy (`cello` and `guitar`; two beams that
+    then share a state tie on every word), and with one slot left both paths keep the same one."""
+    path = flickr8k_dir / "images" / photo
+    want = shipped_captioner.caption(path, beam_size=10)
+    got = lean.caption(path, beam_size=10)
+    assert_same_candidates(got.candidates, want.candidates)

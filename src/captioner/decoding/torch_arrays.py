@@ -18,7 +18,18 @@ class TorchArrays(Arrays):
         return x.max(dim=1)
 
     def topk(self, x, k: int):
-        return x.topk(k, dim=1)
+        """As `Arrays.topk`: the earlier entry first on ties. torch.topk orders equal values as it likes (on the
+        CPU often the later first: a new word before its proxy, whose log-probability it takes, or the later of
+        two beams in the same state), so a row whose top k holds equal values, or whose k-th value has equal
+        values left out, is sorted stably instead."""
+        values, idx = x.topk(k, dim=1)
+        if k > 0:
+            kth = values[:, -1:]
+            tied = (values[:, 1:] == values[:, :-1]).any(1) | ((x == kth).sum(1) > (values == kth).sum(1))
+            if bool(tied.any()):
+                order = x[tied].sort(dim=1, descending=True, stable=True)
+                values[tied], idx[tied] = order.values[:, :k], order.indices[:, :k]
+        return values, idx
 
     def sort(self, x):
         return x.sort().values
