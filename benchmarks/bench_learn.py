@@ -6,9 +6,11 @@
 
 1. **simulate**: the 106 coco-dev photos play a user's gallery, their first reference caption the user's
    edit. Five folds (photo i in fold i mod 5): `learn` on the other four fifths (exactly what
-   `captioner learn` runs, with its own held-out check), then the learned model folder loaded back
+   `captioner learn` runs: its own held-out check, then, by default, learning again from all 85 edits),
+   then the learned model folder loaded back
    (`load_model` + `folder_extras`, as `Captioner.load` does) and the held-out fifth captioned from
-   its encoder grids with the model's own decoding, beside the shipped model under the same decoding.
+   its encoder grids with the model's own decoding (`FeatureCaptioner`: grounding and the support penalty,
+   as `Captioner`), beside the shipped model under the same decoding.
    Over the 106 held-out captions: CIDEr-D (x100) against the user's caption (the first reference;
    document frequencies from those captions), CIDEr against all five references, and CHAIR-s / CHAIR-i
    (`captioner.evaluation.hallucination`, against all five references). Target: CIDEr (user's
@@ -103,7 +105,8 @@ def simulate(args, cfg, work: Path) -> dict:
             caps = captions_of(out, grids[test])
             info = {"fold": k, "seconds": round(time.time() - t0, 1), "load": load_text(),
                     "own_held_out": report.held_out.to_dict() if report.held_out else None,
-                    "new_words": len(report.new_words)}
+                    "trained_on": report.trained_on, "new_words": len(report.new_words),
+                    "confidence_refitted": bool((report.confidence or {}).get("refitted"))}
         except LearnRefused as exc:  # the user keeps the shipped model
             caps = [base_caps[i] for i in test]
             info = {"fold": k, "refused": str(exc)}

@@ -5,6 +5,7 @@ Photos come in clusters of similar encoder grids; the user's edits give each clu
 so a model that learned says a cluster's caption for a new photo of that cluster."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import signal
 import subprocess
@@ -173,3 +174,130 @@ def test_ctrl_c_keeps_the_progress_and_the_same_call_resumes(tiny_model_dir, tmp
     monkeypatch.setattr(Learner, "train_step", real_step)
     learn(edits(), out, LearnConfig(**FAST), base_dir=tiny_model_dir, progress=False, log=lines.append)
     assert "resumed from step 7 of 120" in lines[-1] and (out / "config.json").is_file()
+
+
+def held_out_keys(es: list[Edit], cfg: LearnConfig) -> set[str]:
+    from captioner.learning.heldout import split_held_out
+
+    _, held = split_held_out([e.key for e in es], cfg.held_out, cfg.min_held_out_edits, cfg.seed)
+    return {es[i].key for i in held}
+
+
+def test_after_the_check_passes_the_written_model_learns_from_every_edit(tiny_model_dir, tmp_path):
+    """The held-out check decides whether learning helps; the written model then learns from all edits
+    (a new word only the held-out edits use becomes sayable), unless --no-retrain-all."""
+    cfg = LearnConfig(**{**FAST, "min_held_out_edits": 20})
+    es = edits(8)  # 24 edits: 5 held out
+    held = held_out_keys(es, cfg)
+    quiet = [e for e in es if e.key in held and "grass" in e.caption][0]
+    quiet.caption = quiet.caption.replace("grass", "meadow")  # a word only a held-out edit uses
+    report = learn(es, tmp_path / "all", cfg, base_dir=tiny_model_dir, progress=False)
+    assert report.trained_on == 24 and report.held_out.n == 5 and "meadow" in report.new_words
+    info = json.loads((tmp_path / "all" / "learned.json").read_text())
+    assert info["trained_on"] == 24 and "learned from the other 19 edits" in info["held_out"]["measured_on"]
+    assert "meadow" in json.loads((tmp_path / "all" / "vocab.json").read_text())["itos"]
+
+    checked = learn(es, tmp_path / "checked", LearnConfig(**{**FAST, "min_held_out_edits": 20, "retrain_all": False}),
+                    base_dir=tiny_model_dir, progress=False)
+    assert checked.trained_on == 19 and "meadow" not in checked.new_words
+    assert checked.held_out.to_dict() == report.held_out.to_dict()  # the same check model
+    assert "meadow" not in json.loads((tmp_path / "checked" / "vocab.json").read_text())["itos"]
+
+
+def test_a_kill_while_learning_from_all_edits_resumes_without_redoing_the_check(tiny_model_dir, tmp_path,
+                                                                                   monkeypatch):
+    from captioner.learning.finetune import Learner
+
+    real_step = Learner.train_step
+    phases, interrupts = [], []
+
+    def interrupted(self):
+        if self.step == 0:
+            phases.append(self.work.name)
+        if self.work.name == "all" and self.step == 5 and not interrupts:
+            interrupts.append(self.step)
+            raise KeyboardInterrupt
+        return real_step(self)
+
+    cfg = LearnConfig(**{**FAST, "min_held_out_edits": 20})
+    out, lines = tmp_path / "learned", []
+    monkeypatch.setattr(Learner, "train_step", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        learn(edits(8), out, cfg, base_dir=tiny_model_dir, progress=False, log=lines.append)
+    assert phases == [".learning", "all"] and (out / ".learning" / "check.json").is_file()
+    assert (out / ".learning" / "all" / "checkpoint.pt").is_file() and not (out / "config.json").exists()
+    report = learn(edits(8), out, cfg, base_dir=tiny_model_dir, progress=False, log=lines.append)
+    assert phases == [".learning", "all"]  # the check model was not learned again
+    assert any(line.startswith("the held-out check passed already") for line in lines)
+    assert any(line.startswith("resumed from step 5 of 180") for line in lines)
+    assert report.trained_on == 24 and report.held_out.n == 5 and (out / "config.json").is_file()
+    assert not (out / ".learning").exists()
+
+
+def calibrated_base(tiny_model_dir: Path, folder: Path, intercept: float) -> Path:
+    """A copy of the tiny model with a confidence calibration that says `intercept` whatever the caption."""
+    import shutil
+
+    from captioner.confidence.calibration import FEATURES, ConfidenceScorer
+
+    shutil.copytree(tiny_model_dir, folder)
+    k = len(FEATURES)
+    ConfidenceScorer([0.0] * k, [1.0] * k, [0.05] + [0.0] * (k - 1), intercept, features=FEATURES,
+                     about={"threshold": 0.3319, "fitted_on": "test"}).save(folder)
+    return folder
+
+
+def test_the_confidence_calibration_is_refitted_on_enough_held_out_edits(tiny_model_dir, tmp_path):
+    """A base calibration far too unsure for the learned model (about 1% where most held-out captions are
+    acceptable) is refitted on the held-out edits; with too few of them the base one is kept, and
+    learned.json and the model card say why."""
+    from captioner.confidence.calibration import ConfidenceScorer
+
+    base = calibrated_base(tiny_model_dir, tmp_path / "base", intercept=-4.5)
+    cfg = LearnConfig(**{**FAST, "min_held_out_edits": 20, "held_out": 0.5, "calibration_min_edits": 10})
+    es = edits(10)  # 30 edits, 15 held out
+    held = sorted(held_out_keys(es, cfg))
+    for key in held[:4]:  # a few held-out captions the model will not say: unacceptable ones
+        next(e for e in es if e.key == key).caption = "blue cat"  # no n-gram of any cluster caption
+    report = learn(es, tmp_path / "refit", cfg, base_dir=base, progress=False)
+    conf = report.confidence
+    assert conf["refitted"] is True and conf["held_out_edits"] == 15, json.dumps(conf)
+    assert 0.5 <= conf["acceptable_share"] < 1.0
+    assert conf["base_mean_confidence"] < 0.05 and conf["refit_mean_confidence"] > 0.3
+    assert conf["refit_brier_leave_one_out"] < conf["base_brier"]
+    scorer = ConfidenceScorer.load(tmp_path / "refit")
+    assert scorer.about["made_by"].startswith("captioner learn") and scorer.about["threshold"] == 0.3319
+    assert json.loads((tmp_path / "refit" / "learned.json").read_text())["confidence"]["refitted"] is True
+    assert "confidence calibration: the base model's, refitted on 15" in (tmp_path / "refit" / "README.md").read_text()
+    photo = tmp_path / "photo.png"  # noise: no input warning caps the confidence
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (60, 80, 3), dtype=np.uint8)).save(photo)
+    refit, before = (Captioner.load(m).caption(str(photo)) for m in (tmp_path / "refit", base))
+    assert before.confidence < 0.05 < refit.confidence
+
+    kept = learn(es, tmp_path / "kept", dataclasses.replace(cfg, calibration_min_edits=40), base_dir=base,
+                 progress=False)
+    assert kept.confidence["refitted"] is False and "only 15 held-out edits" in kept.confidence["why"]
+    assert (tmp_path / "kept" / "confidence.json").read_bytes() == (base / "confidence.json").read_bytes()
+    card = (tmp_path / "kept" / "README.md").read_text()
+    assert "confidence calibration: the base model's, kept (only 15 held-out edits" in card
+
+
+@pytest.mark.slow
+def test_held_out_captions_are_the_captioners_own(tmp_path):
+    """`FeatureCaptioner` (the held-out check, bench_learn) decodes stored grids as `Captioner` decodes a
+    photo: grounding and the support penalty of the shipped decoding included."""
+    import torch
+
+    from captioner.model.folder import default_model_dir
+    from oracles.photos import real_photos
+
+    photos = real_photos(12)
+    if not photos:
+        pytest.skip("the Flickr8k photos are not present")
+    cap = Captioner(load_model(default_model_dir()), onnx=False)
+    assert cap.decoding.support_penalty > 0 and cap.support_head is not None
+    with torch.inference_mode():
+        feats = cap.encode(torch.stack([cap.prepare(str(p)).pixels for p in photos]))
+    grids = list(feats.reshape(len(photos), -1, feats.shape[-1]).numpy())
+    want = [c[0].caption for c in cap.decode(feats)]
+    assert FeatureCaptioner(cap.model, folder_extras(default_model_dir())).captions(grids) == want

@@ -55,7 +55,9 @@ def test_models_lists_a_learned_model_with_its_figures(tiny_model_dir, tmp_path,
     assert main(["models", "--gallery", str(gallery), "--json"]) == 0
     listing = json.loads(capsys.readouterr().out)
     (m,) = listing["learned"]
-    assert m["id"] == "mine" and m["edits"] == 24 and m["trained_on"] == 19 and m["held_out"]["held_out_edits"] == 5
+    # the check passed, so the written model learned again from all 24 (the check model from the other 19)
+    assert m["id"] == "mine" and m["edits"] == 24 and m["trained_on"] == 24 and m["held_out"]["held_out_edits"] == 5
+    assert "learned from the other 19 edits" in m["held_out"]["measured_on"]
     assert m["held_out"]["cider_after"] >= m["held_out"]["cider_before"]
     # `learn --list` prints the same list
     assert main(["learn", "--gallery", str(gallery), "--list"]) == 0
@@ -88,14 +90,32 @@ def test_studio_learns_in_the_background_and_the_picker_switches_captions(studio
     photo = tmp_path / "photo.png"
     Image.new("RGB", (80, 60), (30, 120, 200)).save(photo)
     original = started.caption(str(photo)).caption
-    message, _ = tab.use_model(status.model_id)
+    message, _, header = tab.use_model(status.model_id)
     assert studio.captioner is not started and studio.model_name == f"tiny-test+{status.model_id}"
-    assert studio.model_name in message
+    assert studio.model_name in message and f"Model <b>{studio.model_name}</b>" in header
     assert studio.captioner.caption(str(photo)).caption == Captioner.load(learned_dir).caption(str(photo)).caption
     assert studio.photos is not None and studio.captioner.name != started.name
     # and back to the started model
     tab.use_model(STARTED)
     assert studio.captioner is started and studio.captioner.caption(str(photo)).caption == original
+
+
+def test_switching_models_redraws_the_header(started, tiny_model_dir, tmp_path):
+    """The page's header names the model in use: the Models tab's switch sends it a new one (it kept the
+    started model's name before)."""
+    gallery = make_gallery(tmp_path / "gallery", "tiny-test")
+    learn(edits(), gallery / "models" / "mine", LearnConfig(**FAST), base_dir=tiny_model_dir, progress=False)
+    studio = Studio(started, Gallery(gallery), model_dir=tiny_model_dir)
+    demo = studio.build()
+    assert "Model <b>tiny-test</b>" in studio.header.value
+    button = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "use-model")
+    (switch,) = [d for d in demo.config["dependencies"]
+                 if any(t[0] == button._id and t[1] == "click" for t in d["targets"])]
+    assert studio.header._id in switch["outputs"]
+    message, _, header = studio.learning.use_model("mine")
+    assert "Model <b>tiny-test+mine</b>" in header and "tiny-test+mine" in message
+    _, _, header = studio.learning.use_model(STARTED)
+    assert "Model <b>tiny-test</b>" in header and "tiny-test+mine" not in header
 
 
 def test_the_picker_refuses_a_name_the_server_did_not_list(studio, started, tiny_model_dir, tmp_path):

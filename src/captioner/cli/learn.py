@@ -62,8 +62,14 @@ def cmd_learn(args) -> int:
     if held:
         print(f"held-out edits ({held.n}): CIDEr-D against your captions {held.cider_before:.1f} -> "
               f"{held.cider_after:.1f}; captions changed on {100 * held.changed:.0f}% of those photos")
+        if report.trained_on == report.edits:
+            print(f"the check passed: the written model learned again from all {report.edits} edits")
     else:
         print(f"not measured: fewer than {cfg.min_held_out_edits} edits, none held out")
+    conf = report.confidence or {}
+    why = conf.get("why", "not refitted")
+    print(f"confidence calibration: {why}" if conf.get("refitted") else
+          f"confidence calibration: the base model's, kept ({why})")
     print(f"model written to {report.out}; use it with --model {report.out}")
     return 0
 

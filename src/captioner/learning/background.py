@@ -18,7 +18,8 @@ from captioner.learning.config import LearnConfig
 
 #: what each stage of `learn` is called for the user
 STAGES = {"reading": "reading your edits", "encoding": "encoding photos without stored features",
-          "learning": "learning", "checking": "checking the new model on the held-out edits"}
+          "learning": "learning", "checking": "checking the new model on the held-out edits",
+          "relearning": "learning again from all your edits"}
 
 
 def count_edits(gallery) -> int:

@@ -30,6 +30,10 @@ class LearnConfig(Settings):
                               "--min-held-out-edits edits", lo=0, hi=0.5)
     min_held_out_edits: int = setting(20, "hold edits out (and refuse a worse model) from this many edits on",
                                       lo=2)
+    retrain_all: bool = setting(True, "once the held-out check passes, learn again from every edit (the held-out "
+                                "ones too) for the written model; --no-retrain-all writes the checked model")
+    calibration_min_edits: int = setting(30, "refit the confidence calibration from this many held-out edits on "
+                                         "(fewer: the base model's is kept)", lo=2)
     new_words: bool = setting(True, "add the words of the edits the model lacks to its vocabulary")
     checkpoint_every: int = setting(20, "save progress every N steps (a killed run resumes from there)", lo=1)
     seed: int = setting(0, "random seed (held-out choice, batch order, dropout)", lo=0)

@@ -14,33 +14,68 @@ from captioner.evaluation.cider import CiderD
 from captioner.model.vocab import tokenize
 
 
+@dataclass
+class Decoded:
+    """One photo decoded from its grid: the candidates (best first), the tagger's tags, and the support
+    evidence per concept (None without a support head): what the confidence calibration reads."""
+
+    candidates: list
+    tags: list
+    presence: dict | None
+
+    @property
+    def caption(self) -> str:
+        return self.candidates[0].caption if self.candidates else ""
+
+
 class FeatureCaptioner:
     """Captions from encoder grids for a decoder-only `CaptionModel`: what `Captioner.decode` does,
-    without the encoder. `extras`: `pipeline.folder_extras` of the model folder."""
+    without the encoder (grounding with the tagger, the new words and the tag reliability; the support
+    penalty with the folder's support head). The careful caption and the language-model prior, which
+    the shipped decoding leaves off, are not applied. `extras`: `pipeline.folder_extras` of the model
+    folder."""
 
     def __init__(self, model, extras: dict, decoding: DecodingConfig | None = None):
         from captioner.tags.tagger import ObjectTagger
 
         self.model, self.decoding = model, decoding or model.decoding
         self.new_words, self.reliability = extras.get("new_words"), extras.get("tag_reliability")
-        self.tagger = ObjectTagger.for_backbone(model.cfg.backbone) if self.decoding.tag_bonus > 0 else None
+        head = extras.get("support_head")
+        # as `Captioner`: the tagger for grounding, the support evidence and the tags
+        self.tagger = ObjectTagger.for_backbone(model.cfg.backbone) \
+            if self.decoding.tag_bonus > 0 or head is not None else None
+        self.support = None
+        if head is not None:
+            from captioner.support.penalty import SupportEvidence
+
+            self.support = SupportEvidence(head, self.tagger.labels if self.tagger is not None else None)
 
     @torch.inference_mode()
-    def captions(self, grids: list[np.ndarray], batch_size: int = 32) -> list[str]:
+    def decode(self, grids: list[np.ndarray], batch_size: int = 32) -> list[Decoded]:
         from captioner.runtime.fused_decoder import InferenceDecoder
         from captioner.tags.grounding import decode_with_tags
 
         self.model.decoder.eval()
         fast = InferenceDecoder(self.model.decoder)
+        penalised = self.support if self.decoding.support_penalty > 0 else None
         out = []
         for s in range(0, len(grids), batch_size):
             feats = torch.from_numpy(np.stack([np.asarray(g, dtype=np.float32) for g in grids[s : s + batch_size]]))
             side = int(round(feats.shape[1] ** 0.5))
             feats = feats.reshape(len(feats), side, side, -1)
+            word_probs = self.tagger.word_probabilities(feats) if self.tagger is not None else None
             cands = decode_with_tags(self.tagger, fast, feats, self.model.vocab, self.decoding, self.new_words,
-                                     None, self.reliability)
-            out.extend(c[0].caption if c else "" for c in cands)
+                                     word_probs, self.reliability, penalised)
+            tags = self.tagger.tags_from_word_probabilities(word_probs) if self.tagger is not None \
+                else [[] for _ in cands]
+            presence = self.support.presence(feats, word_probs).tolist() if self.support is not None else None
+            for n, c in enumerate(cands):
+                out.append(Decoded(list(c), tags[n], dict(zip(self.support.names, presence[n]))
+                                   if presence is not None else None))
         return out
+
+    def captions(self, grids: list[np.ndarray], batch_size: int = 32) -> list[str]:
+        return [d.caption for d in self.decode(grids, batch_size)]
 
 
 @dataclass

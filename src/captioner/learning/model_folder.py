@@ -1,8 +1,9 @@
 """A learned model as a normal model folder: config.json, vocab.json, decoding.json and
-decoder.safetensors (`CaptionModel.save`), the base folder's optional files carried over (confidence
-calibration, new words, tag reliability, retrieval's query projection, ...), a model card (README.md)
-and learned.json (where it came from and its held-out figures). `Captioner.load(folder)` and
-`--model folder` load it like any other.
+decoder.safetensors (`CaptionModel.save`), the base folder's optional files carried over (new words, tag
+reliability, support head, retrieval's query projection, ...; the confidence calibration too, unless it
+was refitted on the user's held-out edits: `learning.calibration`), a model card (README.md) and
+learned.json (where it came from, its held-out figures, whether and why the calibration was refitted).
+`Captioner.load(folder)` and `--model folder` load it like any other.
 
 Learned models of a gallery live in its `models/` folder; `list_models` lists them, `new_model_dir` names
 the folder of the next one and `model_choice` maps a listed model's name back to its folder (the studio's
@@ -51,11 +52,16 @@ def model_card(info: dict) -> str:
     if held:
         lines += [f"- held-out edits: CIDEr-D against the user's captions {held['cider_before']:.1f} (base) -> "
                   f"{held['cider_after']:.1f} (learned); captions changed on {100 * held['changed_share']:.0f}% "
-                  "of those photos"]
+                  f"of those photos; measured on {held.get('measured_on', 'the written model')}"]
     else:
         lines += ["- not measured: fewer edits than needed to hold some out"]
+    conf = info.get("confidence") or {}
+    if conf.get("refitted"):
+        lines += [f"- confidence calibration: the base model's, {conf['why']} (confidence.json)"]
+    else:
+        lines += [f"- confidence calibration: the base model's, kept ({conf.get('why', 'not refitted')})"]
     lines += ["", "Its encoder is the base model's: features stored for the base model serve it too. The "
-              "confidence calibration and the grounding files are the base model's, carried over (not refitted). "
+              "grounding files (new words, tag reliability, support head) are the base model's, carried over. "
               "Its ONNX runtime, where the base had one, is its own (written for its new decoder weights).", ""]
     return "\n".join(lines)
 
@@ -83,10 +89,12 @@ def write_runtime(model: CaptionModel, base: Path, folder: Path, log=None) -> bo
         model.encoder = None
 
 
-def write_model_folder(model: CaptionModel, base: Path, out: Path, info: dict, log=None) -> None:
+def write_model_folder(model: CaptionModel, base: Path, out: Path, info: dict, log=None, calibration=None) -> None:
     """Write the learned model into `out`, the files staged in out/.staging and moved in with config.json
     last (a folder with config.json is always complete). The base's ONNX runtime is never carried over (its
-    checksums name the base's decoder weights): the learned model gets its own (`write_runtime`)."""
+    checksums name the base's decoder weights): the learned model gets its own (`write_runtime`).
+    `calibration`: a refitted `ConfidenceScorer`, written over the base's confidence.json (None: the base's
+    is carried over)."""
     staging = out / ".staging"
     if staging.exists():
         shutil.rmtree(staging)
@@ -95,6 +103,8 @@ def write_model_folder(model: CaptionModel, base: Path, out: Path, info: dict, l
     for p in carried_files(base):
         if p.name not in RUNTIME_NAMES:
             shutil.copy2(p, staging / p.name)
+    if calibration is not None:
+        calibration.save(staging)
     write_atomic(staging / LEARNED_FILE, json.dumps(info, indent=2) + "\n")
     write_atomic(staging / "README.md", model_card(info))
     names = sorted(p.name for p in staging.iterdir() if p.name != "config.json") + ["config.json"]
@@ -116,8 +126,7 @@ def new_model_dir(gallery: str | Path, unfinished_ok: bool = True) -> Path:
     dated one (`learned-YYYYMMDD-HHMMSS`, a suffix added when that name is taken)."""
     root = Path(gallery).expanduser() / MODELS_DIR
     if unfinished_ok and root.is_dir():
-        unfinished = sorted(p for p in root.iterdir() if (p / WORK_DIR / "checkpoint.pt").is_file()
-                            and not (p / "config.json").exists())
+        unfinished = sorted(p for p in root.iterdir() if (p / WORK_DIR).is_dir() and not (p / "config.json").exists())
         if unfinished:
             return unfinished[-1]
     stem = datetime.now(timezone.utc).strftime("learned-%Y%m%d-%H%M%S")

@@ -158,6 +158,7 @@ class Studio:
         self.thumbs = Path(tempfile.gettempdir()) / "captioner-studio" / "thumbs"
         self.exports = Path(tempfile.gettempdir()) / "captioner-studio" / "exports"
         self.demo: gr.Blocks | None = None
+        self.header = None  # the title line's `gr.HTML` (`header_html`), made by `build`
         self._heavy_ids: list[int] = []  # outputs whose values are big HTML (see `forget_rendered`)
         self.photos = PhotosTab(self)
         self.video = VideoTab(self)
@@ -197,17 +198,22 @@ class Studio:
     def read_only_note(self) -> str:
         return f"⚠️ {html.escape(self.read_only_message())}" if self.read_only else ""
 
+    def header_html(self) -> str:
+        """The page's title line: the model in use (``model_name``), the gallery, read-only or not."""
+        ro = " · <b>read-only</b>" if self.read_only else ""
+        return (f"<style>{render.CSS}</style><div class='studio-title'><h1>Captioner Studio</h1>"
+                f"<p>Model <b>{html.escape(self.model_name)}</b> · gallery "
+                f"<code>{html.escape(str(self.gallery.folder))}</code>{ro} · everything stays on this computer</p>"
+                "</div>")
+
     # ------------------------------------------------------------------ layout
     def build(self) -> gr.Blocks:
         # Uploaded files older than a day are removed from Gradio's cache (hourly); saved photos
         # live in the gallery's own folder.
         with gr.Blocks(title="Captioner Studio", analytics_enabled=False, fill_width=False,
                        delete_cache=(3600, 86400)) as demo:
-            ro = " · <b>read-only</b>" if self.read_only else ""
-            gr.HTML(f"<style>{render.CSS}</style><div class='studio-title'><h1>Captioner Studio</h1>"
-                    f"<p>Model <b>{html.escape(self.model_name)}</b> · gallery "
-                    f"<code>{html.escape(str(self.gallery.folder))}</code>{ro} · everything stays on this computer</p>"
-                    "</div>", elem_id="studio-header", js_on_load=None)
+            # the Models tab's switch redraws it (`LearnTab.use_model`), so it names the model in use
+            self.header = gr.HTML(self.header_html(), elem_id="studio-header", js_on_load=None)
             session = gr.State({"photos": []}, time_to_live=SESSION_TTL_S)
             with gr.Tabs(elem_id="studio-tabs"):
                 heavy = self.photos.build(session)

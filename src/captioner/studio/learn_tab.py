@@ -60,9 +60,11 @@ class LearnTab:
                  f"new words: {html.escape(', '.join(r.get('new_words') or []) or 'none')}."]
         held = r.get("held_out")
         if held:
+            again = (" Since it passed, the new model then learned again from all your edits."
+                     if r.get("trained_on") == r.get("edits") else "")
             lines.append(f"Held-out check on {held['held_out_edits']} of your edits: CIDEr-D against your captions "
                          f"**{held['cider_before']:.1f} → {held['cider_after']:.1f}**; captions changed on "
-                         f"{100 * held['changed_share']:.0f}% of those photos.")
+                         f"{100 * held['changed_share']:.0f}% of those photos.{again}")
         else:
             lines.append("Not checked: too few edits to hold some out. Try it, and switch back if it is worse.")
         lines.append(f"It is **{html.escape(s.model_id or '')}** in the model list below; the studio keeps using "
@@ -91,12 +93,14 @@ class LearnTab:
                 gr.skip() if running else self.picker_update(), gr.skip() if running else self.edits_line())
 
     def use_model(self, name):
-        """Switch every tab's captioner to the listed model `name` (or back to the started one)."""
+        """Switch every tab's captioner to the listed model `name` (or back to the started one): the message,
+        the picker, and the page's header naming the model now in use."""
         captioner = self.picker.use(name)
         self.studio.captioner = captioner
         self.studio.model_name = captioner.name
         back = "" if self.picker.current == STARTED else " (choose the first entry to go back)"
-        return f"The studio now captions with **{html.escape(captioner.name)}**{back}.", self.picker_update()
+        return (f"The studio now captions with **{html.escape(captioner.name)}**{back}.", self.picker_update(),
+                self.studio.header_html())
 
     # ------------------------------------------------------------------ layout
     def build(self) -> list:
@@ -123,6 +127,8 @@ class LearnTab:
                           show_progress="hidden")
         w.timer.tick(user_errors(self.poll), None, [w.status, w.timer, w.model, w.edits], api_visibility="private",
                      show_progress="hidden")
-        w.use_btn.click(user_errors(self.use_model), [w.model], [w.model_msg, w.model], api_visibility="private",
+        # the header (`Studio.header`, built before the tabs) names the model in use: redrawn on a switch
+        w.use_btn.click(user_errors(self.use_model), [w.model], [w.model_msg, w.model, self.studio.header],
+                        api_visibility="private",
                         show_progress_on=[w.model_msg], concurrency_id="engine", concurrency_limit=1)
         return []
