@@ -252,19 +252,19 @@ def _caption_videos(captioner, videos: list[str], decoding, args, sink, several:
 
 
 def register(sub) -> None:
-    c = sub.add_parser("caption", help="caption image and video files or folders",
-                       description="Caption images and videos. Folders are searched recursively for image and video "
-                                   "files. Prints the best caption per image; --json prints one JSON object per image; "
-                                   "--out writes JSON Lines (.jsonl) or CSV (.csv) and skips images already in it. "
-                                   "Videos (.mp4 .mov .mkv .webm .avi, animated .gif) get one caption per shot: "
-                                   "'start --> end  caption' lines, JSON objects per segment, or --out x.vtt / x.srt "
-                                   "subtitles for a single video. Photos are captioned without PyTorch where the model "
-                                   "folder allows it (see --runtime), with the same output.")
+    from captioner.cli.common import add_command, add_device_arg, add_json_arg
+
+    c = add_command(sub, "caption", cmd_caption, "caption image and video files or folders",
+                    """Caption images and videos. Folders are searched recursively for image and video files.
+                    Prints the best caption per image; --json prints one JSON object per image; --out writes JSON
+                    Lines (.jsonl) or CSV (.csv) and skips images already in it. Videos (.mp4 .mov .mkv .webm .avi,
+                    animated .gif) get one caption per shot: 'start --> end  caption' lines, JSON objects per
+                    segment, or --out x.vtt / x.srt subtitles for a single video. Photos are captioned without
+                    PyTorch where the model folder allows it (see --runtime), with the same output.""")
     c.add_argument("paths", nargs="+", metavar="PATH", help="image/video files and/or folders")
     add_dataclass_args(c, DecodingConfig, model_default=True)
     c.add_argument("--batch-size", type=int, default=8, help=f"images per batch, 1 to {MAX_BATCH} (default 8)")
-    c.add_argument("--json", action="store_true", help="JSON Lines on stdout: image, candidates, error, tags, "
-                                                       "confidence, warnings")
+    add_json_arg(c, "JSON Lines on stdout: image, candidates, error, tags, confidence, warnings")
     c.add_argument("--out", metavar="FILE", help="write results to FILE (.jsonl or .csv; - for standard output); "
                                                  "re-running resumes")
     from captioner.metadata.files import WRITE_MODES
@@ -278,7 +278,7 @@ def register(sub) -> None:
                    help="videos: shots longer than this are split into equal parts, each captioned (default 10)")
     c.add_argument("--threads", type=int, default=0, help="ONNX Runtime (or torch) threads, up to 4 x the cores "
                                                           "(default 0: all cores)")
-    c.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu; cuda and auto run on PyTorch)")
+    add_device_arg(c, "cpu, cuda or auto (default cpu; cuda and auto run on PyTorch)")
     c.add_argument("--runtime", choices=RUNTIMES, default="onnx",
                    help="onnx: ONNX Runtime and numpy, without importing PyTorch (a model folder without its ONNX "
                         "runtime, --device cuda or auto, or --ray fall back to torch by themselves); torch: the "
@@ -287,5 +287,4 @@ def register(sub) -> None:
     from captioner.cli.caption_ray import add_ray_args  # --ray [ADDRESS] and its --ray-* settings (no Ray import)
 
     add_ray_args(c)
-    c.set_defaults(func=cmd_caption)
 

@@ -1,5 +1,6 @@
-"""What several commands share: the --model and --data options, and lines on stderr that stay lines
-(names quoted, printed above a progress bar, our warnings as one line each)."""
+"""What several commands share: how a command is added to the parser (`add_command`), the options several
+take (--model, --gallery, --json, --device; --data's help), and lines on stderr that stay lines (names
+quoted, printed above a progress bar, our warnings as one line each)."""
 from __future__ import annotations
 
 import os
@@ -10,9 +11,36 @@ DATA_ENV = "CAPTIONER_DATA"
 DATA_HELP = "a Flickr8k folder (with Flickr8k.token.txt and the split lists) or a Karpathy dataset_*.json"
 
 
+#: --gallery's help where the command reads or writes the studio's gallery
+GALLERY_HELP = "gallery folder (default: your data directory)"
+
+
+def add_command(sub, name: str, run, summary: str, description: str, **parser_args):
+    """Add the command `name` to `sub` (a parser's sub-commands) and return its parser: `summary` in the list of
+    commands, `description` at the top of its --help (argparse joins the lines of a triple-quoted text into one
+    paragraph), `run(args)` what it does. `parser_args` go to `add_parser` (e.g. `parents`)."""
+    p = sub.add_parser(name, help=summary, description=description, **parser_args)
+    p.set_defaults(func=run)
+    return p
+
+
 def add_model_arg(p):
     p.add_argument("--model", metavar="DIR", help="model folder (default: the model shipped in the package, "
                                                    "or $CAPTIONER_MODEL)")
+
+
+def add_gallery_arg(p, help: str = GALLERY_HELP, **kwargs):
+    p.add_argument("--gallery", metavar="DIR", help=help, **kwargs)
+
+
+def add_json_arg(p, help: str):
+    """--json: the command prints JSON (what it holds: `help`) instead of lines for people."""
+    p.add_argument("--json", action="store_true", help=help)
+
+
+def add_device_arg(p, help: str):
+    """--device: cpu (the default), cuda or auto; `help` says what each does for this command."""
+    p.add_argument("--device", default="cpu", help=help)
 
 
 def default_data() -> str | None:

@@ -5,7 +5,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from captioner.cli.common import DATA_ENV, DATA_HELP, add_model_arg
+from captioner.cli.common import DATA_ENV, DATA_HELP, add_command, add_json_arg, add_model_arg
 from captioner.cli.dataclass_args import add_dataclass_args
 from captioner.decoding.config import DecodingConfig
 
@@ -33,9 +33,9 @@ def cmd_evaluate(args) -> int:
 
 
 def register(sub) -> None:
-    e = sub.add_parser("evaluate", help="score a model on a split (BLEU, METEOR, ROUGE-L, CIDEr)",
-                       description="Decode a split with beam search and compute BLEU-1..4, METEOR, ROUGE-L and "
-                                   "CIDEr with the COCO caption tools against all references. METEOR needs Java.")
+    e = add_command(sub, "evaluate", cmd_evaluate, "score a model on a split (BLEU, METEOR, ROUGE-L, CIDEr)",
+                    """Decode a split with beam search and compute BLEU-1..4, METEOR, ROUGE-L and CIDEr with the
+                    COCO caption tools against all references. METEOR needs Java.""")
     add_model_arg(e)
     e.add_argument("--data", default=None, help=DATA_HELP + f" (default: ${DATA_ENV})")
     e.add_argument("--image-dir", help="image folder for a Karpathy JSON")
@@ -45,6 +45,5 @@ def register(sub) -> None:
     e.add_argument("--limit", type=int, default=0, help="only the first N images")
     e.add_argument("--predictions", metavar="FILE", help="also write the captions as JSON")
     e.add_argument("--no-java", action="store_true", help="skip the Java tools (no METEOR)")
-    e.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
-    e.set_defaults(func=cmd_evaluate)
+    add_json_arg(e, "print the metrics as one JSON object")
 

@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from captioner.cli.common import add_model_arg
+from captioner.cli.common import add_command, add_gallery_arg, add_json_arg, add_model_arg
 from captioner.cli.dataclass_args import add_dataclass_args, config_from_args
 from captioner.errors import ConfigError
 
@@ -86,21 +86,20 @@ def _find(gallery, args, config, queries) -> int:
 def register(sub) -> None:
     from captioner.retrieval.config import FindConfig
 
-    p = sub.add_parser("find", help="find gallery photos by description, or more like an item",
-                       description="Rank the gallery's photos by how likely the captioner would describe each "
-                                   "with DESCRIPTION (less each photo's general prior), fused with full-text "
-                                   "search; or, with --like ITEM_ID, by how close their features are. Scored with "
-                                   "numpy, without PyTorch (--runtime onnx), when the model folder carries its ONNX "
-                                   "runtime; otherwise, or with --runtime torch, with PyTorch (the same ranking).")
+    p = add_command(sub, "find", cmd_find, "find gallery photos by description, or more like an item",
+                    """Rank the gallery's photos by how likely the captioner would describe each with DESCRIPTION
+                    (less each photo's general prior), fused with full-text search; or, with --like ITEM_ID, by how
+                    close their features are. Scored with numpy, without PyTorch (--runtime onnx), when the model
+                    folder carries its ONNX runtime; otherwise, or with --runtime torch, with PyTorch (the same
+                    ranking).""")
     p.add_argument("query", nargs="?", metavar="DESCRIPTION", help="what the photo shows, in plain words")
     p.add_argument("--queries", metavar="FILE", help="one description per line (- for stdin); prints JSON Lines, "
                                                      "one line per description")
     p.add_argument("--like", metavar="ITEM_ID", type=int, help="more like this item (its features, cosine)")
-    p.add_argument("--gallery", metavar="DIR", help="gallery folder (default: your data directory)")
-    p.add_argument("--json", action="store_true", help="print JSON (ids, file names, scores)")
+    add_gallery_arg(p)
+    add_json_arg(p, "print JSON (ids, file names, scores)")
     add_model_arg(p)
     p.add_argument("--runtime", choices=("onnx", "torch"), default="onnx",
                    help="onnx: numpy and ONNX Runtime, without importing PyTorch (a model folder without its ONNX "
                         "runtime falls back to torch by itself); torch: the PyTorch reference path (default onnx)")
     add_dataclass_args(p, FindConfig)
-    p.set_defaults(func=cmd_find)

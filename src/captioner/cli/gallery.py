@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from captioner.cli.common import add_command, add_gallery_arg, add_json_arg
 from captioner.cli.dataclass_args import add_dataclass_args, config_from_args
 from captioner.errors import CaptionerError
 from captioner.storage.options import ListOptions
@@ -317,16 +318,14 @@ def register(sub) -> None:
     gallery_help = "gallery folder (default: your data directory, where the studio saves)"
     g = sub.add_parser("gallery", help="check, repair, search or export the caption gallery",
                        description="Look after a gallery folder (gallery.db and images/) without the studio.")
-    g.add_argument("--gallery", metavar="DIR", help=gallery_help)
+    add_gallery_arg(g, gallery_help)
     actions = g.add_subparsers(dest="gallery_command", required=True, metavar="ACTION")
     # --gallery is accepted after the action too; SUPPRESS keeps an unset one from hiding the other
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--gallery", metavar="DIR", default=argparse.SUPPRESS, help=gallery_help)
+    add_gallery_arg(common, gallery_help, default=argparse.SUPPRESS)
 
     def action(name: str, command, help: str) -> argparse.ArgumentParser:
-        p = actions.add_parser(name, parents=[common], help=help, description=help)
-        p.set_defaults(func=lambda args: _run(command, args))
-        return p
+        return add_command(actions, name, lambda args: _run(command, args), help, help, parents=[common])
 
     action("check", check, "check the database, the search index and the image files (exit 1 on problems)")
     rp = action("repair", repair, "move orphaned image files to the gallery's quarantine folder and rebuild the "
@@ -336,20 +335,20 @@ def register(sub) -> None:
     bk = action("backup", backup, "copy the gallery's database to a new file, consistently, even while the studio "
                 "runs (the images/ and videos/ folders are not copied)")
     bk.add_argument("dest", metavar="DEST", help="a new file name (or a folder: gallery-DATE.db in it)")
-    rd = actions.add_parser("restore-db", parents=[common], help="put a database backup back in place (the current "
-                            "one is saved beside it first)", description="Replace the gallery's database with a "
-                            "backup (from `gallery backup`, or gallery.db.v*.bak kept before a migration).")
+    rd = add_command(actions, "restore-db", restore_db,
+                     "put a database backup back in place (the current one is saved beside it first)",
+                     """Replace the gallery's database with a backup (from `gallery backup`, or gallery.db.v*.bak
+                     kept before a migration).""", parents=[common])
     rd.add_argument("backup", metavar="BACKUP")
-    rd.set_defaults(func=restore_db)
     s = action("search", search, "print matching items: id, caption and file name, one per line "
                "(videos: one line per matching segment, with its times)")
     s.add_argument("query", metavar="QUERY", help="words to find (empty: every item, newest first): all of the "
                    "words; AND, OR, NOT (or -word), \"a phrase\", ( ), word* work as usual")
-    s.add_argument("--json", action="store_true", help="print JSON Lines (one item per line)")
+    add_json_arg(s, "print JSON Lines (one item per line)")
     s.add_argument("--limit", type=_positive, default=50, help="print at most this many items (default 50)")
     add_dataclass_args(s, ListOptions)
     ls = action("list", list_items, "print items, newest first (or sorted and filtered): id, caption, file name")
-    ls.add_argument("--json", action="store_true", help="print JSON Lines (one item per line)")
+    add_json_arg(ls, "print JSON Lines (one item per line)")
     ls.add_argument("--limit", type=_positive, default=50, help="print at most this many items (default 50)")
     add_dataclass_args(ls, ListOptions)
     action("models", models, "print the model names of the items (for --model)")

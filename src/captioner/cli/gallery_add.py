@@ -68,14 +68,13 @@ def cmd_add(args) -> int:
 
 def register(actions, common: argparse.ArgumentParser) -> None:
     """Add `add` to `captioner gallery`'s actions (`common` carries --gallery)."""
-    from captioner.cli.common import add_model_arg
+    from captioner.cli.common import add_command, add_model_arg
 
-    p = actions.add_parser("add", parents=[common], help="caption folders of photos into the gallery (resumable)",
-                           description="Caption every photo under the given folders (and files) and store each in "
-                                       "the gallery with its features; photos already there are skipped, bad "
-                                       "files reported one line each.")
+    p = add_command(actions, "add", cmd_add, "caption folders of photos into the gallery (resumable)",
+                    """Caption every photo under the given folders (and files) and store each in the gallery with
+                    its features; photos already there are skipped, bad files reported one line each.""",
+                    parents=[common])
     p.add_argument("paths", nargs="+", metavar="DIR", help="folders (searched recursively) or photo files")
     p.add_argument("--batch-size", type=int, default=8, help="photos captioned together (default 8)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_model_arg(p)
-    p.set_defaults(func=cmd_add)

@@ -5,7 +5,7 @@ import json
 import sys
 from pathlib import Path
 
-from captioner.cli.common import add_model_arg
+from captioner.cli.common import add_command, add_device_arg, add_json_arg, add_model_arg
 from captioner.cli.dataclass_args import add_dataclass_args, config_from_args
 from captioner.imagine.config import T2I_MODEL_ENV, ImagineConfig
 
@@ -50,19 +50,17 @@ def cmd_imagine(args) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("imagine", help="generate images from a caption with your own text-to-image model",
-                       description="Generate images for a description with a text-to-image model folder you "
-                                   "already have (diffusers format: Stable Diffusion, SD-Turbo ...; nothing is "
-                                   "downloaded), then caption each image back and show how likely the captioner "
-                                   "finds the description for it. Needs the optional extra: "
-                                   'pip install -e ".[imagine]".')
+    p = add_command(sub, "imagine", cmd_imagine, "generate images from a caption with your own text-to-image model",
+                    """Generate images for a description with a text-to-image model folder you already have
+                    (diffusers format: Stable Diffusion, SD-Turbo ...; nothing is downloaded), then caption each
+                    image back and show how likely the captioner finds the description for it. Needs the optional
+                    extra: pip install -e ".[imagine]".""")
     p.add_argument("prompt", metavar="PROMPT", help='what to draw, e.g. "a dog running on the beach"')
     p.add_argument("--t2i-model", metavar="DIR",
                    help=f"the text-to-image model folder (holds model_index.json; default: ${T2I_MODEL_ENV})")
     add_dataclass_args(p, ImagineConfig)
     p.add_argument("--out", metavar="DIR", default="imagined",
                    help="folder for the PNG files (default: imagined); existing files are never overwritten")
-    p.add_argument("--json", action="store_true", help="one JSON object per image: file, caption, likelihoods")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
+    add_json_arg(p, "one JSON object per image: file, caption, likelihoods")
+    add_device_arg(p, "cpu, cuda or auto (default cpu)")
     add_model_arg(p)
-    p.set_defaults(func=cmd_imagine)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from captioner.cli.common import add_model_arg
+from captioner.cli.common import add_command, add_gallery_arg, add_json_arg, add_model_arg
 from captioner.cli.dataclass_args import add_dataclass_args, config_from_args
 from captioner.errors import ConfigError
 from captioner.learning.config import LearnConfig
@@ -75,21 +75,19 @@ def cmd_learn(args) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("learn", help="learn from the captions you edited (a new model folder)",
-                       description="Fine-tune the captioner on your edited captions (a gallery's edits, or a JSON "
-                                   "Lines file of {\"image\": path, \"caption\": text}), from the encoder features "
-                                   "the gallery stores. New words are added to the vocabulary; forgetting is held "
-                                   "back by distillation to the original model and a pull toward its weights. With "
-                                   "enough edits some are held out, and a model worse on them is not written. "
-                                   "Progress is checkpointed: run the same command again after a kill or Ctrl-C "
-                                   "to continue. The result is a model folder for --model.")
-    p.add_argument("--gallery", metavar="DIR", help="learn from this gallery's edited captions")
+    p = add_command(sub, "learn", cmd_learn, "learn from the captions you edited (a new model folder)",
+                    """Fine-tune the captioner on your edited captions (a gallery's edits, or a JSON Lines file of
+                    {"image": path, "caption": text}), from the encoder features the gallery stores. New words are
+                    added to the vocabulary; forgetting is held back by distillation to the original model and a
+                    pull toward its weights. With enough edits some are held out, and a model worse on them is not
+                    written. Progress is checkpointed: run the same command again after a kill or Ctrl-C to
+                    continue. The result is a model folder for --model.""")
+    add_gallery_arg(p, "learn from this gallery's edited captions")
     p.add_argument("--captions", metavar="FILE", help="learn from a JSON Lines file of {\"image\", \"caption\"}")
     p.add_argument("--out", metavar="MODEL_DIR", help="the new model folder (default with --gallery: "
                                                       "GALLERY/models/learned-DATE)")
     p.add_argument("--list", action="store_true", help="list the models learned into --gallery's models/ folder")
-    p.add_argument("--json", action="store_true", help="print the report (or the list) as JSON")
+    add_json_arg(p, "print the report (or the list) as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_model_arg(p)
     add_dataclass_args(p.add_argument_group("learning"), LearnConfig)
-    p.set_defaults(func=cmd_learn)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from captioner.cli.common import one_line
+from captioner.cli.common import add_command, add_gallery_arg, add_json_arg, one_line
 
 
 def models_listing(gallery: Path) -> dict:
@@ -53,13 +53,11 @@ def cmd_models(args) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("models", help="list the models learned from your edits (for --model)",
-                       description="List the default model and the models learned from a gallery's edited "
-                                   "captions (GALLERY/models/): where each one is, from how many edits, when, and "
-                                   "its held-out check (CIDEr-D against your own captions before and after). Use "
-                                   "one with --model PATH in caption, evaluate, find, studio, gallery add, "
-                                   "imagine and learn; without --model the shipped model is used.")
-    p.add_argument("--gallery", metavar="DIR", help="gallery folder (default: your data directory, where the "
-                                                    "studio saves)")
-    p.add_argument("--json", action="store_true", help="print the list as JSON")
-    p.set_defaults(func=cmd_models)
+    p = add_command(sub, "models", cmd_models, "list the models learned from your edits (for --model)",
+                    """List the default model and the models learned from a gallery's edited captions
+                    (GALLERY/models/): where each one is, from how many edits, when, and its held-out check
+                    (CIDEr-D against your own captions before and after). Use one with --model PATH in caption,
+                    evaluate, find, studio, gallery add, imagine and learn; without --model the shipped model is
+                    used.""")
+    add_gallery_arg(p, "gallery folder (default: your data directory, where the studio saves)")
+    add_json_arg(p, "print the list as JSON")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from captioner.cli.common import add_model_arg
+from captioner.cli.common import add_command, add_gallery_arg, add_model_arg
 from captioner.cli.dataclass_args import add_dataclass_args, config_from_args
 from captioner.studio.config import StudioConfig
 
@@ -12,7 +12,7 @@ from captioner.studio.config import StudioConfig
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The studio's options (shared by ``captioner studio`` and ``python -m captioner.studio``)."""
     add_model_arg(p)
-    p.add_argument("--gallery", metavar="DIR", help="gallery folder (default: your data directory)")
+    add_gallery_arg(p)
     p.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=7860, help="port to serve on (default 7860)")
     p.add_argument("--listen", action="store_true",
@@ -66,8 +66,7 @@ cmd_studio = run
 
 
 def register(sub) -> None:
-    s = sub.add_parser("studio", help="open the caption studio (local web app)",
-                       description="Start the Gradio caption studio on http://127.0.0.1:PORT. Photos are "
-                                   "captioned without PyTorch where the model folder allows it (see --runtime).")
+    s = add_command(sub, "studio", cmd_studio, "open the caption studio (local web app)",
+                    """Start the Gradio caption studio on http://127.0.0.1:PORT. Photos are captioned without
+                    PyTorch where the model folder allows it (see --runtime).""")
     add_arguments(s)
-    s.set_defaults(func=cmd_studio)

@@ -11,7 +11,7 @@ import os
 from dataclasses import fields
 from pathlib import Path
 
-from captioner.cli.common import DATA_HELP
+from captioner.cli.common import DATA_HELP, add_command
 from captioner.cli.dataclass_args import add_dataclass_args, config_from_args
 from captioner.errors import CaptionerError, ConfigError, DataError
 from captioner.model.config import ModelConfig
@@ -175,9 +175,9 @@ def _run_folder_args(p) -> None:
 
 
 def register(sub) -> None:
-    d = sub.add_parser("prepare", help="compute the encoder feature cache for a dataset",
-                       description="Encode every image of a dataset once with the frozen backbone and store the "
-                                   "features (float16) for training. Interrupted runs resume.")
+    d = add_command(sub, "prepare", cmd_prepare, "compute the encoder feature cache for a dataset",
+                    """Encode every image of a dataset once with the frozen backbone and store the features
+                    (float16) for training. Interrupted runs resume.""")
     _data_args(d)
     d.add_argument("--cache", required=True, metavar="DIR", help="folder for the features")
     d.add_argument("--backbone", default=ModelConfig.backbone, help=ModelConfig.__dataclass_fields__["backbone"].metadata["help"])
@@ -190,13 +190,12 @@ def register(sub) -> None:
     d.add_argument("--model", metavar="DIR", help="encode with this model's fine-tuned backbone instead")
     d.add_argument("--from-cache", metavar="DIR",
                    help="with --model: start from a --before-blocks cache instead of the images (much faster)")
-    d.set_defaults(func=cmd_prepare)
 
-    t = sub.add_parser("train", help="train a captioning model",
-                       description="Train the attention decoder (and optionally the backbone's last blocks) with "
-                                   "teacher forcing; early stopping on validation BLEU-4 from beam search. Writes "
-                                   "OUT/checkpoint.pt every epoch, OUT/log.csv, and the best model to OUT/best/. "
-                                   "Use torchrun for several processes/GPUs.")
+    t = add_command(sub, "train", cmd_train, "train a captioning model",
+                    """Train the attention decoder (and optionally the backbone's last blocks) with teacher
+                    forcing; early stopping on validation BLEU-4 from beam search. Writes OUT/checkpoint.pt every
+                    epoch, OUT/log.csv, and the best model to OUT/best/. Use torchrun for several
+                    processes/GPUs.""")
     _data_args(t)
     t.add_argument("--cache", metavar="DIR", help="feature cache from `captioner prepare` (with --fine-tune-blocks N: "
                                                    "one made with --before-blocks N)")
@@ -205,17 +204,16 @@ def register(sub) -> None:
     add_dataclass_args(t.add_argument_group("model (with --init-from, only --fine-tune-blocks applies)"), ModelConfig)
     add_dataclass_args(t.add_argument_group("training"), TrainConfig, exclude=RUN_FIELDS)
     add_dataclass_args(t.add_argument_group("run"), RunConfig)
-    t.set_defaults(func=cmd_train)
 
-    r = sub.add_parser("scst", help="fine-tune a trained model with self-critical sequence training (CIDEr reward)",
-                       description="Self-critical sequence training: REINFORCE on the CIDEr-D of sampled captions with "
-                                   "a mean-of-samples or greedy baseline, on cached features, starting from a model "
-                                   "trained with `captioner train`. Keeps the model with the best validation CIDEr "
-                                   "(beam search) in OUT/best/; checkpoints after every validation (--resume).")
+    r = add_command(sub, "scst", cmd_scst,
+                    "fine-tune a trained model with self-critical sequence training (CIDEr reward)",
+                    """Self-critical sequence training: REINFORCE on the CIDEr-D of sampled captions with a
+                    mean-of-samples or greedy baseline, on cached features, starting from a model trained with
+                    `captioner train`. Keeps the model with the best validation CIDEr (beam search) in OUT/best/;
+                    checkpoints after every validation (--resume).""")
     _data_args(r)
     r.add_argument("--cache", required=True, metavar="DIR", help="feature cache from `captioner prepare`")
     r.add_argument("--init-from", required=True, metavar="DIR", help="the model folder to start from")
     _run_folder_args(r)
     add_dataclass_args(r.add_argument_group("SCST"), SCSTConfig, exclude=RUN_FIELDS)
     add_dataclass_args(r.add_argument_group("run"), RunConfig)
-    r.set_defaults(func=cmd_scst)

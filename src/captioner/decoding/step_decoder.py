@@ -2,13 +2,16 @@
 
 `captioner.model.decoder.Decoder` (training and reference), `captioner.runtime.fused_decoder.InferenceDecoder`
 (transposed, fused weights) and `captioner.runtime.onnx_runtime.OnnxStepDecoder` (its step in ONNX
-Runtime) all implement it.
+Runtime) all implement it. `StepWrapper` is the base of a decoder that changes only the step of another
+(the ONNX step decoder, `captioner.tags.new_words.ExtendedStepDecoder`). Importing this module does not
+import torch.
 """
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 
 @runtime_checkable
@@ -31,3 +34,20 @@ class StepDecoder(Protocol):
              c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """One word for each row: (log-probabilities (R, V), h, c, attention (R, P))."""
         ...
+
+
+class StepWrapper:
+    """A `StepDecoder` that changes only `step` of the decoder it wraps (`inner`): the parts computed once per
+    image, `flatten`, `project` and `init_state`, are the wrapped decoder's. Subclasses set `inner`,
+    `vocab_size` and `step`."""
+
+    inner: StepDecoder
+
+    def flatten(self, features):
+        return self.inner.flatten(features)
+
+    def project(self, features):
+        return self.inner.project(features)
+
+    def init_state(self, features):
+        return self.inner.init_state(features)

@@ -46,6 +46,7 @@ from pathlib import Path
 import torch
 
 from captioner.atomic_write import atomic_path
+from captioner.decoding.step_decoder import StepWrapper
 from captioner.runtime import folder_runtime
 from captioner.runtime.ort_session import import_onnxruntime, session
 
@@ -323,26 +324,17 @@ class _StepModule(torch.nn.Module):
         return self.fast.step(features, projected, words, h, c)
 
 
-class OnnxStepDecoder:
+class OnnxStepDecoder(StepWrapper):
     """A decoder whose `step` runs in ONNX Runtime; `flatten`, `project` and `init_state` (once per
-    image) stay in PyTorch. On this CPU, ONNX Runtime multiplies the few rows of a beam search by the
-    decoder's weight matrices about 3x faster than PyTorch (benchmarks/bench_caption.py)."""
+    image) stay in PyTorch (`inner`, the `InferenceDecoder`). On this CPU, ONNX Runtime multiplies the few rows
+    of a beam search by the decoder's weight matrices about 3x faster than PyTorch (benchmarks/bench_caption.py)."""
 
     def __init__(self, fast, path: Path, threads: int):
-        self.fast = fast
+        self.inner = fast
         self.vocab_size = fast.vocab_size
         self.embedding = fast.embedding
         self.path = path
         self.session = _session(path, threads)
-
-    def flatten(self, features):
-        return self.fast.flatten(features)
-
-    def project(self, features):
-        return self.fast.project(features)
-
-    def init_state(self, features):
-        return self.fast.init_state(features)
 
     def step(self, features, projected, words, h, c):
         feeds = {"features": features, "projected": projected, "words": words, "h": h, "c": c}

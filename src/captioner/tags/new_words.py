@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from captioner.decoding.arrays import arrays_of
+from captioner.decoding.step_decoder import StepWrapper
 from captioner.model.config import load_optional
 from captioner.model.vocab import Vocab
 
@@ -71,7 +72,7 @@ def extend_vocab(vocab: Vocab, new: NewWords) -> Vocab:
     return Vocab(list(vocab.itos) + list(new.words))
 
 
-class ExtendedStepDecoder:
+class ExtendedStepDecoder(StepWrapper):
     """A `StepDecoder` over `extend_vocab`'s ids, wrapping one over the model's own vocabulary; on torch
     tensors or numpy arrays, as the wrapped decoder gives (`captioner.decoding.arrays`)."""
 
@@ -81,7 +82,7 @@ class ExtendedStepDecoder:
         confident tag of a photo of the batch, so the captions are the same; default: all). `no_echo`
         (`DecodingConfig.no_echo`): no new word right after one of its own proxies ("a coffee espresso",
         "a kitchen microwave") or after another new word: it would stand where its proxy fits, not itself."""
-        self.decoder, self.base_size = decoder, len(vocab)
+        self.inner, self.base_size = decoder, len(vocab)
         self.vocab_size = self.base_size + len(new.words)
         width = max(len(p) for p in new.proxies)
         # (K, width): each new word's proxies, padded with the first
@@ -114,19 +115,10 @@ class ExtendedStepDecoder:
             after[self.base_size :] = True
             self.after_ban = after
 
-    def flatten(self, features):
-        return self.decoder.flatten(features)
-
-    def project(self, features):
-        return self.decoder.project(features)
-
-    def init_state(self, features):
-        return self.decoder.init_state(features)
-
     def step(self, features, projected, words, h, c):
         self._arrays_for(words)
         xp = self._place[0]
-        logp, h, c, alpha = self.decoder.step(features, projected, self.input_ids[words], h, c)
+        logp, h, c, alpha = self.inner.step(features, projected, self.input_ids[words], h, c)
         # each active new word as likely as its likeliest proxy; the others -inf
         likely = xp.amax(logp[:, self.active_proxies], -1)  # (R, A)
         if self.after_ban is not None:

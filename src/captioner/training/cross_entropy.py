@@ -156,11 +156,12 @@ class CrossEntropyJob(Job):
         if self.cfg.keep_epochs:
             self.model.save(run.out / f"epoch-{state['epoch']}")
 
-    def report(self, state, mean, scores, secs, improved, run):
-        epoch, lr, bleu4, cider = state["epoch"], run.optimizer.param_groups[0]["lr"], scores["bleu4"], scores["cider"]
-        line = (f"epoch {epoch}: loss {mean:.4f}  val BLEU-4 {bleu4:.2f}  CIDEr {cider:.1f}  lr {lr:.2e}  "
-                f"{secs:.0f}s{'  (best)' if improved else ''}")
-        return line, [epoch, f"{mean:.4f}", f"{bleu4:.3f}", f"{cider:.2f}", f"{lr:.3e}", f"{secs:.0f}"]
+    def position(self, state: dict) -> tuple[str, list]:
+        return f"epoch {state['epoch']}", [state["epoch"]]
+
+    def extra(self, run: Run) -> tuple[str, list]:
+        lr = run.optimizer.param_groups[0]["lr"]
+        return f"lr {lr:.2e}  ", [f"{lr:.3e}"]
 
     def resumed(self, state: dict) -> str:
         return f"after epoch {state['epoch']} (best val BLEU-4 {state['best_bleu4']:.2f})"

@@ -123,6 +123,7 @@ class Job:
     metric = "bleu4"  # the validation score that picks OUT/best/
     best_key = "best_bleu4"  # where the state keeps the best score
     stat = "loss"  # the per-batch number shown while training (and averaged over the period)
+    stat_line = "loss {:.4f}"  # the period's mean `stat` in the validation line
     log_header: list[str] = []
     config_file = "train_config.json"  # written to the run folder with a fresh log
     tunes_encoder = False  # checkpoints hold the trunk too
@@ -171,9 +172,24 @@ class Job:
     def saved(self, state: dict, run: Run) -> None:
         """Extra files after a validation (rank 0)."""
 
-    def report(self, state: dict, mean: float, scores: dict, secs: float, improved: bool, run: Run) -> tuple[str, list]:
-        """The printed line and the log.csv row of a validation."""
+    def position(self, state: dict) -> tuple[str, list]:
+        """Where the run is: the start of the validation line ("epoch 3") and the first cells of its log.csv row."""
         raise NotImplementedError
+
+    def extra(self, run: Run) -> tuple[str, list]:
+        """More of the run's state for the validation line (text ending in two spaces) and its log.csv row (cells
+        before the seconds); none by default."""
+        return "", []
+
+    def report(self, state: dict, mean: float, scores: dict, secs: float, improved: bool, run: Run) -> tuple[str, list]:
+        """The printed line and the log.csv row of a validation: where the run is, the period's mean `stat`, the
+        validation BLEU-4 and CIDEr, the job's `extra` and the seconds the period took."""
+        where, cells = self.position(state)
+        extra, extra_cells = self.extra(run)
+        bleu4, cider = scores["bleu4"], scores["cider"]
+        line = (f"{where}: {self.stat_line.format(mean)}  val BLEU-4 {bleu4:.2f}  CIDEr {cider:.1f}  {extra}"
+                f"{secs:.0f}s{'  (best)' if improved else ''}")
+        return line, [*cells, f"{mean:.4f}", f"{bleu4:.3f}", f"{cider:.2f}", *extra_cells, f"{secs:.0f}"]
 
     def resumed(self, state: dict) -> str:
         raise NotImplementedError

@@ -75,7 +75,7 @@ def rewards(scorer: CiderD, vocab: Vocab, ids, image_ids: list[str], refs: dict)
 
 
 class SCSTJob(Job):
-    metric, best_key, stat = "cider", "best_cider", "reward"
+    metric, best_key, stat, stat_line = "cider", "best_cider", "reward", "mean reward {:.3f}"
     log_header = ["step", "epoch", "mean_reward", "val_bleu4", "val_cider", "seconds"]
     config_file = "scst_config.json"
     distributed = False
@@ -150,11 +150,9 @@ class SCSTJob(Job):
     def advance(self, state: dict, n_batches: int) -> None:
         state["step"] += n_batches
 
-    def report(self, state, mean, scores, secs, improved, run):
+    def position(self, state: dict) -> tuple[str, list]:
         step, epoch = state["step"], state["step"] / self.n_batches
-        line = (f"step {step} (epoch {epoch:.2f}): mean reward {mean:.3f}  val BLEU-4 {scores['bleu4']:.2f}  "
-                f"CIDEr {scores['cider']:.1f}  {secs:.0f}s{'  (best)' if improved else ''}")
-        return line, [step, f"{epoch:.3f}", f"{mean:.4f}", f"{scores['bleu4']:.3f}", f"{scores['cider']:.2f}", f"{secs:.0f}"]
+        return f"step {step} (epoch {epoch:.2f})", [step, f"{epoch:.3f}"]
 
     def resumed(self, state: dict) -> str:
         return f"at step {state['step']} (best val CIDEr {state['best_cider']:.2f})"
