@@ -1,4 +1,4 @@
-"""Write `src/captioner/decoding/copula_table.py`: how often each word follows `is` / `are` in the Flickr8k
+"""Write `src/captioner/decoding/copula_table.json`: how often each word follows `is` / `are` in the Flickr8k
 train captions (`captioner.decoding.copula.count_followers`), the data the `no_bare_noun` rule reads, and the
 share of each frequent word's uses that come right before one (`subject_shares`), which `no_bare_subject` reads.
 
@@ -7,16 +7,17 @@ share of each frequent word's uses that come right before one (`subject_shares`)
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
 
 from captioner.data.flickr8k import read_flickr8k
-from captioner.decoding.copula import COPULAS, MIN_USES, count_followers, subject_shares
+from captioner.decoding.copula import COPULAS, MIN_USES, TABLE_FILE, count_followers, subject_shares
 from captioner.model.vocab import tokenize
 
 ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "src" / "captioner" / "decoding" / "copula_table.py"
+OUT = ROOT / "src" / "captioner" / "decoding" / TABLE_FILE
 
 
 def main() -> int:
@@ -29,17 +30,13 @@ def main() -> int:
     captions = [tokenize(c) for i in ids for c in ds.captions[i]]
     counts = count_followers(captions)
     shares = subject_shares(captions)
-    lines = ['"""How often each word follows a copula (' + " / ".join(COPULAS) + f") in the {len(ids)} Flickr8k train photos'",
-             "captions: the data `captioner.decoding.copula` learns the `no_bare_noun` rule from. Written by",
-             '`scripts/build_copula_table.py`; do not edit by hand."""', "",
-             "FOLLOWERS: dict[str, int] = {"]
-    lines += [f"    {w!r}: {n}," for w, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
-    lines.append("}")
-    lines += ["", f"#: of each word used at least {MIN_USES} times, the share of its uses right before a copula",
-              "SUBJECT_SHARES: dict[str, float] = {"]
-    lines += [f"    {w!r}: {v}," for w, v in sorted(shares.items())]
-    lines.append("}")
-    Path(args.out).write_text("\n".join(lines) + "\n")
+    table = {"about": f"How often each word follows a copula ({' / '.join(COPULAS)}) in the {len(ids)} Flickr8k train "
+                      f"photos' captions (followers), and of each word used at least {MIN_USES} times the share of its "
+                      "uses right before a copula (subject_shares): the data captioner.decoding.copula learns its rules "
+                      "from. Written by scripts/build_copula_table.py; do not edit by hand.",
+             "followers": dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))),
+             "subject_shares": dict(sorted(shares.items()))}
+    Path(args.out).write_text(json.dumps(table, indent=0) + "\n", encoding="utf-8")
     print(f"{args.out}: {len(counts)} followers, {len(shares)} shares", file=sys.stderr)
     return 0
 

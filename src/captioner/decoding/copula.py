@@ -2,7 +2,7 @@
 
 What may follow `is` / `are` is learnt from data, not from a hand list: `count_followers` counts, over
 training captions, how often each word comes right after a copula (`sitting` 455 times in Flickr8k train,
-`in` 317, `a` 150, `rock` 37 for "is rock climbing", `dog` and `kitchen` never). `copula_table.py` holds
+`in` 317, `a` 150, `rock` 37 for "is rock climbing", `dog` and `kitchen` never). `copula_table.json` holds
 those counts for Flickr8k train (written by `scripts/build_copula_table.py`). With
 `DecodingConfig.no_bare_noun` n > 0, a word seen after a copula fewer than n times in training is not
 emitted right after one (`NoBareNoun`); words the table has never seen (those added at decode time by
@@ -23,6 +23,9 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
+
+#: the shipped Flickr8k train counts and shares, package data beside this module
+TABLE_FILE = "copula_table.json"
 
 #: the copulas whose next word is checked
 COPULAS = ("is", "are")
@@ -62,18 +65,22 @@ def subject_shares(captions: Iterable[Sequence[str]], copulas: Sequence[str] = C
     return {w: round(before[w] / n, 4) for w, n in uses.items() if n >= min_uses}
 
 
-def shipped_followers() -> dict[str, int]:
-    """The Flickr8k train counts (`copula_table.FOLLOWERS`)."""
-    from captioner.decoding.copula_table import FOLLOWERS
+@functools.lru_cache(maxsize=1)
+def _shipped_table() -> dict:
+    import json
+    from importlib import resources
 
-    return FOLLOWERS
+    return json.loads(resources.files("captioner.decoding").joinpath(TABLE_FILE).read_text(encoding="utf-8"))
+
+
+def shipped_followers() -> dict[str, int]:
+    """The Flickr8k train counts (`copula_table.json`'s `followers`)."""
+    return _shipped_table()["followers"]
 
 
 def shipped_subject_shares() -> dict[str, float]:
-    """The Flickr8k train shares (`copula_table.SUBJECT_SHARES`)."""
-    from captioner.decoding.copula_table import SUBJECT_SHARES
-
-    return SUBJECT_SHARES
+    """The Flickr8k train shares (`copula_table.json`'s `subject_shares`)."""
+    return _shipped_table()["subject_shares"]
 
 
 def subject_ban(itos: Sequence[str], min_share: float, shares: Mapping[str, float] | None = None) -> np.ndarray:
