@@ -92,7 +92,6 @@ def test_a_learned_model_loads_on_the_studio_runtime(lean_studio, tmp_path):
     """The Models tab's switch: a learned folder that carries its ONNX runtime loads torch-free in a torch-free
     studio (and on PyTorch in a --runtime torch one)."""
     from captioner.runtime.lean import model_dir
-
     from captioner.storage import Gallery
 
     gallery = tmp_path / "gallery"
