@@ -114,3 +114,18 @@ def test_what_only_pytorch_does_gets_the_same_folder_on_pytorch(lean_studio):
     assert torch_twin(lean_studio.captioner) is twin  # loaded once
     assert torch_twin(twin) is twin
     assert callable(video_engine(lean_studio.captioner).caption_video)
+
+
+def test_the_video_tab_captions_on_the_torch_free_runtime_like_pytorch(lean_studio, shipped_captioner, tmp_path):
+    """A video in the torch-free studio: captioned by `LeanCaptioner.caption_video` itself (no PyTorch twin),
+    with PyTorch's segments and captions."""
+    from captioner.studio.engines import video_engine
+    from test_studio_video import FPS, Progress, two_photos, write_video
+
+    clip = write_video(tmp_path / "two shots.mp4", [p for p in two_photos() for _ in range(2 * FPS)])
+    assert video_engine(lean_studio.captioner) is lean_studio.captioner
+    result, state = lean_studio.video.caption(str(clip), 3, 20, progress=Progress())
+    want = shipped_captioner.caption_video(clip, beam_size=3, max_len=20, name=clip.name)
+    assert result["error"] is None and want.error is None and len(want.segments) == 2
+    assert [(s["start"], s["end"], s["caption"]) for s in result["segments"]] == \
+        [(round(s.start, 3), round(s.end, 3), s.caption) for s in want.segments]
