@@ -8,7 +8,7 @@ from pathlib import Path
 from captioner.cli.common import add_model_arg, one_line, say, show_image_warnings
 from captioner.cli.dataclass_args import add_dataclass_args, config_from_args
 from captioner.decoding.config import DecodingConfig
-from captioner.errors import ConfigError, ModelLoadError
+from captioner.errors import ConfigError
 from captioner.results_file import ResultsFile, check_output_path, check_output_suffix, read_done, read_done_videos
 from captioner.settings import max_threads
 
@@ -41,42 +41,28 @@ def expand_with_videos(paths: list[str]) -> list[str]:
 
 def torch_reason(args, decoding=None) -> str | None:
     """Why this run needs the PyTorch path (None: the torch-free one does it all, photos and videos): --runtime
-    torch, a device other than the CPU, or what `captioner.runtime.lean.needs_torch` names in the decoding."""
-    if args.runtime == "torch":
-        return "--runtime torch"
-    if args.device != "cpu":
-        return f"--device {args.device}"
-    if decoding is not None:
+    torch, a device other than the CPU (`captioner.runtime.choice.torch_reason`), or what
+    `captioner.runtime.lean.needs_torch` names in the decoding."""
+    from captioner.runtime.choice import torch_reason as runtime_reason
+
+    reason = runtime_reason(args.runtime, args.device)
+    if reason is None and decoding is not None:
         from captioner.runtime.lean import needs_torch
 
         return needs_torch(decoding)
-    return None
+    return reason
 
 
 def load_captioner(args):
-    """The captioner for this run: `captioner.runtime.lean.LeanCaptioner` (ONNX Runtime and numpy, no torch)
-    when it can do everything asked and the model folder carries its ONNX runtime, else
-    `captioner.pipeline.Captioner` (PyTorch), which gives the same output; then the decoding asked for."""
-    if torch_reason(args) is None:
-        from captioner.runtime.lean import LeanCaptioner
+    """The captioner for this run, by the one choice every command makes (`captioner.runtime.choice`):
+    `LeanCaptioner` (ONNX Runtime and numpy, no torch) when it can do everything asked and the model folder
+    carries its ONNX runtime, else the PyTorch `Captioner`, which gives the same output; then the decoding
+    asked for."""
+    from captioner.runtime.choice import load_captioner as choose
 
-        try:
-            lean = LeanCaptioner(args.model, threads=args.threads)
-        except ModelLoadError:  # no ONNX runtime in the folder (or a broken one): PyTorch says what is wrong
-            lean = None
-        if lean is not None:
-            decoding = config_from_args(DecodingConfig, args, base=lean.decoding)
-            if torch_reason(args, decoding) is None:
-                return lean, decoding
-    import torch
-
-    from captioner.device import resolve_device
-    from captioner.pipeline import Captioner
-
-    device = resolve_device(args.device)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    captioner = Captioner.load(args.model, device=device)
+    captioner = choose(args.model, runtime=args.runtime, device=args.device, threads=args.threads,
+                       needs=lambda lean: torch_reason(args, config_from_args(DecodingConfig, args,
+                                                                              base=lean.decoding)))
     return captioner, config_from_args(DecodingConfig, args, base=captioner.decoding)
 
 
