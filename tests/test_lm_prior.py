@@ -127,3 +127,18 @@ def test_the_unsure_gate_applies_the_prior_only_to_unsure_photos(shipped_caption
     want = [(f if s < cut else p)[0].ids for s, p, f in zip(scores, plain, fused)]
     assert [cs[0].ids for cs in gated] == want
     assert want != [cs[0].ids for cs in plain] and want != [cs[0].ids for cs in fused]
+
+
+def test_the_swap_term_is_finite_and_quiet(shipped_captioner, prior_file):
+    """With `lm_swap` both models' -inf (words neither predicts: <pad>, <start>) met in a subtraction; the term
+    must be finite in every column and raise no numpy warning (it did on every step)."""
+    import warnings
+
+    vocab = shipped_captioner.model.vocab
+    words, models = lm_prior.load(prior_file)
+    term = lm_prior.Fusion(words, models, vocab.itos, weight=1.0, swap=0.5)
+    seqs = np.array([[vocab.stoi["a"], vocab.stoi["dog"]], [vocab.stoi["a"], vocab.stoi["man"]]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = term.term(seqs)
+    assert out.shape == (2, len(vocab)) and np.isfinite(out).all()

@@ -114,7 +114,10 @@ class Fusion:
         hist = self.to_lm[np.asarray(seqs, dtype=np.int64)]
         out = self.weight * self.prior.logprobs(hist)
         if self.own is not None:
-            out -= self.swap * self.own.logprobs(hist)
+            # -inf - -inf is NaN only in the columns of words neither model predicts (<pad>, <start>), which
+            # `known` sets to 0 below; numpy need not warn about them on every step
+            with np.errstate(invalid="ignore"):
+                out -= self.swap * self.own.logprobs(hist)
         out = out[:, self.to_lm]
         out[:, ~self.known] = 0.0
         return out.astype(np.float32)
